@@ -1,0 +1,142 @@
+//! The commands the replicated IPAM state machine applies, and its answers.
+//!
+//! Commands carry everything `apply` needs (including the requesting host and
+//! its default pools), so applying them is deterministic on every node.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{HostId, IpamError};
+
+/// A block of address space from which networks created without `--subnet`
+/// get subnets of `size` bits, like Docker's `default-address-pools`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultPool {
+    pub base: IpNet,
+    pub size: u8,
+}
+
+impl fmt::Display for DefaultPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.base, self.size)
+    }
+}
+
+impl std::str::FromStr for DefaultPool {
+    type Err = String;
+
+    /// Parses `BASE/LEN:SIZE`, e.g. `10.128.0.0/9:24`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (base, size) = s.rsplit_once(':').ok_or_else(|| {
+            format!("default pool {s:?} is not BASE/LEN:SIZE (e.g. 10.128.0.0/9:24)")
+        })?;
+        let base: IpNet = base
+            .parse()
+            .map_err(|e| format!("default pool {s:?}: base {base:?}: {e}"))?;
+        let size: u8 = size
+            .parse()
+            .map_err(|e| format!("default pool {s:?}: size {size:?}: {e}"))?;
+        if base != base.trunc() {
+            return Err(format!(
+                "default pool {s:?}: {base} is not a network address"
+            ));
+        }
+        if size < base.prefix_len() || size > base.max_prefix_len() {
+            return Err(format!(
+                "default pool {s:?}: size /{size} must lie between /{} and /{}",
+                base.prefix_len(),
+                base.max_prefix_len()
+            ));
+        }
+        Ok(Self { base, size })
+    }
+}
+
+/// What an address is held for: shown in errors ("in use by ...").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HolderKind {
+    /// The network's gateway.
+    Gateway,
+    /// An `--aux-address`: reserved, never handed out.
+    Reserved,
+    /// A container endpoint, by the name Docker gives it.
+    Endpoint { name: String },
+}
+
+/// A change to the address space, proposed by `host`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Docker's RequestPool: an explicit `pool` (with an optional `range`
+    /// inside it), or, without one, the first free subnet of `defaults`.
+    RequestPool {
+        host: HostId,
+        pool: Option<IpNet>,
+        range: Option<IpNet>,
+        v6: bool,
+        defaults: Vec<DefaultPool>,
+    },
+    /// Docker's ReleasePool: drops `host`'s reference; the last one frees it.
+    ReleasePool { host: HostId, pool_id: String },
+    /// Docker's RequestAddress: `address`, or the first free one of the range.
+    RequestAddress {
+        host: HostId,
+        pool_id: String,
+        address: Option<IpAddr>,
+        kind: HolderKind,
+    },
+    /// Docker's ReleaseAddress: only the holding host may release.
+    ReleaseAddress {
+        host: HostId,
+        pool_id: String,
+        address: IpAddr,
+    },
+}
+
+/// A successful answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Pool { pool_id: String, subnet: IpNet },
+    Address { address: IpNet },
+    Released,
+}
+
+/// What applying a command yields; replicated to the proposer.
+pub type CommandResult = Result<Response, IpamError>;
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RequestPool {
+                host, pool, range, ..
+            } => {
+                let pool = pool.map_or_else(|| "default".to_owned(), |p| p.to_string());
+                match range {
+                    Some(range) => write!(f, "request-pool {pool} range {range} by host {host}"),
+                    None => write!(f, "request-pool {pool} by host {host}"),
+                }
+            }
+            Self::ReleasePool { host, pool_id } => {
+                write!(f, "release-pool {pool_id} by host {host}")
+            }
+            Self::RequestAddress {
+                host,
+                pool_id,
+                address,
+                ..
+            } => match address {
+                Some(a) => write!(f, "request-address {a} in {pool_id} by host {host}"),
+                None => write!(f, "request-address in {pool_id} by host {host}"),
+            },
+            Self::ReleaseAddress {
+                host,
+                pool_id,
+                address,
+            } => {
+                write!(f, "release-address {address} in {pool_id} by host {host}")
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! rustnet's cluster-wide IP address management.
+//!
+//! ```text
+//!   Docker IPAM request ──► Command ──► Raft log (redb) ──► State::apply ──► Response
+//! ```
+//!
+//! [`State`] is a pure, deterministic state machine: every address is chosen
+//! inside [`State::apply`] from replicated state alone (no clock, no
+//! randomness, no I/O), so two hosts proposing at the same time can never be
+//! given the same address. [`store`] replicates it with openraft and keeps
+//! log, vote and snapshots in redb.
+
+mod addr;
+mod command;
+mod error;
+mod pool;
+mod state;
+pub mod store;
+
+pub use command::{Command, CommandResult, DefaultPool, HolderKind, Response};
+pub use error::IpamError;
+pub use pool::{Holder, Pool};
+pub use state::State;
+
+/// Identifies a rustnet host (a Raft node) in the cluster.
+pub type HostId = u64;

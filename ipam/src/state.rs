@@ -1,0 +1,219 @@
+//! The replicated IPAM state machine: every pool of the cluster.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::addr::{overlaps, usable};
+use crate::{
+    Command, CommandResult, DefaultPool, Holder, HolderKind, HostId, IpamError, Pool, Response,
+};
+
+/// All pools of the cluster, keyed by subnet. Changed only by [`State::apply`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pools: BTreeMap<IpNet, Pool>,
+}
+
+impl State {
+    /// Applies one command. A refused command changes nothing.
+    pub fn apply(&mut self, command: &Command) -> CommandResult {
+        match command {
+            Command::RequestPool {
+                host,
+                pool,
+                range,
+                v6,
+                defaults,
+            } => match pool {
+                Some(subnet) => self.request_subnet(*host, *subnet, *range),
+                None => match range {
+                    Some(sub_pool) => Err(IpamError::SubPoolWithoutPool {
+                        sub_pool: *sub_pool,
+                    }),
+                    None => self.request_default(*host, *v6, defaults),
+                },
+            },
+            Command::ReleasePool { host, pool_id } => self.release_pool(*host, pool_id),
+            Command::RequestAddress {
+                host,
+                pool_id,
+                address,
+                kind,
+            } => {
+                let pool = self.pool_mut(pool_id)?;
+                let holder = Holder {
+                    host: *host,
+                    kind: kind.clone(),
+                };
+                let address = match address {
+                    Some(address) => pool.take(*address, holder)?,
+                    None => pool.take_any(holder)?,
+                };
+                Ok(Response::Address { address })
+            }
+            Command::ReleaseAddress {
+                host,
+                pool_id,
+                address,
+            } => {
+                self.pool_mut(pool_id)?.release(*address, *host)?;
+                Ok(Response::Released)
+            }
+        }
+    }
+
+    /// Every pool, in subnet order.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    /// The pool Docker knows as `pool_id`.
+    pub fn pool(&self, pool_id: &str) -> Option<&Pool> {
+        pool_id
+            .parse::<IpNet>()
+            .ok()
+            .and_then(|s| self.pools.get(&s))
+    }
+
+    /// Who holds `address`, if anyone.
+    pub fn holder(&self, address: IpAddr) -> Option<&Holder> {
+        self.pools
+            .values()
+            .find(|p| p.subnet.contains(&address))
+            .and_then(|p| p.addresses.get(&address))
+    }
+
+    fn pool_mut(&mut self, pool_id: &str) -> Result<&mut Pool, IpamError> {
+        pool_id
+            .parse::<IpNet>()
+            .ok()
+            .and_then(|s| self.pools.get_mut(&s))
+            .ok_or_else(|| IpamError::UnknownPool {
+                pool_id: pool_id.to_owned(),
+            })
+    }
+
+    fn request_subnet(
+        &mut self,
+        host: HostId,
+        subnet: IpNet,
+        range: Option<IpNet>,
+    ) -> CommandResult {
+        validate(subnet, range)?;
+        if let Some(pool) = self.pools.get_mut(&subnet) {
+            if pool.range != range {
+                return Err(IpamError::RangeMismatch {
+                    subnet,
+                    existing: describe_range(pool.range),
+                    requested: describe_range(range),
+                });
+            }
+            if pool.refs.contains_key(&host) {
+                return Err(IpamError::AlreadyHeld { subnet });
+            }
+            pool.refs.insert(host, 1);
+            return Ok(pool_response(pool));
+        }
+        if let Some(existing) = self.pools.values().find(|p| overlaps(p.subnet, subnet)) {
+            return Err(IpamError::Overlap {
+                requested: subnet,
+                existing: existing.subnet,
+                holders: existing.holders(),
+            });
+        }
+        let pool = Pool::new(subnet, range, host);
+        let response = pool_response(&pool);
+        self.pools.insert(subnet, pool);
+        Ok(response)
+    }
+
+    fn request_default(
+        &mut self,
+        host: HostId,
+        v6: bool,
+        defaults: &[DefaultPool],
+    ) -> CommandResult {
+        let family: Vec<&DefaultPool> = defaults
+            .iter()
+            .filter(|d| matches!(d.base, IpNet::V6(_)) == v6)
+            .collect();
+        let free = family.iter().find_map(|d| {
+            d.base
+                .subnets(d.size)
+                .ok()?
+                .find(|s| !self.pools.keys().any(|p| overlaps(*p, *s)))
+        });
+        let Some(subnet) = free else {
+            let pools: Vec<String> = family.iter().map(ToString::to_string).collect();
+            return Err(IpamError::DefaultPoolsExhausted {
+                family: if v6 { "IPv6" } else { "IPv4" }.to_owned(),
+                pools: if pools.is_empty() {
+                    "none configured".to_owned()
+                } else {
+                    pools.join(", ")
+                },
+            });
+        };
+        self.request_subnet(host, subnet, None)
+    }
+
+    fn release_pool(&mut self, host: HostId, pool_id: &str) -> CommandResult {
+        let pool = self.pool_mut(pool_id)?;
+        let Some(refs) = pool.refs.get_mut(&host) else {
+            return Err(IpamError::PoolNotHeld {
+                pool_id: pool_id.to_owned(),
+                host,
+            });
+        };
+        *refs -= 1;
+        if *refs == 0 {
+            pool.refs.remove(&host);
+        }
+        if pool.refs.is_empty() {
+            let subnet = pool.subnet;
+            self.pools.remove(&subnet);
+        }
+        Ok(Response::Released)
+    }
+}
+
+fn validate(subnet: IpNet, range: Option<IpNet>) -> Result<(), IpamError> {
+    for net in std::iter::once(subnet).chain(range) {
+        if net != net.trunc() {
+            return Err(IpamError::NotNetworkAddress { subnet: net });
+        }
+    }
+    if usable(subnet).is_none() {
+        return Err(IpamError::SubnetTooSmall { subnet });
+    }
+    if let Some(range) = range
+        && !subnet.contains(&range) {
+            return Err(IpamError::RangeOutsideSubnet { range, subnet });
+        }
+    Ok(())
+}
+
+fn describe_range(range: Option<IpNet>) -> String {
+    range.map_or_else(|| "none".to_owned(), |r| r.to_string())
+}
+
+fn pool_response(pool: &Pool) -> Response {
+    Response::Pool {
+        pool_id: pool.id(),
+        subnet: pool.subnet,
+    }
+}
+
+/// Holder kinds are part of the public API; keep the gateway constructor handy.
+impl HolderKind {
+    /// An endpoint holder named as Docker names it.
+    pub fn endpoint(name: impl Into<String>) -> Self {
+        Self::Endpoint { name: name.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests;

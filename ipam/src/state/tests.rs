@@ -1,0 +1,536 @@
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+
+use super::*;
+
+const H1: HostId = 1;
+const H2: HostId = 2;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn defaults() -> Vec<DefaultPool> {
+    vec!["10.128.0.0/9:24".parse().unwrap()]
+}
+
+fn pool(state: &mut State, host: HostId, subnet: &str, range: Option<&str>) -> CommandResult {
+    state.apply(&Command::RequestPool {
+        host,
+        pool: Some(net(subnet)),
+        range: range.map(net),
+        v6: false,
+        defaults: defaults(),
+    })
+}
+
+fn default_pool(state: &mut State, host: HostId) -> IpNet {
+    let cmd = Command::RequestPool {
+        host,
+        pool: None,
+        range: None,
+        v6: false,
+        defaults: defaults(),
+    };
+    match state.apply(&cmd) {
+        Ok(Response::Pool { subnet, .. }) => subnet,
+        other => panic!("expected a pool, got {other:?}"),
+    }
+}
+
+fn request(
+    state: &mut State,
+    host: HostId,
+    pool_id: &str,
+    address: Option<&str>,
+    kind: HolderKind,
+) -> CommandResult {
+    state.apply(&Command::RequestAddress {
+        host,
+        pool_id: pool_id.to_owned(),
+        address: address.map(ip),
+        kind,
+    })
+}
+
+fn addr(result: CommandResult) -> String {
+    match result {
+        Ok(Response::Address { address }) => address.to_string(),
+        other => panic!("expected an address, got {other:?}"),
+    }
+}
+
+fn release(state: &mut State, host: HostId, pool_id: &str, address: &str) -> CommandResult {
+    state.apply(&Command::ReleaseAddress {
+        host,
+        pool_id: pool_id.to_owned(),
+        address: ip(address),
+    })
+}
+
+#[test]
+fn ip_range_without_gateway_starts_at_the_range() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", Some("10.0.42.128/25")).unwrap();
+    let gw = addr(request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        None,
+        HolderKind::Gateway,
+    ));
+    let first = addr(request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        None,
+        HolderKind::endpoint("c1"),
+    ));
+    assert_eq!(
+        (gw.as_str(), first.as_str()),
+        ("10.0.42.128/24", "10.0.42.129/24")
+    );
+}
+
+#[test]
+fn subnet_without_range_starts_after_the_network_address() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    assert_eq!(
+        addr(request(
+            &mut s,
+            H1,
+            "10.0.42.0/24",
+            None,
+            HolderKind::Gateway
+        )),
+        "10.0.42.1/24"
+    );
+    assert_eq!(
+        addr(request(
+            &mut s,
+            H1,
+            "10.0.42.0/24",
+            None,
+            HolderKind::endpoint("c1")
+        )),
+        "10.0.42.2/24"
+    );
+}
+
+#[test]
+fn explicit_gateway_and_aux_addresses_are_never_handed_out() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/29", None).unwrap();
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/29",
+        Some("10.0.42.1"),
+        HolderKind::Gateway,
+    )
+    .unwrap();
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/29",
+        Some("10.0.42.2"),
+        HolderKind::Reserved,
+    )
+    .unwrap();
+    let got: Vec<String> = (0..4)
+        .map(|i| {
+            addr(request(
+                &mut s,
+                H1,
+                "10.0.42.0/29",
+                None,
+                HolderKind::endpoint(format!("c{i}")),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "10.0.42.3/29",
+            "10.0.42.4/29",
+            "10.0.42.5/29",
+            "10.0.42.6/29"
+        ]
+    );
+    let err = request(&mut s, H1, "10.0.42.0/29", None, HolderKind::endpoint("c9")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pool 10.0.42.0/29 is exhausted: all 6 addresses of 10.0.42.0/29 are in use"
+    );
+}
+
+#[test]
+fn a_taken_address_names_its_holder_and_changes_nothing() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        Some("10.0.42.200"),
+        HolderKind::endpoint("web1"),
+    )
+    .unwrap();
+    let before = s.clone();
+    let err = request(
+        &mut s,
+        H2,
+        "10.0.42.0/24",
+        Some("10.0.42.200"),
+        HolderKind::endpoint("web2"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "address 10.0.42.200 is already in use by container web1 (host 1)"
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn network_broadcast_and_foreign_addresses_are_refused() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    for (a, msg) in [
+        (
+            "10.0.42.0",
+            "address 10.0.42.0 is the network or broadcast address of 10.0.42.0/24",
+        ),
+        (
+            "10.0.42.255",
+            "address 10.0.42.255 is the network or broadcast address of 10.0.42.0/24",
+        ),
+        ("10.0.43.1", "address 10.0.43.1 is not in pool 10.0.42.0/24"),
+    ] {
+        let err = request(
+            &mut s,
+            H1,
+            "10.0.42.0/24",
+            Some(a),
+            HolderKind::endpoint("c"),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), msg);
+    }
+}
+
+#[test]
+fn release_then_request_reuses_the_lowest_address() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    for i in 0..3 {
+        request(
+            &mut s,
+            H1,
+            "10.0.42.0/24",
+            None,
+            HolderKind::endpoint(format!("c{i}")),
+        )
+        .unwrap();
+    }
+    release(&mut s, H1, "10.0.42.0/24", "10.0.42.2").unwrap();
+    assert_eq!(
+        addr(request(
+            &mut s,
+            H1,
+            "10.0.42.0/24",
+            None,
+            HolderKind::endpoint("c3")
+        )),
+        "10.0.42.2/24"
+    );
+}
+
+#[test]
+fn only_the_holder_releases_and_only_what_is_held() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        Some("10.0.42.7"),
+        HolderKind::endpoint("c"),
+    )
+    .unwrap();
+    let before = s.clone();
+    assert_eq!(
+        release(&mut s, H2, "10.0.42.0/24", "10.0.42.7")
+            .unwrap_err()
+            .to_string(),
+        "address 10.0.42.7 is held by container c (host 1), not by host 2"
+    );
+    assert_eq!(
+        release(&mut s, H1, "10.0.42.0/24", "10.0.42.8")
+            .unwrap_err()
+            .to_string(),
+        "address 10.0.42.8 in pool 10.0.42.0/24 is not allocated"
+    );
+    assert_eq!(
+        release(&mut s, H1, "10.9.0.0/24", "10.9.0.8")
+            .unwrap_err()
+            .to_string(),
+        "no pool with id 10.9.0.0/24"
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn overlapping_pools_are_refused_with_the_holder() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    let before = s.clone();
+    let cases = [
+        (
+            "10.0.0.0/16",
+            None,
+            H2,
+            "subnet 10.0.0.0/16 overlaps pool 10.0.42.0/24, in use by host 1",
+        ),
+        (
+            "10.0.42.0/24",
+            None,
+            H1,
+            "pool 10.0.42.0/24 is already in use on this host",
+        ),
+        (
+            "10.0.42.0/24",
+            Some("10.0.42.0/25"),
+            H2,
+            "pool 10.0.42.0/24 exists with ip-range none; this request asked for 10.0.42.0/25",
+        ),
+        (
+            "10.0.42.1/24",
+            None,
+            H2,
+            "subnet 10.0.42.1/24 is not a network address (did you mean 10.0.42.0/24?)",
+        ),
+        (
+            "10.1.0.0/24",
+            Some("10.2.0.0/25"),
+            H2,
+            "ip-range 10.2.0.0/25 is not inside subnet 10.1.0.0/24",
+        ),
+    ];
+    for (subnet, range, host, msg) in cases {
+        assert_eq!(
+            pool(&mut s, host, subnet, range).unwrap_err().to_string(),
+            msg
+        );
+    }
+    assert_eq!(s, before);
+}
+
+#[test]
+fn the_same_subnet_from_another_host_is_shared_and_ref_counted() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    pool(&mut s, H2, "10.0.42.0/24", None).unwrap();
+    let a = addr(request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        None,
+        HolderKind::endpoint("a"),
+    ));
+    let b = addr(request(
+        &mut s,
+        H2,
+        "10.0.42.0/24",
+        None,
+        HolderKind::endpoint("b"),
+    ));
+    assert_ne!(a, b);
+    let release_pool = |s: &mut State, host| {
+        s.apply(&Command::ReleasePool {
+            host,
+            pool_id: "10.0.42.0/24".into(),
+        })
+    };
+    release_pool(&mut s, H1).unwrap();
+    assert!(s.pool("10.0.42.0/24").is_some());
+    assert_eq!(
+        release_pool(&mut s, H1).unwrap_err().to_string(),
+        "host 1 holds no reference on pool 10.0.42.0/24"
+    );
+    release_pool(&mut s, H2).unwrap();
+    assert!(s.pool("10.0.42.0/24").is_none());
+}
+
+#[test]
+fn default_pools_are_distinct_and_skip_explicit_ones() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.128.1.0/24", None).unwrap();
+    let got: Vec<String> = (0..3)
+        .map(|_| default_pool(&mut s, H1).to_string())
+        .collect();
+    assert_eq!(got, ["10.128.0.0/24", "10.128.2.0/24", "10.128.3.0/24"]);
+}
+
+#[test]
+fn exhausted_default_pools_and_sub_pool_without_pool_are_refused() {
+    let mut s = State::default();
+    let small = vec!["10.5.0.0/23:24".parse().unwrap()];
+    let req = |v6| Command::RequestPool {
+        host: H1,
+        pool: None,
+        range: None,
+        v6,
+        defaults: small.clone(),
+    };
+    s.apply(&req(false)).unwrap();
+    s.apply(&req(false)).unwrap();
+    assert_eq!(
+        s.apply(&req(false)).unwrap_err().to_string(),
+        "no free IPv4 pool left in the default pools (10.5.0.0/23:24); pass --subnet or add pools to RUSTNET_DEFAULT_POOLS"
+    );
+    assert!(
+        s.apply(&req(true))
+            .unwrap_err()
+            .to_string()
+            .contains("IPv6 pool")
+    );
+    let sub = Command::RequestPool {
+        host: H1,
+        pool: None,
+        range: Some(net("10.6.0.0/25")),
+        v6: false,
+        defaults: small.clone(),
+    };
+    assert!(matches!(
+        s.apply(&sub),
+        Err(IpamError::SubPoolWithoutPool { .. })
+    ));
+}
+
+#[test]
+fn ipv6_pools_hand_out_addresses_after_the_anycast_one() {
+    let mut s = State::default();
+    pool(&mut s, H1, "fd00:42::/64", None).unwrap();
+    assert_eq!(
+        addr(request(
+            &mut s,
+            H1,
+            "fd00:42::/64",
+            None,
+            HolderKind::Gateway
+        )),
+        "fd00:42::1/64"
+    );
+}
+
+#[test]
+fn default_pool_syntax() {
+    let ok: DefaultPool = "fd00::/48:64".parse().unwrap();
+    assert_eq!((ok.base, ok.size), (net("fd00::/48"), 64));
+    for bad in [
+        "10.0.0.0/8",
+        "10.0.0.1/8:16",
+        "10.0.0.0/16:8",
+        "x:24",
+        "10.0.0.0/8:x",
+    ] {
+        assert!(bad.parse::<DefaultPool>().is_err(), "{bad} parsed");
+    }
+}
+
+/// One step of a random IPAM workload.
+#[derive(Debug, Clone)]
+enum Op {
+    Any(HostId),
+    Exact(HostId, u8),
+    Release(HostId, u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1..3u64).prop_map(Op::Any),
+        (1..3u64, any::<u8>()).prop_map(|(h, o)| Op::Exact(h, o)),
+        (1..3u64, any::<u8>()).prop_map(|(h, o)| Op::Release(h, o)),
+    ]
+}
+
+proptest! {
+    /// Whatever the sequence, a held address is never handed out again; the
+    /// network and broadcast addresses and addresses outside the range never
+    /// are; and released addresses come back.
+    #[test]
+    fn addresses_are_unique_and_inside_the_range(ops in proptest::collection::vec(op(), 1..200)) {
+        let mut s = State::default();
+        let id = "10.7.0.0/24";
+        pool(&mut s, 1, id, Some("10.7.0.64/26")).unwrap();
+        let mut held: BTreeSet<IpAddr> = BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::Any(h) => match request(&mut s, h, id, None, HolderKind::endpoint("x")) {
+                    Ok(Response::Address { address }) => {
+                        let a = address.addr();
+                        prop_assert!(net("10.7.0.64/26").contains(&a));
+                        prop_assert!(held.insert(a), "{a} handed out twice");
+                    }
+                    Err(IpamError::Exhausted { .. }) => prop_assert_eq!(held.iter().filter(|a| net("10.7.0.64/26").contains(*a)).count(), 64),
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                },
+                Op::Exact(h, o) => {
+                    let a = IpAddr::from([10, 7, 0, o]);
+                    let r = request(&mut s, h, id, Some(&a.to_string()), HolderKind::endpoint("y"));
+                    prop_assert_eq!(r.is_ok(), o != 0 && o != 255 && !held.contains(&a));
+                    if r.is_ok() { held.insert(a); }
+                }
+                Op::Release(h, o) => {
+                    let a = IpAddr::from([10, 7, 0, o]);
+                    let owner = s.holder(a).map(|x| x.host);
+                    let r = release(&mut s, h, id, &a.to_string());
+                    prop_assert_eq!(r.is_ok(), owner == Some(h));
+                    if r.is_ok() { held.remove(&a); }
+                }
+            }
+        }
+        let pool = s.pool(id).unwrap();
+        prop_assert_eq!(pool.addresses.keys().copied().collect::<BTreeSet<_>>(), held);
+    }
+
+    /// Pools requested in any order never overlap.
+    #[test]
+    fn pools_never_overlap(reqs in proptest::collection::vec((0u8..4, 20u8..28, any::<bool>()), 1..40)) {
+        let mut s = State::default();
+        for (i, (third, len, explicit)) in reqs.into_iter().enumerate() {
+            let host = (i % 3) as u64;
+            if explicit {
+                let subnet = IpNet::new(IpAddr::from([10, 128, third * 16, 0]), len).unwrap().trunc();
+                let _ = pool(&mut s, host, &subnet.to_string(), None);
+            } else {
+                let _ = default_pool_opt(&mut s, host);
+            }
+        }
+        let subnets: Vec<IpNet> = s.pools().map(|p| p.subnet).collect();
+        for (i, a) in subnets.iter().enumerate() {
+            for b in &subnets[i + 1..] {
+                prop_assert!(!crate::addr::overlaps(*a, *b), "{a} overlaps {b}");
+            }
+        }
+    }
+}
+
+fn default_pool_opt(state: &mut State, host: HostId) -> CommandResult {
+    state.apply(&Command::RequestPool {
+        host,
+        pool: None,
+        range: None,
+        v6: false,
+        defaults: defaults(),
+    })
+}

@@ -1,0 +1,72 @@
+//! The redb database holding the Raft log, the vote and snapshots.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Log entries by index, serde-encoded.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Small named records: vote, committed, last purged, node id, snapshot.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(crate) const KEY_VOTE: &str = "vote";
+pub(crate) const KEY_COMMITTED: &str = "committed";
+pub(crate) const KEY_PURGED: &str = "last_purged";
+pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
+pub(crate) const KEY_NODE_ID: &str = "node_id";
+
+/// A shared handle on the store's database file. Every write commits with
+/// redb's default immediate durability (fsync) before it returns.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Database>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db")
+    }
+}
+
+impl Db {
+    /// Opens (or creates) `path` and makes sure both tables exist.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let db = Database::create(path).map_err(io::Error::other)?;
+        let txn = db.begin_write().map_err(io::Error::other)?;
+        txn.open_table(LOG).map_err(io::Error::other)?;
+        txn.open_table(META).map_err(io::Error::other)?;
+        txn.commit().map_err(io::Error::other)?;
+        Ok(Self {
+            inner: Arc::new(db),
+        })
+    }
+
+    pub(crate) fn get_meta<T: DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
+        let txn = self.inner.begin_read().map_err(io::Error::other)?;
+        let table = txn.open_table(META).map_err(io::Error::other)?;
+        let Some(value) = table.get(key).map_err(io::Error::other)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(value.value())
+            .map(Some)
+            .map_err(io::Error::other)
+    }
+
+    pub(crate) fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+        let txn = self.inner.begin_write().map_err(io::Error::other)?;
+        txn.open_table(META)
+            .map_err(io::Error::other)?
+            .insert(key, bytes.as_slice())
+            .map_err(io::Error::other)?;
+        txn.commit().map_err(io::Error::other)
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.inner
+    }
+}
