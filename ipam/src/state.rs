@@ -190,9 +190,10 @@ fn validate(subnet: IpNet, range: Option<IpNet>) -> Result<(), IpamError> {
         return Err(IpamError::SubnetTooSmall { subnet });
     }
     if let Some(range) = range
-        && !subnet.contains(&range) {
-            return Err(IpamError::RangeOutsideSubnet { range, subnet });
-        }
+        && !subnet.contains(&range)
+    {
+        return Err(IpamError::RangeOutsideSubnet { range, subnet });
+    }
     Ok(())
 }
 

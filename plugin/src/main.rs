@@ -1,1 +1,75 @@
-fn main() {}
+//! `rustnet`: a Docker network and IPAM plugin.
+//!
+//! ```text
+//!   dockerd ──HTTP/unix──► api (typed requests) ──► service ──► store (Raft, redb)
+//! ```
+
+mod api;
+mod client;
+mod config;
+mod daemon;
+mod error;
+mod service;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Docker network plugin: bridge and VXLAN overlay networks on one
+/// Raft-replicated address space.
+#[derive(Debug, Parser)]
+#[command(name = "rustnet", version)]
+struct Cli {
+    /// Log filter (tracing env-filter syntax); RUST_LOG overrides it.
+    #[arg(
+        long,
+        env = "RUSTNET_LOG",
+        default_value = "info,openraft=warn",
+        global = true
+    )]
+    log: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the plugin: serve Docker's network and IPAM driver protocols.
+    Daemon(config::DaemonConfig),
+    /// Show this host, the pools and who holds which address.
+    Status(status::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("rustnet: start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Daemon(config) => daemon::run(config).await,
+            Cmd::Status(args) => status::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rustnet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! `/IpamDriver.*`: Docker's remote IPAM protocol (moby ipams/remote/api).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use ipnet::IpNet;
+use rustnet_ipam::HolderKind;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse;
+use crate::error::ApiError;
+use crate::service::{AddressRelease, AddressRequest, PoolRequest, Service};
+
+/// The address spaces rustnet answers GetDefaultAddressSpaces with. Both
+/// name the one cluster-wide space.
+pub const LOCAL_SPACE: &str = "rustnet-local";
+pub const GLOBAL_SPACE: &str = "rustnet-global";
+
+/// RequestAddress option keys Docker sets (moby ipamapi/labels.go, netlabel).
+const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
+const GATEWAY_TYPE: &str = "com.docker.network.gateway";
+const ENDPOINT_NAME: &str = "com.docker.network.endpoint.name";
+
+pub(super) fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/IpamDriver.GetCapabilities", post(capabilities))
+        .route("/IpamDriver.GetDefaultAddressSpaces", post(address_spaces))
+        .route("/IpamDriver.RequestPool", post(request_pool))
+        .route("/IpamDriver.ReleasePool", post(release_pool))
+        .route("/IpamDriver.RequestAddress", post(request_address))
+        .route("/IpamDriver.ReleaseAddress", post(release_address))
+}
+
+async fn capabilities() -> Json<Value> {
+    // State is persistent: Docker must not replay pools and addresses.
+    Json(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false }))
+}
+
+async fn address_spaces() -> Json<Value> {
+    Json(
+        json!({ "LocalDefaultAddressSpace": LOCAL_SPACE, "GlobalDefaultAddressSpace": GLOBAL_SPACE }),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawRequestPool {
+    address_space: String,
+    pool: String,
+    sub_pool: String,
+    #[serde(default)]
+    options: Option<HashMap<String, String>>,
+    #[serde(rename = "V6")]
+    v6: bool,
+}
+
+impl TryFrom<RawRequestPool> for PoolRequest {
+    type Error = ApiError;
+
+    fn try_from(raw: RawRequestPool) -> Result<Self, ApiError> {
+        if raw.address_space != LOCAL_SPACE && raw.address_space != GLOBAL_SPACE {
+            let reason = format!("rustnet serves {LOCAL_SPACE} and {GLOBAL_SPACE}");
+            return Err(ApiError::invalid("AddressSpace", raw.address_space, reason));
+        }
+        if let Some(key) = raw.options.iter().flat_map(HashMap::keys).next() {
+            return Err(ApiError::invalid(
+                "ipam option",
+                key.clone(),
+                "rustnet's IPAM takes no --ipam-opt",
+            ));
+        }
+        let pool = optional_cidr("Pool", &raw.pool)?;
+        let range = optional_cidr("SubPool", &raw.sub_pool)?;
+        for net in pool.iter().chain(&range) {
+            if matches!(net, IpNet::V6(_)) != raw.v6 {
+                let family = if raw.v6 { "an IPv6" } else { "an IPv4" };
+                return Err(ApiError::invalid(
+                    "Pool",
+                    net.to_string(),
+                    format!("Docker asked for {family} pool"),
+                ));
+            }
+        }
+        Ok(Self {
+            pool,
+            range,
+            v6: raw.v6,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawPoolId {
+    #[serde(rename = "PoolID")]
+    pool_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawRequestAddress {
+    #[serde(rename = "PoolID")]
+    pool_id: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    options: Option<HashMap<String, String>>,
+}
+
+impl TryFrom<RawRequestAddress> for AddressRequest {
+    type Error = ApiError;
+
+    fn try_from(raw: RawRequestAddress) -> Result<Self, ApiError> {
+        let address = match raw.address.as_str() {
+            "" => None,
+            text => Some(address("Address", text)?),
+        };
+        let options = raw.options.unwrap_or_default();
+        let kind = if options.get(REQUEST_ADDRESS_TYPE).map(String::as_str) == Some(GATEWAY_TYPE) {
+            HolderKind::Gateway
+        } else if let Some(name) = options.get(ENDPOINT_NAME) {
+            HolderKind::endpoint(name.as_str())
+        } else if address.is_some() {
+            // Docker asks for --aux-address entries with no options at all.
+            HolderKind::Reserved
+        } else {
+            HolderKind::endpoint("an unnamed endpoint")
+        };
+        Ok(Self {
+            pool_id: pool_id(raw.pool_id)?,
+            address,
+            kind,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawReleaseAddress {
+    #[serde(rename = "PoolID")]
+    pool_id: String,
+    address: String,
+}
+
+impl TryFrom<RawReleaseAddress> for AddressRelease {
+    type Error = ApiError;
+
+    fn try_from(raw: RawReleaseAddress) -> Result<Self, ApiError> {
+        Ok(Self {
+            address: address("Address", &raw.address)?,
+            pool_id: pool_id(raw.pool_id)?,
+        })
+    }
+}
+
+fn optional_cidr(field: &'static str, text: &str) -> Result<Option<IpNet>, ApiError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| ApiError::invalid(field, text, e))
+}
+
+/// An address as Docker sends it: bare, or in CIDR form.
+fn address(field: &'static str, text: &str) -> Result<IpAddr, ApiError> {
+    text.parse::<IpAddr>()
+        .or_else(|_| text.parse::<IpNet>().map(|n| n.addr()))
+        .map_err(|e| ApiError::invalid(field, text, e))
+}
+
+fn pool_id(text: String) -> Result<String, ApiError> {
+    match text.parse::<IpNet>() {
+        Ok(_) => Ok(text),
+        Err(_) => Err(ApiError::invalid(
+            "PoolID",
+            text,
+            "not a pool id rustnet handed out",
+        )),
+    }
+}
+
+async fn request_pool(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request = PoolRequest::try_from(parse::<RawRequestPool>(&body)?)?;
+    let (pool_id, subnet) = service.request_pool(request).await?;
+    Ok(Json(
+        json!({ "PoolID": pool_id, "Pool": subnet.to_string(), "Data": {} }),
+    ))
+}
+
+async fn release_pool(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawPoolId>(&body)?;
+    service.release_pool(pool_id(raw.pool_id)?).await?;
+    Ok(Json(json!({})))
+}
+
+async fn request_address(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request = AddressRequest::try_from(parse::<RawRequestAddress>(&body)?)?;
+    let address = service.request_address(request).await?;
+    Ok(Json(json!({ "Address": address.to_string(), "Data": {} })))
+}
+
+async fn release_address(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let release = AddressRelease::try_from(parse::<RawReleaseAddress>(&body)?)?;
+    service.release_address(release).await?;
+    Ok(Json(json!({})))
+}
+
+/// `rustnet status`: this host, and every pool with who holds what.
+pub(super) async fn status(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(service.status().await?))
+}

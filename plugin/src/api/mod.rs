@@ -1,0 +1,54 @@
+//! The Docker plugin protocol on HTTP: paths, JSON in, JSON out.
+//!
+//! Docker POSTs to `/<Subsystem>.<Method>` with no Content-Type and, for
+//! Activate, GetCapabilities and GetDefaultAddressSpaces, an empty body, so
+//! bodies are read as bytes and parsed here rather than by axum's `Json`
+//! extractor (which answers 415). Requests become typed, validated values
+//! before the service sees them.
+
+mod ipam;
+mod network;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::Uri;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::service::Service;
+
+/// Routes of both drivers and the plugin handshake; anything else is a 404.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/Plugin.Activate", post(activate))
+        .route("/Rustnet.Status", post(ipam::status).get(ipam::status))
+        .merge(ipam::routes())
+        .merge(network::routes())
+        .fallback(not_found)
+        .with_state(service)
+}
+
+async fn activate() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "Implements": ["NetworkDriver", "IpamDriver"] }))
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+/// Parses a Docker request body; an empty body is `{}`.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ApiError::Body(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+//! `rustnet daemon`: bind the socket first, then open the store.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustnet_ipam::store::Store;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::api;
+use crate::config::DaemonConfig;
+use crate::service::{Service, StoreState};
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    let listener = bind(&config.socket)?;
+    tracing::info!(socket = %config.socket.display(), "listening");
+    let (tx, rx) = watch::channel(StoreState::Opening);
+    let service = Arc::new(Service::new(
+        rx,
+        config.default_pools.clone(),
+        config.request_timeout(),
+    ));
+    let store_task = tokio::spawn(open_store(config.clone(), tx));
+    let served = serve(listener, service, shutdown_signal()).await;
+    if let Ok(Some(store)) = store_task.await {
+        store.shutdown().await;
+    }
+    if let Err(e) = std::fs::remove_file(&config.socket) {
+        tracing::warn!(error = %e, "remove socket");
+    }
+    served
+}
+
+/// Serves the plugin API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, api::router(service))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serve plugin socket")
+}
+
+/// Binds the socket, replacing a stale one left by a killed daemon;
+/// root-only, like the state behind it.
+fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove stale {}", socket.display())),
+    }
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("bind {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod {}", socket.display()))?;
+    Ok(listener)
+}
+
+async fn open_store(config: DaemonConfig, tx: watch::Sender<StoreState>) -> Option<Store> {
+    let addr = format!("{}:{}", config.advertise_addr(), config.peer_port);
+    if !config.join_addrs().is_empty() {
+        let message = "RUSTNET_JOIN is set, but joining a cluster is not supported yet";
+        tracing::error!(message);
+        tx.send_replace(StoreState::Failed(message.to_owned()));
+        return None;
+    }
+    match Store::open(&config.state_dir, &addr, config.request_timeout()).await {
+        Ok(store) => {
+            tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
+            tx.send_replace(StoreState::Open(store.clone()));
+            Some(store)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the state store");
+            tx.send_replace(StoreState::Failed(e.to_string()));
+            None
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

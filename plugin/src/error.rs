@@ -1,0 +1,77 @@
+//! The one exit to Docker: every failure becomes a non-200 `{"Err": ...}`.
+//!
+//! Docker's network-driver client reads `Err`; its IPAM client reads `Error`
+//! from a 200 reply but parses `Err` from a non-200 one, so a 500 with `Err`
+//! works for both (moby pkg/plugins/client.go, ipams/remote/api).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rustnet_ipam::IpamError;
+use rustnet_ipam::store::StoreError;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not the JSON Docker sends for this call.
+    #[error("bad request body: {0}")]
+    Body(String),
+    /// A field has a value rustnet cannot use.
+    #[error("invalid {field} {value:?}: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("unknown endpoint {0}")]
+    NotFound(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &'static str, value: impl Into<String>, reason: impl ToString) -> Self {
+        Self::Invalid {
+            field,
+            value: value.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Body(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::Ipam(_) => StatusCode::CONFLICT,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+/// The full chain of causes, "outer: inner: innermost".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = chain(&self);
+        tracing::warn!(error = %message, "request failed");
+        (self.status(), Json(serde_json::json!({ "Err": message }))).into_response()
+    }
+}

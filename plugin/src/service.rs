@@ -1,0 +1,168 @@
+//! The service layer: typed requests in, replicated commands out.
+//!
+//! The store opens in the background, so the socket answers (and Docker can
+//! register the plugin) within a second of start whatever the cluster is
+//! doing; requests that need the store wait for it, bounded in time.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rustnet_ipam::store::{Store, StoreError};
+use rustnet_ipam::{Command, DefaultPool, HolderKind, Response};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+
+/// RequestPool, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRequest {
+    pub pool: Option<IpNet>,
+    pub range: Option<IpNet>,
+    pub v6: bool,
+}
+
+/// RequestAddress, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressRequest {
+    pub pool_id: String,
+    pub address: Option<IpAddr>,
+    pub kind: HolderKind,
+}
+
+/// ReleaseAddress, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressRelease {
+    pub pool_id: String,
+    pub address: IpAddr,
+}
+
+/// What the store is doing: opening, open, or failed for good.
+#[derive(Debug, Clone)]
+pub enum StoreState {
+    Opening,
+    Open(Store),
+    Failed(String),
+}
+
+/// The plugin's service: the replicated store plus this host's settings.
+#[derive(Debug)]
+pub struct Service {
+    store: watch::Receiver<StoreState>,
+    defaults: Vec<DefaultPool>,
+    timeout: Duration,
+}
+
+impl Service {
+    pub fn new(
+        store: watch::Receiver<StoreState>,
+        defaults: Vec<DefaultPool>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            defaults,
+            timeout,
+        }
+    }
+
+    /// The open store, waiting (bounded) while it opens.
+    async fn store(&self) -> Result<Store, ApiError> {
+        let mut rx = self.store.clone();
+        let ready = rx.wait_for(|s| !matches!(s, StoreState::Opening));
+        let state = match tokio::time::timeout(self.timeout, ready).await {
+            Ok(Ok(state)) => state.clone(),
+            Ok(Err(_)) => StoreState::Failed("store task ended".to_owned()),
+            Err(_) => StoreState::Opening,
+        };
+        match state {
+            StoreState::Open(store) => Ok(store),
+            StoreState::Opening => Err(StoreError::Unavailable(format!(
+                "state store still opening after {:?}",
+                self.timeout
+            ))
+            .into()),
+            StoreState::Failed(e) => Err(StoreError::Fatal(e).into()),
+        }
+    }
+
+    async fn apply(&self, command: impl FnOnce(u64) -> Command) -> Result<Response, ApiError> {
+        let store = self.store().await?;
+        let command = command(store.id());
+        tracing::debug!(%command, "proposing");
+        Ok(store.write(command).await??)
+    }
+
+    pub async fn request_pool(&self, request: PoolRequest) -> Result<(String, IpNet), ApiError> {
+        let response = self
+            .apply(|host| Command::RequestPool {
+                host,
+                pool: request.pool,
+                range: request.range,
+                v6: request.v6,
+                defaults: self.defaults.clone(),
+            })
+            .await?;
+        match response {
+            Response::Pool { pool_id, subnet } => Ok((pool_id, subnet)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn release_pool(&self, pool_id: String) -> Result<(), ApiError> {
+        self.apply(|host| Command::ReleasePool { host, pool_id })
+            .await
+            .map(drop)
+    }
+
+    pub async fn request_address(&self, request: AddressRequest) -> Result<IpNet, ApiError> {
+        let response = self
+            .apply(|host| Command::RequestAddress {
+                host,
+                pool_id: request.pool_id,
+                address: request.address,
+                kind: request.kind,
+            })
+            .await?;
+        match response {
+            Response::Address { address } => Ok(address),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn release_address(&self, release: AddressRelease) -> Result<(), ApiError> {
+        self.apply(|host| Command::ReleaseAddress {
+            host,
+            pool_id: release.pool_id,
+            address: release.address,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// This host and every pool, for `rustnet status`.
+    pub async fn status(&self) -> Result<Value, ApiError> {
+        let store = self.store().await?;
+        let pools = store
+            .read(|state| {
+                state
+                    .pools()
+                    .map(|p| {
+                        let addresses: Vec<Value> = p
+                            .addresses
+                            .iter()
+                            .map(|(a, h)| json!({ "address": a, "host": h.host, "holder": h.to_string() }))
+                            .collect();
+                        json!({ "pool": p.id(), "range": p.range, "hosts": p.refs, "addresses": addresses })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        Ok(json!({ "host": store.id(), "pools": pools }))
+    }
+}
+
+fn unexpected(response: &Response) -> ApiError {
+    StoreError::Fatal(format!("unexpected store answer {response:?}")).into()
+}
