@@ -60,10 +60,11 @@ impl std::str::FromStr for DefaultPool {
 pub enum HolderKind {
     /// The network's gateway.
     Gateway,
-    /// An `--aux-address`: reserved, never handed out.
-    Reserved,
-    /// A container endpoint, by the name Docker gives it.
-    Endpoint { name: String },
+    /// An address asked for by value with nothing said about it: Docker
+    /// 20.10 sends `--ip` and `--aux-address` requests alike (no options).
+    Static,
+    /// A container endpoint, by the name Docker gives it (newer Dockers do).
+    Endpoint { name: Option<String> },
 }
 
 /// A change to the address space, proposed by `host`.
@@ -87,6 +88,8 @@ pub enum Command {
         address: Option<IpAddr>,
         kind: HolderKind,
     },
+    /// Records the name a host is shown by in errors and status.
+    RegisterHost { host: HostId, name: String },
     /// Docker's ReleaseAddress: only the holding host may release.
     ReleaseAddress {
         host: HostId,
@@ -100,7 +103,7 @@ pub enum Command {
 pub enum Response {
     Pool { pool_id: String, subnet: IpNet },
     Address { address: IpNet },
-    Released,
+    Done,
 }
 
 /// What applying a command yields; replicated to the proposer.
@@ -130,6 +133,7 @@ impl fmt::Display for Command {
                 Some(a) => write!(f, "request-address {a} in {pool_id} by host {host}"),
                 None => write!(f, "request-address in {pool_id} by host {host}"),
             },
+            Self::RegisterHost { host, name } => write!(f, "register-host {host} as {name}"),
             Self::ReleaseAddress {
                 host,
                 pool_id,

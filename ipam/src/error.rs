@@ -8,8 +8,6 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::HostId;
-
 /// Why an IPAM command was refused. Every variant names what a user needs to
 /// find the conflict: the pool, the address, the holder.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -42,8 +40,8 @@ pub enum IpamError {
     DefaultPoolsExhausted { family: String, pools: String },
     #[error("no pool with id {pool_id}")]
     UnknownPool { pool_id: String },
-    #[error("host {host} holds no reference on pool {pool_id}")]
-    PoolNotHeld { pool_id: String, host: HostId },
+    #[error("{host} holds no reference on pool {pool_id}")]
+    PoolNotHeld { pool_id: String, host: String },
     #[error("address {address} is not in pool {subnet}")]
     AddressOutsidePool { address: IpAddr, subnet: IpNet },
     #[error("address {address} is the network or broadcast address of {subnet}")]
@@ -58,10 +56,10 @@ pub enum IpamError {
     },
     #[error("address {address} in pool {pool_id} is not allocated")]
     NotAllocated { address: IpAddr, pool_id: String },
-    #[error("address {address} is held by {holder}, not by host {host}")]
+    #[error("address {address} is held by {holder}, not by {host}")]
     NotHolder {
         address: IpAddr,
         holder: String,
-        host: HostId,
+        host: String,
     },
 }

@@ -2,7 +2,6 @@
 //! holds what.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -18,12 +17,25 @@ pub struct Holder {
     pub kind: HolderKind,
 }
 
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// How hosts are named in messages: their registered name, else their id.
+pub(crate) type HostNames = BTreeMap<HostId, String>;
+
+pub(crate) fn host_name(names: &HostNames, host: HostId) -> String {
+    names
+        .get(&host)
+        .cloned()
+        .unwrap_or_else(|| format!("host {host}"))
+}
+
+impl Holder {
+    /// Who holds the address, for a user: "container web on host-a".
+    pub fn describe(&self, names: &HostNames) -> String {
+        let host = host_name(names, self.host);
         match &self.kind {
-            HolderKind::Gateway => write!(f, "the gateway (host {})", self.host),
-            HolderKind::Reserved => write!(f, "an aux address (host {})", self.host),
-            HolderKind::Endpoint { name } => write!(f, "container {name} (host {})", self.host),
+            HolderKind::Gateway => format!("the network's gateway on {host}"),
+            HolderKind::Static => format!("an --ip or --aux-address reservation on {host}"),
+            HolderKind::Endpoint { name: Some(name) } => format!("container {name} on {host}"),
+            HolderKind::Endpoint { name: None } => format!("a container endpoint on {host}"),
         }
     }
 }
@@ -56,13 +68,18 @@ impl Pool {
     }
 
     /// The hosts holding the pool, for error messages.
-    pub fn holders(&self) -> String {
-        let hosts: Vec<String> = self.refs.keys().map(|h| format!("host {h}")).collect();
+    pub(crate) fn holders(&self, names: &HostNames) -> String {
+        let hosts: Vec<String> = self.refs.keys().map(|h| host_name(names, *h)).collect();
         hosts.join(", ")
     }
 
     /// Reserves exactly `address`, or says who holds it.
-    pub(crate) fn take(&mut self, address: IpAddr, holder: Holder) -> Result<IpNet, IpamError> {
+    pub(crate) fn take(
+        &mut self,
+        address: IpAddr,
+        holder: Holder,
+        names: &HostNames,
+    ) -> Result<IpNet, IpamError> {
         if !self.subnet.contains(&address) {
             return Err(IpamError::AddressOutsidePool {
                 address,
@@ -83,7 +100,7 @@ impl Pool {
         if let Some(current) = self.addresses.get(&address) {
             return Err(IpamError::AddressInUse {
                 address,
-                holder: current.to_string(),
+                holder: current.describe(names),
             });
         }
         self.addresses.insert(address, holder);
@@ -127,7 +144,12 @@ impl Pool {
     }
 
     /// Frees `address`, which `host` must hold.
-    pub(crate) fn release(&mut self, address: IpAddr, host: HostId) -> Result<(), IpamError> {
+    pub(crate) fn release(
+        &mut self,
+        address: IpAddr,
+        host: HostId,
+        names: &HostNames,
+    ) -> Result<(), IpamError> {
         match self.addresses.get(&address) {
             None => Err(IpamError::NotAllocated {
                 address,
@@ -135,8 +157,8 @@ impl Pool {
             }),
             Some(holder) if holder.host != host => Err(IpamError::NotHolder {
                 address,
-                holder: holder.to_string(),
-                host,
+                holder: holder.describe(names),
+                host: host_name(names, host),
             }),
             Some(_) => {
                 self.addresses.remove(&address);

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{overlaps, usable};
+use crate::pool::{HostNames, host_name};
 use crate::{
     Command, CommandResult, DefaultPool, Holder, HolderKind, HostId, IpamError, Pool, Response,
 };
@@ -15,6 +16,8 @@ use crate::{
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pools: BTreeMap<IpNet, Pool>,
+    /// How each host is named in messages.
+    hosts: HostNames,
 }
 
 impl State {
@@ -37,19 +40,23 @@ impl State {
                 },
             },
             Command::ReleasePool { host, pool_id } => self.release_pool(*host, pool_id),
+            Command::RegisterHost { host, name } => {
+                self.hosts.insert(*host, name.clone());
+                Ok(Response::Done)
+            }
             Command::RequestAddress {
                 host,
                 pool_id,
                 address,
                 kind,
             } => {
-                let pool = self.pool_mut(pool_id)?;
+                let pool = find_mut(&mut self.pools, pool_id)?;
                 let holder = Holder {
                     host: *host,
                     kind: kind.clone(),
                 };
                 let address = match address {
-                    Some(address) => pool.take(*address, holder)?,
+                    Some(address) => pool.take(*address, holder, &self.hosts)?,
                     None => pool.take_any(holder)?,
                 };
                 Ok(Response::Address { address })
@@ -59,8 +66,8 @@ impl State {
                 pool_id,
                 address,
             } => {
-                self.pool_mut(pool_id)?.release(*address, *host)?;
-                Ok(Response::Released)
+                find_mut(&mut self.pools, pool_id)?.release(*address, *host, &self.hosts)?;
+                Ok(Response::Done)
             }
         }
     }
@@ -86,14 +93,14 @@ impl State {
             .and_then(|p| p.addresses.get(&address))
     }
 
-    fn pool_mut(&mut self, pool_id: &str) -> Result<&mut Pool, IpamError> {
-        pool_id
-            .parse::<IpNet>()
-            .ok()
-            .and_then(|s| self.pools.get_mut(&s))
-            .ok_or_else(|| IpamError::UnknownPool {
-                pool_id: pool_id.to_owned(),
-            })
+    /// The name `host` is shown by.
+    pub fn host_name(&self, host: HostId) -> String {
+        host_name(&self.hosts, host)
+    }
+
+    /// Who holds the address, as a user reads it.
+    pub fn describe(&self, holder: &Holder) -> String {
+        holder.describe(&self.hosts)
     }
 
     fn request_subnet(
@@ -121,7 +128,7 @@ impl State {
             return Err(IpamError::Overlap {
                 requested: subnet,
                 existing: existing.subnet,
-                holders: existing.holders(),
+                holders: existing.holders(&self.hosts),
             });
         }
         let pool = Pool::new(subnet, range, host);
@@ -161,11 +168,11 @@ impl State {
     }
 
     fn release_pool(&mut self, host: HostId, pool_id: &str) -> CommandResult {
-        let pool = self.pool_mut(pool_id)?;
+        let pool = find_mut(&mut self.pools, pool_id)?;
         let Some(refs) = pool.refs.get_mut(&host) else {
             return Err(IpamError::PoolNotHeld {
                 pool_id: pool_id.to_owned(),
-                host,
+                host: host_name(&self.hosts, host),
             });
         };
         *refs -= 1;
@@ -176,8 +183,21 @@ impl State {
             let subnet = pool.subnet;
             self.pools.remove(&subnet);
         }
-        Ok(Response::Released)
+        Ok(Response::Done)
     }
+}
+
+fn find_mut<'a>(
+    pools: &'a mut BTreeMap<IpNet, Pool>,
+    pool_id: &str,
+) -> Result<&'a mut Pool, IpamError> {
+    pool_id
+        .parse::<IpNet>()
+        .ok()
+        .and_then(|s| pools.get_mut(&s))
+        .ok_or_else(|| IpamError::UnknownPool {
+            pool_id: pool_id.to_owned(),
+        })
 }
 
 fn validate(subnet: IpNet, range: Option<IpNet>) -> Result<(), IpamError> {
@@ -208,11 +228,12 @@ fn pool_response(pool: &Pool) -> Response {
     }
 }
 
-/// Holder kinds are part of the public API; keep the gateway constructor handy.
 impl HolderKind {
     /// An endpoint holder named as Docker names it.
     pub fn endpoint(name: impl Into<String>) -> Self {
-        Self::Endpoint { name: name.into() }
+        Self::Endpoint {
+            name: Some(name.into()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rustnet_ipam::Command;
 use rustnet_ipam::store::Store;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -75,6 +76,7 @@ async fn open_store(config: DaemonConfig, tx: watch::Sender<StoreState>) -> Opti
     match Store::open(&config.state_dir, &addr, config.request_timeout()).await {
         Ok(store) => {
             tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
+            register(&store, &config).await;
             tx.send_replace(StoreState::Open(store.clone()));
             Some(store)
         }
@@ -83,6 +85,22 @@ async fn open_store(config: DaemonConfig, tx: watch::Sender<StoreState>) -> Opti
             tx.send_replace(StoreState::Failed(e.to_string()));
             None
         }
+    }
+}
+
+/// Records how this host is named in errors and status: its hostname and
+/// advertised address. A failure only costs readability.
+async fn register(store: &Store, config: &DaemonConfig) {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = format!("{} ({})", hostname.trim(), config.advertise_addr());
+    let command = Command::RegisterHost {
+        host: store.id(),
+        name,
+    };
+    match store.write(command).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "register host name"),
+        Err(e) => tracing::warn!(error = %e, "register host name"),
     }
 }
 

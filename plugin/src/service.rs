@@ -152,14 +152,15 @@ impl Service {
                         let addresses: Vec<Value> = p
                             .addresses
                             .iter()
-                            .map(|(a, h)| json!({ "address": a, "host": h.host, "holder": h.to_string() }))
+                            .map(|(a, h)| json!({ "address": a, "host": h.host, "holder": state.describe(h) }))
                             .collect();
                         json!({ "pool": p.id(), "range": p.range, "hosts": p.refs, "addresses": addresses })
                     })
                     .collect::<Vec<_>>()
             })
             .await?;
-        Ok(json!({ "host": store.id(), "pools": pools }))
+        let name = store.read(|state| state.host_name(store.id())).await?;
+        Ok(json!({ "host": store.id(), "name": name, "pools": pools }))
     }
 }
 

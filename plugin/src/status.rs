@@ -42,7 +42,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
 
 /// The human-readable form of the status reply.
 fn render(status: &Value) -> String {
-    let mut out = format!("host {}\n", status["host"]);
+    let mut out = format!(
+        "host {} ({})\n",
+        status["name"].as_str().unwrap_or("?"),
+        status["host"]
+    );
     let pools = status["pools"]
         .as_array()
         .map(Vec::as_slice)

@@ -1,1 +1,17 @@
-//! placeholder
+//! Support for rustnet's end-to-end tests: simulated Docker hosts, each a
+//! network namespace plus a private mount namespace with its own dockerd
+//! and its own rustnet, as a user would run them.
+//!
+//! ```text
+//!   root netns ── bridge rnul-<pid> (10.99.0.254/24, the underlay)
+//!                    │ veth
+//!   netns rn-<pid>-<k>: 10.99.0.<k>, dockerd, rustnet, containers
+//! ```
+//!
+//! Everything a test starts is torn down by `Drop`, also when it fails.
+
+mod host;
+mod run;
+
+pub use host::SimHost;
+pub use run::{Cases, docker_ok, require_root, run, run_ok, rustnet_bin};

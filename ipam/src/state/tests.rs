@@ -142,7 +142,7 @@ fn explicit_gateway_and_aux_addresses_are_never_handed_out() {
         H1,
         "10.0.42.0/29",
         Some("10.0.42.2"),
-        HolderKind::Reserved,
+        HolderKind::Static,
     )
     .unwrap();
     let got: Vec<String> = (0..4)
@@ -175,6 +175,11 @@ fn explicit_gateway_and_aux_addresses_are_never_handed_out() {
 #[test]
 fn a_taken_address_names_its_holder_and_changes_nothing() {
     let mut s = State::default();
+    let register = Command::RegisterHost {
+        host: H1,
+        name: "host-a (10.99.0.1)".into(),
+    };
+    assert_eq!(s.apply(&register), Ok(Response::Done));
     pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
     request(
         &mut s,
@@ -195,7 +200,7 @@ fn a_taken_address_names_its_holder_and_changes_nothing() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "address 10.0.42.200 is already in use by container web1 (host 1)"
+        "address 10.0.42.200 is already in use by container web1 on host-a (10.99.0.1)"
     );
     assert_eq!(s, before);
 }
@@ -271,7 +276,7 @@ fn only_the_holder_releases_and_only_what_is_held() {
         release(&mut s, H2, "10.0.42.0/24", "10.0.42.7")
             .unwrap_err()
             .to_string(),
-        "address 10.0.42.7 is held by container c (host 1), not by host 2"
+        "address 10.0.42.7 is held by container c on host 1, not by host 2"
     );
     assert_eq!(
         release(&mut s, H1, "10.0.42.0/24", "10.0.42.8")

@@ -131,7 +131,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if let Some(responder) = responder {
                 // Blank and membership entries have no caller waiting for a
                 // command result; openraft still wants an answer.
-                responder.send(result.unwrap_or(Ok(crate::Response::Released)));
+                responder.send(result.unwrap_or(Ok(crate::Response::Done)));
             }
         }
         Ok(())

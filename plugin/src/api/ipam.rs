@@ -128,10 +128,11 @@ impl TryFrom<RawRequestAddress> for AddressRequest {
         } else if let Some(name) = options.get(ENDPOINT_NAME) {
             HolderKind::endpoint(name.as_str())
         } else if address.is_some() {
-            // Docker asks for --aux-address entries with no options at all.
-            HolderKind::Reserved
+            // Docker 20.10 asks for --aux-address and --ip addresses alike,
+            // with no options at all (seen in its requests).
+            HolderKind::Static
         } else {
-            HolderKind::endpoint("an unnamed endpoint")
+            HolderKind::Endpoint { name: None }
         };
         Ok(Self {
             pool_id: pool_id(raw.pool_id)?,

@@ -29,7 +29,19 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(ipam::routes())
         .merge(network::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(in_span))
         .with_state(service)
+}
+
+/// One span per request, named by its path, so every log line of a request
+/// says which Docker call it belongs to.
+async fn in_span(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = tracing::debug_span!("request", path = %request.uri().path());
+    next.run(request).instrument(span).await
 }
 
 async fn activate() -> impl IntoResponse {
@@ -42,6 +54,7 @@ async fn not_found(uri: Uri) -> ApiError {
 
 /// Parses a Docker request body; an empty body is `{}`.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    tracing::debug!(body = %String::from_utf8_lossy(body).trim_end(), "docker request");
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {

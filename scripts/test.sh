@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every rustnet test on a Debian 12 machine, as root: formatting, lints,
+# unit and property tests, the openraft storage suite, the plugin API over a
+# real socket, and end-to-end tests against real dockerds in simulated hosts.
+# Installs what it needs; starts (and stops) its own dockerds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh must run as root (namespaces, dockerd, iptables)" >&2
+    exit 1
+fi
+scripts/install-deps.sh
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo build --locked -p rustnet
+cargo test --locked --workspace

@@ -1,0 +1,387 @@
+//! One simulated Docker host: its own network namespace, mount namespace
+//! (private /run/docker, so its own plugin directory), dockerd and rustnet.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::run::{run, run_ok, rustnet_bin};
+
+/// The busybox image every test container runs.
+pub const IMAGE: &str = "rustnet-test/busybox:latest";
+/// The plugin socket inside a host's private /run/docker.
+const SOCKET: &str = "/run/docker/plugins/rustnet.sock";
+const UNDERLAY_GATEWAY: &str = "10.99.0.254";
+
+static NEXT_INDEX: AtomicU8 = AtomicU8::new(1);
+
+/// A simulated Docker host. Dropping it removes its containers, networks,
+/// daemons, namespace and files.
+#[derive(Debug)]
+pub struct SimHost {
+    /// The network namespace's name.
+    pub netns: String,
+    /// The host's underlay address (10.99.0.K).
+    pub addr: String,
+    dir: PathBuf,
+    dockerd: Child,
+    rustnet: Mutex<Option<Child>>,
+    underlay: String,
+    veth: String,
+}
+
+impl SimHost {
+    /// Starts a host with dockerd running and the test image imported;
+    /// rustnet is started with [`SimHost::start_rustnet`].
+    pub fn start() -> Self {
+        crate::require_root();
+        let index = NEXT_INDEX.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let underlay = ensure_underlay(pid);
+        let netns = format!("rn-{pid}-{index}");
+        let veth = format!("rnv{}x{index}", pid % 1_000_000);
+        let addr = format!("10.99.0.{index}");
+        let dir = PathBuf::from(format!("/tmp/rustnet-e2e/{netns}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        run_ok(Command::new("ip").args(["netns", "add", &netns]));
+        for args in [
+            vec!["-n", &netns, "link", "set", "lo", "up"],
+            vec![
+                "link", "add", &veth, "type", "veth", "peer", "name", "ul0", "netns", &netns,
+            ],
+            vec!["link", "set", &veth, "master", &underlay, "up"],
+            vec![
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "ul0",
+            ],
+            vec!["-n", &netns, "link", "set", "ul0", "up"],
+            vec![
+                "-n",
+                &netns,
+                "route",
+                "add",
+                "default",
+                "via",
+                UNDERLAY_GATEWAY,
+            ],
+        ] {
+            run_ok(Command::new("ip").args(&args));
+        }
+        let dockerd = spawn_dockerd(&netns, &dir, index);
+        let host = Self {
+            netns,
+            addr,
+            dir,
+            dockerd,
+            rustnet: Mutex::new(None),
+            underlay,
+            veth,
+        };
+        host.wait_for_dockerd();
+        host.import_image();
+        host
+    }
+
+    /// The host's state directory (logs, dockerd data, rustnet state).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn dockerd_pid(&self) -> String {
+        self.dockerd.id().to_string()
+    }
+
+    /// A command run inside this host's network and mount namespaces.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.dockerd_pid(), "-m", "-n", program]);
+        cmd
+    }
+
+    /// `docker ARGS` against this host's dockerd.
+    pub fn docker(&self, args: &[&str]) -> Result<String, String> {
+        run(Command::new("docker")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/docker.sock", self.dir.display()),
+            )
+            .args(args))
+    }
+
+    /// Starts (or restarts) this host's rustnet daemon with extra settings
+    /// and waits until it answers.
+    pub fn start_rustnet(&self, env: &[(&str, &str)]) {
+        let mut slot = self.rustnet_slot();
+        assert!(slot.is_none(), "rustnet already running on {}", self.netns);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("rustnet.log"))
+            .unwrap_or_else(|e| panic!("open rustnet.log: {e}"));
+        let mut cmd = self.cmd(&rustnet_bin().display().to_string());
+        cmd.arg("daemon")
+            .env("RUSTNET_SOCKET", SOCKET)
+            .env("RUSTNET_STATE_DIR", self.dir.join("state"))
+            .env("RUSTNET_DOCKER_SOCKET", self.dir.join("docker.sock"))
+            .env("RUSTNET_ADVERTISE_ADDR", &self.addr)
+            .env("RUSTNET_LOG", "info,rustnet=debug,openraft=warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        *slot = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn rustnet: {e}")));
+        drop(slot);
+        let started = Instant::now();
+        while let Err(e) = self.try_status() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "rustnet on {} not ready after 20 s: {e}\n{}",
+                self.netns,
+                self.log_tail("rustnet.log")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills rustnet with SIGKILL, as a crash would.
+    pub fn kill_rustnet(&self) {
+        if let Some(mut child) = self.rustnet_slot().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops rustnet with SIGTERM and waits for it.
+    pub fn stop_rustnet(&self) {
+        if let Some(mut child) = self.rustnet_slot().take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn rustnet_slot(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.rustnet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn try_status(&self) -> Result<Value, String> {
+        let out = run(self
+            .cmd(&rustnet_bin().display().to_string())
+            .args(["status", "--json", "--socket", SOCKET]))?;
+        serde_json::from_str(&out).map_err(|e| format!("status is not JSON ({e}): {out}"))
+    }
+
+    /// `rustnet status --json` on this host.
+    pub fn status(&self) -> Value {
+        self.try_status()
+            .unwrap_or_else(|e| panic!("rustnet status on {}: {e}", self.netns))
+    }
+
+    /// The last lines of one of the host's logs.
+    pub fn log_tail(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn wait_for_dockerd(&self) {
+        let started = Instant::now();
+        while self
+            .docker(&["version", "--format", "{{.Server.Version}}"])
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "dockerd on {} did not start:\n{}",
+                self.netns,
+                self.log_tail("dockerd.log")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Imports a busybox image built from the host's busybox-static (no
+    /// registry is reachable).
+    fn import_image(&self) {
+        let root = self.dir.join("image");
+        std::fs::create_dir_all(root.join("bin")).unwrap_or_else(|e| panic!("image dir: {e}"));
+        for dir in ["tmp", "etc", "proc", "sys", "dev", "root"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap_or_else(|e| panic!("image dir: {e}"));
+        }
+        run_ok(Command::new("chmod").arg("1777").arg(root.join("tmp")));
+        run_ok(
+            Command::new("cp")
+                .arg("/bin/busybox")
+                .arg(root.join("bin/busybox")),
+        );
+        let applets = run_ok(Command::new("/bin/busybox").arg("--list"));
+        for applet in applets.lines().filter(|a| *a != "busybox") {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+        let tar = self.dir.join("image.tar");
+        run_ok(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
+        let tar = tar.display().to_string();
+        self.docker(&["import", "--change", "CMD [\"sh\"]", &tar, IMAGE])
+            .unwrap_or_else(|e| panic!("docker import: {e}"));
+    }
+
+    /// Removes every container and every user-defined network.
+    pub fn reset(&self) {
+        if let Ok(ids) = self.docker(&["ps", "-aq"]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = self.docker(&[&["rm", "-f"], ids.as_slice()].concat());
+            }
+        }
+        if let Ok(nets) = self.docker(&["network", "ls", "--filter", "type=custom", "-q"]) {
+            for id in nets.split_whitespace() {
+                let _ = self.docker(&["network", "rm", id]);
+            }
+        }
+    }
+}
+
+impl Drop for SimHost {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "=== {} dockerd.log\n{}",
+                self.netns,
+                self.log_tail("dockerd.log")
+            );
+            eprintln!(
+                "=== {} rustnet.log\n{}",
+                self.netns,
+                self.log_tail("rustnet.log")
+            );
+        }
+        self.reset();
+        self.stop_rustnet();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.dockerd_pid()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && !matches!(self.dockerd.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.dockerd.kill();
+        let _ = self.dockerd.wait();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The last host of this process removes the underlay.
+        let hosts = run(Command::new("ip").args(["-o", "link", "show", "master", &self.underlay]))
+            .unwrap_or_default();
+        if hosts.trim().is_empty() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.underlay])
+                .status();
+            let _ = Command::new("iptables")
+                .args([
+                    "-D",
+                    "FORWARD",
+                    "-i",
+                    &self.underlay,
+                    "-o",
+                    &self.underlay,
+                    "-j",
+                    "ACCEPT",
+                ])
+                .status();
+        }
+    }
+}
+
+/// dockerd inside `netns`, in a private mount namespace whose /run/docker and
+/// /etc/docker are its own. `nsenter --net`, not `ip netns exec`: the latter
+/// remounts /sys and dockerd then fails ("Devices cgroup isn't mounted").
+fn spawn_dockerd(netns: &str, dir: &Path, index: u8) -> Child {
+    let d = dir.display();
+    let script = format!(
+        "set -e; mkdir -p /run/docker /etc/docker; \
+         mount -t tmpfs tmpfs /run/docker; mount -t tmpfs tmpfs /etc/docker; \
+         mkdir -p /run/docker/plugins; \
+         exec nsenter --net=/run/netns/{netns} dockerd --data-root {d}/data --exec-root {d}/exec \
+           -H unix://{d}/docker.sock --pidfile {d}/docker.pid --bip 172.30.{index}.1/24"
+    );
+    let log = File::create(dir.join("dockerd.log")).unwrap_or_else(|e| panic!("dockerd.log: {e}"));
+    let err = log
+        .try_clone()
+        .unwrap_or_else(|e| panic!("dockerd.log: {e}"));
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn dockerd: {e}"))
+}
+
+/// The underlay bridge of this test process, created once; stale bridges
+/// of dead test processes are removed first.
+fn ensure_underlay(pid: u32) -> String {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let name = format!("rnul-{pid}");
+    let links = run_ok(Command::new("ip").args(["-o", "link", "show", "type", "bridge"]));
+    if links.contains(&format!(" {name}:")) {
+        return name;
+    }
+    for stale in links
+        .split_whitespace()
+        .filter_map(|w| w.strip_suffix(':'))
+        .filter(|w| w.starts_with("rnul-"))
+    {
+        let _ = Command::new("ip").args(["link", "del", stale]).status();
+    }
+    run_ok(Command::new("ip").args(["link", "add", &name, "type", "bridge"]));
+    run_ok(Command::new("ip").args([
+        "addr",
+        "add",
+        &format!("{UNDERLAY_GATEWAY}/24"),
+        "dev",
+        &name,
+    ]));
+    run_ok(Command::new("ip").args(["link", "set", &name, "up"]));
+    // A dockerd in the root namespace sets FORWARD to DROP; let the
+    // underlay's own traffic through.
+    run_ok(
+        Command::new("iptables").args(["-I", "FORWARD", "-i", &name, "-o", &name, "-j", "ACCEPT"]),
+    );
+    name
+}

@@ -1,0 +1,135 @@
+//! Running commands, finding binaries, and running named cases.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Panics unless running as root: these tests need namespaces, dockerd and
+/// iptables, and must not pass silently without them.
+pub fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
+    assert_eq!(
+        uid.as_deref(),
+        Some("0"),
+        "this test needs root (network namespaces, dockerd, iptables): run it with scripts/test.sh as root"
+    );
+    for tool in [
+        "dockerd", "docker", "ip", "iptables", "nsenter", "unshare", "busybox",
+    ] {
+        assert!(
+            which(tool).is_some(),
+            "{tool} is missing: scripts/test.sh installs docker.io, busybox-static, iproute2, iptables"
+        );
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// The rustnet binary under test: `RUSTNET_BIN`, or the workspace's debug build.
+pub fn rustnet_bin() -> PathBuf {
+    let path = std::env::var_os("RUSTNET_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/rustnet"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "{} not found: run `cargo build -p rustnet` first",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command; stdout on success, stderr (and stdout) on failure.
+pub fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        Err(format!(
+            "{stderr}{}{stdout}",
+            if stdout.is_empty() { "" } else { "\n" }
+        ))
+    }
+}
+
+/// Runs a command that must succeed.
+pub fn run_ok(cmd: &mut Command) -> String {
+    run(cmd).unwrap_or_else(|e| panic!("{cmd:?} failed: {e}"))
+}
+
+/// Unwraps a docker result with the command in the message.
+pub fn docker_ok(result: Result<String, String>, what: &str) -> String {
+    result.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Named cases run one after another against shared hosts; a failing case
+/// is reported and the others still run. After each case, `reset` puts the
+/// hosts back to a clean state, whether the case passed or not.
+pub struct Cases<'a> {
+    failed: Vec<String>,
+    passed: usize,
+    reset: Box<dyn Fn() + 'a>,
+}
+
+impl std::fmt::Debug for Cases<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cases")
+            .field("failed", &self.failed)
+            .field("passed", &self.passed)
+            .finish()
+    }
+}
+
+impl<'a> Cases<'a> {
+    pub fn new(reset: impl Fn() + 'a) -> Self {
+        Self {
+            failed: Vec::new(),
+            passed: 0,
+            reset: Box::new(reset),
+        }
+    }
+
+    pub fn run(&mut self, name: &str, case: impl FnOnce()) {
+        eprintln!("--- case {name}");
+        let result = catch_unwind(AssertUnwindSafe(case));
+        (self.reset)();
+        match result {
+            Ok(()) => {
+                self.passed += 1;
+                eprintln!("--- ok {name}");
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                eprintln!("--- FAILED {name}: {message}");
+                self.failed.push(format!("{name}: {message}"));
+            }
+        }
+    }
+
+    /// Panics listing every failed case.
+    pub fn finish(self) {
+        assert!(
+            self.failed.is_empty(),
+            "{} case(s) failed ({} passed):\n{}",
+            self.failed.len(),
+            self.passed,
+            self.failed.join("\n")
+        );
+        assert!(self.passed > 0, "no case ran");
+    }
+}
