@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{HostId, IpamError};
+use crate::{Endpoint, HostId, IpamError, Network, PortBinding};
 
 /// A block of address space from which networks created without `--subnet`
 /// get subnets of `size` bits, like Docker's `default-address-pools`.
@@ -88,6 +88,20 @@ pub enum Command {
         address: Option<IpAddr>,
         kind: HolderKind,
     },
+    /// Docker's CreateNetwork, on the network's host.
+    CreateNetwork(Network),
+    /// Docker's DeleteNetwork.
+    DeleteNetwork { host: HostId, id: String },
+    /// Docker's CreateEndpoint.
+    CreateEndpoint(Endpoint),
+    /// Docker's DeleteEndpoint.
+    DeleteEndpoint { host: HostId, id: String },
+    /// Docker's Join (with the ports to publish) or Leave (`ports: None`).
+    SetJoined {
+        host: HostId,
+        id: String,
+        ports: Option<Vec<PortBinding>>,
+    },
     /// Records the name a host is shown by in errors and status.
     RegisterHost { host: HostId, name: String },
     /// Docker's ReleaseAddress: only the holding host may release.
@@ -134,6 +148,14 @@ impl fmt::Display for Command {
                 None => write!(f, "request-address in {pool_id} by host {host}"),
             },
             Self::RegisterHost { host, name } => write!(f, "register-host {host} as {name}"),
+            Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),
+            Self::DeleteNetwork { host, id } => write!(f, "delete-network {id} by host {host}"),
+            Self::CreateEndpoint(e) => write!(f, "create-endpoint {} by host {}", e.id, e.host),
+            Self::DeleteEndpoint { host, id } => write!(f, "delete-endpoint {id} by host {host}"),
+            Self::SetJoined { host, id, ports } => {
+                let what = if ports.is_some() { "join" } else { "leave" };
+                write!(f, "{what} {id} by host {host}")
+            }
             Self::ReleaseAddress {
                 host,
                 pool_id,

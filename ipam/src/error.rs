@@ -56,6 +56,8 @@ pub enum IpamError {
     },
     #[error("address {address} in pool {pool_id} is not allocated")]
     NotAllocated { address: IpAddr, pool_id: String },
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("address {address} is held by {holder}, not by {host}")]
     NotHolder {
         address: IpAddr,

@@ -13,12 +13,14 @@
 mod addr;
 mod command;
 mod error;
+mod network;
 mod pool;
 mod state;
 pub mod store;
 
 pub use command::{Command, CommandResult, DefaultPool, HolderKind, Response};
 pub use error::IpamError;
+pub use network::{Endpoint, Mode, Network, NetworkError, PortBinding, Proto, Tables};
 pub use pool::{Holder, Pool};
 pub use state::State;
 

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{overlaps, usable};
+use crate::network::Tables;
 use crate::pool::{HostNames, host_name};
 use crate::{
     Command, CommandResult, DefaultPool, Holder, HolderKind, HostId, IpamError, Pool, Response,
@@ -18,6 +19,8 @@ pub struct State {
     pools: BTreeMap<IpNet, Pool>,
     /// How each host is named in messages.
     hosts: HostNames,
+    /// Networks and endpoints of rustnet's network driver.
+    tables: Tables,
 }
 
 impl State {
@@ -42,6 +45,26 @@ impl State {
             Command::ReleasePool { host, pool_id } => self.release_pool(*host, pool_id),
             Command::RegisterHost { host, name } => {
                 self.hosts.insert(*host, name.clone());
+                Ok(Response::Done)
+            }
+            Command::CreateNetwork(network) => {
+                self.tables.create_network(network)?;
+                Ok(Response::Done)
+            }
+            Command::DeleteNetwork { host, id } => {
+                self.tables.delete_network(*host, id);
+                Ok(Response::Done)
+            }
+            Command::CreateEndpoint(endpoint) => {
+                self.tables.create_endpoint(endpoint)?;
+                Ok(Response::Done)
+            }
+            Command::DeleteEndpoint { host, id } => {
+                self.tables.delete_endpoint(*host, id);
+                Ok(Response::Done)
+            }
+            Command::SetJoined { host, id, ports } => {
+                self.tables.set_joined(*host, id, ports.as_deref())?;
                 Ok(Response::Done)
             }
             Command::RequestAddress {
@@ -70,6 +93,11 @@ impl State {
                 Ok(Response::Done)
             }
         }
+    }
+
+    /// The network and endpoint tables.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
     }
 
     /// Every pool, in subnet order.

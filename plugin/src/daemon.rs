@@ -6,25 +6,30 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rustnet_ipam::Command;
-use rustnet_ipam::store::Store;
+use rustnet_ipam::store::{Store, StoreError};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use crate::api;
 use crate::config::DaemonConfig;
-use crate::service::{Service, StoreState};
+use crate::dataplane::KernelPlane;
+use crate::error::ApiError;
+use crate::service::{Service, Settings, StoreState};
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), "listening");
     let (tx, rx) = watch::channel(StoreState::Opening);
-    let service = Arc::new(Service::new(
-        rx,
-        config.default_pools.clone(),
-        config.request_timeout(),
-    ));
+    let settings = Settings {
+        defaults: config.default_pools.clone(),
+        timeout: config.request_timeout(),
+        mtu: config.mtu,
+    };
+    let dataplane = Arc::new(KernelPlane::new().context("set up the data path")?);
+    let service = Arc::new(Service::new(rx, settings, dataplane));
     let store_task = tokio::spawn(open_store(config.clone(), tx));
+    tokio::spawn(rebuild(service.clone()));
     let served = serve(listener, service, shutdown_signal()).await;
     if let Ok(Some(store)) = store_task.await {
         store.shutdown().await;
@@ -84,6 +89,27 @@ async fn open_store(config: DaemonConfig, tx: watch::Sender<StoreState>) -> Opti
             tracing::error!(error = %e, "cannot open the state store");
             tx.send_replace(StoreState::Failed(e.to_string()));
             None
+        }
+    }
+}
+
+/// Rebuilds the data path from the tables once the store is open: bridges
+/// and firewall rules after a reboot or a crash, leftovers removed.
+async fn rebuild(service: Arc<Service>) {
+    loop {
+        match service.reconcile(&[]).await {
+            Ok(()) => {
+                tracing::info!("data path rebuilt from the tables");
+                return;
+            }
+            Err(ApiError::Store(StoreError::Fatal(e))) => {
+                tracing::error!(error = %e, "no store: data path not rebuilt");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rebuilding the data path; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
     }
 }

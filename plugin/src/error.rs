@@ -7,8 +7,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rustnet_ipam::IpamError;
 use rustnet_ipam::store::StoreError;
+use rustnet_ipam::{IpamError, NetworkError};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,12 @@ pub enum ApiError {
     Ipam(#[from] IpamError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("data path: {0}")]
+    DataPath(#[from] rustnet_overlay::Error),
     #[error("{0}")]
     NotImplemented(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("unknown endpoint {0}")]
     NotFound(String),
 }
@@ -47,7 +51,9 @@ impl ApiError {
             Self::Body(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Ipam(_) => StatusCode::CONFLICT,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DataPath(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::Unsupported(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
         }
     }
@@ -66,6 +72,12 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+impl From<NetworkError> for ApiError {
+    fn from(e: NetworkError) -> Self {
+        Self::Ipam(IpamError::Network(e))
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -8,6 +8,8 @@ mod api;
 mod client;
 mod config;
 mod daemon;
+mod dataplane;
+mod driver;
 mod error;
 mod service;
 mod status;

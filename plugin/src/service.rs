@@ -5,14 +5,16 @@
 //! doing; requests that need the store wait for it, bounded in time.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use rustnet_ipam::store::{Store, StoreError};
 use rustnet_ipam::{Command, DefaultPool, HolderKind, Response};
-use serde_json::{Value, json};
-use tokio::sync::watch;
+use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard, watch};
 
+use crate::dataplane::DataPlane;
 use crate::error::ApiError;
 
 /// RequestPool, validated.
@@ -46,32 +48,59 @@ pub enum StoreState {
     Failed(String),
 }
 
-/// The plugin's service: the replicated store plus this host's settings.
+/// This host's settings the service uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Pools for networks created without --subnet.
+    pub defaults: Vec<DefaultPool>,
+    /// Bound on waiting for the store.
+    pub timeout: Duration,
+    /// RUSTNET_MTU: the MTU of networks that do not set one.
+    pub mtu: Option<u32>,
+}
+
+/// The plugin's service: the replicated store, this host's data plane and
+/// its settings.
 #[derive(Debug)]
 pub struct Service {
     store: watch::Receiver<StoreState>,
-    defaults: Vec<DefaultPool>,
-    timeout: Duration,
+    settings: Settings,
+    dataplane: Arc<dyn DataPlane>,
+    /// One data-path reconcile at a time on this host.
+    datapath: Mutex<()>,
 }
 
 impl Service {
     pub fn new(
         store: watch::Receiver<StoreState>,
-        defaults: Vec<DefaultPool>,
-        timeout: Duration,
+        settings: Settings,
+        dataplane: Arc<dyn DataPlane>,
     ) -> Self {
         Self {
             store,
-            defaults,
-            timeout,
+            settings,
+            dataplane,
+            datapath: Mutex::new(()),
         }
     }
 
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn dataplane(&self) -> &dyn DataPlane {
+        self.dataplane.as_ref()
+    }
+
+    pub async fn datapath_lock(&self) -> MutexGuard<'_, ()> {
+        self.datapath.lock().await
+    }
+
     /// The open store, waiting (bounded) while it opens.
-    async fn store(&self) -> Result<Store, ApiError> {
+    pub async fn store(&self) -> Result<Store, ApiError> {
         let mut rx = self.store.clone();
         let ready = rx.wait_for(|s| !matches!(s, StoreState::Opening));
-        let state = match tokio::time::timeout(self.timeout, ready).await {
+        let state = match tokio::time::timeout(self.settings.timeout, ready).await {
             Ok(Ok(state)) => state.clone(),
             Ok(Err(_)) => StoreState::Failed("store task ended".to_owned()),
             Err(_) => StoreState::Opening,
@@ -80,7 +109,7 @@ impl Service {
             StoreState::Open(store) => Ok(store),
             StoreState::Opening => Err(StoreError::Unavailable(format!(
                 "state store still opening after {:?}",
-                self.timeout
+                self.settings.timeout
             ))
             .into()),
             StoreState::Failed(e) => Err(StoreError::Fatal(e).into()),
@@ -101,7 +130,7 @@ impl Service {
                 pool: request.pool,
                 range: request.range,
                 v6: request.v6,
-                defaults: self.defaults.clone(),
+                defaults: self.settings.defaults.clone(),
             })
             .await?;
         match response {
@@ -141,26 +170,11 @@ impl Service {
         .map(drop)
     }
 
-    /// This host and every pool, for `rustnet status`.
+    /// This host, its networks and every pool, for `rustnet status`.
     pub async fn status(&self) -> Result<Value, ApiError> {
         let store = self.store().await?;
-        let pools = store
-            .read(|state| {
-                state
-                    .pools()
-                    .map(|p| {
-                        let addresses: Vec<Value> = p
-                            .addresses
-                            .iter()
-                            .map(|(a, h)| json!({ "address": a, "host": h.host, "holder": state.describe(h) }))
-                            .collect();
-                        json!({ "pool": p.id(), "range": p.range, "hosts": p.refs, "addresses": addresses })
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await?;
-        let name = store.read(|state| state.host_name(store.id())).await?;
-        Ok(json!({ "host": store.id(), "name": name, "pools": pools }))
+        let host = store.id();
+        Ok(store.read(|state| crate::status::view(state, host)).await?)
     }
 }
 

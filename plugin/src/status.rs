@@ -6,6 +6,9 @@ use anyhow::bail;
 use clap::Args;
 use serde_json::Value;
 
+use rustnet_ipam::{HostId, State};
+use serde_json::json;
+
 use crate::client::PluginClient;
 
 #[derive(Debug, Args)]
@@ -47,6 +50,47 @@ fn render(status: &Value) -> String {
         status["name"].as_str().unwrap_or("?"),
         status["host"]
     );
+    let networks = status["networks"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    out.push_str(&format!("{} network(s) on this host\n", networks.len()));
+    for network in networks {
+        out.push_str(&format!(
+            "  {} bridge {} subnet {}{}\n",
+            network["id"]
+                .as_str()
+                .map(|id| id.get(..12).unwrap_or(id))
+                .unwrap_or("?"),
+            network["bridge"].as_str().unwrap_or("?"),
+            network["subnet"].as_str().unwrap_or("-"),
+            if network["internal"] == true {
+                " internal"
+            } else {
+                ""
+            }
+        ));
+        for endpoint in network["endpoints"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            out.push_str(&format!(
+                "    {} {} {}{}\n",
+                endpoint["id"]
+                    .as_str()
+                    .map(|id| id.get(..12).unwrap_or(id))
+                    .unwrap_or("?"),
+                endpoint["address"].as_str().unwrap_or("-"),
+                endpoint["mac"].as_str().unwrap_or("-"),
+                if endpoint["joined"] == true {
+                    " joined"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
     let pools = status["pools"]
         .as_array()
         .map(Vec::as_slice)
@@ -74,4 +118,35 @@ fn render(status: &Value) -> String {
         }
     }
     out
+}
+
+/// The status of `host` as the daemon reports it: its name, its networks
+/// with their endpoints, and every pool of the cluster with its holders.
+pub fn view(state: &State, host: HostId) -> Value {
+    let tables = state.tables();
+    let networks: Vec<Value> = tables
+        .networks_of(host)
+        .map(|n| {
+            let endpoints: Vec<Value> = tables
+                .endpoints_of(&n.id)
+                .map(|e| json!({ "id": e.id, "address": e.address, "mac": e.mac, "joined": e.joined, "ports": e.ports }))
+                .collect();
+            json!({
+                "id": n.id, "bridge": n.bridge, "subnet": n.subnet, "gateway": n.gateway,
+                "mtu": n.mtu, "internal": n.internal, "endpoints": endpoints,
+            })
+        })
+        .collect();
+    let pools: Vec<Value> = state
+        .pools()
+        .map(|p| {
+            let addresses: Vec<Value> = p
+                .addresses
+                .iter()
+                .map(|(a, h)| json!({ "address": a, "host": h.host, "holder": state.describe(h) }))
+                .collect();
+            json!({ "pool": p.id(), "range": p.range, "hosts": p.refs, "addresses": addresses })
+        })
+        .collect();
+    json!({ "host": host, "name": state.host_name(host), "networks": networks, "pools": pools })
 }

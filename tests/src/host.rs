@@ -39,6 +39,12 @@ impl SimHost {
     /// Starts a host with dockerd running and the test image imported;
     /// rustnet is started with [`SimHost::start_rustnet`].
     pub fn start() -> Self {
+        Self::start_with_tools(&[])
+    }
+
+    /// Like [`SimHost::start`], with extra binaries (and the libraries they
+    /// load) copied into the test image's /bin.
+    pub fn start_with_tools(tools: &[&str]) -> Self {
         crate::require_root();
         let index = NEXT_INDEX.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
@@ -89,7 +95,7 @@ impl SimHost {
             veth,
         };
         host.wait_for_dockerd();
-        host.import_image();
+        host.import_image(tools);
         host
     }
 
@@ -224,7 +230,7 @@ impl SimHost {
 
     /// Imports a busybox image built from the host's busybox-static (no
     /// registry is reachable).
-    fn import_image(&self) {
+    fn import_image(&self, tools: &[&str]) {
         let root = self.dir.join("image");
         std::fs::create_dir_all(root.join("bin")).unwrap_or_else(|e| panic!("image dir: {e}"));
         for dir in ["tmp", "etc", "proc", "sys", "dev", "root"] {
@@ -239,6 +245,9 @@ impl SimHost {
         let applets = run_ok(Command::new("/bin/busybox").arg("--list"));
         for applet in applets.lines().filter(|a| *a != "busybox") {
             let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+        for tool in tools {
+            copy_with_libraries(Path::new(tool), &root);
         }
         let tar = self.dir.join("image.tar");
         run_ok(
@@ -322,6 +331,27 @@ impl Drop for SimHost {
                 ])
                 .status();
         }
+    }
+}
+
+/// Copies a dynamically linked binary into `root`'s /bin and the libraries
+/// `ldd` lists to the same paths under `root`.
+fn copy_with_libraries(binary: &Path, root: &Path) {
+    let name = binary
+        .file_name()
+        .unwrap_or_else(|| panic!("{} has no file name", binary.display()));
+    run_ok(
+        Command::new("cp")
+            .arg(binary)
+            .arg(root.join("bin").join(name)),
+    );
+    let libraries = run_ok(Command::new("ldd").arg(binary));
+    for library in libraries.split_whitespace().filter(|w| w.starts_with('/')) {
+        let target = root.join(library.trim_start_matches('/'));
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+        run_ok(Command::new("cp").arg("-L").arg(library).arg(&target));
     }
 }
 

@@ -35,7 +35,13 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens (or creates) `path` and makes sure both tables exist.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let db = Database::create(path).map_err(io::Error::other)?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => io::Error::other(format!(
+                "{} is in use by another rustnet process (one daemon per state dir)",
+                path.display()
+            )),
+            e => io::Error::other(e),
+        })?;
         let txn = db.begin_write().map_err(io::Error::other)?;
         txn.open_table(LOG).map_err(io::Error::other)?;
         txn.open_table(META).map_err(io::Error::other)?;

@@ -240,9 +240,18 @@ mod tests {
         store.shutdown().await;
         drop(store);
 
-        let store = Store::open(dir.path(), "127.0.0.1:0", TIMEOUT)
-            .await
-            .unwrap();
+        // openraft's tasks let go of the database shortly after shutdown.
+        let mut attempts = 0;
+        let store = loop {
+            match Store::open(dir.path(), "127.0.0.1:0", TIMEOUT).await {
+                Ok(store) => break store,
+                Err(e) if attempts < 50 && e.to_string().contains("in use by another") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
         assert_eq!(store.id(), id);
         assert_eq!(store.read(|s| s.clone()).await.unwrap(), before);
         assert_eq!(request_address(&store, "new").await, "10.0.42.61/24");

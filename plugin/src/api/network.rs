@@ -1,39 +1,55 @@
 //! `/NetworkDriver.*`: Docker's remote network-driver protocol
-//! (moby drivers/remote/api).
+//! (moby drivers/remote/api). Requests become validated values before the
+//! service sees them.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::http::Uri;
+use axum::body::Bytes;
+use axum::extract::State;
 use axum::routing::post;
+use ipnet::IpNet;
+use rustnet_ipam::{Mode, PortBinding};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::parse;
+use crate::driver::{EndpointRequest, NetworkRequest, parse_mac, proto};
 use crate::error::ApiError;
 use crate::service::Service;
 
-/// Every network-driver method Docker may call besides GetCapabilities.
-const METHODS: &[&str] = &[
-    "CreateNetwork",
-    "DeleteNetwork",
-    "AllocateNetwork",
-    "FreeNetwork",
-    "CreateEndpoint",
-    "DeleteEndpoint",
-    "EndpointOperInfo",
-    "Join",
-    "Leave",
-    "ProgramExternalConnectivity",
-    "RevokeExternalConnectivity",
-    "DiscoverNew",
-    "DiscoverDelete",
-];
+/// `-o` keys rustnet understands (design: network options).
+pub const OPT_MODE: &str = "mode";
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub const OPT_VNI: &str = "vni";
+pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const VALID_OPTIONS: [&str; 4] = [OPT_MODE, OPT_MTU, OPT_VNI, OPT_BRIDGE_NAME];
+
+/// Keys libnetwork puts in CreateNetwork/CreateEndpoint/Join options
+/// (moby libnetwork/netlabel).
+const GENERIC: &str = "com.docker.network.generic";
+const INTERNAL: &str = "com.docker.network.internal";
+const PORTMAP: &str = "com.docker.network.portmap";
 
 pub(super) fn routes() -> Router<Arc<Service>> {
-    METHODS.iter().fold(
-        Router::new().route("/NetworkDriver.GetCapabilities", post(capabilities)),
-        |router, method| router.route(&format!("/NetworkDriver.{method}"), post(not_yet)),
-    )
+    Router::new()
+        .route("/NetworkDriver.GetCapabilities", post(capabilities))
+        .route("/NetworkDriver.CreateNetwork", post(create_network))
+        .route("/NetworkDriver.DeleteNetwork", post(delete_network))
+        .route("/NetworkDriver.CreateEndpoint", post(create_endpoint))
+        .route("/NetworkDriver.DeleteEndpoint", post(delete_endpoint))
+        .route("/NetworkDriver.EndpointOperInfo", post(endpoint_info))
+        .route("/NetworkDriver.Join", post(join))
+        .route("/NetworkDriver.Leave", post(leave))
+        .route("/NetworkDriver.ProgramExternalConnectivity", post(nothing))
+        .route("/NetworkDriver.RevokeExternalConnectivity", post(nothing))
+        .route("/NetworkDriver.DiscoverNew", post(nothing))
+        .route("/NetworkDriver.DiscoverDelete", post(nothing))
+        .route("/NetworkDriver.AllocateNetwork", post(swarm_only))
+        .route("/NetworkDriver.FreeNetwork", post(swarm_only))
 }
 
 /// Scope `local`: a `global` remote driver makes `docker network create`
@@ -43,9 +59,365 @@ async fn capabilities() -> Json<Value> {
     Json(json!({ "Scope": "local", "ConnectivityScope": "global" }))
 }
 
-async fn not_yet(uri: Uri) -> ApiError {
-    ApiError::NotImplemented(format!(
-        "{}: rustnet's network driver is not implemented yet; use Docker's bridge driver with --ipam-driver rustnet",
-        uri.path().trim_start_matches('/')
-    ))
+/// Published ports are programmed at Join; discovery is swarm's business.
+async fn nothing() -> Json<Value> {
+    Json(json!({}))
+}
+
+async fn swarm_only() -> ApiError {
+    ApiError::Unsupported(
+        "rustnet networks are not swarm-scoped; AllocateNetwork is not used".to_owned(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawIpamData {
+    pool: String,
+    #[serde(default)]
+    gateway: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawCreateNetwork {
+    #[serde(rename = "NetworkID")]
+    network_id: String,
+    #[serde(default)]
+    options: Option<HashMap<String, Value>>,
+    #[serde(rename = "IPv4Data", default)]
+    ipv4_data: Option<Vec<RawIpamData>>,
+    #[serde(rename = "IPv6Data", default)]
+    ipv6_data: Option<Vec<RawIpamData>>,
+}
+
+impl TryFrom<RawCreateNetwork> for NetworkRequest {
+    type Error = ApiError;
+
+    fn try_from(raw: RawCreateNetwork) -> Result<Self, ApiError> {
+        let id = docker_id("NetworkID", raw.network_id)?;
+        let options = raw.options.unwrap_or_default();
+        let generic = generic_options(options.get(GENERIC))?;
+        if let Some(key) = generic
+            .keys()
+            .find(|k| !VALID_OPTIONS.contains(&k.as_str()))
+        {
+            return Err(ApiError::invalid(
+                "option",
+                key.clone(),
+                format!("unknown -o key; valid keys: {}", VALID_OPTIONS.join(", ")),
+            ));
+        }
+        let mode = match generic.get(OPT_MODE).map(String::as_str) {
+            None | Some("bridge") => Mode::Bridge,
+            Some("overlay") => {
+                return Err(ApiError::NotImplemented(
+                    "mode=overlay is not supported yet".to_owned(),
+                ));
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "option mode",
+                    other,
+                    "valid modes: bridge, overlay",
+                ));
+            }
+        };
+        if generic.contains_key(OPT_VNI) {
+            return Err(ApiError::invalid(
+                "option",
+                OPT_VNI,
+                "vni applies to mode=overlay only",
+            ));
+        }
+        let mtu = generic.get(OPT_MTU).map(|m| mtu(m)).transpose()?;
+        let bridge = generic
+            .get(OPT_BRIDGE_NAME)
+            .map(|b| bridge_name(b))
+            .transpose()?;
+        let internal = options
+            .get(INTERNAL)
+            .is_some_and(|v| v == &Value::Bool(true) || v == "true");
+        let (subnet, gateway) = ipam_data(raw.ipv4_data.as_deref(), "IPv4Data")?;
+        let (subnet6, gateway6) = ipam_data(raw.ipv6_data.as_deref(), "IPv6Data")?;
+        Ok(Self {
+            id,
+            mode,
+            bridge,
+            mtu,
+            internal,
+            subnet,
+            gateway,
+            subnet6,
+            gateway6,
+        })
+    }
+}
+
+/// The user's `-o` options: a string map (values of other types are refused).
+fn generic_options(value: Option<&Value>) -> Result<HashMap<String, String>, ApiError> {
+    let Some(Value::Object(map)) = value else {
+        return Ok(HashMap::new());
+    };
+    map.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            other => Err(ApiError::invalid(
+                "option",
+                k.clone(),
+                format!("value {other} is not a string"),
+            )),
+        })
+        .collect()
+}
+
+fn mtu(text: &str) -> Result<u32, ApiError> {
+    match text.parse::<u32>() {
+        Ok(m) if (68..=65535).contains(&m) => Ok(m),
+        _ => Err(ApiError::invalid(
+            OPT_MTU,
+            text,
+            "an MTU is a number from 68 to 65535",
+        )),
+    }
+}
+
+fn bridge_name(name: &str) -> Result<String, ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            OPT_BRIDGE_NAME,
+            name,
+            "1-15 letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+fn ipam_data(
+    data: Option<&[RawIpamData]>,
+    field: &'static str,
+) -> Result<(Option<IpNet>, Option<IpNet>), ApiError> {
+    let Some(first) = data.and_then(<[RawIpamData]>::first) else {
+        return Ok((None, None));
+    };
+    let pool: IpNet = first
+        .pool
+        .parse()
+        .map_err(|e| ApiError::invalid(field, first.pool.clone(), e))?;
+    let gateway = match first.gateway.as_str() {
+        "" => None,
+        text => Some(
+            text.parse::<IpNet>()
+                .map_err(|e| ApiError::invalid(field, text, e))?,
+        ),
+    };
+    Ok((Some(pool), gateway))
+}
+
+/// Docker's 64-hex ids; rustnet names interfaces after their first 12.
+fn docker_id(field: &'static str, id: String) -> Result<String, ApiError> {
+    if id.len() >= 12 && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(id)
+    } else {
+        Err(ApiError::invalid(field, id, "not a Docker id"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawIds {
+    #[serde(rename = "NetworkID")]
+    network_id: String,
+    #[serde(rename = "EndpointID", default)]
+    endpoint_id: Option<String>,
+    #[serde(default)]
+    options: Option<HashMap<String, Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawInterface {
+    #[serde(default)]
+    address: String,
+    #[serde(rename = "AddressIPv6", default)]
+    address_ipv6: String,
+    #[serde(default)]
+    mac_address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawCreateEndpoint {
+    #[serde(rename = "NetworkID")]
+    network_id: String,
+    #[serde(rename = "EndpointID")]
+    endpoint_id: String,
+    #[serde(default)]
+    interface: Option<RawInterface>,
+    #[serde(default)]
+    options: Option<HashMap<String, Value>>,
+}
+
+impl TryFrom<RawCreateEndpoint> for EndpointRequest {
+    type Error = ApiError;
+
+    fn try_from(raw: RawCreateEndpoint) -> Result<Self, ApiError> {
+        let interface = raw.interface.unwrap_or_default();
+        let cidr = |field, text: &str| match text {
+            "" => Ok(None),
+            t => t
+                .parse::<IpNet>()
+                .map(Some)
+                .map_err(|e| ApiError::invalid(field, t, e)),
+        };
+        let mac = match interface.mac_address.as_str() {
+            "" => None,
+            text => Some(
+                parse_mac(text)
+                    .ok_or_else(|| ApiError::invalid("MacAddress", text, "not a MAC address"))?,
+            ),
+        };
+        Ok(Self {
+            network_id: docker_id("NetworkID", raw.network_id)?,
+            id: docker_id("EndpointID", raw.endpoint_id)?,
+            address: cidr("Address", &interface.address)?,
+            address6: cidr("AddressIPv6", &interface.address_ipv6)?,
+            mac,
+            ports: port_map(raw.options.as_ref().and_then(|o| o.get(PORTMAP)))?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawPortBinding {
+    proto: u64,
+    port: u16,
+    #[serde(rename = "HostIP", default)]
+    host_ip: String,
+    host_port: u16,
+}
+
+/// `com.docker.network.portmap`: `[{"Proto":6,"Port":80,"HostIP":"","HostPort":8080,...}]`.
+fn port_map(value: Option<&Value>) -> Result<Vec<PortBinding>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let raw: Vec<RawPortBinding> = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::invalid("option", PORTMAP, e))?;
+    raw.into_iter()
+        .map(|p| {
+            let proto = proto(p.proto).ok_or_else(|| {
+                ApiError::invalid("port protocol", p.proto.to_string(), "tcp, udp or sctp")
+            })?;
+            if p.host_port == 0 {
+                return Err(ApiError::Unsupported(format!(
+                    "publishing {}/{proto} needs an explicit host port with rustnet (-p HOST:{})",
+                    p.port, p.port
+                )));
+            }
+            let host_ip = match p.host_ip.as_str() {
+                "" | "0.0.0.0" => None,
+                text => match text.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(ip)) => Some(IpAddr::V4(ip)),
+                    Ok(IpAddr::V6(_)) => {
+                        return Err(ApiError::Unsupported(format!(
+                            "publishing on IPv6 address {text} is not supported"
+                        )));
+                    }
+                    Err(e) => return Err(ApiError::invalid("HostIP", text, e)),
+                },
+            };
+            Ok(PortBinding {
+                proto,
+                container_port: p.port,
+                host_ip,
+                host_port: p.host_port,
+            })
+        })
+        .collect()
+}
+
+async fn create_network(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request = NetworkRequest::try_from(parse::<RawCreateNetwork>(&body)?)?;
+    service.create_network(request).await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_network(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawIds>(&body)?;
+    service
+        .delete_network(docker_id("NetworkID", raw.network_id)?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn create_endpoint(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request = EndpointRequest::try_from(parse::<RawCreateEndpoint>(&body)?)?;
+    // Docker refuses a reply that sets a field it already set ("driver
+    // modified interface"): return the MAC only when rustnet chose it.
+    match service.create_endpoint(request).await? {
+        Some(mac) => Ok(Json(json!({ "Interface": { "MacAddress": mac } }))),
+        None => Ok(Json(json!({ "Interface": null }))),
+    }
+}
+
+fn endpoint_id(raw: &RawIds) -> Result<String, ApiError> {
+    let id = raw
+        .endpoint_id
+        .clone()
+        .ok_or_else(|| ApiError::Body("missing field `EndpointID`".to_owned()))?;
+    docker_id("NetworkID", raw.network_id.clone())?;
+    docker_id("EndpointID", id)
+}
+
+async fn delete_endpoint(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawIds>(&body)?;
+    service.delete_endpoint(endpoint_id(&raw)?).await?;
+    Ok(Json(json!({})))
+}
+
+async fn endpoint_info(body: Bytes) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawIds>(&body)?;
+    endpoint_id(&raw)?;
+    Ok(Json(json!({ "Value": {} })))
+}
+
+async fn join(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawIds>(&body)?;
+    let id = endpoint_id(&raw)?;
+    let ports = port_map(raw.options.as_ref().and_then(|o| o.get(PORTMAP)))?;
+    let joined = service.join(id, ports).await?;
+    let mut reply = json!({ "InterfaceName": { "SrcName": joined.interface, "DstPrefix": "eth" } });
+    if let Some(gateway) = joined.gateway {
+        reply["Gateway"] = json!(gateway.to_string());
+    }
+    if let Some(gateway6) = joined.gateway6 {
+        reply["GatewayIPv6"] = json!(gateway6.to_string());
+    }
+    Ok(Json(reply))
+}
+
+async fn leave(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawIds>(&body)?;
+    service.leave(endpoint_id(&raw)?).await?;
+    Ok(Json(json!({})))
 }

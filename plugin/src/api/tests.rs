@@ -11,9 +11,11 @@ use tokio::sync::watch;
 
 use crate::client::PluginClient;
 use crate::daemon::serve;
-use crate::service::{Service, StoreState};
+use crate::dataplane::RecordingPlane;
+use crate::service::{Service, Settings, StoreState};
 
 struct Harness {
+    plane: Arc<RecordingPlane>,
     client: PluginClient,
     _dir: tempfile::TempDir,
     _store_tx: watch::Sender<StoreState>,
@@ -35,10 +37,16 @@ async fn harness(store: bool) -> Harness {
         .unwrap();
         tx.send_replace(StoreState::Open(store));
     }
-    let defaults = vec!["10.128.0.0/9:24".parse().unwrap()];
-    let service = Arc::new(Service::new(rx, defaults, Duration::from_secs(2)));
+    let settings = Settings {
+        defaults: vec!["10.128.0.0/9:24".parse().unwrap()],
+        timeout: Duration::from_secs(2),
+        mtu: None,
+    };
+    let plane = Arc::new(RecordingPlane::default());
+    let service = Arc::new(Service::new(rx, settings, plane.clone()));
     tokio::spawn(serve(listener, service, std::future::pending()));
     Harness {
+        plane,
         client: PluginClient::new(&socket),
         _dir: dir,
         _store_tx: tx,
@@ -103,7 +111,7 @@ async fn handshake_and_capabilities_answer_empty_bodies_without_a_store() {
 }
 
 #[tokio::test]
-async fn unknown_paths_are_404_and_network_calls_say_not_yet() {
+async fn unknown_paths_are_404() {
     let h = harness(false).await;
     let (status, reply) = h.call("/VolumeDriver.Create", "{}").await;
     assert_eq!(
@@ -112,14 +120,6 @@ async fn unknown_paths_are_404_and_network_calls_say_not_yet() {
             StatusCode::NOT_FOUND,
             json!({"Err": "unknown endpoint /VolumeDriver.Create"})
         )
-    );
-    let (status, reply) = h.call("/NetworkDriver.CreateNetwork", "{}").await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert!(
-        reply["Err"]
-            .as_str()
-            .unwrap()
-            .contains("not implemented yet")
     );
 }
 
@@ -284,6 +284,270 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         let (status, reply) = h.call(path, body).await;
         let err = reply["Err"].as_str().unwrap_or_default();
         assert_eq!(status, *want_status, "{path} {body}: {reply}");
+        assert!(
+            err.contains(want_err),
+            "{path} {body}: {err:?} lacks {want_err:?}"
+        );
+    }
+    assert_eq!(h.status().await, before);
+}
+
+const NET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const EP: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+/// CreateNetwork as Docker 20.10 sends it for
+/// `docker network create -d rustnet --ipam-driver rustnet --subnet 10.0.42.0/24 [-o ...]`.
+fn create_network(generic: Value, internal: bool) -> Value {
+    let mut options = json!({
+        "com.docker.network.enable_ipv6": false,
+        "com.docker.network.generic": generic,
+    });
+    if internal {
+        options["com.docker.network.internal"] = json!(true);
+    }
+    json!({
+        "NetworkID": NET,
+        "Options": options,
+        "IPv4Data": [{"AddressSpace": "rustnet-local", "Pool": "10.0.42.0/24", "Gateway": "10.0.42.1/24", "AuxAddresses": null}],
+        "IPv6Data": []
+    })
+}
+
+fn create_endpoint(mac: &str, portmap: Value) -> Value {
+    json!({
+        "NetworkID": NET,
+        "EndpointID": EP,
+        "Interface": {"Address": "10.0.42.2/24", "AddressIPv6": "", "MacAddress": mac},
+        "Options": {"com.docker.network.endpoint.exposedports": [], "com.docker.network.portmap": portmap}
+    })
+}
+
+impl Harness {
+    fn last_applied(
+        &self,
+    ) -> (
+        rustnet_overlay::Desired,
+        Vec<rustnet_overlay::firewall::Network>,
+    ) {
+        self.plane
+            .applied
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("nothing applied")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_driver_lifecycle_as_docker_calls_it() {
+    let h = harness(true).await;
+    let generic = json!({"com.docker.network.driver.mtu": "1400"});
+    h.ok(
+        "/NetworkDriver.CreateNetwork",
+        create_network(generic, false),
+    )
+    .await;
+    let (desired, _) = h.last_applied();
+    assert_eq!(desired.bridges[0].name, "rn-0123456789ab");
+    assert_eq!(desired.bridges[0].mtu, 1400);
+    assert_eq!(
+        desired.bridges[0].addresses,
+        ["10.0.42.1/24".parse::<ipnet::IpNet>().unwrap()]
+    );
+
+    let portmap = json!([{"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080}]);
+    let reply = h
+        .ok(
+            "/NetworkDriver.CreateEndpoint",
+            create_endpoint("", portmap),
+        )
+        .await;
+    let mac = reply["Interface"]["MacAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+    assert_eq!(first & 0x03, 0x02, "{mac}: locally administered unicast");
+    let (desired, firewall) = h.last_applied();
+    assert_eq!(desired.veths[0].host, "rnhfedcba987654");
+    assert!(desired.veths[0].required);
+    assert!(
+        firewall[0].published.is_empty(),
+        "ports open only once joined"
+    );
+
+    let join = json!({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/var/run/docker/netns/abc", "Options": {}});
+    let reply = h.ok("/NetworkDriver.Join", join).await;
+    assert_eq!(
+        reply,
+        json!({"InterfaceName": {"SrcName": "rncfedcba987654", "DstPrefix": "eth"}, "Gateway": "10.0.42.1"})
+    );
+    let (_, firewall) = h.last_applied();
+    assert_eq!(firewall[0].published.len(), 1);
+    assert_eq!(firewall[0].published[0].host_port, 8080);
+
+    let ids = json!({"NetworkID": NET, "EndpointID": EP});
+    assert_eq!(
+        h.ok("/NetworkDriver.EndpointOperInfo", ids.clone()).await,
+        json!({"Value": {}})
+    );
+    h.ok("/NetworkDriver.Leave", ids.clone()).await;
+    assert!(h.last_applied().1[0].published.is_empty());
+    h.ok("/NetworkDriver.DeleteEndpoint", ids).await;
+    assert!(h.last_applied().0.veths.is_empty());
+    h.ok("/NetworkDriver.DeleteNetwork", json!({"NetworkID": NET}))
+        .await;
+    assert_eq!(
+        h.last_applied(),
+        (rustnet_overlay::Desired::default(), vec![])
+    );
+    assert_eq!(h.status().await["networks"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_chosen_macs_are_kept_and_internal_networks_get_no_gateway() {
+    let h = harness(true).await;
+    h.ok(
+        "/NetworkDriver.CreateNetwork",
+        create_network(json!({}), true),
+    )
+    .await;
+    let reply = h
+        .ok(
+            "/NetworkDriver.CreateEndpoint",
+            create_endpoint("02:42:0a:00:2a:02", json!(null)),
+        )
+        .await;
+    assert_eq!(reply, json!({"Interface": null}));
+    let join = json!({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/x", "Options": null});
+    let reply = h.ok("/NetworkDriver.Join", join).await;
+    assert_eq!(
+        reply,
+        json!({"InterfaceName": {"SrcName": "rncfedcba987654", "DstPrefix": "eth"}})
+    );
+    assert!(h.last_applied().1[0].internal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
+    let h = harness(true).await;
+    h.ok(
+        "/NetworkDriver.CreateNetwork",
+        create_network(json!({}), false),
+    )
+    .await;
+    let before = h.status().await;
+    let other = |generic: Value| {
+        let mut body = create_network(generic, false);
+        body["NetworkID"] =
+            json!("1111111111111111111111111111111111111111111111111111111111111111");
+        body["IPv4Data"][0]["Pool"] = json!("10.0.50.0/24");
+        body.to_string()
+    };
+    let port0 = create_endpoint(
+        "",
+        json!([{"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 0, "HostPortEnd": 0}]),
+    );
+    let mut on_unknown = create_endpoint("", json!(null));
+    on_unknown["NetworkID"] =
+        json!("2222222222222222222222222222222222222222222222222222222222222222");
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"foo": "bar"})),
+            StatusCode::BAD_REQUEST,
+            "invalid option \"foo\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"mode": "overlay"})),
+            StatusCode::NOT_IMPLEMENTED,
+            "mode=overlay is not supported yet",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"mode": "mesh"})),
+            StatusCode::BAD_REQUEST,
+            "valid modes: bridge, overlay",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"com.docker.network.driver.mtu": "9x"})),
+            StatusCode::BAD_REQUEST,
+            "an MTU is a number",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"vni": "42"})),
+            StatusCode::BAD_REQUEST,
+            "vni applies to mode=overlay only",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"com.docker.network.bridge.name": "a-name-far-too-long"})),
+            StatusCode::BAD_REQUEST,
+            "1-15 letters",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"com.docker.network.bridge.name": "rn-0123456789ab"})),
+            StatusCode::CONFLICT,
+            "bridge name rn-0123456789ab is already used by network 0123456789ab",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            "{\"NetworkID\":".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "bad request body",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            json!({"NetworkID": "x"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid NetworkID \"x\": not a Docker id",
+        ),
+        (
+            "/NetworkDriver.CreateEndpoint",
+            port0.to_string(),
+            StatusCode::BAD_REQUEST,
+            "needs an explicit host port",
+        ),
+        (
+            "/NetworkDriver.CreateEndpoint",
+            on_unknown.to_string(),
+            StatusCode::CONFLICT,
+            "no network 2222222222222222",
+        ),
+        (
+            "/NetworkDriver.CreateEndpoint",
+            create_endpoint("zz", json!(null)).to_string(),
+            StatusCode::BAD_REQUEST,
+            "not a MAC address",
+        ),
+        (
+            "/NetworkDriver.Join",
+            json!({"NetworkID": NET, "EndpointID": EP}).to_string(),
+            StatusCode::CONFLICT,
+            "no endpoint fedcba",
+        ),
+        (
+            "/NetworkDriver.Leave",
+            json!({"NetworkID": NET}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "missing field `EndpointID`",
+        ),
+        (
+            "/NetworkDriver.AllocateNetwork",
+            "{}".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "not swarm-scoped",
+        ),
+    ];
+    for (path, body, want_status, want_err) in cases {
+        let (status, reply) = h.call(path, &body).await;
+        let err = reply["Err"].as_str().unwrap_or_default();
+        assert_eq!(status, want_status, "{path} {body}: {reply}");
         assert!(
             err.contains(want_err),
             "{path} {body}: {err:?} lacks {want_err:?}"

@@ -1,0 +1,271 @@
+//! rustnet's firewall rules, computed from its networks (pure).
+//!
+//! Docker sets the FORWARD policy to DROP, and with bridge-nf-call-iptables
+//! that applies to frames crossing any bridge, so rustnet must accept its own
+//! traffic explicitly. Its rules live in its own chains, entered from
+//! DOCKER-USER (which Docker keeps first in FORWARD, for third parties) and
+//! from the nat table's POSTROUTING, PREROUTING and OUTPUT; the chains are
+//! rewritten atomically with `iptables-restore --noflush` each time.
+//!
+//! Per network (bridge B, subnet S), in order:
+//! - accept B -> B (containers of one network);
+//! - drop between B and every other rustnet bridge and Docker's bridges
+//!   (docker0, br-*, docker_gwbridge), both ways;
+//! - internal: drop everything else in or out of B;
+//! - otherwise: accept published ports to their containers, replies to
+//!   connections from B, and B's egress; drop the rest into B;
+//! - nat: masquerade S leaving through another interface, DNAT published
+//!   ports on the host's addresses (also 127.0.0.1, with route_localnet).
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// The filter chain jumped to from DOCKER-USER.
+pub const FILTER_CHAIN: &str = "RUSTNET";
+/// The nat chain jumped to from POSTROUTING.
+pub const POSTROUTING_CHAIN: &str = "RUSTNET-POSTROUTING";
+/// The nat chain jumped to from PREROUTING and OUTPUT for local addresses.
+pub const DNAT_CHAIN: &str = "RUSTNET-DNAT";
+
+/// Docker's own bridges, isolated from rustnet's like Docker isolates its
+/// networks from each other.
+const DOCKER_BRIDGES: &[&str] = &["docker0", "br-+", "docker_gwbridge"];
+
+/// A published port: host side to container side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: String,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_ip: Ipv4Addr,
+    pub container_port: u16,
+}
+
+/// What the firewall needs to know of one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub internal: bool,
+    pub published: Vec<Published>,
+}
+
+/// The hooks into the built-in chains: (table, chain, rule).
+pub fn hooks() -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("filter", "DOCKER-USER", format!("-j {FILTER_CHAIN}")),
+        ("nat", "POSTROUTING", format!("-j {POSTROUTING_CHAIN}")),
+        (
+            "nat",
+            "PREROUTING",
+            format!("-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}"),
+        ),
+        (
+            "nat",
+            "OUTPUT",
+            format!("-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}"),
+        ),
+    ]
+}
+
+/// The filter rules of `networks`, in order, as `-A RUSTNET ...` lines.
+pub fn filter_rules(networks: &[Network]) -> Vec<String> {
+    let mut rules = Vec::new();
+    for net in networks {
+        let b = &net.bridge;
+        rules.push(format!("-i {b} -o {b} -j ACCEPT"));
+        let others = networks
+            .iter()
+            .map(|n| n.bridge.as_str())
+            .filter(|o| o != b);
+        for other in others.chain(DOCKER_BRIDGES.iter().copied()) {
+            rules.push(format!("-i {b} -o {other} -j DROP"));
+            rules.push(format!("-i {other} -o {b} -j DROP"));
+        }
+        if net.internal {
+            rules.push(format!("-i {b} -j DROP"));
+            rules.push(format!("-o {b} -j DROP"));
+            continue;
+        }
+        for p in &net.published {
+            rules.push(format!(
+                "-d {}/32 -o {b} -p {} -m {} --dport {} -j ACCEPT",
+                p.container_ip, p.proto, p.proto, p.container_port
+            ));
+        }
+        rules.push(format!(
+            "-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+        ));
+        rules.push(format!("-i {b} -j ACCEPT"));
+        rules.push(format!("-o {b} -j DROP"));
+    }
+    rules
+        .into_iter()
+        .map(|r| format!("-A {FILTER_CHAIN} {r}"))
+        .collect()
+}
+
+/// The nat rules of `networks`, as `-A CHAIN ...` lines.
+pub fn nat_rules(networks: &[Network]) -> Vec<String> {
+    let mut rules = Vec::new();
+    for net in networks.iter().filter(|n| !n.internal) {
+        let b = &net.bridge;
+        rules.push(format!(
+            "-A {POSTROUTING_CHAIN} -s {} ! -o {b} -j MASQUERADE",
+            net.subnet
+        ));
+        if net.published.is_empty() {
+            continue;
+        }
+        // Connections to 127.0.0.1 leave with a loopback source: rewrite it.
+        rules.push(format!(
+            "-A {POSTROUTING_CHAIN} -o {b} -m addrtype --src-type LOCAL -j MASQUERADE"
+        ));
+        for p in &net.published {
+            let dest = p
+                .host_ip
+                .map(|ip| format!("-d {ip}/32 "))
+                .unwrap_or_default();
+            rules.push(format!(
+                "-A {DNAT_CHAIN} {dest}! -i {b} -p {} -m {} --dport {} -j DNAT --to-destination {}:{}",
+                p.proto, p.proto, p.host_port, p.container_ip, p.container_port
+            ));
+        }
+    }
+    rules
+}
+
+/// Input for `iptables-restore --noflush`: declaring rustnet's chains
+/// flushes them, so this replaces all their rules in one transaction and
+/// touches no other chain.
+pub fn restore_script(networks: &[Network]) -> String {
+    let mut script = String::new();
+    let _ = writeln!(script, "*filter\n:{FILTER_CHAIN} - [0:0]");
+    for rule in filter_rules(networks) {
+        let _ = writeln!(script, "{rule}");
+    }
+    let _ = writeln!(
+        script,
+        "COMMIT\n*nat\n:{POSTROUTING_CHAIN} - [0:0]\n:{DNAT_CHAIN} - [0:0]"
+    );
+    for rule in nat_rules(networks) {
+        let _ = writeln!(script, "{rule}");
+    }
+    script.push_str("COMMIT\n");
+    script
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(bridge: &str, subnet: &str, internal: bool) -> Network {
+        Network {
+            bridge: bridge.into(),
+            subnet: subnet.parse().unwrap(),
+            internal,
+            published: vec![],
+        }
+    }
+
+    #[test]
+    fn one_network_accepts_itself_isolates_and_masquerades() {
+        let rules = filter_rules(&[network("rn-a", "10.0.42.0/24", false)]);
+        assert_eq!(rules[0], "-A RUSTNET -i rn-a -o rn-a -j ACCEPT");
+        assert!(rules.contains(&"-A RUSTNET -i rn-a -o docker0 -j DROP".to_owned()));
+        assert!(rules.contains(&"-A RUSTNET -i br-+ -o rn-a -j DROP".to_owned()));
+        assert_eq!(
+            &rules[rules.len() - 3..],
+            [
+                "-A RUSTNET -o rn-a -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                "-A RUSTNET -i rn-a -j ACCEPT",
+                "-A RUSTNET -o rn-a -j DROP",
+            ]
+        );
+        assert_eq!(
+            nat_rules(&[network("rn-a", "10.0.42.0/24", false)]),
+            ["-A RUSTNET-POSTROUTING -s 10.0.42.0/24 ! -o rn-a -j MASQUERADE"]
+        );
+    }
+
+    #[test]
+    fn two_networks_drop_each_other_before_any_accept() {
+        let nets = [
+            network("rn-a", "10.0.42.0/24", false),
+            network("rn-b", "10.0.43.0/24", false),
+        ];
+        let rules = filter_rules(&nets);
+        let pos = |r: &str| {
+            rules
+                .iter()
+                .position(|x| x == r)
+                .unwrap_or_else(|| panic!("{r} missing"))
+        };
+        assert!(pos("-A RUSTNET -i rn-a -o rn-b -j DROP") < pos("-A RUSTNET -i rn-a -j ACCEPT"));
+        assert!(pos("-A RUSTNET -i rn-b -o rn-a -j DROP") < pos("-A RUSTNET -i rn-b -j ACCEPT"));
+    }
+
+    #[test]
+    fn internal_networks_get_no_egress_nat_or_ports() {
+        let mut net = network("rn-i", "10.0.44.0/24", true);
+        net.published.push(Published {
+            proto: "tcp".into(),
+            host_ip: None,
+            host_port: 8080,
+            container_ip: "10.0.44.2".parse().unwrap(),
+            container_port: 80,
+        });
+        let rules = filter_rules(std::slice::from_ref(&net));
+        assert_eq!(
+            &rules[rules.len() - 2..],
+            ["-A RUSTNET -i rn-i -j DROP", "-A RUSTNET -o rn-i -j DROP"]
+        );
+        assert!(nat_rules(&[net]).is_empty());
+    }
+
+    #[test]
+    fn published_ports_are_dnatted_and_accepted() {
+        let mut net = network("rn-a", "10.0.42.0/24", false);
+        net.published = vec![
+            Published {
+                proto: "tcp".into(),
+                host_ip: None,
+                host_port: 8080,
+                container_ip: "10.0.42.2".parse().unwrap(),
+                container_port: 80,
+            },
+            Published {
+                proto: "udp".into(),
+                host_ip: Some("10.99.0.1".parse().unwrap()),
+                host_port: 5353,
+                container_ip: "10.0.42.2".parse().unwrap(),
+                container_port: 53,
+            },
+        ];
+        let nat = nat_rules(std::slice::from_ref(&net));
+        assert_eq!(
+            nat[1..],
+            [
+                "-A RUSTNET-POSTROUTING -o rn-a -m addrtype --src-type LOCAL -j MASQUERADE",
+                "-A RUSTNET-DNAT ! -i rn-a -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.42.2:80",
+                "-A RUSTNET-DNAT -d 10.99.0.1/32 ! -i rn-a -p udp -m udp --dport 5353 -j DNAT --to-destination 10.0.42.2:53",
+            ]
+        );
+        let filter = filter_rules(&[net]);
+        assert!(filter.contains(
+            &"-A RUSTNET -d 10.0.42.2/32 -o rn-a -p tcp -m tcp --dport 80 -j ACCEPT".to_owned()
+        ));
+    }
+
+    #[test]
+    fn the_restore_script_declares_and_commits_both_tables() {
+        let script = restore_script(&[]);
+        assert_eq!(
+            script,
+            "*filter\n:RUSTNET - [0:0]\nCOMMIT\n*nat\n:RUSTNET-POSTROUTING - [0:0]\n:RUSTNET-DNAT - [0:0]\nCOMMIT\n"
+        );
+    }
+}

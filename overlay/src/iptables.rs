@@ -1,0 +1,114 @@
+//! Applies firewall rules through the `iptables` command, so they go to the
+//! same backend (legacy or nft) as Docker's own rules; otherwise Docker's
+//! DROP would still win.
+
+use tokio::process::Command;
+
+use crate::Error;
+use crate::firewall::{
+    DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, hooks, restore_script,
+};
+
+/// The iptables executor.
+#[derive(Debug, Clone, Default)]
+pub struct Iptables;
+
+impl Iptables {
+    /// Makes rustnet's chains hold exactly the rules of `networks`; with no
+    /// networks, removes the chains and their hooks altogether.
+    pub async fn apply(&self, networks: &[Network]) -> Result<(), Error> {
+        if networks.is_empty() {
+            self.remove().await;
+            return Ok(());
+        }
+        restore(&restore_script(networks)).await?;
+        self.ensure_hooks().await
+    }
+
+    async fn ensure_hooks(&self) -> Result<(), Error> {
+        // Docker creates DOCKER-USER and keeps its jump first in FORWARD; if
+        // Docker has not run yet, do the same (Docker keeps an existing one).
+        if iptables(&["-t", "filter", "-L", "DOCKER-USER", "-n"])
+            .await
+            .is_err()
+        {
+            iptables(&["-t", "filter", "-N", "DOCKER-USER"]).await?;
+        }
+        ensure(("filter", "FORWARD", "-j DOCKER-USER".to_owned())).await?;
+        for hook in hooks() {
+            ensure(hook).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every hook and chain of rustnet; what is already gone is fine.
+    pub async fn remove(&self) {
+        for (table, chain, rule) in hooks() {
+            while delete(table, chain, &rule).await.is_ok() {}
+        }
+        for (table, chain) in [
+            ("filter", FILTER_CHAIN),
+            ("nat", POSTROUTING_CHAIN),
+            ("nat", DNAT_CHAIN),
+        ] {
+            let _ = iptables(&["-t", table, "-F", chain]).await;
+            let _ = iptables(&["-t", table, "-X", chain]).await;
+        }
+    }
+}
+
+async fn ensure((table, chain, rule): (&str, &str, String)) -> Result<(), Error> {
+    let spec: Vec<&str> = rule.split_whitespace().collect();
+    let check = [&["-t", table, "-C", chain][..], &spec].concat();
+    if iptables(&check).await.is_ok() {
+        return Ok(());
+    }
+    iptables(&[&["-t", table, "-I", chain, "1"][..], &spec].concat()).await
+}
+
+async fn delete(table: &str, chain: &str, rule: &str) -> Result<(), Error> {
+    let spec: Vec<&str> = rule.split_whitespace().collect();
+    iptables(&[&["-t", table, "-D", chain][..], &spec].concat()).await
+}
+
+async fn iptables(args: &[&str]) -> Result<(), Error> {
+    let out = Command::new("iptables").arg("-w").args(args).output().await;
+    check(&format!("iptables {}", args.join(" ")), out)
+}
+
+async fn restore(script: &str) -> Result<(), Error> {
+    use tokio::io::AsyncWriteExt;
+    let command = "iptables-restore --noflush";
+    let spawn_err = |e: std::io::Error| Error::Command {
+        command: command.to_owned(),
+        message: e.to_string(),
+    };
+    let mut child = Command::new("iptables-restore")
+        .args(["-w", "--noflush"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(spawn_err)?;
+    }
+    check(command, child.wait_with_output().await)
+}
+
+fn check(command: &str, out: std::io::Result<std::process::Output>) -> Result<(), Error> {
+    match out {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(Error::Command {
+            command: command.to_owned(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }),
+        Err(e) => Err(Error::Command {
+            command: command.to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,224 @@
+//! The netlink executor: observes links and performs planned operations,
+//! deciding nothing itself.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
+
+use crate::model::{Link, LinkKind, Observed, Op};
+use crate::{Error, OWNER_ALIAS};
+
+/// What the service needs from the kernel; tests replace it with a fake.
+pub trait Kernel: Send + Sync {
+    fn observe(&self) -> impl Future<Output = Result<Observed, Error>> + Send;
+    fn apply(&self, op: &Op) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// The kernel of the namespace this process runs in, through rtnetlink.
+#[derive(Debug, Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens a netlink connection; must run inside a tokio runtime.
+    pub fn connect() -> Result<Self, Error> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Connection)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    async fn index(&self, name: &str) -> Result<Option<u32>, Error> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.map(|l| l.header.index)),
+            // ENODEV: no such link.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => Ok(None),
+            Err(source) => Err(netlink_err(format!("find {name}"), source)),
+        }
+    }
+
+    async fn required_index(&self, name: &str) -> Result<u32, Error> {
+        self.index(name).await?.ok_or_else(|| Error::Command {
+            command: format!("find link {name}"),
+            message: "no such interface".to_owned(),
+        })
+    }
+
+    async fn set(&self, what: String, message: LinkMessage) -> Result<(), Error> {
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| netlink_err(what, e))
+    }
+
+    async fn add(&self, what: String, message: LinkMessage) -> Result<(), Error> {
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(|e| netlink_err(what, e))
+    }
+
+    async fn mark_owned(&self, name: &str) -> Result<(), Error> {
+        let message = LinkUnspec::new_with_name(name).alias(OWNER_ALIAS).build();
+        self.set(format!("set alias of {name}"), message).await
+    }
+}
+
+fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
+    Error::Netlink { op, source }
+}
+
+impl Kernel for Netlink {
+    async fn observe(&self) -> Result<Observed, Error> {
+        let messages: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| netlink_err("list links".to_owned(), e))?;
+        let names: BTreeMap<u32, String> = messages
+            .iter()
+            .filter_map(|m| Some((m.header.index, name_of(m)?)))
+            .collect();
+        let mut addresses: BTreeMap<u32, Vec<IpNet>> = BTreeMap::new();
+        let mut stream = self.handle.address().get().execute();
+        while let Some(message) = stream
+            .try_next()
+            .await
+            .map_err(|e| netlink_err("list addresses".to_owned(), e))?
+        {
+            let ip = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(net) = ip.and_then(|ip| IpNet::new(ip, message.header.prefix_len).ok()) {
+                addresses.entry(message.header.index).or_default().push(net);
+            }
+        }
+        let mut links = BTreeMap::new();
+        for m in &messages {
+            let Some(name) = name_of(m) else { continue };
+            let mut link = Link {
+                kind: LinkKind::Other,
+                mtu: 0,
+                up: m.header.flags.contains(LinkFlags::Up),
+                master: None,
+                addresses: addresses.remove(&m.header.index).unwrap_or_default(),
+                owned: false,
+            };
+            for attribute in &m.attributes {
+                match attribute {
+                    LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                    LinkAttribute::Controller(index) => link.master = names.get(index).cloned(),
+                    LinkAttribute::IfAlias(alias) => link.owned = alias == OWNER_ALIAS,
+                    LinkAttribute::LinkInfo(infos) => link.kind = kind_of(infos),
+                    _ => {}
+                }
+            }
+            links.insert(name, link);
+        }
+        Ok(Observed { links })
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), Error> {
+        tracing::debug!(%op, "netlink");
+        match op {
+            Op::CreateBridge { name, mtu } => {
+                self.add(op.to_string(), LinkBridge::new(name).mtu(*mtu).build())
+                    .await?;
+                self.mark_owned(name).await
+            }
+            Op::CreateVeth {
+                host,
+                peer,
+                mtu,
+                mac,
+            } => {
+                self.add(op.to_string(), LinkVeth::new(host, peer).mtu(*mtu).build())
+                    .await?;
+                let peer_settings = LinkUnspec::new_with_name(peer)
+                    .mtu(*mtu)
+                    .address(mac.to_vec())
+                    .build();
+                self.set(format!("set mtu and mac of {peer}"), peer_settings)
+                    .await?;
+                self.mark_owned(host).await?;
+                self.mark_owned(peer).await
+            }
+            Op::SetMtu { link, mtu } => {
+                self.set(
+                    op.to_string(),
+                    LinkUnspec::new_with_name(link).mtu(*mtu).build(),
+                )
+                .await
+            }
+            Op::SetMaster { link, master } => {
+                let index = self.required_index(master).await?;
+                self.set(
+                    op.to_string(),
+                    LinkUnspec::new_with_name(link).controller(index).build(),
+                )
+                .await
+            }
+            Op::AddAddress { link, address } => {
+                let index = self.required_index(link).await?;
+                let request = self
+                    .handle
+                    .address()
+                    .add(index, address.addr(), address.prefix_len())
+                    .replace();
+                request
+                    .execute()
+                    .await
+                    .map_err(|e| netlink_err(op.to_string(), e))
+            }
+            Op::SetUp { link } => {
+                self.set(op.to_string(), LinkUnspec::new_with_name(link).up().build())
+                    .await
+            }
+            Op::DeleteLink { name } => match self.index(name).await? {
+                // Already gone (deleting one end of a pair deletes both).
+                None => Ok(()),
+                Some(index) => {
+                    let result = self.handle.link().del(index).execute().await;
+                    result.map_err(|e| netlink_err(op.to_string(), e))
+                }
+            },
+        }
+    }
+}
+
+fn name_of(message: &LinkMessage) -> Option<String> {
+    message.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(name) => Some(name.clone()),
+        _ => None,
+    })
+}
+
+fn kind_of(infos: &[LinkInfo]) -> LinkKind {
+    infos
+        .iter()
+        .find_map(|i| match i {
+            LinkInfo::Kind(InfoKind::Bridge) => Some(LinkKind::Bridge),
+            LinkInfo::Kind(InfoKind::Veth) => Some(LinkKind::Veth),
+            _ => None,
+        })
+        .unwrap_or(LinkKind::Other)
+}

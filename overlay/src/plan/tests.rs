@@ -1,0 +1,274 @@
+use ipnet::IpNet;
+
+use super::*;
+use crate::model::Link;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn bridge(name: &str, gw: &str) -> Bridge {
+    Bridge {
+        name: name.into(),
+        addresses: vec![net(gw)],
+        mtu: 1500,
+    }
+}
+
+fn veth(id: &str, bridge: &str, required: bool) -> Veth {
+    Veth {
+        host: format!("rnh{id}"),
+        peer: format!("rnc{id}"),
+        bridge: bridge.into(),
+        mtu: 1500,
+        mac: [2, 0, 0, 0, 0, 1],
+        required,
+    }
+}
+
+/// A simulated link table: applies operations as the kernel would.
+fn simulate(observed: &mut Observed, op: &Op) {
+    let link = |kind| Link {
+        kind,
+        mtu: 1500,
+        up: false,
+        master: None,
+        addresses: vec![],
+        owned: true,
+    };
+    match op {
+        Op::CreateBridge { name, mtu } => {
+            let mut l = link(LinkKind::Bridge);
+            l.mtu = *mtu;
+            assert!(
+                observed.links.insert(name.clone(), l).is_none(),
+                "{name} exists"
+            );
+        }
+        Op::CreateVeth {
+            host, peer, mtu, ..
+        } => {
+            for name in [host, peer] {
+                let mut l = link(LinkKind::Veth);
+                l.mtu = *mtu;
+                assert!(
+                    observed.links.insert(name.clone(), l).is_none(),
+                    "{name} exists"
+                );
+            }
+        }
+        Op::SetMtu { link, mtu } => observed.links.get_mut(link).unwrap().mtu = *mtu,
+        Op::SetMaster { link, master } => {
+            assert!(observed.links.contains_key(master), "no master {master}");
+            observed.links.get_mut(link).unwrap().master = Some(master.clone());
+        }
+        Op::AddAddress { link, address } => observed
+            .links
+            .get_mut(link)
+            .unwrap()
+            .addresses
+            .push(*address),
+        Op::SetUp { link } => observed.links.get_mut(link).unwrap().up = true,
+        Op::DeleteLink { name } => {
+            observed.links.remove(name);
+        }
+    }
+}
+
+fn converge(desired: &Desired, observed: &mut Observed) -> Vec<Op> {
+    let ops = plan(desired, observed).unwrap();
+    for op in &ops {
+        simulate(observed, op);
+    }
+    assert_eq!(
+        plan(desired, observed).unwrap(),
+        vec![],
+        "not converged after {ops:?}"
+    );
+    ops
+}
+
+#[test]
+fn first_network_creates_its_bridge_with_the_gateway() {
+    let desired = Desired {
+        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        veths: vec![],
+    };
+    let ops = converge(&desired, &mut Observed::default());
+    assert_eq!(
+        ops,
+        vec![
+            Op::CreateBridge {
+                name: "rn-aaaa".into(),
+                mtu: 1500
+            },
+            Op::AddAddress {
+                link: "rn-aaaa".into(),
+                address: net("10.0.42.1/24")
+            },
+            Op::SetUp {
+                link: "rn-aaaa".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn second_endpoint_only_adds_its_pair() {
+    let mut desired = Desired {
+        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        veths: vec![veth("e1", "rn-aaaa", true)],
+    };
+    let mut observed = Observed::default();
+    converge(&desired, &mut observed);
+    desired.veths.push(veth("e2", "rn-aaaa", true));
+    let ops = converge(&desired, &mut observed);
+    assert_eq!(
+        ops,
+        vec![
+            Op::CreateVeth {
+                host: "rnhe2".into(),
+                peer: "rnce2".into(),
+                mtu: 1500,
+                mac: [2, 0, 0, 0, 0, 1]
+            },
+            Op::SetMaster {
+                link: "rnhe2".into(),
+                master: "rn-aaaa".into()
+            },
+            Op::SetUp {
+                link: "rnhe2".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
+    let mut observed = Observed::default();
+    let old = Desired {
+        bridges: vec![
+            bridge("rn-old", "10.0.9.1/24"),
+            bridge("rn-keep", "10.0.42.1/24"),
+        ],
+        veths: vec![veth("gone", "rn-old", true), veth("kept", "rn-keep", true)],
+    };
+    converge(&old, &mut observed);
+    observed.links.insert(
+        "eth0".into(),
+        Link {
+            kind: LinkKind::Other,
+            mtu: 1500,
+            up: true,
+            master: None,
+            addresses: vec![],
+            owned: false,
+        },
+    );
+    // After the restart only rn-keep and its endpoint (whose container end
+    // Docker has moved away) remain wanted.
+    observed.links.remove("rnckept");
+    let now = Desired {
+        bridges: vec![bridge("rn-keep", "10.0.42.1/24")],
+        veths: vec![veth("kept", "rn-keep", false)],
+    };
+    let ops = converge(&now, &mut observed);
+    assert_eq!(
+        ops,
+        vec![
+            Op::DeleteLink {
+                name: "rn-old".into()
+            },
+            Op::DeleteLink {
+                name: "rncgone".into()
+            },
+            Op::DeleteLink {
+                name: "rnhgone".into()
+            },
+        ]
+    );
+    assert!(observed.links.contains_key("eth0"));
+}
+
+#[test]
+fn nothing_to_do_when_the_kernel_matches() {
+    let desired = Desired {
+        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        veths: vec![veth("e1", "rn-aaaa", true)],
+    };
+    let mut observed = Observed::default();
+    converge(&desired, &mut observed);
+    assert_eq!(plan(&desired, &observed).unwrap(), vec![]);
+}
+
+#[test]
+fn a_bridge_gone_after_a_reboot_is_rebuilt_without_touching_endpoints() {
+    let desired = Desired {
+        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        veths: vec![veth("e1", "rn-aaaa", false)],
+    };
+    let ops = converge(&desired, &mut Observed::default());
+    assert_eq!(ops.len(), 3, "{ops:?}");
+    assert!(ops.iter().all(|op| !matches!(op, Op::CreateVeth { .. })));
+}
+
+#[test]
+fn drifted_links_are_repaired() {
+    let desired = Desired {
+        bridges: vec![Bridge {
+            mtu: 1400,
+            ..bridge("rn-aaaa", "10.0.42.1/24")
+        }],
+        veths: vec![],
+    };
+    let mut observed = Observed::default();
+    converge(&bridge_only("rn-aaaa"), &mut observed);
+    let ops = converge(&desired, &mut observed);
+    assert_eq!(
+        ops,
+        vec![
+            Op::SetMtu {
+                link: "rn-aaaa".into(),
+                mtu: 1400
+            },
+            Op::AddAddress {
+                link: "rn-aaaa".into(),
+                address: net("10.0.42.1/24")
+            },
+        ]
+    );
+}
+
+fn bridge_only(name: &str) -> Desired {
+    Desired {
+        bridges: vec![Bridge {
+            name: name.into(),
+            addresses: vec![],
+            mtu: 1500,
+        }],
+        veths: vec![],
+    }
+}
+
+#[test]
+fn conflicts_are_refused() {
+    let mut observed = Observed::default();
+    observed.links.insert(
+        "eth0".into(),
+        Link {
+            kind: LinkKind::Other,
+            mtu: 1500,
+            up: true,
+            master: None,
+            addresses: vec![],
+            owned: false,
+        },
+    );
+    let desired = bridge_only("eth0");
+    assert_eq!(
+        plan(&desired, &observed),
+        Err(PlanError::NotABridge {
+            name: "eth0".into()
+        })
+    );
+}

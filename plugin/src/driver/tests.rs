@@ -1,0 +1,122 @@
+use rustnet_ipam::{Command, State};
+
+use super::*;
+
+const HOST: HostId = 7;
+
+fn tables(internal: bool, joined: bool) -> State {
+    let mut state = State::default();
+    let network = Network {
+        id: "net1net1net1net1".into(),
+        host: HOST,
+        mode: Mode::Bridge,
+        bridge: bridge_name("net1net1net1net1"),
+        subnet: Some("10.0.42.0/24".parse().unwrap()),
+        gateway: Some("10.0.42.1/24".parse().unwrap()),
+        subnet6: None,
+        gateway6: None,
+        mtu: 1450,
+        internal,
+    };
+    state.apply(&Command::CreateNetwork(network)).unwrap();
+    let mut other_host = Network {
+        id: "net2net2net2net2".into(),
+        host: HOST + 1,
+        mode: Mode::Bridge,
+        bridge: "rn-other".into(),
+        subnet: Some("10.0.43.0/24".parse().unwrap()),
+        gateway: None,
+        subnet6: None,
+        gateway6: None,
+        mtu: 1500,
+        internal: false,
+    };
+    other_host.host = HOST + 1;
+    state.apply(&Command::CreateNetwork(other_host)).unwrap();
+    let endpoint = Endpoint {
+        id: "ep1ep1ep1ep1ep1ep1".into(),
+        network_id: "net1net1net1net1".into(),
+        host: HOST,
+        address: Some("10.0.42.2/24".parse().unwrap()),
+        address6: None,
+        mac: "02:00:00:00:00:07".into(),
+        ports: vec![],
+        joined: false,
+    };
+    state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    if joined {
+        let ports = vec![PortBinding {
+            proto: Proto::Udp,
+            container_port: 53,
+            host_ip: Some("10.99.0.1".parse().unwrap()),
+            host_port: 5353,
+        }];
+        let join = Command::SetJoined {
+            host: HOST,
+            id: "ep1ep1ep1ep1ep1ep1".into(),
+            ports: Some(ports),
+        };
+        state.apply(&join).unwrap();
+    }
+    state
+}
+
+#[test]
+fn the_host_view_has_this_hosts_networks_only() {
+    let state = tables(false, true);
+    let (desired, firewall) = host_view(state.tables(), HOST, &["ep1ep1ep1ep1ep1ep1"]);
+    assert_eq!(
+        desired.bridges,
+        [Bridge {
+            name: "rn-net1net1net1".into(),
+            addresses: vec!["10.0.42.1/24".parse().unwrap()],
+            mtu: 1450,
+        }]
+    );
+    assert_eq!(
+        desired.veths,
+        [Veth {
+            host: "rnhep1ep1ep1ep1".into(),
+            peer: "rncep1ep1ep1ep1".into(),
+            bridge: "rn-net1net1net1".into(),
+            mtu: 1450,
+            mac: [2, 0, 0, 0, 0, 7],
+            required: true,
+        }]
+    );
+    assert_eq!(
+        firewall,
+        [FirewallNetwork {
+            bridge: "rn-net1net1net1".into(),
+            subnet: "10.0.42.0/24".parse().unwrap(),
+            internal: false,
+            published: vec![Published {
+                proto: "udp".into(),
+                host_ip: Some("10.99.0.1".parse().unwrap()),
+                host_port: 5353,
+                container_ip: "10.0.42.2".parse().unwrap(),
+                container_port: 53,
+            }],
+        }]
+    );
+}
+
+#[test]
+fn endpoints_not_named_are_kept_but_not_created_and_unjoined_ports_stay_closed() {
+    let state = tables(false, false);
+    let (desired, firewall) = host_view(state.tables(), HOST, &[]);
+    assert!(!desired.veths[0].required);
+    assert!(firewall[0].published.is_empty());
+}
+
+#[test]
+fn macs_round_trip_and_random_ones_are_local_unicast() {
+    assert_eq!(
+        format_mac(parse_mac("02:42:AC:11:00:02").unwrap()),
+        "02:42:ac:11:00:02"
+    );
+    assert_eq!(parse_mac("02:42:ac:11:00"), None);
+    for _ in 0..100 {
+        assert_eq!(random_mac()[0] & 0x03, 0x02);
+    }
+}

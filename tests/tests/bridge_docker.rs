@@ -1,0 +1,314 @@
+//! rustnet's bridge mode on a real dockerd: `docker network create -d rustnet
+//! --ipam-driver rustnet`, driven with the docker CLI on simulated hosts.
+
+use std::time::{Duration, Instant};
+
+use rustnet_tests::{Cases, SimHost, docker_ok, run};
+
+const IMAGE: &str = "rustnet-test/busybox:latest";
+const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
+
+fn create(host: &SimHost, name: &str, args: &[&str]) {
+    let all = [
+        &[
+            "network",
+            "create",
+            "-d",
+            "rustnet",
+            "--ipam-driver",
+            "rustnet",
+        ],
+        args,
+        &[name],
+    ]
+    .concat();
+    docker_ok(host.docker(&all), &format!("network create {name}"));
+}
+
+fn start(host: &SimHost, name: &str, net: &str, extra: &[&str], cmd: &[&str]) {
+    let cmd: &[&str] = if cmd.is_empty() {
+        &["sleep", "3600"]
+    } else {
+        cmd
+    };
+    let args = [
+        &["run", "-d", "--name", name, "--network", net],
+        extra,
+        &[IMAGE],
+        cmd,
+    ]
+    .concat();
+    docker_ok(host.docker(&args), &format!("run {name}"));
+}
+
+fn exec(host: &SimHost, container: &str, cmd: &[&str]) -> Result<String, String> {
+    host.docker(&[&["exec", container], cmd].concat())
+}
+
+fn ip_of(host: &SimHost, container: &str, net: &str) -> String {
+    let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+    docker_ok(
+        host.docker(&["inspect", "-f", &format, container]),
+        "inspect",
+    )
+}
+
+fn pings(host: &SimHost, container: &str, target: &str) -> bool {
+    exec(host, container, &["ping", "-c", "1", "-W", "2", target]).is_ok()
+}
+
+fn assert_pings(host: &SimHost, container: &str, target: &str) {
+    let out = exec(host, container, &["ping", "-c", "1", "-W", "2", target]);
+    assert!(out.is_ok(), "{container} cannot ping {target}: {out:?}");
+}
+
+fn assert_no_ping(host: &SimHost, container: &str, target: &str) {
+    assert!(
+        !pings(host, container, target),
+        "{container} can ping {target}, which must be isolated"
+    );
+}
+
+/// Retries `f` for up to 10 s (a server in a fresh container needs a moment).
+fn eventually(what: &str, mut f: impl FnMut() -> Result<String, String>) -> String {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(out) => return out,
+            Err(e) if start.elapsed() > Duration::from_secs(10) => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Links and firewall rules left by rustnet on `host`.
+fn leftovers(host: &SimHost) -> Vec<String> {
+    let links = run(host.cmd("ip").args(["-o", "link", "show"])).unwrap_or_default();
+    let rules = run(&mut host.cmd("iptables-save")).unwrap_or_default();
+    links
+        .lines()
+        .filter(|l| {
+            l.contains(": rn-")
+                || l.contains(": rnh")
+                || l.contains(": rnc")
+                || l.contains("alias rustnet")
+        })
+        .chain(rules.lines().filter(|l| l.contains("RUSTNET")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bridge_mode_on_a_real_dockerd() {
+    let host = SimHost::start_with_tools(&[UDP_ECHO]);
+    let peer = SimHost::start();
+    host.start_rustnet(&[]);
+    let mut cases = Cases::new(|| host.reset());
+
+    cases.run(
+        "containers talk by address, name and name.network; MTU and MAC as asked",
+        || {
+            create(
+                &host,
+                "br1",
+                &[
+                    "--subnet",
+                    "10.0.60.0/24",
+                    "-o",
+                    "com.docker.network.driver.mtu=1400",
+                ],
+            );
+            start(&host, "ca", "br1", &[], &[]);
+            start(&host, "cb", "br1", &[], &[]);
+            assert_pings(&host, "cb", &ip_of(&host, "ca", "br1"));
+            assert_pings(&host, "cb", "ca");
+            assert_pings(&host, "ca", "cb.br1");
+            assert_eq!(
+                docker_ok(
+                    exec(&host, "ca", &["cat", "/sys/class/net/eth0/mtu"]),
+                    "mtu"
+                ),
+                "1400"
+            );
+            // The MAC rustnet chose is what Docker reports and eth0 carries.
+            let mac = docker_ok(
+                host.docker(&[
+                    "inspect",
+                    "-f",
+                    "{{.NetworkSettings.Networks.br1.MacAddress}}",
+                    "cb",
+                ]),
+                "mac",
+            );
+            assert_eq!(
+                docker_ok(
+                    exec(&host, "cb", &["cat", "/sys/class/net/eth0/address"]),
+                    "eth0 mac"
+                ),
+                mac
+            );
+            assert_eq!(
+                u8::from_str_radix(&mac[..2], 16).map(|b| b & 3),
+                Ok(2),
+                "{mac}: locally administered"
+            );
+            let gateway = docker_ok(
+                exec(&host, "ca", &["ip", "route", "show", "default"]),
+                "route",
+            );
+            assert!(gateway.contains("via 10.0.60.1 dev eth0"), "{gateway}");
+        },
+    );
+
+    cases.run(
+        "networks are isolated from each other and from Docker's bridges",
+        || {
+            create(&host, "iso1", &["--subnet", "10.0.61.0/24"]);
+            create(&host, "iso2", &["--subnet", "10.0.62.0/24"]);
+            docker_ok(
+                host.docker(&["network", "create", "--subnet", "10.0.63.0/24", "dockernet"]),
+                "docker network",
+            );
+            start(&host, "c1", "iso1", &[], &[]);
+            start(&host, "c2", "iso2", &[], &[]);
+            start(&host, "c3", "dockernet", &[], &[]);
+            start(&host, "c4", "bridge", &[], &[]);
+            let (ip2, ip3, ip4) = (
+                ip_of(&host, "c2", "iso2"),
+                ip_of(&host, "c3", "dockernet"),
+                ip_of(&host, "c4", "bridge"),
+            );
+            let ip1 = ip_of(&host, "c1", "iso1");
+            assert_no_ping(&host, "c1", &ip2);
+            assert_no_ping(&host, "c2", &ip1);
+            assert_no_ping(&host, "c1", &ip3);
+            assert_no_ping(&host, "c1", &ip4);
+            assert_no_ping(&host, "c3", &ip1);
+            assert_no_ping(&host, "c4", &ip1);
+            // On both networks, c1 gets eth1 and reaches c2; disconnected, not.
+            docker_ok(
+                host.docker(&["network", "connect", "iso2", "c1"]),
+                "connect",
+            );
+            let eth1 = docker_ok(
+                exec(&host, "c1", &["ip", "-4", "-o", "addr", "show", "eth1"]),
+                "eth1",
+            );
+            assert!(eth1.contains("10.0.62."), "{eth1}");
+            assert_pings(&host, "c1", &ip2);
+            assert_pings(&host, "c1", "c2");
+            docker_ok(
+                host.docker(&["network", "disconnect", "iso2", "c1"]),
+                "disconnect",
+            );
+            assert!(
+                exec(&host, "c1", &["ip", "link", "show", "eth1"]).is_err(),
+                "eth1 still there"
+            );
+            assert_no_ping(&host, "c1", &ip2);
+        },
+    );
+
+    cases.run(
+        "egress is masqueraded, but not from --internal networks",
+        || {
+            create(&host, "out", &["--subnet", "10.0.64.0/24"]);
+            create(&host, "inside", &["--subnet", "10.0.65.0/24", "--internal"]);
+            start(&host, "o1", "out", &[], &[]);
+            start(&host, "i1", "inside", &[], &[]);
+            start(&host, "i2", "inside", &[], &[]);
+            // The peer host has no route back to 10.0.64.0/24: only NAT answers.
+            assert_pings(&host, "o1", &peer.addr);
+            assert_no_ping(&host, "i1", &peer.addr);
+            assert_pings(&host, "i1", "i2");
+            let routes = docker_ok(exec(&host, "i1", &["ip", "route"]), "routes");
+            assert!(
+                !routes.contains("default"),
+                "internal network has a default route: {routes}"
+            );
+        },
+    );
+
+    cases.run("-p publishes tcp and udp on the host's addresses until the container stops", || {
+        create(&host, "pub", &["--subnet", "10.0.66.0/24"]);
+        let web = "mkdir -p /www && echo hello-from-rustnet > /www/index.html && httpd -f -p 80 -h /www";
+        let serve = format!("udp-echo serve 53 & {web}");
+        start(&host, "web", "pub", &["-p", "8080:80", "-p", "9053:53/udp"], &["sh", "-c", &serve]);
+        let url = format!("http://{}:8080/", host.addr);
+        let from_peer = eventually("wget from the peer host", || run(peer.cmd("timeout").args(["5", "busybox", "wget", "-qO-", &url])));
+        assert_eq!(from_peer, "hello-from-rustnet");
+        let local = eventually("wget 127.0.0.1 on the host", || {
+            run(host.cmd("timeout").args(["5", "busybox", "wget", "-qO-", "http://127.0.0.1:8080/"]))
+        });
+        assert_eq!(local, "hello-from-rustnet");
+        let udp = eventually("udp from the peer host", || {
+            run(peer.cmd(UDP_ECHO).args(["ask", &format!("{}:9053", host.addr), "ping"]))
+        });
+        assert_eq!(udp, "pong:ping");
+        docker_ok(host.docker(&["stop", "-t", "0", "web"]), "stop");
+        let after = run(peer.cmd("timeout").args(["5", "busybox", "wget", "-qO-", &url]));
+        assert!(after.is_err(), "still answering after stop: {after:?}");
+    });
+
+    cases.run(
+        "a killed plugin leaves containers talking; restarted, it serves and rebuilds",
+        || {
+            create(&host, "keep", &["--subnet", "10.0.67.0/24"]);
+            start(&host, "k1", "keep", &[], &[]);
+            start(&host, "k2", "keep", &[], &[]);
+            host.kill_rustnet();
+            assert_pings(&host, "k1", "k2");
+            host.start_rustnet(&[]);
+            start(&host, "k3", "keep", &[], &[]);
+            assert_pings(&host, "k3", "k1");
+            docker_ok(host.docker(&["rm", "-f", "k2"]), "rm after restart");
+            // The bridge vanishes behind rustnet's back (as after a reboot):
+            // the next Join rebuilds it and re-attaches the others.
+            let bridge = format!(
+                "rn-{}",
+                &docker_ok(
+                    host.docker(&["network", "inspect", "-f", "{{.Id}}", "keep"]),
+                    "id"
+                )[..12]
+            );
+            run(host.cmd("ip").args(["link", "del", &bridge]))
+                .unwrap_or_else(|e| panic!("delete {bridge}: {e}"));
+            start(&host, "k4", "keep", &[], &[]);
+            assert_pings(&host, "k4", "k1");
+            assert_pings(&host, "k3", "k4");
+        },
+    );
+
+    cases.run("unknown -o keys and mode=overlay are refused", || {
+        let err = host.docker(&["network", "create", "-d", "rustnet", "-o", "colour=blue", "bad"]).unwrap_err();
+        assert!(err.contains("invalid option \"colour\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name"), "{err}");
+        let err = host.docker(&["network", "create", "-d", "rustnet", "--ipam-driver", "rustnet", "-o", "mode=overlay", "ov"]).unwrap_err();
+        assert!(err.contains("mode=overlay is not supported yet"), "{err}");
+        assert!(host.docker(&["network", "inspect", "bad"]).is_err() && host.docker(&["network", "inspect", "ov"]).is_err());
+    });
+
+    cases.run(
+        "nothing of rustnet remains once its networks are gone",
+        || {
+            create(
+                &host,
+                "tmp",
+                &[
+                    "--subnet",
+                    "10.0.68.0/24",
+                    "-o",
+                    "com.docker.network.bridge.name=rntest0",
+                ],
+            );
+            start(&host, "t1", "tmp", &["-p", "8081:80"], &[]);
+            assert!(!leftovers(&host).is_empty(), "nothing was built");
+            docker_ok(host.docker(&["rm", "-f", "t1"]), "rm");
+            docker_ok(host.docker(&["network", "rm", "tmp"]), "network rm");
+            let links = run(host.cmd("ip").args(["-o", "link", "show"])).unwrap_or_default();
+            assert!(!links.contains("rntest0"), "{links}");
+            assert_eq!(leftovers(&host), Vec::<String>::new());
+        },
+    );
+
+    cases.finish();
+}
