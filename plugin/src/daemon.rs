@@ -58,6 +58,13 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
+    // A socket that answers belongs to a running daemon: never steal it.
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        anyhow::bail!(
+            "{} is served by another running rustnet daemon",
+            socket.display()
+        );
+    }
     match std::fs::remove_file(socket) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -19,6 +19,11 @@ pub trait DataPlane: Send + Sync + std::fmt::Debug {
 pub struct KernelPlane {
     netlink: Netlink,
     iptables: Iptables,
+    /// The firewall view last applied: rules are rewritten only when it
+    /// changes (each iptables run costs milliseconds; most calls, such as a
+    /// CreateEndpoint, change no rule). Empty at start, so the first
+    /// reconcile rebuilds everything.
+    applied: std::sync::Mutex<Option<Vec<FirewallNetwork>>>,
 }
 
 impl KernelPlane {
@@ -28,6 +33,7 @@ impl KernelPlane {
         Ok(Self {
             netlink: Netlink::connect()?,
             iptables: Iptables,
+            applied: std::sync::Mutex::new(None),
         })
     }
 }
@@ -43,10 +49,22 @@ impl DataPlane for KernelPlane {
             for op in plan(&desired, &observed)? {
                 self.netlink.apply(&op).await?;
             }
+            let unchanged = self
+                .applied
+                .lock()
+                .map(|a| a.as_ref() == Some(&firewall))
+                .unwrap_or(false);
+            if unchanged {
+                return Ok(());
+            }
             for network in firewall.iter().filter(|n| !n.published.is_empty()) {
                 sysctl::route_localnet(&network.bridge)?;
             }
-            self.iptables.apply(&firewall).await
+            let result = self.iptables.apply(&firewall).await;
+            if let Ok(mut applied) = self.applied.lock() {
+                *applied = result.is_ok().then_some(firewall);
+            }
+            result
         })
     }
 }

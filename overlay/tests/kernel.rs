@@ -1,0 +1,179 @@
+//! Kernel tests: the netlink and iptables executors against a real kernel,
+//! each test in a fresh network namespace of its own thread. They need
+//! root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and fail, never pass, without it.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::process::Command;
+
+use ipnet::IpNet;
+use nix::sched::{CloneFlags, unshare};
+use rustnet_overlay::firewall::{Network, Published};
+use rustnet_overlay::{Bridge, Desired, Iptables, Kernel, LinkKind, Netlink, Veth, plan};
+
+/// Runs `test` on a thread of its own inside a new network namespace, with
+/// a tokio runtime entered there (netlink sockets belong to the namespace
+/// of the thread that opens them).
+fn in_fresh_netns<F, Fut>(test: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let thread = std::thread::spawn(move || {
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+            panic!(
+                "kernel tests need root (unshare(CLONE_NEWNET) failed: {e}); run them with scripts/test.sh as root"
+            );
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(test());
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn desired() -> Desired {
+    Desired {
+        bridges: vec![Bridge {
+            name: "rn-test".into(),
+            addresses: vec![net("10.0.42.1/24")],
+            mtu: 1400,
+        }],
+        veths: vec![Veth {
+            host: "rnhtest".into(),
+            peer: "rnctest".into(),
+            bridge: "rn-test".into(),
+            mtu: 1400,
+            mac: [2, 0x42, 0, 0, 0, 9],
+            required: true,
+        }],
+    }
+}
+
+async fn converge(netlink: &Netlink, desired: &Desired) -> usize {
+    let ops = plan(desired, &netlink.observe().await.unwrap()).unwrap();
+    for op in &ops {
+        netlink
+            .apply(op)
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"));
+    }
+    let again = plan(desired, &netlink.observe().await.unwrap()).unwrap();
+    assert_eq!(again, vec![], "kernel did not converge after {ops:?}");
+    ops.len()
+}
+
+#[test]
+fn bridge_and_veth_are_built_as_planned_and_seen_as_built() {
+    in_fresh_netns(|| async {
+        let netlink = Netlink::connect().unwrap();
+        assert_eq!(converge(&netlink, &desired()).await, 6);
+        let observed = netlink.observe().await.unwrap();
+        let bridge = &observed.links["rn-test"];
+        assert_eq!(
+            (bridge.kind, bridge.mtu, bridge.up, bridge.owned),
+            (LinkKind::Bridge, 1400, true, true)
+        );
+        assert!(
+            bridge.addresses.contains(&net("10.0.42.1/24")),
+            "{:?}",
+            bridge.addresses
+        );
+        let host = &observed.links["rnhtest"];
+        assert_eq!(
+            (host.kind, host.master.as_deref(), host.owned),
+            (LinkKind::Veth, Some("rn-test"), true)
+        );
+        assert!(sh("ip -o link show rnctest").contains("link/ether 02:42:00:00:00:09"));
+        // The same desired state again: nothing to do.
+        assert_eq!(converge(&netlink, &desired()).await, 0);
+    });
+}
+
+#[test]
+fn leftovers_are_removed_and_foreign_links_left_alone() {
+    in_fresh_netns(|| async {
+        let netlink = Netlink::connect().unwrap();
+        converge(&netlink, &desired()).await;
+        sh("ip link add user0 type bridge");
+        converge(&netlink, &Desired::default()).await;
+        let links = sh("ip -o link show");
+        assert!(
+            !links.contains("rn-test") && !links.contains("rnhtest") && !links.contains("rnctest"),
+            "{links}"
+        );
+        assert!(links.contains("user0"), "{links}");
+    });
+}
+
+#[test]
+fn a_deleted_bridge_is_rebuilt_and_its_ports_reattached() {
+    in_fresh_netns(|| async {
+        let netlink = Netlink::connect().unwrap();
+        converge(&netlink, &desired()).await;
+        sh("ip link del rn-test");
+        let mut after_reboot = desired();
+        after_reboot.veths[0].required = false;
+        converge(&netlink, &after_reboot).await;
+        assert!(sh("ip -o link show rnhtest").contains("master rn-test"));
+        assert!(sh("ip -o addr show rn-test").contains("10.0.42.1/24"));
+    });
+}
+
+#[test]
+fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
+    in_fresh_netns(|| async {
+        let iptables = Iptables;
+        let network = Network {
+            bridge: "rn-test".into(),
+            subnet: "10.0.42.0/24".parse().unwrap(),
+            internal: false,
+            published: vec![Published {
+                proto: "tcp".into(),
+                host_ip: None,
+                host_port: 8080,
+                container_ip: "10.0.42.2".parse().unwrap(),
+                container_port: 80,
+            }],
+        };
+        iptables
+            .apply(std::slice::from_ref(&network))
+            .await
+            .unwrap();
+        iptables
+            .apply(std::slice::from_ref(&network))
+            .await
+            .unwrap();
+        let rules = sh("iptables-save");
+        for want in [
+            "-A FORWARD -j DOCKER-USER",
+            "-A DOCKER-USER -j RUSTNET",
+            "-A RUSTNET -i rn-test -o rn-test -j ACCEPT",
+            "-A POSTROUTING -j RUSTNET-POSTROUTING",
+            "-A RUSTNET-DNAT ! -i rn-test -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.42.2:80",
+        ] {
+            assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
+        }
+        iptables.apply(&[]).await.unwrap();
+        let rules = sh("iptables-save");
+        assert!(!rules.contains("RUSTNET"), "{rules}");
+    });
+}
