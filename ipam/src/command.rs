@@ -102,6 +102,9 @@ pub enum Command {
         id: String,
         ports: Option<Vec<PortBinding>>,
     },
+    /// Frees everything a host removed from the cluster held: its
+    /// addresses, its pool references, its networks and endpoints.
+    ForgetHost { host: HostId },
     /// Records the name a host is shown by in errors and status.
     RegisterHost { host: HostId, name: String },
     /// Docker's ReleaseAddress: only the holding host may release.
@@ -148,6 +151,7 @@ impl fmt::Display for Command {
                 None => write!(f, "request-address in {pool_id} by host {host}"),
             },
             Self::RegisterHost { host, name } => write!(f, "register-host {host} as {name}"),
+            Self::ForgetHost { host } => write!(f, "forget-host {host}"),
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),
             Self::DeleteNetwork { host, id } => write!(f, "delete-network {id} by host {host}"),
             Self::CreateEndpoint(e) => write!(f, "create-endpoint {} by host {}", e.id, e.host),

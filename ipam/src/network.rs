@@ -180,6 +180,12 @@ impl Tables {
         Ok(())
     }
 
+    /// Drops every network and endpoint of `host`.
+    pub(crate) fn forget(&mut self, host: HostId) {
+        self.networks.retain(|_, n| n.host != host);
+        self.endpoints.retain(|_, e| e.host != host);
+    }
+
     pub(crate) fn delete_endpoint(&mut self, host: HostId, id: &str) {
         if self.endpoints.get(id).is_some_and(|e| e.host == host) {
             self.endpoints.remove(id);

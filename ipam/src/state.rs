@@ -47,6 +47,10 @@ impl State {
                 self.hosts.insert(*host, name.clone());
                 Ok(Response::Done)
             }
+            Command::ForgetHost { host } => {
+                self.forget(*host);
+                Ok(Response::Done)
+            }
             Command::CreateNetwork(network) => {
                 self.tables.create_network(network)?;
                 Ok(Response::Done)
@@ -119,6 +123,27 @@ impl State {
             .values()
             .find(|p| p.subnet.contains(&address))
             .and_then(|p| p.addresses.get(&address))
+    }
+
+    /// Drops every trace of `host`: a host removed from the cluster.
+    fn forget(&mut self, host: HostId) {
+        self.hosts.remove(&host);
+        self.tables.forget(host);
+        for pool in self.pools.values_mut() {
+            pool.refs.remove(&host);
+            pool.addresses.retain(|_, holder| holder.host != host);
+        }
+        self.pools.retain(|_, pool| !pool.refs.is_empty());
+    }
+
+    /// Every host that holds something, with what it holds: (addresses,
+    /// networks), for status.
+    pub fn allocations(&self) -> BTreeMap<HostId, usize> {
+        let mut counts = BTreeMap::new();
+        for holder in self.pools.values().flat_map(|p| p.addresses.values()) {
+            *counts.entry(holder.host).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// The name `host` is shown by.

@@ -35,6 +35,9 @@ pub struct DaemonConfig {
     /// Comma-separated host:port of existing members; empty bootstraps a one-node cluster.
     #[arg(long, env = "RUSTNET_JOIN", value_delimiter = ',', default_value = "")]
     pub join: Vec<String>,
+    /// How many voters the cluster keeps (3 or 5); further hosts are learners.
+    #[arg(long, env = "RUSTNET_VOTERS", default_value_t = 3, value_parser = voters)]
+    pub voters: usize,
     /// VXLAN UDP port.
     #[arg(long, env = "RUSTNET_VXLAN_PORT", default_value_t = 4789)]
     pub vxlan_port: u16,
@@ -78,6 +81,15 @@ impl DaemonConfig {
         self.advertise_addr
             .or_else(default_route_addr)
             .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    }
+}
+
+/// A Raft cluster of 3 voters survives the loss of one, of 5 the loss of two.
+fn voters(text: &str) -> Result<usize, String> {
+    match text {
+        "3" => Ok(3),
+        "5" => Ok(5),
+        other => Err(format!("{other}: the cluster keeps 3 or 5 voters")),
     }
 }
 

@@ -1,14 +1,19 @@
 //! `rustnet daemon`: bind the socket first, then open the store.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use rustnet_ipam::Command;
-use rustnet_ipam::store::{Store, StoreError};
+use rustnet_ipam::store::{Store, StoreConfig, StoreError, services};
+use tokio::net::TcpListener;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api;
 use crate::config::DaemonConfig;
@@ -78,26 +83,54 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
 }
 
 async fn open_store(config: DaemonConfig, tx: watch::Sender<StoreState>) -> Option<Store> {
-    let addr = format!("{}:{}", config.advertise_addr(), config.peer_port);
-    if !config.join_addrs().is_empty() {
-        let message = "RUSTNET_JOIN is set, but joining a cluster is not supported yet";
-        tracing::error!(message);
-        tx.send_replace(StoreState::Failed(message.to_owned()));
-        return None;
-    }
-    match Store::open(&config.state_dir, &addr, config.request_timeout()).await {
+    match start_store(&config).await {
         Ok(store) => {
-            tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
-            register(&store, &config).await;
             tx.send_replace(StoreState::Open(store.clone()));
             Some(store)
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot open the state store");
-            tx.send_replace(StoreState::Failed(e.to_string()));
+            let message = format!("{e:#}");
+            tracing::error!(error = %message, "no state store");
+            tx.send_replace(StoreState::Failed(message));
             None
         }
     }
+}
+
+/// Opens the store, serves the peer protocol, and bootstraps a one-node
+/// cluster or joins the one RUSTNET_JOIN names.
+async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
+    let addr = SocketAddr::new(config.advertise_addr(), config.peer_port);
+    let store_config = StoreConfig {
+        addr: addr.to_string(),
+        timeout: config.request_timeout(),
+        voters: config.voters,
+        join_patience: Duration::from_secs(30),
+    };
+    let store = Store::open(&config.state_dir, store_config).await?;
+    tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind peer port {addr}"))?;
+    let (raft, cluster) = services(&store);
+    let server = Server::builder().add_service(raft).add_service(cluster);
+    tokio::spawn(async move {
+        if let Err(e) = server
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await
+        {
+            tracing::error!(error = %e, "peer server stopped");
+        }
+    });
+    tracing::info!(%addr, "serving peers");
+    let seeds: Vec<String> = config.join_addrs().into_iter().map(str::to_owned).collect();
+    if seeds.is_empty() {
+        store.bootstrap().await?;
+    } else {
+        store.join(&seeds).await?;
+    }
+    register(&store, config).await;
+    Ok(store)
 }
 
 /// Rebuilds the data path from the tables once the store is open: bridges

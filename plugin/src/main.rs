@@ -40,8 +40,11 @@ struct Cli {
 enum Cmd {
     /// Run the plugin: serve Docker's network and IPAM driver protocols.
     Daemon(config::DaemonConfig),
-    /// Show this host, the pools and who holds which address.
+    /// Show the cluster, this host's networks, the pools and who holds which address.
     Status(status::StatusArgs),
+    /// Change the cluster's membership.
+    #[command(subcommand)]
+    Cluster(status::ClusterCmd),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Daemon(config) => daemon::run(config).await,
             Cmd::Status(args) => status::run(args).await,
+            Cmd::Cluster(cmd) => status::cluster(cmd).await,
         }
     });
     match result {

@@ -174,7 +174,14 @@ impl Service {
     pub async fn status(&self) -> Result<Value, ApiError> {
         let store = self.store().await?;
         let host = store.id();
-        Ok(store.read(|state| crate::status::view(state, host)).await?)
+        let mut status = store.read(|state| crate::status::view(state, host)).await?;
+        status["cluster"] = serde_json::to_value(store.cluster_view()).unwrap_or_default();
+        Ok(status)
+    }
+
+    /// Removes `node` from the cluster and frees what it held.
+    pub async fn remove_node(&self, node: u64) -> Result<(), ApiError> {
+        Ok(self.store().await?.remove(node).await?)
     }
 }
 

@@ -50,6 +50,41 @@ fn render(status: &Value) -> String {
         status["name"].as_str().unwrap_or("?"),
         status["host"]
     );
+    let cluster = &status["cluster"];
+    out.push_str(&format!(
+        "cluster {} term {}, this node: {}, leader: {}\n",
+        cluster["cluster"].as_str().unwrap_or("-"),
+        cluster["term"],
+        cluster["state"].as_str().unwrap_or("?"),
+        cluster["leader"]
+    ));
+    for member in cluster["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let role = if member["voter"] == true {
+            "voter"
+        } else {
+            "learner"
+        };
+        out.push_str(&format!(
+            "  member {} {} {role}\n",
+            member["id"],
+            member["addr"].as_str().unwrap_or("?")
+        ));
+    }
+    for a in status["allocations"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        out.push_str(&format!(
+            "  {} address(es) held by {}\n",
+            a["addresses"],
+            a["name"].as_str().unwrap_or("?")
+        ));
+    }
     let networks = status["networks"]
         .as_array()
         .map(Vec::as_slice)
@@ -148,5 +183,70 @@ pub fn view(state: &State, host: HostId) -> Value {
             json!({ "pool": p.id(), "range": p.range, "hosts": p.refs, "addresses": addresses })
         })
         .collect();
-    json!({ "host": host, "name": state.host_name(host), "networks": networks, "pools": pools })
+    let allocations: Vec<Value> = state
+        .allocations()
+        .into_iter()
+        .map(|(h, n)| json!({ "host": h, "name": state.host_name(h), "addresses": n }))
+        .collect();
+    json!({
+        "host": host, "name": state.host_name(host), "networks": networks, "pools": pools,
+        "allocations": allocations,
+    })
+}
+
+/// `rustnet cluster ...`: membership changes, through the local daemon.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCmd {
+    /// Take this host out of the cluster and free what it held.
+    Leave(SocketArg),
+    /// Remove a (dead) host by its id, freeing what it held.
+    Remove {
+        /// The host's id (see `rustnet status`).
+        node: u64,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SocketArg {
+    /// The daemon's socket.
+    #[arg(
+        long,
+        env = "RUSTNET_SOCKET",
+        default_value = "/run/docker/plugins/rustnet.sock"
+    )]
+    socket: PathBuf,
+}
+
+pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
+    let (socket, node) = match cmd {
+        ClusterCmd::Leave(socket) => {
+            let client = PluginClient::new(&socket.socket);
+            let (status, reply) = client.call("/Rustnet.Status", "").await?;
+            if !status.is_success() {
+                bail!(
+                    "daemon answered {status}: {}",
+                    reply["Err"].as_str().unwrap_or_default()
+                );
+            }
+            let node = reply["host"]
+                .as_u64()
+                .ok_or_else(|| anyhow::anyhow!("status has no host id"))?;
+            (socket, node)
+        }
+        ClusterCmd::Remove { node, socket } => (socket, node),
+    };
+    let body = json!({ "Node": node }).to_string();
+    let (status, reply) = PluginClient::new(&socket.socket)
+        .call("/Rustnet.Remove", body)
+        .await?;
+    if !status.is_success() {
+        bail!(
+            "remove {node}: {}",
+            reply["Err"].as_str().unwrap_or_default()
+        );
+    }
+    println!("host {node} removed from the cluster; what it held is free");
+    Ok(())
 }

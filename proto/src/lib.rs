@@ -1,1 +1,17 @@
-//! placeholder
+//! rustnet's gRPC schema (tonic/prost): the Raft RPCs between members and
+//! cluster administration (leader forwarding, read index, join, remove).
+//! Payloads are serde-encoded bytes, keeping openraft's types out of the
+//! schema.
+
+#![allow(missing_debug_implementations)] // generated code
+
+/// Generated from `proto/rustnet.proto`.
+pub mod v1 {
+    tonic::include_proto!("rustnet.v1");
+}
+
+pub use v1::Payload;
+pub use v1::cluster_client::ClusterClient;
+pub use v1::cluster_server::{Cluster, ClusterServer};
+pub use v1::raft_client::RaftClient;
+pub use v1::raft_server::{Raft, RaftServer};

@@ -1,29 +1,35 @@
-//! Replication of [`State`](crate::State) with openraft, persisted in redb.
+//! Replication of [`State`](crate::State) with openraft over gRPC,
+//! persisted in redb.
 //!
 //! ```text
-//!   Store::write(Command)
+//!   Store::write(Command) ──(not leader: gRPC Cluster.Write)──► leader
 //!        │ client_write
 //!        ▼
 //!   openraft ──append──► LogStore (redb: log, vote, committed; fsync before ack)
+//!        │        └──────► peers (gRPC Raft.AppendEntries, one channel each)
 //!        │ apply (committed entries)
 //!        ▼
 //!   StateMachine (State in memory; snapshots in redb)
 //! ```
 //!
 //! The state machine itself lives in memory: on start it is restored from
-//! the last snapshot and openraft re-applies the committed log after it.
-//! Nothing here knows about Docker or netlink.
+//! the last snapshot and openraft re-applies the committed log that follows
+//! it. Nothing here knows about Docker or netlink.
 
+mod cluster;
 mod db;
 mod log_store;
 mod network;
 mod node;
+mod server;
 mod state_machine;
 mod types;
 
+pub use cluster::{ClusterView, JoinReply, JoinRequest, Member};
 pub use db::Db;
 pub use log_store::LogStore;
-pub use network::Unreachable;
-pub use node::{Store, StoreError, raft_config};
+pub use network::{GrpcNetwork, Peers};
+pub use node::{Store, StoreConfig, StoreError, raft_config};
+pub use server::{ClusterService, RaftService, services};
 pub use state_machine::StateMachine;
 pub use types::TypeConfig;

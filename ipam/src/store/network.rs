@@ -1,72 +1,222 @@
-//! The Raft network of a one-node cluster: there is nobody to talk to.
-//!
-//! A node alone in its cluster never sends a Raft message; should openraft
-//! ever try, the peer is reported unreachable. The gRPC transport replaces
-//! this when hosts form a cluster.
+//! The Raft network over gRPC: one cached tonic channel per peer, openraft
+//! messages as serde-encoded payloads, openraft's deadlines honoured.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use openraft::error::{
-    RPCError, ReplicationClosed, StreamingError, Unreachable as UnreachableError,
-};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, RaftNetworkFactory, RaftNetworkV2};
+use openraft::{AnyError, BasicNode, RaftNetworkFactory, RaftNetworkV2};
+use rustnet_proto::{ClusterClient, Payload, RaftClient};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
 
 use super::TypeConfig;
 
 type Vote = openraft::alias::VoteOf<TypeConfig>;
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 
-/// A network on which every peer is unreachable.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unreachable;
+/// How long to wait for a TCP connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn unreachable<E>() -> E
-where
-    E: From<UnreachableError<TypeConfig>>,
-{
-    E::from(UnreachableError::new(&AnyError::error(
-        "this node has no peers",
-    )))
+/// One lazily connected channel per peer address, shared by every client.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
-impl RaftNetworkFactory<TypeConfig> for Unreachable {
-    type Network = Unreachable;
+impl Peers {
+    /// The channel to `addr` (`host:port`), created on first use.
+    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "peer table lock poisoned".to_owned())?;
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("peer address {addr}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
 
-    async fn new_client(&mut self, _target: u64, _node: &openraft::BasicNode) -> Self::Network {
-        Unreachable
+    pub fn raft(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
+        self.channel(addr).map(RaftClient::new)
+    }
+
+    pub fn cluster(&self, addr: &str) -> Result<ClusterClient<Channel>, String> {
+        self.channel(addr).map(ClusterClient::new)
     }
 }
 
-impl RaftNetworkV2<TypeConfig> for Unreachable {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Payload, String> {
+    serde_json::to_vec(value)
+        .map(|data| Payload { data })
+        .map_err(|e| format!("encode: {e}"))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, String> {
+    serde_json::from_slice(&payload.data).map_err(|e| format!("decode: {e}"))
+}
+
+/// A gRPC request that gives up at `deadline`.
+pub(crate) fn request(payload: Payload, deadline: Duration) -> tonic::Request<Payload> {
+    let mut request = tonic::Request::new(payload);
+    request.set_timeout(deadline);
+    request
+}
+
+/// The factory openraft asks for a client per peer.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcNetwork {
+    peers: Peers,
+}
+
+impl GrpcNetwork {
+    pub fn new(peers: Peers) -> Self {
+        Self { peers }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+/// Raft RPCs to one peer.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    peers: Peers,
+}
+
+/// The snapshot as it travels: vote, meta and data in one message (rustnet's
+/// state is small).
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct SnapshotMessage {
+    pub(crate) vote: Vote,
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) data: Vec<u8>,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
+    Unreachable::new(&AnyError::error(e.to_string()))
+}
+
+impl PeerClient {
+    /// Sends one serde payload on `rpc` and decodes the peer's
+    /// `Result<Resp, String>` answer.
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        req: &Req,
+        ttl: Duration,
+        rpc: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, tonic::Request<Payload>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Payload>, tonic::Status>>,
+    {
+        let client = self
+            .peers
+            .raft(&self.addr)
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
+        let payload =
+            encode(req).map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
+        let reply = rpc(client, request(payload, ttl)).await.map_err(|status| {
+            tracing::debug!(peer = self.target, addr = %self.addr, %status, "raft rpc failed");
+            RPCError::Unreachable(unreachable(format!(
+                "peer {} at {}: {}",
+                self.target,
+                self.addr,
+                status.message()
+            )))
+        })?;
+        let answer: Result<Resp, String> = decode(reply.get_ref())
+            .map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
+        answer.map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = Vec<u8>;
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(unreachable())
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(unreachable())
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+            c.vote(r).await
+        })
+        .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+            c.pre_vote(r).await
+        })
+        .await
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote,
-        _snapshot: Snapshot,
+        vote: Vote,
+        snapshot: Snapshot,
         _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(unreachable())
+        let message = SnapshotMessage {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        let reply = self
+            .call(&message, option.hard_ttl(), |mut c, r| async move {
+                c.install_snapshot(r).await
+            })
+            .await;
+        reply.map_err(|e| match e {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::Timeout(t) => StreamingError::Timeout(t),
+            other => {
+                StreamingError::Network(NetworkError::new(&AnyError::error(other.to_string())))
+            }
+        })
     }
 }

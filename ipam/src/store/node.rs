@@ -1,16 +1,23 @@
 //! [`Store`]: this host's Raft node and the one door to the replicated state.
+//!
+//! Writes go to the leader: proposed locally when this node leads, else
+//! forwarded over gRPC (openraft never forwards by itself). Reads are
+//! linearizable on every node: the leader confirms its leadership (read
+//! index) and a follower waits until it has applied up to the leader's
+//! read index. Both are bounded by the request timeout and fail with
+//! [`StoreError::Unavailable`] when no quorum answers.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, Config, Raft, ReadPolicy, SnapshotPolicy};
+use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 
-use super::db::KEY_NODE_ID;
-use super::{Db, LogStore, StateMachine, TypeConfig, Unreachable};
+use super::db::{KEY_CLUSTER_ID, KEY_NODE_ID};
+use super::network::{GrpcNetwork, Peers, decode, encode, request};
+use super::{Db, LogStore, StateMachine, TypeConfig};
 use crate::{Command, CommandResult, HostId, State};
 
 /// Why the store could not answer. `Unavailable` is worth retrying (no
@@ -25,7 +32,7 @@ pub enum StoreError {
     },
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
-    #[error("store failed: {0}")]
+    #[error("{0}")]
     Fatal(String),
 }
 
@@ -46,13 +53,31 @@ pub fn raft_config() -> Result<Config, StoreError> {
     .map_err(|e| StoreError::Fatal(format!("raft config: {e}")))
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// This node's peer address, `host:port`, as other members reach it.
+    pub addr: String,
+    /// Bound on every read and write.
+    pub timeout: Duration,
+    /// How many voters the cluster keeps (3 or 5); later nodes are learners.
+    pub voters: usize,
+    /// How long a joining node keeps trying its seeds.
+    pub join_patience: Duration,
+}
+
 /// This host's replica of the cluster state.
 #[derive(Clone)]
 pub struct Store {
-    id: HostId,
-    raft: Raft<TypeConfig, StateMachine>,
-    state_machine: StateMachine,
-    timeout: Duration,
+    pub(crate) id: HostId,
+    pub(crate) raft: Raft<TypeConfig, StateMachine>,
+    pub(crate) state_machine: StateMachine,
+    pub(crate) db: Db,
+    pub(crate) peers: Peers,
+    pub(crate) config: Arc<StoreConfig>,
+    /// One membership change at a time on this node (joins, removals and
+    /// promotions would otherwise collide: openraft allows one at a time).
+    pub(crate) membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -65,9 +90,9 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the state in `dir` (creating it on first start) and starts the
-    /// Raft node; a new store bootstraps a one-node cluster advertising
-    /// `addr`. `timeout` bounds every read and write.
-    pub async fn open(dir: &Path, addr: &str, timeout: Duration) -> Result<Self, StoreError> {
+    /// Raft node. A new node is not part of any cluster until
+    /// [`Store::bootstrap`] or [`Store::join`].
+    pub async fn open(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             path: dir.display().to_string(),
             source,
@@ -76,32 +101,27 @@ impl Store {
         let db = Db::open(&dir.join("raft.redb")).map_err(open_err)?;
         let id = node_id(&db).map_err(open_err)?;
         let state_machine = StateMachine::open(db.clone()).map_err(open_err)?;
-        let config = Arc::new(raft_config()?);
+        let peers = Peers::default();
         let raft = Raft::new(
             id,
-            config,
-            Unreachable,
-            LogStore::new(db),
+            Arc::new(raft_config()?),
+            GrpcNetwork::new(peers.clone()),
+            LogStore::new(db.clone()),
             state_machine.clone(),
         )
         .await
         .map_err(|e| StoreError::Fatal(e.to_string()))?;
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
-        if !initialized {
-            let members = BTreeMap::from([(id, BasicNode::new(addr))]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| StoreError::Fatal(format!("bootstrap: {e}")))?;
-        }
-        Ok(Self {
+        let store = Self {
             id,
             raft,
             state_machine,
-            timeout,
-        })
+            db,
+            peers,
+            config: Arc::new(config),
+            membership: Arc::default(),
+        };
+        tokio::spawn(super::cluster::keep_voters(store.clone()));
+        Ok(store)
     }
 
     /// This host's id in the cluster.
@@ -109,23 +129,96 @@ impl Store {
         self.id
     }
 
-    /// Replicates `command` and returns what applying it yielded.
-    pub async fn write(&self, command: Command) -> Result<CommandResult, StoreError> {
-        let bounded = async {
-            self.leader_known().await?;
-            let reply = self.raft.client_write(command).await;
-            reply.map_err(|e| StoreError::Unavailable(e.to_string()))
-        };
-        let reply = self.bounded(bounded).await?;
-        Ok(reply.data)
+    /// This node's peer address.
+    pub fn addr(&self) -> &str {
+        &self.config.addr
     }
 
-    /// Reads the state after making sure it is up to date with the leader.
+    /// The cluster this node belongs to, once bootstrapped or joined.
+    pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
+        self.db
+            .get_meta(KEY_CLUSTER_ID)
+            .map_err(|e| StoreError::Fatal(e.to_string()))
+    }
+
+    pub(crate) fn set_cluster_id(&self, id: &str) -> Result<(), StoreError> {
+        self.db
+            .put_meta(KEY_CLUSTER_ID, &id)
+            .map_err(|e| StoreError::Fatal(e.to_string()))
+    }
+
+    /// Replicates `command` through the leader and returns what applying it
+    /// yielded.
+    pub async fn write(&self, command: Command) -> Result<CommandResult, StoreError> {
+        self.bounded(async {
+            loop {
+                let error = match self.raft.client_write(command.clone()).await {
+                    Ok(reply) => return Ok(reply.data),
+                    Err(e) => e,
+                };
+                let Some(forward) = error.forward_to_leader() else {
+                    return Err(StoreError::Unavailable(error.to_string()));
+                };
+                match forward.leader_node.as_ref().filter(|_| forward.leader_id != Some(self.id)) {
+                    Some(leader) => match self.forward_write(&leader.addr, &command).await {
+                        Ok(result) => return Ok(result),
+                        Err(e) => tracing::debug!(leader = %leader.addr, error = %e, "forwarding a write; retrying"),
+                    },
+                    None => tracing::debug!("no leader known; waiting"),
+                }
+                self.await_leader_change().await;
+            }
+        })
+        .await
+    }
+
+    /// Proposes `command` here, only if this node leads: what the leader
+    /// does with a forwarded write.
+    pub(crate) async fn write_as_leader(&self, command: Command) -> Result<CommandResult, String> {
+        self.raft
+            .client_write(command)
+            .await
+            .map(|r| r.data)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn forward_write(
+        &self,
+        leader: &str,
+        command: &Command,
+    ) -> Result<CommandResult, String> {
+        let mut client = self.peers.cluster(leader)?;
+        let reply = client
+            .write(request(encode(command)?, self.config.timeout))
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        decode::<Result<CommandResult, String>>(reply.get_ref())?
+    }
+
+    /// Reads the state once it reflects everything committed before the
+    /// call (linearizable), on leader and followers alike.
     pub async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, StoreError> {
         self.bounded(async {
-            self.leader_known().await?;
-            let fresh = self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await;
-            fresh.map_err(|e| StoreError::Unavailable(e.to_string()))
+            loop {
+                let error = match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => e,
+                };
+                let Some(forward) = error.forward_to_leader() else {
+                    return Err(StoreError::Unavailable(error.to_string()));
+                };
+                if let Some(leader) = forward.leader_node.as_ref().filter(|_| forward.leader_id != Some(self.id)) {
+                    match self.remote_read_index(&leader.addr).await {
+                        Ok(index) => {
+                            let wait = self.raft.wait(None);
+                            let applied = wait.applied_index_at_least(Some(index), "read index").await;
+                            return applied.map(drop).map_err(|e| StoreError::Unavailable(e.to_string()));
+                        }
+                        Err(e) => tracing::debug!(leader = %leader.addr, error = %e, "read index; retrying"),
+                    }
+                }
+                self.await_leader_change().await;
+            }
         })
         .await?;
         let applied = self
@@ -135,26 +228,44 @@ impl Store {
         Ok(f(&applied.state))
     }
 
-    /// Waits until some node is leader: right after start an election is
-    /// still running and openraft would refuse with "forward to: none".
-    async fn leader_known(&self) -> Result<(), StoreError> {
-        self.raft
-            .wait(None)
-            .metrics(|m| m.current_leader.is_some(), "leader known")
+    /// The leader's read index, as the leader answers it.
+    pub(crate) async fn read_index_as_leader(&self) -> Result<u64, String> {
+        let read = self
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
-            .map(|_| ())
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(|e| e.to_string())?;
+        Ok(read.index())
     }
 
-    async fn bounded<T>(
+    async fn remote_read_index(&self, leader: &str) -> Result<u64, String> {
+        let mut client = self.peers.cluster(leader)?;
+        let reply = client
+            .read_index(request(encode(&())?, self.config.timeout))
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        decode::<Result<u64, String>>(reply.get_ref())?
+    }
+
+    /// Sleeps until a leader is known, at most half a second (a retry loop
+    /// around it keeps the overall deadline).
+    pub(crate) async fn await_leader_change(&self) {
+        let wait = self.raft.wait(Some(Duration::from_millis(500)));
+        let _ = wait
+            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    pub(crate) async fn bounded<T>(
         &self,
         work: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, work).await {
+        match tokio::time::timeout(self.config.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from the cluster within {:?}",
-                self.timeout
+                "no answer from a quorum of the cluster within {:?} (is a majority of the voters up and reachable?)",
+                self.config.timeout
             ))),
         }
     }
@@ -167,94 +278,26 @@ impl Store {
     }
 }
 
+/// A random value for ids, from the OS-seeded hasher (no RNG dependency).
+pub(crate) fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    hasher.write_u128(now.unwrap_or_default().as_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// The node id kept in the store, created once: a node's identity survives
 /// its restarts. Random so that hosts bootstrapped apart never collide.
 fn node_id(db: &Db) -> std::io::Result<HostId> {
     if let Some(id) = db.get_meta::<HostId>(KEY_NODE_ID)? {
         return Ok(id);
     }
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    hasher.write_u32(std::process::id());
     // Keep ids readable in logs and JSON-safe for scripts (< 2^53).
-    let id = (hasher.finish() >> 11).max(1);
+    let id = (random_u64() >> 11).max(1);
     db.put_meta(KEY_NODE_ID, &id)?;
     Ok(id)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{HolderKind, Response};
-
-    const TIMEOUT: Duration = Duration::from_secs(20);
-
-    async fn request_address(store: &Store, name: &str) -> String {
-        let cmd = Command::RequestAddress {
-            host: store.id(),
-            pool_id: "10.0.42.0/24".into(),
-            address: None,
-            kind: HolderKind::endpoint(name),
-        };
-        match store.write(cmd).await.unwrap() {
-            Ok(Response::Address { address }) => address.to_string(),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// Everything acknowledged before a restart is there after it, and the
-    /// node keeps its identity; enough writes to pass a snapshot and purge.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn state_and_identity_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), "127.0.0.1:0", TIMEOUT)
-            .await
-            .unwrap();
-        let id = store.id();
-        let pool = Command::RequestPool {
-            host: id,
-            pool: Some("10.0.42.0/24".parse().unwrap()),
-            range: None,
-            v6: false,
-            defaults: vec![],
-        };
-        store.write(pool).await.unwrap().unwrap();
-        for i in 0..120 {
-            let got = request_address(&store, &format!("c{i}")).await;
-            let release = Command::ReleaseAddress {
-                host: id,
-                pool_id: "10.0.42.0/24".into(),
-                address: got.parse::<ipnet::IpNet>().unwrap().addr(),
-            };
-            if i % 2 == 0 {
-                store.write(release).await.unwrap().unwrap();
-            }
-        }
-        let before = store.read(|s| s.clone()).await.unwrap();
-        store.raft.trigger().snapshot().await.unwrap();
-        store.shutdown().await;
-        drop(store);
-
-        // openraft's tasks let go of the database shortly after shutdown.
-        let mut attempts = 0;
-        let store = loop {
-            match Store::open(dir.path(), "127.0.0.1:0", TIMEOUT).await {
-                Ok(store) => break store,
-                Err(e) if attempts < 50 && e.to_string().contains("in use by another") => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("reopen: {e}"),
-            }
-        };
-        assert_eq!(store.id(), id);
-        assert_eq!(store.read(|s| s.clone()).await.unwrap(), before);
-        assert_eq!(request_address(&store, "new").await, "10.0.42.61/24");
-        store.shutdown().await;
-    }
-}
+mod tests;

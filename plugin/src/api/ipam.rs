@@ -226,6 +226,22 @@ async fn release_address(
     Ok(Json(json!({})))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawRemove {
+    node: u64,
+}
+
+/// `rustnet cluster remove|leave`.
+pub(super) async fn remove_node(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawRemove>(&body)?;
+    service.remove_node(raw.node).await?;
+    Ok(Json(json!({})))
+}
+
 /// `rustnet status`: this host, and every pool with who holds what.
 pub(super) async fn status(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
     Ok(Json(service.status().await?))

@@ -26,6 +26,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/Plugin.Activate", post(activate))
         .route("/Rustnet.Status", post(ipam::status).get(ipam::status))
+        .route("/Rustnet.Remove", post(ipam::remove_node))
         .merge(ipam::routes())
         .merge(network::routes())
         .fallback(not_found)

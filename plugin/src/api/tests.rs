@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use rustnet_ipam::store::Store;
+use rustnet_ipam::store::{Store, StoreConfig};
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -28,13 +28,16 @@ async fn harness(store: bool) -> Harness {
     let listener = UnixListener::bind(&socket).unwrap();
     let (tx, rx) = watch::channel(StoreState::Opening);
     if store {
-        let store = Store::open(
-            &dir.path().join("state"),
-            "127.0.0.1:0",
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        let config = StoreConfig {
+            addr: "127.0.0.1:1".into(),
+            timeout: Duration::from_secs(10),
+            voters: 3,
+            join_patience: Duration::from_secs(5),
+        };
+        let store = Store::open(&dir.path().join("state"), config)
+            .await
+            .unwrap();
+        store.bootstrap().await.unwrap();
         tx.send_replace(StoreState::Open(store));
     }
     let settings = Settings {

@@ -1,0 +1,339 @@
+//! Membership: bootstrap, join through any member, removal, and keeping the
+//! number of voters.
+//!
+//! ```text
+//!   new node ──Join──► any member ──(forward)──► leader: add learner (catch up),
+//!                                                 promote to voter while voters < N
+//!   rustnet cluster remove/leave ──► leader: remove from membership,
+//!                                    then ForgetHost frees what it held
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+
+use super::network::{decode, encode, request};
+use super::{Store, StoreError};
+use crate::{Command, HostId};
+
+/// Marks an answer that retrying cannot change.
+const REFUSED: &str = "refused:";
+
+/// A node asking to join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub node_id: HostId,
+    pub addr: String,
+    /// The cluster the joining node's state belongs to, if any.
+    pub cluster: Option<String>,
+}
+
+/// What a joining node learns: the cluster it is now part of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReply {
+    pub cluster: String,
+}
+
+/// One member, as `rustnet status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: HostId,
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub cluster: Option<String>,
+    pub this: HostId,
+    pub leader: Option<HostId>,
+    pub state: String,
+    pub term: u64,
+    pub members: Vec<Member>,
+}
+
+impl Store {
+    /// Makes a fresh node a one-node cluster of its own; a node with state
+    /// is left as it is.
+    pub async fn bootstrap(&self) -> Result<(), StoreError> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StoreError::Fatal(e.to_string()))?
+        {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(self.id, BasicNode::new(self.addr()))]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| StoreError::Fatal(format!("bootstrap: {e}")))?;
+        self.set_cluster_id(&format!("{:016x}", super::node::random_u64()))
+    }
+
+    /// Joins the cluster through any of `seeds` (`host:port`). A member
+    /// restarting while no seed answers carries on from its own state; a
+    /// fresh node fails after trying for a while; a node whose state belongs
+    /// to another cluster is refused.
+    pub async fn join(&self, seeds: &[String]) -> Result<(), StoreError> {
+        let member = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let ask = JoinRequest {
+            node_id: self.id,
+            addr: self.addr().to_owned(),
+            cluster: self.cluster_id()?,
+        };
+        let patience = self.config.join_patience;
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut last = String::from("no seed given");
+        while tokio::time::Instant::now() < deadline {
+            for seed in seeds {
+                match self.send_join(seed, &ask).await {
+                    Ok(Ok(reply)) => {
+                        self.set_cluster_id(&reply.cluster)?;
+                        tracing::info!(seed = %seed, cluster = %reply.cluster, "joined the cluster");
+                        return Ok(());
+                    }
+                    Ok(Err(refusal)) if refusal.starts_with(REFUSED) => {
+                        return Err(StoreError::Fatal(format!(
+                            "join refused by {seed}: {refusal}"
+                        )));
+                    }
+                    Ok(Err(e)) => last = format!("{seed}: {e}"),
+                    Err(e) => last = format!("{seed}: {e}"),
+                }
+            }
+            if member {
+                tracing::warn!(error = %last, "no seed answers; carrying on as a member from local state");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(StoreError::Fatal(format!(
+            "cannot join the cluster: no member answered within {patience:?} (last: {last})"
+        )))
+    }
+
+    async fn send_join(
+        &self,
+        to: &str,
+        ask: &JoinRequest,
+    ) -> Result<Result<JoinReply, String>, String> {
+        let mut client = self.peers.cluster(to)?;
+        // Adding a learner waits until it has caught up: allow for it.
+        let reply = client
+            .join(request(
+                encode(ask)?,
+                self.config.join_patience.max(self.config.timeout),
+            ))
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        decode(reply.get_ref())
+    }
+
+    /// Handles a join on this member: forwarded to the leader, which adds
+    /// the node as a learner and promotes it while voters are missing.
+    pub(crate) async fn handle_join(&self, ask: JoinRequest) -> Result<JoinReply, String> {
+        if let Some(leader) = self.leader_addr_if_not_me() {
+            return self.send_join(&leader, &ask).await?;
+        }
+        let cluster = self
+            .cluster_id()
+            .map_err(|e| e.to_string())?
+            .ok_or("this member has no cluster id")?;
+        if let Some(theirs) = ask.cluster.as_ref().filter(|c| **c != cluster) {
+            return Err(format!(
+                "{REFUSED} node {} (state dir of cluster {theirs}) cannot join cluster {cluster}: \
+                 its RUSTNET_STATE_DIR belongs to another cluster; clear it to join",
+                ask.node_id
+            ));
+        }
+        let _one_change = self.membership.lock().await;
+        let members = self.members();
+        if let Some(existing) = members.iter().find(|m| m.id == ask.node_id) {
+            if existing.addr == ask.addr {
+                return Ok(JoinReply { cluster });
+            }
+            return Err(format!(
+                "{REFUSED} node id {} is already a member at {}",
+                ask.node_id, existing.addr
+            ));
+        }
+        if let Some(other) = members.iter().find(|m| m.addr == ask.addr) {
+            return Err(format!(
+                "{REFUSED} {} already belongs to member {}; remove it first (rustnet cluster remove {})",
+                ask.addr, other.id, other.id
+            ));
+        }
+        self.raft
+            .add_learner(ask.node_id, BasicNode::new(&ask.addr), true)
+            .await
+            .map_err(|e| format!("add learner: {e}"))?;
+        self.promote_locked().await;
+        tracing::info!(node = ask.node_id, addr = %ask.addr, "node joined");
+        Ok(JoinReply { cluster })
+    }
+
+    /// Removes `node` from the cluster (a dead host, or this one leaving)
+    /// and frees every address, endpoint and network it held.
+    pub async fn remove(&self, node: HostId) -> Result<(), StoreError> {
+        self.bounded(async {
+            loop {
+                let outcome = match self.leader_addr_if_not_me() {
+                    Some(leader) => self.send_remove(&leader, node).await,
+                    None if self.is_leader() => self.handle_remove(node).await,
+                    None => Err("no leader".to_owned()),
+                };
+                match outcome {
+                    Ok(()) => break Ok(()),
+                    Err(e) if e.starts_with(REFUSED) => break Err(StoreError::Fatal(e)),
+                    Err(e) => tracing::debug!(error = %e, "remove: retrying"),
+                }
+                self.await_leader_change().await;
+            }
+        })
+        .await?;
+        self.write(Command::ForgetHost { host: node })
+            .await?
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn send_remove(&self, to: &str, node: HostId) -> Result<(), String> {
+        let mut client = self.peers.cluster(to)?;
+        let reply = client
+            .remove(request(encode(&node)?, self.config.timeout))
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        decode::<Result<(), String>>(reply.get_ref())?
+    }
+
+    /// On the leader: takes `node` out of the membership.
+    pub(crate) async fn handle_remove(&self, node: HostId) -> Result<(), String> {
+        let _one_change = self.membership.lock().await;
+        let members = self.members();
+        let Some(member) = members.iter().find(|m| m.id == node) else {
+            return Ok(());
+        };
+        if member.voter && members.iter().filter(|m| m.voter).count() == 1 {
+            return Err(format!("{REFUSED} the last voter cannot be removed"));
+        }
+        let change = if member.voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([node]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(node, "node removed from the cluster");
+        Ok(())
+    }
+
+    /// On the leader: promotes learners while there are fewer voters than
+    /// configured.
+    async fn promote_if_short(&self) {
+        let _one_change = self.membership.lock().await;
+        self.promote_locked().await;
+    }
+
+    async fn promote_locked(&self) {
+        let members = self.members();
+        let voters = members.iter().filter(|m| m.voter).count();
+        let learners: BTreeSet<HostId> = members
+            .iter()
+            .filter(|m| !m.voter)
+            .map(|m| m.id)
+            .take(self.config.voters.saturating_sub(voters))
+            .collect();
+        if learners.is_empty() || !self.is_leader() {
+            return;
+        }
+        match self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(learners.clone()), true)
+            .await
+        {
+            Ok(_) => tracing::info!(?learners, "promoted to voters"),
+            Err(e) => tracing::warn!(error = %e, "promoting learners"),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().current_leader == Some(self.id)
+    }
+
+    /// The leader's address when another node leads.
+    fn leader_addr_if_not_me(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let leader = metrics.current_leader.filter(|l| *l != self.id)?;
+        let membership = metrics.membership_config.membership().clone();
+        membership
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, n)| n.addr.clone())
+    }
+
+    /// Every member with its address and role.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<HostId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect()
+    }
+
+    /// The cluster as this node sees it, for `rustnet status`.
+    pub fn cluster_view(&self) -> ClusterView {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let state = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        ClusterView {
+            cluster: self.cluster_id().ok().flatten(),
+            this: self.id,
+            leader: metrics.current_leader,
+            state: state.to_owned(),
+            term: metrics.current_term,
+            members: self.members(),
+        }
+    }
+}
+
+/// Background duty of every node: while it leads, keep the configured
+/// number of voters by promoting learners (after a join, a removal, or the
+/// leader removing itself).
+pub(crate) async fn keep_voters(store: Store) {
+    let mut metrics = store.raft.metrics();
+    loop {
+        if metrics.borrow_watched().state == ServerState::Shutdown {
+            return;
+        }
+        if store.is_leader() {
+            store.promote_if_short().await;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The gRPC services a member serves to its peers: Raft's RPCs and the
+//! cluster's (forwarded writes, read index, join, remove).
+
+use openraft::Raft as OpenRaft;
+use rustnet_proto::{Cluster, ClusterServer, Payload, Raft, RaftServer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Request, Response, Status};
+
+use super::network::{SnapshotMessage, decode, encode};
+use super::{StateMachine, Store, TypeConfig};
+use crate::Command;
+use crate::store::cluster::JoinRequest;
+
+/// Both services of `store`, ready to add to a tonic server.
+pub fn services(store: &Store) -> (RaftServer<RaftService>, ClusterServer<ClusterService>) {
+    (
+        RaftServer::new(RaftService {
+            raft: store.raft.clone(),
+        }),
+        ClusterServer::new(ClusterService {
+            store: store.clone(),
+        }),
+    )
+}
+
+fn input<T: DeserializeOwned>(request: &Request<Payload>) -> Result<T, Status> {
+    decode(request.get_ref()).map_err(Status::invalid_argument)
+}
+
+fn output<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
+    encode(value).map(Response::new).map_err(Status::internal)
+}
+
+/// Raft's RPCs, handed to the local node.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: OpenRaft<TypeConfig, StateMachine>,
+}
+
+impl std::fmt::Debug for RaftService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftService")
+    }
+}
+
+#[tonic::async_trait]
+impl Raft for RaftService {
+    async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let reply = self
+            .raft
+            .append_entries(input(&request)?)
+            .await
+            .map_err(|e| e.to_string());
+        output(&reply)
+    }
+
+    async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        output(
+            &self
+                .raft
+                .vote(input(&request)?)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    }
+
+    async fn pre_vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        output(
+            &self
+                .raft
+                .pre_vote(input(&request)?)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Payload>,
+    ) -> Result<Response<Payload>, Status> {
+        let message: SnapshotMessage = input(&request)?;
+        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, Vec<u8>> {
+            meta: message.meta,
+            snapshot: message.data,
+        };
+        let reply = self
+            .raft
+            .install_full_snapshot(message.vote, snapshot)
+            .await;
+        output(&reply.map_err(|e| e.to_string()))
+    }
+}
+
+/// Cluster administration and leader duties.
+#[derive(Debug, Clone)]
+pub struct ClusterService {
+    store: Store,
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn write(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let command: Command = input(&request)?;
+        output(&self.store.write_as_leader(command).await)
+    }
+
+    async fn read_index(&self, _request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        output(&self.store.read_index_as_leader().await)
+    }
+
+    async fn join(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let ask: JoinRequest = input(&request)?;
+        output(&self.store.handle_join(ask).await)
+    }
+
+    async fn remove(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let node: u64 = input(&request)?;
+        output(&self.store.handle_remove(node).await)
+    }
+}

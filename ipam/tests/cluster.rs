@@ -1,0 +1,337 @@
+//! A 3-node cluster in one process over real tonic on 127.0.0.1: joins,
+//! concurrent allocations from every node, leader loss, follower loss, a
+//! restarted node catching up, and the refused cases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed unwrap is a failed test
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustnet_ipam::store::{Store, StoreConfig, StoreError, services};
+use rustnet_ipam::{Command, HolderKind, Response};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+const POOL: &str = "10.50.0.0/16";
+
+struct Node {
+    store: Store,
+    dir: PathBuf,
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+fn config(addr: &str) -> StoreConfig {
+    StoreConfig {
+        addr: addr.to_owned(),
+        timeout: Duration::from_secs(8),
+        voters: 3,
+        join_patience: Duration::from_secs(3),
+    }
+}
+
+/// Opens a store in `dir` and serves it on `listener`.
+async fn start(dir: PathBuf, listener: TcpListener) -> Node {
+    let addr = listener.local_addr().unwrap().to_string();
+    // A node restarted in this process: openraft's tasks let go of the
+    // database shortly after shutdown.
+    let mut attempts = 0;
+    let store = loop {
+        match Store::open(&dir, config(&addr)).await {
+            Ok(store) => break store,
+            Err(e) if attempts < 50 && e.to_string().contains("in use by another") => attempts += 1,
+            Err(e) => panic!("open {}: {e}", dir.display()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (raft, cluster) = services(&store);
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(
+        Server::builder()
+            .add_service(raft)
+            .add_service(cluster)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                let _ = rx.await;
+            }),
+    );
+    Node {
+        store,
+        dir,
+        addr,
+        stop: Some(tx),
+    }
+}
+
+async fn fresh(root: &std::path::Path, name: &str) -> Node {
+    start(
+        root.join(name),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+}
+
+impl Node {
+    /// Stops the node as a crash would: no more answers, Raft stopped.
+    async fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.store.shutdown().await;
+    }
+}
+
+async fn cluster_of_three(root: &std::path::Path) -> Vec<Node> {
+    let first = fresh(root, "n1").await;
+    first.store.bootstrap().await.unwrap();
+    let mut nodes = vec![first];
+    for name in ["n2", "n3"] {
+        let node = fresh(root, name).await;
+        node.store.join(&[nodes[0].addr.clone()]).await.unwrap();
+        nodes.push(node);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes[0].store.members().iter().filter(|m| m.voter).count() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not 3 voters: {:?}",
+            nodes[0].store.members()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pool = Command::RequestPool {
+        host: nodes[0].store.id(),
+        pool: Some(POOL.parse().unwrap()),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    nodes[0].store.write(pool).await.unwrap().unwrap();
+    nodes
+}
+
+async fn allocate(store: &Store, name: String) -> Result<IpAddr, StoreError> {
+    let command = Command::RequestAddress {
+        host: store.id(),
+        pool_id: POOL.to_owned(),
+        address: None,
+        kind: HolderKind::endpoint(name),
+    };
+    match store.write(command).await? {
+        Ok(Response::Address { address }) => Ok(address.addr()),
+        other => panic!("allocation answered {other:?}"),
+    }
+}
+
+/// `count` allocations from each store at once; the acknowledged addresses.
+async fn storm(stores: &[Store], count: usize, tag: &str) -> Vec<IpAddr> {
+    let mut tasks = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        for i in 0..count {
+            let store = store.clone();
+            let name = format!("{tag}-{n}-{i}");
+            tasks.push(tokio::spawn(async move { allocate(&store, name).await }));
+        }
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        if let Ok(address) = task.await.unwrap() {
+            acked.push(address);
+        }
+    }
+    acked
+}
+
+/// Every acknowledged address is held, and none twice.
+async fn check(reader: &Store, acked: &[IpAddr]) {
+    let unique: BTreeSet<IpAddr> = acked.iter().copied().collect();
+    assert_eq!(unique.len(), acked.len(), "an address was handed out twice");
+    let held: BTreeSet<IpAddr> = reader
+        .read(|s| s.pool(POOL).unwrap().addresses.keys().copied().collect())
+        .await
+        .unwrap();
+    let lost: Vec<&IpAddr> = unique.difference(&held).collect();
+    assert!(lost.is_empty(), "acknowledged allocations lost: {lost:?}");
+}
+
+async fn leader(nodes: &[Node]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for (i, node) in nodes.iter().enumerate() {
+            if node.stop.is_some() && node.store.cluster_view().state == "leader" {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_allocations_from_every_node_never_collide() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let stores: Vec<Store> = nodes.iter().map(|n| n.store.clone()).collect();
+    let acked = storm(&stores, 40, "c").await;
+    assert_eq!(
+        acked.len(),
+        120,
+        "every allocation succeeds on a healthy cluster"
+    );
+    for node in &nodes {
+        check(&node.store, &acked).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_survives_leader_and_follower_loss() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = cluster_of_three(root.path()).await;
+    let mut acked = storm(
+        &nodes.iter().map(|n| n.store.clone()).collect::<Vec<_>>(),
+        10,
+        "before",
+    )
+    .await;
+
+    let lead = leader(&nodes).await;
+    nodes[lead].kill().await;
+    let alive: Vec<Store> = nodes
+        .iter()
+        .filter(|n| n.stop.is_some())
+        .map(|n| n.store.clone())
+        .collect();
+    let after = storm(&alive, 10, "after-leader").await;
+    assert!(
+        !after.is_empty(),
+        "no allocation succeeded after the leader died"
+    );
+    acked.extend(after);
+    check(&alive[0], &acked).await;
+
+    // Restart the old leader from its disk on its address: it catches up.
+    // (Its old in-process instance still has peer connections holding the
+    // database file open, so the restart runs on a copy of the directory,
+    // taken after the crash: the same bytes a restarted process would see.)
+    let old = &nodes[lead];
+    let copy = old.dir.with_extension("restarted");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&old.dir)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let listener = TcpListener::bind(&old.addr).await.unwrap();
+    nodes[lead] = start(copy, listener).await;
+    check(&nodes[lead].store, &acked).await;
+
+    // Then lose a follower: the other two carry on.
+    let lead = leader(&nodes).await;
+    let follower = (lead + 1) % 3;
+    nodes[follower].kill().await;
+    let alive: Vec<Store> = nodes
+        .iter()
+        .filter(|n| n.stop.is_some())
+        .map(|n| n.store.clone())
+        .collect();
+    acked.extend(storm(&alive, 10, "after-follower").await);
+    check(&alive[0], &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_minority_refuses_to_allocate_within_the_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = cluster_of_three(root.path()).await;
+    nodes[1].kill().await;
+    nodes[2].kill().await;
+    let started = Instant::now();
+    let err = allocate(&nodes[0].store, "lonely".into())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("quorum"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joins_that_cannot_work_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    // Nothing listens at the seed.
+    let nobody = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nobody_addr = nobody.local_addr().unwrap().to_string();
+    drop(nobody);
+    let lonely = fresh(root.path(), "lonely").await;
+    let err = lonely.store.join(&[nobody_addr]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot join the cluster: no member answered"),
+        "{err}"
+    );
+
+    // A node bootstrapped on its own belongs to another cluster.
+    let a = fresh(root.path(), "a").await;
+    a.store.bootstrap().await.unwrap();
+    let b = fresh(root.path(), "b").await;
+    b.store.bootstrap().await.unwrap();
+    let err = b
+        .store
+        .join(std::slice::from_ref(&a.addr))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("belongs to another cluster"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_host_frees_what_it_held_and_learners_fill_in() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = cluster_of_three(root.path()).await;
+    let fourth = fresh(root.path(), "n4").await;
+    fourth.store.join(&[nodes[1].addr.clone()]).await.unwrap();
+    let members = nodes[0].store.members();
+    assert_eq!(members.iter().filter(|m| m.voter).count(), 3);
+    assert!(
+        members
+            .iter()
+            .any(|m| m.id == fourth.store.id() && !m.voter),
+        "{members:?}"
+    );
+    let held = allocate(&fourth.store, "on-n4".into()).await.unwrap();
+    // A voter dies and is removed: the learner becomes a voter.
+    let dead = nodes[2].store.id();
+    let dead_addr = allocate(&nodes[2].store, "on-n3".into()).await.unwrap();
+    nodes[2].kill().await;
+    nodes[0].store.remove(dead).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let members = nodes[0].store.members();
+        if members.iter().filter(|m| m.voter).count() == 3 && members.iter().all(|m| m.id != dead) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no learner promoted: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let addresses: BTreeSet<IpAddr> = fourth
+        .store
+        .read(|s| s.pool(POOL).unwrap().addresses.keys().copied().collect())
+        .await
+        .unwrap();
+    assert!(addresses.contains(&held));
+    assert!(
+        !addresses.contains(&dead_addr),
+        "the removed host's address is still held"
+    );
+}
