@@ -38,6 +38,9 @@ pub struct DaemonConfig {
     /// How many voters the cluster keeps (3 or 5); further hosts are learners.
     #[arg(long, env = "RUSTNET_VOTERS", default_value_t = 3, value_parser = voters)]
     pub voters: usize,
+    /// How long a new host keeps trying to join through RUSTNET_JOIN, in seconds.
+    #[arg(long, env = "RUSTNET_JOIN_TIMEOUT", default_value_t = 30)]
+    pub join_timeout_secs: u64,
     /// VXLAN UDP port.
     #[arg(long, env = "RUSTNET_VXLAN_PORT", default_value_t = 4789)]
     pub vxlan_port: u16,

@@ -105,7 +105,7 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
         addr: addr.to_string(),
         timeout: config.request_timeout(),
         voters: config.voters,
-        join_patience: Duration::from_secs(30),
+        join_patience: Duration::from_secs(config.join_timeout_secs.max(1)),
     };
     let store = Store::open(&config.state_dir, store_config).await?;
     tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");

@@ -128,6 +128,21 @@ impl SimHost {
     /// Starts (or restarts) this host's rustnet daemon with extra settings
     /// and waits until it answers.
     pub fn start_rustnet(&self, env: &[(&str, &str)]) {
+        self.spawn_rustnet(env);
+        let started = Instant::now();
+        while let Err(e) = self.try_status() {
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "rustnet on {} not ready after 40 s: {e}\n{}",
+                self.netns,
+                self.log_tail("rustnet.log")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts this host's rustnet daemon without waiting for it.
+    pub fn spawn_rustnet(&self, env: &[(&str, &str)]) {
         let mut slot = self.rustnet_slot();
         assert!(slot.is_none(), "rustnet already running on {}", self.netns);
         let log = File::options()
@@ -147,17 +162,6 @@ impl SimHost {
             .stdout(Stdio::null())
             .stderr(log);
         *slot = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn rustnet: {e}")));
-        drop(slot);
-        let started = Instant::now();
-        while let Err(e) = self.try_status() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "rustnet on {} not ready after 20 s: {e}\n{}",
-                self.netns,
-                self.log_tail("rustnet.log")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     /// Kills rustnet with SIGKILL, as a crash would.
@@ -192,7 +196,13 @@ impl SimHost {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn try_status(&self) -> Result<Value, String> {
+    /// The plugin socket inside this host's mount namespace.
+    pub fn socket(&self) -> &'static str {
+        SOCKET
+    }
+
+    /// `rustnet status --json`, or why it failed.
+    pub fn try_status(&self) -> Result<Value, String> {
         let out = run(self
             .cmd(&rustnet_bin().display().to_string())
             .args(["status", "--json", "--socket", SOCKET]))?;
