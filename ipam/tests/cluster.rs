@@ -9,12 +9,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rustnet_ipam::store::{Store, StoreConfig, StoreError, services};
+use rustnet_ipam::store::{Store, StoreConfig, StoreError, spawn_server};
 use rustnet_ipam::{Command, HolderKind, Response};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 const POOL: &str = "10.50.0.0/16";
 
@@ -48,16 +46,10 @@ async fn start(dir: PathBuf, listener: TcpListener) -> Node {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (raft, cluster) = services(&store);
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(
-        Server::builder()
-            .add_service(raft)
-            .add_service(cluster)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-                let _ = rx.await;
-            }),
-    );
+    spawn_server(&store, listener, async {
+        let _ = rx.await;
+    });
     Node {
         store,
         dir,

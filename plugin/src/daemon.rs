@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rustnet_ipam::Command;
-use rustnet_ipam::store::{Store, StoreConfig, StoreError, services};
+use rustnet_ipam::store::{Store, StoreConfig, StoreError, spawn_server};
 use tokio::net::TcpListener;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api;
 use crate::config::DaemonConfig;
@@ -112,16 +110,7 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind peer port {addr}"))?;
-    let (raft, cluster) = services(&store);
-    let server = Server::builder().add_service(raft).add_service(cluster);
-    tokio::spawn(async move {
-        if let Err(e) = server
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-        {
-            tracing::error!(error = %e, "peer server stopped");
-        }
-    });
+    spawn_server(&store, listener, std::future::pending());
     tracing::info!(%addr, "serving peers");
     let seeds: Vec<String> = config.join_addrs().into_iter().map(str::to_owned).collect();
     if seeds.is_empty() {

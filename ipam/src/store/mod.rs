@@ -30,6 +30,6 @@ pub use db::Db;
 pub use log_store::LogStore;
 pub use network::{GrpcNetwork, Peers};
 pub use node::{Store, StoreConfig, StoreError, raft_config};
-pub use server::{ClusterService, RaftService, services};
+pub use server::{ClusterService, RaftService, services, spawn_server};
 pub use state_machine::StateMachine;
 pub use types::TypeConfig;

@@ -12,6 +12,27 @@ use super::{StateMachine, Store, TypeConfig};
 use crate::Command;
 use crate::store::cluster::JoinRequest;
 
+/// Serves `store`'s peer protocol on `listener` until `shutdown` completes.
+pub fn spawn_server(
+    store: &Store,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (raft, cluster) = services(store);
+    let server = tonic::transport::Server::builder()
+        .add_service(raft)
+        .add_service(cluster);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        if let Err(e) = server
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "peer server stopped");
+        }
+    })
+}
+
 /// Both services of `store`, ready to add to a tonic server.
 pub fn services(store: &Store) -> (RaftServer<RaftService>, ClusterServer<ClusterService>) {
     (

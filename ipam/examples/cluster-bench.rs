@@ -1,0 +1,132 @@
+//! Allocation throughput and latency on a 3-node cluster over loopback
+//! gRPC, with 1, 16 and 64 concurrent clients spread over the nodes, and
+//! failover time (leader killed -> first successful allocation).
+//!
+//!     cargo run --release -p rustnet-ipam --example cluster-bench
+
+use std::time::{Duration, Instant};
+
+use rustnet_ipam::store::{Store, StoreConfig, spawn_server};
+use rustnet_ipam::{Command, HolderKind, Response};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const POOL: &str = "10.80.0.0/12";
+const OPS: usize = 3000;
+
+struct Node {
+    store: Store,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+async fn node(dir: &std::path::Path) -> anyhow::Result<Node> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let config = StoreConfig {
+        addr: listener.local_addr()?.to_string(),
+        timeout: Duration::from_secs(10),
+        voters: 3,
+        join_patience: Duration::from_secs(10),
+    };
+    let store = Store::open(dir, config).await?;
+    let (tx, rx) = oneshot::channel::<()>();
+    spawn_server(&store, listener, async {
+        let _ = rx.await;
+    });
+    Ok(Node {
+        store,
+        stop: Some(tx),
+    })
+}
+
+async fn allocate(store: &Store, name: String) -> anyhow::Result<()> {
+    let command = Command::RequestAddress {
+        host: store.id(),
+        pool_id: POOL.to_owned(),
+        address: None,
+        kind: HolderKind::endpoint(name),
+    };
+    match store.write(command).await? {
+        Ok(Response::Address { .. }) => Ok(()),
+        other => anyhow::bail!("allocation answered {other:?}"),
+    }
+}
+
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    sorted[(sorted.len() - 1) * per_mille / 1000]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut nodes = vec![node(&root.path().join("n0")).await?];
+    nodes[0].store.bootstrap().await?;
+    let seed = nodes[0].store.addr().to_owned();
+    for i in 1..3 {
+        let n = node(&root.path().join(format!("n{i}"))).await?;
+        n.store.join(std::slice::from_ref(&seed)).await?;
+        nodes.push(n);
+    }
+    while nodes[0].store.members().iter().filter(|m| m.voter).count() < 3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pool = Command::RequestPool {
+        host: nodes[0].store.id(),
+        pool: Some(POOL.parse()?),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    let _ = nodes[0].store.write(pool).await?;
+    println!(
+        "3-node cluster on loopback gRPC, {OPS} allocations per run, clients spread over the nodes"
+    );
+    for clients in [1usize, 16, 64] {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let store = nodes[c % 3].store.clone();
+            let per_client = OPS / clients;
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    let t = Instant::now();
+                    allocate(&store, format!("c{clients}-{c}-{i}")).await?;
+                    latencies.push(t.elapsed());
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await??);
+        }
+        let elapsed = started.elapsed();
+        latencies.sort();
+        println!(
+            "  {clients:>2} client(s): {:>7.0} allocations/s, p50 {:>8.2?}, p99 {:>8.2?}",
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            percentile(&latencies, 500),
+            percentile(&latencies, 990)
+        );
+    }
+    // Failover: kill the leader, time the first allocation that succeeds.
+    let leader = nodes
+        .iter()
+        .position(|n| n.store.cluster_view().state == "leader")
+        .unwrap_or(0);
+    if let Some(stop) = nodes[leader].stop.take() {
+        let _ = stop.send(());
+    }
+    nodes[leader].store.shutdown().await;
+    let survivor = nodes[(leader + 1) % 3].store.clone();
+    let killed = Instant::now();
+    let mut i = 0;
+    while allocate(&survivor, format!("failover-{i}")).await.is_err() {
+        i += 1;
+    }
+    println!(
+        "  failover: leader killed -> first successful allocation in {:.2?}",
+        killed.elapsed()
+    );
+    Ok(())
+}
