@@ -105,8 +105,16 @@ pub enum Command {
     /// Frees everything a host removed from the cluster held: its
     /// addresses, its pool references, its networks and endpoints.
     ForgetHost { host: HostId },
-    /// Records the name a host is shown by in errors and status.
-    RegisterHost { host: HostId, name: String },
+    /// Records the name a host is shown by in errors and status, and its
+    /// underlay address (its VXLAN tunnel endpoint).
+    RegisterHost {
+        host: HostId,
+        name: String,
+        #[serde(default)]
+        addr: Option<IpAddr>,
+    },
+    /// Records the Docker name of overlay `key`.
+    NameOverlay { key: String, name: String },
     /// Docker's ReleaseAddress: only the holding host may release.
     ReleaseAddress {
         host: HostId,
@@ -150,7 +158,8 @@ impl fmt::Display for Command {
                 Some(a) => write!(f, "request-address {a} in {pool_id} by host {host}"),
                 None => write!(f, "request-address in {pool_id} by host {host}"),
             },
-            Self::RegisterHost { host, name } => write!(f, "register-host {host} as {name}"),
+            Self::RegisterHost { host, name, .. } => write!(f, "register-host {host} as {name}"),
+            Self::NameOverlay { key, name } => write!(f, "name-overlay {key} {name}"),
             Self::ForgetHost { host } => write!(f, "forget-host {host}"),
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),
             Self::DeleteNetwork { host, id } => write!(f, "delete-network {id} by host {host}"),

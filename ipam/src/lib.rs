@@ -20,7 +20,9 @@ pub mod store;
 
 pub use command::{Command, CommandResult, DefaultPool, HolderKind, Response};
 pub use error::IpamError;
-pub use network::{Endpoint, Mode, Network, NetworkError, PortBinding, Proto, Tables};
+pub use network::{
+    Endpoint, FIRST_VNI, MAX_VNI, Mode, Network, NetworkError, Overlay, PortBinding, Proto, Tables,
+};
 pub use pool::{Holder, Pool};
 pub use state::State;
 

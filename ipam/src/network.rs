@@ -16,6 +16,32 @@ use crate::HostId;
 pub enum Mode {
     /// A Linux bridge on one host.
     Bridge,
+    /// A bridge per host joined by VXLAN: one network across the cluster.
+    Overlay,
+}
+
+/// The first VNI rustnet hands out (below are commonly used by hand).
+pub const FIRST_VNI: u32 = 4096;
+/// The largest VNI VXLAN can carry (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+
+/// A network that spans the cluster: created once, bound by a local
+/// Docker network on each host. Identified by its subnet, unique
+/// cluster-wide, since Docker's network ids differ per host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlay {
+    /// The key: the subnet in CIDR form.
+    pub key: String,
+    pub subnet: IpNet,
+    pub gateway: Option<IpNet>,
+    pub vni: u32,
+    pub mtu: Option<u32>,
+    /// The Docker network name, learned on the host that created it.
+    pub name: Option<String>,
+    /// Created by `docker network rm` on some host: every host removes it
+    /// from its Docker once it has no containers on it; no new endpoints.
+    pub removing: bool,
+    pub origin: HostId,
 }
 
 /// A network created on `host` by Docker's CreateNetwork.
@@ -35,6 +61,12 @@ pub struct Network {
     pub mtu: u32,
     /// `--internal`: no egress, no NAT, no published ports.
     pub internal: bool,
+    /// For an overlay: its key, and the VNI (asked for with `-o vni=`, then
+    /// the overlay's).
+    #[serde(default)]
+    pub overlay: Option<String>,
+    #[serde(default)]
+    pub vni: Option<u32>,
 }
 
 /// A transport protocol of a published port.
@@ -94,6 +126,20 @@ pub enum NetworkError {
     EndpointConflict { id: String },
     #[error("no endpoint {id} on this host")]
     UnknownEndpoint { id: String },
+    #[error("network {name} is being removed from the cluster; it takes no new containers")]
+    Removing { name: String },
+    #[error("overlay {key} uses vni {existing}, not {requested}")]
+    VniMismatch {
+        key: String,
+        existing: u32,
+        requested: u32,
+    },
+    #[error("vni {vni} is already used by overlay {other}")]
+    VniInUse { vni: u32, other: String },
+    #[error("no free vni left between {FIRST_VNI} and {MAX_VNI}")]
+    NoFreeVni,
+    #[error("no overlay {key} in the cluster (was it removed?)")]
+    UnknownOverlay { key: String },
 }
 
 /// The tables, changed only through [`crate::State::apply`].
@@ -101,6 +147,8 @@ pub enum NetworkError {
 pub struct Tables {
     networks: BTreeMap<String, Network>,
     endpoints: BTreeMap<String, Endpoint>,
+    #[serde(default)]
+    overlays: BTreeMap<String, Overlay>,
 }
 
 impl Tables {
@@ -124,8 +172,31 @@ impl Tables {
             .filter(move |e| e.network_id == network_id)
     }
 
-    /// Records a network; the same request again is a no-op.
+    /// Every overlay of the cluster.
+    pub fn overlays(&self) -> impl Iterator<Item = &Overlay> {
+        self.overlays.values()
+    }
+
+    pub fn overlay(&self, key: &str) -> Option<&Overlay> {
+        self.overlays.get(key)
+    }
+
+    /// Every network, on any host, bound to overlay `key`.
+    pub fn bound_to<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Network> {
+        self.networks
+            .values()
+            .filter(move |n| n.overlay.as_deref() == Some(key))
+    }
+
+    /// Records a network; the same request again is a no-op. An overlay
+    /// network binds to the cluster's overlay of its subnet, creating it
+    /// (with its VNI) when it is the first.
     pub(crate) fn create_network(&mut self, network: &Network) -> Result<(), NetworkError> {
+        let mut network = network.clone();
+        if let Some(key) = network.overlay.clone() {
+            network.vni = Some(self.bind_overlay(&key, &network)?);
+        }
+        let network = &network;
         if let Some(existing) = self.networks.get(&network.id) {
             return if existing == network {
                 Ok(())
@@ -148,24 +219,109 @@ impl Tables {
         Ok(())
     }
 
-    /// Forgets a network and its endpoints. Docker deletes its own record
-    /// whatever the driver answers, so this always succeeds.
-    pub(crate) fn delete_network(&mut self, host: HostId, id: &str) {
-        if self.networks.get(id).is_some_and(|n| n.host == host) {
-            self.networks.remove(id);
-            self.endpoints.retain(|_, e| e.network_id != id);
+    /// The VNI of overlay `key` for `network`, creating the overlay when
+    /// this is its first network.
+    fn bind_overlay(&mut self, key: &str, network: &Network) -> Result<u32, NetworkError> {
+        if let Some(overlay) = self.overlays.get(key) {
+            if overlay.removing && !self.networks.contains_key(&network.id) {
+                let name = overlay.name.clone().unwrap_or_else(|| key.to_owned());
+                return Err(NetworkError::Removing { name });
+            }
+            return match network.vni {
+                Some(requested) if requested != overlay.vni => Err(NetworkError::VniMismatch {
+                    key: key.to_owned(),
+                    existing: overlay.vni,
+                    requested,
+                }),
+                _ => Ok(overlay.vni),
+            };
         }
+        let vni = match network.vni {
+            Some(vni) => {
+                if let Some(other) = self.overlays.values().find(|o| o.vni == vni) {
+                    return Err(NetworkError::VniInUse {
+                        vni,
+                        other: other.key.clone(),
+                    });
+                }
+                vni
+            }
+            None => (FIRST_VNI..=MAX_VNI)
+                .find(|v| !self.overlays.values().any(|o| o.vni == *v))
+                .ok_or(NetworkError::NoFreeVni)?,
+        };
+        let subnet = network.subnet.ok_or_else(|| NetworkError::UnknownOverlay {
+            key: key.to_owned(),
+        })?;
+        self.overlays.insert(
+            key.to_owned(),
+            Overlay {
+                key: key.to_owned(),
+                subnet,
+                gateway: network.gateway,
+                vni,
+                mtu: None,
+                name: None,
+                removing: false,
+                origin: network.host,
+            },
+        );
+        Ok(vni)
+    }
+
+    /// Records the Docker name of an overlay, learned on its origin host.
+    pub(crate) fn name_overlay(&mut self, key: &str, name: &str) -> Result<(), NetworkError> {
+        let overlay = self
+            .overlays
+            .get_mut(key)
+            .ok_or_else(|| NetworkError::UnknownOverlay {
+                key: key.to_owned(),
+            })?;
+        overlay.name.get_or_insert_with(|| name.to_owned());
+        Ok(())
+    }
+
+    /// Forgets a network and its endpoints. Docker deletes its own record
+    /// whatever the driver answers, so this always succeeds. Removing an
+    /// overlay network on any host removes the overlay cluster-wide.
+    pub(crate) fn delete_network(&mut self, host: HostId, id: &str) {
+        if self.networks.get(id).is_none_or(|n| n.host != host) {
+            return;
+        }
+        let key = self.networks.remove(id).and_then(|n| n.overlay);
+        if let Some(overlay) = key.and_then(|k| self.overlays.get_mut(&k)) {
+            overlay.removing = true;
+        }
+        self.endpoints.retain(|_, e| e.network_id != id);
+        self.prune_overlays();
+    }
+
+    /// Overlays no network is bound to any more are gone.
+    fn prune_overlays(&mut self) {
+        let networks = &self.networks;
+        self.overlays.retain(|key, _| {
+            networks
+                .values()
+                .any(|n| n.overlay.as_deref() == Some(key.as_str()))
+        });
     }
 
     /// Records an endpoint; the same request again is a no-op.
     pub(crate) fn create_endpoint(&mut self, endpoint: &Endpoint) -> Result<(), NetworkError> {
-        match self.networks.get(&endpoint.network_id) {
-            Some(n) if n.host == endpoint.host => {}
+        let network = match self.networks.get(&endpoint.network_id) {
+            Some(n) if n.host == endpoint.host => n,
             _ => {
                 return Err(NetworkError::UnknownNetwork {
                     id: endpoint.network_id.clone(),
                 });
             }
+        };
+        let overlay = network.overlay.as_ref().and_then(|k| self.overlays.get(k));
+        if let Some(overlay) =
+            overlay.filter(|o| o.removing && !self.endpoints.contains_key(&endpoint.id))
+        {
+            let name = overlay.name.clone().unwrap_or_else(|| overlay.key.clone());
+            return Err(NetworkError::Removing { name });
         }
         if let Some(existing) = self.endpoints.get(&endpoint.id) {
             return if existing == endpoint {
@@ -184,6 +340,7 @@ impl Tables {
     pub(crate) fn forget(&mut self, host: HostId) {
         self.networks.retain(|_, n| n.host != host);
         self.endpoints.retain(|_, e| e.host != host);
+        self.prune_overlays();
     }
 
     pub(crate) fn delete_endpoint(&mut self, host: HostId, id: &str) {
@@ -226,6 +383,8 @@ mod tests {
             gateway6: None,
             mtu: 1500,
             internal: false,
+            overlay: None,
+            vni: None,
         }
     }
 
@@ -292,5 +451,59 @@ mod tests {
         );
         t.delete_network(1, "n1");
         assert!(t.network("n1").is_none() && t.endpoint("e1").is_none());
+    }
+
+    fn overlay_network(id: &str, host: HostId, vni: Option<u32>) -> Network {
+        Network {
+            host,
+            mode: Mode::Overlay,
+            overlay: Some("10.0.42.0/24".into()),
+            vni,
+            ..network(id, &format!("rn-{id}"))
+        }
+    }
+
+    #[test]
+    fn overlays_bind_across_hosts_with_one_vni() {
+        let mut t = Tables::default();
+        t.create_network(&overlay_network("a1", 1, None)).unwrap();
+        t.create_network(&overlay_network("b1", 2, None)).unwrap();
+        assert_eq!(t.overlay("10.0.42.0/24").unwrap().vni, FIRST_VNI);
+        assert_eq!(t.network("b1").unwrap().vni, Some(FIRST_VNI));
+        assert_eq!(t.bound_to("10.0.42.0/24").count(), 2);
+        assert_eq!(
+            t.create_network(&overlay_network("c1", 3, Some(7)))
+                .unwrap_err()
+                .to_string(),
+            "overlay 10.0.42.0/24 uses vni 4096, not 7"
+        );
+        let mut other = overlay_network("d1", 1, Some(FIRST_VNI));
+        other.overlay = Some("10.0.43.0/24".into());
+        assert_eq!(
+            t.create_network(&other).unwrap_err().to_string(),
+            "vni 4096 is already used by overlay 10.0.42.0/24"
+        );
+    }
+
+    #[test]
+    fn removing_an_overlay_anywhere_refuses_new_endpoints_until_it_is_gone() {
+        let mut t = Tables::default();
+        t.create_network(&overlay_network("a1", 1, None)).unwrap();
+        t.create_network(&overlay_network("b1", 2, None)).unwrap();
+        t.name_overlay("10.0.42.0/24", "ov").unwrap();
+        t.delete_network(1, "a1");
+        assert!(t.overlay("10.0.42.0/24").unwrap().removing);
+        let mut e = endpoint("e1", "b1");
+        e.host = 2;
+        assert_eq!(
+            t.create_endpoint(&e).unwrap_err().to_string(),
+            "network ov is being removed from the cluster; it takes no new containers"
+        );
+        assert!(
+            t.create_network(&overlay_network("c1", 3, None)).is_err(),
+            "no host re-creates it"
+        );
+        t.delete_network(2, "b1");
+        assert!(t.overlay("10.0.42.0/24").is_none());
     }
 }

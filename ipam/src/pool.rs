@@ -98,6 +98,11 @@ impl Pool {
             });
         }
         if let Some(current) = self.addresses.get(&address) {
+            // Every host of a shared (overlay) subnet asks for the same
+            // gateway; it is one address, held by the first.
+            if current.kind == HolderKind::Gateway && holder.kind == HolderKind::Gateway {
+                return Ok(self.with_prefix(address));
+            }
             return Err(IpamError::AddressInUse {
                 address,
                 holder: current.describe(names),
@@ -155,6 +160,7 @@ impl Pool {
                 address,
                 pool_id: self.id(),
             }),
+            Some(holder) if holder.host != host && holder.kind == HolderKind::Gateway => Ok(()),
             Some(holder) if holder.host != host => Err(IpamError::NotHolder {
                 address,
                 holder: holder.describe(names),

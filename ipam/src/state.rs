@@ -21,6 +21,9 @@ pub struct State {
     hosts: HostNames,
     /// Networks and endpoints of rustnet's network driver.
     tables: Tables,
+    /// Each host's underlay address: where its VXLAN traffic goes.
+    #[serde(default)]
+    vteps: BTreeMap<HostId, IpAddr>,
 }
 
 impl State {
@@ -43,8 +46,15 @@ impl State {
                 },
             },
             Command::ReleasePool { host, pool_id } => self.release_pool(*host, pool_id),
-            Command::RegisterHost { host, name } => {
+            Command::RegisterHost { host, name, addr } => {
                 self.hosts.insert(*host, name.clone());
+                if let Some(addr) = addr {
+                    self.vteps.insert(*host, *addr);
+                }
+                Ok(Response::Done)
+            }
+            Command::NameOverlay { key, name } => {
+                self.tables.name_overlay(key, name)?;
                 Ok(Response::Done)
             }
             Command::ForgetHost { host } => {
@@ -99,6 +109,11 @@ impl State {
         }
     }
 
+    /// The underlay address of `host`.
+    pub fn vtep(&self, host: HostId) -> Option<IpAddr> {
+        self.vteps.get(&host).copied()
+    }
+
     /// The network and endpoint tables.
     pub fn tables(&self) -> &Tables {
         &self.tables
@@ -128,6 +143,7 @@ impl State {
     /// Drops every trace of `host`: a host removed from the cluster.
     fn forget(&mut self, host: HostId) {
         self.hosts.remove(&host);
+        self.vteps.remove(&host);
         self.tables.forget(host);
         for pool in self.pools.values_mut() {
             pool.refs.remove(&host);

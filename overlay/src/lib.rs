@@ -19,7 +19,7 @@ mod plan;
 pub mod sysctl;
 
 pub use iptables::Iptables;
-pub use model::{Bridge, Desired, Link, LinkKind, Observed, Op, Veth};
+pub use model::{Bridge, Desired, Link, LinkKind, Observed, Op, Remote, Veth, Vxlan};
 pub use netlink::{Kernel, Netlink};
 pub use plan::{PlanError, plan};
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
 
 use ipnet::IpNet;
 
@@ -28,11 +29,37 @@ pub struct Veth {
     pub required: bool,
 }
 
+/// The VXLAN device of an overlay on this host, a port of its bridge.
+/// Learning is off and ARP is answered from the static neighbour entries
+/// (proxy), so nothing floods and nothing is learned behind rustnet's back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vxlan {
+    pub name: String,
+    pub vni: u32,
+    /// This host's underlay address (the tunnel's source).
+    pub local: Ipv4Addr,
+    pub port: u16,
+    pub mtu: u32,
+    pub bridge: String,
+}
+
+/// A remote endpoint seen through a VXLAN device: its MAC lives behind
+/// `vtep` (static FDB entry) and its IP has that MAC (static neighbour).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Remote {
+    pub device: String,
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub vtep: Ipv4Addr,
+}
+
 /// Everything this host's networks need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     pub bridges: Vec<Bridge>,
     pub veths: Vec<Veth>,
+    pub vxlans: Vec<Vxlan>,
+    pub remotes: Vec<Remote>,
 }
 
 /// A kind of link, as far as the planner cares.
@@ -40,6 +67,7 @@ pub struct Desired {
 pub enum LinkKind {
     Bridge,
     Veth,
+    Vxlan,
     Other,
 }
 
@@ -55,10 +83,15 @@ pub struct Link {
     pub owned: bool,
 }
 
-/// The links of the namespace, by name.
+/// The links of the namespace, by name, and the static FDB and neighbour
+/// entries on rustnet's VXLAN devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub links: BTreeMap<String, Link>,
+    /// (device, MAC) -> VTEP.
+    pub fdb: BTreeMap<(String, [u8; 6]), Ipv4Addr>,
+    /// (device, IP) -> MAC.
+    pub neighbours: BTreeMap<(String, Ipv4Addr), [u8; 6]>,
 }
 
 /// One kernel change. The executor performs them in order, deciding nothing.
@@ -72,6 +105,33 @@ pub enum Op {
         host: String,
         peer: String,
         mtu: u32,
+        mac: [u8; 6],
+    },
+    CreateVxlan {
+        name: String,
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+        mtu: u32,
+    },
+    AddFdb {
+        device: String,
+        mac: [u8; 6],
+        vtep: Ipv4Addr,
+    },
+    DelFdb {
+        device: String,
+        mac: [u8; 6],
+        vtep: Ipv4Addr,
+    },
+    AddNeighbour {
+        device: String,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    },
+    DelNeighbour {
+        device: String,
+        ip: Ipv4Addr,
         mac: [u8; 6],
     },
     SetMtu {
@@ -98,6 +158,34 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::CreateBridge { name, mtu } => write!(f, "create bridge {name} mtu {mtu}"),
+            Self::CreateVxlan {
+                name,
+                vni,
+                local,
+                port,
+                mtu,
+            } => {
+                write!(
+                    f,
+                    "create vxlan {name} vni {vni} local {local} port {port} mtu {mtu}"
+                )
+            }
+            Self::AddFdb { device, mac, vtep } => {
+                write!(f, "add fdb {} dst {vtep} on {device}", mac_text(mac))
+            }
+            Self::DelFdb { device, mac, vtep } => {
+                write!(f, "delete fdb {} dst {vtep} on {device}", mac_text(mac))
+            }
+            Self::AddNeighbour { device, ip, mac } => {
+                write!(f, "add neighbour {ip} lladdr {} on {device}", mac_text(mac))
+            }
+            Self::DelNeighbour { device, ip, mac } => {
+                write!(
+                    f,
+                    "delete neighbour {ip} lladdr {} on {device}",
+                    mac_text(mac)
+                )
+            }
             Self::CreateVeth {
                 host, peer, mtu, ..
             } => write!(f, "create veth {host}/{peer} mtu {mtu}"),
@@ -108,4 +196,11 @@ impl fmt::Display for Op {
             Self::DeleteLink { name } => write!(f, "delete {name}"),
         }
     }
+}
+
+fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

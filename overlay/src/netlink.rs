@@ -3,12 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan};
 
 use crate::model::{Link, LinkKind, Observed, Op};
 use crate::{Error, OWNER_ALIAS};
@@ -79,6 +84,159 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// The permanent FDB and neighbour entries on rustnet's VXLAN devices.
+    async fn observe_remotes(
+        &self,
+        vxlans: &BTreeMap<u32, String>,
+    ) -> Result<(Fdb, Neighbours), Error> {
+        let mut fdb = BTreeMap::new();
+        let mut neighbours = BTreeMap::new();
+        if vxlans.is_empty() {
+            return Ok((fdb, neighbours));
+        }
+        for family in [AddressFamily::Bridge, AddressFamily::Inet] {
+            let mut request = self.handle.neighbours().get();
+            request.message_mut().header.family = family;
+            let entries: Vec<NeighbourMessage> = request
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| netlink_err(format!("list {family:?} neighbours"), e))?;
+            for entry in entries {
+                let Some(device) = vxlans.get(&entry.header.ifindex) else {
+                    continue;
+                };
+                if entry.header.state != NeighbourState::Permanent {
+                    continue;
+                }
+                let (mut mac, mut ip) = (None, None);
+                for attribute in &entry.attributes {
+                    match attribute {
+                        NeighbourAttribute::LinkLayerAddress(lla) => {
+                            mac = <[u8; 6]>::try_from(lla.as_slice()).ok()
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                            ip = Some(*v4)
+                        }
+                        // In an AF_BRIDGE dump the VTEP comes as raw bytes.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+                            ip = <[u8; 4]>::try_from(bytes.as_slice())
+                                .ok()
+                                .map(Ipv4Addr::from);
+                        }
+                        _ => {}
+                    }
+                }
+                let (Some(mac), Some(ip)) = (mac, ip) else {
+                    continue;
+                };
+                if family == AddressFamily::Bridge {
+                    fdb.insert((device.clone(), mac), ip);
+                } else {
+                    neighbours.insert((device.clone(), ip), mac);
+                }
+            }
+        }
+        Ok((fdb, neighbours))
+    }
+
+    /// A permanent FDB entry (NTF_SELF: on the VXLAN device itself).
+    async fn fdb(
+        &self,
+        add: bool,
+        device: &str,
+        mac: &[u8; 6],
+        vtep: Ipv4Addr,
+    ) -> Result<(), Error> {
+        let what = format!(
+            "{} fdb {} on {device}",
+            if add { "add" } else { "delete" },
+            vtep
+        );
+        let index = self.required_index(device).await?;
+        if add {
+            let request = self
+                .handle
+                .neighbours()
+                .add_bridge(index, mac)
+                .destination(IpAddr::V4(vtep));
+            let request = request
+                .flags(NeighbourFlags::Own)
+                .state(NeighbourState::Permanent)
+                .replace();
+            return request.execute().await.map_err(|e| netlink_err(what, e));
+        }
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.header.ifindex = index;
+        message.header.flags = NeighbourFlags::Own;
+        message
+            .attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        message
+            .attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                vtep,
+            )));
+        ignore_missing(self.handle.neighbours().del(message).execute().await)
+            .map_err(|e| netlink_err(what, e))
+    }
+
+    /// A permanent neighbour entry: the VXLAN device answers ARP with it.
+    async fn neighbour(
+        &self,
+        add: bool,
+        device: &str,
+        ip: Ipv4Addr,
+        mac: &[u8; 6],
+    ) -> Result<(), Error> {
+        let what = format!(
+            "{} neighbour {ip} on {device}",
+            if add { "add" } else { "delete" }
+        );
+        let index = self.required_index(device).await?;
+        if add {
+            let request = self
+                .handle
+                .neighbours()
+                .add(index, IpAddr::V4(ip))
+                .link_layer_address(mac);
+            let request = request.state(NeighbourState::Permanent).replace();
+            return request.execute().await.map_err(|e| netlink_err(what, e));
+        }
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.ifindex = index;
+        message
+            .attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        ignore_missing(self.handle.neighbours().del(message).execute().await)
+            .map_err(|e| netlink_err(what, e))
+    }
+
+    /// The MTU of the interface holding `address`: the underlay's.
+    pub async fn mtu_of(&self, address: IpAddr) -> Result<Option<u32>, Error> {
+        let observed = self.observe().await?;
+        Ok(observed
+            .links
+            .values()
+            .find(|l| l.addresses.iter().any(|a| a.addr() == address))
+            .map(|l| l.mtu))
+    }
+}
+
+/// Deleting what is already gone is success (ENOENT).
+fn ignore_missing(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
+    match result {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -2 => Ok(()),
+        other => other,
+    }
+}
+
+type Fdb = BTreeMap<(String, [u8; 6]), Ipv4Addr>;
+type Neighbours = BTreeMap<(String, Ipv4Addr), [u8; 6]>;
+
 fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
     Error::Netlink { op, source }
 }
@@ -134,7 +292,21 @@ impl Kernel for Netlink {
             }
             links.insert(name, link);
         }
-        Ok(Observed { links })
+        let vxlans: BTreeMap<u32, String> = messages
+            .iter()
+            .filter_map(|m| Some((m.header.index, name_of(m)?)))
+            .filter(|(_, name)| {
+                links
+                    .get(name)
+                    .is_some_and(|l: &Link| l.owned && l.kind == LinkKind::Vxlan)
+            })
+            .collect();
+        let (fdb, neighbours) = self.observe_remotes(&vxlans).await?;
+        Ok(Observed {
+            links,
+            fdb,
+            neighbours,
+        })
     }
 
     async fn apply(&self, op: &Op) -> Result<(), Error> {
@@ -162,6 +334,27 @@ impl Kernel for Netlink {
                 self.mark_owned(host).await?;
                 self.mark_owned(peer).await
             }
+            Op::CreateVxlan {
+                name,
+                vni,
+                local,
+                port,
+                mtu,
+            } => {
+                let message = LinkVxlan::new(name, *vni)
+                    .local(*local)
+                    .port(*port)
+                    .learning(false)
+                    .proxy(true)
+                    .mtu(*mtu)
+                    .build();
+                self.add(op.to_string(), message).await?;
+                self.mark_owned(name).await
+            }
+            Op::AddFdb { device, mac, vtep } => self.fdb(true, device, mac, *vtep).await,
+            Op::DelFdb { device, mac, vtep } => self.fdb(false, device, mac, *vtep).await,
+            Op::AddNeighbour { device, ip, mac } => self.neighbour(true, device, *ip, mac).await,
+            Op::DelNeighbour { device, ip, mac } => self.neighbour(false, device, *ip, mac).await,
             Op::SetMtu { link, mtu } => {
                 self.set(
                     op.to_string(),
@@ -218,6 +411,7 @@ fn kind_of(infos: &[LinkInfo]) -> LinkKind {
         .find_map(|i| match i {
             LinkInfo::Kind(InfoKind::Bridge) => Some(LinkKind::Bridge),
             LinkInfo::Kind(InfoKind::Veth) => Some(LinkKind::Veth),
+            LinkInfo::Kind(InfoKind::Vxlan) => Some(LinkKind::Vxlan),
             _ => None,
         })
         .unwrap_or(LinkKind::Other)

@@ -1,7 +1,7 @@
 //! The planner: desired + observed -> the ordered operations that make the
 //! kernel match, and nothing when it already does.
 
-use crate::model::{Bridge, Desired, LinkKind, Observed, Op, Veth};
+use crate::model::{Bridge, Desired, LinkKind, Observed, Op, Veth, Vxlan};
 
 /// A conflict the planner will not resolve by force.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,10 +21,100 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Op>, PlanError
     for bridge in &desired.bridges {
         plan_bridge(bridge, observed, &mut ops)?;
     }
+    for vxlan in &desired.vxlans {
+        plan_vxlan(vxlan, observed, &mut ops)?;
+    }
     for veth in &desired.veths {
         plan_veth(veth, observed, &mut ops)?;
     }
+    plan_remotes(desired, observed, &mut ops);
     Ok(ops)
+}
+
+fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
+    let name = &vxlan.name;
+    let Some(link) = observed.links.get(name) else {
+        ops.push(Op::CreateVxlan {
+            name: name.clone(),
+            vni: vxlan.vni,
+            local: vxlan.local,
+            port: vxlan.port,
+            mtu: vxlan.mtu,
+        });
+        ops.push(Op::SetMaster {
+            link: name.clone(),
+            master: vxlan.bridge.clone(),
+        });
+        ops.push(Op::SetUp { link: name.clone() });
+        return Ok(());
+    };
+    if !link.owned || link.kind != LinkKind::Vxlan {
+        return Err(PlanError::Foreign { name: name.clone() });
+    }
+    if link.master.as_deref() != Some(vxlan.bridge.as_str()) {
+        ops.push(Op::SetMaster {
+            link: name.clone(),
+            master: vxlan.bridge.clone(),
+        });
+    }
+    if link.mtu != vxlan.mtu {
+        ops.push(Op::SetMtu {
+            link: name.clone(),
+            mtu: vxlan.mtu,
+        });
+    }
+    if !link.up {
+        ops.push(Op::SetUp { link: name.clone() });
+    }
+    Ok(())
+}
+
+/// Static FDB and neighbour entries: stale ones go, missing ones come.
+fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
+    let wanted = |device: &str, mac: &[u8; 6]| {
+        desired
+            .remotes
+            .iter()
+            .find(|r| r.device == device && &r.mac == mac)
+    };
+    for ((device, mac), vtep) in &observed.fdb {
+        if wanted(device, mac).map(|r| r.vtep) != Some(*vtep) {
+            ops.push(Op::DelFdb {
+                device: device.clone(),
+                mac: *mac,
+                vtep: *vtep,
+            });
+        }
+    }
+    for ((device, ip), mac) in &observed.neighbours {
+        let kept = desired
+            .remotes
+            .iter()
+            .any(|r| &r.device == device && &r.ip == ip && &r.mac == mac);
+        if !kept {
+            ops.push(Op::DelNeighbour {
+                device: device.clone(),
+                ip: *ip,
+                mac: *mac,
+            });
+        }
+    }
+    for r in &desired.remotes {
+        if observed.fdb.get(&(r.device.clone(), r.mac)) != Some(&r.vtep) {
+            ops.push(Op::AddFdb {
+                device: r.device.clone(),
+                mac: r.mac,
+                vtep: r.vtep,
+            });
+        }
+        if observed.neighbours.get(&(r.device.clone(), r.ip)) != Some(&r.mac) {
+            ops.push(Op::AddNeighbour {
+                device: r.device.clone(),
+                ip: r.ip,
+                mac: r.mac,
+            });
+        }
+    }
 }
 
 /// rustnet's links that nothing wants any more (leftovers of deleted
@@ -32,6 +122,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Op>, PlanError
 fn stale(desired: &Desired, observed: &Observed) -> Vec<Op> {
     let wanted = |name: &str| {
         desired.bridges.iter().any(|b| b.name == name)
+            || desired.vxlans.iter().any(|v| v.name == name)
             || desired
                 .veths
                 .iter()

@@ -65,6 +65,7 @@ fn desired() -> Desired {
             mac: [2, 0x42, 0, 0, 0, 9],
             required: true,
         }],
+        ..Default::default()
     }
 }
 
@@ -175,5 +176,64 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
         iptables.apply(&[]).await.unwrap();
         let rules = sh("iptables-save");
         assert!(!rules.contains("RUSTNET"), "{rules}");
+    });
+}
+
+fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
+    Desired {
+        bridges: vec![Bridge {
+            name: "rn-ov".into(),
+            addresses: vec![],
+            mtu: 1450,
+        }],
+        vxlans: vec![rustnet_overlay::Vxlan {
+            name: "rnx4096".into(),
+            vni: 4096,
+            local: "127.0.0.1".parse().unwrap(),
+            port: 4789,
+            mtu: 1450,
+            bridge: "rn-ov".into(),
+        }],
+        veths: vec![],
+        remotes,
+    }
+}
+
+fn remote(last: u8) -> rustnet_overlay::Remote {
+    rustnet_overlay::Remote {
+        device: "rnx4096".into(),
+        mac: [2, 0x42, 0, 0, 0, last],
+        ip: format!("10.0.70.{last}").parse().unwrap(),
+        vtep: format!("192.0.2.{last}").parse().unwrap(),
+    }
+}
+
+#[test]
+fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
+    in_fresh_netns(|| async {
+        sh("ip link set lo up");
+        let netlink = Netlink::connect().unwrap();
+        converge(&netlink, &overlay(vec![remote(2), remote(3)])).await;
+        let link = sh("ip -d -o link show rnx4096");
+        assert!(
+            link.contains("vxlan id 4096") && link.contains("nolearning") && link.contains("proxy"),
+            "{link}"
+        );
+        assert!(link.contains("master rn-ov"), "{link}");
+        let fdb = sh("bridge fdb show dev rnx4096");
+        assert!(
+            fdb.contains("02:42:00:00:00:02 dst 192.0.2.2 self permanent"),
+            "{fdb}"
+        );
+        assert!(
+            sh("ip neigh show dev rnx4096")
+                .contains("10.0.70.3 lladdr 02:42:00:00:00:03 PERMANENT")
+        );
+        // A peer leaves: its entries go, the other's stay.
+        converge(&netlink, &overlay(vec![remote(2)])).await;
+        let fdb = sh("bridge fdb show dev rnx4096");
+        assert!(!fdb.contains("02:42:00:00:00:03"), "{fdb}");
+        assert!(fdb.contains("02:42:00:00:00:02 dst 192.0.2.2"), "{fdb}");
+        assert!(!sh("ip neigh show dev rnx4096").contains("10.0.70.3"));
     });
 }

@@ -1,6 +1,6 @@
 //! `rustnet daemon`: bind the socket first, then open the store.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::api;
 use crate::config::DaemonConfig;
 use crate::dataplane::KernelPlane;
+use crate::docker::Docker;
 use crate::error::ApiError;
 use crate::service::{Service, Settings, StoreState};
 
@@ -24,15 +25,28 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), "listening");
     let (tx, rx) = watch::channel(StoreState::Opening);
+    let dataplane = Arc::new(KernelPlane::new().context("set up the data path")?);
+    let advertised = config.advertise_addr();
     let settings = Settings {
         defaults: config.default_pools.clone(),
         timeout: config.request_timeout(),
         mtu: config.mtu,
+        vtep: match advertised {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        },
+        vxlan_port: config.vxlan_port,
+        underlay_mtu: dataplane.mtu_of(advertised).await,
     };
-    let dataplane = Arc::new(KernelPlane::new().context("set up the data path")?);
+    tracing::info!(underlay = %advertised, mtu = ?settings.underlay_mtu, "underlay");
     let service = Arc::new(Service::new(rx, settings, dataplane));
     let store_task = tokio::spawn(open_store(config.clone(), tx));
     tokio::spawn(rebuild(service.clone()));
+    tokio::spawn(crate::propagate::follow_changes(service.clone()));
+    tokio::spawn(crate::propagate::propagate(
+        service.clone(),
+        Docker::new(&config.docker_socket),
+    ));
     let served = serve(listener, service, shutdown_signal()).await;
     if let Ok(Some(store)) = store_task.await {
         store.shutdown().await;
@@ -149,6 +163,7 @@ async fn register(store: &Store, config: &DaemonConfig) {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let name = format!("{} ({})", hostname.trim(), config.advertise_addr());
     let command = Command::RegisterHost {
+        addr: Some(config.advertise_addr()),
         host: store.id(),
         name,
     };

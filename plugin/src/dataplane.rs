@@ -38,6 +38,19 @@ impl KernelPlane {
     }
 }
 
+impl KernelPlane {
+    /// The MTU of the interface holding `address` (the underlay's).
+    pub async fn mtu_of(&self, address: std::net::IpAddr) -> Option<u32> {
+        match self.netlink.mtu_of(address).await {
+            Ok(mtu) => mtu,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the underlay MTU");
+                None
+            }
+        }
+    }
+}
+
 impl DataPlane for KernelPlane {
     fn apply(
         &self,

@@ -14,18 +14,20 @@
 //! A request that fails after step 1 undoes its table change, so no half-
 //! built state stays behind.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
-use rustnet_ipam::{Command, Endpoint, HostId, Mode, Network, PortBinding, Proto, Tables};
+use rustnet_ipam::{Command, Endpoint, HostId, Mode, Network, PortBinding, Proto, State};
 use rustnet_overlay::firewall::{Network as FirewallNetwork, Published};
-use rustnet_overlay::{Bridge, Desired, Veth};
+use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan};
 
 use crate::error::ApiError;
 use crate::service::Service;
 
 /// Default MTU of a bridge network, as Docker's bridge driver.
 pub const DEFAULT_MTU: u32 = 1500;
+/// Outer Ethernet, IP, UDP and VXLAN headers.
+pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// CreateNetwork, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,10 @@ pub struct NetworkRequest {
     pub gateway: Option<IpNet>,
     pub subnet6: Option<IpNet>,
     pub gateway6: Option<IpNet>,
+    /// `-o vni=`: the VXLAN id asked for.
+    pub vni: Option<u32>,
+    /// `-o rustnet.overlay=`: the overlay to bind to (set by propagation).
+    pub overlay: Option<String>,
 }
 
 /// CreateEndpoint, validated.
@@ -99,27 +105,56 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     bytes.try_into().ok()
 }
 
-/// What this host's kernel should hold for `tables`: a bridge per network,
-/// a veth pair per endpoint (created only for `required` endpoints) and the
-/// firewall view of every network.
+/// Where this host's VXLAN traffic goes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Underlay {
+    pub vtep: Option<Ipv4Addr>,
+    pub port: u16,
+}
+
+/// What this host's kernel should hold for `state`: a bridge per network,
+/// a VXLAN port per overlay with a static entry for every endpoint on the
+/// other hosts, a veth pair per endpoint (created only for `required`
+/// endpoints), and the firewall view of every network.
 pub fn host_view(
-    tables: &Tables,
+    state: &State,
     host: HostId,
     required: &[&str],
+    underlay: Underlay,
 ) -> (Desired, Vec<FirewallNetwork>) {
+    let tables = state.tables();
     let mut desired = Desired::default();
     let mut firewall = Vec::new();
     for network in tables.networks_of(host) {
+        let overlay = network.mode == Mode::Overlay;
         desired.bridges.push(Bridge {
             name: network.bridge.clone(),
-            addresses: network
-                .gateway
-                .iter()
-                .chain(&network.gateway6)
-                .copied()
-                .collect(),
+            // An overlay's gateway is not used (egress is docker_gwbridge).
+            addresses: if overlay {
+                Vec::new()
+            } else {
+                network
+                    .gateway
+                    .iter()
+                    .chain(&network.gateway6)
+                    .copied()
+                    .collect()
+            },
             mtu: network.mtu,
         });
+        if let (Some(key), Some(vni), Some(local)) = (&network.overlay, network.vni, underlay.vtep)
+        {
+            let device = vxlan_name(vni);
+            desired.vxlans.push(Vxlan {
+                name: device.clone(),
+                vni,
+                local,
+                port: underlay.port,
+                mtu: network.mtu,
+                bridge: network.bridge.clone(),
+            });
+            desired.remotes.extend(remotes(state, host, key, &device));
+        }
         let endpoints: Vec<&Endpoint> = tables.endpoints_of(&network.id).collect();
         for endpoint in &endpoints {
             let (host_end, peer) = veth_names(&endpoint.id);
@@ -136,7 +171,8 @@ pub fn host_view(
             firewall.push(FirewallNetwork {
                 bridge: network.bridge.clone(),
                 subnet,
-                internal: network.internal,
+                // An overlay routes nothing itself: only traffic within it.
+                internal: network.internal || overlay,
                 published: endpoints
                     .iter()
                     .filter(|e| e.joined)
@@ -146,6 +182,35 @@ pub fn host_view(
         }
     }
     (desired, firewall)
+}
+
+/// The VXLAN device of VNI `vni`.
+pub fn vxlan_name(vni: u32) -> String {
+    format!("rnx{vni}")
+}
+
+/// Every endpoint of overlay `key` on the other hosts, behind their VTEPs.
+fn remotes(state: &State, host: HostId, key: &str, device: &str) -> Vec<Remote> {
+    let tables = state.tables();
+    tables
+        .bound_to(key)
+        .filter(|n| n.host != host)
+        .flat_map(|n| tables.endpoints_of(&n.id))
+        .filter_map(|e| {
+            let Some(IpAddr::V4(vtep)) = state.vtep(e.host) else {
+                return None;
+            };
+            let Some(IpNet::V4(ip)) = e.address else {
+                return None;
+            };
+            Some(Remote {
+                device: device.to_owned(),
+                mac: parse_mac(&e.mac)?,
+                ip: ip.addr(),
+                vtep,
+            })
+        })
+        .collect()
 }
 
 fn published(endpoint: &Endpoint) -> Vec<Published> {
@@ -171,11 +236,24 @@ fn published(endpoint: &Endpoint) -> Vec<Published> {
 impl Service {
     pub async fn create_network(&self, request: NetworkRequest) -> Result<(), ApiError> {
         let store = self.store().await?;
+        let overlay = match request.mode {
+            Mode::Bridge => None,
+            Mode::Overlay => Some(
+                request
+                    .overlay
+                    .clone()
+                    .or_else(|| request.subnet.map(|s| s.to_string()))
+                    .ok_or_else(|| {
+                        ApiError::Unsupported("an overlay network needs an IPv4 subnet".to_owned())
+                    })?,
+            ),
+        };
         let network = Network {
             bridge: request
                 .bridge
                 .clone()
                 .unwrap_or_else(|| bridge_name(&request.id)),
+            mtu: self.mtu_for(&request),
             id: request.id,
             host: store.id(),
             mode: request.mode,
@@ -183,8 +261,9 @@ impl Service {
             gateway: request.gateway,
             subnet6: request.subnet6,
             gateway6: request.gateway6,
-            mtu: request.mtu.or(self.settings().mtu).unwrap_or(DEFAULT_MTU),
             internal: request.internal,
+            overlay,
+            vni: request.vni,
         };
         let id = network.id.clone();
         store.write(Command::CreateNetwork(network)).await??;
@@ -197,6 +276,20 @@ impl Service {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// `-o com.docker.network.driver.mtu`, else RUSTNET_MTU, else 1500 for
+    /// a bridge and the underlay's MTU minus VXLAN's 50 for an overlay.
+    fn mtu_for(&self, request: &NetworkRequest) -> u32 {
+        let settings = self.settings();
+        let derived = match request.mode {
+            Mode::Bridge => DEFAULT_MTU,
+            Mode::Overlay => settings
+                .underlay_mtu
+                .unwrap_or(DEFAULT_MTU)
+                .saturating_sub(VXLAN_OVERHEAD),
+        };
+        request.mtu.or(settings.mtu).unwrap_or(derived)
     }
 
     pub async fn delete_network(&self, id: String) -> Result<(), ApiError> {
@@ -296,7 +389,10 @@ impl Service {
             .await;
             return Err(e);
         }
-        let gateway = |g: Option<IpNet>| g.filter(|_| !network.internal).map(|g| g.addr());
+        // An overlay answers without a gateway: Docker then attaches the
+        // container to docker_gwbridge for egress and -p.
+        let routed = !network.internal && network.mode == Mode::Bridge;
+        let gateway = |g: Option<IpNet>| g.filter(|_| routed).map(|g| g.addr());
         Ok(Joined {
             interface: veth_names(&endpoint.id).1,
             gateway: gateway(network.gateway),
@@ -320,8 +416,9 @@ impl Service {
         let _guard = self.datapath_lock().await;
         let store = self.store().await?;
         let host = store.id();
+        let underlay = self.underlay();
         let (desired, firewall) = store
-            .read(|s| host_view(s.tables(), host, required))
+            .read(|s| host_view(s, host, required, underlay))
             .await?;
         self.dataplane().apply(desired, firewall).await?;
         Ok(())

@@ -30,8 +30,6 @@ pub enum ApiError {
     #[error("data path: {0}")]
     DataPath(#[from] rustnet_overlay::Error),
     #[error("{0}")]
-    NotImplemented(String),
-    #[error("{0}")]
     Unsupported(String),
     #[error("unknown endpoint {0}")]
     NotFound(String),
@@ -52,7 +50,6 @@ impl ApiError {
             Self::Ipam(_) => StatusCode::CONFLICT,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DataPath(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unsupported(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
         }

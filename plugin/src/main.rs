@@ -9,8 +9,10 @@ mod client;
 mod config;
 mod daemon;
 mod dataplane;
+mod docker;
 mod driver;
 mod error;
+mod propagate;
 mod service;
 mod status;
 

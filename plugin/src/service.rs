@@ -57,6 +57,12 @@ pub struct Settings {
     pub timeout: Duration,
     /// RUSTNET_MTU: the MTU of networks that do not set one.
     pub mtu: Option<u32>,
+    /// This host's underlay address (VXLAN source), if IPv4.
+    pub vtep: Option<std::net::Ipv4Addr>,
+    /// RUSTNET_VXLAN_PORT.
+    pub vxlan_port: u16,
+    /// The MTU of the underlay interface, detected at start.
+    pub underlay_mtu: Option<u32>,
 }
 
 /// The plugin's service: the replicated store, this host's data plane and
@@ -86,6 +92,14 @@ impl Service {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Where this host's VXLAN traffic goes from.
+    pub fn underlay(&self) -> crate::driver::Underlay {
+        crate::driver::Underlay {
+            vtep: self.settings.vtep,
+            port: self.settings.vxlan_port,
+        }
     }
 
     pub fn dataplane(&self) -> &dyn DataPlane {

@@ -279,11 +279,11 @@ fn bridge_mode_on_a_real_dockerd() {
         },
     );
 
-    cases.run("unknown -o keys and mode=overlay are refused", || {
+    cases.run("unknown -o keys and overlays on Docker's IPAM are refused", || {
         let err = host.docker(&["network", "create", "-d", "rustnet", "-o", "colour=blue", "bad"]).unwrap_err();
-        assert!(err.contains("invalid option \"colour\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name"), "{err}");
-        let err = host.docker(&["network", "create", "-d", "rustnet", "--ipam-driver", "rustnet", "-o", "mode=overlay", "ov"]).unwrap_err();
-        assert!(err.contains("mode=overlay is not supported yet"), "{err}");
+        assert!(err.contains("invalid option \"colour\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name, rustnet.overlay"), "{err}");
+        let err = host.docker(&["network", "create", "-d", "rustnet", "-o", "mode=overlay", "ov"]).unwrap_err();
+        assert!(err.contains("mode=overlay needs --ipam-driver rustnet"), "{err}");
         assert!(host.docker(&["network", "inspect", "bad"]).is_err() && host.docker(&["network", "inspect", "ov"]).is_err());
     });
 

@@ -178,6 +178,7 @@ fn a_taken_address_names_its_holder_and_changes_nothing() {
     let register = Command::RegisterHost {
         host: H1,
         name: "host-a (10.99.0.1)".into(),
+        addr: Some("10.99.0.1".parse().unwrap()),
     };
     assert_eq!(s.apply(&register), Ok(Response::Done));
     pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
@@ -538,4 +539,41 @@ fn default_pool_opt(state: &mut State, host: HostId) -> CommandResult {
         v6: false,
         defaults: defaults(),
     })
+}
+
+#[test]
+fn hosts_of_a_shared_subnet_share_its_gateway() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    pool(&mut s, H2, "10.0.42.0/24", None).unwrap();
+    let gw1 = addr(request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        Some("10.0.42.1"),
+        HolderKind::Gateway,
+    ));
+    let gw2 = addr(request(
+        &mut s,
+        H2,
+        "10.0.42.0/24",
+        Some("10.0.42.1"),
+        HolderKind::Gateway,
+    ));
+    assert_eq!(gw1, gw2);
+    release(&mut s, H2, "10.0.42.0/24", "10.0.42.1").unwrap();
+    assert!(
+        s.holder("10.0.42.1".parse().unwrap()).is_some(),
+        "still the first host's"
+    );
+    assert!(
+        request(
+            &mut s,
+            H2,
+            "10.0.42.0/24",
+            Some("10.0.42.1"),
+            HolderKind::endpoint("x")
+        )
+        .is_err()
+    );
 }

@@ -270,6 +270,18 @@ impl Store {
         }
     }
 
+    /// Waits until this node has applied entries beyond `seen` (at most
+    /// `within`); the index applied then.
+    pub async fn next_change(&self, seen: Option<u64>, within: Duration) -> Option<u64> {
+        let want = seen.map_or(0, |s| s + 1);
+        let wait = self.raft.wait(Some(within));
+        let metrics = wait
+            .applied_index_at_least(Some(want), "change")
+            .await
+            .ok()?;
+        metrics.last_applied.map(|l| l.index)
+    }
+
     /// Stops the Raft node.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {

@@ -1,7 +1,7 @@
 use ipnet::IpNet;
 
 use super::*;
-use crate::model::Link;
+use crate::model::{Link, Remote};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -72,6 +72,26 @@ fn simulate(observed: &mut Observed, op: &Op) {
         Op::DeleteLink { name } => {
             observed.links.remove(name);
         }
+        Op::CreateVxlan { name, mtu, .. } => {
+            let mut l = link(LinkKind::Vxlan);
+            l.mtu = *mtu;
+            assert!(
+                observed.links.insert(name.clone(), l).is_none(),
+                "{name} exists"
+            );
+        }
+        Op::AddFdb { device, mac, vtep } => {
+            observed.fdb.insert((device.clone(), *mac), *vtep);
+        }
+        Op::DelFdb { device, mac, .. } => {
+            observed.fdb.remove(&(device.clone(), *mac));
+        }
+        Op::AddNeighbour { device, ip, mac } => {
+            observed.neighbours.insert((device.clone(), *ip), *mac);
+        }
+        Op::DelNeighbour { device, ip, .. } => {
+            observed.neighbours.remove(&(device.clone(), *ip));
+        }
     }
 }
 
@@ -93,6 +113,7 @@ fn first_network_creates_its_bridge_with_the_gateway() {
     let desired = Desired {
         bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
         veths: vec![],
+        ..Default::default()
     };
     let ops = converge(&desired, &mut Observed::default());
     assert_eq!(
@@ -118,6 +139,7 @@ fn second_endpoint_only_adds_its_pair() {
     let mut desired = Desired {
         bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
         veths: vec![veth("e1", "rn-aaaa", true)],
+        ..Default::default()
     };
     let mut observed = Observed::default();
     converge(&desired, &mut observed);
@@ -152,6 +174,7 @@ fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
             bridge("rn-keep", "10.0.42.1/24"),
         ],
         veths: vec![veth("gone", "rn-old", true), veth("kept", "rn-keep", true)],
+        ..Default::default()
     };
     converge(&old, &mut observed);
     observed.links.insert(
@@ -171,6 +194,7 @@ fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
     let now = Desired {
         bridges: vec![bridge("rn-keep", "10.0.42.1/24")],
         veths: vec![veth("kept", "rn-keep", false)],
+        ..Default::default()
     };
     let ops = converge(&now, &mut observed);
     assert_eq!(
@@ -195,6 +219,7 @@ fn nothing_to_do_when_the_kernel_matches() {
     let desired = Desired {
         bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
         veths: vec![veth("e1", "rn-aaaa", true)],
+        ..Default::default()
     };
     let mut observed = Observed::default();
     converge(&desired, &mut observed);
@@ -206,6 +231,7 @@ fn a_bridge_gone_after_a_reboot_is_rebuilt_without_touching_endpoints() {
     let desired = Desired {
         bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
         veths: vec![veth("e1", "rn-aaaa", false)],
+        ..Default::default()
     };
     let ops = converge(&desired, &mut Observed::default());
     assert_eq!(ops.len(), 3, "{ops:?}");
@@ -219,7 +245,7 @@ fn drifted_links_are_repaired() {
             mtu: 1400,
             ..bridge("rn-aaaa", "10.0.42.1/24")
         }],
-        veths: vec![],
+        ..Default::default()
     };
     let mut observed = Observed::default();
     converge(&bridge_only("rn-aaaa"), &mut observed);
@@ -246,7 +272,7 @@ fn bridge_only(name: &str) -> Desired {
             addresses: vec![],
             mtu: 1500,
         }],
-        veths: vec![],
+        ..Default::default()
     }
 }
 
@@ -270,5 +296,108 @@ fn conflicts_are_refused() {
         Err(PlanError::NotABridge {
             name: "eth0".into()
         })
+    );
+}
+
+fn overlay(remotes: Vec<Remote>) -> Desired {
+    Desired {
+        bridges: vec![Bridge {
+            name: "rn-ov".into(),
+            addresses: vec![],
+            mtu: 1450,
+        }],
+        vxlans: vec![crate::Vxlan {
+            name: "rnx4096".into(),
+            vni: 4096,
+            local: "10.99.0.1".parse().unwrap(),
+            port: 4789,
+            mtu: 1450,
+            bridge: "rn-ov".into(),
+        }],
+        veths: vec![],
+        remotes,
+    }
+}
+
+fn remote(last: u8, vtep: &str) -> Remote {
+    Remote {
+        device: "rnx4096".into(),
+        mac: [2, 0, 0, 0, 0, last],
+        ip: format!("10.0.70.{last}").parse().unwrap(),
+        vtep: vtep.parse().unwrap(),
+    }
+}
+
+#[test]
+fn first_overlay_network_creates_bridge_and_vxlan_port() {
+    let ops = converge(&overlay(vec![]), &mut Observed::default());
+    assert_eq!(
+        ops[2..],
+        [
+            Op::CreateVxlan {
+                name: "rnx4096".into(),
+                vni: 4096,
+                local: "10.99.0.1".parse().unwrap(),
+                port: 4789,
+                mtu: 1450
+            },
+            Op::SetMaster {
+                link: "rnx4096".into(),
+                master: "rn-ov".into()
+            },
+            Op::SetUp {
+                link: "rnx4096".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_peer_joining_adds_its_fdb_and_neighbour_entries_only() {
+    let mut observed = Observed::default();
+    converge(&overlay(vec![remote(2, "10.99.0.2")]), &mut observed);
+    let ops = converge(
+        &overlay(vec![remote(2, "10.99.0.2"), remote(3, "10.99.0.3")]),
+        &mut observed,
+    );
+    assert_eq!(
+        ops,
+        [
+            Op::AddFdb {
+                device: "rnx4096".into(),
+                mac: [2, 0, 0, 0, 0, 3],
+                vtep: "10.99.0.3".parse().unwrap()
+            },
+            Op::AddNeighbour {
+                device: "rnx4096".into(),
+                ip: "10.0.70.3".parse().unwrap(),
+                mac: [2, 0, 0, 0, 0, 3]
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_peer_leaving_removes_its_entries_only() {
+    let mut observed = Observed::default();
+    converge(
+        &overlay(vec![remote(2, "10.99.0.2"), remote(3, "10.99.0.3")]),
+        &mut observed,
+    );
+    let ops = converge(&overlay(vec![remote(2, "10.99.0.2")]), &mut observed);
+    assert_eq!(
+        ops,
+        [
+            Op::DelFdb {
+                device: "rnx4096".into(),
+                mac: [2, 0, 0, 0, 0, 3],
+                vtep: "10.99.0.3".parse().unwrap()
+            },
+            Op::DelNeighbour {
+                device: "rnx4096".into(),
+                ip: "10.0.70.3".parse().unwrap(),
+                mac: [2, 0, 0, 0, 0, 3]
+            },
+        ]
     );
 }

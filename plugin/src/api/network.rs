@@ -16,6 +16,7 @@ use rustnet_ipam::{Mode, PortBinding};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ipam::{GLOBAL_SPACE, LOCAL_SPACE};
 use super::parse;
 use crate::driver::{EndpointRequest, NetworkRequest, parse_mac, proto};
 use crate::error::ApiError;
@@ -26,7 +27,10 @@ pub const OPT_MODE: &str = "mode";
 pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
 pub const OPT_VNI: &str = "vni";
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
-const VALID_OPTIONS: [&str; 4] = [OPT_MODE, OPT_MTU, OPT_VNI, OPT_BRIDGE_NAME];
+/// Set by rustnet when it creates an overlay on another host: the
+/// cluster-wide key of the overlay the new local network binds to.
+pub const OPT_OVERLAY: &str = "rustnet.overlay";
+const VALID_OPTIONS: [&str; 5] = [OPT_MODE, OPT_MTU, OPT_VNI, OPT_BRIDGE_NAME, OPT_OVERLAY];
 
 /// Keys libnetwork puts in CreateNetwork/CreateEndpoint/Join options
 /// (moby libnetwork/netlabel).
@@ -73,6 +77,8 @@ async fn swarm_only() -> ApiError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RawIpamData {
+    #[serde(default)]
+    address_space: String,
     pool: String,
     #[serde(default)]
     gateway: String,
@@ -110,11 +116,7 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
         }
         let mode = match generic.get(OPT_MODE).map(String::as_str) {
             None | Some("bridge") => Mode::Bridge,
-            Some("overlay") => {
-                return Err(ApiError::NotImplemented(
-                    "mode=overlay is not supported yet".to_owned(),
-                ));
-            }
+            Some("overlay") => Mode::Overlay,
             Some(other) => {
                 return Err(ApiError::invalid(
                     "option mode",
@@ -123,12 +125,32 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 ));
             }
         };
-        if generic.contains_key(OPT_VNI) {
+        let overlay_only = [OPT_VNI, OPT_OVERLAY]
+            .into_iter()
+            .find(|k| generic.contains_key(*k));
+        if let (Mode::Bridge, Some(key)) = (mode, overlay_only) {
             return Err(ApiError::invalid(
                 "option",
-                OPT_VNI,
-                "vni applies to mode=overlay only",
+                key,
+                format!("{key} applies to mode=overlay only"),
             ));
+        }
+        let vni = generic.get(OPT_VNI).map(|v| vni(v)).transpose()?;
+        if mode == Mode::Overlay {
+            // With Docker's default IPAM every host would hand out the same
+            // addresses: the IPAM data then names Docker's address space.
+            let space = raw
+                .ipv4_data
+                .as_ref()
+                .and_then(|d| d.first())
+                .map(|d| d.address_space.as_str());
+            if !matches!(space, Some(LOCAL_SPACE | GLOBAL_SPACE)) {
+                return Err(ApiError::Unsupported(
+                    "mode=overlay needs --ipam-driver rustnet: with Docker's default IPAM every host \
+                     would hand out the same addresses"
+                        .to_owned(),
+                ));
+            }
         }
         let mtu = generic.get(OPT_MTU).map(|m| mtu(m)).transpose()?;
         let bridge = generic
@@ -143,6 +165,8 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
         Ok(Self {
             id,
             mode,
+            vni,
+            overlay: generic.get(OPT_OVERLAY).cloned(),
             bridge,
             mtu,
             internal,
@@ -178,6 +202,17 @@ fn mtu(text: &str) -> Result<u32, ApiError> {
             OPT_MTU,
             text,
             "an MTU is a number from 68 to 65535",
+        )),
+    }
+}
+
+fn vni(text: &str) -> Result<u32, ApiError> {
+    match text.parse::<u32>() {
+        Ok(v) if (1..=rustnet_ipam::MAX_VNI).contains(&v) => Ok(v),
+        _ => Err(ApiError::invalid(
+            OPT_VNI,
+            text,
+            format!("a VNI is a number from 1 to {}", rustnet_ipam::MAX_VNI),
         )),
     }
 }

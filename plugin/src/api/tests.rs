@@ -44,6 +44,9 @@ async fn harness(store: bool) -> Harness {
         defaults: vec!["10.128.0.0/9:24".parse().unwrap()],
         timeout: Duration::from_secs(2),
         mtu: None,
+        vtep: None,
+        vxlan_port: 4789,
+        underlay_mtu: None,
     };
     let plane = Arc::new(RecordingPlane::default());
     let service = Arc::new(Service::new(rx, settings, plane.clone()));
@@ -448,6 +451,11 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
         body["IPv4Data"][0]["Pool"] = json!("10.0.50.0/24");
         body.to_string()
     };
+    let default_ipam = |generic: Value| {
+        let mut body: Value = serde_json::from_str(&other(generic)).unwrap();
+        body["IPv4Data"][0]["AddressSpace"] = json!("LocalDefault");
+        body.to_string()
+    };
     let port0 = create_endpoint(
         "",
         json!([{"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 0, "HostPortEnd": 0}]),
@@ -460,13 +468,19 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
             "/NetworkDriver.CreateNetwork",
             other(json!({"foo": "bar"})),
             StatusCode::BAD_REQUEST,
-            "invalid option \"foo\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name",
+            "invalid option \"foo\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name, rustnet.overlay",
         ),
         (
             "/NetworkDriver.CreateNetwork",
-            other(json!({"mode": "overlay"})),
-            StatusCode::NOT_IMPLEMENTED,
-            "mode=overlay is not supported yet",
+            default_ipam(json!({"mode": "overlay"})),
+            StatusCode::BAD_REQUEST,
+            "mode=overlay needs --ipam-driver rustnet: with Docker's default IPAM every host would hand out the same addresses",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"rustnet.overlay": "x"})),
+            StatusCode::BAD_REQUEST,
+            "applies to mode=overlay only",
         ),
         (
             "/NetworkDriver.CreateNetwork",

@@ -3,6 +3,10 @@ use rustnet_ipam::{Command, State};
 use super::*;
 
 const HOST: HostId = 7;
+const UNDERLAY: Underlay = Underlay {
+    vtep: None,
+    port: 4789,
+};
 
 fn tables(internal: bool, joined: bool) -> State {
     let mut state = State::default();
@@ -17,6 +21,8 @@ fn tables(internal: bool, joined: bool) -> State {
         gateway6: None,
         mtu: 1450,
         internal,
+        overlay: None,
+        vni: None,
     };
     state.apply(&Command::CreateNetwork(network)).unwrap();
     let mut other_host = Network {
@@ -30,6 +36,8 @@ fn tables(internal: bool, joined: bool) -> State {
         gateway6: None,
         mtu: 1500,
         internal: false,
+        overlay: None,
+        vni: None,
     };
     other_host.host = HOST + 1;
     state.apply(&Command::CreateNetwork(other_host)).unwrap();
@@ -64,7 +72,7 @@ fn tables(internal: bool, joined: bool) -> State {
 #[test]
 fn the_host_view_has_this_hosts_networks_only() {
     let state = tables(false, true);
-    let (desired, firewall) = host_view(state.tables(), HOST, &["ep1ep1ep1ep1ep1ep1"]);
+    let (desired, firewall) = host_view(&state, HOST, &["ep1ep1ep1ep1ep1ep1"], UNDERLAY);
     assert_eq!(
         desired.bridges,
         [Bridge {
@@ -104,7 +112,7 @@ fn the_host_view_has_this_hosts_networks_only() {
 #[test]
 fn endpoints_not_named_are_kept_but_not_created_and_unjoined_ports_stay_closed() {
     let state = tables(false, false);
-    let (desired, firewall) = host_view(state.tables(), HOST, &[]);
+    let (desired, firewall) = host_view(&state, HOST, &[], UNDERLAY);
     assert!(!desired.veths[0].required);
     assert!(firewall[0].published.is_empty());
 }

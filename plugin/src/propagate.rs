@@ -1,0 +1,196 @@
+//! Background duties that keep this host in step with the cluster:
+//!
+//! - [`follow_changes`]: every replicated change may concern this host
+//!   (an endpoint joined an overlay elsewhere): reconcile the data path.
+//! - [`propagate`]: an overlay created on any host appears in this host's
+//!   Docker; one removed anywhere leaves it once no container uses it here.
+//!   Through the Docker API, from the background only, retried while dockerd
+//!   does not answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustnet_ipam::{Command, Network, Overlay};
+use serde_json::json;
+
+use crate::docker::Docker;
+use crate::driver::vxlan_name;
+use crate::service::Service;
+
+/// Reconciles after every batch of replicated changes (remote endpoints
+/// come and go), and at least every few seconds.
+pub async fn follow_changes(service: Arc<Service>) {
+    let mut seen = None;
+    loop {
+        let Ok(store) = service.store().await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let changed = store.next_change(seen, Duration::from_secs(5)).await;
+        if changed.is_some() {
+            seen = changed;
+        }
+        if let Err(e) = service.reconcile(&[]).await {
+            tracing::warn!(error = %e, "reconcile after a cluster change");
+        }
+    }
+}
+
+/// What this host must do in Docker for one overlay.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// The origin host learns the name Docker gave the overlay.
+    Name {
+        network_id: String,
+    },
+    /// Another host creates the overlay in its Docker.
+    Create,
+    /// The overlay is being removed and no container uses it here.
+    Remove {
+        network_id: String,
+    },
+    Nothing,
+}
+
+/// Decides the step for `overlay` on `host` (pure).
+fn step(overlay: &Overlay, local: Option<&Network>, local_endpoints: usize, host: u64) -> Step {
+    match local {
+        Some(n) if overlay.removing && local_endpoints == 0 => Step::Remove {
+            network_id: n.id.clone(),
+        },
+        Some(n) if overlay.name.is_none() && overlay.origin == host => Step::Name {
+            network_id: n.id.clone(),
+        },
+        None if !overlay.removing && overlay.name.is_some() => Step::Create,
+        _ => Step::Nothing,
+    }
+}
+
+/// Polls the tables and brings this host's Docker in line, forever.
+pub async fn propagate(service: Arc<Service>, docker: Docker) {
+    loop {
+        if let Err(e) = propagate_once(&service, &docker).await {
+            tracing::debug!(error = %e, "overlay propagation; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<()> {
+    let store = service.store().await?;
+    let host = store.id();
+    let plan: Vec<(Overlay, Step)> = store
+        .read(|s| {
+            let tables = s.tables();
+            tables
+                .overlays()
+                .map(|o| {
+                    let local = tables.bound_to(&o.key).find(|n| n.host == host);
+                    let endpoints = local.map_or(0, |n| tables.endpoints_of(&n.id).count());
+                    (o.clone(), step(o, local, endpoints, host))
+                })
+                .collect()
+        })
+        .await?;
+    for (overlay, step) in plan {
+        match step {
+            Step::Name { network_id } => {
+                let name = docker.network_name(&network_id).await?;
+                store
+                    .write(Command::NameOverlay {
+                        key: overlay.key.clone(),
+                        name,
+                    })
+                    .await??;
+            }
+            Step::Create => {
+                let name = overlay.name.clone().unwrap_or_default();
+                let options = json!({ "mode": "overlay", "rustnet.overlay": overlay.key, "vni": overlay.vni.to_string() });
+                let gateway = overlay.gateway.map(|g| g.addr().to_string());
+                tracing::info!(%name, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
+                docker
+                    .create_overlay(&name, options, &overlay.subnet.to_string(), gateway)
+                    .await?;
+            }
+            Step::Remove { network_id } => {
+                tracing::info!(network = %network_id, "removing an overlay removed elsewhere");
+                docker.remove_network(&network_id).await?;
+            }
+            Step::Nothing => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rustnet_ipam::Mode;
+
+    use super::*;
+
+    fn overlay(name: Option<&str>, removing: bool, origin: u64) -> Overlay {
+        Overlay {
+            key: "10.70.0.0/24".into(),
+            subnet: "10.70.0.0/24".parse().unwrap(),
+            gateway: None,
+            vni: 4096,
+            mtu: None,
+            name: name.map(str::to_owned),
+            removing,
+            origin,
+        }
+    }
+
+    fn network() -> Network {
+        Network {
+            id: "net1".into(),
+            host: 1,
+            mode: Mode::Overlay,
+            bridge: "rn-net1".into(),
+            subnet: None,
+            gateway: None,
+            subnet6: None,
+            gateway6: None,
+            mtu: 1450,
+            internal: false,
+            overlay: Some("10.70.0.0/24".into()),
+            vni: Some(4096),
+        }
+    }
+
+    #[test]
+    fn steps() {
+        let n = network();
+        let named = Step::Name {
+            network_id: "net1".into(),
+        };
+        let remove = Step::Remove {
+            network_id: "net1".into(),
+        };
+        assert_eq!(step(&overlay(None, false, 1), Some(&n), 0, 1), named);
+        assert_eq!(
+            step(&overlay(None, false, 1), None, 0, 2),
+            Step::Nothing,
+            "no name yet"
+        );
+        assert_eq!(
+            step(&overlay(Some("ov"), false, 1), None, 0, 2),
+            Step::Create
+        );
+        assert_eq!(
+            step(&overlay(Some("ov"), false, 1), Some(&n), 3, 2),
+            Step::Nothing
+        );
+        assert_eq!(
+            step(&overlay(Some("ov"), true, 1), Some(&n), 1, 2),
+            Step::Nothing,
+            "still in use"
+        );
+        assert_eq!(step(&overlay(Some("ov"), true, 1), Some(&n), 0, 2), remove);
+        assert_eq!(
+            step(&overlay(Some("ov"), true, 1), None, 0, 2),
+            Step::Nothing,
+            "never re-created"
+        );
+    }
+}

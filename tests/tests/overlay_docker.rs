@@ -1,0 +1,329 @@
+//! Overlay networks on three simulated Docker hosts, one rustnet cluster:
+//! created once, usable everywhere, VXLAN with static entries, removed from
+//! everywhere, resynchronised after a plugin outage.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rustnet_tests::{Cases, SimHost, docker_ok, run};
+
+const IMAGE: &str = "rustnet-test/busybox:latest";
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn has_network(host: &SimHost, name: &str) -> bool {
+    host.docker(&["network", "inspect", name]).is_ok()
+}
+
+fn start(host: &SimHost, name: &str, net: &str, extra: &[&str], cmd: &[&str]) {
+    let cmd: &[&str] = if cmd.is_empty() {
+        &["sleep", "3600"]
+    } else {
+        cmd
+    };
+    let args = [
+        &["run", "-d", "--name", name, "--network", net],
+        extra,
+        &[IMAGE],
+        cmd,
+    ]
+    .concat();
+    docker_ok(host.docker(&args), &format!("run {name} on {}", host.netns));
+}
+
+fn ip_of(host: &SimHost, container: &str, net: &str) -> String {
+    let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+    docker_ok(
+        host.docker(&["inspect", "-f", &format, container]),
+        "inspect",
+    )
+}
+
+fn exec(host: &SimHost, container: &str, cmd: &[&str]) -> Result<String, String> {
+    host.docker(&[&["exec", container], cmd].concat())
+}
+
+fn assert_pings(host: &SimHost, container: &str, target: &str) {
+    let out = exec(host, container, &["ping", "-c", "1", "-W", "2", target]);
+    assert!(
+        out.is_ok(),
+        "{container} on {} cannot ping {target}: {out:?}",
+        host.netns
+    );
+}
+
+fn create_overlay(host: &SimHost, name: &str, subnet: &str) {
+    let args = [
+        "network",
+        "create",
+        "-d",
+        "rustnet",
+        "--ipam-driver",
+        "rustnet",
+        "-o",
+        "mode=overlay",
+        "--subnet",
+        subnet,
+        name,
+    ];
+    docker_ok(host.docker(&args), &format!("create overlay {name}"));
+}
+
+#[test]
+fn overlay_networks_across_three_hosts() {
+    let h1 = SimHost::start();
+    let h2 = SimHost::start();
+    let h3 = SimHost::start();
+    h1.start_rustnet(&[]);
+    let join = format!("{}:7950", h1.addr);
+    h2.start_rustnet(&[("RUSTNET_JOIN", &join)]);
+    h3.start_rustnet(&[("RUSTNET_JOIN", &join)]);
+    let hosts = [&h1, &h2, &h3];
+    let mut cases = Cases::new(|| {});
+
+    cases.run(
+        "an overlay created on one host appears on every host",
+        || {
+            create_overlay(&h1, "ov1", "10.0.80.0/24");
+            for host in &hosts[1..] {
+                wait_until(&format!("ov1 on {}", host.netns), 20, || {
+                    has_network(host, "ov1")
+                });
+            }
+        },
+    );
+
+    cases.run(
+        "containers on different hosts reach each other; MTU is the underlay's minus 50",
+        || {
+            start(&h1, "c1", "ov1", &[], &[]);
+            start(&h2, "c2", "ov1", &[], &[]);
+            start(&h3, "c3", "ov1", &[], &[]);
+            let ips = [
+                ip_of(&h1, "c1", "ov1"),
+                ip_of(&h2, "c2", "ov1"),
+                ip_of(&h3, "c3", "ov1"),
+            ];
+            assert_eq!(ips.iter().collect::<BTreeSet<_>>().len(), 3, "{ips:?}");
+            wait_until("c1 reaches c2", 15, || {
+                exec(&h1, "c1", &["ping", "-c", "1", "-W", "1", &ips[1]]).is_ok()
+            });
+            assert_pings(&h2, "c2", &ips[2]);
+            assert_pings(&h3, "c3", &ips[0]);
+            assert_eq!(
+                docker_ok(exec(&h2, "c2", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
+                "1450"
+            );
+            // Static entries on the VXLAN device, none learned.
+            let vxlan = run(h1
+                .cmd("ip")
+                .args(["-d", "-o", "link", "show", "type", "vxlan"]))
+            .unwrap_or_default();
+            assert!(
+                vxlan.contains("nolearning") && vxlan.contains("proxy"),
+                "{vxlan}"
+            );
+            let fdb = run(h1.cmd("bridge").args(["fdb", "show"])).unwrap_or_default();
+            assert!(
+                fdb.contains(&format!("dst {}", h2.addr))
+                    && fdb.contains(&format!("dst {}", h3.addr)),
+                "{fdb}"
+            );
+        },
+    );
+
+    cases.run(
+        "addresses stay unique when many containers start at once on every host",
+        || {
+            let threads: Vec<_> = hosts
+                .iter()
+                .enumerate()
+                .map(|(k, host)| {
+                    let host: &SimHost = host;
+                    let names: Vec<String> = (0..4).map(|i| format!("m{k}-{i}")).collect();
+                    std::thread::scope(|_| ());
+                    (host, names)
+                })
+                .collect();
+            std::thread::scope(|scope| {
+                for (host, names) in &threads {
+                    for name in names {
+                        scope.spawn(move || start(host, name, "ov1", &[], &[]));
+                    }
+                }
+            });
+            let mut ips = BTreeSet::new();
+            for (host, names) in &threads {
+                for name in names {
+                    assert!(
+                        ips.insert(ip_of(host, name, "ov1")),
+                        "duplicate address for {name}"
+                    );
+                }
+            }
+            assert_pings(&h3, "m2-0", &ip_of(&h1, "m0-3", "ov1"));
+        },
+    );
+
+    cases.run("egress and -p go through docker_gwbridge", || {
+        let web = "mkdir -p /www && echo overlay-web > /www/index.html && httpd -f -p 80 -h /www";
+        start(&h1, "web", "ov1", &["-p", "8090:80"], &["sh", "-c", web]);
+        assert_pings(&h1, "web", &h2.addr);
+        let url = format!("http://{}:8090/", h1.addr);
+        let start_wait = Instant::now();
+        let body = loop {
+            match run(h2
+                .cmd("timeout")
+                .args(["5", "busybox", "wget", "-qO-", &url]))
+            {
+                Ok(body) => break body,
+                Err(e) => assert!(
+                    start_wait.elapsed() < Duration::from_secs(15),
+                    "wget {url}: {e}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert_eq!(body, "overlay-web");
+    });
+
+    cases.run(
+        "a host whose plugin was down resynchronises its entries",
+        || {
+            create_overlay(&h1, "ov2", "10.0.81.0/24");
+            for host in &hosts[1..] {
+                wait_until(&format!("ov2 on {}", host.netns), 20, || {
+                    has_network(host, "ov2")
+                });
+            }
+            start(&h2, "gone", "ov2", &[], &[]);
+            let gone_mac = docker_ok(
+                h2.docker(&[
+                    "inspect",
+                    "-f",
+                    "{{.NetworkSettings.Networks.ov2.MacAddress}}",
+                    "gone",
+                ]),
+                "mac",
+            );
+            start(&h3, "watcher", "ov2", &[], &[]);
+            h3.kill_rustnet();
+            start(&h2, "fresh", "ov2", &[], &[]);
+            docker_ok(h2.docker(&["rm", "-f", "gone"]), "rm gone");
+            h3.start_rustnet(&[("RUSTNET_JOIN", &join)]);
+            let fresh = ip_of(&h2, "fresh", "ov2");
+            wait_until("watcher reaches fresh", 20, || {
+                exec(&h3, "watcher", &["ping", "-c", "1", "-W", "1", &fresh]).is_ok()
+            });
+            // rustnet's static entries are the VXLAN device's own ("dst VTEP");
+            // the bridge may still remember the MAC it saw, until it ages out.
+            let fdb = run(h3.cmd("bridge").args(["fdb", "show"])).unwrap_or_default();
+            let stale: Vec<&str> = fdb
+                .lines()
+                .filter(|l| l.contains(&gone_mac) && l.contains(" dst "))
+                .collect();
+            assert!(
+                stale.is_empty(),
+                "stale VXLAN entry for a removed endpoint: {stale:?}"
+            );
+            let neigh =
+                run(h3.cmd("ip").args(["neigh", "show", "nud", "permanent"])).unwrap_or_default();
+            assert!(!neigh.contains(&gone_mac), "stale neighbour entry: {neigh}");
+        },
+    );
+
+    cases.run(
+        "docker network rm on one host removes the overlay everywhere, once unused",
+        || {
+            for (host, names) in [
+                (&h1, vec!["c1", "web", "m0-0", "m0-1", "m0-2", "m0-3"]),
+                (&h3, vec!["c3", "m2-0", "m2-1", "m2-2", "m2-3"]),
+            ] {
+                for name in names {
+                    let _ = host.docker(&["rm", "-f", name]);
+                }
+            }
+            for name in ["m1-0", "m1-1", "m1-2", "m1-3"] {
+                let _ = h2.docker(&["rm", "-f", name]);
+            }
+            docker_ok(h1.docker(&["network", "rm", "ov1"]), "network rm ov1");
+            wait_until("ov1 gone from h3", 20, || !has_network(&h3, "ov1"));
+            // h2 still runs c2 on it: the network stays, working, and takes no
+            // new containers.
+            assert!(has_network(&h2, "ov1"));
+            let err = h2
+                .docker(&[
+                    "run",
+                    "-d",
+                    "--name",
+                    "late",
+                    "--network",
+                    "ov1",
+                    IMAGE,
+                    "sleep",
+                    "60",
+                ])
+                .unwrap_err();
+            assert!(err.contains("is being removed"), "{err}");
+            let _ = h2.docker(&["rm", "-f", "late"]);
+            docker_ok(h2.docker(&["rm", "-f", "c2"]), "rm c2");
+            wait_until("ov1 gone from h2", 20, || !has_network(&h2, "ov1"));
+            std::thread::sleep(Duration::from_secs(3));
+            assert!(
+                hosts.iter().all(|h| !has_network(h, "ov1")),
+                "ov1 was re-created"
+            );
+        },
+    );
+
+    cases.run("an overlay on Docker's default IPAM is refused", || {
+        let err = h1
+            .docker(&[
+                "network",
+                "create",
+                "-d",
+                "rustnet",
+                "-o",
+                "mode=overlay",
+                "bad",
+            ])
+            .unwrap_err();
+        assert!(
+            err.contains("mode=overlay needs --ipam-driver rustnet"),
+            "{err}"
+        );
+    });
+
+    cases.run(
+        "an underlay MTU of 9000 gives overlays an MTU of 8950",
+        || {
+            let root_veth =
+                run(h1.cmd("ip").args(["-o", "link", "show", "ul0"])).unwrap_or_default();
+            assert!(root_veth.contains("ul0"), "{root_veth}");
+            run(h1.cmd("ip").args(["link", "set", "ul0", "mtu", "9000"]))
+                .unwrap_or_else(|e| panic!("mtu: {e}"));
+            h1.stop_rustnet();
+            h1.start_rustnet(&[]);
+            create_overlay(&h1, "ov9", "10.0.82.0/24");
+            start(&h1, "big", "ov9", &[], &[]);
+            assert_eq!(
+                docker_ok(exec(&h1, "big", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
+                "8950"
+            );
+            let _ = h1.docker(&["rm", "-f", "big"]);
+            run(h1.cmd("ip").args(["link", "set", "ul0", "mtu", "1500"]))
+                .unwrap_or_else(|e| panic!("mtu: {e}"));
+        },
+    );
+
+    cases.finish();
+}
