@@ -99,6 +99,13 @@ impl SimHost {
         host
     }
 
+    /// Sets the MTU of this host's underlay link, both ends.
+    pub fn set_underlay_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        run_ok(Command::new("ip").args(["link", "set", &self.veth, "mtu", &mtu]));
+        run_ok(Command::new("ip").args(["-n", &self.netns, "link", "set", "ul0", "mtu", &mtu]));
+    }
+
     /// The host's state directory (logs, dockerd data, rustnet state).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -123,6 +130,38 @@ impl SimHost {
                 format!("unix://{}/docker.sock", self.dir.display()),
             )
             .args(args))
+    }
+
+    /// `docker run -d --name NAME --network NET EXTRA... IMAGE CMD...`
+    /// (`sleep 3600` without a command); panics on failure.
+    pub fn run_container(&self, name: &str, net: &str, extra: &[&str], cmd: &[&str]) {
+        let cmd: &[&str] = if cmd.is_empty() {
+            &["sleep", "3600"]
+        } else {
+            cmd
+        };
+        let args = [
+            &["run", "-d", "--name", name, "--network", net],
+            extra,
+            &[IMAGE],
+            cmd,
+        ]
+        .concat();
+        if let Err(e) = self.docker(&args) {
+            panic!("run {name} on {}: {e}", self.netns);
+        }
+    }
+
+    /// A container's address on `net`.
+    pub fn ip_of(&self, container: &str, net: &str) -> String {
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+        self.docker(&["inspect", "-f", &format, container])
+            .unwrap_or_else(|e| panic!("inspect {container}: {e}"))
+    }
+
+    /// `docker exec CONTAINER CMD...`.
+    pub fn exec(&self, container: &str, cmd: &[&str]) -> Result<String, String> {
+        self.docker(&[&["exec", container], cmd].concat())
     }
 
     /// Starts (or restarts) this host's rustnet daemon with extra settings

@@ -13,5 +13,6 @@
 mod host;
 mod run;
 
+pub use host::IMAGE;
 pub use host::SimHost;
-pub use run::{Cases, docker_ok, require_root, run, run_ok, rustnet_bin};
+pub use run::{Cases, docker_ok, require_root, run, run_ok, rustnet_bin, wait_until};

@@ -48,6 +48,18 @@ pub fn rustnet_bin() -> PathBuf {
     path
 }
 
+/// Polls `f` every 250 ms until it holds; panics after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// Runs a command; stdout on success, stderr (and stdout) on failure.
 pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("spawn {cmd:?}: {e}"))?;

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use rustnet_tests::{Cases, SimHost, docker_ok, run};
 
-const IMAGE: &str = "rustnet-test/busybox:latest";
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
 
 fn create(host: &SimHost, name: &str, args: &[&str]) {
@@ -25,40 +24,13 @@ fn create(host: &SimHost, name: &str, args: &[&str]) {
     docker_ok(host.docker(&all), &format!("network create {name}"));
 }
 
-fn start(host: &SimHost, name: &str, net: &str, extra: &[&str], cmd: &[&str]) {
-    let cmd: &[&str] = if cmd.is_empty() {
-        &["sleep", "3600"]
-    } else {
-        cmd
-    };
-    let args = [
-        &["run", "-d", "--name", name, "--network", net],
-        extra,
-        &[IMAGE],
-        cmd,
-    ]
-    .concat();
-    docker_ok(host.docker(&args), &format!("run {name}"));
-}
-
-fn exec(host: &SimHost, container: &str, cmd: &[&str]) -> Result<String, String> {
-    host.docker(&[&["exec", container], cmd].concat())
-}
-
-fn ip_of(host: &SimHost, container: &str, net: &str) -> String {
-    let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
-    docker_ok(
-        host.docker(&["inspect", "-f", &format, container]),
-        "inspect",
-    )
-}
-
 fn pings(host: &SimHost, container: &str, target: &str) -> bool {
-    exec(host, container, &["ping", "-c", "1", "-W", "2", target]).is_ok()
+    host.exec(container, &["ping", "-c", "1", "-W", "2", target])
+        .is_ok()
 }
 
 fn assert_pings(host: &SimHost, container: &str, target: &str) {
-    let out = exec(host, container, &["ping", "-c", "1", "-W", "2", target]);
+    let out = host.exec(container, &["ping", "-c", "1", "-W", "2", target]);
     assert!(out.is_ok(), "{container} cannot ping {target}: {out:?}");
 }
 
@@ -118,16 +90,13 @@ fn bridge_mode_on_a_real_dockerd() {
                     "com.docker.network.driver.mtu=1400",
                 ],
             );
-            start(&host, "ca", "br1", &[], &[]);
-            start(&host, "cb", "br1", &[], &[]);
-            assert_pings(&host, "cb", &ip_of(&host, "ca", "br1"));
+            host.run_container("ca", "br1", &[], &[]);
+            host.run_container("cb", "br1", &[], &[]);
+            assert_pings(&host, "cb", &host.ip_of("ca", "br1"));
             assert_pings(&host, "cb", "ca");
             assert_pings(&host, "ca", "cb.br1");
             assert_eq!(
-                docker_ok(
-                    exec(&host, "ca", &["cat", "/sys/class/net/eth0/mtu"]),
-                    "mtu"
-                ),
+                docker_ok(host.exec("ca", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
                 "1400"
             );
             // The MAC rustnet chose is what Docker reports and eth0 carries.
@@ -142,7 +111,7 @@ fn bridge_mode_on_a_real_dockerd() {
             );
             assert_eq!(
                 docker_ok(
-                    exec(&host, "cb", &["cat", "/sys/class/net/eth0/address"]),
+                    host.exec("cb", &["cat", "/sys/class/net/eth0/address"]),
                     "eth0 mac"
                 ),
                 mac
@@ -153,7 +122,7 @@ fn bridge_mode_on_a_real_dockerd() {
                 "{mac}: locally administered"
             );
             let gateway = docker_ok(
-                exec(&host, "ca", &["ip", "route", "show", "default"]),
+                host.exec("ca", &["ip", "route", "show", "default"]),
                 "route",
             );
             assert!(gateway.contains("via 10.0.60.1 dev eth0"), "{gateway}");
@@ -169,16 +138,16 @@ fn bridge_mode_on_a_real_dockerd() {
                 host.docker(&["network", "create", "--subnet", "10.0.63.0/24", "dockernet"]),
                 "docker network",
             );
-            start(&host, "c1", "iso1", &[], &[]);
-            start(&host, "c2", "iso2", &[], &[]);
-            start(&host, "c3", "dockernet", &[], &[]);
-            start(&host, "c4", "bridge", &[], &[]);
+            host.run_container("c1", "iso1", &[], &[]);
+            host.run_container("c2", "iso2", &[], &[]);
+            host.run_container("c3", "dockernet", &[], &[]);
+            host.run_container("c4", "bridge", &[], &[]);
             let (ip2, ip3, ip4) = (
-                ip_of(&host, "c2", "iso2"),
-                ip_of(&host, "c3", "dockernet"),
-                ip_of(&host, "c4", "bridge"),
+                host.ip_of("c2", "iso2"),
+                host.ip_of("c3", "dockernet"),
+                host.ip_of("c4", "bridge"),
             );
-            let ip1 = ip_of(&host, "c1", "iso1");
+            let ip1 = host.ip_of("c1", "iso1");
             assert_no_ping(&host, "c1", &ip2);
             assert_no_ping(&host, "c2", &ip1);
             assert_no_ping(&host, "c1", &ip3);
@@ -191,7 +160,7 @@ fn bridge_mode_on_a_real_dockerd() {
                 "connect",
             );
             let eth1 = docker_ok(
-                exec(&host, "c1", &["ip", "-4", "-o", "addr", "show", "eth1"]),
+                host.exec("c1", &["ip", "-4", "-o", "addr", "show", "eth1"]),
                 "eth1",
             );
             assert!(eth1.contains("10.0.62."), "{eth1}");
@@ -202,7 +171,7 @@ fn bridge_mode_on_a_real_dockerd() {
                 "disconnect",
             );
             assert!(
-                exec(&host, "c1", &["ip", "link", "show", "eth1"]).is_err(),
+                host.exec("c1", &["ip", "link", "show", "eth1"]).is_err(),
                 "eth1 still there"
             );
             assert_no_ping(&host, "c1", &ip2);
@@ -214,14 +183,14 @@ fn bridge_mode_on_a_real_dockerd() {
         || {
             create(&host, "out", &["--subnet", "10.0.64.0/24"]);
             create(&host, "inside", &["--subnet", "10.0.65.0/24", "--internal"]);
-            start(&host, "o1", "out", &[], &[]);
-            start(&host, "i1", "inside", &[], &[]);
-            start(&host, "i2", "inside", &[], &[]);
+            host.run_container("o1", "out", &[], &[]);
+            host.run_container("i1", "inside", &[], &[]);
+            host.run_container("i2", "inside", &[], &[]);
             // The peer host has no route back to 10.0.64.0/24: only NAT answers.
             assert_pings(&host, "o1", &peer.addr);
             assert_no_ping(&host, "i1", &peer.addr);
             assert_pings(&host, "i1", "i2");
-            let routes = docker_ok(exec(&host, "i1", &["ip", "route"]), "routes");
+            let routes = docker_ok(host.exec("i1", &["ip", "route"]), "routes");
             assert!(
                 !routes.contains("default"),
                 "internal network has a default route: {routes}"
@@ -233,7 +202,7 @@ fn bridge_mode_on_a_real_dockerd() {
         create(&host, "pub", &["--subnet", "10.0.66.0/24"]);
         let web = "mkdir -p /www && echo hello-from-rustnet > /www/index.html && httpd -f -p 80 -h /www";
         let serve = format!("udp-echo serve 53 & {web}");
-        start(&host, "web", "pub", &["-p", "8080:80", "-p", "9053:53/udp"], &["sh", "-c", &serve]);
+        host.run_container("web", "pub", &["-p", "8080:80", "-p", "9053:53/udp"], &["sh", "-c", &serve]);
         let url = format!("http://{}:8080/", host.addr);
         let from_peer = eventually("wget from the peer host", || run(peer.cmd("timeout").args(["5", "busybox", "wget", "-qO-", &url])));
         assert_eq!(from_peer, "hello-from-rustnet");
@@ -254,12 +223,12 @@ fn bridge_mode_on_a_real_dockerd() {
         "a killed plugin leaves containers talking; restarted, it serves and rebuilds",
         || {
             create(&host, "keep", &["--subnet", "10.0.67.0/24"]);
-            start(&host, "k1", "keep", &[], &[]);
-            start(&host, "k2", "keep", &[], &[]);
+            host.run_container("k1", "keep", &[], &[]);
+            host.run_container("k2", "keep", &[], &[]);
             host.kill_rustnet();
             assert_pings(&host, "k1", "k2");
             host.start_rustnet(&[]);
-            start(&host, "k3", "keep", &[], &[]);
+            host.run_container("k3", "keep", &[], &[]);
             assert_pings(&host, "k3", "k1");
             docker_ok(host.docker(&["rm", "-f", "k2"]), "rm after restart");
             // The bridge vanishes behind rustnet's back (as after a reboot):
@@ -273,7 +242,7 @@ fn bridge_mode_on_a_real_dockerd() {
             );
             run(host.cmd("ip").args(["link", "del", &bridge]))
                 .unwrap_or_else(|e| panic!("delete {bridge}: {e}"));
-            start(&host, "k4", "keep", &[], &[]);
+            host.run_container("k4", "keep", &[], &[]);
             assert_pings(&host, "k4", "k1");
             assert_pings(&host, "k3", "k4");
         },
@@ -300,7 +269,7 @@ fn bridge_mode_on_a_real_dockerd() {
                     "com.docker.network.bridge.name=rntest0",
                 ],
             );
-            start(&host, "t1", "tmp", &["-p", "8081:80"], &[]);
+            host.run_container("t1", "tmp", &["-p", "8081:80"], &[]);
             assert!(!leftovers(&host).is_empty(), "nothing was built");
             docker_ok(host.docker(&["rm", "-f", "t1"]), "rm");
             docker_ok(host.docker(&["network", "rm", "tmp"]), "network rm");

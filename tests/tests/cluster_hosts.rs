@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Cases, SimHost, run};
+use rustnet_tests::{Cases, SimHost, run, wait_until};
 use serde_json::Value;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_ipam-client");
@@ -72,17 +72,6 @@ fn voters(host: &SimHost) -> usize {
         .cloned()
         .unwrap_or_default();
     members.iter().filter(|m| m["voter"] == true).count()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "{what} not within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn leader_index(hosts: &[&SimHost]) -> usize {

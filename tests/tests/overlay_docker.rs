@@ -5,55 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Cases, SimHost, docker_ok, run};
-
-const IMAGE: &str = "rustnet-test/busybox:latest";
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+use rustnet_tests::{Cases, IMAGE, SimHost, docker_ok, run, wait_until};
 
 fn has_network(host: &SimHost, name: &str) -> bool {
     host.docker(&["network", "inspect", name]).is_ok()
 }
 
-fn start(host: &SimHost, name: &str, net: &str, extra: &[&str], cmd: &[&str]) {
-    let cmd: &[&str] = if cmd.is_empty() {
-        &["sleep", "3600"]
-    } else {
-        cmd
-    };
-    let args = [
-        &["run", "-d", "--name", name, "--network", net],
-        extra,
-        &[IMAGE],
-        cmd,
-    ]
-    .concat();
-    docker_ok(host.docker(&args), &format!("run {name} on {}", host.netns));
-}
-
-fn ip_of(host: &SimHost, container: &str, net: &str) -> String {
-    let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
-    docker_ok(
-        host.docker(&["inspect", "-f", &format, container]),
-        "inspect",
-    )
-}
-
-fn exec(host: &SimHost, container: &str, cmd: &[&str]) -> Result<String, String> {
-    host.docker(&[&["exec", container], cmd].concat())
-}
-
 fn assert_pings(host: &SimHost, container: &str, target: &str) {
-    let out = exec(host, container, &["ping", "-c", "1", "-W", "2", target]);
+    let out = host.exec(container, &["ping", "-c", "1", "-W", "2", target]);
     assert!(
         out.is_ok(),
         "{container} on {} cannot ping {target}: {out:?}",
@@ -105,22 +64,23 @@ fn overlay_networks_across_three_hosts() {
     cases.run(
         "containers on different hosts reach each other; MTU is the underlay's minus 50",
         || {
-            start(&h1, "c1", "ov1", &[], &[]);
-            start(&h2, "c2", "ov1", &[], &[]);
-            start(&h3, "c3", "ov1", &[], &[]);
+            h1.run_container("c1", "ov1", &[], &[]);
+            h2.run_container("c2", "ov1", &[], &[]);
+            h3.run_container("c3", "ov1", &[], &[]);
             let ips = [
-                ip_of(&h1, "c1", "ov1"),
-                ip_of(&h2, "c2", "ov1"),
-                ip_of(&h3, "c3", "ov1"),
+                h1.ip_of("c1", "ov1"),
+                h2.ip_of("c2", "ov1"),
+                h3.ip_of("c3", "ov1"),
             ];
             assert_eq!(ips.iter().collect::<BTreeSet<_>>().len(), 3, "{ips:?}");
             wait_until("c1 reaches c2", 15, || {
-                exec(&h1, "c1", &["ping", "-c", "1", "-W", "1", &ips[1]]).is_ok()
+                h1.exec("c1", &["ping", "-c", "1", "-W", "1", &ips[1]])
+                    .is_ok()
             });
             assert_pings(&h2, "c2", &ips[2]);
             assert_pings(&h3, "c3", &ips[0]);
             assert_eq!(
-                docker_ok(exec(&h2, "c2", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
+                docker_ok(h2.exec("c2", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
                 "1450"
             );
             // Static entries on the VXLAN device, none learned.
@@ -157,7 +117,7 @@ fn overlay_networks_across_three_hosts() {
             std::thread::scope(|scope| {
                 for (host, names) in &threads {
                     for name in names {
-                        scope.spawn(move || start(host, name, "ov1", &[], &[]));
+                        scope.spawn(move || host.run_container(name, "ov1", &[], &[]));
                     }
                 }
             });
@@ -165,18 +125,18 @@ fn overlay_networks_across_three_hosts() {
             for (host, names) in &threads {
                 for name in names {
                     assert!(
-                        ips.insert(ip_of(host, name, "ov1")),
+                        ips.insert(host.ip_of(name, "ov1")),
                         "duplicate address for {name}"
                     );
                 }
             }
-            assert_pings(&h3, "m2-0", &ip_of(&h1, "m0-3", "ov1"));
+            assert_pings(&h3, "m2-0", &h1.ip_of("m0-3", "ov1"));
         },
     );
 
     cases.run("egress and -p go through docker_gwbridge", || {
         let web = "mkdir -p /www && echo overlay-web > /www/index.html && httpd -f -p 80 -h /www";
-        start(&h1, "web", "ov1", &["-p", "8090:80"], &["sh", "-c", web]);
+        h1.run_container("web", "ov1", &["-p", "8090:80"], &["sh", "-c", web]);
         assert_pings(&h1, "web", &h2.addr);
         let url = format!("http://{}:8090/", h1.addr);
         let start_wait = Instant::now();
@@ -205,7 +165,7 @@ fn overlay_networks_across_three_hosts() {
                     has_network(host, "ov2")
                 });
             }
-            start(&h2, "gone", "ov2", &[], &[]);
+            h2.run_container("gone", "ov2", &[], &[]);
             let gone_mac = docker_ok(
                 h2.docker(&[
                     "inspect",
@@ -215,14 +175,15 @@ fn overlay_networks_across_three_hosts() {
                 ]),
                 "mac",
             );
-            start(&h3, "watcher", "ov2", &[], &[]);
+            h3.run_container("watcher", "ov2", &[], &[]);
             h3.kill_rustnet();
-            start(&h2, "fresh", "ov2", &[], &[]);
+            h2.run_container("fresh", "ov2", &[], &[]);
             docker_ok(h2.docker(&["rm", "-f", "gone"]), "rm gone");
             h3.start_rustnet(&[("RUSTNET_JOIN", &join)]);
-            let fresh = ip_of(&h2, "fresh", "ov2");
+            let fresh = h2.ip_of("fresh", "ov2");
             wait_until("watcher reaches fresh", 20, || {
-                exec(&h3, "watcher", &["ping", "-c", "1", "-W", "1", &fresh]).is_ok()
+                h3.exec("watcher", &["ping", "-c", "1", "-W", "1", &fresh])
+                    .is_ok()
             });
             // rustnet's static entries are the VXLAN device's own ("dst VTEP");
             // the bridge may still remember the MAC it saw, until it ages out.
@@ -314,9 +275,9 @@ fn overlay_networks_across_three_hosts() {
             h1.stop_rustnet();
             h1.start_rustnet(&[]);
             create_overlay(&h1, "ov9", "10.0.82.0/24");
-            start(&h1, "big", "ov9", &[], &[]);
+            h1.run_container("big", "ov9", &[], &[]);
             assert_eq!(
-                docker_ok(exec(&h1, "big", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
+                docker_ok(h1.exec("big", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
                 "8950"
             );
             let _ = h1.docker(&["rm", "-f", "big"]);

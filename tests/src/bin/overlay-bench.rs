@@ -1,0 +1,309 @@
+//! Overlay benchmark on two simulated Docker hosts, rustnet's overlay
+//! beside Docker's swarm overlay, in one run:
+//!
+//! - reachability: from `docker run -d` returning on host A until a
+//!   container on host B gets a ping reply from the new container (p50, p99);
+//! - `docker run -d` latency on a rustnet overlay vs Docker's bridge;
+//! - iperf3 TCP throughput between containers on the two hosts, rustnet vs
+//!   swarm overlay vs the underlay itself, at underlay MTU 1500 and 9000.
+//!
+//!     cargo build -p rustnet && cargo run -p rustnet-tests --bin overlay-bench [RUNS]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rustnet_tests::{IMAGE, SimHost, run, run_ok};
+
+fn docker(host: &SimHost, args: &[&str]) -> String {
+    host.docker(args)
+        .unwrap_or_else(|e| panic!("docker {args:?} on {}: {e}", host.netns))
+}
+
+fn percentile(samples: &mut [Duration], per_mille: usize) -> Duration {
+    samples.sort();
+    samples[(samples.len() - 1) * per_mille / 1000]
+}
+
+/// From `docker run -d` returning on `a` until the prober on `b` is answered.
+fn reachability(a: &SimHost, b: &SimHost, net: &str, prober: &str, i: usize) -> Duration {
+    let name = format!("reach-{net}-{i}");
+    docker(
+        a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            net,
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
+    let started = Instant::now();
+    let ip = a.ip_of(&name, net);
+    let probe = format!("until ping -c 1 -W 1 {ip} >/dev/null 2>&1; do :; done");
+    docker(b, &["exec", prober, "timeout", "20", "sh", "-c", &probe]);
+    let elapsed = started.elapsed();
+    docker(a, &["rm", "-f", &name]);
+    elapsed
+}
+
+fn run_latency(host: &SimHost, net: &str, i: usize) -> Duration {
+    let name = format!("lat-{net}-{i}");
+    let started = Instant::now();
+    docker(
+        host,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            net,
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
+    let elapsed = started.elapsed();
+    docker(host, &["rm", "-f", &name]);
+    elapsed
+}
+
+/// iperf3 from a container on `b` to a server container on `a`, in Gbit/s.
+fn throughput(a: &SimHost, b: &SimHost, net: &str) -> f64 {
+    let server = format!("iperf-s-{net}");
+    docker(
+        a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &server,
+            "--network",
+            net,
+            IMAGE,
+            "iperf3",
+            "-s",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let ip = a.ip_of(&server, net);
+    let out = docker(
+        b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            IMAGE,
+            "iperf3",
+            "-c",
+            &ip,
+            "-t",
+            "5",
+            "-f",
+            "g",
+        ],
+    );
+    docker(a, &["rm", "-f", &server]);
+    receiver_gbits(&out)
+}
+
+fn receiver_gbits(iperf_output: &str) -> f64 {
+    iperf_output
+        .lines()
+        .find(|l| l.contains("receiver"))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let unit = words.iter().position(|w| *w == "Gbits/sec")?;
+            words.get(unit - 1)?.parse().ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// iperf3 between the hosts themselves: the ceiling.
+fn underlay_throughput(a: &SimHost, b: &SimHost) -> f64 {
+    let mut server = a
+        .cmd("iperf3")
+        .args(["-s", "-1"])
+        .spawn()
+        .unwrap_or_else(|e| panic!("iperf3 -s: {e}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = run(b.cmd("iperf3").args(["-c", &a.addr, "-t", "5", "-f", "g"])).unwrap_or_default();
+    let _ = server.wait();
+    receiver_gbits(&out)
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    if run(Command::new("iperf3").arg("--version")).is_err() {
+        run_ok(Command::new("apt-get").args(["install", "-y", "-qq", "iperf3"]));
+    }
+    let iperf3 = run_ok(Command::new("sh").args(["-c", "command -v iperf3"]));
+    let a = SimHost::start_with_tools(&[&iperf3]);
+    let b = SimHost::start_with_tools(&[&iperf3]);
+    // Swarm's overlay takes UDP 4789; rustnet's moves aside.
+    a.start_rustnet(&[("RUSTNET_VXLAN_PORT", "4790")]);
+    let join = format!("{}:7950", a.addr);
+    b.start_rustnet(&[("RUSTNET_VXLAN_PORT", "4790"), ("RUSTNET_JOIN", &join)]);
+    docker(
+        &a,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &a.addr,
+            "--listen-addr",
+            &format!("{}:2377", a.addr),
+        ],
+    );
+    let token = docker(&a, &["swarm", "join-token", "-q", "worker"]);
+    docker(
+        &b,
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--advertise-addr",
+            &b.addr,
+            &format!("{}:2377", a.addr),
+        ],
+    );
+
+    println!("two simulated hosts, {runs} runs per measurement, alternated");
+    for mtu in [1500u32, 9000] {
+        a.set_underlay_mtu(mtu);
+        b.set_underlay_mtu(mtu);
+        let overlay_mtu = (mtu - 50).to_string();
+        let mtu_opt = format!("com.docker.network.driver.mtu={overlay_mtu}");
+        let (rn, sw) = (format!("rnov{mtu}"), format!("swov{mtu}"));
+        let third = if mtu == 1500 { 97 } else { 98 };
+        docker(
+            &a,
+            &[
+                "network",
+                "create",
+                "-d",
+                "rustnet",
+                "--ipam-driver",
+                "rustnet",
+                "-o",
+                "mode=overlay",
+                "-o",
+                &mtu_opt,
+                "--subnet",
+                &format!("10.0.{third}.0/24"),
+                &rn,
+            ],
+        );
+        docker(
+            &a,
+            &[
+                "network",
+                "create",
+                "-d",
+                "overlay",
+                "--attachable",
+                "-o",
+                &mtu_opt,
+                "--subnet",
+                &format!("10.1.{third}.0/24"),
+                &sw,
+            ],
+        );
+        let start = Instant::now();
+        while b.docker(&["network", "inspect", &rn]).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{rn} did not reach host B"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!("underlay MTU {mtu} (overlay MTU {overlay_mtu}):");
+        if mtu == 1500 {
+            docker(
+                &b,
+                &[
+                    "run",
+                    "-d",
+                    "--name",
+                    "probe-rn",
+                    "--network",
+                    &rn,
+                    IMAGE,
+                    "sleep",
+                    "3600",
+                ],
+            );
+            docker(
+                &b,
+                &[
+                    "run",
+                    "-d",
+                    "--name",
+                    "probe-sw",
+                    "--network",
+                    &sw,
+                    IMAGE,
+                    "sleep",
+                    "3600",
+                ],
+            );
+            let (mut r, mut s) = (Vec::new(), Vec::new());
+            for i in 0..runs {
+                r.push(reachability(&a, &b, &rn, "probe-rn", i));
+                s.push(reachability(&a, &b, &sw, "probe-sw", i));
+            }
+            println!(
+                "  reachability after docker run -d: rustnet p50 {:?} p99 {:?}; swarm p50 {:?} p99 {:?}",
+                percentile(&mut r, 500),
+                percentile(&mut r, 990),
+                percentile(&mut s, 500),
+                percentile(&mut s, 990)
+            );
+            docker(
+                &a,
+                &[
+                    "network",
+                    "create",
+                    "--subnet",
+                    "10.2.0.0/24",
+                    "localbridge",
+                ],
+            );
+            let (mut o, mut l) = (Vec::new(), Vec::new());
+            for i in 0..runs {
+                o.push(run_latency(&a, &rn, i));
+                l.push(run_latency(&a, "localbridge", i));
+            }
+            let (o50, l50) = (percentile(&mut o, 500), percentile(&mut l, 500));
+            println!(
+                "  docker run -d: rustnet overlay p50 {o50:?}, Docker bridge p50 {l50:?}, ratio {:.2}",
+                o50.as_secs_f64() / l50.as_secs_f64()
+            );
+        }
+        let (t_rn, t_sw, t_ul) = (
+            throughput(&a, &b, &rn),
+            throughput(&a, &b, &sw),
+            underlay_throughput(&a, &b),
+        );
+        println!(
+            "  iperf3 TCP: rustnet {t_rn:.2} Gbit/s, swarm {t_sw:.2} Gbit/s, underlay {t_ul:.2} Gbit/s (rustnet/swarm {:.2}, rustnet/underlay {:.2})",
+            t_rn / t_sw,
+            t_rn / t_ul
+        );
+        for c in ["probe-rn", "probe-sw"] {
+            let _ = a.docker(&["rm", "-f", c]);
+            let _ = b.docker(&["rm", "-f", c]);
+        }
+    }
+    let _ = b.docker(&["swarm", "leave", "--force"]);
+    let _ = a.docker(&["swarm", "leave", "--force"]);
+}
