@@ -1,7 +1,7 @@
 //! One pool: a subnet, the part of it addresses are handed out from, and who
 //! holds what.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -50,6 +50,9 @@ pub struct Pool {
     /// References per host (a host's Docker may request the pool once).
     pub refs: BTreeMap<HostId, u32>,
     pub addresses: BTreeMap<IpAddr, Holder>,
+    /// Released addresses, oldest first: handed out again last.
+    #[serde(default)]
+    pub released: Vec<IpAddr>,
 }
 
 impl Pool {
@@ -59,6 +62,7 @@ impl Pool {
             range,
             refs: BTreeMap::from([(host, 1)]),
             addresses: BTreeMap::new(),
+            released: Vec::new(),
         }
     }
 
@@ -108,12 +112,14 @@ impl Pool {
                 holder: current.describe(names),
             });
         }
+        self.released.retain(|a| *a != address);
         self.addresses.insert(address, holder);
         Ok(self.with_prefix(address))
     }
 
     /// Reserves the lowest free address of the range (or the subnet), as
-    /// Docker's own IPAM does.
+    /// Docker's own IPAM does, but never a recently released one while a
+    /// fresh one is left.
     pub(crate) fn take_any(&mut self, holder: Holder) -> Result<IpNet, IpamError> {
         let range = self.range.unwrap_or(self.subnet);
         let Some((lo, hi)) = usable(self.subnet) else {
@@ -124,26 +130,29 @@ impl Pool {
         let lo = lo.max(to_int(range.network()));
         let hi = hi.min(to_int(range.broadcast()));
         let like = self.subnet.network();
-        let mut candidate = lo;
-        // Allocated addresses come in order: walk them alongside the
-        // candidate and stop at the first gap.
-        for taken in self
-            .addresses
-            .range(from_int(like, lo)..=from_int(like, hi))
-        {
-            if to_int(*taken.0) != candidate {
-                break;
-            }
-            candidate += 1;
-        }
-        if candidate > hi {
+        // A released address comes back only when nothing fresh is left,
+        // oldest first: by then no host or container still caches the MAC
+        // of its previous holder (stale ARP entries on other hosts are not
+        // flushed by anything, since overlays do not flood).
+        let quarantined: BTreeSet<IpAddr> = self.released.iter().copied().collect();
+        let fresh = (lo..=hi).find(|c| {
+            let address = from_int(like, *c);
+            !self.addresses.contains_key(&address) && !quarantined.contains(&address)
+        });
+        let reused = || {
+            self.released.iter().map(|a| to_int(*a)).find(|c| {
+                (lo..=hi).contains(c) && !self.addresses.contains_key(&from_int(like, *c))
+            })
+        };
+        let Some(candidate) = fresh.or_else(reused) else {
             return Err(IpamError::Exhausted {
                 subnet: self.subnet,
                 range,
                 size: hi.saturating_sub(lo) + 1,
             });
-        }
+        };
         let address = from_int(like, candidate);
+        self.released.retain(|a| *a != address);
         self.addresses.insert(address, holder);
         Ok(self.with_prefix(address))
     }
@@ -168,6 +177,7 @@ impl Pool {
             }),
             Some(_) => {
                 self.addresses.remove(&address);
+                self.released.push(address);
                 Ok(())
             }
         }

@@ -234,30 +234,46 @@ fn network_broadcast_and_foreign_addresses_are_refused() {
 }
 
 #[test]
-fn release_then_request_reuses_the_lowest_address() {
+fn released_addresses_come_back_last_and_oldest_first() {
     let mut s = State::default();
-    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
-    for i in 0..3 {
-        request(
-            &mut s,
-            H1,
-            "10.0.42.0/24",
-            None,
-            HolderKind::endpoint(format!("c{i}")),
-        )
-        .unwrap();
-    }
-    release(&mut s, H1, "10.0.42.0/24", "10.0.42.2").unwrap();
-    assert_eq!(
+    pool(&mut s, H1, "10.0.42.0/29", None).unwrap();
+    let take = |s: &mut State| {
         addr(request(
-            &mut s,
+            s,
             H1,
-            "10.0.42.0/24",
+            "10.0.42.0/29",
             None,
-            HolderKind::endpoint("c3")
-        )),
-        "10.0.42.2/24"
+            HolderKind::endpoint("c"),
+        ))
+    };
+    for _ in 0..3 {
+        take(&mut s);
+    }
+    release(&mut s, H1, "10.0.42.0/29", "10.0.42.2").unwrap();
+    release(&mut s, H1, "10.0.42.0/29", "10.0.42.1").unwrap();
+    // Fresh addresses first (.4 .5 .6), then the released ones, oldest first.
+    let got: Vec<String> = (0..5).map(|_| take(&mut s)).collect();
+    assert_eq!(
+        got,
+        [
+            "10.0.42.4/29",
+            "10.0.42.5/29",
+            "10.0.42.6/29",
+            "10.0.42.2/29",
+            "10.0.42.1/29"
+        ]
     );
+    // An explicit request may take a quarantined address at once.
+    release(&mut s, H1, "10.0.42.0/29", "10.0.42.5").unwrap();
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/29",
+        Some("10.0.42.5"),
+        HolderKind::Static,
+    )
+    .unwrap();
+    assert!(s.pool("10.0.42.0/29").unwrap().released.is_empty());
 }
 
 #[test]

@@ -44,7 +44,13 @@ fn reachability(a: &SimHost, b: &SimHost, net: &str, prober: &str, i: usize) -> 
     let started = Instant::now();
     let ip = a.ip_of(&name, net);
     let probe = format!("until ping -c 1 -W 1 {ip} >/dev/null 2>&1; do :; done");
-    docker(b, &["exec", prober, "timeout", "20", "sh", "-c", &probe]);
+    if let Err(e) = b.docker(&["exec", prober, "timeout", "20", "sh", "-c", &probe]) {
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!("unreachable {ip} from {prober}: {e}; inspect /tmp/rustnet-e2e, sleeping");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        panic!("{ip} unreachable from {prober} on {}: {e}", b.netns);
+    }
     let elapsed = started.elapsed();
     docker(a, &["rm", "-f", &name]);
     elapsed
