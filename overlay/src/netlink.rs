@@ -217,9 +217,8 @@ impl Netlink {
 
     /// The MTU of the interface holding `address`: the underlay's.
     pub async fn mtu_of(&self, address: IpAddr) -> Result<Option<u32>, Error> {
-        let observed = self.observe().await?;
-        Ok(observed
-            .links
+        let (links, _) = self.observe_links().await?;
+        Ok(links
             .values()
             .find(|l| l.addresses.iter().any(|a| a.addr() == address))
             .map(|l| l.mtu))
@@ -243,6 +242,26 @@ fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
 
 impl Kernel for Netlink {
     async fn observe(&self) -> Result<Observed, Error> {
+        let (links, vxlans) = self.observe_links().await?;
+        let (fdb, neighbours) = self.observe_remotes(&vxlans).await?;
+        Ok(Observed {
+            links,
+            fdb,
+            neighbours,
+        })
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), Error> {
+        self.apply_op(op).await
+    }
+}
+
+impl Netlink {
+    /// The links of the namespace by name, and rustnet's VXLAN devices by
+    /// index.
+    async fn observe_links(
+        &self,
+    ) -> Result<(BTreeMap<String, Link>, BTreeMap<u32, String>), Error> {
         let messages: Vec<LinkMessage> = self
             .handle
             .link()
@@ -301,15 +320,10 @@ impl Kernel for Netlink {
                     .is_some_and(|l: &Link| l.owned && l.kind == LinkKind::Vxlan)
             })
             .collect();
-        let (fdb, neighbours) = self.observe_remotes(&vxlans).await?;
-        Ok(Observed {
-            links,
-            fdb,
-            neighbours,
-        })
+        Ok((links, vxlans))
     }
 
-    async fn apply(&self, op: &Op) -> Result<(), Error> {
+    async fn apply_op(&self, op: &Op) -> Result<(), Error> {
         tracing::debug!(%op, "netlink");
         match op {
             Op::CreateBridge { name, mtu } => {

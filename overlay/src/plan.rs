@@ -70,14 +70,16 @@ fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(
 }
 
 /// Static FDB and neighbour entries: stale ones go, missing ones come.
+/// Entries of a VXLAN device that is itself going away go with it.
 fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
+    let kept = |device: &str| desired.vxlans.iter().any(|v| v.name == device);
     let wanted = |device: &str, mac: &[u8; 6]| {
         desired
             .remotes
             .iter()
             .find(|r| r.device == device && &r.mac == mac)
     };
-    for ((device, mac), vtep) in &observed.fdb {
+    for ((device, mac), vtep) in observed.fdb.iter().filter(|((d, _), _)| kept(d)) {
         if wanted(device, mac).map(|r| r.vtep) != Some(*vtep) {
             ops.push(Op::DelFdb {
                 device: device.clone(),
@@ -86,7 +88,7 @@ fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
             });
         }
     }
-    for ((device, ip), mac) in &observed.neighbours {
+    for ((device, ip), mac) in observed.neighbours.iter().filter(|((d, _), _)| kept(d)) {
         let kept = desired
             .remotes
             .iter()

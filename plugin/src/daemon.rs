@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::api;
 use crate::config::DaemonConfig;
-use crate::dataplane::KernelPlane;
+use crate::dataplane::{DataPlane, KernelPlane};
 use crate::docker::Docker;
 use crate::error::ApiError;
 use crate::service::{Service, Settings, StoreState};
@@ -36,9 +36,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             IpAddr::V6(_) => None,
         },
         vxlan_port: config.vxlan_port,
-        underlay_mtu: dataplane.mtu_of(advertised).await,
     };
-    tracing::info!(underlay = %advertised, mtu = ?settings.underlay_mtu, "underlay");
+    tracing::info!(underlay = %advertised, mtu = ?dataplane.mtu_of(advertised).await, "underlay");
     let service = Arc::new(Service::new(rx, settings, dataplane));
     let store_task = tokio::spawn(open_store(config.clone(), tx));
     tokio::spawn(rebuild(service.clone()));

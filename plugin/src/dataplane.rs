@@ -7,6 +7,9 @@ use rustnet_overlay::{Desired, Iptables, Kernel, Netlink, plan, sysctl};
 
 /// Makes the kernel match `desired` links and `firewall` rules.
 pub trait DataPlane: Send + Sync + std::fmt::Debug {
+    /// The MTU of the interface holding `address` (the underlay), now.
+    fn mtu_of(&self, address: std::net::IpAddr) -> BoxFuture<'_, Option<u32>>;
+
     fn apply(
         &self,
         desired: Desired,
@@ -38,20 +41,19 @@ impl KernelPlane {
     }
 }
 
-impl KernelPlane {
-    /// The MTU of the interface holding `address` (the underlay's).
-    pub async fn mtu_of(&self, address: std::net::IpAddr) -> Option<u32> {
-        match self.netlink.mtu_of(address).await {
-            Ok(mtu) => mtu,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the underlay MTU");
-                None
-            }
-        }
-    }
-}
-
 impl DataPlane for KernelPlane {
+    fn mtu_of(&self, address: std::net::IpAddr) -> BoxFuture<'_, Option<u32>> {
+        Box::pin(async move {
+            match self.netlink.mtu_of(address).await {
+                Ok(mtu) => mtu,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the underlay MTU");
+                    None
+                }
+            }
+        })
+    }
+
     fn apply(
         &self,
         desired: Desired,
@@ -92,6 +94,10 @@ pub struct RecordingPlane {
 
 #[cfg(test)]
 impl DataPlane for RecordingPlane {
+    fn mtu_of(&self, _address: std::net::IpAddr) -> BoxFuture<'_, Option<u32>> {
+        Box::pin(async { None })
+    }
+
     fn apply(
         &self,
         desired: Desired,

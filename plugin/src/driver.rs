@@ -253,7 +253,7 @@ impl Service {
                 .bridge
                 .clone()
                 .unwrap_or_else(|| bridge_name(&request.id)),
-            mtu: self.mtu_for(&request),
+            mtu: self.mtu_for(&request).await,
             id: request.id,
             host: store.id(),
             mode: request.mode,
@@ -279,17 +279,22 @@ impl Service {
     }
 
     /// `-o com.docker.network.driver.mtu`, else RUSTNET_MTU, else 1500 for
-    /// a bridge and the underlay's MTU minus VXLAN's 50 for an overlay.
-    fn mtu_for(&self, request: &NetworkRequest) -> u32 {
-        let settings = self.settings();
-        let derived = match request.mode {
-            Mode::Bridge => DEFAULT_MTU,
-            Mode::Overlay => settings
-                .underlay_mtu
-                .unwrap_or(DEFAULT_MTU)
-                .saturating_sub(VXLAN_OVERHEAD),
-        };
-        request.mtu.or(settings.mtu).unwrap_or(derived)
+    /// a bridge and the underlay's MTU (as it is now) minus VXLAN's 50 for
+    /// an overlay.
+    async fn mtu_for(&self, request: &NetworkRequest) -> u32 {
+        if let Some(mtu) = request.mtu.or(self.settings().mtu) {
+            return mtu;
+        }
+        match (request.mode, self.settings().vtep) {
+            (Mode::Overlay, Some(vtep)) => {
+                let underlay = self.dataplane().mtu_of(IpAddr::V4(vtep)).await;
+                underlay
+                    .unwrap_or(DEFAULT_MTU)
+                    .saturating_sub(VXLAN_OVERHEAD)
+            }
+            (Mode::Overlay, None) => DEFAULT_MTU - VXLAN_OVERHEAD,
+            (Mode::Bridge, _) => DEFAULT_MTU,
+        }
     }
 
     pub async fn delete_network(&self, id: String) -> Result<(), ApiError> {

@@ -61,8 +61,6 @@ pub struct Settings {
     pub vtep: Option<std::net::Ipv4Addr>,
     /// RUSTNET_VXLAN_PORT.
     pub vxlan_port: u16,
-    /// The MTU of the underlay interface, detected at start.
-    pub underlay_mtu: Option<u32>,
 }
 
 /// The plugin's service: the replicated store, this host's data plane and

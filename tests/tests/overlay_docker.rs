@@ -42,10 +42,12 @@ fn overlay_networks_across_three_hosts() {
     let h1 = SimHost::start();
     let h2 = SimHost::start();
     let h3 = SimHost::start();
-    h1.start_rustnet(&[]);
+    // Swarm's overlay, started later beside rustnet's, takes UDP 4789.
+    let port = ("RUSTNET_VXLAN_PORT", "4790");
+    h1.start_rustnet(&[port]);
     let join = format!("{}:7950", h1.addr);
-    h2.start_rustnet(&[("RUSTNET_JOIN", &join)]);
-    h3.start_rustnet(&[("RUSTNET_JOIN", &join)]);
+    h2.start_rustnet(&[port, ("RUSTNET_JOIN", &join)]);
+    h3.start_rustnet(&[port, ("RUSTNET_JOIN", &join)]);
     let hosts = [&h1, &h2, &h3];
     let mut cases = Cases::new(|| {});
 
@@ -104,25 +106,24 @@ fn overlay_networks_across_three_hosts() {
     cases.run(
         "addresses stay unique when many containers start at once on every host",
         || {
-            let threads: Vec<_> = hosts
+            let batches: Vec<_> = hosts
                 .iter()
                 .enumerate()
                 .map(|(k, host)| {
                     let host: &SimHost = host;
                     let names: Vec<String> = (0..4).map(|i| format!("m{k}-{i}")).collect();
-                    std::thread::scope(|_| ());
                     (host, names)
                 })
                 .collect();
             std::thread::scope(|scope| {
-                for (host, names) in &threads {
+                for (host, names) in &batches {
                     for name in names {
                         scope.spawn(move || host.run_container(name, "ov1", &[], &[]));
                     }
                 }
             });
             let mut ips = BTreeSet::new();
-            for (host, names) in &threads {
+            for (host, names) in &batches {
                 for name in names {
                     assert!(
                         ips.insert(host.ip_of(name, "ov1")),
@@ -179,7 +180,7 @@ fn overlay_networks_across_three_hosts() {
             h3.kill_rustnet();
             h2.run_container("fresh", "ov2", &[], &[]);
             docker_ok(h2.docker(&["rm", "-f", "gone"]), "rm gone");
-            h3.start_rustnet(&[("RUSTNET_JOIN", &join)]);
+            h3.start_rustnet(&[port, ("RUSTNET_JOIN", &join)]);
             let fresh = h2.ip_of("fresh", "ov2");
             wait_until("watcher reaches fresh", 20, || {
                 h3.exec("watcher", &["ping", "-c", "1", "-W", "1", &fresh])
@@ -267,22 +268,87 @@ fn overlay_networks_across_three_hosts() {
     cases.run(
         "an underlay MTU of 9000 gives overlays an MTU of 8950",
         || {
-            let root_veth =
-                run(h1.cmd("ip").args(["-o", "link", "show", "ul0"])).unwrap_or_default();
-            assert!(root_veth.contains("ul0"), "{root_veth}");
-            run(h1.cmd("ip").args(["link", "set", "ul0", "mtu", "9000"]))
-                .unwrap_or_else(|e| panic!("mtu: {e}"));
-            h1.stop_rustnet();
-            h1.start_rustnet(&[]);
+            // Read when the overlay is created: no restart needed.
+            h1.set_underlay_mtu(9000);
             create_overlay(&h1, "ov9", "10.0.82.0/24");
             h1.run_container("big", "ov9", &[], &[]);
-            assert_eq!(
-                docker_ok(h1.exec("big", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
-                "8950"
-            );
+            let mtu = h1.exec("big", &["cat", "/sys/class/net/eth0/mtu"]);
             let _ = h1.docker(&["rm", "-f", "big"]);
-            run(h1.cmd("ip").args(["link", "set", "ul0", "mtu", "1500"]))
-                .unwrap_or_else(|e| panic!("mtu: {e}"));
+            h1.set_underlay_mtu(1500);
+            assert_eq!(docker_ok(mtu, "mtu"), "8950");
+        },
+    );
+
+    cases.run(
+        "rustnet overlays, Docker's bridges and swarm's overlay coexist",
+        || {
+            let init = [
+                "swarm",
+                "init",
+                "--advertise-addr",
+                &h1.addr,
+                "--listen-addr",
+                &format!("{}:2377", h1.addr),
+            ];
+            docker_ok(h1.docker(&init), "swarm init");
+            let token = docker_ok(h1.docker(&["swarm", "join-token", "-q", "worker"]), "token");
+            let manager = format!("{}:2377", h1.addr);
+            docker_ok(
+                h2.docker(&[
+                    "swarm",
+                    "join",
+                    "--token",
+                    &token,
+                    "--advertise-addr",
+                    &h2.addr,
+                    &manager,
+                ]),
+                "join",
+            );
+            let swarm = [
+                "network",
+                "create",
+                "-d",
+                "overlay",
+                "--attachable",
+                "--subnet",
+                "10.1.90.0/24",
+                "swov",
+            ];
+            docker_ok(h1.docker(&swarm), "swarm overlay");
+            create_overlay(&h1, "ovc", "10.0.90.0/24");
+            wait_until("ovc on h2", 20, || has_network(&h2, "ovc"));
+            docker_ok(
+                h2.docker(&["network", "create", "--subnet", "10.2.90.0/24", "plain"]),
+                "bridge",
+            );
+            h1.run_container("sw1", "swov", &[], &[]);
+            h2.run_container("sw2", "swov", &[], &[]);
+            h1.run_container("rn1", "ovc", &[], &[]);
+            h2.run_container("rn2", "ovc", &[], &[]);
+            h2.run_container("pl2", "plain", &[], &[]);
+            let sw1 = h1.ip_of("sw1", "swov");
+            wait_until("swarm overlay across hosts", 20, || {
+                h2.exec("sw2", &["ping", "-c", "1", "-W", "1", &sw1])
+                    .is_ok()
+            });
+            let rn1 = h1.ip_of("rn1", "ovc");
+            wait_until("rustnet overlay across hosts", 20, || {
+                h2.exec("rn2", &["ping", "-c", "1", "-W", "1", &rn1])
+                    .is_ok()
+            });
+            assert_pings(&h2, "pl2", &h1.addr);
+            for (host, name) in [
+                (&h1, "sw1"),
+                (&h2, "sw2"),
+                (&h1, "rn1"),
+                (&h2, "rn2"),
+                (&h2, "pl2"),
+            ] {
+                let _ = host.docker(&["rm", "-f", name]);
+            }
+            let _ = h2.docker(&["swarm", "leave", "--force"]);
+            let _ = h1.docker(&["swarm", "leave", "--force"]);
         },
     );
 

@@ -401,3 +401,21 @@ fn a_peer_leaving_removes_its_entries_only() {
         ]
     );
 }
+
+#[test]
+fn a_vxlan_device_going_away_takes_its_entries_along() {
+    let mut observed = Observed::default();
+    converge(&overlay(vec![remote(2, "10.99.0.2")]), &mut observed);
+    let ops = plan(&Desired::default(), &observed).unwrap();
+    assert_eq!(
+        ops,
+        [
+            Op::DeleteLink {
+                name: "rn-ov".into()
+            },
+            Op::DeleteLink {
+                name: "rnx4096".into()
+            },
+        ]
+    );
+}

@@ -46,7 +46,6 @@ async fn harness(store: bool) -> Harness {
         mtu: None,
         vtep: None,
         vxlan_port: 4789,
-        underlay_mtu: None,
     };
     let plane = Arc::new(RecordingPlane::default());
     let service = Arc::new(Service::new(rx, settings, plane.clone()));
