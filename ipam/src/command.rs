@@ -179,3 +179,18 @@ impl fmt::Display for Command {
         }
     }
 }
+
+/// A command as it travels through Raft: with an id chosen by the proposer
+/// and kept across its retries, so a write retried after a lost reply (a
+/// leader change, a forwarding timeout) is applied once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: u128,
+    pub command: Command,
+}
+
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (proposal {:032x})", self.command, self.id)
+    }
+}

@@ -18,7 +18,7 @@ mod pool;
 mod state;
 pub mod store;
 
-pub use command::{Command, CommandResult, DefaultPool, HolderKind, Response};
+pub use command::{Command, CommandResult, DefaultPool, HolderKind, Proposal, Response};
 pub use error::IpamError;
 pub use network::{
     Endpoint, FIRST_VNI, MAX_VNI, Mode, Network, NetworkError, Overlay, PortBinding, Proto, Tables,

@@ -1,6 +1,6 @@
 //! The replicated IPAM state machine: every pool of the cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -10,7 +10,8 @@ use crate::addr::{overlaps, usable};
 use crate::network::Tables;
 use crate::pool::{HostNames, host_name};
 use crate::{
-    Command, CommandResult, DefaultPool, Holder, HolderKind, HostId, IpamError, Pool, Response,
+    Command, CommandResult, DefaultPool, Holder, HolderKind, HostId, IpamError, Pool, Proposal,
+    Response,
 };
 
 /// All pools of the cluster, keyed by subnet. Changed only by [`State::apply`].
@@ -24,9 +25,30 @@ pub struct State {
     /// Each host's underlay address: where its VXLAN traffic goes.
     #[serde(default)]
     vteps: BTreeMap<HostId, IpAddr>,
+    /// The results of the latest proposals, by id, oldest first: a proposal
+    /// seen again (a retry) gets its first result instead of a second apply.
+    #[serde(default)]
+    recent: VecDeque<(u128, CommandResult)>,
 }
 
+/// How many proposal results are remembered for retries.
+const RECENT: usize = 4096;
+
 impl State {
+    /// Applies a proposal once: a retried proposal (same id) returns the
+    /// first result and changes nothing.
+    pub fn apply_once(&mut self, proposal: &Proposal) -> CommandResult {
+        if let Some((_, result)) = self.recent.iter().find(|(id, _)| *id == proposal.id) {
+            return result.clone();
+        }
+        let result = self.apply(&proposal.command);
+        self.recent.push_back((proposal.id, result.clone()));
+        if self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+        result
+    }
+
     /// Applies one command. A refused command changes nothing.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         match command {

@@ -593,3 +593,24 @@ fn hosts_of_a_shared_subnet_share_its_gateway() {
         .is_err()
     );
 }
+
+#[test]
+fn a_retried_proposal_is_applied_once() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    let proposal = Proposal {
+        id: 7,
+        command: Command::RequestAddress {
+            host: H1,
+            pool_id: "10.0.42.0/24".into(),
+            address: None,
+            kind: HolderKind::endpoint("c"),
+        },
+    };
+    let first = s.apply_once(&proposal);
+    let again = s.apply_once(&proposal);
+    assert_eq!(first, again);
+    assert_eq!(s.pool("10.0.42.0/24").unwrap().addresses.len(), 1);
+    let other = Proposal { id: 8, ..proposal };
+    assert_ne!(s.apply_once(&other), first);
+}

@@ -18,7 +18,7 @@ use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 use super::db::{KEY_CLUSTER_ID, KEY_NODE_ID};
 use super::network::{GrpcNetwork, Peers, decode, encode, request};
 use super::{Db, LogStore, StateMachine, TypeConfig};
-use crate::{Command, CommandResult, HostId, State};
+use crate::{Command, CommandResult, HostId, Proposal, State};
 
 /// Why the store could not answer. `Unavailable` is worth retrying (no
 /// leader yet, no quorum, timeout); `Fatal` is not.
@@ -150,9 +150,11 @@ impl Store {
     /// Replicates `command` through the leader and returns what applying it
     /// yielded.
     pub async fn write(&self, command: Command) -> Result<CommandResult, StoreError> {
+        let id = u128::from(random_u64()) << 64 | u128::from(random_u64());
+        let proposal = Proposal { id, command };
         self.bounded(async {
             loop {
-                let error = match self.raft.client_write(command.clone()).await {
+                let error = match self.raft.client_write(proposal.clone()).await {
                     Ok(reply) => return Ok(reply.data),
                     Err(e) => e,
                 };
@@ -160,7 +162,7 @@ impl Store {
                     return Err(StoreError::Unavailable(error.to_string()));
                 };
                 match forward.leader_node.as_ref().filter(|_| forward.leader_id != Some(self.id)) {
-                    Some(leader) => match self.forward_write(&leader.addr, &command).await {
+                    Some(leader) => match self.forward_write(&leader.addr, &proposal).await {
                         Ok(result) => return Ok(result),
                         Err(e) => tracing::debug!(leader = %leader.addr, error = %e, "forwarding a write; retrying"),
                     },
@@ -174,9 +176,12 @@ impl Store {
 
     /// Proposes `command` here, only if this node leads: what the leader
     /// does with a forwarded write.
-    pub(crate) async fn write_as_leader(&self, command: Command) -> Result<CommandResult, String> {
+    pub(crate) async fn write_as_leader(
+        &self,
+        proposal: Proposal,
+    ) -> Result<CommandResult, String> {
         self.raft
-            .client_write(command)
+            .client_write(proposal)
             .await
             .map(|r| r.data)
             .map_err(|e| e.to_string())
@@ -185,11 +190,11 @@ impl Store {
     async fn forward_write(
         &self,
         leader: &str,
-        command: &Command,
+        proposal: &Proposal,
     ) -> Result<CommandResult, String> {
         let mut client = self.peers.cluster(leader)?;
         let reply = client
-            .write(request(encode(command)?, self.config.timeout))
+            .write(request(encode(proposal)?, self.config.timeout))
             .await
             .map_err(|s| s.message().to_owned())?;
         decode::<Result<CommandResult, String>>(reply.get_ref())?

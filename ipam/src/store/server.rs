@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::network::{SnapshotMessage, decode, encode};
 use super::{StateMachine, Store, TypeConfig};
-use crate::Command;
+use crate::Proposal;
 use crate::store::cluster::JoinRequest;
 
 /// Serves `store`'s peer protocol on `listener` until `shutdown` completes.
@@ -122,8 +122,8 @@ pub struct ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn write(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let command: Command = input(&request)?;
-        output(&self.store.write_as_leader(command).await)
+        let proposal: Proposal = input(&request)?;
+        output(&self.store.write_as_leader(proposal).await)
     }
 
     async fn read_index(&self, _request: Request<Payload>) -> Result<Response<Payload>, Status> {

@@ -120,7 +120,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 applied.last_applied = Some(entry.log_id);
                 match &entry.payload {
                     EntryPayload::Blank => None,
-                    EntryPayload::Normal(command) => Some(applied.state.apply(command)),
+                    EntryPayload::Normal(proposal) => Some(applied.state.apply_once(proposal)),
                     EntryPayload::Membership(membership) => {
                         applied.membership =
                             StoredMembership::new(Some(entry.log_id), membership.clone());
