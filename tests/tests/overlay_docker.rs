@@ -352,5 +352,31 @@ fn overlay_networks_across_three_hosts() {
         },
     );
 
+    cases.run(
+        "a host removed from the cluster has its entries removed everywhere",
+        || {
+            create_overlay(&h1, "ovr", "10.0.91.0/24");
+            wait_until("ovr on h3", 20, || has_network(&h3, "ovr"));
+            h3.run_container("r3", "ovr", &[], &[]);
+            let dst = format!("dst {}", h3.addr);
+            let entries =
+                |host: &SimHost| run(host.cmd("bridge").args(["fdb", "show"])).unwrap_or_default();
+            wait_until("h3's entry on h1", 20, || entries(&h1).contains(&dst));
+            let id = h3.status()["host"].to_string();
+            h3.kill_rustnet();
+            let remove = ["cluster", "remove", id.as_str(), "--socket", h1.socket()];
+            run(h1
+                .cmd(&rustnet_tests::rustnet_bin().display().to_string())
+                .args(remove))
+            .unwrap_or_else(|e| panic!("cluster remove: {e}"));
+            for host in [&h1, &h2] {
+                wait_until("h3's entries gone", 20, || !entries(host).contains(&dst));
+            }
+            // A plugin that answers (with errors, fast) keeps h3's teardown
+            // from waiting on Docker's 30 s retries for a missing socket.
+            h3.spawn_rustnet(&[port, ("RUSTNET_REQUEST_TIMEOUT", "1")]);
+        },
+    );
+
     cases.finish();
 }
