@@ -182,15 +182,34 @@ impl fmt::Display for Command {
 
 /// A command as it travels through Raft: with an id chosen by the proposer
 /// and kept across its retries, so a write retried after a lost reply (a
-/// leader change, a forwarding timeout) is applied once.
+/// leader change, a forwarding timeout) is applied once. Id 0 means "no
+/// id": log entries written before ids existed were bare commands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ProposalWire")]
 pub struct Proposal {
-    pub id: u128,
+    pub id: u64,
     pub command: Command,
+}
+
+/// What a log entry may hold: a proposal, or an older bare command.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ProposalWire {
+    Proposal { id: u64, command: Command },
+    Bare(Command),
+}
+
+impl From<ProposalWire> for Proposal {
+    fn from(wire: ProposalWire) -> Self {
+        match wire {
+            ProposalWire::Proposal { id, command } => Self { id, command },
+            ProposalWire::Bare(command) => Self { id: 0, command },
+        }
+    }
 }
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (proposal {:032x})", self.command, self.id)
+        write!(f, "{} (proposal {:016x})", self.command, self.id)
     }
 }

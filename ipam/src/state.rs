@@ -28,7 +28,7 @@ pub struct State {
     /// The results of the latest proposals, by id, oldest first: a proposal
     /// seen again (a retry) gets its first result instead of a second apply.
     #[serde(default)]
-    recent: VecDeque<(u128, CommandResult)>,
+    recent: VecDeque<(u64, CommandResult)>,
 }
 
 /// How many proposal results are remembered for retries.
@@ -38,6 +38,9 @@ impl State {
     /// Applies a proposal once: a retried proposal (same id) returns the
     /// first result and changes nothing.
     pub fn apply_once(&mut self, proposal: &Proposal) -> CommandResult {
+        if proposal.id == 0 {
+            return self.apply(&proposal.command);
+        }
         if let Some((_, result)) = self.recent.iter().find(|(id, _)| *id == proposal.id) {
             return result.clone();
         }

@@ -614,3 +614,29 @@ fn a_retried_proposal_is_applied_once() {
     let other = Proposal { id: 8, ..proposal };
     assert_ne!(s.apply_once(&other), first);
 }
+
+#[test]
+fn log_entries_from_before_proposal_ids_still_decode() {
+    let bare = serde_json::to_string(&Command::ReleasePool {
+        host: H1,
+        pool_id: "10.0.42.0/24".into(),
+    })
+    .unwrap();
+    let proposal: Proposal = serde_json::from_str(&bare).unwrap();
+    assert_eq!(proposal.id, 0);
+    let new = Proposal {
+        id: 9,
+        ..proposal.clone()
+    };
+    let round: Proposal = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+    assert_eq!(round, new);
+    // Id 0 is never deduplicated.
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    pool(&mut s, H2, "10.0.42.0/24", None).unwrap();
+    assert!(s.apply_once(&proposal).is_ok());
+    assert!(
+        s.apply_once(&proposal).is_err(),
+        "a second bare release is applied, and refused"
+    );
+}

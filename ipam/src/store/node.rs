@@ -150,7 +150,8 @@ impl Store {
     /// Replicates `command` through the leader and returns what applying it
     /// yielded.
     pub async fn write(&self, command: Command) -> Result<CommandResult, StoreError> {
-        let id = u128::from(random_u64()) << 64 | u128::from(random_u64());
+        // Never 0, which marks entries written before ids existed.
+        let id = random_u64().max(1);
         let proposal = Proposal { id, command };
         self.bounded(async {
             loop {
