@@ -3,10 +3,33 @@
 use crate::Error;
 
 fn write(path: &str, value: &str) -> Result<(), Error> {
-    std::fs::write(path, value).map_err(|source| Error::Sysctl {
+    let error = |source| Error::Sysctl {
         path: path.to_owned(),
         source,
-    })
+    };
+    match std::fs::write(path, value) {
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            make_writable().map_err(error)?;
+            std::fs::write(path, value).map_err(error)
+        }
+        result => result.map_err(error),
+    }
+}
+
+/// Inside a managed plugin /proc/sys is a read-only bind mount (as in any
+/// container); the plugin has CAP_SYS_ADMIN and its own mount namespace, so
+/// it remounts its view writable. The host's mounts are not touched.
+fn make_writable() -> std::io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    tracing::info!("/proc/sys is read-only here: remounting it writable");
+    mount(
+        None::<&str>,
+        "/proc/sys",
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Routing between the bridges and the outside, as Docker enables it.

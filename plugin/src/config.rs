@@ -57,6 +57,11 @@ pub struct DaemonConfig {
         default_value = "/var/run/docker.sock"
     )]
     pub docker_socket: PathBuf,
+    /// The name Docker knows this plugin by, for the overlays rustnet
+    /// creates in the local Docker: `rustnet` for the host service, the
+    /// plugin's full name (`rustnet:latest`) for a managed plugin.
+    #[arg(long, env = "RUSTNET_DRIVER_NAME", default_value = "rustnet")]
+    pub driver_name: String,
     /// How long a request may wait for the cluster before it fails, in seconds.
     #[arg(long, env = "RUSTNET_REQUEST_TIMEOUT", default_value_t = 10)]
     pub request_timeout_secs: u64,

@@ -44,7 +44,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::propagate::follow_changes(service.clone()));
     tokio::spawn(crate::propagate::propagate(
         service.clone(),
-        Docker::new(&config.docker_socket),
+        Docker::new(&config.docker_socket, &config.driver_name),
     ));
     let served = serve(listener, service, shutdown_signal()).await;
     if let Ok(Some(store)) = store_task.await {

@@ -16,13 +16,16 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub struct Docker {
     socket: PathBuf,
+    /// The name this plugin answers to in Docker, for the networks it creates.
+    driver: String,
     client: Client<UnixConnector, Full<Bytes>>,
 }
 
 impl Docker {
-    pub fn new(socket: &Path) -> Self {
+    pub fn new(socket: &Path, driver: &str) -> Self {
         Self {
             socket: socket.to_owned(),
+            driver: driver.to_owned(),
             client: Client::unix(),
         }
     }
@@ -59,7 +62,7 @@ impl Docker {
             .ok_or_else(|| anyhow::anyhow!("network {id} has no name"))
     }
 
-    /// `docker network create -d rustnet --ipam-driver rustnet -o mode=overlay ...`
+    /// `docker network create -d DRIVER --ipam-driver DRIVER -o mode=overlay ...`
     pub async fn create_overlay(
         &self,
         name: &str,
@@ -73,9 +76,9 @@ impl Docker {
         }
         let body = json!({
             "Name": name,
-            "Driver": "rustnet",
+            "Driver": self.driver,
             "CheckDuplicate": true,
-            "IPAM": { "Driver": "rustnet", "Config": [config] },
+            "IPAM": { "Driver": self.driver, "Config": [config] },
             "Options": options,
         });
         self.call(Method::POST, "/networks/create", Some(body))

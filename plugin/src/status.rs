@@ -13,20 +13,15 @@ use crate::client::PluginClient;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The daemon's socket.
-    #[arg(
-        long,
-        env = "RUSTNET_SOCKET",
-        default_value = "/run/docker/plugins/rustnet.sock"
-    )]
-    socket: PathBuf,
+    #[command(flatten)]
+    socket: SocketArg,
     /// Print JSON, for scripts.
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let (status, reply) = PluginClient::new(&args.socket)
+    let (status, reply) = PluginClient::new(&args.socket.path())
         .call("/Rustnet.Status", "")
         .await?;
     if !status.is_success() {
@@ -208,21 +203,48 @@ pub enum ClusterCmd {
     },
 }
 
+/// Where the host service listens.
+const SOCKET: &str = "/run/docker/plugins/rustnet.sock";
+/// Where Docker puts a managed plugin's sockets: one directory per plugin id.
+const MANAGED_DIR: &str = "/run/docker/plugins";
+
 #[derive(Debug, Args)]
 pub struct SocketArg {
-    /// The daemon's socket.
-    #[arg(
-        long,
-        env = "RUSTNET_SOCKET",
-        default_value = "/run/docker/plugins/rustnet.sock"
-    )]
-    socket: PathBuf,
+    /// The daemon's socket [default: /run/docker/plugins/rustnet.sock, or
+    /// the managed plugin's /run/docker/plugins/<id>/rustnet.sock]
+    #[arg(long, env = "RUSTNET_SOCKET")]
+    socket: Option<PathBuf>,
+}
+
+impl SocketArg {
+    /// The socket given, or the host service's, or the one managed
+    /// rustnet plugin's.
+    fn path(&self) -> PathBuf {
+        if let Some(socket) = &self.socket {
+            return socket.clone();
+        }
+        let service = PathBuf::from(SOCKET);
+        if service.exists() {
+            return service;
+        }
+        let managed: Vec<PathBuf> = std::fs::read_dir(MANAGED_DIR)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("rustnet.sock"))
+            .filter(|socket| socket.exists())
+            .collect();
+        match managed.as_slice() {
+            [one] => one.clone(),
+            _ => service,
+        }
+    }
 }
 
 pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
     let (socket, node) = match cmd {
         ClusterCmd::Leave(socket) => {
-            let client = PluginClient::new(&socket.socket);
+            let client = PluginClient::new(&socket.path());
             let (status, reply) = client.call("/Rustnet.Status", "").await?;
             if !status.is_success() {
                 bail!(
@@ -238,7 +260,7 @@ pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Remove { node, socket } => (socket, node),
     };
     let body = json!({ "Node": node }).to_string();
-    let (status, reply) = PluginClient::new(&socket.socket)
+    let (status, reply) = PluginClient::new(&socket.path())
         .call("/Rustnet.Remove", body)
         .await?;
     if !status.is_success() {

@@ -29,8 +29,13 @@ pub struct SimHost {
     /// The host's underlay address (10.99.0.K).
     pub addr: String,
     dir: PathBuf,
-    dockerd: Child,
+    /// Owns the host's mount namespace, so that dockerd can be restarted.
+    holder: Child,
+    dockerd: Mutex<Child>,
+    index: u8,
     rustnet: Mutex<Option<Child>>,
+    /// The plugin socket, as seen from the host's mount namespace.
+    socket: Mutex<String>,
     underlay: String,
     veth: String,
 }
@@ -84,13 +89,17 @@ impl SimHost {
         ] {
             run_ok(Command::new("ip").args(&args));
         }
-        let dockerd = spawn_dockerd(&netns, &dir, index);
+        let holder = spawn_holder(&dir);
+        let dockerd = spawn_dockerd(holder.id(), &netns, &dir, index, &[]);
         let host = Self {
             netns,
             addr,
             dir,
-            dockerd,
+            holder,
+            dockerd: Mutex::new(dockerd),
+            index,
             rustnet: Mutex::new(None),
+            socket: Mutex::new(SOCKET.to_owned()),
             underlay,
             veth,
         };
@@ -111,15 +120,88 @@ impl SimHost {
         &self.dir
     }
 
-    fn dockerd_pid(&self) -> String {
-        self.dockerd.id().to_string()
+    fn dockerd_slot(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.dockerd
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A command run inside this host's network and mount namespaces.
     pub fn cmd(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.dockerd_pid(), "-m", "-n", program]);
+        cmd.args(["-m", "-t", &self.holder.id().to_string()])
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(program);
         cmd
+    }
+
+    /// Stops dockerd (SIGTERM, as `systemctl stop docker` does) and starts
+    /// it again with `args` (say `--live-restore`); returns how long the new
+    /// dockerd took to answer its API.
+    pub fn restart_dockerd(&self, args: &[&str]) -> Duration {
+        let mut dockerd = self.dockerd_slot();
+        stop_child(&mut dockerd, Duration::from_secs(30));
+        let started = Instant::now();
+        *dockerd = spawn_dockerd(self.holder.id(), &self.netns, &self.dir, self.index, args);
+        drop(dockerd);
+        self.wait_for_dockerd();
+        started.elapsed()
+    }
+
+    /// Installs rustnet as a managed plugin, with `docker-plugin/install.sh`
+    /// as the README says (the plugin folder built from the binary under
+    /// test), and waits until it answers. `settings` go to `docker plugin
+    /// set`, after the ones that point it at this host.
+    pub fn install_plugin(&self, settings: &[&str]) {
+        let folder = plugin_folder();
+        let own = [
+            format!("RUSTNET_ADVERTISE_ADDR={}", self.addr),
+            format!("docker-socket.source={}/docker.sock", self.dir.display()),
+            format!("state.source={}/state", self.dir.display()),
+            "RUSTNET_LOG=info,rustnet=debug,openraft=warn".to_owned(),
+        ];
+        let out = run(Command::new(repo_root().join("docker-plugin/install.sh"))
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/docker.sock", self.dir.display()),
+            )
+            .arg("--dir")
+            .arg(&folder)
+            .args(&own)
+            .args(settings));
+        if let Err(e) = out {
+            panic!(
+                "install the plugin on {}: {e}\n{}",
+                self.netns,
+                self.log_tail("dockerd.log")
+            );
+        }
+        self.wait_for_plugin();
+    }
+
+    /// Points the tests at the managed plugin's socket and waits until the
+    /// plugin answers (after install, enable or a dockerd restart).
+    pub fn wait_for_plugin(&self) {
+        let id = docker_ok_host(self.docker(&["plugin", "inspect", "-f", "{{.Id}}", "rustnet"]));
+        // dockerd keeps managed plugins' sockets under /run/docker/plugins,
+        // whatever its --exec-root.
+        *self.socket_slot() = format!("/run/docker/plugins/{id}/rustnet.sock");
+        let started = Instant::now();
+        while let Err(e) = self.try_status() {
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "the rustnet plugin on {} not ready after 40 s: {e}\n{}",
+                self.netns,
+                self.log_tail("dockerd.log")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn socket_slot(&self) -> std::sync::MutexGuard<'_, String> {
+        self.socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `docker ARGS` against this host's dockerd.
@@ -236,15 +318,16 @@ impl SimHost {
     }
 
     /// The plugin socket inside this host's mount namespace.
-    pub fn socket(&self) -> &'static str {
-        SOCKET
+    pub fn socket(&self) -> String {
+        self.socket_slot().clone()
     }
 
     /// `rustnet status --json`, or why it failed.
     pub fn try_status(&self) -> Result<Value, String> {
+        let socket = self.socket();
         let out = run(self
             .cmd(&rustnet_bin().display().to_string())
-            .args(["status", "--json", "--socket", SOCKET]))?;
+            .args(["status", "--json", "--socket", &socket]))?;
         serde_json::from_str(&out).map_err(|e| format!("status is not JSON ({e}): {out}"))
     }
 
@@ -344,15 +427,10 @@ impl Drop for SimHost {
         }
         self.reset();
         self.stop_rustnet();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.dockerd_pid()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && !matches!(self.dockerd.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.dockerd.kill();
-        let _ = self.dockerd.wait();
+        let _ = self.docker(&["plugin", "rm", "-f", "rustnet"]);
+        stop_child(&mut self.dockerd_slot(), Duration::from_secs(20));
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .status();
@@ -364,6 +442,8 @@ impl Drop for SimHost {
         let hosts = run(Command::new("ip").args(["-o", "link", "show", "master", &self.underlay]))
             .unwrap_or_default();
         if hosts.trim().is_empty() {
+            let _ =
+                std::fs::remove_dir_all(format!("/tmp/rustnet-e2e/plugin-{}", std::process::id()));
             let _ = Command::new("ip")
                 .args(["link", "del", &self.underlay])
                 .status();
@@ -404,29 +484,92 @@ fn copy_with_libraries(binary: &Path, root: &Path) {
     }
 }
 
-/// dockerd inside `netns`, in a private mount namespace whose /run/docker and
-/// /etc/docker are its own. `nsenter --net`, not `ip netns exec`: the latter
-/// remounts /sys and dockerd then fails ("Devices cgroup isn't mounted").
-fn spawn_dockerd(netns: &str, dir: &Path, index: u8) -> Child {
-    let d = dir.display();
+/// SIGTERM, then SIGKILL after `patience`.
+fn stop_child(child: &mut Child, patience: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A process that holds the host's private mount namespace, whose
+/// /run/docker and /etc/docker are its own.
+fn spawn_holder(dir: &Path) -> Child {
+    let ready = dir.join("mounts-ready");
     let script = format!(
         "set -e; mkdir -p /run/docker /etc/docker; \
          mount -t tmpfs tmpfs /run/docker; mount -t tmpfs tmpfs /etc/docker; \
-         mkdir -p /run/docker/plugins; \
-         exec nsenter --net=/run/netns/{netns} dockerd --data-root {d}/data --exec-root {d}/exec \
-           -H unix://{d}/docker.sock --pidfile {d}/docker.pid --bip 172.30.{index}.1/24"
+         mkdir -p /run/docker/plugins; touch {}; exec sleep infinity",
+        ready.display()
     );
-    let log = File::create(dir.join("dockerd.log")).unwrap_or_else(|e| panic!("dockerd.log: {e}"));
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn the mount namespace holder: {e}"));
+    crate::wait_until("the host's mount namespace", 10, || ready.exists());
+    child
+}
+
+/// dockerd inside `netns` and the holder's mount namespace. `nsenter
+/// --net`, not `ip netns exec`: the latter remounts /sys and dockerd then
+/// fails ("Devices cgroup isn't mounted").
+fn spawn_dockerd(holder: u32, netns: &str, dir: &Path, index: u8, extra: &[&str]) -> Child {
+    let d = dir.display();
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .unwrap_or_else(|e| panic!("dockerd.log: {e}"));
     let err = log
         .try_clone()
         .unwrap_or_else(|e| panic!("dockerd.log: {e}"));
-    Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+    Command::new("nsenter")
+        .args(["-m", "-t", &holder.to_string()])
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg("dockerd")
+        .arg(format!("--data-root={d}/data"))
+        .arg(format!("--exec-root={d}/exec"))
+        .arg(format!("--host=unix://{d}/docker.sock"))
+        .arg(format!("--pidfile={d}/docker.pid"))
+        .arg(format!("--bip=172.30.{index}.1/24"))
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn dockerd: {e}"))
+}
+
+/// The repository's root.
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The managed-plugin folder, built once per test process from the binary
+/// under test with `docker-plugin/build.sh`.
+fn plugin_folder() -> PathBuf {
+    static FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOLDER
+        .get_or_init(|| {
+            let folder = PathBuf::from(format!("/tmp/rustnet-e2e/plugin-{}", std::process::id()));
+            run_ok(
+                Command::new(repo_root().join("docker-plugin/build.sh"))
+                    .env("RUSTNET_BIN", rustnet_bin())
+                    .arg(&folder),
+            );
+            folder
+        })
+        .clone()
+}
+
+fn docker_ok_host(result: Result<String, String>) -> String {
+    result.unwrap_or_else(|e| panic!("docker: {e}"))
 }
 
 /// The underlay bridge of this test process, created once; stale bridges

@@ -22,7 +22,7 @@ fn client(host: &SimHost, args: &[&str]) -> Result<String, String> {
 /// A storm of `n` allocations on `host`, running in the background.
 fn start_storm(host: &SimHost, n: usize, tag: &str) -> Child {
     host.cmd(CLIENT)
-        .args([host.socket(), "storm", POOL, &n.to_string(), tag])
+        .args([host.socket().as_str(), "storm", POOL, &n.to_string(), tag])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -282,7 +282,7 @@ fn a_cluster_of_simulated_hosts() {
                     "remove",
                     &dead.to_string(),
                     "--socket",
-                    h1.socket(),
+                    &h1.socket(),
                 ]));
             out.unwrap_or_else(|e| panic!("cluster remove: {e}"));
             wait_until("the learner promoted", 30, || voters(&h1) == 3);

@@ -364,7 +364,7 @@ fn overlay_networks_across_three_hosts() {
             wait_until("h3's entry on h1", 20, || entries(&h1).contains(&dst));
             let id = h3.status()["host"].to_string();
             h3.kill_rustnet();
-            let remove = ["cluster", "remove", id.as_str(), "--socket", h1.socket()];
+            let remove = ["cluster", "remove", id.as_str(), "--socket", &h1.socket()];
             run(h1
                 .cmd(&rustnet_tests::rustnet_bin().display().to_string())
                 .args(remove))

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the plugin folder and installs it as the managed plugin NAME
+# (default rustnet), enabled; with SETTING=VALUE arguments passed to
+# `docker plugin set` first. If NAME is already installed this is an
+# upgrade: its settings are kept, it is disabled (-f: networks and
+# containers stay up, the kernel data path keeps forwarding), replaced by
+# the new build and enabled again. State lives on the host (state.source,
+# default /var/lib/rustnet), so it survives.
+#
+#   docker-plugin/install.sh [--name NAME] [--dir DIR] [SETTING=VALUE...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=rustnet
+dir=target/docker-plugin
+while [ $# -gt 0 ]; do
+    case $1 in
+    --name) name=$2; shift 2 ;;
+    --dir) dir=$2; shift 2 ;;
+    *) break ;;
+    esac
+done
+[ -f "$dir/config.json" ] || docker-plugin/build.sh "$dir"
+
+settings=()
+if docker plugin inspect "$name" >/dev/null 2>&1; then
+    echo "upgrading the installed plugin $name (settings kept)"
+    while read -r line; do
+        [ -n "$line" ] && settings+=("$line")
+    done < <(docker plugin inspect -f \
+        '{{range .Settings.Env}}{{println .}}{{end}}{{range .Settings.Mounts}}{{println .Name ".source=" .Source}}{{end}}' \
+        "$name" | sed 's/ \.source= /.source=/')
+    docker plugin disable -f "$name" >/dev/null 2>&1 || true
+    docker plugin rm -f "$name" >/dev/null
+fi
+settings+=("$@")
+# The overlays rustnet creates in Docker must name the plugin as Docker knows it.
+case "${settings[*]:-}" in
+*RUSTNET_DRIVER_NAME=*) ;;
+*) [[ $name == *:* ]] && settings+=("RUSTNET_DRIVER_NAME=$name") || settings+=("RUSTNET_DRIVER_NAME=$name:latest") ;;
+esac
+
+docker plugin create "$name" "$dir" >/dev/null
+if [ ${#settings[@]} -gt 0 ]; then
+    docker plugin set "$name" "${settings[@]}"
+fi
+# Docker does not create a bind mount's source: make the state directory,
+# root-only.
+state=$(docker plugin inspect -f '{{range .Settings.Mounts}}{{if eq .Name "state"}}{{.Source}}{{end}}{{end}}' "$name")
+mkdir -p "$state"
+chmod 0700 "$state"
+docker plugin enable "$name" >/dev/null
+[[ $name == *:* ]] || name=$name:latest
+echo "plugin $name enabled: docker network create -d $name --ipam-driver $name ..."

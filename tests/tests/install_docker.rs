@@ -1,0 +1,268 @@
+//! rustnet installed the ways the README gives, on simulated hosts: the
+//! managed plugin (`docker-plugin/install.sh`: create, settings, enable,
+//! `disable -f`/`enable`, upgrade) and the host service, one cluster of
+//! both; and dockerd restarted under rustnet networks in use, with and
+//! without `--live-restore`.
+
+use std::time::Duration;
+
+use rustnet_tests::{Cases, SimHost, docker_ok, wait_until};
+
+/// What `-d` and `--ipam-driver` take for a managed plugin named rustnet on
+/// Docker 20.10 (see the README).
+const MANAGED: &str = "rustnet:latest";
+/// ... and for the host service.
+const SERVICE: &str = "rustnet";
+/// dockerd restarted with rustnet networks in use must not wait out
+/// Docker's 30-second plugin retries.
+const DOCKERD_START: Duration = Duration::from_secs(20);
+
+fn create_network(host: &SimHost, driver: &str, name: &str, extra: &[&str]) {
+    let args = [
+        &["network", "create", "-d", driver, "--ipam-driver", driver],
+        extra,
+        &[name],
+    ]
+    .concat();
+    docker_ok(
+        host.docker(&args),
+        &format!("create {name} on {}", host.netns),
+    );
+}
+
+fn assert_pings(host: &SimHost, container: &str, target: &str) {
+    let out = host.exec(container, &["ping", "-c", "1", "-W", "2", target]);
+    assert!(
+        out.is_ok(),
+        "{container} on {} cannot ping {target}: {out:?}",
+        host.netns
+    );
+}
+
+fn cluster_id(host: &SimHost) -> String {
+    host.status()["cluster"]["cluster"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn plugin_setting(host: &SimHost, name: &str) -> String {
+    let env = docker_ok(
+        host.docker(&[
+            "plugin",
+            "inspect",
+            "-f",
+            "{{range .Settings.Env}}{{println .}}{{end}}",
+            "rustnet",
+        ]),
+        "plugin inspect",
+    );
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn state(host: &SimHost, container: &str) -> String {
+    docker_ok(
+        host.docker(&["inspect", "-f", "{{.State.Status}}", container]),
+        "inspect",
+    )
+}
+
+/// dockerd restarted with `--live-restore` (already on): containers keep
+/// running, with the same addresses, and talk; new ones start.
+fn live_restore(host: &SimHost, driver: &str, managed: bool) {
+    create_network(host, driver, "lr", &["--subnet", "10.0.91.0/24"]);
+    host.run_container("lr-a", "lr", &[], &[]);
+    host.run_container("lr-b", "lr", &[], &[]);
+    let before = [host.ip_of("lr-a", "lr"), host.ip_of("lr-b", "lr")];
+    let took = host.restart_dockerd(&["--live-restore"]);
+    assert!(took < DOCKERD_START, "dockerd took {took:?} to answer");
+    if managed {
+        host.wait_for_plugin();
+    }
+    for c in ["lr-a", "lr-b"] {
+        assert_eq!(state(host, c), "running", "{c} after the restart");
+    }
+    let after = [host.ip_of("lr-a", "lr"), host.ip_of("lr-b", "lr")];
+    assert_eq!(before, after);
+    assert_pings(host, "lr-b", "lr-a");
+    host.run_container("lr-c", "lr", &[], &[]);
+    assert_pings(host, "lr-c", "lr-a");
+    let c = host.ip_of("lr-c", "lr");
+    assert!(!before.contains(&c), "lr-c got a held address {c}");
+}
+
+/// dockerd restarted without live-restore: containers stop with it and
+/// come back (restart policy) on their networks: `--ip` ones with their
+/// address, others with a free one, reachable by name.
+fn plain_restart(host: &SimHost, driver: &str, managed: bool) {
+    create_network(host, driver, "pr", &["--subnet", "10.0.92.0/24"]);
+    let always = ["--restart", "always"];
+    host.run_container(
+        "pr-a",
+        "pr",
+        &[&always[..], &["--ip", "10.0.92.50"]].concat(),
+        &[],
+    );
+    host.run_container("pr-b", "pr", &always, &[]);
+    let took = host.restart_dockerd(&[]);
+    assert!(took < DOCKERD_START, "dockerd took {took:?} to answer");
+    if managed {
+        host.wait_for_plugin();
+    }
+    wait_until("pr-a and pr-b running again", 30, || {
+        state(host, "pr-a") == "running" && state(host, "pr-b") == "running"
+    });
+    assert_eq!(host.ip_of("pr-a", "pr"), "10.0.92.50");
+    let b = host.ip_of("pr-b", "pr");
+    assert!(b.starts_with("10.0.92."), "pr-b is at {b:?}");
+    assert_ne!(b, "10.0.92.50");
+    wait_until("pr-b reaches pr-a by name", 15, || {
+        host.exec("pr-b", &["ping", "-c", "1", "-W", "1", "pr-a"])
+            .is_ok()
+    });
+    assert_pings(host, "pr-a", "pr-b");
+}
+
+#[test]
+fn managed_plugin_host_service_and_dockerd_restarts() {
+    let h1 = SimHost::start();
+    let h2 = SimHost::start();
+    let h3 = SimHost::start();
+    h1.install_plugin(&[]);
+    let join = format!("RUSTNET_JOIN={}:7950", h1.addr);
+    h2.install_plugin(&[&join]);
+    h3.start_rustnet(&[("RUSTNET_JOIN", &format!("{}:7950", h1.addr))]);
+    let mut cases = Cases::new(|| {
+        for host in [&h1, &h2, &h3] {
+            host.reset();
+        }
+    });
+
+    cases.run("the managed plugin answers to rustnet:latest", || {
+        let plain = h1.docker(&[
+            "network",
+            "create",
+            "-d",
+            SERVICE,
+            "--ipam-driver",
+            SERVICE,
+            "plain",
+        ]);
+        let error = plain.expect_err("Docker 20.10 resolves -d rustnet only to a legacy plugin");
+        assert!(error.contains("rustnet"), "{error}");
+        create_network(&h1, MANAGED, "mp", &["--subnet", "10.0.90.0/24"]);
+        h1.run_container("mp-a", "mp", &[], &[]);
+        h1.run_container("mp-b", "mp", &[], &[]);
+        assert_pings(&h1, "mp-b", "mp-a");
+        assert_eq!(plugin_setting(&h1, "RUSTNET_ADVERTISE_ADDR"), h1.addr);
+    });
+
+    cases.run(
+        "an overlay spans managed plugins and a host service",
+        || {
+            create_network(
+                &h1,
+                MANAGED,
+                "ov",
+                &["-o", "mode=overlay", "--subnet", "10.0.93.0/24"],
+            );
+            for host in [&h2, &h3] {
+                wait_until(&format!("ov on {}", host.netns), 20, || {
+                    host.docker(&["network", "inspect", "ov"]).is_ok()
+                });
+            }
+            let driver = |h: &SimHost| {
+                docker_ok(
+                    h.docker(&["network", "inspect", "-f", "{{.Driver}}", "ov"]),
+                    "inspect",
+                )
+            };
+            assert_eq!(driver(&h2), MANAGED);
+            assert_eq!(driver(&h3), SERVICE);
+            h1.run_container("ov-1", "ov", &[], &[]);
+            h2.run_container("ov-2", "ov", &[], &[]);
+            h3.run_container("ov-3", "ov", &[], &[]);
+            let ip1 = h1.ip_of("ov-1", "ov");
+            wait_until("ov-2 and ov-3 reach ov-1", 15, || {
+                h2.exec("ov-2", &["ping", "-c", "1", "-W", "1", &ip1])
+                    .is_ok()
+                    && h3
+                        .exec("ov-3", &["ping", "-c", "1", "-W", "1", &ip1])
+                        .is_ok()
+            });
+        },
+    );
+
+    cases.run(
+        "docker plugin disable -f and enable keep containers talking",
+        || {
+            create_network(&h1, MANAGED, "de", &["--subnet", "10.0.94.0/24"]);
+            h1.run_container("de-a", "de", &[], &[]);
+            h1.run_container("de-b", "de", &[], &[]);
+            let disabled = h1.docker(&["plugin", "disable", "rustnet"]);
+            assert!(disabled.is_err(), "disable without -f while in use");
+            docker_ok(
+                h1.docker(&["plugin", "disable", "-f", "rustnet"]),
+                "disable -f",
+            );
+            assert_pings(&h1, "de-b", "de-a");
+            docker_ok(h1.docker(&["plugin", "enable", "rustnet"]), "enable");
+            h1.wait_for_plugin();
+            h1.run_container("de-c", "de", &[], &[]);
+            assert_pings(&h1, "de-c", "de-a");
+            let ips = [
+                h1.ip_of("de-a", "de"),
+                h1.ip_of("de-b", "de"),
+                h1.ip_of("de-c", "de"),
+            ];
+            assert!(ips[2] != ips[0] && ips[2] != ips[1], "{ips:?}");
+        },
+    );
+
+    cases.run(
+        "an upgrade keeps settings, state and running containers",
+        || {
+            create_network(&h2, MANAGED, "up", &["--subnet", "10.0.95.0/24"]);
+            h2.run_container("up-a", "up", &[], &[]);
+            let cluster = cluster_id(&h2);
+            let members = h2.status()["cluster"]["members"].clone();
+            h2.install_plugin(&[]);
+            assert_eq!(
+                plugin_setting(&h2, "RUSTNET_JOIN"),
+                format!("{}:7950", h1.addr)
+            );
+            assert_eq!(cluster_id(&h2), cluster);
+            assert_eq!(h2.status()["cluster"]["members"], members);
+            h2.run_container("up-b", "up", &[], &[]);
+            assert_pings(&h2, "up-b", "up-a");
+            assert_ne!(h2.ip_of("up-a", "up"), h2.ip_of("up-b", "up"));
+        },
+    );
+
+    cases.run("managed plugin: dockerd restart with live-restore", || {
+        // Live restore applies to containers started under a dockerd that has it.
+        h1.restart_dockerd(&["--live-restore"]);
+        h1.wait_for_plugin();
+        live_restore(&h1, MANAGED, true);
+    });
+    cases.run(
+        "managed plugin: dockerd restart without live-restore",
+        || {
+            h1.restart_dockerd(&[]);
+            h1.wait_for_plugin();
+            plain_restart(&h1, MANAGED, true);
+        },
+    );
+    cases.run("host service: dockerd restart with live-restore", || {
+        h3.restart_dockerd(&["--live-restore"]);
+        live_restore(&h3, SERVICE, false);
+    });
+    cases.run("host service: dockerd restart without live-restore", || {
+        h3.restart_dockerd(&[]);
+        plain_restart(&h3, SERVICE, false);
+    });
+    cases.finish();
+}
