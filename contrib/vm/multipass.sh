@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Three multipass VMs (Debian 12 image) forming one rustnet cluster, with
+# the managed plugin on each. Run from anywhere, after
+# `cargo build --release -p rustnet` in the repository:
+#
+#   contrib/vm/multipass.sh            # creates rn1 rn2 rn3
+#   multipass exec rn1 -- sudo rustnet status
+#   contrib/vm/multipass.sh delete     # removes them
+#
+# Each VM runs contrib/vm/provision.sh: the steps the simulated-host tests
+# run in network namespaces (tests/tests/install_docker.rs).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+nodes=(rn1 rn2 rn3)
+image=${RUSTNET_VM_IMAGE:-debian:12}
+if [ "${1:-}" = delete ]; then
+    multipass delete --purge "${nodes[@]}"
+    exit 0
+fi
+for node in "${nodes[@]}"; do
+    multipass launch "$image" --name "$node" --cpus 2 --memory 2G --disk 10G \
+        --cloud-init contrib/vm/cloud-init.yaml
+    multipass mount "$PWD" "$node:/rustnet"
+done
+addr() { multipass info "$1" --format csv | awk -F, 'NR==2 {print $3}'; }
+seed=$(addr rn1)
+multipass exec rn1 -- sudo bash /rustnet/contrib/vm/provision.sh "$seed"
+for node in rn2 rn3; do
+    multipass exec "$node" -- sudo bash /rustnet/contrib/vm/provision.sh "$(addr "$node")" "$seed"
+done
+multipass exec rn1 -- sudo rustnet status
