@@ -24,8 +24,10 @@ for node in "${nodes[@]}"; do
 done
 addr() { multipass info "$1" --format csv | awk -F, 'NR==2 {print $3}'; }
 seed=$(addr rn1)
-multipass exec rn1 -- sudo bash /rustnet/contrib/vm/provision.sh "$seed"
+# rn1 bootstraps the cluster with this join token; rn2 and rn3 present it.
+token=rnt-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+multipass exec rn1 -- sudo bash /rustnet/contrib/vm/provision.sh "$seed" "$token"
 for node in rn2 rn3; do
-    multipass exec "$node" -- sudo bash /rustnet/contrib/vm/provision.sh "$(addr "$node")" "$seed"
+    multipass exec "$node" -- sudo bash /rustnet/contrib/vm/provision.sh "$(addr "$node")" "$token" "$seed"
 done
 multipass exec rn1 -- sudo rustnet status

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Makes one VM a rustnet host, the way the simulated-host tests make one
 # (tests/src/host.rs, install_plugin): Docker, then rustnet as a managed
-# plugin through docker-plugin/install.sh with this host's underlay address
+# plugin through docker-plugin/install.sh with this host's underlay address,
+# the cluster's join token (the first host bootstraps the cluster with it)
 # and, for every host but the first, the first host to join.
 #
-#   provision.sh ADDR [SEED_ADDR]        (run as root, repository at /rustnet)
+#   provision.sh ADDR TOKEN [SEED_ADDR]   (run as root, repository at /rustnet)
 #
 # The plugin is built from /rustnet/target/release/rustnet: build it on the
 # machine that runs the VMs first (`cargo build --release -p rustnet`); the
 # VMs run Debian 12 like it.
 set -euo pipefail
 addr=$1
-seed=${2:-}
+token=$2
+seed=${3:-}
 repo=/rustnet
 binary=$repo/target/release/rustnet
 if [ ! -x "$binary" ]; then
@@ -24,7 +26,7 @@ apt-get install -y -qq docker.io busybox-static iproute2 iptables >/dev/null
 systemctl enable --now docker
 install -m 0755 "$binary" /usr/local/bin/rustnet
 
-settings=("RUSTNET_ADVERTISE_ADDR=$addr")
+settings=("RUSTNET_ADVERTISE_ADDR=$addr" "RUSTNET_JOIN_TOKEN=$token")
 [ -n "$seed" ] && settings+=("RUSTNET_JOIN=$seed:7950")
 RUSTNET_BIN=$binary "$repo/docker-plugin/build.sh" /var/tmp/rustnet-plugin
 "$repo/docker-plugin/install.sh" --dir /var/tmp/rustnet-plugin "${settings[@]}"

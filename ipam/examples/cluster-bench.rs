@@ -59,11 +59,14 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
 async fn main() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let mut nodes = vec![node(&root.path().join("n0")).await?];
-    nodes[0].store.bootstrap().await?;
+    nodes[0].store.bootstrap(None).await?;
     let seed = nodes[0].store.addr().to_owned();
+    let token = nodes[0].store.join_token().await?;
     for i in 1..3 {
         let n = node(&root.path().join(format!("n{i}"))).await?;
-        n.store.join(std::slice::from_ref(&seed)).await?;
+        n.store
+            .join(std::slice::from_ref(&seed), Some(&token))
+            .await?;
         nodes.push(n);
     }
     while nodes[0].store.members().iter().filter(|m| m.voter).count() < 3 {

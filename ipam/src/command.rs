@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{Endpoint, HostId, IpamError, Network, PortBinding};
+use crate::{ClusterCa, Endpoint, HostId, IpamError, JoinToken, Network, PortBinding};
 
 /// A block of address space from which networks created without `--subnet`
 /// get subnets of `size` bits, like Docker's `default-address-pools`.
@@ -113,6 +113,16 @@ pub enum Command {
         #[serde(default)]
         addr: Option<IpAddr>,
     },
+    /// Sets the cluster's join token unless it has one (at bootstrap, and
+    /// for a cluster from before join tokens).
+    InitJoinToken { token: JoinToken },
+    /// Replaces the join token (`rustnet cluster rotate-token`).
+    RotateJoinToken { token: JoinToken },
+    /// Sets the cluster's CA unless it has one (at bootstrap).
+    InitCa { ca: ClusterCa },
+    /// Admits a member's certificate (by fingerprint) for peer RPCs; a
+    /// host has one at a time.
+    AdmitCert { host: HostId, fingerprint: String },
     /// Records the Docker name of overlay `key`.
     NameOverlay { key: String, name: String },
     /// Docker's ReleaseAddress: only the holding host may release.
@@ -161,6 +171,12 @@ impl fmt::Display for Command {
             Self::RegisterHost { host, name, .. } => write!(f, "register-host {host} as {name}"),
             Self::NameOverlay { key, name } => write!(f, "name-overlay {key} {name}"),
             Self::ForgetHost { host } => write!(f, "forget-host {host}"),
+            Self::InitJoinToken { .. } => write!(f, "init-join-token"),
+            Self::RotateJoinToken { .. } => write!(f, "rotate-join-token"),
+            Self::InitCa { ca } => write!(f, "init-ca {}", ca.fingerprint),
+            Self::AdmitCert { host, fingerprint } => {
+                write!(f, "admit-cert {fingerprint} of host {host}")
+            }
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),
             Self::DeleteNetwork { host, id } => write!(f, "delete-network {id} by host {host}"),
             Self::CreateEndpoint(e) => write!(f, "create-endpoint {} by host {}", e.id, e.host),

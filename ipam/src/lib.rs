@@ -17,6 +17,7 @@ mod network;
 mod pool;
 mod state;
 pub mod store;
+mod token;
 
 pub use command::{Command, CommandResult, DefaultPool, HolderKind, Proposal, Response};
 pub use error::IpamError;
@@ -25,6 +26,7 @@ pub use network::{
 };
 pub use pool::{Holder, Pool};
 pub use state::State;
+pub use token::{ClusterCa, JoinToken, check as check_join_token, pinned, split as split_token};
 
 /// Identifies a rustnet host (a Raft node) in the cluster.
 pub type HostId = u64;

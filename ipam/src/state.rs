@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{overlaps, usable};
 use crate::network::Tables;
 use crate::pool::{HostNames, host_name};
+use crate::{ClusterCa, JoinToken};
 use crate::{
     Command, CommandResult, DefaultPool, Holder, HolderKind, HostId, IpamError, Pool, Proposal,
     Response,
@@ -29,6 +30,15 @@ pub struct State {
     /// seen again (a retry) gets its first result instead of a second apply.
     #[serde(default)]
     recent: VecDeque<(u64, CommandResult)>,
+    /// The secret a host presents to join.
+    #[serde(default)]
+    join_token: Option<JoinToken>,
+    /// The cluster's certificate authority.
+    #[serde(default)]
+    ca: Option<ClusterCa>,
+    /// Each member's certificate fingerprint: the peers that are admitted.
+    #[serde(default)]
+    certs: BTreeMap<HostId, String>,
 }
 
 /// How many proposal results are remembered for retries.
@@ -80,6 +90,22 @@ impl State {
             }
             Command::NameOverlay { key, name } => {
                 self.tables.name_overlay(key, name)?;
+                Ok(Response::Done)
+            }
+            Command::InitJoinToken { token } => {
+                self.join_token.get_or_insert_with(|| token.clone());
+                Ok(Response::Done)
+            }
+            Command::RotateJoinToken { token } => {
+                self.join_token = Some(token.clone());
+                Ok(Response::Done)
+            }
+            Command::InitCa { ca } => {
+                self.ca.get_or_insert_with(|| ca.clone());
+                Ok(Response::Done)
+            }
+            Command::AdmitCert { host, fingerprint } => {
+                self.certs.insert(*host, fingerprint.clone());
                 Ok(Response::Done)
             }
             Command::ForgetHost { host } => {
@@ -139,6 +165,30 @@ impl State {
         self.vteps.get(&host).copied()
     }
 
+    /// Every member's underlay address.
+    pub fn vteps(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.vteps.values().copied()
+    }
+
+    /// The cluster's join token (none in a cluster from before tokens
+    /// until a member sets one).
+    pub fn join_token(&self) -> Option<&JoinToken> {
+        self.join_token.as_ref()
+    }
+
+    /// The cluster's certificate authority, once bootstrapped with one.
+    pub fn ca(&self) -> Option<&ClusterCa> {
+        self.ca.as_ref()
+    }
+
+    /// Whether a peer presenting the certificate with `fingerprint` is
+    /// admitted: it is a current member's. A replica that knows no member
+    /// certificate yet (a host catching up as it joins) admits any
+    /// certificate of the cluster's CA, which TLS has already checked.
+    pub fn admits(&self, fingerprint: &str) -> bool {
+        self.certs.is_empty() || self.certs.values().any(|f| f == fingerprint)
+    }
+
     /// The network and endpoint tables.
     pub fn tables(&self) -> &Tables {
         &self.tables
@@ -169,6 +219,7 @@ impl State {
     fn forget(&mut self, host: HostId) {
         self.hosts.remove(&host);
         self.vteps.remove(&host);
+        self.certs.remove(&host);
         self.tables.forget(host);
         for pool in self.pools.values_mut() {
             pool.refs.remove(&host);

@@ -78,11 +78,15 @@ impl Node {
 
 async fn cluster_of_three(root: &std::path::Path) -> Vec<Node> {
     let first = fresh(root, "n1").await;
-    first.store.bootstrap().await.unwrap();
+    first.store.bootstrap(None).await.unwrap();
+    let token = first.store.join_token().await.unwrap();
     let mut nodes = vec![first];
     for name in ["n2", "n3"] {
         let node = fresh(root, name).await;
-        node.store.join(&[nodes[0].addr.clone()]).await.unwrap();
+        node.store
+            .join(&[nodes[0].addr.clone()], Some(&token))
+            .await
+            .unwrap();
         nodes.push(node);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -261,7 +265,7 @@ async fn joins_that_cannot_work_are_refused() {
     let nobody_addr = nobody.local_addr().unwrap().to_string();
     drop(nobody);
     let lonely = fresh(root.path(), "lonely").await;
-    let err = lonely.store.join(&[nobody_addr]).await.unwrap_err();
+    let err = lonely.store.join(&[nobody_addr], None).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("cannot join the cluster: no member answered"),
@@ -270,18 +274,57 @@ async fn joins_that_cannot_work_are_refused() {
 
     // A node bootstrapped on its own belongs to another cluster.
     let a = fresh(root.path(), "a").await;
-    a.store.bootstrap().await.unwrap();
+    a.store.bootstrap(None).await.unwrap();
     let b = fresh(root.path(), "b").await;
-    b.store.bootstrap().await.unwrap();
+    b.store.bootstrap(None).await.unwrap();
+    let token = a.store.join_token().await.unwrap();
     let err = b
         .store
-        .join(std::slice::from_ref(&a.addr))
+        .join(std::slice::from_ref(&a.addr), Some(&token))
         .await
         .unwrap_err();
     assert!(
         err.to_string().contains("belongs to another cluster"),
         "{err}"
     );
+
+    // A fresh node without the token, or with a wrong one, is refused at
+    // once and does not become a member.
+    let c = fresh(root.path(), "c").await;
+    let err = c
+        .store
+        .join(std::slice::from_ref(&a.addr), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("needs the cluster's join token"),
+        "{err}"
+    );
+    let wrong = rustnet_ipam::JoinToken::generate();
+    let err = c
+        .store
+        .join(std::slice::from_ref(&a.addr), Some(&wrong))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wrong join token"), "{err}");
+    assert!(!err.to_string().contains(wrong.reveal()), "{err}");
+    assert!(!err.to_string().contains(token.reveal()), "{err}");
+    assert_eq!(a.store.members().len(), 1);
+
+    // After a rotation the old token is refused and the new one admits.
+    let rotated = a.store.rotate_join_token().await.unwrap();
+    assert_ne!(rotated, token);
+    let err = c
+        .store
+        .join(std::slice::from_ref(&a.addr), Some(&token))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wrong join token"), "{err}");
+    c.store
+        .join(std::slice::from_ref(&a.addr), Some(&rotated))
+        .await
+        .unwrap();
+    assert_eq!(a.store.members().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -289,7 +332,12 @@ async fn a_removed_host_frees_what_it_held_and_learners_fill_in() {
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster_of_three(root.path()).await;
     let fourth = fresh(root.path(), "n4").await;
-    fourth.store.join(&[nodes[1].addr.clone()]).await.unwrap();
+    let token = nodes[0].store.join_token().await.unwrap();
+    fourth
+        .store
+        .join(&[nodes[1].addr.clone()], Some(&token))
+        .await
+        .unwrap();
     let members = nodes[0].store.members();
     assert_eq!(members.iter().filter(|m| m.voter).count(), 3);
     assert!(

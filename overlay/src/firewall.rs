@@ -29,6 +29,39 @@ pub const POSTROUTING_CHAIN: &str = "RUSTNET-POSTROUTING";
 /// The nat chain jumped to from PREROUTING and OUTPUT for local addresses.
 pub const DNAT_CHAIN: &str = "RUSTNET-DNAT";
 
+/// The filter chain jumped to from INPUT for the VXLAN port.
+pub const VXLAN_CHAIN: &str = "RUSTNET-VXLAN";
+
+/// Who may send VXLAN to this host: the cluster members' underlay
+/// addresses, on rustnet's VXLAN port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanIngress {
+    pub port: u16,
+    pub members: Vec<Ipv4Addr>,
+}
+
+impl VxlanIngress {
+    /// The hook from INPUT: only UDP to the VXLAN port enters the chain.
+    pub fn hook(&self) -> (&'static str, &'static str, String) {
+        (
+            "filter",
+            "INPUT",
+            format!("-p udp --dport {} -j {VXLAN_CHAIN}", self.port),
+        )
+    }
+
+    /// Input for `iptables-restore --noflush`: accept the members, drop the
+    /// rest.
+    pub fn restore_script(&self) -> String {
+        let mut script = format!("*filter\n:{VXLAN_CHAIN} - [0:0]\n");
+        for member in &self.members {
+            let _ = writeln!(script, "-A {VXLAN_CHAIN} -s {member}/32 -j RETURN");
+        }
+        let _ = writeln!(script, "-A {VXLAN_CHAIN} -j DROP\nCOMMIT");
+        script
+    }
+}
+
 /// Docker's own bridges, isolated from rustnet's like Docker isolates its
 /// networks from each other.
 const DOCKER_BRIDGES: &[&str] = &["docker0", "br-+", "docker_gwbridge"];
@@ -161,6 +194,22 @@ pub fn restore_script(networks: &[Network]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vxlan_ingress_admits_members_only() {
+        let ingress = VxlanIngress {
+            port: 4790,
+            members: vec![Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2)],
+        };
+        assert_eq!(
+            ingress.restore_script(),
+            "*filter\n:RUSTNET-VXLAN - [0:0]\n\
+             -A RUSTNET-VXLAN -s 10.99.0.1/32 -j RETURN\n\
+             -A RUSTNET-VXLAN -s 10.99.0.2/32 -j RETURN\n\
+             -A RUSTNET-VXLAN -j DROP\nCOMMIT\n"
+        );
+        assert_eq!(ingress.hook().2, "-p udp --dport 4790 -j RUSTNET-VXLAN");
+    }
 
     fn network(bridge: &str, subnet: &str, internal: bool) -> Network {
         Network {

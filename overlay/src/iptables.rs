@@ -6,7 +6,8 @@ use tokio::process::Command;
 
 use crate::Error;
 use crate::firewall::{
-    DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, hooks, restore_script,
+    DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, VXLAN_CHAIN, VxlanIngress, hooks,
+    restore_script,
 };
 
 /// The iptables executor.
@@ -39,6 +40,35 @@ impl Iptables {
             ensure(hook).await?;
         }
         Ok(())
+    }
+
+    /// Admits VXLAN from `ingress`'s members only; `None` (no overlay on
+    /// this host) removes the rule.
+    pub async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
+        // A hook for another port (the setting changed) goes first.
+        let hooks = iptables_output(&["-t", "filter", "-S", "INPUT"])
+            .await
+            .unwrap_or_default();
+        for line in hooks
+            .lines()
+            .filter(|l| l.ends_with(&format!("-j {VXLAN_CHAIN}")))
+        {
+            let rule = line.trim_start_matches("-A INPUT ").to_owned();
+            if ingress.is_none_or(|i| i.hook().2 != rule) {
+                let _ = delete("filter", "INPUT", &rule).await;
+            }
+        }
+        match ingress {
+            Some(ingress) => {
+                restore(&ingress.restore_script()).await?;
+                ensure(ingress.hook()).await
+            }
+            None => {
+                let _ = iptables(&["-t", "filter", "-F", VXLAN_CHAIN]).await;
+                let _ = iptables(&["-t", "filter", "-X", VXLAN_CHAIN]).await;
+                Ok(())
+            }
+        }
     }
 
     /// Removes every hook and chain of rustnet; what is already gone is fine.
@@ -74,6 +104,16 @@ async fn delete(table: &str, chain: &str, rule: &str) -> Result<(), Error> {
 async fn iptables(args: &[&str]) -> Result<(), Error> {
     let out = Command::new("iptables").arg("-w").args(args).output().await;
     check(&format!("iptables {}", args.join(" ")), out)
+}
+
+/// Runs iptables and returns what it printed.
+async fn iptables_output(args: &[&str]) -> Result<String, Error> {
+    let out = Command::new("iptables").arg("-w").args(args).output().await;
+    let text = out
+        .as_ref()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    check(&format!("iptables {}", args.join(" ")), out).map(|()| text)
 }
 
 async fn restore(script: &str) -> Result<(), Error> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use rustnet_ipam::DefaultPool;
+use rustnet_ipam::{DefaultPool, JoinToken};
 
 /// Default pools for networks created without `--subnet`: /24s out of
 /// 10.128.0.0/9, away from Docker's own 172.17-31/16 and 192.168/16 pools.
@@ -35,6 +35,10 @@ pub struct DaemonConfig {
     /// Comma-separated host:port of existing members; empty bootstraps a one-node cluster.
     #[arg(long, env = "RUSTNET_JOIN", value_delimiter = ',', default_value = "")]
     pub join: Vec<String>,
+    /// The cluster's join token, needed to join (`rustnet status --token` on
+    /// a member shows it).
+    #[arg(long, env = "RUSTNET_JOIN_TOKEN", hide_env_values = true, value_parser = join_token)]
+    pub join_token: Option<JoinToken>,
     /// How many voters the cluster keeps (3 or 5); further hosts are learners.
     #[arg(long, env = "RUSTNET_VOTERS", default_value_t = 3, value_parser = voters)]
     pub voters: usize,
@@ -90,6 +94,10 @@ impl DaemonConfig {
             .or_else(default_route_addr)
             .unwrap_or(IpAddr::from([127, 0, 0, 1]))
     }
+}
+
+fn join_token(text: &str) -> Result<JoinToken, String> {
+    Ok(JoinToken::new(text))
 }
 
 /// A Raft cluster of 3 voters survives the loss of one, of 5 the loss of two.

@@ -118,6 +118,11 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
         voters: config.voters,
         join_patience: Duration::from_secs(config.join_timeout_secs.max(1)),
     };
+    // The state holds the join token: root only.
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("create {}", config.state_dir.display()))?;
+    std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod {}", config.state_dir.display()))?;
     let store = Store::open(&config.state_dir, store_config).await?;
     tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
     let listener = TcpListener::bind(addr)
@@ -127,11 +132,15 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
     tracing::info!(%addr, "serving peers");
     let seeds: Vec<String> = config.join_addrs().into_iter().map(str::to_owned).collect();
     if seeds.is_empty() {
-        store.bootstrap().await?;
+        store.bootstrap(config.join_token.as_ref()).await?;
     } else {
-        store.join(&seeds).await?;
+        store.join(&seeds, config.join_token.as_ref()).await?;
     }
     register(&store, config).await;
+    // A cluster from before join tokens gets one now.
+    if let Err(e) = store.ensure_join_token().await {
+        tracing::warn!(error = %e, "make sure the cluster has a join token");
+    }
     Ok(store)
 }
 

@@ -2,7 +2,7 @@
 //! this host should look like, a [`DataPlane`] makes it so.
 
 use futures::future::BoxFuture;
-use rustnet_overlay::firewall::Network as FirewallNetwork;
+use rustnet_overlay::firewall::{Network as FirewallNetwork, VxlanIngress};
 use rustnet_overlay::{Desired, Iptables, Kernel, Netlink, plan, sysctl};
 
 /// Makes the kernel match `desired` links and `firewall` rules.
@@ -14,6 +14,12 @@ pub trait DataPlane: Send + Sync + std::fmt::Debug {
         &self,
         desired: Desired,
         firewall: Vec<FirewallNetwork>,
+    ) -> BoxFuture<'_, Result<(), rustnet_overlay::Error>>;
+
+    /// Admits VXLAN from the members only (`None`: no overlay here).
+    fn vxlan_ingress(
+        &self,
+        ingress: Option<VxlanIngress>,
     ) -> BoxFuture<'_, Result<(), rustnet_overlay::Error>>;
 }
 
@@ -27,6 +33,8 @@ pub struct KernelPlane {
     /// CreateEndpoint, change no rule). Empty at start, so the first
     /// reconcile rebuilds everything.
     applied: std::sync::Mutex<Option<Vec<FirewallNetwork>>>,
+    /// The VXLAN ingress rule last applied, likewise.
+    ingress: std::sync::Mutex<Option<Option<VxlanIngress>>>,
 }
 
 impl KernelPlane {
@@ -37,11 +45,33 @@ impl KernelPlane {
             netlink: Netlink::connect()?,
             iptables: Iptables,
             applied: std::sync::Mutex::new(None),
+            ingress: std::sync::Mutex::new(None),
         })
     }
 }
 
 impl DataPlane for KernelPlane {
+    fn vxlan_ingress(
+        &self,
+        ingress: Option<VxlanIngress>,
+    ) -> BoxFuture<'_, Result<(), rustnet_overlay::Error>> {
+        Box::pin(async move {
+            let unchanged = self
+                .ingress
+                .lock()
+                .map(|last| last.as_ref() == Some(&ingress))
+                .unwrap_or(false);
+            if unchanged {
+                return Ok(());
+            }
+            let result = self.iptables.apply_vxlan_ingress(ingress.as_ref()).await;
+            if let Ok(mut last) = self.ingress.lock() {
+                *last = result.is_ok().then_some(ingress);
+            }
+            result
+        })
+    }
+
     fn mtu_of(&self, address: std::net::IpAddr) -> BoxFuture<'_, Option<u32>> {
         Box::pin(async move {
             match self.netlink.mtu_of(address).await {
@@ -94,6 +124,13 @@ pub struct RecordingPlane {
 
 #[cfg(test)]
 impl DataPlane for RecordingPlane {
+    fn vxlan_ingress(
+        &self,
+        _ingress: Option<VxlanIngress>,
+    ) -> BoxFuture<'_, Result<(), rustnet_overlay::Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn mtu_of(&self, _address: std::net::IpAddr) -> BoxFuture<'_, Option<u32>> {
         Box::pin(async { None })
     }

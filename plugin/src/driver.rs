@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use rustnet_ipam::{Command, Endpoint, HostId, Mode, Network, PortBinding, Proto, State};
-use rustnet_overlay::firewall::{Network as FirewallNetwork, Published};
+use rustnet_overlay::firewall::{Network as FirewallNetwork, Published, VxlanIngress};
 use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan};
 
 use crate::error::ApiError;
@@ -422,10 +422,15 @@ impl Service {
         let store = self.store().await?;
         let host = store.id();
         let underlay = self.underlay();
-        let (desired, firewall) = store
-            .read(|s| host_view(s, host, required, underlay))
+        let port = underlay.port;
+        let (desired, firewall, ingress) = store
+            .read(|s| {
+                let (desired, firewall) = host_view(s, host, required, underlay);
+                (desired, firewall, vxlan_ingress(s, host, port))
+            })
             .await?;
         self.dataplane().apply(desired, firewall).await?;
+        self.dataplane().vxlan_ingress(ingress).await?;
         Ok(())
     }
 
@@ -439,6 +444,25 @@ impl Service {
             tracing::error!(error = %e, "undo after a failed request");
         }
     }
+}
+
+/// Who may send VXLAN to `host`: every member's underlay address, while
+/// the host has an overlay network; `None` otherwise (pure).
+pub fn vxlan_ingress(state: &State, host: HostId, port: u16) -> Option<VxlanIngress> {
+    let has_overlay = state
+        .tables()
+        .networks_of(host)
+        .any(|n| n.mode == Mode::Overlay);
+    has_overlay.then(|| VxlanIngress {
+        port,
+        members: state
+            .vteps()
+            .filter_map(|a| match a {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect(),
+    })
 }
 
 /// Docker's protocol numbers (moby libnetwork/types).

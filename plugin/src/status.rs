@@ -18,9 +18,16 @@ pub struct StatusArgs {
     /// Print JSON, for scripts.
     #[arg(long)]
     json: bool,
+    /// Print only the cluster's join token (RUSTNET_JOIN_TOKEN for new hosts).
+    #[arg(long, conflicts_with = "json")]
+    token: bool,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    if args.token {
+        println!("{}", token(&args.socket, "/Rustnet.Token").await?);
+        return Ok(());
+    }
     let (status, reply) = PluginClient::new(&args.socket.path())
         .call("/Rustnet.Status", "")
         .await?;
@@ -36,6 +43,21 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         print!("{}", render(&reply));
     }
     Ok(())
+}
+
+/// Asks the daemon for the join token (`path` shows or rotates it).
+async fn token(socket: &SocketArg, path: &str) -> anyhow::Result<String> {
+    let (status, reply) = PluginClient::new(&socket.path()).call(path, "").await?;
+    if !status.is_success() {
+        bail!(
+            "daemon answered {status}: {}",
+            reply["Err"].as_str().unwrap_or_default()
+        );
+    }
+    reply["Token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("the daemon's answer has no token"))
 }
 
 /// The human-readable form of the status reply.
@@ -201,6 +223,8 @@ pub enum ClusterCmd {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Replace the join token: members stay, new hosts need the new token.
+    RotateToken(SocketArg),
 }
 
 /// Where the host service listens.
@@ -258,6 +282,10 @@ pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
             (socket, node)
         }
         ClusterCmd::Remove { node, socket } => (socket, node),
+        ClusterCmd::RotateToken(socket) => {
+            println!("{}", token(&socket, "/Rustnet.RotateToken").await?);
+            return Ok(());
+        }
     };
     let body = json!({ "Node": node }).to_string();
     let (status, reply) = PluginClient::new(&socket.path())

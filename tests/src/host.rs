@@ -331,6 +331,15 @@ impl SimHost {
         serde_json::from_str(&out).map_err(|e| format!("status is not JSON ({e}): {out}"))
     }
 
+    /// The cluster's join token, as `rustnet status --token` shows it here.
+    pub fn join_token(&self) -> String {
+        let socket = self.socket();
+        run(self
+            .cmd(&rustnet_bin().display().to_string())
+            .args(["status", "--token", "--socket", &socket]))
+        .unwrap_or_else(|e| panic!("rustnet status --token on {}: {e}", self.netns))
+    }
+
     /// `rustnet status --json` on this host.
     pub fn status(&self) -> Value {
         self.try_status()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Cases, SimHost, run, wait_until};
+use rustnet_tests::{Cases, SimHost, docker_ok, run, rustnet_bin, wait_until};
 use serde_json::Value;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_ipam-client");
@@ -105,8 +105,13 @@ fn a_cluster_of_simulated_hosts() {
     let h3 = SimHost::start();
     h1.start_rustnet(&[]);
     let join = join_env(&h1);
-    h2.start_rustnet(&[("RUSTNET_JOIN", &join)]);
-    h3.start_rustnet(&[("RUSTNET_JOIN", &join)]);
+    let token = h1.join_token();
+    let joining = [
+        ("RUSTNET_JOIN", join.as_str()),
+        ("RUSTNET_JOIN_TOKEN", &token),
+    ];
+    h2.start_rustnet(&joining);
+    h3.start_rustnet(&joining);
     let hosts = [&h1, &h2, &h3];
     let mut cases = Cases::new(|| {});
     let mut acks: Vec<String> = Vec::new();
@@ -239,7 +244,7 @@ fn a_cluster_of_simulated_hosts() {
         || {
             h4.start_rustnet(&[]);
             h4.stop_rustnet();
-            h4.spawn_rustnet(&[("RUSTNET_JOIN", &join)]);
+            h4.spawn_rustnet(&joining);
             let mut last = String::new();
             wait_until("the join to be refused", 30, || {
                 last = h4.try_status().err().unwrap_or_default();
@@ -250,10 +255,76 @@ fn a_cluster_of_simulated_hosts() {
         },
     );
 
+    let refused = |env: &[(&str, &str)], reason: &str| {
+        h4.spawn_rustnet(env);
+        let mut last = String::new();
+        wait_until(&format!("the join to be refused: {reason}"), 30, || {
+            last = h4.try_status().err().unwrap_or_default();
+            last.contains(reason)
+        });
+        h4.stop_rustnet();
+        let _ = std::fs::remove_dir_all(h4.dir().join("state"));
+        let log = std::fs::read_to_string(h4.dir().join("rustnet.log")).unwrap_or_default();
+        assert!(
+            !log.contains(&token),
+            "the token is in the joining host's log"
+        );
+        assert_eq!(cluster(&h1)["members"].as_array().map(Vec::len), Some(3));
+    };
+    cases.run(
+        "refused: a join without the token, or with a wrong one",
+        || {
+            refused(&[("RUSTNET_JOIN", &join)], "needs the cluster's join token");
+            let wrong = format!("rnt-{}", "0".repeat(32));
+            refused(
+                &[("RUSTNET_JOIN", &join), ("RUSTNET_JOIN_TOKEN", &wrong)],
+                "wrong join token",
+            );
+            for host in [&h1, &h2, &h3] {
+                let log =
+                    std::fs::read_to_string(host.dir().join("rustnet.log")).unwrap_or_default();
+                assert!(
+                    !log.contains(&token),
+                    "the token is in {}'s log",
+                    host.netns
+                );
+            }
+        },
+    );
+
+    let rotated = h1.join_token();
+    cases.run(
+        "rotate-token: the old token is refused, the new one admits",
+        || {
+            let socket = h2.socket();
+            let new = docker_ok(
+                run(h2.cmd(&rustnet_bin().display().to_string()).args([
+                    "cluster",
+                    "rotate-token",
+                    "--socket",
+                    &socket,
+                ])),
+                "rotate-token",
+            );
+            assert_ne!(new, token);
+            assert_eq!(h1.join_token(), new, "the token is the cluster's");
+            refused(
+                &[("RUSTNET_JOIN", &join), ("RUSTNET_JOIN_TOKEN", &token)],
+                "wrong join token",
+            );
+        },
+    );
+    let token = h1.join_token();
+    assert_ne!(token, rotated, "rotate-token did not rotate");
+    let joining = [
+        ("RUSTNET_JOIN", join.as_str()),
+        ("RUSTNET_JOIN_TOKEN", &token),
+    ];
+
     cases.run(
         "a fourth host is a learner; a dead voter removed is replaced and its addresses freed",
         || {
-            h4.start_rustnet(&[("RUSTNET_JOIN", &join)]);
+            h4.start_rustnet(&joining);
             let id4 = h4.status()["host"].as_u64();
             let members = cluster(&h1)["members"]
                 .as_array()

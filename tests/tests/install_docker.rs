@@ -133,8 +133,12 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
     let h3 = SimHost::start();
     h1.install_plugin(&[]);
     let join = format!("RUSTNET_JOIN={}:7950", h1.addr);
-    h2.install_plugin(&[&join]);
-    h3.start_rustnet(&[("RUSTNET_JOIN", &format!("{}:7950", h1.addr))]);
+    let token = h1.join_token();
+    h2.install_plugin(&[&join, &format!("RUSTNET_JOIN_TOKEN={token}")]);
+    h3.start_rustnet(&[
+        ("RUSTNET_JOIN", &format!("{}:7950", h1.addr)),
+        ("RUSTNET_JOIN_TOKEN", &token),
+    ]);
     let mut cases = Cases::new(|| {
         for host in [&h1, &h2, &h3] {
             host.reset();

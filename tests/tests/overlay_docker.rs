@@ -46,8 +46,14 @@ fn overlay_networks_across_three_hosts() {
     let port = ("RUSTNET_VXLAN_PORT", "4790");
     h1.start_rustnet(&[port]);
     let join = format!("{}:7950", h1.addr);
-    h2.start_rustnet(&[port, ("RUSTNET_JOIN", &join)]);
-    h3.start_rustnet(&[port, ("RUSTNET_JOIN", &join)]);
+    let token = h1.join_token();
+    let joining = [
+        port,
+        ("RUSTNET_JOIN", &join),
+        ("RUSTNET_JOIN_TOKEN", &token),
+    ];
+    h2.start_rustnet(&joining);
+    h3.start_rustnet(&joining);
     let hosts = [&h1, &h2, &h3];
     let mut cases = Cases::new(|| {});
 
@@ -352,6 +358,68 @@ fn overlay_networks_across_three_hosts() {
         },
     );
 
+    let vxlan_rules = |host: &SimHost| {
+        run(host.cmd("iptables").args(["-S", "RUSTNET-VXLAN"])).unwrap_or_default()
+    };
+    cases.run(
+        "VXLAN from outside the cluster is dropped while members' traffic flows",
+        || {
+            create_overlay(&h1, "ovx", "10.0.86.0/24");
+            wait_until("ovx on h2", 20, || has_network(&h2, "ovx"));
+            h1.run_container("x1", "ovx", &[], &[]);
+            h2.run_container("x2", "ovx", &[], &[]);
+            let x1 = h1.ip_of("x1", "ovx");
+            wait_until("x2 reaches x1", 15, || {
+                h2.exec("x2", &["ping", "-c", "1", "-W", "1", &x1]).is_ok()
+            });
+            let rules = vxlan_rules(&h1);
+            for member in [&h1, &h2, &h3] {
+                assert!(rules.contains(&format!("-s {}/32", member.addr)), "{rules}");
+            }
+            let details =
+                run(h1.cmd("ip").args(["-d", "link", "show", "type", "vxlan"])).unwrap_or_default();
+            let vni = details
+                .split_whitespace()
+                .skip_while(|w| *w != "id")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no VXLAN device on h1: {details}"))
+                .to_owned();
+            // A host on the underlay that is not a member sends VXLAN frames
+            // of that overlay to h1.
+            let intruder = SimHost::start();
+            let ip = |args: &[&str]| {
+                run(intruder.cmd("ip").args(args)).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
+            };
+            ip(&[
+                "link", "add", "vx0", "type", "vxlan", "id", &vni, "remote", &h1.addr, "dstport",
+                port.1, "dev", "ul0",
+            ]);
+            ip(&["addr", "add", "10.0.86.250/24", "dev", "vx0"]);
+            ip(&["link", "set", "vx0", "up"]);
+            let dropped = || {
+                run(h1
+                    .cmd("iptables")
+                    .args(["-v", "-x", "-n", "-L", "RUSTNET-VXLAN"]))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.contains("DROP"))
+                .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+            };
+            let before = dropped();
+            let out = run(intruder
+                .cmd("busybox")
+                .args(["ping", "-c", "3", "-W", "1", &x1]));
+            assert!(
+                out.as_ref()
+                    .is_err_and(|e| e.contains("0 packets received")),
+                "a non-member reached x1, or ping did not run: {out:?}"
+            );
+            assert!(dropped() > before, "h1 dropped nothing from the intruder");
+            assert_pings(&h2, "x2", &x1);
+        },
+    );
+
     cases.run(
         "a host removed from the cluster has its entries removed everywhere",
         || {
@@ -371,6 +439,9 @@ fn overlay_networks_across_three_hosts() {
             .unwrap_or_else(|e| panic!("cluster remove: {e}"));
             for host in [&h1, &h2] {
                 wait_until("h3's entries gone", 20, || !entries(host).contains(&dst));
+                wait_until("h3 no longer admitted to VXLAN", 20, || {
+                    !vxlan_rules(host).contains(&format!("-s {}/32", h3.addr))
+                });
             }
             // A plugin that answers (with errors, fast) keeps h3's teardown
             // from waiting on Docker's 30 s retries for a missing socket.

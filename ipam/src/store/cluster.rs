@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::network::{decode, encode, request};
 use super::{Store, StoreError};
-use crate::{Command, HostId};
+use crate::{Command, HostId, JoinToken, check_join_token};
 
 /// Marks an answer that retrying cannot change.
 const REFUSED: &str = "refused:";
@@ -29,6 +29,9 @@ pub struct JoinRequest {
     pub addr: String,
     /// The cluster the joining node's state belongs to, if any.
     pub cluster: Option<String>,
+    /// The cluster's join token, as the joining host was given it.
+    #[serde(default)]
+    pub token: Option<JoinToken>,
 }
 
 /// What a joining node learns: the cluster it is now part of.
@@ -57,9 +60,10 @@ pub struct ClusterView {
 }
 
 impl Store {
-    /// Makes a fresh node a one-node cluster of its own; a node with state
-    /// is left as it is.
-    pub async fn bootstrap(&self) -> Result<(), StoreError> {
+    /// Makes a fresh node a one-node cluster of its own, whose join token
+    /// is `token` if given (for automated installs), else a random one; a
+    /// node with state is left as it is.
+    pub async fn bootstrap(&self, token: Option<&JoinToken>) -> Result<(), StoreError> {
         if self
             .raft
             .is_initialized()
@@ -73,14 +77,56 @@ impl Store {
             .initialize(members)
             .await
             .map_err(|e| StoreError::Fatal(format!("bootstrap: {e}")))?;
-        self.set_cluster_id(&format!("{:016x}", super::node::random_u64()))
+        self.set_cluster_id(&format!("{:016x}", super::node::random_u64()))?;
+        let token = token.cloned().unwrap_or_else(JoinToken::generate);
+        self.write(Command::InitJoinToken { token })
+            .await?
+            .map(drop)
+            .map_err(|e| StoreError::Fatal(e.to_string()))
+    }
+
+    /// Gives the cluster a join token if it has none (a new cluster, or one
+    /// from before join tokens).
+    pub async fn ensure_join_token(&self) -> Result<(), StoreError> {
+        if self.read(|s| s.join_token().is_some()).await? {
+            return Ok(());
+        }
+        let token = JoinToken::generate();
+        self.write(Command::InitJoinToken { token })
+            .await?
+            .map(drop)
+            .map_err(|e| StoreError::Fatal(e.to_string()))
+    }
+
+    /// The cluster's join token.
+    pub async fn join_token(&self) -> Result<JoinToken, StoreError> {
+        self.ensure_join_token().await?;
+        self.read(|s| s.join_token().cloned())
+            .await?
+            .ok_or_else(|| StoreError::Fatal("the cluster has no join token".into()))
+    }
+
+    /// Replaces the join token: hosts that joined stay members; new ones
+    /// need the new token.
+    pub async fn rotate_join_token(&self) -> Result<JoinToken, StoreError> {
+        let token = JoinToken::generate();
+        self.write(Command::RotateJoinToken {
+            token: token.clone(),
+        })
+        .await?
+        .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        Ok(token)
     }
 
     /// Joins the cluster through any of `seeds` (`host:port`). A member
     /// restarting while no seed answers carries on from its own state; a
     /// fresh node fails after trying for a while; a node whose state belongs
     /// to another cluster is refused.
-    pub async fn join(&self, seeds: &[String]) -> Result<(), StoreError> {
+    pub async fn join(
+        &self,
+        seeds: &[String],
+        token: Option<&JoinToken>,
+    ) -> Result<(), StoreError> {
         let member = self
             .raft
             .is_initialized()
@@ -90,6 +136,7 @@ impl Store {
             node_id: self.id,
             addr: self.addr().to_owned(),
             cluster: self.cluster_id()?,
+            token: token.cloned(),
         };
         let patience = self.config.join_patience;
         let deadline = tokio::time::Instant::now() + patience;
@@ -166,6 +213,16 @@ impl Store {
                 "{REFUSED} node id {} is already a member at {}",
                 ask.node_id, existing.addr
             ));
+        }
+        // Checked after the above: a member restarting after a rotation
+        // rejoins without the new token.
+        let expected = self
+            .read(|s| s.join_token().cloned())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(reason) = check_join_token(expected.as_ref(), ask.token.as_ref()) {
+            tracing::warn!(node = ask.node_id, addr = %ask.addr, reason, "join refused");
+            return Err(format!("{REFUSED} {reason}"));
         }
         if let Some(other) = members.iter().find(|m| m.addr == ask.addr) {
             return Err(format!(

@@ -242,6 +242,25 @@ pub(super) async fn remove_node(
     Ok(Json(json!({})))
 }
 
+/// `rustnet status --token`: the cluster's join token (the socket is
+/// root-only).
+pub(super) async fn join_token(
+    State(service): State<Arc<Service>>,
+) -> Result<Json<Value>, ApiError> {
+    let token = service.store().await?.join_token().await?;
+    Ok(Json(json!({ "Token": token.reveal() })))
+}
+
+/// `rustnet cluster rotate-token`: a new join token; the old one stops
+/// admitting hosts.
+pub(super) async fn rotate_join_token(
+    State(service): State<Arc<Service>>,
+) -> Result<Json<Value>, ApiError> {
+    let token = service.store().await?.rotate_join_token().await?;
+    tracing::info!("join token rotated");
+    Ok(Json(json!({ "Token": token.reveal() })))
+}
+
 /// `rustnet status`: this host, and every pool with who holds what.
 pub(super) async fn status(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
     Ok(Json(service.status().await?))

@@ -27,6 +27,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/Plugin.Activate", post(activate))
         .route("/Rustnet.Status", post(ipam::status).get(ipam::status))
         .route("/Rustnet.Remove", post(ipam::remove_node))
+        .route("/Rustnet.Token", post(ipam::join_token))
+        .route("/Rustnet.RotateToken", post(ipam::rotate_join_token))
         .merge(ipam::routes())
         .merge(network::routes())
         .fallback(not_found)

@@ -37,7 +37,7 @@ async fn harness(store: bool) -> Harness {
         let store = Store::open(&dir.path().join("state"), config)
             .await
             .unwrap();
-        store.bootstrap().await.unwrap();
+        store.bootstrap(None).await.unwrap();
         tx.send_replace(StoreState::Open(store));
     }
     let settings = Settings {

@@ -128,3 +128,52 @@ fn macs_round_trip_and_random_ones_are_local_unicast() {
         assert_eq!(random_mac()[0] & 0x03, 0x02);
     }
 }
+
+#[test]
+fn vxlan_ingress_only_with_an_overlay_and_from_members() {
+    let mut state = tables(false, false);
+    let register = |host: HostId, addr: &str| Command::RegisterHost {
+        host,
+        name: format!("h{host}"),
+        addr: Some(addr.parse().unwrap()),
+    };
+    state.apply(&register(HOST, "10.99.0.1")).unwrap();
+    state.apply(&register(HOST + 1, "10.99.0.2")).unwrap();
+    assert_eq!(
+        vxlan_ingress(&state, HOST, 4790),
+        None,
+        "bridge networks only"
+    );
+    let overlay = Network {
+        id: "ov1ov1ov1ov1ov1o".into(),
+        host: HOST,
+        mode: Mode::Overlay,
+        bridge: bridge_name("ov1ov1ov1ov1ov1o"),
+        subnet: Some("10.0.80.0/24".parse().unwrap()),
+        gateway: None,
+        subnet6: None,
+        gateway6: None,
+        mtu: 1450,
+        internal: false,
+        overlay: Some("10.0.80.0/24".into()),
+        vni: Some(4096),
+    };
+    state.apply(&Command::CreateNetwork(overlay)).unwrap();
+    let ingress = vxlan_ingress(&state, HOST, 4790).unwrap();
+    assert_eq!(ingress.port, 4790);
+    assert_eq!(
+        ingress.members,
+        [
+            "10.99.0.1".parse::<std::net::Ipv4Addr>().unwrap(),
+            "10.99.0.2".parse().unwrap()
+        ]
+    );
+    state
+        .apply(&Command::ForgetHost { host: HOST + 1 })
+        .unwrap();
+    let ingress = vxlan_ingress(&state, HOST, 4790).unwrap();
+    assert_eq!(
+        ingress.members,
+        ["10.99.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+}

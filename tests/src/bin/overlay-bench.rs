@@ -157,7 +157,12 @@ fn main() {
     // Swarm's overlay takes UDP 4789; rustnet's moves aside.
     a.start_rustnet(&[("RUSTNET_VXLAN_PORT", "4790")]);
     let join = format!("{}:7950", a.addr);
-    b.start_rustnet(&[("RUSTNET_VXLAN_PORT", "4790"), ("RUSTNET_JOIN", &join)]);
+    let token = a.join_token();
+    b.start_rustnet(&[
+        ("RUSTNET_VXLAN_PORT", "4790"),
+        ("RUSTNET_JOIN", &join),
+        ("RUSTNET_JOIN_TOKEN", &token),
+    ]);
     docker(
         &a,
         &[

@@ -11,7 +11,7 @@ async fn open(dir: &Path) -> Result<Store, StoreError> {
         join_patience: Duration::from_secs(5),
     };
     let store = Store::open(dir, config).await?;
-    store.bootstrap().await?;
+    store.bootstrap(None).await?;
     Ok(store)
 }
 
