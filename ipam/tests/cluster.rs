@@ -375,3 +375,101 @@ async fn a_removed_host_frees_what_it_held_and_learners_fill_in() {
         "the removed host's address is still held"
     );
 }
+
+/// Sends a Write and an AppendEntries to `addr` over TLS as `identity`
+/// (none: no client certificate), trusting `ca_pem`; the error codes.
+async fn call_as(
+    addr: &str,
+    ca_pem: &str,
+    identity: Option<tonic::transport::Identity>,
+) -> Vec<Result<(), tonic::Status>> {
+    use rustnet_proto::{ClusterClient, Payload, RaftClient};
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(rustnet_ipam::store::SERVER_NAME);
+    if let Some(identity) = identity {
+        tls = tls.identity(identity);
+    }
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    let payload = || Payload {
+        data: b"{}".to_vec(),
+    };
+    vec![
+        ClusterClient::new(channel.clone())
+            .write(payload())
+            .await
+            .map(drop),
+        RaftClient::new(channel)
+            .append_entries(payload())
+            .await
+            .map(drop),
+    ]
+}
+
+fn identity(cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Identity {
+    tonic::transport::Identity::from_pem(&cert.chain_pem, &cert.key_pem)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peers_without_a_current_members_certificate_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = cluster_of_three(root.path()).await;
+    let addr = nodes[0].addr.clone();
+    let own = nodes[1].store.cert().unwrap();
+    let ca = own.ca_pem.clone();
+
+    // A member's certificate gets through authorization (the empty
+    // payload is then refused as malformed).
+    for result in call_as(&addr, &ca, Some(identity(&own))).await {
+        assert_eq!(result.unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+
+    // No client certificate.
+    for result in call_as(&addr, &ca, None).await {
+        let status = result.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
+    }
+
+    // A self-signed certificate, and one of another cluster's CA: the TLS
+    // handshake fails.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let selfsigned = rcgen::CertificateParams::new(vec!["rustnet".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let forged = tonic::transport::Identity::from_pem(selfsigned.pem(), key.serialize_pem());
+    let other = fresh(root.path(), "other").await;
+    other.store.bootstrap(None).await.unwrap();
+    let foreign = identity(&other.store.cert().unwrap());
+    for client in [forged, foreign] {
+        for result in call_as(&addr, &ca, Some(client)).await {
+            let status = format!("{:?}", result.unwrap_err());
+            assert!(status.contains("received fatal alert"), "{status}");
+        }
+    }
+
+    // A removed member's certificate.
+    let removed = nodes[2].store.cert().unwrap();
+    let id = nodes[2].store.id();
+    nodes[2].kill().await;
+    nodes[0].store.remove(id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let results = call_as(&addr, &ca, Some(identity(&removed))).await;
+        if results
+            .iter()
+            .all(|r| matches!(r, Err(s) if s.code() == tonic::Code::PermissionDenied))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still admitted: {results:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The members still talk.
+    allocate(&nodes[1].store, "after".into()).await.unwrap();
+}

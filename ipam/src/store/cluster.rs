@@ -2,6 +2,7 @@
 //! number of voters.
 //!
 //! ```text
+//!   new node ──Enroll(token)──► any member: certificate (see tls.rs)
 //!   new node ──Join──► any member ──(forward)──► leader: add learner (catch up),
 //!                                                 promote to voter while voters < N
 //!   rustnet cluster remove/leave ──► leader: remove from membership,
@@ -16,8 +17,9 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::network::{decode, encode, request};
+use super::tls::NodeCert;
 use super::{Store, StoreError};
-use crate::{Command, HostId, JoinToken, check_join_token};
+use crate::{Command, HostId, JoinToken, check_join_token, pinned, split_token};
 
 /// Marks an answer that retrying cannot change.
 const REFUSED: &str = "refused:";
@@ -29,8 +31,14 @@ pub struct JoinRequest {
     pub addr: String,
     /// The cluster the joining node's state belongs to, if any.
     pub cluster: Option<String>,
-    /// The cluster's join token, as the joining host was given it.
-    #[serde(default)]
+}
+
+/// A new host asking for its certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub node_id: HostId,
+    pub addr: String,
+    /// The join token's secret (never its CA part).
     pub token: Option<JoinToken>,
 }
 
@@ -70,7 +78,8 @@ impl Store {
             .await
             .map_err(|e| StoreError::Fatal(e.to_string()))?
         {
-            return Ok(());
+            // A member from before mutual TLS gets its certificate now.
+            return self.ensure_cert().await;
         }
         let members = BTreeMap::from([(self.id, BasicNode::new(self.addr()))]);
         self.raft
@@ -78,11 +87,38 @@ impl Store {
             .await
             .map_err(|e| StoreError::Fatal(format!("bootstrap: {e}")))?;
         self.set_cluster_id(&format!("{:016x}", super::node::random_u64()))?;
-        let token = token.cloned().unwrap_or_else(JoinToken::generate);
+        let token = token.map_or_else(JoinToken::generate, |t| split_token(t).0);
         self.write(Command::InitJoinToken { token })
             .await?
-            .map(drop)
-            .map_err(|e| StoreError::Fatal(e.to_string()))
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        self.ensure_cert().await
+    }
+
+    /// Gives a member without a certificate one from the cluster's CA
+    /// (making the CA for a cluster that has none: a new cluster, or a
+    /// one-node cluster from before mutual TLS).
+    pub(crate) async fn ensure_cert(&self) -> Result<(), StoreError> {
+        if self.cert().is_some() {
+            return Ok(());
+        }
+        let fatal = |e: String| StoreError::Fatal(format!("this member's certificate: {e}"));
+        if self.read(|s| s.ca().is_none()).await? {
+            let ca = super::tls::new_ca().map_err(fatal)?;
+            self.write(Command::InitCa { ca })
+                .await?
+                .map_err(|e| fatal(e.to_string()))?;
+        }
+        let ca = self
+            .read(|s| s.ca().cloned())
+            .await?
+            .ok_or_else(|| fatal("the cluster has no CA".into()))?;
+        let cert = super::tls::issue(&ca, self.id).map_err(fatal)?;
+        let admit = Command::AdmitCert {
+            host: self.id,
+            fingerprint: cert.fingerprint.clone(),
+        };
+        self.write(admit).await?.map_err(|e| fatal(e.to_string()))?;
+        self.set_cert(cert)
     }
 
     /// Gives the cluster a join token if it has none (a new cluster, or one
@@ -98,24 +134,122 @@ impl Store {
             .map_err(|e| StoreError::Fatal(e.to_string()))
     }
 
-    /// The cluster's join token.
+    /// The cluster's join token, in its full form: the secret and the
+    /// fingerprint of the CA that a joining host checks.
     pub async fn join_token(&self) -> Result<JoinToken, StoreError> {
         self.ensure_join_token().await?;
-        self.read(|s| s.join_token().cloned())
-            .await?
-            .ok_or_else(|| StoreError::Fatal("the cluster has no join token".into()))
+        let (token, ca) = self
+            .read(|s| {
+                (
+                    s.join_token().cloned(),
+                    s.ca().map(|ca| ca.fingerprint.clone()),
+                )
+            })
+            .await?;
+        let token =
+            token.ok_or_else(|| StoreError::Fatal("the cluster has no join token".into()))?;
+        Ok(match ca {
+            Some(ca) => JoinToken::new(&pinned(&token, &ca)),
+            None => token,
+        })
     }
 
     /// Replaces the join token: hosts that joined stay members; new ones
     /// need the new token.
     pub async fn rotate_join_token(&self) -> Result<JoinToken, StoreError> {
         let token = JoinToken::generate();
-        self.write(Command::RotateJoinToken {
-            token: token.clone(),
-        })
-        .await?
-        .map_err(|e| StoreError::Fatal(e.to_string()))?;
-        Ok(token)
+        self.write(Command::RotateJoinToken { token })
+            .await?
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        self.join_token().await
+    }
+
+    /// Gets this new host its certificate through any of `seeds`: checks
+    /// the seed's CA against the token's pin (or takes the first one seen,
+    /// for a token without one), then asks with the token's secret.
+    async fn enroll(&self, seeds: &[String], token: Option<&JoinToken>) -> Result<(), StoreError> {
+        let (secret, pin) = match token.map(split_token) {
+            Some((secret, pin)) => (Some(secret), pin),
+            None => (None, None),
+        };
+        if secret.is_some() && pin.is_none() {
+            tracing::warn!("the join token names no CA: trusting the CA the seed presents");
+        }
+        let ask = EnrollRequest {
+            node_id: self.id,
+            addr: self.addr().to_owned(),
+            token: secret,
+        };
+        let patience = self.config.join_patience;
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut last = String::from("no seed given");
+        while tokio::time::Instant::now() < deadline {
+            for seed in seeds {
+                let error = match self.send_enroll(seed, &ask, pin.as_deref()).await {
+                    Ok(Ok(cert)) => {
+                        tracing::info!(seed = %seed, cert = %cert.fingerprint, "enrolled");
+                        return self.set_cert(cert);
+                    }
+                    Ok(Err(e)) | Err(e) => e,
+                };
+                if error.starts_with(REFUSED) {
+                    return Err(StoreError::Fatal(format!(
+                        "join refused by {seed}: {error}"
+                    )));
+                }
+                last = format!("{seed}: {error}");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(StoreError::Fatal(format!(
+            "cannot join the cluster: no member answered within {patience:?} (last: {last})"
+        )))
+    }
+
+    async fn send_enroll(
+        &self,
+        to: &str,
+        ask: &EnrollRequest,
+        pin: Option<&str>,
+    ) -> Result<Result<NodeCert, String>, String> {
+        let ca = super::tls::fetch_ca(to, pin).await?;
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
+            .domain_name(super::tls::SERVER_NAME);
+        let channel = super::network::tls_endpoint(to, tls)?
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let reply = rustnet_proto::ClusterClient::new(channel)
+            .enroll(request(encode(ask)?, self.config.timeout))
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        decode(reply.get_ref())
+    }
+
+    /// Handles an enrollment on any member: checks the token, issues a
+    /// certificate from the cluster's CA and admits it.
+    pub(crate) async fn handle_enroll(&self, ask: EnrollRequest) -> Result<NodeCert, String> {
+        let (expected, ca) = self
+            .read(|s| (s.join_token().cloned(), s.ca().cloned()))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(reason) = check_join_token(expected.as_ref(), ask.token.as_ref()) {
+            tracing::warn!(node = ask.node_id, addr = %ask.addr, reason, "enrollment refused");
+            return Err(format!("{REFUSED} {reason}"));
+        }
+        let ca = ca.ok_or("this cluster has no CA")?;
+        let cert = super::tls::issue(&ca, ask.node_id)?;
+        let admit = Command::AdmitCert {
+            host: ask.node_id,
+            fingerprint: cert.fingerprint.clone(),
+        };
+        self.write(admit)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        tracing::info!(node = ask.node_id, addr = %ask.addr, cert = %cert.fingerprint, "certificate issued");
+        Ok(cert)
     }
 
     /// Joins the cluster through any of `seeds` (`host:port`). A member
@@ -132,11 +266,20 @@ impl Store {
             .is_initialized()
             .await
             .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        match (member, self.cert()) {
+            (false, None) => self.enroll(seeds, token).await?,
+            (true, None) => self.ensure_cert().await.map_err(|e| {
+                StoreError::Fatal(format!(
+                    "this member has no certificate (its state is from before mutual TLS?) \
+                     and the cluster cannot issue one: {e}; clear RUSTNET_STATE_DIR and join again"
+                ))
+            })?,
+            (_, Some(cert)) => self.check_same_ca(seeds, &cert).await?,
+        }
         let ask = JoinRequest {
             node_id: self.id,
             addr: self.addr().to_owned(),
             cluster: self.cluster_id()?,
-            token: token.cloned(),
         };
         let patience = self.config.join_patience;
         let deadline = tokio::time::Instant::now() + patience;
@@ -167,6 +310,26 @@ impl Store {
         Err(StoreError::Fatal(format!(
             "cannot join the cluster: no member answered within {patience:?} (last: {last})"
         )))
+    }
+
+    /// Refuses to join a cluster of another CA (this state dir belongs to
+    /// another cluster); seeds that do not answer prove nothing.
+    async fn check_same_ca(&self, seeds: &[String], cert: &NodeCert) -> Result<(), StoreError> {
+        let ours = pem::parse(&cert.ca_pem)
+            .map(|p| super::tls::fingerprint(p.contents()))
+            .map_err(|e| StoreError::Fatal(format!("this member's CA: {e}")))?;
+        for seed in seeds {
+            if let Err(e) = super::tls::fetch_ca(seed, Some(&ours)).await
+                && e.starts_with(REFUSED)
+            {
+                return Err(StoreError::Fatal(format!(
+                    "join refused by {seed}: {REFUSED} node {} cannot join: \
+                     its RUSTNET_STATE_DIR belongs to another cluster (another CA); clear it to join",
+                    self.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn send_join(
@@ -213,16 +376,6 @@ impl Store {
                 "{REFUSED} node id {} is already a member at {}",
                 ask.node_id, existing.addr
             ));
-        }
-        // Checked after the above: a member restarting after a rotation
-        // rejoins without the new token.
-        let expected = self
-            .read(|s| s.join_token().cloned())
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Err(reason) = check_join_token(expected.as_ref(), ask.token.as_ref()) {
-            tracing::warn!(node = ask.node_id, addr = %ask.addr, reason, "join refused");
-            return Err(format!("{REFUSED} {reason}"));
         }
         if let Some(other) = members.iter().find(|m| m.addr == ask.addr) {
             return Err(format!(

@@ -19,6 +19,8 @@ pub(crate) const KEY_PURGED: &str = "last_purged";
 pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
 pub(crate) const KEY_NODE_ID: &str = "node_id";
 pub(crate) const KEY_CLUSTER_ID: &str = "cluster_id";
+/// This member's TLS certificate and key.
+pub(crate) const KEY_CERT: &str = "cert";
 
 /// A shared handle on the store's database file. Every write commits with
 /// redb's default immediate durability (fsync) before it returns.

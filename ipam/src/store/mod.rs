@@ -23,6 +23,7 @@ mod network;
 mod node;
 mod server;
 mod state_machine;
+mod tls;
 mod types;
 
 pub use cluster::{ClusterView, JoinReply, JoinRequest, Member};
@@ -32,4 +33,5 @@ pub use network::{GrpcNetwork, Peers};
 pub use node::{Store, StoreConfig, StoreError, raft_config};
 pub use server::{ClusterService, RaftService, services, spawn_server};
 pub use state_machine::StateMachine;
+pub use tls::{NodeCert, SERVER_NAME};
 pub use types::TypeConfig;

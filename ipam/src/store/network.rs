@@ -15,9 +15,10 @@ use openraft::{AnyError, BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use rustnet_proto::{ClusterClient, Payload, RaftClient};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::TypeConfig;
+use super::tls::NodeCert;
 
 type Vote = openraft::alias::VoteOf<TypeConfig>;
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
@@ -26,14 +27,24 @@ type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One lazily connected channel per peer address, shared by every client.
-#[derive(Debug, Clone, Default)]
+/// One lazily connected channel per peer address, shared by every client;
+/// mutual TLS with this member's certificate.
+#[derive(Debug, Clone)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    cert: tokio::sync::watch::Receiver<Option<NodeCert>>,
 }
 
 impl Peers {
-    /// The channel to `addr` (`host:port`), created on first use.
+    pub fn new(cert: tokio::sync::watch::Receiver<Option<NodeCert>>) -> Self {
+        Self {
+            channels: Arc::default(),
+            cert,
+        }
+    }
+
+    /// The channel to `addr` (`host:port`), created on first use; none
+    /// before this member has its certificate.
     pub fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self
             .channels
@@ -42,13 +53,23 @@ impl Peers {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("peer address {addr}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+        let tls = self
+            .cert
+            .borrow()
+            .as_ref()
+            .map(NodeCert::client_config)
+            .ok_or("this member has no certificate yet")?;
+        let endpoint = tls_endpoint(addr, tls)?;
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
+    }
+
+    /// Forgets every channel (after a new certificate).
+    pub fn reset(&self) {
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.clear();
+        }
     }
 
     pub fn raft(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
@@ -58,6 +79,15 @@ impl Peers {
     pub fn cluster(&self, addr: &str) -> Result<ClusterClient<Channel>, String> {
         self.channel(addr).map(ClusterClient::new)
     }
+}
+
+/// An endpoint for `addr` over TLS with `tls`.
+pub(crate) fn tls_endpoint(addr: &str, tls: ClientTlsConfig) -> Result<Endpoint, String> {
+    Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| format!("peer address {addr}: {e}"))?
+        .tls_config(tls)
+        .map_err(|e| format!("TLS for {addr}: {e}"))
+        .map(|e| e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true))
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Payload, String> {
@@ -78,7 +108,7 @@ pub(crate) fn request(payload: Payload, deadline: Duration) -> tonic::Request<Pa
 }
 
 /// The factory openraft asks for a client per peer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GrpcNetwork {
     peers: Peers,
 }

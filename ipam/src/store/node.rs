@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 
-use super::db::{KEY_CLUSTER_ID, KEY_NODE_ID};
+use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID};
 use super::network::{GrpcNetwork, Peers, decode, encode, request};
+use super::tls::NodeCert;
 use super::{Db, LogStore, StateMachine, TypeConfig};
 use crate::{Command, CommandResult, HostId, Proposal, State};
 
@@ -78,6 +79,8 @@ pub struct Store {
     /// One membership change at a time on this node (joins, removals and
     /// promotions would otherwise collide: openraft allows one at a time).
     pub(crate) membership: Arc<tokio::sync::Mutex<()>>,
+    /// This member's certificate, once it has one.
+    pub(crate) cert: Arc<tokio::sync::watch::Sender<Option<NodeCert>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -101,7 +104,9 @@ impl Store {
         let db = Db::open(&dir.join("raft.redb")).map_err(open_err)?;
         let id = node_id(&db).map_err(open_err)?;
         let state_machine = StateMachine::open(db.clone()).map_err(open_err)?;
-        let peers = Peers::default();
+        let cert: Option<NodeCert> = db.get_meta(KEY_CERT).map_err(open_err)?;
+        let (cert, cert_rx) = tokio::sync::watch::channel(cert);
+        let peers = Peers::new(cert_rx);
         let raft = Raft::new(
             id,
             Arc::new(raft_config()?),
@@ -119,6 +124,7 @@ impl Store {
             peers,
             config: Arc::new(config),
             membership: Arc::default(),
+            cert: Arc::new(cert),
         };
         tokio::spawn(super::cluster::keep_voters(store.clone()));
         Ok(store)
@@ -132,6 +138,43 @@ impl Store {
     /// This node's peer address.
     pub fn addr(&self) -> &str {
         &self.config.addr
+    }
+
+    /// This member's certificate, if it has one yet.
+    pub fn cert(&self) -> Option<NodeCert> {
+        self.cert.borrow().clone()
+    }
+
+    /// Keeps `cert` as this member's (on disk, then in use).
+    pub(crate) fn set_cert(&self, cert: NodeCert) -> Result<(), StoreError> {
+        self.db
+            .put_meta(KEY_CERT, &cert)
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        self.cert.send_replace(Some(cert));
+        self.peers.reset();
+        Ok(())
+    }
+
+    /// Waits until this member has a certificate.
+    pub(crate) async fn wait_for_cert(&self) -> NodeCert {
+        let mut rx = self.cert.subscribe();
+        loop {
+            if let Some(cert) = rx.borrow_and_update().clone() {
+                return cert;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Reads the local replica, without asking the leader: for checks that
+    /// must not wait on the cluster, such as who may call an RPC.
+    pub(crate) fn local<T>(&self, f: impl FnOnce(&State) -> T) -> Option<T> {
+        self.state_machine
+            .state()
+            .ok()
+            .map(|applied| f(&applied.state))
     }
 
     /// The cluster this node belongs to, once bootstrapped or joined.

@@ -1,5 +1,7 @@
 //! The gRPC services a member serves to its peers: Raft's RPCs and the
-//! cluster's (forwarded writes, read index, join, remove).
+//! cluster's (forwarded writes, read index, enroll, join, remove), over
+//! mutual TLS. Every RPC but Enroll needs the client certificate of a
+//! current member.
 
 use openraft::Raft as OpenRaft;
 use rustnet_proto::{Cluster, ClusterServer, Payload, Raft, RaftServer};
@@ -10,20 +12,30 @@ use tonic::{Request, Response, Status};
 use super::network::{SnapshotMessage, decode, encode};
 use super::{StateMachine, Store, TypeConfig};
 use crate::Proposal;
-use crate::store::cluster::JoinRequest;
+use crate::store::cluster::{EnrollRequest, JoinRequest};
 
-/// Serves `store`'s peer protocol on `listener` until `shutdown` completes.
+/// Serves `store`'s peer protocol on `listener` until `shutdown` completes,
+/// from the moment the member has its certificate (a new host gets it when
+/// it enrolls).
 pub fn spawn_server(
     store: &Store,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    let (raft, cluster) = services(store);
-    let server = tonic::transport::Server::builder()
-        .add_service(raft)
-        .add_service(cluster);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let store = store.clone();
     tokio::spawn(async move {
+        let cert = store.wait_for_cert().await;
+        let (raft, cluster) = services(&store);
+        let mut server = match tonic::transport::Server::builder().tls_config(cert.server_config())
+        {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::error!(error = %e, "peer server: TLS configuration");
+                return;
+            }
+        };
+        let server = server.add_service(raft).add_service(cluster);
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
         if let Err(e) = server
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
@@ -33,11 +45,30 @@ pub fn spawn_server(
     })
 }
 
+/// Lets the RPC through if its client certificate is a current member's.
+fn authorize<T>(store: &Store, request: &Request<T>) -> Result<(), Status> {
+    let certs = request.peer_certs();
+    let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
+        return Err(Status::unauthenticated(
+            "a client certificate of the cluster is required",
+        ));
+    };
+    let fingerprint = super::tls::fingerprint(leaf);
+    if store.local(|s| s.admits(&fingerprint)).unwrap_or(false) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "certificate {fingerprint} is not a current member's"
+        )))
+    }
+}
+
 /// Both services of `store`, ready to add to a tonic server.
 pub fn services(store: &Store) -> (RaftServer<RaftService>, ClusterServer<ClusterService>) {
     (
         RaftServer::new(RaftService {
             raft: store.raft.clone(),
+            store: store.clone(),
         }),
         ClusterServer::new(ClusterService {
             store: store.clone(),
@@ -57,6 +88,7 @@ fn output<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 #[derive(Clone)]
 pub struct RaftService {
     raft: OpenRaft<TypeConfig, StateMachine>,
+    store: Store,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -68,6 +100,7 @@ impl std::fmt::Debug for RaftService {
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         let reply = self
             .raft
             .append_entries(input(&request)?)
@@ -77,6 +110,7 @@ impl Raft for RaftService {
     }
 
     async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         output(
             &self
                 .raft
@@ -87,6 +121,7 @@ impl Raft for RaftService {
     }
 
     async fn pre_vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         output(
             &self
                 .raft
@@ -100,6 +135,7 @@ impl Raft for RaftService {
         &self,
         request: Request<Payload>,
     ) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         let message: SnapshotMessage = input(&request)?;
         let snapshot = openraft::alias::SnapshotOf::<TypeConfig, Vec<u8>> {
             meta: message.meta,
@@ -122,20 +158,29 @@ pub struct ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn write(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         let proposal: Proposal = input(&request)?;
         output(&self.store.write_as_leader(proposal).await)
     }
 
     async fn read_index(&self, _request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &_request)?;
         output(&self.store.read_index_as_leader().await)
     }
 
+    async fn enroll(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let ask: EnrollRequest = input(&request)?;
+        output(&self.store.handle_enroll(ask).await)
+    }
+
     async fn join(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         let ask: JoinRequest = input(&request)?;
         output(&self.store.handle_join(ask).await)
     }
 
     async fn remove(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         let node: u64 = input(&request)?;
         output(&self.store.handle_remove(node).await)
     }

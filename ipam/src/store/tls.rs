@@ -1,0 +1,227 @@
+//! Mutual TLS between members.
+//!
+//! ```text
+//!   bootstrap: CA (in the replicated state) ─► certificate for itself
+//!   new host ──TLS, CA pinned by the token──► any member: Enroll(token)
+//!            ◄── certificate for the new host, its fingerprint admitted
+//!   every other RPC: client certificate of the CA, and its fingerprint a
+//!   current member's (a removed host's is no longer admitted)
+//! ```
+//!
+//! All members share one DNS name in their certificates, [`SERVER_NAME`]:
+//! peers are found by address, and who they are is the fingerprint.
+
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use crate::{ClusterCa, HostId};
+
+/// The name every member's certificate carries and every client checks.
+pub const SERVER_NAME: &str = "rustnet";
+
+/// A member's own certificate: its key, its certificate followed by the
+/// CA's (the chain it presents), and the CA it trusts. Its `Debug` hides
+/// the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCert {
+    pub ca_pem: String,
+    pub chain_pem: String,
+    pub key_pem: String,
+    /// SHA-256 of the certificate (DER), hex.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for NodeCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCert")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeCert {
+    /// What the peer server presents and which clients it accepts: any of
+    /// the CA, or none (a new host enrolling); each RPC then checks.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.chain_pem, &self.key_pem))
+            .client_ca_root(Certificate::from_pem(&self.ca_pem))
+            .client_auth_optional(true)
+    }
+
+    /// How this member dials its peers.
+    pub fn client_config(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(Identity::from_pem(&self.chain_pem, &self.key_pem))
+            .domain_name(SERVER_NAME)
+    }
+}
+
+/// SHA-256 of `der`, hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn ca_params() -> Result<CertificateParams, String> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "rustnet cluster CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// A new cluster CA (ECDSA P-256).
+pub fn new_ca() -> Result<ClusterCa, String> {
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = ca_params()?.self_signed(&key).map_err(|e| e.to_string())?;
+    Ok(ClusterCa {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        fingerprint: fingerprint(cert.der()),
+    })
+}
+
+/// A certificate of `ca` for member `host`, with a new key.
+pub fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, String> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|e| format!("CA key: {e}"))?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        CertificateParams::new(vec![SERVER_NAME.to_owned()]).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("rustnet member {host}"));
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+    Ok(NodeCert {
+        ca_pem: ca.cert_pem.clone(),
+        chain_pem: format!("{}{}", cert.pem(), ca.cert_pem),
+        key_pem: key.serialize_pem(),
+        fingerprint: fingerprint(cert.der()),
+    })
+}
+
+/// The CA certificate a member at `addr` presents, as PEM, read from a TLS
+/// handshake before anything is sent; with `pin`, refused unless its
+/// fingerprint is `pin`. A host enrolls only with a CA it checked this way
+/// (or, without a pin, the one it first sees).
+pub async fn fetch_ca(addr: &str, pin: Option<&str>) -> Result<String, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordChain(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = ServerName::try_from(SERVER_NAME).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    let ca = chain
+        .last()
+        .filter(|_| chain.len() > 1)
+        .ok_or_else(|| format!("{addr} presents no CA certificate"))?;
+    let seen = fingerprint(ca);
+    if let Some(pin) = pin.filter(|pin| **pin != seen) {
+        return Err(format!(
+            "refused: {addr} presents CA {seen}, the join token names CA {pin}: \
+             not the cluster the token is for"
+        ));
+    }
+    Ok(pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec())))
+}
+
+/// Accepts the server's chain so that it can be read; the caller checks
+/// the CA against its pin, and the real connection verifies everything.
+#[derive(Debug)]
+struct RecordChain(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for RecordChain {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_chain_to_the_ca_and_differ() {
+        let ca = new_ca().unwrap();
+        let a = issue(&ca, 1).unwrap();
+        let b = issue(&ca, 2).unwrap();
+        assert_ne!(a.fingerprint, b.fingerprint);
+        assert!(a.chain_pem.ends_with(&ca.cert_pem));
+        assert!(!format!("{a:?} {ca:?}").contains("PRIVATE KEY"));
+        let other = new_ca().unwrap();
+        assert_ne!(other.fingerprint, ca.fingerprint);
+    }
+}
