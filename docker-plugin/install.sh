@@ -26,9 +26,10 @@ if docker plugin inspect "$name" >/dev/null 2>&1; then
     echo "upgrading the installed plugin $name (settings kept)"
     while read -r line; do
         [ -n "$line" ] && settings+=("$line")
+    # (.Source is a pointer: printed by the template itself, not println.)
     done < <(docker plugin inspect -f \
-        '{{range .Settings.Env}}{{println .}}{{end}}{{range .Settings.Mounts}}{{println .Name ".source=" .Source}}{{end}}' \
-        "$name" | sed 's/ \.source= /.source=/')
+        '{{range .Settings.Env}}{{println .}}{{end}}{{range .Settings.Mounts}}{{.Name}}.source={{.Source}}{{"\n"}}{{end}}' \
+        "$name")
     docker plugin disable -f "$name" >/dev/null 2>&1 || true
     docker plugin rm -f "$name" >/dev/null
 fi

@@ -179,6 +179,29 @@ impl SimHost {
         self.wait_for_plugin();
     }
 
+    /// Upgrades the managed plugin as the README says: a freshly built
+    /// plugin folder, `docker-plugin/install.sh` with no settings (the
+    /// installed plugin's are kept).
+    pub fn upgrade_plugin(&self) {
+        let folder = self.dir.join("plugin-rebuilt");
+        run_ok(
+            Command::new(repo_root().join("docker-plugin/build.sh"))
+                .env("RUSTNET_BIN", rustnet_bin())
+                .arg(&folder),
+        );
+        let out = run(Command::new(repo_root().join("docker-plugin/install.sh"))
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/docker.sock", self.dir.display()),
+            )
+            .arg("--dir")
+            .arg(&folder));
+        if let Err(e) = out {
+            panic!("upgrade the plugin on {}: {e}", self.netns);
+        }
+        self.wait_for_plugin();
+    }
+
     /// Points the tests at the managed plugin's socket and waits until the
     /// plugin answers (after install, enable or a dockerd restart).
     pub fn wait_for_plugin(&self) {

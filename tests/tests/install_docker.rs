@@ -231,15 +231,56 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
         || {
             create_network(&h2, MANAGED, "up", &["--subnet", "10.0.95.0/24"]);
             h2.run_container("up-a", "up", &[], &[]);
+            h2.run_container("up-a2", "up", &[], &[]);
+            // An overlay from h1 with a container on h2, across the upgrade.
+            create_network(
+                &h1,
+                MANAGED,
+                "upov",
+                &["-o", "mode=overlay", "--subnet", "10.0.96.0/24"],
+            );
+            wait_until("upov on h2", 20, || {
+                h2.docker(&["network", "inspect", "upov"]).is_ok()
+            });
+            h1.run_container("upov-1", "upov", &[], &[]);
+            h2.run_container("upov-2", "upov", &[], &[]);
+            let ov1 = h1.ip_of("upov-1", "upov");
+            wait_until("upov-2 reaches upov-1", 15, || {
+                h2.exec("upov-2", &["ping", "-c", "1", "-W", "1", &ov1])
+                    .is_ok()
+            });
             let cluster = cluster_id(&h2);
             let members = h2.status()["cluster"]["members"].clone();
-            h2.install_plugin(&[]);
+            let before = docker_ok(
+                h2.docker(&["plugin", "inspect", "-f", "{{.Id}}", "rustnet"]),
+                "inspect",
+            );
+            h2.upgrade_plugin();
+            let after = docker_ok(
+                h2.docker(&["plugin", "inspect", "-f", "{{.Id}}", "rustnet"]),
+                "inspect",
+            );
+            assert_ne!(before, after, "the plugin was not replaced");
+            assert_eq!(plugin_setting(&h2, "RUSTNET_ADVERTISE_ADDR"), h2.addr);
+            let state = docker_ok(
+                h2.docker(&[
+                    "plugin",
+                    "inspect",
+                    "-f",
+                    "{{range .Settings.Mounts}}{{if eq .Name \"state\"}}{{.Source}}{{end}}{{end}}",
+                    "rustnet",
+                ]),
+                "inspect",
+            );
+            assert_eq!(state, format!("{}/state", h2.dir().display()));
             assert_eq!(
                 plugin_setting(&h2, "RUSTNET_JOIN"),
                 format!("{}:7950", h1.addr)
             );
             assert_eq!(cluster_id(&h2), cluster);
             assert_eq!(h2.status()["cluster"]["members"], members);
+            assert_pings(&h2, "up-a2", "up-a");
+            assert_pings(&h2, "upov-2", &ov1);
             h2.run_container("up-b", "up", &[], &[]);
             assert_pings(&h2, "up-b", "up-a");
             assert_ne!(h2.ip_of("up-a", "up"), h2.ip_of("up-b", "up"));
