@@ -35,7 +35,10 @@ pub fn spawn_server(
             }
         };
         let server = server.add_service(raft).add_service(cluster);
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // Without TCP_NODELAY a reply split over several TLS records waits
+        // on the peer's delayed ACK.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(e) = server
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
