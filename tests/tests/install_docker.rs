@@ -309,5 +309,19 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
         h3.restart_dockerd(&[]);
         plain_restart(&h3, SERVICE, false);
     });
+    cases.run("the join token is in no log", || {
+        // A managed plugin logs into dockerd's log; the host service into its own.
+        for host in [&h1, &h2, &h3] {
+            for log in ["dockerd.log", "rustnet.log"] {
+                let text = std::fs::read_to_string(host.dir().join(log)).unwrap_or_default();
+                let secret = token.split('-').nth(1).unwrap_or(&token);
+                assert!(
+                    !text.contains(secret),
+                    "the token is in {} {log}",
+                    host.netns
+                );
+            }
+        }
+    });
     cases.finish();
 }
