@@ -186,8 +186,17 @@ impl Service {
     pub async fn status(&self) -> Result<Value, ApiError> {
         let store = self.store().await?;
         let host = store.id();
-        let mut status = store.read(|state| crate::status::view(state, host)).await?;
+        let (mut status, ca) = store
+            .read(|state| {
+                let ca = state.ca().map(|ca| ca.fingerprint.clone());
+                (crate::status::view(state, host), ca)
+            })
+            .await?;
         status["cluster"] = serde_json::to_value(store.cluster_view()).unwrap_or_default();
+        status["tls"] = serde_json::json!({
+            "ca": ca,
+            "certificate": store.cert().map(|c| c.fingerprint),
+        });
         Ok(status)
     }
 

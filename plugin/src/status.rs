@@ -75,6 +75,15 @@ fn render(status: &Value) -> String {
         cluster["state"].as_str().unwrap_or("?"),
         cluster["leader"]
     ));
+    let short = |v: &Value| {
+        v.as_str()
+            .map_or("none".to_owned(), |f| f[..f.len().min(16)].to_owned())
+    };
+    out.push_str(&format!(
+        "mutual TLS: cluster CA {}, this member's certificate {}\n",
+        short(&status["tls"]["ca"]),
+        short(&status["tls"]["certificate"])
+    ));
     for member in cluster["members"]
         .as_array()
         .map(Vec::as_slice)
@@ -299,4 +308,27 @@ pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
     }
     println!("host {node} removed from the cluster; what it held is free");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_shows_members_and_tls() {
+        let status = json!({
+            "name": "a (10.0.0.1)", "host": 1,
+            "cluster": { "cluster": "c1", "term": 2, "state": "Leader", "leader": 1,
+                "members": [{ "id": 1, "addr": "10.0.0.1:7950", "voter": true }] },
+            "tls": { "ca": "0123456789abcdef0123", "certificate": null },
+        });
+        let text = render(&status);
+        assert!(text.contains("member 1 10.0.0.1:7950 voter"), "{text}");
+        assert!(
+            text.contains(
+                "mutual TLS: cluster CA 0123456789abcdef, this member's certificate none"
+            ),
+            "{text}"
+        );
+    }
 }

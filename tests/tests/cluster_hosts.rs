@@ -121,6 +121,18 @@ fn a_cluster_of_simulated_hosts() {
         let views: Vec<Value> = hosts.iter().map(|h| cluster(h)).collect();
         let ids: BTreeSet<String> = views.iter().map(|v| v["cluster"].to_string()).collect();
         assert_eq!(ids.len(), 1, "different clusters: {views:?}");
+        // One CA; a certificate each, all different; the token pins the CA.
+        let tls: Vec<Value> = hosts.iter().map(|h| h.status()["tls"].clone()).collect();
+        let cas: BTreeSet<String> = tls.iter().map(|t| t["ca"].to_string()).collect();
+        let certs: BTreeSet<String> = tls.iter().map(|t| t["certificate"].to_string()).collect();
+        assert_eq!(cas.len(), 1, "{tls:?}");
+        assert_eq!(certs.len(), 3, "{tls:?}");
+        assert!(!certs.contains("null"), "{tls:?}");
+        let ca = tls[0]["ca"].as_str().unwrap_or_default();
+        assert!(
+            token.ends_with(&format!("-{ca}")),
+            "the token does not pin the CA"
+        );
         client(&h1, &["pool", POOL]).unwrap_or_else(|e| panic!("pool: {e}"));
         // The pool made on h1 is usable from h3 at once.
         let out = client(&h3, &["storm", POOL, "3", "first"]).unwrap_or_else(|e| panic!("{e}"));
