@@ -102,16 +102,19 @@ impl Store {
             return Ok(());
         }
         let fatal = |e: String| StoreError::Fatal(format!("this member's certificate: {e}"));
-        if self.read(|s| s.ca().is_none()).await? {
-            let ca = super::tls::new_ca().map_err(fatal)?;
-            self.write(Command::InitCa { ca })
-                .await?
-                .map_err(|e| fatal(e.to_string()))?;
-        }
-        let ca = self
-            .read(|s| s.ca().cloned())
-            .await?
-            .ok_or_else(|| fatal("the cluster has no CA".into()))?;
+        let ca = match self.read(|s| s.ca().cloned()).await? {
+            Some(ca) => ca,
+            None => {
+                let ca = super::tls::new_ca().map_err(fatal)?;
+                self.write(Command::InitCa { ca })
+                    .await?
+                    .map_err(|e| fatal(e.to_string()))?;
+                // Set only if absent: read back the one that won.
+                self.read(|s| s.ca().cloned())
+                    .await?
+                    .ok_or_else(|| fatal("the cluster has no CA".into()))?
+            }
+        };
         let cert = super::tls::issue(&ca, self.id).map_err(fatal)?;
         let admit = Command::AdmitCert {
             host: self.id,
@@ -180,16 +183,41 @@ impl Store {
             addr: self.addr().to_owned(),
             token: secret,
         };
+        let answer = self
+            .ask_seeds(seeds, false, |seed| {
+                self.send_enroll(seed, &ask, pin.as_deref())
+            })
+            .await?;
+        match answer {
+            Some((seed, cert)) => {
+                tracing::info!(seed = %seed, cert = %cert.fingerprint, "enrolled");
+                self.set_cert(cert)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Asks `seeds` in turn, a round a second, until one answers; returns
+    /// that seed and its answer. A refusal ends it at once. After a round
+    /// without an answer, `member` (a restarting member, which carries on
+    /// from its own state) gives up with `None`; anyone else keeps trying
+    /// for RUSTNET_JOIN_TIMEOUT.
+    async fn ask_seeds<'a, T, F>(
+        &self,
+        seeds: &'a [String],
+        member: bool,
+        ask: impl Fn(&'a str) -> F,
+    ) -> Result<Option<(String, T)>, StoreError>
+    where
+        F: Future<Output = Result<Result<T, String>, String>>,
+    {
         let patience = self.config.join_patience;
         let deadline = tokio::time::Instant::now() + patience;
         let mut last = String::from("no seed given");
         while tokio::time::Instant::now() < deadline {
             for seed in seeds {
-                let error = match self.send_enroll(seed, &ask, pin.as_deref()).await {
-                    Ok(Ok(cert)) => {
-                        tracing::info!(seed = %seed, cert = %cert.fingerprint, "enrolled");
-                        return self.set_cert(cert);
-                    }
+                let error = match ask(seed).await {
+                    Ok(Ok(answer)) => return Ok(Some((seed.clone(), answer))),
                     Ok(Err(e)) | Err(e) => e,
                 };
                 if error.starts_with(REFUSED) {
@@ -198,6 +226,10 @@ impl Store {
                     )));
                 }
                 last = format!("{seed}: {error}");
+            }
+            if member {
+                tracing::warn!(error = %last, "no seed answers; carrying on as a member from local state");
+                return Ok(None);
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -213,10 +245,7 @@ impl Store {
         pin: Option<&str>,
     ) -> Result<Result<NodeCert, String>, String> {
         let ca = super::tls::fetch_ca(to, pin).await?;
-        let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
-            .domain_name(super::tls::SERVER_NAME);
-        let channel = super::network::tls_endpoint(to, tls)?
+        let channel = super::network::tls_endpoint(to, super::tls::trust(&ca))?
             .connect()
             .await
             .map_err(|e| format!("connect: {e}"))?;
@@ -281,35 +310,14 @@ impl Store {
             addr: self.addr().to_owned(),
             cluster: self.cluster_id()?,
         };
-        let patience = self.config.join_patience;
-        let deadline = tokio::time::Instant::now() + patience;
-        let mut last = String::from("no seed given");
-        while tokio::time::Instant::now() < deadline {
-            for seed in seeds {
-                match self.send_join(seed, &ask).await {
-                    Ok(Ok(reply)) => {
-                        self.set_cluster_id(&reply.cluster)?;
-                        tracing::info!(seed = %seed, cluster = %reply.cluster, "joined the cluster");
-                        return Ok(());
-                    }
-                    Ok(Err(refusal)) if refusal.starts_with(REFUSED) => {
-                        return Err(StoreError::Fatal(format!(
-                            "join refused by {seed}: {refusal}"
-                        )));
-                    }
-                    Ok(Err(e)) => last = format!("{seed}: {e}"),
-                    Err(e) => last = format!("{seed}: {e}"),
-                }
-            }
-            if member {
-                tracing::warn!(error = %last, "no seed answers; carrying on as a member from local state");
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        let answer = self
+            .ask_seeds(seeds, member, |seed| self.send_join(seed, &ask))
+            .await?;
+        if let Some((seed, reply)) = answer {
+            self.set_cluster_id(&reply.cluster)?;
+            tracing::info!(seed = %seed, cluster = %reply.cluster, "joined the cluster");
         }
-        Err(StoreError::Fatal(format!(
-            "cannot join the cluster: no member answered within {patience:?} (last: {last})"
-        )))
+        Ok(())
     }
 
     /// Refuses to join a cluster of another CA (this state dir belongs to

@@ -3,14 +3,13 @@
 //! mutual TLS. Every RPC but Enroll needs the client certificate of a
 //! current member.
 
-use openraft::Raft as OpenRaft;
 use rustnet_proto::{Cluster, ClusterServer, Payload, Raft, RaftServer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use super::network::{SnapshotMessage, decode, encode};
-use super::{StateMachine, Store, TypeConfig};
+use super::{Store, TypeConfig};
 use crate::Proposal;
 use crate::store::cluster::{EnrollRequest, JoinRequest};
 
@@ -70,7 +69,6 @@ fn authorize<T>(store: &Store, request: &Request<T>) -> Result<(), Status> {
 pub fn services(store: &Store) -> (RaftServer<RaftService>, ClusterServer<ClusterService>) {
     (
         RaftServer::new(RaftService {
-            raft: store.raft.clone(),
             store: store.clone(),
         }),
         ClusterServer::new(ClusterService {
@@ -90,7 +88,6 @@ fn output<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 /// Raft's RPCs, handed to the local node.
 #[derive(Clone)]
 pub struct RaftService {
-    raft: OpenRaft<TypeConfig, StateMachine>,
     store: Store,
 }
 
@@ -105,6 +102,7 @@ impl Raft for RaftService {
     async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         authorize(&self.store, &request)?;
         let reply = self
+            .store
             .raft
             .append_entries(input(&request)?)
             .await
@@ -116,6 +114,7 @@ impl Raft for RaftService {
         authorize(&self.store, &request)?;
         output(
             &self
+                .store
                 .raft
                 .vote(input(&request)?)
                 .await
@@ -127,6 +126,7 @@ impl Raft for RaftService {
         authorize(&self.store, &request)?;
         output(
             &self
+                .store
                 .raft
                 .pre_vote(input(&request)?)
                 .await
@@ -145,6 +145,7 @@ impl Raft for RaftService {
             snapshot: message.data,
         };
         let reply = self
+            .store
             .raft
             .install_full_snapshot(message.vote, snapshot)
             .await;
@@ -166,8 +167,8 @@ impl Cluster for ClusterService {
         output(&self.store.write_as_leader(proposal).await)
     }
 
-    async fn read_index(&self, _request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        authorize(&self.store, &_request)?;
+    async fn read_index(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
         output(&self.store.read_index_as_leader().await)
     }
 

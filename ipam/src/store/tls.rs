@@ -60,11 +60,16 @@ impl NodeCert {
 
     /// How this member dials its peers.
     pub fn client_config(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&self.chain_pem, &self.key_pem))
-            .domain_name(SERVER_NAME)
+        trust(&self.ca_pem).identity(Identity::from_pem(&self.chain_pem, &self.key_pem))
     }
+}
+
+/// A client that trusts members of the CA `ca_pem` and presents no
+/// certificate of its own (a host enrolling).
+pub fn trust(ca_pem: &str) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(SERVER_NAME)
 }
 
 /// SHA-256 of `der`, hex.
