@@ -28,15 +28,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         println!("{}", token(&args.socket, "/Rustnet.Token").await?);
         return Ok(());
     }
-    let (status, reply) = PluginClient::new(&args.socket.path())
-        .call("/Rustnet.Status", "")
-        .await?;
-    if !status.is_success() {
-        bail!(
-            "daemon answered {status}: {}",
-            reply["Err"].as_str().unwrap_or_default()
-        );
-    }
+    let reply = args.socket.ask("/Rustnet.Status").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
     } else {
@@ -47,13 +39,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
 
 /// Asks the daemon for the join token (`path` shows or rotates it).
 async fn token(socket: &SocketArg, path: &str) -> anyhow::Result<String> {
-    let (status, reply) = PluginClient::new(&socket.path()).call(path, "").await?;
-    if !status.is_success() {
-        bail!(
-            "daemon answered {status}: {}",
-            reply["Err"].as_str().unwrap_or_default()
-        );
-    }
+    let reply = socket.ask(path).await?;
     reply["Token"]
         .as_str()
         .map(str::to_owned)
@@ -272,19 +258,24 @@ impl SocketArg {
             _ => service,
         }
     }
+
+    /// The daemon's answer at `path`, or its error.
+    async fn ask(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, reply) = PluginClient::new(&self.path()).call(path, "").await?;
+        if !status.is_success() {
+            bail!(
+                "daemon answered {status}: {}",
+                reply["Err"].as_str().unwrap_or_default()
+            );
+        }
+        Ok(reply)
+    }
 }
 
 pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
     let (socket, node) = match cmd {
         ClusterCmd::Leave(socket) => {
-            let client = PluginClient::new(&socket.path());
-            let (status, reply) = client.call("/Rustnet.Status", "").await?;
-            if !status.is_success() {
-                bail!(
-                    "daemon answered {status}: {}",
-                    reply["Err"].as_str().unwrap_or_default()
-                );
-            }
+            let reply = socket.ask("/Rustnet.Status").await?;
             let node = reply["host"]
                 .as_u64()
                 .ok_or_else(|| anyhow::anyhow!("status has no host id"))?;
