@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::run::{run, run_ok, rustnet_bin};
+use crate::run::{docker_ok, run, run_ok, rustnet_bin};
 
 /// The busybox image every test container runs.
 pub const IMAGE: &str = "rustnet-test/busybox:latest";
@@ -160,14 +160,30 @@ impl SimHost {
             format!("state.source={}/state", self.dir.display()),
             "RUSTNET_LOG=info,rustnet=debug,openraft=warn".to_owned(),
         ];
+        let settings: Vec<&str> = own
+            .iter()
+            .map(String::as_str)
+            .chain(settings.iter().copied())
+            .collect();
+        self.run_install(&folder, &settings);
+    }
+
+    /// Upgrades the managed plugin as the README says: a freshly built
+    /// plugin folder, `docker-plugin/install.sh` with no settings (the
+    /// installed plugin's are kept).
+    pub fn upgrade_plugin(&self) {
+        let folder = self.dir.join("plugin-rebuilt");
+        build_plugin(&folder);
+        self.run_install(&folder, &[]);
+    }
+
+    /// `docker-plugin/install.sh --dir FOLDER SETTINGS...` against this
+    /// host's dockerd, then waits for the plugin.
+    fn run_install(&self, folder: &Path, settings: &[&str]) {
         let out = run(Command::new(repo_root().join("docker-plugin/install.sh"))
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}/docker.sock", self.dir.display()),
-            )
+            .env("DOCKER_HOST", self.docker_host())
             .arg("--dir")
-            .arg(&folder)
-            .args(&own)
+            .arg(folder)
             .args(settings));
         if let Err(e) = out {
             panic!(
@@ -179,33 +195,18 @@ impl SimHost {
         self.wait_for_plugin();
     }
 
-    /// Upgrades the managed plugin as the README says: a freshly built
-    /// plugin folder, `docker-plugin/install.sh` with no settings (the
-    /// installed plugin's are kept).
-    pub fn upgrade_plugin(&self) {
-        let folder = self.dir.join("plugin-rebuilt");
-        run_ok(
-            Command::new(repo_root().join("docker-plugin/build.sh"))
-                .env("RUSTNET_BIN", rustnet_bin())
-                .arg(&folder),
-        );
-        let out = run(Command::new(repo_root().join("docker-plugin/install.sh"))
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}/docker.sock", self.dir.display()),
-            )
-            .arg("--dir")
-            .arg(&folder));
-        if let Err(e) = out {
-            panic!("upgrade the plugin on {}: {e}", self.netns);
-        }
-        self.wait_for_plugin();
+    /// The managed plugin's id.
+    pub fn plugin_id(&self) -> String {
+        docker_ok(
+            self.docker(&["plugin", "inspect", "-f", "{{.Id}}", "rustnet"]),
+            "docker plugin inspect",
+        )
     }
 
     /// Points the tests at the managed plugin's socket and waits until the
     /// plugin answers (after install, enable or a dockerd restart).
     pub fn wait_for_plugin(&self) {
-        let id = docker_ok_host(self.docker(&["plugin", "inspect", "-f", "{{.Id}}", "rustnet"]));
+        let id = self.plugin_id();
         // dockerd keeps managed plugins' sockets under /run/docker/plugins,
         // whatever its --exec-root.
         *self.socket_slot() = format!("/run/docker/plugins/{id}/rustnet.sock");
@@ -227,14 +228,50 @@ impl SimHost {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// This host's dockerd, as `DOCKER_HOST` names it.
+    fn docker_host(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.display())
+    }
+
     /// `docker ARGS` against this host's dockerd.
     pub fn docker(&self, args: &[&str]) -> Result<String, String> {
         run(Command::new("docker")
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}/docker.sock", self.dir.display()),
-            )
+            .env("DOCKER_HOST", self.docker_host())
             .args(args))
+    }
+
+    /// `docker network create -d DRIVER --ipam-driver DRIVER EXTRA... NAME`;
+    /// panics on failure.
+    pub fn create_network(&self, driver: &str, name: &str, extra: &[&str]) {
+        let args = [
+            &["network", "create", "-d", driver, "--ipam-driver", driver],
+            extra,
+            &[name],
+        ]
+        .concat();
+        docker_ok(
+            self.docker(&args),
+            &format!("create {name} on {}", self.netns),
+        );
+    }
+
+    /// Whether `container` gets a reply to one ping to `target` within
+    /// `secs` seconds.
+    pub fn pings_within(&self, container: &str, target: &str, secs: u32) -> bool {
+        let secs = secs.to_string();
+        self.exec(container, &["ping", "-c", "1", "-W", &secs, target])
+            .is_ok()
+    }
+
+    /// Panics unless `container` gets a reply to one ping to `target`
+    /// within 2 s.
+    pub fn assert_pings(&self, container: &str, target: &str) {
+        let out = self.exec(container, &["ping", "-c", "1", "-W", "2", target]);
+        assert!(
+            out.is_ok(),
+            "{container} on {} cannot ping {target}: {out:?}",
+            self.netns
+        );
     }
 
     /// `docker run -d --name NAME --network NET EXTRA... IMAGE CMD...`
@@ -590,18 +627,19 @@ fn plugin_folder() -> PathBuf {
     FOLDER
         .get_or_init(|| {
             let folder = PathBuf::from(format!("/tmp/rustnet-e2e/plugin-{}", std::process::id()));
-            run_ok(
-                Command::new(repo_root().join("docker-plugin/build.sh"))
-                    .env("RUSTNET_BIN", rustnet_bin())
-                    .arg(&folder),
-            );
+            build_plugin(&folder);
             folder
         })
         .clone()
 }
 
-fn docker_ok_host(result: Result<String, String>) -> String {
-    result.unwrap_or_else(|e| panic!("docker: {e}"))
+/// `docker-plugin/build.sh FOLDER` with the binary under test.
+fn build_plugin(folder: &Path) {
+    run_ok(
+        Command::new(repo_root().join("docker-plugin/build.sh"))
+            .env("RUSTNET_BIN", rustnet_bin())
+            .arg(folder),
+    );
 }
 
 /// The underlay bridge of this test process, created once; stale bridges

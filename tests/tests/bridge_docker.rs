@@ -7,36 +7,9 @@ use rustnet_tests::{Cases, SimHost, docker_ok, run};
 
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
 
-fn create(host: &SimHost, name: &str, args: &[&str]) {
-    let all = [
-        &[
-            "network",
-            "create",
-            "-d",
-            "rustnet",
-            "--ipam-driver",
-            "rustnet",
-        ],
-        args,
-        &[name],
-    ]
-    .concat();
-    docker_ok(host.docker(&all), &format!("network create {name}"));
-}
-
-fn pings(host: &SimHost, container: &str, target: &str) -> bool {
-    host.exec(container, &["ping", "-c", "1", "-W", "2", target])
-        .is_ok()
-}
-
-fn assert_pings(host: &SimHost, container: &str, target: &str) {
-    let out = host.exec(container, &["ping", "-c", "1", "-W", "2", target]);
-    assert!(out.is_ok(), "{container} cannot ping {target}: {out:?}");
-}
-
 fn assert_no_ping(host: &SimHost, container: &str, target: &str) {
     assert!(
-        !pings(host, container, target),
+        !host.pings_within(container, target, 2),
         "{container} can ping {target}, which must be isolated"
     );
 }
@@ -80,8 +53,8 @@ fn bridge_mode_on_a_real_dockerd() {
     cases.run(
         "containers talk by address, name and name.network; MTU and MAC as asked",
         || {
-            create(
-                &host,
+            host.create_network(
+                "rustnet",
                 "br1",
                 &[
                     "--subnet",
@@ -92,9 +65,9 @@ fn bridge_mode_on_a_real_dockerd() {
             );
             host.run_container("ca", "br1", &[], &[]);
             host.run_container("cb", "br1", &[], &[]);
-            assert_pings(&host, "cb", &host.ip_of("ca", "br1"));
-            assert_pings(&host, "cb", "ca");
-            assert_pings(&host, "ca", "cb.br1");
+            host.assert_pings("cb", &host.ip_of("ca", "br1"));
+            host.assert_pings("cb", "ca");
+            host.assert_pings("ca", "cb.br1");
             assert_eq!(
                 docker_ok(host.exec("ca", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
                 "1400"
@@ -132,8 +105,8 @@ fn bridge_mode_on_a_real_dockerd() {
     cases.run(
         "networks are isolated from each other and from Docker's bridges",
         || {
-            create(&host, "iso1", &["--subnet", "10.0.61.0/24"]);
-            create(&host, "iso2", &["--subnet", "10.0.62.0/24"]);
+            host.create_network("rustnet", "iso1", &["--subnet", "10.0.61.0/24"]);
+            host.create_network("rustnet", "iso2", &["--subnet", "10.0.62.0/24"]);
             docker_ok(
                 host.docker(&["network", "create", "--subnet", "10.0.63.0/24", "dockernet"]),
                 "docker network",
@@ -164,8 +137,8 @@ fn bridge_mode_on_a_real_dockerd() {
                 "eth1",
             );
             assert!(eth1.contains("10.0.62."), "{eth1}");
-            assert_pings(&host, "c1", &ip2);
-            assert_pings(&host, "c1", "c2");
+            host.assert_pings("c1", &ip2);
+            host.assert_pings("c1", "c2");
             docker_ok(
                 host.docker(&["network", "disconnect", "iso2", "c1"]),
                 "disconnect",
@@ -181,15 +154,19 @@ fn bridge_mode_on_a_real_dockerd() {
     cases.run(
         "egress is masqueraded, but not from --internal networks",
         || {
-            create(&host, "out", &["--subnet", "10.0.64.0/24"]);
-            create(&host, "inside", &["--subnet", "10.0.65.0/24", "--internal"]);
+            host.create_network("rustnet", "out", &["--subnet", "10.0.64.0/24"]);
+            host.create_network(
+                "rustnet",
+                "inside",
+                &["--subnet", "10.0.65.0/24", "--internal"],
+            );
             host.run_container("o1", "out", &[], &[]);
             host.run_container("i1", "inside", &[], &[]);
             host.run_container("i2", "inside", &[], &[]);
             // The peer host has no route back to 10.0.64.0/24: only NAT answers.
-            assert_pings(&host, "o1", &peer.addr);
+            host.assert_pings("o1", &peer.addr);
             assert_no_ping(&host, "i1", &peer.addr);
-            assert_pings(&host, "i1", "i2");
+            host.assert_pings("i1", "i2");
             let routes = docker_ok(host.exec("i1", &["ip", "route"]), "routes");
             assert!(
                 !routes.contains("default"),
@@ -199,7 +176,7 @@ fn bridge_mode_on_a_real_dockerd() {
     );
 
     cases.run("-p publishes tcp and udp on the host's addresses until the container stops", || {
-        create(&host, "pub", &["--subnet", "10.0.66.0/24"]);
+        host.create_network("rustnet", "pub", &["--subnet", "10.0.66.0/24"]);
         let web = "mkdir -p /www && echo hello-from-rustnet > /www/index.html && httpd -f -p 80 -h /www";
         let serve = format!("udp-echo serve 53 & {web}");
         host.run_container("web", "pub", &["-p", "8080:80", "-p", "9053:53/udp"], &["sh", "-c", &serve]);
@@ -222,14 +199,14 @@ fn bridge_mode_on_a_real_dockerd() {
     cases.run(
         "a killed plugin leaves containers talking; restarted, it serves and rebuilds",
         || {
-            create(&host, "keep", &["--subnet", "10.0.67.0/24"]);
+            host.create_network("rustnet", "keep", &["--subnet", "10.0.67.0/24"]);
             host.run_container("k1", "keep", &[], &[]);
             host.run_container("k2", "keep", &[], &[]);
             host.kill_rustnet();
-            assert_pings(&host, "k1", "k2");
+            host.assert_pings("k1", "k2");
             host.start_rustnet(&[]);
             host.run_container("k3", "keep", &[], &[]);
-            assert_pings(&host, "k3", "k1");
+            host.assert_pings("k3", "k1");
             docker_ok(host.docker(&["rm", "-f", "k2"]), "rm after restart");
             // The bridge vanishes behind rustnet's back (as after a reboot):
             // the next Join rebuilds it and re-attaches the others.
@@ -243,8 +220,8 @@ fn bridge_mode_on_a_real_dockerd() {
             run(host.cmd("ip").args(["link", "del", &bridge]))
                 .unwrap_or_else(|e| panic!("delete {bridge}: {e}"));
             host.run_container("k4", "keep", &[], &[]);
-            assert_pings(&host, "k4", "k1");
-            assert_pings(&host, "k3", "k4");
+            host.assert_pings("k4", "k1");
+            host.assert_pings("k3", "k4");
         },
     );
 
@@ -259,8 +236,8 @@ fn bridge_mode_on_a_real_dockerd() {
     cases.run(
         "nothing of rustnet remains once its networks are gone",
         || {
-            create(
-                &host,
+            host.create_network(
+                "rustnet",
                 "tmp",
                 &[
                     "--subnet",

@@ -17,28 +17,6 @@ const SERVICE: &str = "rustnet";
 /// Docker's 30-second plugin retries.
 const DOCKERD_START: Duration = Duration::from_secs(20);
 
-fn create_network(host: &SimHost, driver: &str, name: &str, extra: &[&str]) {
-    let args = [
-        &["network", "create", "-d", driver, "--ipam-driver", driver],
-        extra,
-        &[name],
-    ]
-    .concat();
-    docker_ok(
-        host.docker(&args),
-        &format!("create {name} on {}", host.netns),
-    );
-}
-
-fn assert_pings(host: &SimHost, container: &str, target: &str) {
-    let out = host.exec(container, &["ping", "-c", "1", "-W", "2", target]);
-    assert!(
-        out.is_ok(),
-        "{container} on {} cannot ping {target}: {out:?}",
-        host.netns
-    );
-}
-
 fn cluster_id(host: &SimHost) -> String {
     host.status()["cluster"]["cluster"]
         .as_str()
@@ -73,7 +51,7 @@ fn state(host: &SimHost, container: &str) -> String {
 /// dockerd restarted with `--live-restore` (already on): containers keep
 /// running, with the same addresses, and talk; new ones start.
 fn live_restore(host: &SimHost, driver: &str, managed: bool) {
-    create_network(host, driver, "lr", &["--subnet", "10.0.91.0/24"]);
+    host.create_network(driver, "lr", &["--subnet", "10.0.91.0/24"]);
     host.run_container("lr-a", "lr", &[], &[]);
     host.run_container("lr-b", "lr", &[], &[]);
     let before = [host.ip_of("lr-a", "lr"), host.ip_of("lr-b", "lr")];
@@ -87,9 +65,9 @@ fn live_restore(host: &SimHost, driver: &str, managed: bool) {
     }
     let after = [host.ip_of("lr-a", "lr"), host.ip_of("lr-b", "lr")];
     assert_eq!(before, after);
-    assert_pings(host, "lr-b", "lr-a");
+    host.assert_pings("lr-b", "lr-a");
     host.run_container("lr-c", "lr", &[], &[]);
-    assert_pings(host, "lr-c", "lr-a");
+    host.assert_pings("lr-c", "lr-a");
     let c = host.ip_of("lr-c", "lr");
     assert!(!before.contains(&c), "lr-c got a held address {c}");
 }
@@ -98,7 +76,7 @@ fn live_restore(host: &SimHost, driver: &str, managed: bool) {
 /// come back (restart policy) on their networks: `--ip` ones with their
 /// address, others with a free one, reachable by name.
 fn plain_restart(host: &SimHost, driver: &str, managed: bool) {
-    create_network(host, driver, "pr", &["--subnet", "10.0.92.0/24"]);
+    host.create_network(driver, "pr", &["--subnet", "10.0.92.0/24"]);
     let always = ["--restart", "always"];
     host.run_container(
         "pr-a",
@@ -120,10 +98,9 @@ fn plain_restart(host: &SimHost, driver: &str, managed: bool) {
     assert!(b.starts_with("10.0.92."), "pr-b is at {b:?}");
     assert_ne!(b, "10.0.92.50");
     wait_until("pr-b reaches pr-a by name", 15, || {
-        host.exec("pr-b", &["ping", "-c", "1", "-W", "1", "pr-a"])
-            .is_ok()
+        host.pings_within("pr-b", "pr-a", 1)
     });
-    assert_pings(host, "pr-a", "pr-b");
+    host.assert_pings("pr-a", "pr-b");
 }
 
 #[test]
@@ -157,18 +134,17 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
         ]);
         let error = plain.expect_err("Docker 20.10 resolves -d rustnet only to a legacy plugin");
         assert!(error.contains("could not resolve driver"), "{error}");
-        create_network(&h1, MANAGED, "mp", &["--subnet", "10.0.90.0/24"]);
+        h1.create_network(MANAGED, "mp", &["--subnet", "10.0.90.0/24"]);
         h1.run_container("mp-a", "mp", &[], &[]);
         h1.run_container("mp-b", "mp", &[], &[]);
-        assert_pings(&h1, "mp-b", "mp-a");
+        h1.assert_pings("mp-b", "mp-a");
         assert_eq!(plugin_setting(&h1, "RUSTNET_ADVERTISE_ADDR"), h1.addr);
     });
 
     cases.run(
         "an overlay spans managed plugins and a host service",
         || {
-            create_network(
-                &h1,
+            h1.create_network(
                 MANAGED,
                 "ov",
                 &["-o", "mode=overlay", "--subnet", "10.0.93.0/24"],
@@ -191,11 +167,7 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
             h3.run_container("ov-3", "ov", &[], &[]);
             let ip1 = h1.ip_of("ov-1", "ov");
             wait_until("ov-2 and ov-3 reach ov-1", 15, || {
-                h2.exec("ov-2", &["ping", "-c", "1", "-W", "1", &ip1])
-                    .is_ok()
-                    && h3
-                        .exec("ov-3", &["ping", "-c", "1", "-W", "1", &ip1])
-                        .is_ok()
+                h2.pings_within("ov-2", &ip1, 1) && h3.pings_within("ov-3", &ip1, 1)
             });
         },
     );
@@ -203,7 +175,7 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
     cases.run(
         "docker plugin disable -f and enable keep containers talking",
         || {
-            create_network(&h1, MANAGED, "de", &["--subnet", "10.0.94.0/24"]);
+            h1.create_network(MANAGED, "de", &["--subnet", "10.0.94.0/24"]);
             h1.run_container("de-a", "de", &[], &[]);
             h1.run_container("de-b", "de", &[], &[]);
             let disabled = h1.docker(&["plugin", "disable", "rustnet"]);
@@ -212,11 +184,11 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
                 h1.docker(&["plugin", "disable", "-f", "rustnet"]),
                 "disable -f",
             );
-            assert_pings(&h1, "de-b", "de-a");
+            h1.assert_pings("de-b", "de-a");
             docker_ok(h1.docker(&["plugin", "enable", "rustnet"]), "enable");
             h1.wait_for_plugin();
             h1.run_container("de-c", "de", &[], &[]);
-            assert_pings(&h1, "de-c", "de-a");
+            h1.assert_pings("de-c", "de-a");
             let ips = [
                 h1.ip_of("de-a", "de"),
                 h1.ip_of("de-b", "de"),
@@ -229,12 +201,11 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
     cases.run(
         "an upgrade keeps settings, state and running containers",
         || {
-            create_network(&h2, MANAGED, "up", &["--subnet", "10.0.95.0/24"]);
+            h2.create_network(MANAGED, "up", &["--subnet", "10.0.95.0/24"]);
             h2.run_container("up-a", "up", &[], &[]);
             h2.run_container("up-a2", "up", &[], &[]);
             // An overlay from h1 with a container on h2, across the upgrade.
-            create_network(
-                &h1,
+            h1.create_network(
                 MANAGED,
                 "upov",
                 &["-o", "mode=overlay", "--subnet", "10.0.96.0/24"],
@@ -246,20 +217,13 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
             h2.run_container("upov-2", "upov", &[], &[]);
             let ov1 = h1.ip_of("upov-1", "upov");
             wait_until("upov-2 reaches upov-1", 15, || {
-                h2.exec("upov-2", &["ping", "-c", "1", "-W", "1", &ov1])
-                    .is_ok()
+                h2.pings_within("upov-2", &ov1, 1)
             });
             let cluster = cluster_id(&h2);
             let members = h2.status()["cluster"]["members"].clone();
-            let before = docker_ok(
-                h2.docker(&["plugin", "inspect", "-f", "{{.Id}}", "rustnet"]),
-                "inspect",
-            );
+            let before = h2.plugin_id();
             h2.upgrade_plugin();
-            let after = docker_ok(
-                h2.docker(&["plugin", "inspect", "-f", "{{.Id}}", "rustnet"]),
-                "inspect",
-            );
+            let after = h2.plugin_id();
             assert_ne!(before, after, "the plugin was not replaced");
             assert_eq!(plugin_setting(&h2, "RUSTNET_ADVERTISE_ADDR"), h2.addr);
             let state = docker_ok(
@@ -279,10 +243,10 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
             );
             assert_eq!(cluster_id(&h2), cluster);
             assert_eq!(h2.status()["cluster"]["members"], members);
-            assert_pings(&h2, "up-a2", "up-a");
-            assert_pings(&h2, "upov-2", &ov1);
+            h2.assert_pings("up-a2", "up-a");
+            h2.assert_pings("upov-2", &ov1);
             h2.run_container("up-b", "up", &[], &[]);
-            assert_pings(&h2, "up-b", "up-a");
+            h2.assert_pings("up-b", "up-a");
             assert_ne!(h2.ip_of("up-a", "up"), h2.ip_of("up-b", "up"));
         },
     );

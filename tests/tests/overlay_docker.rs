@@ -11,32 +11,9 @@ fn has_network(host: &SimHost, name: &str) -> bool {
     host.docker(&["network", "inspect", name]).is_ok()
 }
 
-fn assert_pings(host: &SimHost, container: &str, target: &str) {
-    let out = host.exec(container, &["ping", "-c", "1", "-W", "2", target]);
-    assert!(
-        out.is_ok(),
-        "{container} on {} cannot ping {target}: {out:?}",
-        host.netns
-    );
-}
-
 fn create_overlay(host: &SimHost, name: &str, subnet: &str) {
-    let args = [
-        "network",
-        "create",
-        "-d",
-        "rustnet",
-        "--ipam-driver",
-        "rustnet",
-        "-o",
-        "mode=overlay",
-        "--subnet",
-        subnet,
-        name,
-    ];
-    docker_ok(host.docker(&args), &format!("create overlay {name}"));
+    host.create_network("rustnet", name, &["-o", "mode=overlay", "--subnet", subnet]);
 }
-
 #[test]
 fn overlay_networks_across_three_hosts() {
     let h1 = SimHost::start();
@@ -81,12 +58,9 @@ fn overlay_networks_across_three_hosts() {
                 h3.ip_of("c3", "ov1"),
             ];
             assert_eq!(ips.iter().collect::<BTreeSet<_>>().len(), 3, "{ips:?}");
-            wait_until("c1 reaches c2", 15, || {
-                h1.exec("c1", &["ping", "-c", "1", "-W", "1", &ips[1]])
-                    .is_ok()
-            });
-            assert_pings(&h2, "c2", &ips[2]);
-            assert_pings(&h3, "c3", &ips[0]);
+            wait_until("c1 reaches c2", 15, || h1.pings_within("c1", &ips[1], 1));
+            h2.assert_pings("c2", &ips[2]);
+            h3.assert_pings("c3", &ips[0]);
             assert_eq!(
                 docker_ok(h2.exec("c2", &["cat", "/sys/class/net/eth0/mtu"]), "mtu"),
                 "1450"
@@ -137,14 +111,14 @@ fn overlay_networks_across_three_hosts() {
                     );
                 }
             }
-            assert_pings(&h3, "m2-0", &h1.ip_of("m0-3", "ov1"));
+            h3.assert_pings("m2-0", &h1.ip_of("m0-3", "ov1"));
         },
     );
 
     cases.run("egress and -p go through docker_gwbridge", || {
         let web = "mkdir -p /www && echo overlay-web > /www/index.html && httpd -f -p 80 -h /www";
         h1.run_container("web", "ov1", &["-p", "8090:80"], &["sh", "-c", web]);
-        assert_pings(&h1, "web", &h2.addr);
+        h1.assert_pings("web", &h2.addr);
         let url = format!("http://{}:8090/", h1.addr);
         let start_wait = Instant::now();
         let body = loop {
@@ -189,8 +163,7 @@ fn overlay_networks_across_three_hosts() {
             h3.start_rustnet(&[port, ("RUSTNET_JOIN", &join)]);
             let fresh = h2.ip_of("fresh", "ov2");
             wait_until("watcher reaches fresh", 20, || {
-                h3.exec("watcher", &["ping", "-c", "1", "-W", "1", &fresh])
-                    .is_ok()
+                h3.pings_within("watcher", &fresh, 1)
             });
             // rustnet's static entries are the VXLAN device's own ("dst VTEP");
             // the bridge may still remember the MAC it saw, until it ages out.
@@ -335,15 +308,13 @@ fn overlay_networks_across_three_hosts() {
             h2.run_container("pl2", "plain", &[], &[]);
             let sw1 = h1.ip_of("sw1", "swov");
             wait_until("swarm overlay across hosts", 20, || {
-                h2.exec("sw2", &["ping", "-c", "1", "-W", "1", &sw1])
-                    .is_ok()
+                h2.pings_within("sw2", &sw1, 1)
             });
             let rn1 = h1.ip_of("rn1", "ovc");
             wait_until("rustnet overlay across hosts", 20, || {
-                h2.exec("rn2", &["ping", "-c", "1", "-W", "1", &rn1])
-                    .is_ok()
+                h2.pings_within("rn2", &rn1, 1)
             });
-            assert_pings(&h2, "pl2", &h1.addr);
+            h2.assert_pings("pl2", &h1.addr);
             for (host, name) in [
                 (&h1, "sw1"),
                 (&h2, "sw2"),
@@ -369,9 +340,7 @@ fn overlay_networks_across_three_hosts() {
             h1.run_container("x1", "ovx", &[], &[]);
             h2.run_container("x2", "ovx", &[], &[]);
             let x1 = h1.ip_of("x1", "ovx");
-            wait_until("x2 reaches x1", 15, || {
-                h2.exec("x2", &["ping", "-c", "1", "-W", "1", &x1]).is_ok()
-            });
+            wait_until("x2 reaches x1", 15, || h2.pings_within("x2", &x1, 1));
             let rules = vxlan_rules(&h1);
             for member in [&h1, &h2, &h3] {
                 assert!(rules.contains(&format!("-s {}/32", member.addr)), "{rules}");
@@ -416,7 +385,7 @@ fn overlay_networks_across_three_hosts() {
                 "a non-member reached x1, or ping did not run: {out:?}"
             );
             assert!(dropped() > before, "h1 dropped nothing from the intruder");
-            assert_pings(&h2, "x2", &x1);
+            h2.assert_pings("x2", &x1);
         },
     );
 
