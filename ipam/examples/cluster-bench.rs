@@ -46,7 +46,7 @@ async fn allocate(store: &Store, name: String) -> anyhow::Result<()> {
         kind: HolderKind::endpoint(name),
     };
     match store.write(command).await? {
-        Ok(Response::Address { .. }) => Ok(()),
+        Response::Address { .. } => Ok(()),
         other => anyhow::bail!("allocation answered {other:?}"),
     }
 }

@@ -105,7 +105,7 @@ async fn cluster_of_three(root: &std::path::Path) -> Vec<Node> {
         v6: false,
         defaults: vec![],
     };
-    nodes[0].store.write(pool).await.unwrap().unwrap();
+    nodes[0].store.write(pool).await.unwrap();
     nodes
 }
 
@@ -117,7 +117,7 @@ async fn allocate(store: &Store, name: String) -> Result<IpAddr, StoreError> {
         kind: HolderKind::endpoint(name),
     };
     match store.write(command).await? {
-        Ok(Response::Address { address }) => Ok(address.addr()),
+        Response::Address { address } => Ok(address.addr()),
         other => panic!("allocation answered {other:?}"),
     }
 }

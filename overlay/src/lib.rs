@@ -1,27 +1,35 @@
-//! rustnet's data path: bridges, veth pairs and firewall rules.
+//! rustnet's data path: bridges, veth pairs, VXLAN, FDB and neighbour
+//! entries, firewall rules.
 //!
 //! ```text
-//!   desired (from the replicated tables) ─┐
-//!                                         ├─► plan() ─► [Op] ─► Kernel (netlink)
-//!   observed (links rustnet owns) ────────┘
-//!   networks ─► firewall::Ruleset ─► iptables-restore (rustnet's own chains)
+//!   Want (from the replicated tables)
+//!     │ Reconciler::begin().apply(want)        one pass at a time
+//!     ├─ links:    Kernel::observe ─► plan(desired, observed) ─► [Op] ─► Kernel::apply
+//!     └─ firewall: Firewall::apply (rustnet's own chains), sysctls, VXLAN ingress
 //! ```
 //!
-//! Deciding is pure ([`plan`], [`firewall`]) and unit-tested; acting is a thin
-//! shell ([`Netlink`], [`Iptables`]) with no decisions of its own. Nothing
-//! here knows about Raft or Docker.
+//! Layout: `model` is what the planner reasons about, `plan` the pure
+//! planner, `firewall` the pure rule model; `reconcile` is the loop that
+//! ties them to the two side-effect traits, [`Kernel`] (implemented by
+//! [`Netlink`]) and [`Firewall`] (implemented by [`Iptables`] and
+//! `sysctl`); `fake` holds recording fakes of both for tests. Deciding is
+//! pure and unit-tested; acting is a thin shell with no decisions of its
+//! own. Nothing here knows about Raft or Docker.
 
+pub mod fake;
 pub mod firewall;
 mod iptables;
 mod model;
 mod netlink;
 mod plan;
+mod reconcile;
 pub mod sysctl;
 
 pub use iptables::Iptables;
 pub use model::{Bridge, Desired, Link, LinkKind, Observed, Op, Remote, Veth, Vxlan};
 pub use netlink::{Kernel, Netlink};
 pub use plan::{PlanError, plan};
+pub use reconcile::{Firewall, Pass, Reconciler, Report, Want};
 
 /// The alias rustnet puts on every link it creates: how it recognises its
 /// own links after a restart, whatever their names.

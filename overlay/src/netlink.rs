@@ -22,6 +22,8 @@ use crate::{Error, OWNER_ALIAS};
 pub trait Kernel: Send + Sync {
     fn observe(&self) -> impl Future<Output = Result<Observed, Error>> + Send;
     fn apply(&self, op: &Op) -> impl Future<Output = Result<(), Error>> + Send;
+    /// The MTU of the interface holding `address` (the underlay), now.
+    fn mtu_of(&self, address: IpAddr) -> impl Future<Output = Result<Option<u32>, Error>> + Send;
 }
 
 /// The kernel of the namespace this process runs in, through rtnetlink.
@@ -216,7 +218,7 @@ impl Netlink {
     }
 
     /// The MTU of the interface holding `address`: the underlay's.
-    pub async fn mtu_of(&self, address: IpAddr) -> Result<Option<u32>, Error> {
+    async fn interface_mtu(&self, address: IpAddr) -> Result<Option<u32>, Error> {
         let (links, _) = self.observe_links().await?;
         Ok(links
             .values()
@@ -253,6 +255,10 @@ impl Kernel for Netlink {
 
     async fn apply(&self, op: &Op) -> Result<(), Error> {
         self.apply_op(op).await
+    }
+
+    async fn mtu_of(&self, address: IpAddr) -> Result<Option<u32>, Error> {
+        self.interface_mtu(address).await
     }
 }
 

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rustnet_ipam::Command;
-use rustnet_ipam::store::{Store, StoreConfig, StoreError, spawn_server};
+use rustnet_ipam::store::{Store, StoreConfig, spawn_server};
 use tokio::net::TcpListener;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use rustnet_overlay::{Iptables, Netlink, Reconciler, sysctl};
+
 use crate::api;
 use crate::config::DaemonConfig;
-use crate::dataplane::{DataPlane, KernelPlane};
+use crate::datapath::DataPath;
 use crate::docker::Docker;
 use crate::error::ApiError;
 use crate::service::{Service, Settings, StoreState};
@@ -25,7 +27,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), "listening");
     let (tx, rx) = watch::channel(StoreState::Opening);
-    let dataplane = Arc::new(KernelPlane::new().context("set up the data path")?);
+    let datapath = Arc::new(kernel_datapath().context("set up the data path")?);
     let advertised = config.advertise_addr();
     let settings = Settings {
         defaults: config.default_pools.clone(),
@@ -37,8 +39,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         },
         vxlan_port: config.vxlan_port,
     };
-    tracing::info!(underlay = %advertised, mtu = ?dataplane.mtu_of(advertised).await, "underlay");
-    let service = Arc::new(Service::new(rx, settings, dataplane));
+    tracing::info!(underlay = %advertised, mtu = ?datapath.mtu_of(advertised).await, "underlay");
+    let service = Arc::new(Service::new(rx, settings, datapath));
     let store_task = tokio::spawn(open_store(config.clone(), tx));
     tokio::spawn(rebuild(service.clone()));
     tokio::spawn(crate::propagate::follow_changes(service.clone()));
@@ -54,6 +56,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "remove socket");
     }
     served
+}
+
+/// The real kernel of this host's network namespace, with IP forwarding
+/// on (as Docker does).
+fn kernel_datapath() -> Result<Reconciler<Netlink, Iptables>, rustnet_overlay::Error> {
+    sysctl::enable_ip_forward()?;
+    Ok(Reconciler::new(Netlink::connect()?, Iptables))
 }
 
 /// Serves the plugin API on `listener` until `shutdown` completes.
@@ -149,11 +158,11 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
 async fn rebuild(service: Arc<Service>) {
     loop {
         match service.reconcile(&[]).await {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!("data path rebuilt from the tables");
                 return;
             }
-            Err(ApiError::Store(StoreError::Fatal(e))) => {
+            Err(ApiError::NoStore(e)) => {
                 tracing::error!(error = %e, "no store: data path not rebuilt");
                 return;
             }
@@ -175,10 +184,8 @@ async fn register(store: &Store, config: &DaemonConfig) {
         host: store.id(),
         name,
     };
-    match store.write(command).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "register host name"),
-        Err(e) => tracing::warn!(error = %e, "register host name"),
+    if let Err(e) = store.write(command).await {
+        tracing::warn!(error = %e, "register host name");
     }
 }
 

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rustnet_ipam::store::StoreError;
+use rustnet_ipam::store::{StoreError, chain};
 use rustnet_ipam::{IpamError, NetworkError};
 
 /// Why a request failed.
@@ -26,7 +26,10 @@ pub enum ApiError {
     #[error(transparent)]
     Ipam(#[from] IpamError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// The store could not be opened; the daemon has no state to serve.
+    #[error("state store failed: {0}")]
+    NoStore(String),
     #[error("data path: {0}")]
     DataPath(#[from] rustnet_overlay::Error),
     #[error("{0}")]
@@ -48,7 +51,7 @@ impl ApiError {
         match self {
             Self::Body(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Ipam(_) => StatusCode::CONFLICT,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::NoStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DataPath(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unsupported(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -56,19 +59,15 @@ impl ApiError {
     }
 }
 
-/// The full chain of causes, "outer: inner: innermost".
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.ends_with(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
+/// A command the state machine refused is a conflict of the request, not
+/// a failure of the store.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected(e) => Self::Ipam(e),
+            other => Self::Store(other),
         }
-        source = cause.source();
     }
-    message
 }
 
 impl From<NetworkError> for ApiError {

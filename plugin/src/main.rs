@@ -1,18 +1,36 @@
 //! `rustnet`: a Docker network and IPAM plugin.
 //!
 //! ```text
-//!   dockerd ──HTTP/unix──► api (typed requests) ──► service ──► store (Raft, redb)
+//!   dockerd ──HTTP/unix──► api (raw body ─► request::*) ──► service (IPAM) / driver (network)
+//!                                                            │ write            │ reconcile
+//!                                                            ▼                  ▼
+//!                                                     store (Raft, redb)   host_view ─► datapath
 //! ```
+//!
+//! Layout: `api` parses Docker's bodies into the types of `request` and
+//! answers through `error`; `service` holds the store, the settings and the
+//! data path and serves IPAM; `driver` serves the network driver on top of
+//! it; `host_view` turns the tables into what this host's kernel should
+//! hold; `datapath` is the seam to the reconcile loop of `rustnet-overlay`;
+//! `naming` names interfaces; `propagate` and `docker` keep the local
+//! Docker in step with the cluster; `daemon` wires it all and `config` holds
+//! its settings; `cli`, `client`, `render` and `status` are `rustnet status`
+//! and `rustnet cluster`.
 
 mod api;
+mod cli;
 mod client;
 mod config;
 mod daemon;
-mod dataplane;
+mod datapath;
 mod docker;
 mod driver;
 mod error;
+mod host_view;
+mod naming;
 mod propagate;
+mod render;
+mod request;
 mod service;
 mod status;
 
@@ -43,10 +61,10 @@ enum Cmd {
     /// Run the plugin: serve Docker's network and IPAM driver protocols.
     Daemon(config::DaemonConfig),
     /// Show the cluster, this host's networks, the pools and who holds which address.
-    Status(status::StatusArgs),
+    Status(cli::StatusArgs),
     /// Change the cluster's membership.
     #[command(subcommand)]
-    Cluster(status::ClusterCmd),
+    Cluster(cli::ClusterCmd),
 }
 
 fn main() -> ExitCode {
@@ -73,8 +91,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Cmd::Daemon(config) => daemon::run(config).await,
-            Cmd::Status(args) => status::run(args).await,
-            Cmd::Cluster(cmd) => status::cluster(cmd).await,
+            Cmd::Status(args) => cli::run(args).await,
+            Cmd::Cluster(cmd) => cli::cluster(cmd).await,
         }
     });
     match result {

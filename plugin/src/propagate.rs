@@ -14,7 +14,7 @@ use rustnet_ipam::{Command, Network, Overlay};
 use serde_json::json;
 
 use crate::docker::Docker;
-use crate::driver::vxlan_name;
+use crate::naming::vxlan_name;
 use crate::service::Service;
 
 /// Reconciles after every batch of replicated changes (remote endpoints
@@ -101,7 +101,7 @@ async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<()
                         key: overlay.key.clone(),
                         name,
                     })
-                    .await??;
+                    .await?;
             }
             Step::Create => {
                 let name = overlay.name.clone().unwrap_or_default();

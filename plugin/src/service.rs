@@ -4,41 +4,20 @@
 //! register the plugin) within a second of start whatever the cluster is
 //! doing; requests that need the store wait for it, bounded in time.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use rustnet_ipam::store::{Store, StoreError};
-use rustnet_ipam::{Command, DefaultPool, HolderKind, Response};
+use rustnet_ipam::store::{Store, StoreError, Unavailable};
+use rustnet_ipam::{Command, DefaultPool, Response};
+use rustnet_overlay::Report;
 use serde_json::Value;
-use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::sync::watch;
 
-use crate::dataplane::DataPlane;
+use crate::datapath::DataPath;
 use crate::error::ApiError;
-
-/// RequestPool, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolRequest {
-    pub pool: Option<IpNet>,
-    pub range: Option<IpNet>,
-    pub v6: bool,
-}
-
-/// RequestAddress, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressRequest {
-    pub pool_id: String,
-    pub address: Option<IpAddr>,
-    pub kind: HolderKind,
-}
-
-/// ReleaseAddress, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressRelease {
-    pub pool_id: String,
-    pub address: IpAddr,
-}
+use crate::host_view::{Underlay, host_view};
+use crate::request::{AddressRelease, AddressRequest, PoolRequest};
 
 /// What the store is doing: opening, open, or failed for good.
 #[derive(Debug, Clone)]
@@ -63,28 +42,26 @@ pub struct Settings {
     pub vxlan_port: u16,
 }
 
-/// The plugin's service: the replicated store, this host's data plane and
-/// its settings.
+/// The plugin's service: the replicated store, this host's data path and
+/// its settings. The IPAM calls are here; the network driver's are in
+/// [`crate::driver::Driver`], on top of this.
 #[derive(Debug)]
 pub struct Service {
     store: watch::Receiver<StoreState>,
     settings: Settings,
-    dataplane: Arc<dyn DataPlane>,
-    /// One data-path reconcile at a time on this host.
-    datapath: Mutex<()>,
+    datapath: Arc<dyn DataPath>,
 }
 
 impl Service {
     pub fn new(
         store: watch::Receiver<StoreState>,
         settings: Settings,
-        dataplane: Arc<dyn DataPlane>,
+        datapath: Arc<dyn DataPath>,
     ) -> Self {
         Self {
             store,
             settings,
-            dataplane,
-            datapath: Mutex::new(()),
+            datapath,
         }
     }
 
@@ -93,19 +70,30 @@ impl Service {
     }
 
     /// Where this host's VXLAN traffic goes from.
-    pub fn underlay(&self) -> crate::driver::Underlay {
-        crate::driver::Underlay {
+    pub fn underlay(&self) -> Underlay {
+        Underlay {
             vtep: self.settings.vtep,
             port: self.settings.vxlan_port,
         }
     }
 
-    pub fn dataplane(&self) -> &dyn DataPlane {
-        self.dataplane.as_ref()
+    pub fn datapath(&self) -> &dyn DataPath {
+        self.datapath.as_ref()
     }
 
-    pub async fn datapath_lock(&self) -> MutexGuard<'_, ()> {
-        self.datapath.lock().await
+    /// Makes this host's kernel match the tables, creating the veth pairs
+    /// of the `required` endpoints; one pass at a time, each reading the
+    /// tables once the pass before it is done.
+    pub async fn reconcile(&self, required: &[&str]) -> Result<Report, ApiError> {
+        let want = async {
+            let store = self.store().await?;
+            let host = store.id();
+            let underlay = self.underlay();
+            Ok(store
+                .read(|s| host_view(s, host, required, underlay))
+                .await?)
+        };
+        self.datapath.reconcile(Box::pin(want)).await
     }
 
     /// The open store, waiting (bounded) while it opens.
@@ -119,12 +107,10 @@ impl Service {
         };
         match state {
             StoreState::Open(store) => Ok(store),
-            StoreState::Opening => Err(StoreError::Unavailable(format!(
-                "state store still opening after {:?}",
-                self.settings.timeout
-            ))
-            .into()),
-            StoreState::Failed(e) => Err(StoreError::Fatal(e).into()),
+            StoreState::Opening => {
+                Err(StoreError::from(Unavailable::Opening(self.settings.timeout)).into())
+            }
+            StoreState::Failed(e) => Err(ApiError::NoStore(e)),
         }
     }
 
@@ -132,7 +118,7 @@ impl Service {
         let store = self.store().await?;
         let command = command(store.id());
         tracing::debug!(%command, "proposing");
-        Ok(store.write(command).await??)
+        Ok(store.write(command).await?)
     }
 
     pub async fn request_pool(&self, request: PoolRequest) -> Result<(String, IpNet), ApiError> {
@@ -207,5 +193,5 @@ impl Service {
 }
 
 fn unexpected(response: &Response) -> ApiError {
-    StoreError::Fatal(format!("unexpected store answer {response:?}")).into()
+    StoreError::Unexpected(response.clone()).into()
 }

@@ -16,13 +16,11 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
+use super::Store;
+use super::error::{PeerError, Refusal, RemoteError, StoreError, TlsError};
 use super::network::{decode, encode, request};
 use super::tls::NodeCert;
-use super::{Store, StoreError};
 use crate::{Command, HostId, JoinToken, check_join_token, pinned, split_token};
-
-/// Marks an answer that retrying cannot change.
-const REFUSED: &str = "refused:";
 
 /// A node asking to join.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,12 +70,7 @@ impl Store {
     /// is `token` if given (for automated installs), else a random one; a
     /// node with state is left as it is.
     pub async fn bootstrap(&self, token: Option<&JoinToken>) -> Result<(), StoreError> {
-        if self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| StoreError::Fatal(e.to_string()))?
-        {
+        if self.raft.is_initialized().await.map_err(StoreError::raft)? {
             // A member from before mutual TLS gets its certificate now.
             return self.ensure_cert().await;
         }
@@ -85,12 +78,10 @@ impl Store {
         self.raft
             .initialize(members)
             .await
-            .map_err(|e| StoreError::Fatal(format!("bootstrap: {e}")))?;
+            .map_err(StoreError::raft)?;
         self.set_cluster_id(&format!("{:016x}", super::node::random_u64()))?;
         let token = token.map_or_else(JoinToken::generate, |t| split_token(t).0);
-        self.write(Command::InitJoinToken { token })
-            .await?
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        self.write(Command::InitJoinToken { token }).await?;
         self.ensure_cert().await
     }
 
@@ -101,26 +92,23 @@ impl Store {
         if self.cert().is_some() {
             return Ok(());
         }
-        let fatal = |e: String| StoreError::Fatal(format!("this member's certificate: {e}"));
         let ca = match self.read(|s| s.ca().cloned()).await? {
             Some(ca) => ca,
             None => {
-                let ca = super::tls::new_ca().map_err(fatal)?;
-                self.write(Command::InitCa { ca })
-                    .await?
-                    .map_err(|e| fatal(e.to_string()))?;
+                let ca = super::tls::new_ca().map_err(StoreError::Certificate)?;
+                self.write(Command::InitCa { ca }).await?;
                 // Set only if absent: read back the one that won.
                 self.read(|s| s.ca().cloned())
                     .await?
-                    .ok_or_else(|| fatal("the cluster has no CA".into()))?
+                    .ok_or(StoreError::Missing("CA"))?
             }
         };
-        let cert = super::tls::issue(&ca, self.id).map_err(fatal)?;
+        let cert = super::tls::issue(&ca, self.id).map_err(StoreError::Certificate)?;
         let admit = Command::AdmitCert {
             host: self.id,
             fingerprint: cert.fingerprint.clone(),
         };
-        self.write(admit).await?.map_err(|e| fatal(e.to_string()))?;
+        self.write(admit).await?;
         self.set_cert(cert)
     }
 
@@ -131,10 +119,7 @@ impl Store {
             return Ok(());
         }
         let token = JoinToken::generate();
-        self.write(Command::InitJoinToken { token })
-            .await?
-            .map(drop)
-            .map_err(|e| StoreError::Fatal(e.to_string()))
+        self.write(Command::InitJoinToken { token }).await.map(drop)
     }
 
     /// The cluster's join token, in its full form: the secret and the
@@ -149,8 +134,7 @@ impl Store {
                 )
             })
             .await?;
-        let token =
-            token.ok_or_else(|| StoreError::Fatal("the cluster has no join token".into()))?;
+        let token = token.ok_or(StoreError::Missing("join token"))?;
         Ok(match ca {
             Some(ca) => JoinToken::new(&pinned(&token, &ca)),
             None => token,
@@ -161,9 +145,7 @@ impl Store {
     /// need the new token.
     pub async fn rotate_join_token(&self) -> Result<JoinToken, StoreError> {
         let token = JoinToken::generate();
-        self.write(Command::RotateJoinToken { token })
-            .await?
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        self.write(Command::RotateJoinToken { token }).await?;
         self.join_token().await
     }
 
@@ -184,7 +166,7 @@ impl Store {
             token: secret,
         };
         let answer = self
-            .ask_seeds(seeds, false, |seed| {
+            .ask_seeds(seeds, false, "enrollment", |seed| {
                 self.send_enroll(seed, &ask, pin.as_deref())
             })
             .await?;
@@ -206,10 +188,11 @@ impl Store {
         &self,
         seeds: &'a [String],
         member: bool,
+        action: &'static str,
         ask: impl Fn(&'a str) -> F,
     ) -> Result<Option<(String, T)>, StoreError>
     where
-        F: Future<Output = Result<Result<T, String>, String>>,
+        F: Future<Output = Result<T, PeerError>>,
     {
         let patience = self.config.join_patience;
         let deadline = tokio::time::Instant::now() + patience;
@@ -217,15 +200,17 @@ impl Store {
         while tokio::time::Instant::now() < deadline {
             for seed in seeds {
                 let error = match ask(seed).await {
-                    Ok(Ok(answer)) => return Ok(Some((seed.clone(), answer))),
-                    Ok(Err(e)) | Err(e) => e,
+                    Ok(answer) => return Ok(Some((seed.clone(), answer))),
+                    Err(e) => e,
                 };
-                if error.starts_with(REFUSED) {
-                    return Err(StoreError::Fatal(format!(
-                        "join refused by {seed}: {error}"
-                    )));
+                if let Some(refusal) = refusal(&error) {
+                    return Err(StoreError::Refused {
+                        action,
+                        by: seed.clone(),
+                        refusal,
+                    });
                 }
-                last = format!("{seed}: {error}");
+                last = format!("{seed}: {}", super::error::chain(&error));
             }
             if member {
                 tracing::warn!(error = %last, "no seed answers; carrying on as a member from local state");
@@ -233,9 +218,7 @@ impl Store {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Err(StoreError::Fatal(format!(
-            "cannot join the cluster: no member answered within {patience:?} (last: {last})"
-        )))
+        Err(StoreError::NoSeedAnswered { patience, last })
     }
 
     async fn send_enroll(
@@ -243,40 +226,37 @@ impl Store {
         to: &str,
         ask: &EnrollRequest,
         pin: Option<&str>,
-    ) -> Result<Result<NodeCert, String>, String> {
-        let ca = super::tls::fetch_ca(to, pin).await?;
+    ) -> Result<NodeCert, PeerError> {
+        let ca = super::tls::fetch_ca(to, pin)
+            .await
+            .map_err(PeerError::Tls)?;
         let channel = super::network::tls_endpoint(to, super::tls::trust(&ca))?
             .connect()
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(PeerError::Connect)?;
         let reply = rustnet_proto::ClusterClient::new(channel)
             .enroll(request(encode(ask)?, self.config.timeout))
-            .await
-            .map_err(|s| s.message().to_owned())?;
-        decode(reply.get_ref())
+            .await?;
+        decode::<Result<NodeCert, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
 
     /// Handles an enrollment on any member: checks the token, issues a
     /// certificate from the cluster's CA and admits it.
-    pub(crate) async fn handle_enroll(&self, ask: EnrollRequest) -> Result<NodeCert, String> {
+    pub(crate) async fn handle_enroll(&self, ask: EnrollRequest) -> Result<NodeCert, RemoteError> {
         let (expected, ca) = self
             .read(|s| (s.join_token().cloned(), s.ca().cloned()))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if let Err(reason) = check_join_token(expected.as_ref(), ask.token.as_ref()) {
-            tracing::warn!(node = ask.node_id, addr = %ask.addr, reason, "enrollment refused");
-            return Err(format!("{REFUSED} {reason}"));
+            tracing::warn!(node = ask.node_id, addr = %ask.addr, %reason, "enrollment refused");
+            return Err(Refusal::Token(reason).into());
         }
-        let ca = ca.ok_or("this cluster has no CA")?;
-        let cert = super::tls::issue(&ca, ask.node_id)?;
+        let ca = ca.ok_or(StoreError::Missing("CA"))?;
+        let cert = super::tls::issue(&ca, ask.node_id).map_err(StoreError::Certificate)?;
         let admit = Command::AdmitCert {
             host: ask.node_id,
             fingerprint: cert.fingerprint.clone(),
         };
-        self.write(admit)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        self.write(admit).await?;
         tracing::info!(node = ask.node_id, addr = %ask.addr, cert = %cert.fingerprint, "certificate issued");
         Ok(cert)
     }
@@ -290,18 +270,15 @@ impl Store {
         seeds: &[String],
         token: Option<&JoinToken>,
     ) -> Result<(), StoreError> {
-        let member = self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let member = self.raft.is_initialized().await.map_err(StoreError::raft)?;
         match (member, self.cert()) {
             (false, None) => self.enroll(seeds, token).await?,
-            (true, None) => self.ensure_cert().await.map_err(|e| {
-                StoreError::Fatal(format!(
+            (true, None) => self.ensure_cert().await.inspect_err(|e| {
+                tracing::error!(
+                    error = %e,
                     "this member has no certificate (its state is from before mutual TLS?) \
-                     and the cluster cannot issue one: {e}; clear RUSTNET_STATE_DIR and join again"
-                ))
+                     and the cluster cannot issue one; clear RUSTNET_STATE_DIR and join again"
+                );
             })?,
             (_, Some(cert)) => self.check_same_ca(seeds, &cert).await?,
         }
@@ -311,7 +288,7 @@ impl Store {
             cluster: self.cluster_id()?,
         };
         let answer = self
-            .ask_seeds(seeds, member, |seed| self.send_join(seed, &ask))
+            .ask_seeds(seeds, member, "join", |seed| self.send_join(seed, &ask))
             .await?;
         if let Some((seed, reply)) = answer {
             self.set_cluster_id(&reply.cluster)?;
@@ -325,26 +302,20 @@ impl Store {
     async fn check_same_ca(&self, seeds: &[String], cert: &NodeCert) -> Result<(), StoreError> {
         let ours = pem::parse(&cert.ca_pem)
             .map(|p| super::tls::fingerprint(p.contents()))
-            .map_err(|e| StoreError::Fatal(format!("this member's CA: {e}")))?;
+            .map_err(|e| StoreError::Certificate(e.into()))?;
         for seed in seeds {
-            if let Err(e) = super::tls::fetch_ca(seed, Some(&ours)).await
-                && e.starts_with(REFUSED)
-            {
-                return Err(StoreError::Fatal(format!(
-                    "join refused by {seed}: {REFUSED} node {} cannot join: \
-                     its RUSTNET_STATE_DIR belongs to another cluster (another CA); clear it to join",
-                    self.id
-                )));
+            if let Err(TlsError::Pinned(_)) = super::tls::fetch_ca(seed, Some(&ours)).await {
+                return Err(StoreError::Refused {
+                    action: "join",
+                    by: seed.clone(),
+                    refusal: Refusal::OtherCa { node: self.id },
+                });
             }
         }
         Ok(())
     }
 
-    async fn send_join(
-        &self,
-        to: &str,
-        ask: &JoinRequest,
-    ) -> Result<Result<JoinReply, String>, String> {
+    async fn send_join(&self, to: &str, ask: &JoinRequest) -> Result<JoinReply, PeerError> {
         let mut client = self.peers.cluster(to)?;
         // Adding a learner waits until it has caught up: allow for it.
         let reply = client
@@ -352,27 +323,26 @@ impl Store {
                 encode(ask)?,
                 self.config.join_patience.max(self.config.timeout),
             ))
-            .await
-            .map_err(|s| s.message().to_owned())?;
-        decode(reply.get_ref())
+            .await?;
+        decode::<Result<JoinReply, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
 
     /// Handles a join on this member: forwarded to the leader, which adds
     /// the node as a learner and promotes it while voters are missing.
-    pub(crate) async fn handle_join(&self, ask: JoinRequest) -> Result<JoinReply, String> {
+    pub(crate) async fn handle_join(&self, ask: JoinRequest) -> Result<JoinReply, RemoteError> {
         if let Some(leader) = self.leader_addr_if_not_me() {
-            return self.send_join(&leader, &ask).await?;
+            return self.send_join(&leader, &ask).await.map_err(forwarded);
         }
         let cluster = self
-            .cluster_id()
-            .map_err(|e| e.to_string())?
-            .ok_or("this member has no cluster id")?;
+            .cluster_id()?
+            .ok_or(StoreError::Missing("cluster id"))?;
         if let Some(theirs) = ask.cluster.as_ref().filter(|c| **c != cluster) {
-            return Err(format!(
-                "{REFUSED} node {} (state dir of cluster {theirs}) cannot join cluster {cluster}: \
-                 its RUSTNET_STATE_DIR belongs to another cluster; clear it to join",
-                ask.node_id
-            ));
+            return Err(Refusal::OtherCluster {
+                node: ask.node_id,
+                theirs: theirs.clone(),
+                ours: cluster,
+            }
+            .into());
         }
         let _one_change = self.membership.lock().await;
         let members = self.members();
@@ -380,21 +350,23 @@ impl Store {
             if existing.addr == ask.addr {
                 return Ok(JoinReply { cluster });
             }
-            return Err(format!(
-                "{REFUSED} node id {} is already a member at {}",
-                ask.node_id, existing.addr
-            ));
+            return Err(Refusal::IdInUse {
+                node: ask.node_id,
+                addr: existing.addr.clone(),
+            }
+            .into());
         }
         if let Some(other) = members.iter().find(|m| m.addr == ask.addr) {
-            return Err(format!(
-                "{REFUSED} {} already belongs to member {}; remove it first (rustnet cluster remove {})",
-                ask.addr, other.id, other.id
-            ));
+            return Err(Refusal::AddrInUse {
+                addr: ask.addr.clone(),
+                member: other.id,
+            }
+            .into());
         }
         self.raft
             .add_learner(ask.node_id, BasicNode::new(&ask.addr), true)
             .await
-            .map_err(|e| format!("add learner: {e}"))?;
+            .map_err(|e| RemoteError::Failed(format!("add learner: {e}")))?;
         self.promote_locked().await;
         tracing::info!(node = ask.node_id, addr = %ask.addr, "node joined");
         Ok(JoinReply { cluster })
@@ -406,43 +378,46 @@ impl Store {
         self.bounded(async {
             loop {
                 let outcome = match self.leader_addr_if_not_me() {
-                    Some(leader) => self.send_remove(&leader, node).await,
+                    Some(leader) => self.send_remove(&leader, node).await.map_err(forwarded),
                     None if self.is_leader() => self.handle_remove(node).await,
-                    None => Err("no leader".to_owned()),
+                    None => Err(RemoteError::Failed("no leader".to_owned())),
                 };
                 match outcome {
                     Ok(()) => break Ok(()),
-                    Err(e) if e.starts_with(REFUSED) => break Err(StoreError::Fatal(e)),
+                    Err(RemoteError::Refused(refusal)) => {
+                        break Err(StoreError::Refused {
+                            action: "removal",
+                            by: "the leader".to_owned(),
+                            refusal,
+                        });
+                    }
                     Err(e) => tracing::debug!(error = %e, "remove: retrying"),
                 }
                 self.await_leader_change().await;
             }
         })
         .await?;
-        self.write(Command::ForgetHost { host: node })
-            .await?
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        self.write(Command::ForgetHost { host: node }).await?;
         Ok(())
     }
 
-    async fn send_remove(&self, to: &str, node: HostId) -> Result<(), String> {
+    async fn send_remove(&self, to: &str, node: HostId) -> Result<(), PeerError> {
         let mut client = self.peers.cluster(to)?;
         let reply = client
             .remove(request(encode(&node)?, self.config.timeout))
-            .await
-            .map_err(|s| s.message().to_owned())?;
-        decode::<Result<(), String>>(reply.get_ref())?
+            .await?;
+        decode::<Result<(), RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
 
     /// On the leader: takes `node` out of the membership.
-    pub(crate) async fn handle_remove(&self, node: HostId) -> Result<(), String> {
+    pub(crate) async fn handle_remove(&self, node: HostId) -> Result<(), RemoteError> {
         let _one_change = self.membership.lock().await;
         let members = self.members();
         let Some(member) = members.iter().find(|m| m.id == node) else {
             return Ok(());
         };
         if member.voter && members.iter().filter(|m| m.voter).count() == 1 {
-            return Err(format!("{REFUSED} the last voter cannot be removed"));
+            return Err(Refusal::LastVoter.into());
         }
         let change = if member.voter {
             ChangeMembers::RemoveVoters(BTreeSet::from([node]))
@@ -452,7 +427,7 @@ impl Store {
         self.raft
             .change_membership(change, false)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RemoteError::Failed(e.to_string()))?;
         tracing::info!(node, "node removed from the cluster");
         Ok(())
     }
@@ -534,6 +509,24 @@ impl Store {
             term: metrics.current_term,
             members: self.members(),
         }
+    }
+}
+
+/// The refusal a peer error carries, if it is one: retrying cannot change it.
+fn refusal(error: &PeerError) -> Option<Refusal> {
+    match error {
+        PeerError::Remote(RemoteError::Refused(refusal)) => Some(refusal.clone()),
+        PeerError::Tls(TlsError::Pinned(refusal)) => Some(refusal.clone()),
+        _ => None,
+    }
+}
+
+/// A forwarded call's failure as this member answers it: the leader's
+/// refusal stays one.
+fn forwarded(error: PeerError) -> RemoteError {
+    match error {
+        PeerError::Remote(remote) => remote,
+        other => RemoteError::Failed(super::error::chain(&other)),
     }
 }
 

@@ -18,6 +18,7 @@
 
 mod cluster;
 mod db;
+mod error;
 mod log_store;
 mod network;
 mod node;
@@ -28,9 +29,10 @@ mod types;
 
 pub use cluster::{ClusterView, JoinReply, JoinRequest, Member};
 pub use db::Db;
+pub use error::{PeerError, Refusal, RemoteError, StoreError, TlsError, Unavailable, chain};
 pub use log_store::LogStore;
 pub use network::{GrpcNetwork, Peers};
-pub use node::{Store, StoreConfig, StoreError, raft_config};
+pub use node::{Store, StoreConfig, raft_config};
 pub use server::{ClusterService, RaftService, services, spawn_server};
 pub use state_machine::StateMachine;
 pub use tls::{NodeCert, SERVER_NAME};

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::TypeConfig;
+use super::error::{PeerError, RemoteError};
 use super::tls::NodeCert;
 
 type Vote = openraft::alias::VoteOf<TypeConfig>;
@@ -45,11 +46,8 @@ impl Peers {
 
     /// The channel to `addr` (`host:port`), created on first use; none
     /// before this member has its certificate.
-    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| "peer table lock poisoned".to_owned())?;
+    pub fn channel(&self, addr: &str) -> Result<Channel, PeerError> {
+        let mut channels = self.channels.lock().map_err(|_| PeerError::Poisoned)?;
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
@@ -58,7 +56,7 @@ impl Peers {
             .borrow()
             .as_ref()
             .map(NodeCert::client_config)
-            .ok_or("this member has no certificate yet")?;
+            .ok_or(PeerError::NoCertificate)?;
         let endpoint = tls_endpoint(addr, tls)?;
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
@@ -72,32 +70,36 @@ impl Peers {
         }
     }
 
-    pub fn raft(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
+    pub fn raft(&self, addr: &str) -> Result<RaftClient<Channel>, PeerError> {
         self.channel(addr).map(RaftClient::new)
     }
 
-    pub fn cluster(&self, addr: &str) -> Result<ClusterClient<Channel>, String> {
+    pub fn cluster(&self, addr: &str) -> Result<ClusterClient<Channel>, PeerError> {
         self.channel(addr).map(ClusterClient::new)
     }
 }
 
 /// An endpoint for `addr` over TLS with `tls`.
-pub(crate) fn tls_endpoint(addr: &str, tls: ClientTlsConfig) -> Result<Endpoint, String> {
+pub(crate) fn tls_endpoint(addr: &str, tls: ClientTlsConfig) -> Result<Endpoint, PeerError> {
+    let address = |source| PeerError::Address {
+        addr: addr.to_owned(),
+        source,
+    };
     Endpoint::from_shared(format!("https://{addr}"))
-        .map_err(|e| format!("peer address {addr}: {e}"))?
+        .map_err(address)?
         .tls_config(tls)
-        .map_err(|e| format!("TLS for {addr}: {e}"))
+        .map_err(address)
         .map(|e| e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true))
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Payload, String> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Payload, PeerError> {
     serde_json::to_vec(value)
         .map(|data| Payload { data })
-        .map_err(|e| format!("encode: {e}"))
+        .map_err(PeerError::Encode)
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, String> {
-    serde_json::from_slice(&payload.data).map_err(|e| format!("decode: {e}"))
+pub(crate) fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, PeerError> {
+    serde_json::from_slice(&payload.data).map_err(PeerError::Decode)
 }
 
 /// A gRPC request that gives up at `deadline`.
@@ -154,7 +156,7 @@ fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
 
 impl PeerClient {
     /// Sends one serde payload on `rpc` and decodes the peer's
-    /// `Result<Resp, String>` answer.
+    /// `Result<Resp, RemoteError>` answer.
     async fn call<Req, Resp, F, Fut>(
         &self,
         req: &Req,
@@ -171,8 +173,7 @@ impl PeerClient {
             .peers
             .raft(&self.addr)
             .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
-        let payload =
-            encode(req).map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = rpc(client, request(payload, ttl)).await.map_err(|status| {
             tracing::debug!(peer = self.target, addr = %self.addr, %status, "raft rpc failed");
             RPCError::Unreachable(unreachable(format!(
@@ -182,9 +183,9 @@ impl PeerClient {
                 status.message()
             )))
         })?;
-        let answer: Result<Resp, String> = decode(reply.get_ref())
-            .map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
-        answer.map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))
+        let answer: Result<Resp, RemoteError> =
+            decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }
 

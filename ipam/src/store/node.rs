@@ -16,26 +16,11 @@ use std::time::Duration;
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 
 use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID};
+use super::error::{PeerError, RemoteError, StoreError, Unavailable};
 use super::network::{GrpcNetwork, Peers, decode, encode, request};
 use super::tls::NodeCert;
 use super::{Db, LogStore, StateMachine, TypeConfig};
-use crate::{Command, CommandResult, HostId, Proposal, State};
-
-/// Why the store could not answer. `Unavailable` is worth retrying (no
-/// leader yet, no quorum, timeout); `Fatal` is not.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("open state in {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cluster unavailable: {0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Fatal(String),
-}
+use crate::{Command, CommandResult, HostId, Proposal, Response, State};
 
 /// Raft timing for a loaded 2-core machine: openraft's defaults (50 ms
 /// heartbeat, 150-300 ms election) cause spurious elections there.
@@ -51,7 +36,7 @@ pub fn raft_config() -> Result<Config, StoreError> {
         ..Default::default()
     }
     .validate()
-    .map_err(|e| StoreError::Fatal(format!("raft config: {e}")))
+    .map_err(StoreError::raft)
 }
 
 /// How a store is opened.
@@ -115,7 +100,7 @@ impl Store {
             state_machine.clone(),
         )
         .await
-        .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        .map_err(StoreError::raft)?;
         let store = Self {
             id,
             raft,
@@ -149,7 +134,7 @@ impl Store {
     pub(crate) fn set_cert(&self, cert: NodeCert) -> Result<(), StoreError> {
         self.db
             .put_meta(KEY_CERT, &cert)
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+            .map_err(StoreError::storage("keep this member's certificate"))?;
         self.cert.send_replace(Some(cert));
         self.peers.reset();
         Ok(())
@@ -181,18 +166,24 @@ impl Store {
     pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
         self.db
             .get_meta(KEY_CLUSTER_ID)
-            .map_err(|e| StoreError::Fatal(e.to_string()))
+            .map_err(StoreError::storage("read the cluster id"))
     }
 
     pub(crate) fn set_cluster_id(&self, id: &str) -> Result<(), StoreError> {
         self.db
             .put_meta(KEY_CLUSTER_ID, &id)
-            .map_err(|e| StoreError::Fatal(e.to_string()))
+            .map_err(StoreError::storage("keep the cluster id"))
     }
 
     /// Replicates `command` through the leader and returns what applying it
-    /// yielded.
-    pub async fn write(&self, command: Command) -> Result<CommandResult, StoreError> {
+    /// yielded; a command the state machine refuses is
+    /// [`StoreError::Rejected`].
+    pub async fn write(&self, command: Command) -> Result<Response, StoreError> {
+        Ok(self.write_result(command).await??)
+    }
+
+    /// Replicates `command`; the state machine's answer, whatever it is.
+    async fn write_result(&self, command: Command) -> Result<CommandResult, StoreError> {
         // Never 0, which marks entries written before ids existed.
         let id = random_u64().max(1);
         let proposal = Proposal { id, command };
@@ -203,7 +194,7 @@ impl Store {
                     Err(e) => e,
                 };
                 let Some(forward) = error.forward_to_leader() else {
-                    return Err(StoreError::Unavailable(error.to_string()));
+                    return Err(Unavailable::Raft(Box::new(error)).into());
                 };
                 match forward.leader_node.as_ref().filter(|_| forward.leader_id != Some(self.id)) {
                     Some(leader) => match self.forward_write(&leader.addr, &proposal).await {
@@ -223,25 +214,24 @@ impl Store {
     pub(crate) async fn write_as_leader(
         &self,
         proposal: Proposal,
-    ) -> Result<CommandResult, String> {
+    ) -> Result<CommandResult, RemoteError> {
         self.raft
             .client_write(proposal)
             .await
             .map(|r| r.data)
-            .map_err(|e| e.to_string())
+            .map_err(|e| RemoteError::Failed(e.to_string()))
     }
 
     async fn forward_write(
         &self,
         leader: &str,
         proposal: &Proposal,
-    ) -> Result<CommandResult, String> {
+    ) -> Result<CommandResult, PeerError> {
         let mut client = self.peers.cluster(leader)?;
         let reply = client
             .write(request(encode(proposal)?, self.config.timeout))
-            .await
-            .map_err(|s| s.message().to_owned())?;
-        decode::<Result<CommandResult, String>>(reply.get_ref())?
+            .await?;
+        decode::<Result<CommandResult, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
 
     /// Reads the state once it reflects everything committed before the
@@ -254,14 +244,14 @@ impl Store {
                     Err(e) => e,
                 };
                 let Some(forward) = error.forward_to_leader() else {
-                    return Err(StoreError::Unavailable(error.to_string()));
+                    return Err(Unavailable::Raft(Box::new(error)).into());
                 };
                 if let Some(leader) = forward.leader_node.as_ref().filter(|_| forward.leader_id != Some(self.id)) {
                     match self.remote_read_index(&leader.addr).await {
                         Ok(index) => {
                             let wait = self.raft.wait(None);
                             let applied = wait.applied_index_at_least(Some(index), "read index").await;
-                            return applied.map(drop).map_err(|e| StoreError::Unavailable(e.to_string()));
+                            return applied.map(drop).map_err(|e| Unavailable::Raft(Box::new(e)).into());
                         }
                         Err(e) => tracing::debug!(leader = %leader.addr, error = %e, "read index; retrying"),
                     }
@@ -273,27 +263,26 @@ impl Store {
         let applied = self
             .state_machine
             .state()
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+            .map_err(StoreError::storage("read the state machine"))?;
         Ok(f(&applied.state))
     }
 
     /// The leader's read index, as the leader answers it.
-    pub(crate) async fn read_index_as_leader(&self) -> Result<u64, String> {
+    pub(crate) async fn read_index_as_leader(&self) -> Result<u64, RemoteError> {
         let read = self
             .raft
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RemoteError::Failed(e.to_string()))?;
         Ok(read.index())
     }
 
-    async fn remote_read_index(&self, leader: &str) -> Result<u64, String> {
+    async fn remote_read_index(&self, leader: &str) -> Result<u64, PeerError> {
         let mut client = self.peers.cluster(leader)?;
         let reply = client
             .read_index(request(encode(&())?, self.config.timeout))
-            .await
-            .map_err(|s| s.message().to_owned())?;
-        decode::<Result<u64, String>>(reply.get_ref())?
+            .await?;
+        decode::<Result<u64, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
 
     /// Sleeps until a leader is known, at most half a second (a retry loop
@@ -312,10 +301,7 @@ impl Store {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.config.timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from a quorum of the cluster within {:?} (is a majority of the voters up and reachable?)",
-                self.config.timeout
-            ))),
+            Err(_) => Err(Unavailable::Timeout(self.config.timeout).into()),
         }
     }
 

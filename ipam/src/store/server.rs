@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
+use super::error::RemoteError;
 use super::network::{SnapshotMessage, decode, encode};
 use super::{Store, TypeConfig};
 use crate::Proposal;
@@ -78,11 +79,18 @@ pub fn services(store: &Store) -> (RaftServer<RaftService>, ClusterServer<Cluste
 }
 
 fn input<T: DeserializeOwned>(request: &Request<Payload>) -> Result<T, Status> {
-    decode(request.get_ref()).map_err(Status::invalid_argument)
+    decode(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn output<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
-    encode(value).map(Response::new).map_err(Status::internal)
+    encode(value)
+        .map(Response::new)
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+/// A Raft error, as the peer that asked reads it.
+fn failed(e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::Failed(e.to_string())
 }
 
 /// Raft's RPCs, handed to the local node.
@@ -106,20 +114,13 @@ impl Raft for RaftService {
             .raft
             .append_entries(input(&request)?)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(failed);
         output(&reply)
     }
 
     async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         authorize(&self.store, &request)?;
-        output(
-            &self
-                .store
-                .raft
-                .vote(input(&request)?)
-                .await
-                .map_err(|e| e.to_string()),
-        )
+        output(&self.store.raft.vote(input(&request)?).await.map_err(failed))
     }
 
     async fn pre_vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
@@ -130,7 +131,7 @@ impl Raft for RaftService {
                 .raft
                 .pre_vote(input(&request)?)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(failed),
         )
     }
 
@@ -149,7 +150,7 @@ impl Raft for RaftService {
             .raft
             .install_full_snapshot(message.vote, snapshot)
             .await;
-        output(&reply.map_err(|e| e.to_string()))
+        output(&reply.map_err(failed))
     }
 }
 

@@ -23,6 +23,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
+use super::error::{Refusal, TlsError};
 use crate::{ClusterCa, HostId};
 
 /// The name every member's certificate carries and every client checks.
@@ -81,8 +82,8 @@ pub fn fingerprint(der: &[u8]) -> String {
         .collect()
 }
 
-fn ca_params() -> Result<CertificateParams, String> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+fn ca_params() -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
     params
         .distinguished_name
         .push(DnType::CommonName, "rustnet cluster CA");
@@ -96,9 +97,9 @@ fn ca_params() -> Result<CertificateParams, String> {
 }
 
 /// A new cluster CA (ECDSA P-256).
-pub fn new_ca() -> Result<ClusterCa, String> {
-    let key = KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = ca_params()?.self_signed(&key).map_err(|e| e.to_string())?;
+pub fn new_ca() -> Result<ClusterCa, TlsError> {
+    let key = KeyPair::generate()?;
+    let cert = ca_params()?.self_signed(&key)?;
     Ok(ClusterCa {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -107,12 +108,11 @@ pub fn new_ca() -> Result<ClusterCa, String> {
 }
 
 /// A certificate of `ca` for member `host`, with a new key.
-pub fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, String> {
-    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|e| format!("CA key: {e}"))?;
+pub fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, TlsError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::new(ca_params()?, ca_key);
-    let key = KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut params =
-        CertificateParams::new(vec![SERVER_NAME.to_owned()]).map_err(|e| e.to_string())?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
     params
         .distinguished_name
         .push(DnType::CommonName, format!("rustnet member {host}"));
@@ -120,7 +120,7 @@ pub fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, String> {
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+    let cert = params.signed_by(&key, &issuer)?;
     Ok(NodeCert {
         ca_pem: ca.cert_pem.clone(),
         chain_pem: format!("{}{}", cert.pem(), ca.cert_pem),
@@ -133,33 +133,41 @@ pub fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, String> {
 /// handshake before anything is sent; with `pin`, refused unless its
 /// fingerprint is `pin`. A host enrolls only with a CA it checked this way
 /// (or, without a pin, the one it first sees).
-pub async fn fetch_ca(addr: &str, pin: Option<&str>) -> Result<String, String> {
+pub async fn fetch_ca(addr: &str, pin: Option<&str>) -> Result<String, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(RecordChain(provider)))
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let name = ServerName::try_from(SERVER_NAME).map_err(|e| e.to_string())?;
+        .map_err(|source| TlsError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let name = ServerName::try_from(SERVER_NAME)?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+        .map_err(|source| TlsError::Handshake {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
     let ca = chain
         .last()
         .filter(|_| chain.len() > 1)
-        .ok_or_else(|| format!("{addr} presents no CA certificate"))?;
+        .ok_or_else(|| TlsError::NoCa {
+            addr: addr.to_owned(),
+        })?;
     let seen = fingerprint(ca);
     if let Some(pin) = pin.filter(|pin| **pin != seen) {
-        return Err(format!(
-            "refused: {addr} presents CA {seen}, the join token names CA {pin}: \
-             not the cluster the token is for"
-        ));
+        return Err(TlsError::Pinned(Refusal::CaPin {
+            addr: addr.to_owned(),
+            seen,
+            pin: pin.to_owned(),
+        }));
     }
     Ok(pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec())))
 }

@@ -26,79 +26,10 @@ fn veth(id: &str, bridge: &str, required: bool) -> Veth {
     }
 }
 
-/// A simulated link table: applies operations as the kernel would.
-fn simulate(observed: &mut Observed, op: &Op) {
-    let link = |kind| Link {
-        kind,
-        mtu: 1500,
-        up: false,
-        master: None,
-        addresses: vec![],
-        owned: true,
-    };
-    match op {
-        Op::CreateBridge { name, mtu } => {
-            let mut l = link(LinkKind::Bridge);
-            l.mtu = *mtu;
-            assert!(
-                observed.links.insert(name.clone(), l).is_none(),
-                "{name} exists"
-            );
-        }
-        Op::CreateVeth {
-            host, peer, mtu, ..
-        } => {
-            for name in [host, peer] {
-                let mut l = link(LinkKind::Veth);
-                l.mtu = *mtu;
-                assert!(
-                    observed.links.insert(name.clone(), l).is_none(),
-                    "{name} exists"
-                );
-            }
-        }
-        Op::SetMtu { link, mtu } => observed.links.get_mut(link).unwrap().mtu = *mtu,
-        Op::SetMaster { link, master } => {
-            assert!(observed.links.contains_key(master), "no master {master}");
-            observed.links.get_mut(link).unwrap().master = Some(master.clone());
-        }
-        Op::AddAddress { link, address } => observed
-            .links
-            .get_mut(link)
-            .unwrap()
-            .addresses
-            .push(*address),
-        Op::SetUp { link } => observed.links.get_mut(link).unwrap().up = true,
-        Op::DeleteLink { name } => {
-            observed.links.remove(name);
-        }
-        Op::CreateVxlan { name, mtu, .. } => {
-            let mut l = link(LinkKind::Vxlan);
-            l.mtu = *mtu;
-            assert!(
-                observed.links.insert(name.clone(), l).is_none(),
-                "{name} exists"
-            );
-        }
-        Op::AddFdb { device, mac, vtep } => {
-            observed.fdb.insert((device.clone(), *mac), *vtep);
-        }
-        Op::DelFdb { device, mac, .. } => {
-            observed.fdb.remove(&(device.clone(), *mac));
-        }
-        Op::AddNeighbour { device, ip, mac } => {
-            observed.neighbours.insert((device.clone(), *ip), *mac);
-        }
-        Op::DelNeighbour { device, ip, .. } => {
-            observed.neighbours.remove(&(device.clone(), *ip));
-        }
-    }
-}
-
 fn converge(desired: &Desired, observed: &mut Observed) -> Vec<Op> {
     let ops = plan(desired, observed).unwrap();
     for op in &ops {
-        simulate(observed, op);
+        crate::fake::simulate(observed, op).unwrap();
     }
     assert_eq!(
         plan(desired, observed).unwrap(),

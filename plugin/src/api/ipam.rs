@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::parse;
 use crate::error::ApiError;
-use crate::service::{AddressRelease, AddressRequest, PoolRequest, Service};
+use crate::request::{AddressRelease, AddressRequest, PoolRequest};
+use crate::service::Service;
 
 /// The address spaces rustnet answers GetDefaultAddressSpaces with. Both
 /// name the one cluster-wide space.
@@ -224,44 +225,4 @@ async fn release_address(
     let release = AddressRelease::try_from(parse::<RawReleaseAddress>(&body)?)?;
     service.release_address(release).await?;
     Ok(Json(json!({})))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawRemove {
-    node: u64,
-}
-
-/// `rustnet cluster remove|leave`.
-pub(super) async fn remove_node(
-    State(service): State<Arc<Service>>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let raw = parse::<RawRemove>(&body)?;
-    service.remove_node(raw.node).await?;
-    Ok(Json(json!({})))
-}
-
-/// `rustnet status --token`: the cluster's join token (the socket is
-/// root-only).
-pub(super) async fn join_token(
-    State(service): State<Arc<Service>>,
-) -> Result<Json<Value>, ApiError> {
-    let token = service.store().await?.join_token().await?;
-    Ok(Json(json!({ "Token": token.reveal() })))
-}
-
-/// `rustnet cluster rotate-token`: a new join token; the old one stops
-/// admitting hosts.
-pub(super) async fn rotate_join_token(
-    State(service): State<Arc<Service>>,
-) -> Result<Json<Value>, ApiError> {
-    let token = service.store().await?.rotate_join_token().await?;
-    tracing::info!("join token rotated");
-    Ok(Json(json!({ "Token": token.reveal() })))
-}
-
-/// `rustnet status`: this host, and every pool with who holds what.
-pub(super) async fn status(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(service.status().await?))
 }

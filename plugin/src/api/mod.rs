@@ -6,6 +6,7 @@
 //! extractor (which answers 415). Requests become typed, validated values
 //! before the service sees them.
 
+mod admin;
 mod ipam;
 mod network;
 
@@ -25,10 +26,7 @@ use crate::service::Service;
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/Plugin.Activate", post(activate))
-        .route("/Rustnet.Status", post(ipam::status).get(ipam::status))
-        .route("/Rustnet.Remove", post(ipam::remove_node))
-        .route("/Rustnet.Token", post(ipam::join_token))
-        .route("/Rustnet.RotateToken", post(ipam::rotate_join_token))
+        .merge(admin::routes())
         .merge(ipam::routes())
         .merge(network::routes())
         .fallback(not_found)

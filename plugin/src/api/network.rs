@@ -12,14 +12,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use ipnet::IpNet;
-use rustnet_ipam::{Mode, PortBinding};
+use rustnet_ipam::{Mac, Mode, PortBinding, Proto};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ipam::{GLOBAL_SPACE, LOCAL_SPACE};
 use super::parse;
-use crate::driver::{EndpointRequest, NetworkRequest, parse_mac, proto};
+use crate::driver::Driver;
 use crate::error::ApiError;
+use crate::request::{EndpointRequest, NetworkRequest};
 use crate::service::Service;
 
 /// `-o` keys rustnet understands (design: network options).
@@ -314,8 +315,8 @@ impl TryFrom<RawCreateEndpoint> for EndpointRequest {
         let mac = match interface.mac_address.as_str() {
             "" => None,
             text => Some(
-                parse_mac(text)
-                    .ok_or_else(|| ApiError::invalid("MacAddress", text, "not a MAC address"))?,
+                text.parse::<Mac>()
+                    .map_err(|e| ApiError::invalid("MacAddress", text, e))?,
             ),
         };
         Ok(Self {
@@ -384,7 +385,7 @@ async fn create_network(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request = NetworkRequest::try_from(parse::<RawCreateNetwork>(&body)?)?;
-    service.create_network(request).await?;
+    Driver::new(&service).create_network(request).await?;
     Ok(Json(json!({})))
 }
 
@@ -393,7 +394,7 @@ async fn delete_network(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
-    service
+    Driver::new(&service)
         .delete_network(docker_id("NetworkID", raw.network_id)?)
         .await?;
     Ok(Json(json!({})))
@@ -406,8 +407,10 @@ async fn create_endpoint(
     let request = EndpointRequest::try_from(parse::<RawCreateEndpoint>(&body)?)?;
     // Docker refuses a reply that sets a field it already set ("driver
     // modified interface"): return the MAC only when rustnet chose it.
-    match service.create_endpoint(request).await? {
-        Some(mac) => Ok(Json(json!({ "Interface": { "MacAddress": mac } }))),
+    match Driver::new(&service).create_endpoint(request).await? {
+        Some(mac) => Ok(Json(
+            json!({ "Interface": { "MacAddress": mac.to_string() } }),
+        )),
         None => Ok(Json(json!({ "Interface": null }))),
     }
 }
@@ -426,7 +429,9 @@ async fn delete_endpoint(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
-    service.delete_endpoint(endpoint_id(&raw)?).await?;
+    Driver::new(&service)
+        .delete_endpoint(endpoint_id(&raw)?)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -440,7 +445,7 @@ async fn join(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<V
     let raw = parse::<RawIds>(&body)?;
     let id = endpoint_id(&raw)?;
     let ports = port_map(raw.options.as_ref().and_then(|o| o.get(PORTMAP)))?;
-    let joined = service.join(id, ports).await?;
+    let joined = Driver::new(&service).join(id, ports).await?;
     let mut reply = json!({ "InterfaceName": { "SrcName": joined.interface, "DstPrefix": "eth" } });
     if let Some(gateway) = joined.gateway {
         reply["Gateway"] = json!(gateway.to_string());
@@ -453,6 +458,16 @@ async fn join(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<V
 
 async fn leave(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
-    service.leave(endpoint_id(&raw)?).await?;
+    Driver::new(&service).leave(endpoint_id(&raw)?).await?;
     Ok(Json(json!({})))
+}
+
+/// Docker's protocol numbers (moby libnetwork/types).
+fn proto(number: u64) -> Option<Proto> {
+    match number {
+        6 => Some(Proto::Tcp),
+        17 => Some(Proto::Udp),
+        132 => Some(Proto::Sctp),
+        _ => None,
+    }
 }

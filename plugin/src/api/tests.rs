@@ -11,11 +11,11 @@ use tokio::sync::watch;
 
 use crate::client::PluginClient;
 use crate::daemon::serve;
-use crate::dataplane::RecordingPlane;
+use crate::datapath::RecordingPath;
 use crate::service::{Service, Settings, StoreState};
 
 struct Harness {
-    plane: Arc<RecordingPlane>,
+    plane: Arc<RecordingPath>,
     client: PluginClient,
     _dir: tempfile::TempDir,
     _store_tx: watch::Sender<StoreState>,
@@ -47,7 +47,7 @@ async fn harness(store: bool) -> Harness {
         vtep: None,
         vxlan_port: 4789,
     };
-    let plane = Arc::new(RecordingPlane::default());
+    let plane = Arc::new(RecordingPath::default());
     let service = Arc::new(Service::new(rx, settings, plane.clone()));
     tokio::spawn(serve(listener, service, std::future::pending()));
     Harness {
@@ -339,7 +339,7 @@ impl Harness {
             .lock()
             .unwrap()
             .last()
-            .cloned()
+            .map(|want| (want.links.clone(), want.firewall.clone()))
             .expect("nothing applied")
     }
 }

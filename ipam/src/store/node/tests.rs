@@ -23,7 +23,7 @@ async fn request_address(store: &Store, name: &str) -> String {
         kind: HolderKind::endpoint(name),
     };
     match store.write(cmd).await.unwrap() {
-        Ok(Response::Address { address }) => address.to_string(),
+        Response::Address { address } => address.to_string(),
         other => panic!("{other:?}"),
     }
 }
@@ -42,7 +42,7 @@ async fn state_and_identity_survive_a_restart() {
         v6: false,
         defaults: vec![],
     };
-    store.write(pool).await.unwrap().unwrap();
+    store.write(pool).await.unwrap();
     for i in 0..120 {
         let got = request_address(&store, &format!("c{i}")).await;
         let release = Command::ReleaseAddress {
@@ -51,7 +51,7 @@ async fn state_and_identity_survive_a_restart() {
             address: got.parse::<ipnet::IpNet>().unwrap().addr(),
         };
         if i % 2 == 0 {
-            store.write(release).await.unwrap().unwrap();
+            store.write(release).await.unwrap();
         }
     }
     let before = store.read(|s| s.clone()).await.unwrap();

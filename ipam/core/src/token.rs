@@ -90,20 +90,29 @@ impl fmt::Debug for ClusterCa {
     }
 }
 
+/// Why a join token is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum TokenError {
+    #[error(
+        "joining needs the cluster's join token: set RUSTNET_JOIN_TOKEN \
+         (`rustnet status --token` on a member shows it)"
+    )]
+    Missing,
+    #[error(
+        "wrong join token (RUSTNET_JOIN_TOKEN): `rustnet status --token` on a member shows \
+         the current one"
+    )]
+    Wrong,
+}
+
 /// Why a join is refused, if it is: `expected` is the cluster's token
 /// (`None` for a cluster from before tokens, which admits anyone).
-pub fn check(expected: Option<&JoinToken>, given: Option<&JoinToken>) -> Result<(), &'static str> {
+pub fn check(expected: Option<&JoinToken>, given: Option<&JoinToken>) -> Result<(), TokenError> {
     match (expected, given) {
         (None, _) => Ok(()),
-        (Some(_), None) => Err(
-            "joining needs the cluster's join token: set RUSTNET_JOIN_TOKEN \
-             (`rustnet status --token` on a member shows it)",
-        ),
+        (Some(_), None) => Err(TokenError::Missing),
         (Some(expected), Some(given)) if expected.matches(given) => Ok(()),
-        (Some(_), Some(_)) => Err(
-            "wrong join token (RUSTNET_JOIN_TOKEN): `rustnet status --token` on a member shows \
-             the current one",
-        ),
+        (Some(_), Some(_)) => Err(TokenError::Wrong),
     }
 }
 
@@ -152,11 +161,13 @@ mod tests {
         assert!(
             check(Some(&t), None)
                 .unwrap_err()
+                .to_string()
                 .contains("RUSTNET_JOIN_TOKEN")
         );
         assert!(
             check(Some(&t), Some(&other))
                 .unwrap_err()
+                .to_string()
                 .contains("wrong join token")
         );
         let prefix = JoinToken::new(&t.reveal()[..10]);

@@ -105,8 +105,8 @@ pub struct Endpoint {
     pub host: HostId,
     pub address: Option<IpNet>,
     pub address6: Option<IpNet>,
-    /// The container interface's MAC, `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
+    /// The container interface's MAC.
+    pub mac: crate::Mac,
     /// Published ports, active while the endpoint is joined.
     pub ports: Vec<PortBinding>,
     /// Between Join and Leave: the container is running on it.
@@ -395,7 +395,7 @@ mod tests {
             host: 1,
             address: Some("10.0.42.2/24".parse().unwrap()),
             address6: None,
-            mac: "02:00:00:00:00:01".into(),
+            mac: crate::Mac([2, 0, 0, 0, 0, 1]),
             ports: vec![],
             joined: false,
         }

@@ -1,0 +1,186 @@
+//! The reconcile loop: one pass at a time makes this host's kernel match
+//! what the tables want.
+//!
+//! ```text
+//!   begin() ── waits for the pass before it ──► Pass
+//!   Pass::apply(want)
+//!     observe ─► plan(want.links, observed) ─► apply each Op (netlink)
+//!     firewall rules   only when the view changed since the last success
+//!     route_localnet   for networks with published ports
+//!     VXLAN ingress    only when it changed since the last success
+//! ```
+//!
+//! A pass whose links fail half way stops its link operations there (later
+//! ones build on earlier ones), still writes the firewall, and returns the
+//! first error; the next pass observes again and carries on from what the
+//! kernel really holds. A firewall write that fails is retried by the next
+//! pass. Callers take [`Reconciler::begin`] *before* they read the state
+//! they want applied, so a pass never applies a view older than the one
+//! before it.
+
+use std::future::Future;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::firewall::{Network, VxlanIngress};
+use crate::model::Desired;
+use crate::{Error, Kernel, plan};
+
+/// What this host should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Want {
+    pub links: Desired,
+    pub firewall: Vec<Network>,
+    /// Who may send VXLAN here (`None`: no overlay on this host).
+    pub ingress: Option<VxlanIngress>,
+}
+
+/// The firewall side of the data path: rules and the sysctls they need.
+pub trait Firewall: Send + Sync {
+    /// Makes rustnet's chains hold exactly the rules of `networks`.
+    fn apply(&self, networks: &[Network]) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Admits VXLAN from `ingress`'s members only; `None` removes the rule.
+    fn apply_vxlan_ingress(
+        &self,
+        ingress: Option<&VxlanIngress>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Lets 127.0.0.1 reach published ports through `bridge`.
+    fn route_localnet(&self, bridge: &str) -> Result<(), Error>;
+}
+
+impl Firewall for crate::Iptables {
+    async fn apply(&self, networks: &[Network]) -> Result<(), Error> {
+        crate::Iptables::apply(self, networks).await
+    }
+
+    async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
+        crate::Iptables::apply_vxlan_ingress(self, ingress).await
+    }
+
+    fn route_localnet(&self, bridge: &str) -> Result<(), Error> {
+        crate::sysctl::route_localnet(bridge)
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Link, FDB and neighbour operations performed.
+    pub ops: usize,
+    /// Whether the firewall rules were rewritten.
+    pub firewall: bool,
+}
+
+/// What the last successful writes left in place.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Empty at start, so the first pass rewrites everything.
+    firewall: Option<Vec<Network>>,
+    ingress: Option<Option<VxlanIngress>>,
+}
+
+/// This host's data path: a kernel, a firewall, one pass at a time.
+#[derive(Debug)]
+pub struct Reconciler<K, F> {
+    kernel: K,
+    firewall: F,
+    applied: Mutex<Applied>,
+}
+
+impl<K: Kernel, F: Firewall> Reconciler<K, F> {
+    pub fn new(kernel: K, firewall: F) -> Self {
+        Self {
+            kernel,
+            firewall,
+            applied: Mutex::default(),
+        }
+    }
+
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// Waits until no other pass runs; the pass is this caller's until it
+    /// is applied or dropped.
+    pub async fn begin(&self) -> Pass<'_, K, F> {
+        Pass {
+            reconciler: self,
+            applied: self.applied.lock().await,
+        }
+    }
+
+    /// Forgets what was written, so the next pass rewrites every rule
+    /// (after something else flushed them).
+    pub async fn invalidate(&self) {
+        *self.applied.lock().await = Applied::default();
+    }
+}
+
+/// One reconcile pass, holding the loop.
+#[derive(Debug)]
+pub struct Pass<'a, K, F> {
+    reconciler: &'a Reconciler<K, F>,
+    applied: MutexGuard<'a, Applied>,
+}
+
+impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
+    /// Makes the kernel hold `want`.
+    pub async fn apply(mut self, want: Want) -> Result<Report, Error> {
+        let mut report = Report::default();
+        let links = self.links(&want.links, &mut report).await;
+        let firewall = self.firewall(&want.firewall, &mut report).await;
+        let ingress = self.ingress(want.ingress).await;
+        let mut errors = [links, firewall, ingress]
+            .into_iter()
+            .filter_map(Result::err);
+        let first = errors.next();
+        for later in errors {
+            tracing::warn!(error = %later, "reconcile: a further failure in the same pass");
+        }
+        match first {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
+    }
+
+    async fn links(&self, desired: &Desired, report: &mut Report) -> Result<(), Error> {
+        let kernel = &self.reconciler.kernel;
+        let observed = kernel.observe().await?;
+        for op in plan(desired, &observed)? {
+            kernel.apply(&op).await?;
+            report.ops += 1;
+        }
+        Ok(())
+    }
+
+    async fn firewall(&mut self, networks: &[Network], report: &mut Report) -> Result<(), Error> {
+        if self.applied.firewall.as_deref() == Some(networks) {
+            return Ok(());
+        }
+        self.applied.firewall = None;
+        let firewall = &self.reconciler.firewall;
+        for network in networks.iter().filter(|n| !n.published.is_empty()) {
+            firewall.route_localnet(&network.bridge)?;
+        }
+        firewall.apply(networks).await?;
+        self.applied.firewall = Some(networks.to_vec());
+        report.firewall = true;
+        Ok(())
+    }
+
+    async fn ingress(&mut self, ingress: Option<VxlanIngress>) -> Result<(), Error> {
+        if self.applied.ingress.as_ref() == Some(&ingress) {
+            return Ok(());
+        }
+        self.applied.ingress = None;
+        self.reconciler
+            .firewall
+            .apply_vxlan_ingress(ingress.as_ref())
+            .await?;
+        self.applied.ingress = Some(ingress);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

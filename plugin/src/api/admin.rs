@@ -1,0 +1,60 @@
+//! `/Rustnet.*`: the admin API that `rustnet status` and `rustnet cluster`
+//! use, on the same root-only socket as Docker's protocols.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse;
+use crate::error::ApiError;
+use crate::service::Service;
+
+pub(super) fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/Rustnet.Status", post(status).get(status))
+        .route("/Rustnet.Remove", post(remove_node))
+        .route("/Rustnet.Token", post(join_token))
+        .route("/Rustnet.RotateToken", post(rotate_join_token))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawRemove {
+    node: u64,
+}
+
+/// `rustnet cluster remove|leave`.
+async fn remove_node(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw = parse::<RawRemove>(&body)?;
+    service.remove_node(raw.node).await?;
+    Ok(Json(json!({})))
+}
+
+/// `rustnet status --token`: the cluster's join token (the socket is
+/// root-only).
+async fn join_token(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+    let token = service.store().await?.join_token().await?;
+    Ok(Json(json!({ "Token": token.reveal() })))
+}
+
+/// `rustnet cluster rotate-token`: a new join token; the old one stops
+/// admitting hosts.
+async fn rotate_join_token(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+    let token = service.store().await?.rotate_join_token().await?;
+    tracing::info!("join token rotated");
+    Ok(Json(json!({ "Token": token.reveal() })))
+}
+
+/// `rustnet status`: this host, and every pool with who holds what.
+async fn status(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(service.status().await?))
+}

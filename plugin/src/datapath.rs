@@ -1,0 +1,79 @@
+//! The seam between the services and the kernel: the services say what
+//! this host should hold, the data path's reconcile loop makes it so.
+
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+use rustnet_overlay::{Firewall, Kernel, Reconciler, Report, Want};
+
+use crate::error::ApiError;
+
+/// This host's data path, as the services use it.
+pub trait DataPath: Send + Sync + std::fmt::Debug {
+    /// The MTU of the interface holding `address` (the underlay), now.
+    fn mtu_of(&self, address: IpAddr) -> BoxFuture<'_, Option<u32>>;
+
+    /// Waits for the pass before it, then reads what is wanted (`want`
+    /// runs only then, so it sees every write before it) and applies it.
+    fn reconcile<'a>(
+        &'a self,
+        want: BoxFuture<'a, Result<Want, ApiError>>,
+    ) -> BoxFuture<'a, Result<Report, ApiError>>;
+}
+
+impl<K, F> DataPath for Reconciler<K, F>
+where
+    K: Kernel + std::fmt::Debug + 'static,
+    F: Firewall + std::fmt::Debug + 'static,
+{
+    fn mtu_of(&self, address: IpAddr) -> BoxFuture<'_, Option<u32>> {
+        Box::pin(async move {
+            match self.kernel().mtu_of(address).await {
+                Ok(mtu) => mtu,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the underlay MTU");
+                    None
+                }
+            }
+        })
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        want: BoxFuture<'a, Result<Want, ApiError>>,
+    ) -> BoxFuture<'a, Result<Report, ApiError>> {
+        Box::pin(async move {
+            let pass = self.begin().await;
+            let want = want.await?;
+            Ok(pass.apply(want).await?)
+        })
+    }
+}
+
+/// A data path that only records what it was asked for: for tests of the
+/// protocol layer that must not touch the host.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct RecordingPath {
+    pub applied: std::sync::Mutex<Vec<Want>>,
+}
+
+#[cfg(test)]
+impl DataPath for RecordingPath {
+    fn mtu_of(&self, _address: IpAddr) -> BoxFuture<'_, Option<u32>> {
+        Box::pin(async { None })
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        want: BoxFuture<'a, Result<Want, ApiError>>,
+    ) -> BoxFuture<'a, Result<Report, ApiError>> {
+        Box::pin(async move {
+            let want = want.await?;
+            if let Ok(mut applied) = self.applied.lock() {
+                applied.push(want);
+            }
+            Ok(Report::default())
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! This host's view of the replicated tables: what its kernel should hold
+//! (bridges, veth pairs, VXLAN devices with their remote entries, firewall
+//! networks, VXLAN ingress), computed purely from the state.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use rustnet_ipam::{Endpoint, HostId, Mode, State};
+use rustnet_overlay::firewall::{Network as FirewallNetwork, Published, VxlanIngress};
+use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan, Want};
+
+use crate::naming::{veth_names, vxlan_name};
+
+/// Where this host's VXLAN traffic goes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Underlay {
+    pub vtep: Option<Ipv4Addr>,
+    pub port: u16,
+}
+
+/// What this host's kernel should hold for `state`: a bridge per network,
+/// a VXLAN port per overlay with a static entry for every endpoint on the
+/// other hosts, a veth pair per endpoint (created only for `required`
+/// endpoints), and the firewall view of every network.
+pub fn host_view(state: &State, host: HostId, required: &[&str], underlay: Underlay) -> Want {
+    let tables = state.tables();
+    let mut desired = Desired::default();
+    let mut firewall = Vec::new();
+    for network in tables.networks_of(host) {
+        let overlay = network.mode == Mode::Overlay;
+        desired.bridges.push(Bridge {
+            name: network.bridge.clone(),
+            // An overlay's gateway is not used (egress is docker_gwbridge).
+            addresses: if overlay {
+                Vec::new()
+            } else {
+                network
+                    .gateway
+                    .iter()
+                    .chain(&network.gateway6)
+                    .copied()
+                    .collect()
+            },
+            mtu: network.mtu,
+        });
+        if let (Some(key), Some(vni), Some(local)) = (&network.overlay, network.vni, underlay.vtep)
+        {
+            let device = vxlan_name(vni);
+            desired.vxlans.push(Vxlan {
+                name: device.clone(),
+                vni,
+                local,
+                port: underlay.port,
+                mtu: network.mtu,
+                bridge: network.bridge.clone(),
+            });
+            desired.remotes.extend(remotes(state, host, key, &device));
+        }
+        let endpoints: Vec<&Endpoint> = tables.endpoints_of(&network.id).collect();
+        for endpoint in &endpoints {
+            let (host_end, peer) = veth_names(&endpoint.id);
+            desired.veths.push(Veth {
+                host: host_end,
+                peer,
+                bridge: network.bridge.clone(),
+                mtu: network.mtu,
+                mac: endpoint.mac.octets(),
+                required: required.contains(&endpoint.id.as_str()),
+            });
+        }
+        if let Some(IpNet::V4(subnet)) = network.subnet {
+            firewall.push(FirewallNetwork {
+                bridge: network.bridge.clone(),
+                subnet,
+                // An overlay routes nothing itself: only traffic within it.
+                internal: network.internal || overlay,
+                published: endpoints
+                    .iter()
+                    .filter(|e| e.joined)
+                    .flat_map(|e| published(e))
+                    .collect(),
+            });
+        }
+    }
+    Want {
+        links: desired,
+        firewall,
+        ingress: vxlan_ingress(state, host, underlay.port),
+    }
+}
+
+/// Every endpoint of overlay `key` on the other hosts, behind their VTEPs.
+fn remotes(state: &State, host: HostId, key: &str, device: &str) -> Vec<Remote> {
+    let tables = state.tables();
+    tables
+        .bound_to(key)
+        .filter(|n| n.host != host)
+        .flat_map(|n| tables.endpoints_of(&n.id))
+        .filter_map(|e| {
+            let Some(IpAddr::V4(vtep)) = state.vtep(e.host) else {
+                return None;
+            };
+            let Some(IpNet::V4(ip)) = e.address else {
+                return None;
+            };
+            Some(Remote {
+                device: device.to_owned(),
+                mac: e.mac.octets(),
+                ip: ip.addr(),
+                vtep,
+            })
+        })
+        .collect()
+}
+
+fn published(endpoint: &Endpoint) -> Vec<Published> {
+    let Some(IpNet::V4(address)) = endpoint.address else {
+        return Vec::new();
+    };
+    endpoint
+        .ports
+        .iter()
+        .map(|p| Published {
+            proto: p.proto.to_string(),
+            host_ip: match p.host_ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            },
+            host_port: p.host_port,
+            container_ip: address.addr(),
+            container_port: p.container_port,
+        })
+        .collect()
+}
+
+/// Who may send VXLAN to `host`: every member's underlay address, while
+/// the host has an overlay network; `None` otherwise (pure).
+pub fn vxlan_ingress(state: &State, host: HostId, port: u16) -> Option<VxlanIngress> {
+    let has_overlay = state
+        .tables()
+        .networks_of(host)
+        .any(|n| n.mode == Mode::Overlay);
+    has_overlay.then(|| VxlanIngress {
+        port,
+        members: state
+            .vteps()
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

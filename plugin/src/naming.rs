@@ -1,0 +1,57 @@
+//! How rustnet names the interfaces it creates: every prefix in one place.
+//!
+//! Linux allows 15 bytes in an interface name, so names carry the first 12
+//! characters of Docker's ids (or the VNI) behind a 3-byte prefix.
+
+/// A network's bridge, unless `com.docker.network.bridge.name` names it.
+pub const BRIDGE_PREFIX: &str = "rn-";
+/// The host end of an endpoint's veth pair, on the bridge.
+pub const VETH_HOST_PREFIX: &str = "rnh";
+/// The container end, which Docker moves into the sandbox.
+pub const VETH_CONTAINER_PREFIX: &str = "rnc";
+/// An overlay's VXLAN device, by VNI.
+pub const VXLAN_PREFIX: &str = "rnx";
+
+/// The bridge name of a network without com.docker.network.bridge.name.
+pub fn bridge_name(network_id: &str) -> String {
+    format!("{BRIDGE_PREFIX}{}", short(network_id))
+}
+
+/// The host and container ends of an endpoint's veth pair.
+pub fn veth_names(endpoint_id: &str) -> (String, String) {
+    let id = short(endpoint_id);
+    (
+        format!("{VETH_HOST_PREFIX}{id}"),
+        format!("{VETH_CONTAINER_PREFIX}{id}"),
+    )
+}
+
+/// The VXLAN device of VNI `vni`.
+pub fn vxlan_name(vni: u32) -> String {
+    format!("{VXLAN_PREFIX}{vni}")
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_the_kernels_limit() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(bridge_name(id), "rn-0123456789ab");
+        let (host, container) = veth_names(id);
+        assert_eq!(
+            (host.as_str(), container.as_str()),
+            ("rnh0123456789ab", "rnc0123456789ab")
+        );
+        assert_eq!(vxlan_name(16_777_215), "rnx16777215");
+        for name in [bridge_name(id), host, container, vxlan_name(16_777_215)] {
+            assert!(name.len() <= 15, "{name}");
+        }
+        assert_eq!(bridge_name("short"), "rn-short");
+    }
+}

@@ -1,0 +1,149 @@
+//! The human-readable form of `rustnet status`.
+
+use serde_json::Value;
+
+/// The human-readable form of the status reply.
+pub fn render(status: &Value) -> String {
+    let mut out = format!(
+        "host {} ({})\n",
+        status["name"].as_str().unwrap_or("?"),
+        status["host"]
+    );
+    let cluster = &status["cluster"];
+    out.push_str(&format!(
+        "cluster {} term {}, this node: {}, leader: {}\n",
+        cluster["cluster"].as_str().unwrap_or("-"),
+        cluster["term"],
+        cluster["state"].as_str().unwrap_or("?"),
+        cluster["leader"]
+    ));
+    let short = |v: &Value| {
+        v.as_str()
+            .map_or("none".to_owned(), |f| f[..f.len().min(16)].to_owned())
+    };
+    out.push_str(&format!(
+        "mutual TLS: cluster CA {}, this member's certificate {}\n",
+        short(&status["tls"]["ca"]),
+        short(&status["tls"]["certificate"])
+    ));
+    for member in cluster["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let role = if member["voter"] == true {
+            "voter"
+        } else {
+            "learner"
+        };
+        out.push_str(&format!(
+            "  member {} {} {role}\n",
+            member["id"],
+            member["addr"].as_str().unwrap_or("?")
+        ));
+    }
+    for a in status["allocations"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        out.push_str(&format!(
+            "  {} address(es) held by {}\n",
+            a["addresses"],
+            a["name"].as_str().unwrap_or("?")
+        ));
+    }
+    let networks = status["networks"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    out.push_str(&format!("{} network(s) on this host\n", networks.len()));
+    for network in networks {
+        out.push_str(&format!(
+            "  {} bridge {} subnet {}{}\n",
+            network["id"]
+                .as_str()
+                .map(|id| id.get(..12).unwrap_or(id))
+                .unwrap_or("?"),
+            network["bridge"].as_str().unwrap_or("?"),
+            network["subnet"].as_str().unwrap_or("-"),
+            if network["internal"] == true {
+                " internal"
+            } else {
+                ""
+            }
+        ));
+        for endpoint in network["endpoints"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            out.push_str(&format!(
+                "    {} {} {}{}\n",
+                endpoint["id"]
+                    .as_str()
+                    .map(|id| id.get(..12).unwrap_or(id))
+                    .unwrap_or("?"),
+                endpoint["address"].as_str().unwrap_or("-"),
+                endpoint["mac"].as_str().unwrap_or("-"),
+                if endpoint["joined"] == true {
+                    " joined"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    let pools = status["pools"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    out.push_str(&format!("{} pool(s)\n", pools.len()));
+    for pool in pools {
+        let range = pool["range"]
+            .as_str()
+            .map(|r| format!(" range {r}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {}{range}\n",
+            pool["pool"].as_str().unwrap_or("?")
+        ));
+        for address in pool["addresses"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            out.push_str(&format!(
+                "    {:<40} {}\n",
+                address["address"].as_str().unwrap_or("?"),
+                address["holder"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn render_shows_members_and_tls() {
+        let status = json!({
+            "name": "a (10.0.0.1)", "host": 1,
+            "cluster": { "cluster": "c1", "term": 2, "state": "Leader", "leader": 1,
+                "members": [{ "id": 1, "addr": "10.0.0.1:7950", "voter": true }] },
+            "tls": { "ca": "0123456789abcdef0123", "certificate": null },
+        });
+        let text = render(&status);
+        assert!(text.contains("member 1 10.0.0.1:7950 voter"), "{text}");
+        assert!(
+            text.contains(
+                "mutual TLS: cluster CA 0123456789abcdef, this member's certificate none"
+            ),
+            "{text}"
+        );
+    }
+}
