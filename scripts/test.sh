@@ -12,5 +12,7 @@ fi
 scripts/install-deps.sh
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --document-private-items
+scripts/deny.sh
 cargo build --locked -p rustnet
 cargo test --locked --workspace

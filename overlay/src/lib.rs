@@ -28,7 +28,7 @@ pub mod sysctl;
 pub use iptables::Iptables;
 pub use model::{Bridge, Desired, Link, LinkKind, Observed, Op, Remote, Veth, Vxlan};
 pub use netlink::{Kernel, Netlink};
-pub use plan::{PlanError, plan};
+pub use plan::{Conflict, PlanError, plan, plan_isolated};
 pub use reconcile::{Firewall, Pass, Reconciler, Report, Want};
 
 /// The alias rustnet puts on every link it creates: how it recognises its

@@ -1,6 +1,8 @@
 //! The planner: desired + observed -> the ordered operations that make the
 //! kernel match, and nothing when it already does.
 
+use std::collections::BTreeSet;
+
 use crate::model::{Bridge, Desired, LinkKind, Observed, Op, Veth, Vxlan};
 
 /// A conflict the planner will not resolve by force.
@@ -15,20 +17,104 @@ pub enum PlanError {
 }
 
 /// Plans the operations that turn `observed` into `desired`: first remove
-/// what rustnet owns and no longer wants, then bridges, then veth pairs.
+/// what rustnet owns and no longer wants, then bridges, then veth pairs;
+/// the first conflict refuses the whole plan.
 pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Op>, PlanError> {
+    let (ops, conflicts) = plan_isolated(desired, observed);
+    match conflicts.into_iter().next() {
+        Some(conflict) => Err(conflict.error),
+        None => Ok(ops),
+    }
+}
+
+/// A network the planner leaves alone on this pass, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The network's bridge.
+    pub bridge: String,
+    pub error: PlanError,
+}
+
+/// Plans like [`plan`], but a conflict costs only the network it is in:
+/// that network (its bridge, VXLAN device, veths and remote entries) is
+/// neither built nor torn down on this pass, and every other network is
+/// planned as usual.
+pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Conflict>) {
+    let conflicts: Vec<Conflict> = desired
+        .bridges
+        .iter()
+        .filter_map(|bridge| {
+            check_network(desired, bridge, observed)
+                .err()
+                .map(|error| Conflict {
+                    bridge: bridge.name.clone(),
+                    error,
+                })
+        })
+        .collect();
+    let failed: BTreeSet<&str> = conflicts.iter().map(|c| c.bridge.as_str()).collect();
+    let healthy = without(desired, &failed);
+    // Stale links are judged against everything wanted, failed networks
+    // included: their links stay while the conflict lasts.
     let mut ops = stale(desired, observed);
-    for bridge in &desired.bridges {
-        plan_bridge(bridge, observed, &mut ops)?;
+    let mut late = Vec::new();
+    for bridge in &healthy.bridges {
+        late.extend(plan_bridge(bridge, observed, &mut ops).err());
     }
-    for vxlan in &desired.vxlans {
-        plan_vxlan(vxlan, observed, &mut ops)?;
+    for vxlan in &healthy.vxlans {
+        late.extend(plan_vxlan(vxlan, observed, &mut ops).err());
     }
-    for veth in &desired.veths {
-        plan_veth(veth, observed, &mut ops)?;
+    for veth in &healthy.veths {
+        late.extend(plan_veth(veth, observed, &mut ops).err());
     }
-    plan_remotes(desired, observed, &mut ops);
-    Ok(ops)
+    plan_remotes(&healthy, observed, &mut ops);
+    debug_assert!(late.is_empty(), "checked networks conflict: {late:?}");
+    (ops, conflicts)
+}
+
+/// Plans one network on its own, to find a conflict in it.
+fn check_network(desired: &Desired, bridge: &Bridge, observed: &Observed) -> Result<(), PlanError> {
+    let mut scratch = Vec::new();
+    plan_bridge(bridge, observed, &mut scratch)?;
+    for vxlan in desired.vxlans.iter().filter(|v| v.bridge == bridge.name) {
+        plan_vxlan(vxlan, observed, &mut scratch)?;
+    }
+    for veth in desired.veths.iter().filter(|v| v.bridge == bridge.name) {
+        plan_veth(veth, observed, &mut scratch)?;
+    }
+    Ok(())
+}
+
+/// `desired` without the networks of the `failed` bridges.
+fn without(desired: &Desired, failed: &BTreeSet<&str>) -> Desired {
+    let ok = |bridge: &str| !failed.contains(bridge);
+    let vxlans: Vec<Vxlan> = desired
+        .vxlans
+        .iter()
+        .filter(|v| ok(&v.bridge))
+        .cloned()
+        .collect();
+    Desired {
+        bridges: desired
+            .bridges
+            .iter()
+            .filter(|b| ok(&b.name))
+            .cloned()
+            .collect(),
+        veths: desired
+            .veths
+            .iter()
+            .filter(|v| ok(&v.bridge))
+            .cloned()
+            .collect(),
+        remotes: desired
+            .remotes
+            .iter()
+            .filter(|r| vxlans.iter().any(|v| v.name == r.device))
+            .cloned()
+            .collect(),
+        vxlans,
+    }
 }
 
 fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {

@@ -10,7 +10,10 @@
 //!     VXLAN ingress    only when it changed since the last success
 //! ```
 //!
-//! A pass whose links fail half way stops its link operations there (later
+//! A network in conflict with the host (a foreign interface with a name it
+//! needs) is left alone and reported in [`Report::conflicts`]; the other
+//! networks are built as usual. A pass whose links fail half way stops its
+//! link operations there (later
 //! ones build on earlier ones), still writes the firewall, and returns the
 //! first error; the next pass observes again and carries on from what the
 //! kernel really holds. A firewall write that fails is retried by the next
@@ -24,7 +27,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::firewall::{Network, VxlanIngress};
 use crate::model::Desired;
-use crate::{Error, Kernel, plan};
+use crate::{Conflict, Error, Kernel, PlanError, plan_isolated};
 
 /// What this host should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,12 +66,26 @@ impl Firewall for crate::Iptables {
 }
 
 /// What one pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Link, FDB and neighbour operations performed.
     pub ops: usize,
     /// Whether the firewall rules were rewritten.
     pub firewall: bool,
+    /// Networks left alone on this pass because of a conflict on this
+    /// host (a foreign interface with a name rustnet needs); every other
+    /// network was built. The next pass tries them again.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Report {
+    /// Why the network of `bridge` could not be built, if it could not.
+    pub fn conflict(&self, bridge: &str) -> Option<&PlanError> {
+        self.conflicts
+            .iter()
+            .find(|c| c.bridge == bridge)
+            .map(|c| &c.error)
+    }
 }
 
 /// What the last successful writes left in place.
@@ -146,7 +163,12 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
     async fn links(&self, desired: &Desired, report: &mut Report) -> Result<(), Error> {
         let kernel = &self.reconciler.kernel;
         let observed = kernel.observe().await?;
-        for op in plan(desired, &observed)? {
+        let (ops, conflicts) = plan_isolated(desired, &observed);
+        for conflict in &conflicts {
+            tracing::warn!(bridge = %conflict.bridge, error = %conflict.error, "network left alone on this host; retried on the next pass");
+        }
+        report.conflicts = conflicts;
+        for op in ops {
             kernel.apply(&op).await?;
             report.ops += 1;
         }

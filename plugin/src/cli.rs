@@ -11,7 +11,7 @@ use crate::client::PluginClient;
 use crate::render::render;
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     socket: SocketArg,
     /// Print JSON, for scripts.
@@ -22,7 +22,7 @@ pub struct StatusArgs {
     token: bool,
 }
 
-pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
     if args.token {
         println!("{}", token(&args.socket, "/Rustnet.Token").await?);
         return Ok(());
@@ -47,7 +47,7 @@ async fn token(socket: &SocketArg, path: &str) -> anyhow::Result<String> {
 
 /// `rustnet cluster ...`: membership changes, through the local daemon.
 #[derive(Debug, clap::Subcommand)]
-pub enum ClusterCmd {
+pub(crate) enum ClusterCmd {
     /// Take this host out of the cluster and free what it held.
     Leave(SocketArg),
     /// Remove a (dead) host by its id, freeing what it held.
@@ -67,10 +67,15 @@ const SOCKET: &str = "/run/docker/plugins/rustnet.sock";
 const MANAGED_DIR: &str = "/run/docker/plugins";
 
 #[derive(Debug, Args)]
-pub struct SocketArg {
-    /// The daemon's socket [default: /run/docker/plugins/rustnet.sock, or
-    /// the managed plugin's /run/docker/plugins/<id>/rustnet.sock]
-    #[arg(long, env = "RUSTNET_SOCKET")]
+pub(crate) struct SocketArg {
+    // The help text names a path with a placeholder, so it is given as
+    // `help` rather than as a doc comment (which rustdoc reads as HTML).
+    #[arg(
+        long,
+        env = "RUSTNET_SOCKET",
+        help = "The daemon's socket [default: /run/docker/plugins/rustnet.sock, or \
+                the managed plugin's /run/docker/plugins/<id>/rustnet.sock]"
+    )]
     socket: Option<PathBuf>,
 }
 
@@ -111,7 +116,7 @@ impl SocketArg {
     }
 }
 
-pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
+pub(crate) async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
     let (socket, node) = match cmd {
         ClusterCmd::Leave(socket) => {
             let reply = socket.ask("/Rustnet.Status").await?;

@@ -11,13 +11,13 @@ use hyperlocal::{UnixClientExt, UnixConnector, Uri};
 
 /// A connection pool on one plugin socket.
 #[derive(Debug, Clone)]
-pub struct PluginClient {
+pub(crate) struct PluginClient {
     socket: std::path::PathBuf,
     client: Client<UnixConnector, Full<Bytes>>,
 }
 
 impl PluginClient {
-    pub fn new(socket: &Path) -> Self {
+    pub(crate) fn new(socket: &Path) -> Self {
         Self {
             socket: socket.to_owned(),
             client: Client::unix(),
@@ -26,7 +26,7 @@ impl PluginClient {
 
     /// POSTs `body` to `path` the way Docker does (no Content-Type) and
     /// returns the status and the raw reply.
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         body: impl Into<Bytes>,
@@ -43,7 +43,7 @@ impl PluginClient {
     }
 
     /// POSTs and parses the reply as JSON.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         path: &str,
         body: impl Into<Bytes>,

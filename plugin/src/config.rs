@@ -10,11 +10,11 @@ use rustnet_ipam::{DefaultPool, JoinToken};
 
 /// Default pools for networks created without `--subnet`: /24s out of
 /// 10.128.0.0/9, away from Docker's own 172.17-31/16 and 192.168/16 pools.
-pub const DEFAULT_POOLS: &str = "10.128.0.0/9:24";
+pub(crate) const DEFAULT_POOLS: &str = "10.128.0.0/9:24";
 
 /// The settings of `rustnet daemon`.
 #[derive(Debug, Clone, Args)]
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     /// Unix socket Docker talks to.
     #[arg(
         long,
@@ -74,12 +74,12 @@ pub struct DaemonConfig {
 impl DaemonConfig {
     /// Bound on every cluster operation inside a Docker request: well under
     /// the 30 s after which Docker's client gives up.
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.clamp(1, 25))
     }
 
     /// The members to join, without empty items.
-    pub fn join_addrs(&self) -> Vec<&str> {
+    pub(crate) fn join_addrs(&self) -> Vec<&str> {
         self.join
             .iter()
             .map(|s| s.trim())
@@ -89,7 +89,7 @@ impl DaemonConfig {
 
     /// The advertised address: as set, or the source address the kernel
     /// would use for the default route, or loopback on a host without one.
-    pub fn advertise_addr(&self) -> IpAddr {
+    pub(crate) fn advertise_addr(&self) -> IpAddr {
         self.advertise_addr
             .or_else(default_route_addr)
             .unwrap_or(IpAddr::from([127, 0, 0, 1]))

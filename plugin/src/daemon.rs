@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::service::{Service, Settings, StoreState};
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), "listening");
     let (tx, rx) = watch::channel(StoreState::Opening);
@@ -66,7 +66,7 @@ fn kernel_datapath() -> Result<Reconciler<Netlink, Iptables>, rustnet_overlay::E
 }
 
 /// Serves the plugin API on `listener` until `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: UnixListener,
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -9,7 +9,7 @@ use rustnet_overlay::{Firewall, Kernel, Reconciler, Report, Want};
 use crate::error::ApiError;
 
 /// This host's data path, as the services use it.
-pub trait DataPath: Send + Sync + std::fmt::Debug {
+pub(crate) trait DataPath: Send + Sync + std::fmt::Debug {
     /// The MTU of the interface holding `address` (the underlay), now.
     fn mtu_of(&self, address: IpAddr) -> BoxFuture<'_, Option<u32>>;
 
@@ -54,7 +54,7 @@ where
 /// protocol layer that must not touch the host.
 #[cfg(test)]
 #[derive(Debug, Default)]
-pub struct RecordingPath {
+pub(crate) struct RecordingPath {
     pub applied: std::sync::Mutex<Vec<Want>>,
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 /// The local dockerd's API.
 #[derive(Debug, Clone)]
-pub struct Docker {
+pub(crate) struct Docker {
     socket: PathBuf,
     /// The name this plugin answers to in Docker, for the networks it creates.
     driver: String,
@@ -22,7 +22,7 @@ pub struct Docker {
 }
 
 impl Docker {
-    pub fn new(socket: &Path, driver: &str) -> Self {
+    pub(crate) fn new(socket: &Path, driver: &str) -> Self {
         Self {
             socket: socket.to_owned(),
             driver: driver.to_owned(),
@@ -52,7 +52,7 @@ impl Docker {
     }
 
     /// The name of the network with id `id`.
-    pub async fn network_name(&self, id: &str) -> anyhow::Result<String> {
+    pub(crate) async fn network_name(&self, id: &str) -> anyhow::Result<String> {
         let network = self
             .call(Method::GET, &format!("/networks/{id}"), None)
             .await?;
@@ -63,7 +63,7 @@ impl Docker {
     }
 
     /// `docker network create -d DRIVER --ipam-driver DRIVER -o mode=overlay ...`
-    pub async fn create_overlay(
+    pub(crate) async fn create_overlay(
         &self,
         name: &str,
         options: Value,
@@ -87,7 +87,7 @@ impl Docker {
     }
 
     /// `docker network rm ID`.
-    pub async fn remove_network(&self, id: &str) -> anyhow::Result<()> {
+    pub(crate) async fn remove_network(&self, id: &str) -> anyhow::Result<()> {
         self.call(Method::DELETE, &format!("/networks/{id}"), None)
             .await
             .map(drop)

@@ -22,22 +22,22 @@ use crate::request::{EndpointRequest, Joined, NetworkRequest};
 use crate::service::Service;
 
 /// Default MTU of a bridge network, as Docker's bridge driver.
-pub const DEFAULT_MTU: u32 = 1500;
+pub(crate) const DEFAULT_MTU: u32 = 1500;
 /// Outer Ethernet, IP, UDP and VXLAN headers.
-pub const VXLAN_OVERHEAD: u32 = 50;
+pub(crate) const VXLAN_OVERHEAD: u32 = 50;
 
 /// The network-driver calls, on `service`'s store and data path.
 #[derive(Debug, Clone, Copy)]
-pub struct Driver<'a> {
+pub(crate) struct Driver<'a> {
     service: &'a Service,
 }
 
 impl<'a> Driver<'a> {
-    pub fn new(service: &'a Service) -> Self {
+    pub(crate) fn new(service: &'a Service) -> Self {
         Self { service }
     }
 
-    pub async fn create_network(&self, request: NetworkRequest) -> Result<(), ApiError> {
+    pub(crate) async fn create_network(&self, request: NetworkRequest) -> Result<(), ApiError> {
         let store = self.service.store().await?;
         let overlay = match request.mode {
             Mode::Bridge => None,
@@ -68,10 +68,12 @@ impl<'a> Driver<'a> {
             overlay,
             vni: request.vni,
         };
-        let id = network.id.clone();
+        let (id, bridge) = (network.id.clone(), network.bridge.clone());
         store.write(Command::CreateNetwork(network)).await?;
-        if let Err(e) = self.service.reconcile(&[]).await {
-            self.undo(Command::DeleteNetwork {
+        if let Err(e) = self.build(&bridge, &[]).await {
+            // Only this host's record: a fault here must not remove an
+            // overlay that works on the other hosts.
+            self.undo(Command::ForgetNetwork {
                 host: store.id(),
                 id,
             })
@@ -79,6 +81,23 @@ impl<'a> Driver<'a> {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Reconciles, and fails if the network of `bridge` could not be built
+    /// on this host (the other networks were).
+    async fn build(&self, bridge: &str, required: &[&str]) -> Result<(), ApiError> {
+        let report = self.service.reconcile(required).await?;
+        match report.conflict(bridge) {
+            Some(conflict) => Err(rustnet_overlay::Error::Plan(conflict.clone()).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// The bridge of this host's network `id`, from the local replica.
+    fn bridge_of(store: &rustnet_ipam::store::Store, id: &str) -> Option<String> {
+        store
+            .local(|s| s.tables().network(id).map(|n| n.bridge.clone()))
+            .flatten()
     }
 
     /// `-o com.docker.network.driver.mtu`, else RUSTNET_MTU, else 1500 for
@@ -100,7 +119,7 @@ impl<'a> Driver<'a> {
         }
     }
 
-    pub async fn delete_network(&self, id: String) -> Result<(), ApiError> {
+    pub(crate) async fn delete_network(&self, id: String) -> Result<(), ApiError> {
         let store = self.service.store().await?;
         store
             .write(Command::DeleteNetwork {
@@ -113,7 +132,10 @@ impl<'a> Driver<'a> {
 
     /// Records the endpoint and builds its veth pair; returns the MAC when
     /// rustnet chose it.
-    pub async fn create_endpoint(&self, request: EndpointRequest) -> Result<Option<Mac>, ApiError> {
+    pub(crate) async fn create_endpoint(
+        &self,
+        request: EndpointRequest,
+    ) -> Result<Option<Mac>, ApiError> {
         let store = self.service.store().await?;
         let chosen = request.mac.is_none();
         let endpoint = Endpoint {
@@ -127,8 +149,9 @@ impl<'a> Driver<'a> {
             joined: false,
         };
         let mac = endpoint.mac;
+        let bridge = Self::bridge_of(&store, &endpoint.network_id).unwrap_or_default();
         store.write(Command::CreateEndpoint(endpoint)).await?;
-        if let Err(e) = self.service.reconcile(&[&request.id]).await {
+        if let Err(e) = self.build(&bridge, &[&request.id]).await {
             let id = request.id;
             self.undo(Command::DeleteEndpoint {
                 host: store.id(),
@@ -140,7 +163,7 @@ impl<'a> Driver<'a> {
         Ok(chosen.then_some(mac))
     }
 
-    pub async fn delete_endpoint(&self, id: String) -> Result<(), ApiError> {
+    pub(crate) async fn delete_endpoint(&self, id: String) -> Result<(), ApiError> {
         let store = self.service.store().await?;
         store
             .write(Command::DeleteEndpoint {
@@ -153,7 +176,7 @@ impl<'a> Driver<'a> {
 
     /// Marks the endpoint joined, publishes its ports, and rebuilds whatever
     /// is missing (a bridge gone after a reboot).
-    pub async fn join(
+    pub(crate) async fn join(
         &self,
         endpoint_id: String,
         ports: Vec<PortBinding>,
@@ -185,7 +208,7 @@ impl<'a> Driver<'a> {
                 ports: Some(ports),
             })
             .await?;
-        if let Err(e) = self.service.reconcile(&[&id]).await {
+        if let Err(e) = self.build(&network.bridge, &[&id]).await {
             self.undo(Command::SetJoined {
                 host: store.id(),
                 id,
@@ -205,7 +228,7 @@ impl<'a> Driver<'a> {
         })
     }
 
-    pub async fn leave(&self, endpoint_id: String) -> Result<(), ApiError> {
+    pub(crate) async fn leave(&self, endpoint_id: String) -> Result<(), ApiError> {
         let store = self.service.store().await?;
         let command = Command::SetJoined {
             host: store.id(),

@@ -12,7 +12,7 @@ use rustnet_ipam::{IpamError, NetworkError};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The body is not the JSON Docker sends for this call.
     #[error("bad request body: {0}")]
     Body(String),
@@ -39,7 +39,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(field: &'static str, value: impl Into<String>, reason: impl ToString) -> Self {
+    pub(crate) fn invalid(
+        field: &'static str,
+        value: impl Into<String>,
+        reason: impl ToString,
+    ) -> Self {
         Self::Invalid {
             field,
             value: value.into(),

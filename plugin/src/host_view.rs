@@ -13,7 +13,7 @@ use crate::naming::{veth_names, vxlan_name};
 
 /// Where this host's VXLAN traffic goes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Underlay {
+pub(crate) struct Underlay {
     pub vtep: Option<Ipv4Addr>,
     pub port: u16,
 }
@@ -22,7 +22,12 @@ pub struct Underlay {
 /// a VXLAN port per overlay with a static entry for every endpoint on the
 /// other hosts, a veth pair per endpoint (created only for `required`
 /// endpoints), and the firewall view of every network.
-pub fn host_view(state: &State, host: HostId, required: &[&str], underlay: Underlay) -> Want {
+pub(crate) fn host_view(
+    state: &State,
+    host: HostId,
+    required: &[&str],
+    underlay: Underlay,
+) -> Want {
     let tables = state.tables();
     let mut desired = Desired::default();
     let mut firewall = Vec::new();
@@ -135,7 +140,7 @@ fn published(endpoint: &Endpoint) -> Vec<Published> {
 
 /// Who may send VXLAN to `host`: every member's underlay address, while
 /// the host has an overlay network; `None` otherwise (pure).
-pub fn vxlan_ingress(state: &State, host: HostId, port: u16) -> Option<VxlanIngress> {
+pub(crate) fn vxlan_ingress(state: &State, host: HostId, port: u16) -> Option<VxlanIngress> {
     let has_overlay = state
         .tables()
         .networks_of(host)

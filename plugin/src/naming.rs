@@ -4,21 +4,21 @@
 //! characters of Docker's ids (or the VNI) behind a 3-byte prefix.
 
 /// A network's bridge, unless `com.docker.network.bridge.name` names it.
-pub const BRIDGE_PREFIX: &str = "rn-";
+pub(crate) const BRIDGE_PREFIX: &str = "rn-";
 /// The host end of an endpoint's veth pair, on the bridge.
-pub const VETH_HOST_PREFIX: &str = "rnh";
+pub(crate) const VETH_HOST_PREFIX: &str = "rnh";
 /// The container end, which Docker moves into the sandbox.
-pub const VETH_CONTAINER_PREFIX: &str = "rnc";
+pub(crate) const VETH_CONTAINER_PREFIX: &str = "rnc";
 /// An overlay's VXLAN device, by VNI.
-pub const VXLAN_PREFIX: &str = "rnx";
+pub(crate) const VXLAN_PREFIX: &str = "rnx";
 
 /// The bridge name of a network without com.docker.network.bridge.name.
-pub fn bridge_name(network_id: &str) -> String {
+pub(crate) fn bridge_name(network_id: &str) -> String {
     format!("{BRIDGE_PREFIX}{}", short(network_id))
 }
 
 /// The host and container ends of an endpoint's veth pair.
-pub fn veth_names(endpoint_id: &str) -> (String, String) {
+pub(crate) fn veth_names(endpoint_id: &str) -> (String, String) {
     let id = short(endpoint_id);
     (
         format!("{VETH_HOST_PREFIX}{id}"),
@@ -27,7 +27,7 @@ pub fn veth_names(endpoint_id: &str) -> (String, String) {
 }
 
 /// The VXLAN device of VNI `vni`.
-pub fn vxlan_name(vni: u32) -> String {
+pub(crate) fn vxlan_name(vni: u32) -> String {
     format!("{VXLAN_PREFIX}{vni}")
 }
 

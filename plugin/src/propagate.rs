@@ -19,7 +19,7 @@ use crate::service::Service;
 
 /// Reconciles after every batch of replicated changes (remote endpoints
 /// come and go), and at least every few seconds.
-pub async fn follow_changes(service: Arc<Service>) {
+pub(crate) async fn follow_changes(service: Arc<Service>) {
     let mut seen = None;
     loop {
         let Ok(store) = service.store().await else {
@@ -67,7 +67,7 @@ fn step(overlay: &Overlay, local: Option<&Network>, local_endpoints: usize, host
 }
 
 /// Polls the tables and brings this host's Docker in line, forever.
-pub async fn propagate(service: Arc<Service>, docker: Docker) {
+pub(crate) async fn propagate(service: Arc<Service>, docker: Docker) {
     loop {
         if let Err(e) = propagate_once(&service, &docker).await {
             tracing::debug!(error = %e, "overlay propagation; retrying");

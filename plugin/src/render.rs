@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// The human-readable form of the status reply.
-pub fn render(status: &Value) -> String {
+pub(crate) fn render(status: &Value) -> String {
     let mut out = format!(
         "host {} ({})\n",
         status["name"].as_str().unwrap_or("?"),

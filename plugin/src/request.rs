@@ -8,7 +8,7 @@ use rustnet_ipam::{HolderKind, Mac, Mode, PortBinding};
 
 /// RequestPool.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolRequest {
+pub(crate) struct PoolRequest {
     pub pool: Option<IpNet>,
     pub range: Option<IpNet>,
     pub v6: bool,
@@ -16,7 +16,7 @@ pub struct PoolRequest {
 
 /// RequestAddress.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressRequest {
+pub(crate) struct AddressRequest {
     pub pool_id: String,
     pub address: Option<IpAddr>,
     pub kind: HolderKind,
@@ -24,14 +24,14 @@ pub struct AddressRequest {
 
 /// ReleaseAddress.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressRelease {
+pub(crate) struct AddressRelease {
     pub pool_id: String,
     pub address: IpAddr,
 }
 
 /// CreateNetwork.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkRequest {
+pub(crate) struct NetworkRequest {
     pub id: String,
     pub mode: Mode,
     pub bridge: Option<String>,
@@ -49,7 +49,7 @@ pub struct NetworkRequest {
 
 /// CreateEndpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointRequest {
+pub(crate) struct EndpointRequest {
     pub network_id: String,
     pub id: String,
     pub address: Option<IpNet>,
@@ -61,7 +61,7 @@ pub struct EndpointRequest {
 
 /// What Join answers: the interface to move and the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Joined {
+pub(crate) struct Joined {
     pub interface: String,
     pub gateway: Option<IpAddr>,
     pub gateway6: Option<IpAddr>,

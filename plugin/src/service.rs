@@ -21,7 +21,7 @@ use crate::request::{AddressRelease, AddressRequest, PoolRequest};
 
 /// What the store is doing: opening, open, or failed for good.
 #[derive(Debug, Clone)]
-pub enum StoreState {
+pub(crate) enum StoreState {
     Opening,
     Open(Store),
     Failed(String),
@@ -29,7 +29,7 @@ pub enum StoreState {
 
 /// This host's settings the service uses.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Pools for networks created without --subnet.
     pub defaults: Vec<DefaultPool>,
     /// Bound on waiting for the store.
@@ -46,14 +46,14 @@ pub struct Settings {
 /// its settings. The IPAM calls are here; the network driver's are in
 /// [`crate::driver::Driver`], on top of this.
 #[derive(Debug)]
-pub struct Service {
+pub(crate) struct Service {
     store: watch::Receiver<StoreState>,
     settings: Settings,
     datapath: Arc<dyn DataPath>,
 }
 
 impl Service {
-    pub fn new(
+    pub(crate) fn new(
         store: watch::Receiver<StoreState>,
         settings: Settings,
         datapath: Arc<dyn DataPath>,
@@ -65,26 +65,26 @@ impl Service {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
     /// Where this host's VXLAN traffic goes from.
-    pub fn underlay(&self) -> Underlay {
+    pub(crate) fn underlay(&self) -> Underlay {
         Underlay {
             vtep: self.settings.vtep,
             port: self.settings.vxlan_port,
         }
     }
 
-    pub fn datapath(&self) -> &dyn DataPath {
+    pub(crate) fn datapath(&self) -> &dyn DataPath {
         self.datapath.as_ref()
     }
 
     /// Makes this host's kernel match the tables, creating the veth pairs
     /// of the `required` endpoints; one pass at a time, each reading the
     /// tables once the pass before it is done.
-    pub async fn reconcile(&self, required: &[&str]) -> Result<Report, ApiError> {
+    pub(crate) async fn reconcile(&self, required: &[&str]) -> Result<Report, ApiError> {
         let want = async {
             let store = self.store().await?;
             let host = store.id();
@@ -97,7 +97,7 @@ impl Service {
     }
 
     /// The open store, waiting (bounded) while it opens.
-    pub async fn store(&self) -> Result<Store, ApiError> {
+    pub(crate) async fn store(&self) -> Result<Store, ApiError> {
         let mut rx = self.store.clone();
         let ready = rx.wait_for(|s| !matches!(s, StoreState::Opening));
         let state = match tokio::time::timeout(self.settings.timeout, ready).await {
@@ -121,7 +121,10 @@ impl Service {
         Ok(store.write(command).await?)
     }
 
-    pub async fn request_pool(&self, request: PoolRequest) -> Result<(String, IpNet), ApiError> {
+    pub(crate) async fn request_pool(
+        &self,
+        request: PoolRequest,
+    ) -> Result<(String, IpNet), ApiError> {
         let response = self
             .apply(|host| Command::RequestPool {
                 host,
@@ -137,13 +140,13 @@ impl Service {
         }
     }
 
-    pub async fn release_pool(&self, pool_id: String) -> Result<(), ApiError> {
+    pub(crate) async fn release_pool(&self, pool_id: String) -> Result<(), ApiError> {
         self.apply(|host| Command::ReleasePool { host, pool_id })
             .await
             .map(drop)
     }
 
-    pub async fn request_address(&self, request: AddressRequest) -> Result<IpNet, ApiError> {
+    pub(crate) async fn request_address(&self, request: AddressRequest) -> Result<IpNet, ApiError> {
         let response = self
             .apply(|host| Command::RequestAddress {
                 host,
@@ -158,7 +161,7 @@ impl Service {
         }
     }
 
-    pub async fn release_address(&self, release: AddressRelease) -> Result<(), ApiError> {
+    pub(crate) async fn release_address(&self, release: AddressRelease) -> Result<(), ApiError> {
         self.apply(|host| Command::ReleaseAddress {
             host,
             pool_id: release.pool_id,
@@ -169,7 +172,7 @@ impl Service {
     }
 
     /// This host, its networks and every pool, for `rustnet status`.
-    pub async fn status(&self) -> Result<Value, ApiError> {
+    pub(crate) async fn status(&self) -> Result<Value, ApiError> {
         let store = self.store().await?;
         let host = store.id();
         let (mut status, ca) = store
@@ -187,7 +190,7 @@ impl Service {
     }
 
     /// Removes `node` from the cluster and frees what it held.
-    pub async fn remove_node(&self, node: u64) -> Result<(), ApiError> {
+    pub(crate) async fn remove_node(&self, node: u64) -> Result<(), ApiError> {
         Ok(self.store().await?.remove(node).await?)
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 /// The status of `host` as the daemon reports it: its name, its networks
 /// with their endpoints, and every pool of the cluster with its holders.
-pub fn view(state: &State, host: HostId) -> Value {
+pub(crate) fn view(state: &State, host: HostId) -> Value {
     let tables = state.tables();
     let networks: Vec<Value> = tables
         .networks_of(host)

@@ -1,6 +1,9 @@
 //! rustnet's bridge mode on a real dockerd: `docker network create -d rustnet
 //! --ipam-driver rustnet`, driven with the docker CLI on simulated hosts.
 
+// Each end-to-end scenario reads as one story, start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::time::{Duration, Instant};
 
 use rustnet_tests::{Cases, SimHost, docker_ok, run};

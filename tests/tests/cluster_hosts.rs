@@ -1,6 +1,9 @@
 //! The rustnet cluster across simulated hosts: the real binary in network
 //! namespaces, one per host, forming one Raft cluster over the underlay.
 
+// Each end-to-end scenario reads as one story, start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -4,6 +4,9 @@
 //! both; and dockerd restarted under rustnet networks in use, with and
 //! without `--live-restore`.
 
+// Each end-to-end scenario reads as one story, start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::time::Duration;
 
 use rustnet_tests::{Cases, SimHost, docker_ok, wait_until};

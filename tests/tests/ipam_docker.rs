@@ -1,6 +1,9 @@
 //! rustnet's IPAM driver under a real dockerd, through the docker CLI, with
 //! Docker's own bridge driver (`--ipam-driver rustnet`).
 
+// Each end-to-end scenario reads as one story, start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;

@@ -2,6 +2,9 @@
 //! created once, usable everywhere, VXLAN with static entries, removed from
 //! everywhere, resynchronised after a plugin outage.
 
+// Each end-to-end scenario reads as one story, start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

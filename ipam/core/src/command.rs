@@ -90,8 +90,12 @@ pub enum Command {
     },
     /// Docker's CreateNetwork, on the network's host.
     CreateNetwork(Network),
-    /// Docker's DeleteNetwork.
+    /// Docker's DeleteNetwork: for an overlay, removes it cluster-wide.
     DeleteNetwork { host: HostId, id: String },
+    /// Takes back a CreateNetwork that failed on this host (its data path
+    /// could not be built here): the host's record goes, the overlay it
+    /// bound to stays for every other host.
+    ForgetNetwork { host: HostId, id: String },
     /// Docker's CreateEndpoint.
     CreateEndpoint(Endpoint),
     /// Docker's DeleteEndpoint.
@@ -179,6 +183,7 @@ impl fmt::Display for Command {
             }
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),
             Self::DeleteNetwork { host, id } => write!(f, "delete-network {id} by host {host}"),
+            Self::ForgetNetwork { host, id } => write!(f, "forget-network {id} by host {host}"),
             Self::CreateEndpoint(e) => write!(f, "create-endpoint {} by host {}", e.id, e.host),
             Self::DeleteEndpoint { host, id } => write!(f, "delete-endpoint {id} by host {host}"),
             Self::SetJoined { host, id, ports } => {

@@ -296,6 +296,17 @@ impl Tables {
         self.prune_overlays();
     }
 
+    /// Forgets `host`'s record of a network whose creation failed there,
+    /// leaving the overlay it bound to as it is for the other hosts.
+    pub(crate) fn forget_network(&mut self, host: HostId, id: &str) {
+        if self.networks.get(id).is_none_or(|n| n.host != host) {
+            return;
+        }
+        self.networks.remove(id);
+        self.endpoints.retain(|_, e| e.network_id != id);
+        self.prune_overlays();
+    }
+
     /// Overlays no network is bound to any more are gone.
     fn prune_overlays(&mut self) {
         let networks = &self.networks;
@@ -399,6 +410,34 @@ mod tests {
             ports: vec![],
             joined: false,
         }
+    }
+
+    #[test]
+    fn a_failed_create_is_forgotten_on_its_host_only() {
+        let mut t = Tables::default();
+        let overlay = |id: &str, host: HostId| Network {
+            host,
+            mode: Mode::Overlay,
+            overlay: Some("10.0.42.0/24".into()),
+            ..network(id, &format!("rn-{id}"))
+        };
+        t.create_network(&overlay("a", 1)).unwrap();
+        t.create_network(&overlay("b", 2)).unwrap();
+        // Host 2 could not build it: it forgets its record, and the
+        // overlay stays usable (not removing) for host 1.
+        t.forget_network(2, "b");
+        assert!(t.network("b").is_none());
+        let kept = t.overlay("10.0.42.0/24").unwrap();
+        assert!(!kept.removing);
+        // Host 2 may bind again once its fault is gone.
+        t.create_network(&overlay("b", 2)).unwrap();
+        // Forgetting another host's network does nothing.
+        t.forget_network(2, "a");
+        assert!(t.network("a").is_some());
+        // The last binding forgotten, the overlay goes.
+        t.forget_network(1, "a");
+        t.forget_network(2, "b");
+        assert!(t.overlay("10.0.42.0/24").is_none());
     }
 
     #[test]

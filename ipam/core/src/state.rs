@@ -120,6 +120,10 @@ impl State {
                 self.tables.delete_network(*host, id);
                 Ok(Response::Done)
             }
+            Command::ForgetNetwork { host, id } => {
+                self.tables.forget_network(*host, id);
+                Ok(Response::Done)
+            }
             Command::CreateEndpoint(endpoint) => {
                 self.tables.create_endpoint(endpoint)?;
                 Ok(Response::Done)

@@ -33,7 +33,7 @@ pub struct JoinRequest {
 
 /// A new host asking for its certificate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EnrollRequest {
+pub(crate) struct EnrollRequest {
     pub node_id: HostId,
     pub addr: String,
     /// The join token's secret (never its CA part).

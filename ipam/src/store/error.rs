@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{HostId, IpamError, Response, TokenError};
 
 /// Any error a lower layer hands up, kept as the source of ours.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]

@@ -155,7 +155,7 @@ impl Store {
 
     /// Reads the local replica, without asking the leader: for checks that
     /// must not wait on the cluster, such as who may call an RPC.
-    pub(crate) fn local<T>(&self, f: impl FnOnce(&State) -> T) -> Option<T> {
+    pub fn local<T>(&self, f: impl FnOnce(&State) -> T) -> Option<T> {
         self.state_machine
             .state()
             .ok()

@@ -67,14 +67,14 @@ impl NodeCert {
 
 /// A client that trusts members of the CA `ca_pem` and presents no
 /// certificate of its own (a host enrolling).
-pub fn trust(ca_pem: &str) -> ClientTlsConfig {
+pub(super) fn trust(ca_pem: &str) -> ClientTlsConfig {
     ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name(SERVER_NAME)
 }
 
 /// SHA-256 of `der`, hex.
-pub fn fingerprint(der: &[u8]) -> String {
+pub(super) fn fingerprint(der: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, der)
         .as_ref()
         .iter()
@@ -97,7 +97,7 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
 }
 
 /// A new cluster CA (ECDSA P-256).
-pub fn new_ca() -> Result<ClusterCa, TlsError> {
+pub(super) fn new_ca() -> Result<ClusterCa, TlsError> {
     let key = KeyPair::generate()?;
     let cert = ca_params()?.self_signed(&key)?;
     Ok(ClusterCa {
@@ -108,7 +108,7 @@ pub fn new_ca() -> Result<ClusterCa, TlsError> {
 }
 
 /// A certificate of `ca` for member `host`, with a new key.
-pub fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, TlsError> {
+pub(super) fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, TlsError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::new(ca_params()?, ca_key);
     let key = KeyPair::generate()?;
@@ -133,7 +133,7 @@ pub fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, TlsError> {
 /// handshake before anything is sent; with `pin`, refused unless its
 /// fingerprint is `pin`. A host enrolls only with a CA it checked this way
 /// (or, without a pin, the one it first sees).
-pub async fn fetch_ca(addr: &str, pin: Option<&str>) -> Result<String, TlsError> {
+pub(super) async fn fetch_ca(addr: &str, pin: Option<&str>) -> Result<String, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?

@@ -350,3 +350,62 @@ fn a_vxlan_device_going_away_takes_its_entries_along() {
         ]
     );
 }
+
+#[test]
+fn a_conflict_costs_only_its_own_network_and_tears_nothing_down() {
+    // rn-ov's VXLAN device name is taken by a foreign bridge; rn-ov's own
+    // veth (a running container's) exists already.
+    let mut desired = overlay(vec![]);
+    desired.veths.push(veth("ep1", "rn-ov", false));
+    desired.bridges.push(bridge("rn-aaaa", "10.0.42.1/24"));
+    let mut observed = Observed::default();
+    let mut ours = Observed::default();
+    crate::fake::simulate(
+        &mut ours,
+        &Op::CreateBridge {
+            name: "rn-ov".into(),
+            mtu: 1450,
+        },
+    )
+    .unwrap();
+    crate::fake::simulate(
+        &mut ours,
+        &Op::CreateVeth {
+            host: "rnhep1".into(),
+            peer: "rncep1".into(),
+            mtu: 1450,
+            mac: [2, 0, 0, 0, 0, 1],
+        },
+    )
+    .unwrap();
+    observed.links = ours.links;
+    let mut foreign = observed.links["rn-ov"].clone();
+    foreign.owned = false;
+    observed.links.insert("rnx4096".into(), foreign);
+
+    let (ops, conflicts) = plan_isolated(&desired, &observed);
+    assert_eq!(
+        conflicts,
+        [Conflict {
+            bridge: "rn-ov".into(),
+            error: PlanError::Foreign {
+                name: "rnx4096".into()
+            }
+        }]
+    );
+    assert!(
+        !ops.iter().any(|op| matches!(op, Op::DeleteLink { .. })),
+        "the failed network's links stay: {ops:?}"
+    );
+    assert!(
+        ops.iter().all(|op| op.to_string().contains("rn-aaaa")),
+        "only the other network is planned: {ops:?}"
+    );
+    assert!(matches!(&ops[0], Op::CreateBridge { name, .. } if name == "rn-aaaa"));
+    assert_eq!(
+        plan(&desired, &observed),
+        Err(PlanError::Foreign {
+            name: "rnx4096".into()
+        })
+    );
+}

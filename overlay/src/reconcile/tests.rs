@@ -205,12 +205,18 @@ async fn a_foreign_link_with_a_wanted_name_is_refused_and_left_alone() {
             owned: false,
         },
     );
-    let error = reconciler
-        .begin()
-        .await
-        .apply(want(false))
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("rn-a"), "{error}");
+    let mut wanted = want(false);
+    wanted.links.bridges.push(Bridge {
+        name: "rn-b".into(),
+        addresses: vec![],
+        mtu: 1500,
+    });
+    let report = reconciler.begin().await.apply(wanted).await.unwrap();
+    let conflict = report.conflict("rn-a").unwrap();
+    assert!(conflict.to_string().contains("rn-a"), "{conflict}");
     assert_eq!(kernel.observed().links["rn-a"].kind, crate::LinkKind::Veth);
+    // Only that network: the other one is built, and nothing of rn-a's.
+    assert!(kernel.observed().links.contains_key("rn-b"));
+    assert!(!kernel.observed().links.contains_key("rnhep1"));
+    assert!(report.conflict("rn-b").is_none());
 }

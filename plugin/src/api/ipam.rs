@@ -21,8 +21,8 @@ use crate::service::Service;
 
 /// The address spaces rustnet answers GetDefaultAddressSpaces with. Both
 /// name the one cluster-wide space.
-pub const LOCAL_SPACE: &str = "rustnet-local";
-pub const GLOBAL_SPACE: &str = "rustnet-global";
+pub(super) const LOCAL_SPACE: &str = "rustnet-local";
+pub(super) const GLOBAL_SPACE: &str = "rustnet-global";
 
 /// RequestAddress option keys Docker sets (moby ipamapi/labels.go, netlabel).
 const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";

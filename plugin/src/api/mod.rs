@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::service::Service;
 
 /// Routes of both drivers and the plugin handshake; anything else is a 404.
-pub fn router(service: Arc<Service>) -> Router {
+pub(crate) fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/Plugin.Activate", post(activate))
         .merge(admin::routes())

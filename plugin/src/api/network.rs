@@ -24,13 +24,13 @@ use crate::request::{EndpointRequest, NetworkRequest};
 use crate::service::Service;
 
 /// `-o` keys rustnet understands (design: network options).
-pub const OPT_MODE: &str = "mode";
-pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
-pub const OPT_VNI: &str = "vni";
-pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+pub(super) const OPT_MODE: &str = "mode";
+pub(super) const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub(super) const OPT_VNI: &str = "vni";
+pub(super) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 /// Set by rustnet when it creates an overlay on another host: the
 /// cluster-wide key of the overlay the new local network binds to.
-pub const OPT_OVERLAY: &str = "rustnet.overlay";
+pub(super) const OPT_OVERLAY: &str = "rustnet.overlay";
 const VALID_OPTIONS: [&str; 5] = [OPT_MODE, OPT_MTU, OPT_VNI, OPT_BRIDGE_NAME, OPT_OVERLAY];
 
 /// Keys libnetwork puts in CreateNetwork/CreateEndpoint/Join options

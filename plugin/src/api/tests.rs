@@ -1,5 +1,8 @@
 //! The plugin API over a real Unix socket, with a real one-node store.
 
+// Each test drives one Docker call sequence, start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
