@@ -26,6 +26,7 @@ async fn node(dir: &std::path::Path) -> anyhow::Result<Node> {
         timeout: Duration::from_secs(10),
         voters: 3,
         join_patience: Duration::from_secs(10),
+        snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
     };
     let store = Store::open(dir, config).await?;
     let (tx, rx) = oneshot::channel::<()>();

@@ -29,6 +29,8 @@ fn config(addr: &str) -> StoreConfig {
         timeout: Duration::from_secs(8),
         voters: 3,
         join_patience: Duration::from_secs(3),
+        // Small pieces, so that every snapshot sent here takes several.
+        snapshot_chunk: 16 << 10,
     }
 }
 
@@ -477,4 +479,58 @@ async fn peers_without_a_current_members_certificate_are_refused() {
     }
     // The members still talk.
     allocate(&nodes[1].store, "after".into()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_member_catches_up_from_a_large_snapshot_in_pieces() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let stores: Vec<Store> = nodes.iter().map(|n| n.store.clone()).collect();
+    // 10,000 endpoints' addresses, in rounds the cluster can take.
+    let mut acked = Vec::new();
+    for round in 0..60 {
+        if acked.len() >= 10_000 {
+            break;
+        }
+        acked.extend(storm(&stores, 200, &format!("r{round}")).await);
+    }
+    assert!(acked.len() >= 10_000, "only {} allocations", acked.len());
+    let token = nodes[0].store.join_token().await.unwrap();
+
+    // An empty state dir: the log before the last snapshot is purged, so
+    // the new member can only catch up by installing the snapshot.
+    let fourth = fresh(root.path(), "n4").await;
+    let started = Instant::now();
+    fourth
+        .store
+        .join(std::slice::from_ref(&nodes[1].addr), Some(&token))
+        .await
+        .unwrap();
+    let address = loop {
+        match allocate(&fourth.store, "after-join".into()).await {
+            Ok(address) => break address,
+            Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                pause_after(&e).await;
+            }
+            Err(e) => panic!("no allocation within 10 s of joining: {e}"),
+        }
+    };
+    let caught_up = started.elapsed();
+    assert!(caught_up < Duration::from_secs(10), "took {caught_up:?}");
+    println!(
+        "joined with {} allocations in the cluster: allocated {address} after {caught_up:?}",
+        acked.len()
+    );
+    acked.push(address);
+    check(&fourth.store, &acked).await;
+    let size = std::fs::metadata(fourth.dir.join("raft.redb"))
+        .unwrap()
+        .len();
+    println!("the new member's state file: {size} bytes");
+}
+
+/// A short pause before retrying after `error`.
+async fn pause_after(error: &StoreError) {
+    eprintln!("retrying: {error}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }

@@ -126,6 +126,7 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
         timeout: config.request_timeout(),
         voters: config.voters,
         join_patience: Duration::from_secs(config.join_timeout_secs.max(1)),
+        snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
     };
     // The state holds the join token: root only.
     std::fs::create_dir_all(&config.state_dir)

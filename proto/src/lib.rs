@@ -11,8 +11,8 @@ pub mod v1 {
     tonic::include_proto!("rustnet.v1");
 }
 
-pub use v1::Payload;
 pub use v1::cluster_client::ClusterClient;
 pub use v1::cluster_server::{Cluster, ClusterServer};
 pub use v1::raft_client::RaftClient;
 pub use v1::raft_server::{Raft, RaftServer};
+pub use v1::{Payload, SnapshotChunk};

@@ -10,13 +10,22 @@ use serde::de::DeserializeOwned;
 
 /// Log entries by index, serde-encoded.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// Small named records: vote, committed, last purged, node id, snapshot.
+/// Small named records: vote, committed, last purged, node id, snapshot
+/// meta (and, from before snapshots had their own table, whole snapshots).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The current snapshot's data, raw (compressed) bytes under one key.
+pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+const SNAPSHOT_DATA: &str = "data";
+
+/// redb's page cache. Its default (1 GiB) lets a daemon's memory grow with
+/// the log it has read; rustnet's working set is far smaller.
+const CACHE_BYTES: usize = 16 << 20;
 
 pub(crate) const KEY_VOTE: &str = "vote";
 pub(crate) const KEY_COMMITTED: &str = "committed";
 pub(crate) const KEY_PURGED: &str = "last_purged";
 pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
+pub(crate) const KEY_SNAPSHOT_META: &str = "snapshot_meta";
 pub(crate) const KEY_NODE_ID: &str = "node_id";
 pub(crate) const KEY_CLUSTER_ID: &str = "cluster_id";
 /// This member's TLS certificate and key.
@@ -38,16 +47,20 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens (or creates) `path` and makes sure both tables exist.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => io::Error::other(format!(
-                "{} is in use by another rustnet process (one daemon per state dir)",
-                path.display()
-            )),
-            e => io::Error::other(e),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => io::Error::other(format!(
+                    "{} is in use by another rustnet process (one daemon per state dir)",
+                    path.display()
+                )),
+                e => io::Error::other(e),
+            })?;
         let txn = db.begin_write().map_err(io::Error::other)?;
         txn.open_table(LOG).map_err(io::Error::other)?;
         txn.open_table(META).map_err(io::Error::other)?;
+        txn.open_table(SNAPSHOT).map_err(io::Error::other)?;
         txn.commit().map_err(io::Error::other)?;
         Ok(Self {
             inner: Arc::new(db),
@@ -73,6 +86,39 @@ impl Db {
             .insert(key, bytes.as_slice())
             .map_err(io::Error::other)?;
         txn.commit().map_err(io::Error::other)
+    }
+
+    /// Replaces the snapshot: its meta (serde) and data (raw bytes) in one
+    /// transaction, and drops a snapshot of the old single-record form.
+    pub(crate) fn put_snapshot<M: Serialize>(&self, meta: &M, data: &[u8]) -> io::Result<()> {
+        let meta = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        let txn = self.inner.begin_write().map_err(io::Error::other)?;
+        {
+            let mut table = txn.open_table(META).map_err(io::Error::other)?;
+            table
+                .insert(KEY_SNAPSHOT_META, meta.as_slice())
+                .map_err(io::Error::other)?;
+            table.remove(KEY_SNAPSHOT).map_err(io::Error::other)?;
+            txn.open_table(SNAPSHOT)
+                .map_err(io::Error::other)?
+                .insert(SNAPSHOT_DATA, data)
+                .map_err(io::Error::other)?;
+        }
+        txn.commit().map_err(io::Error::other)
+    }
+
+    /// The snapshot's meta and data, if there is one in the current form.
+    pub(crate) fn get_snapshot<M: DeserializeOwned>(&self) -> io::Result<Option<(M, Vec<u8>)>> {
+        let Some(meta) = self.get_meta::<M>(KEY_SNAPSHOT_META)? else {
+            return Ok(None);
+        };
+        let txn = self.inner.begin_read().map_err(io::Error::other)?;
+        let table = txn.open_table(SNAPSHOT).map_err(io::Error::other)?;
+        let data = table
+            .get(SNAPSHOT_DATA)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::other("snapshot meta without its data"))?;
+        Ok(Some((meta, data.value().to_vec())))
     }
 
     pub(crate) fn database(&self) -> &Database {

@@ -12,7 +12,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, BasicNode, RaftNetworkFactory, RaftNetworkV2};
-use rustnet_proto::{ClusterClient, Payload, RaftClient};
+use rustnet_proto::{ClusterClient, Payload, RaftClient, SnapshotChunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -113,11 +113,13 @@ pub(crate) fn request(payload: Payload, deadline: Duration) -> tonic::Request<Pa
 #[derive(Debug, Clone)]
 pub struct GrpcNetwork {
     peers: Peers,
+    chunk: usize,
 }
 
 impl GrpcNetwork {
-    pub fn new(peers: Peers) -> Self {
-        Self { peers }
+    /// Snapshots go out in pieces of at most `chunk` bytes.
+    pub fn new(peers: Peers, chunk: usize) -> Self {
+        Self { peers, chunk }
     }
 }
 
@@ -129,6 +131,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             target,
             addr: node.addr.clone(),
             peers: self.peers.clone(),
+            chunk: self.chunk,
         }
     }
 }
@@ -139,10 +142,11 @@ pub struct PeerClient {
     target: u64,
     addr: String,
     peers: Peers,
+    chunk: usize,
 }
 
-/// The snapshot as it travels: vote, meta and data in one message (rustnet's
-/// state is small).
+/// A whole snapshot in one message: what members from before chunked
+/// snapshots send; still accepted.
 #[derive(Serialize, serde::Deserialize)]
 pub(crate) struct SnapshotMessage {
     pub(crate) vote: Vote,
@@ -150,11 +154,54 @@ pub(crate) struct SnapshotMessage {
     pub(crate) data: Vec<u8>,
 }
 
+/// The header of one snapshot piece: the piece's bytes start at `offset`
+/// of `total`; the last piece has `offset + len == total`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct ChunkHeader {
+    pub(crate) vote: Vote,
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) offset: u64,
+    pub(crate) total: u64,
+}
+
 fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
     Unreachable::new(&AnyError::error(e.to_string()))
 }
 
 impl PeerClient {
+    /// Sends `message` on `rpc` and decodes the peer's
+    /// `Result<Resp, RemoteError>` answer.
+    async fn call_with<M, Resp, F, Fut>(
+        &self,
+        message: M,
+        ttl: Duration,
+        rpc: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Resp: DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Payload>, tonic::Status>>,
+    {
+        let client = self
+            .peers
+            .raft(&self.addr)
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(ttl);
+        let reply = rpc(client, request).await.map_err(|status| {
+            tracing::debug!(peer = self.target, addr = %self.addr, %status, "raft rpc failed");
+            RPCError::Unreachable(unreachable(format!(
+                "peer {} at {}: {}",
+                self.target,
+                self.addr,
+                status.message()
+            )))
+        })?;
+        let answer: Result<Resp, RemoteError> =
+            decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+
     /// Sends one serde payload on `rpc` and decodes the peer's
     /// `Result<Resp, RemoteError>` answer.
     async fn call<Req, Resp, F, Fut>(
@@ -169,23 +216,8 @@ impl PeerClient {
         F: FnOnce(RaftClient<Channel>, tonic::Request<Payload>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Payload>, tonic::Status>>,
     {
-        let client = self
-            .peers
-            .raft(&self.addr)
-            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let reply = rpc(client, request(payload, ttl)).await.map_err(|status| {
-            tracing::debug!(peer = self.target, addr = %self.addr, %status, "raft rpc failed");
-            RPCError::Unreachable(unreachable(format!(
-                "peer {} at {}: {}",
-                self.target,
-                self.addr,
-                status.message()
-            )))
-        })?;
-        let answer: Result<Resp, RemoteError> =
-            decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        self.call_with(payload, ttl, rpc).await
     }
 }
 
@@ -232,22 +264,36 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let message = SnapshotMessage {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot,
-        };
-        let reply = self
-            .call(&message, option.hard_ttl(), |mut c, r| async move {
-                c.install_snapshot(r).await
-            })
-            .await;
-        reply.map_err(|e| match e {
-            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-            RPCError::Timeout(t) => StreamingError::Timeout(t),
-            other => {
-                StreamingError::Network(NetworkError::new(&AnyError::error(other.to_string())))
+        let data = snapshot.snapshot;
+        let total = data.len() as u64;
+        tracing::info!(peer = self.target, bytes = total, "sending a snapshot");
+        let mut offset = 0usize;
+        loop {
+            let end = data.len().min(offset + self.chunk);
+            let header = ChunkHeader {
+                vote,
+                meta: snapshot.meta.clone(),
+                offset: offset as u64,
+                total,
+            };
+            let chunk = SnapshotChunk {
+                header: encode(&header).map_err(streaming)?.data,
+                data: data.get(offset..end).unwrap_or_default().to_vec(),
+            };
+            let answer: Option<SnapshotResponse<TypeConfig>> = self
+                .call_with(chunk, option.hard_ttl(), |mut c, r| async move {
+                    c.install_snapshot_chunk(r).await
+                })
+                .await
+                .map_err(streaming)?;
+            if end >= data.len() {
+                return answer.ok_or_else(|| streaming("the peer did not install the snapshot"));
             }
-        })
+            offset = end;
+        }
     }
+}
+
+fn streaming(e: impl std::fmt::Display) -> StreamingError<TypeConfig> {
+    StreamingError::Network(NetworkError::new(&AnyError::error(e.to_string())))
 }

@@ -50,7 +50,13 @@ pub struct StoreConfig {
     pub voters: usize,
     /// How long a joining node keeps trying its seeds.
     pub join_patience: Duration,
+    /// The largest piece a snapshot is sent in ([`SNAPSHOT_CHUNK`] unless a
+    /// test wants many pieces).
+    pub snapshot_chunk: usize,
 }
+
+/// Snapshot pieces of 1 MiB: well under gRPC's 4 MiB message limit.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 /// This host's replica of the cluster state.
 #[derive(Clone)]
@@ -95,7 +101,7 @@ impl Store {
         let raft = Raft::new(
             id,
             Arc::new(raft_config()?),
-            GrpcNetwork::new(peers.clone()),
+            GrpcNetwork::new(peers.clone(), config.snapshot_chunk.max(1)),
             LogStore::new(db.clone()),
             state_machine.clone(),
         )

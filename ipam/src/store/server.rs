@@ -3,13 +3,15 @@
 //! mutual TLS. Every RPC but Enroll needs the client certificate of a
 //! current member.
 
-use rustnet_proto::{Cluster, ClusterServer, Payload, Raft, RaftServer};
+use std::sync::{Arc, Mutex};
+
+use rustnet_proto::{Cluster, ClusterServer, Payload, Raft, RaftServer, SnapshotChunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use super::error::RemoteError;
-use super::network::{SnapshotMessage, decode, encode};
+use super::network::{ChunkHeader, SnapshotMessage, decode, encode};
 use super::{Store, TypeConfig};
 use crate::Proposal;
 use crate::store::cluster::{EnrollRequest, JoinRequest};
@@ -71,6 +73,7 @@ pub fn services(store: &Store) -> (RaftServer<RaftService>, ClusterServer<Cluste
     (
         RaftServer::new(RaftService {
             store: store.clone(),
+            receiving: Arc::default(),
         }),
         ClusterServer::new(ClusterService {
             store: store.clone(),
@@ -97,6 +100,53 @@ fn failed(e: impl std::fmt::Display) -> RemoteError {
 #[derive(Clone)]
 pub struct RaftService {
     store: Store,
+    /// The snapshot being received, piece by piece.
+    receiving: Arc<Mutex<Option<Receiving>>>,
+}
+
+/// A snapshot arriving in pieces: its id and the bytes so far.
+#[derive(Debug)]
+struct Receiving {
+    id: String,
+    data: Vec<u8>,
+}
+
+impl RaftService {
+    /// Adds a piece; the whole snapshot once the last one is in.
+    fn receive(&self, header: &ChunkHeader, piece: Vec<u8>) -> Result<Option<Vec<u8>>, Status> {
+        let mut receiving = self
+            .receiving
+            .lock()
+            .map_err(|_| Status::internal("snapshot buffer lock poisoned"))?;
+        let id = &format!("{:?}", header.meta.last_log_id);
+        if header.offset == 0 {
+            *receiving = Some(Receiving {
+                id: id.clone(),
+                data: Vec::new(),
+            });
+        }
+        let Some(buffer) = receiving.as_mut().filter(|r| r.id == *id) else {
+            return Err(Status::failed_precondition(format!(
+                "snapshot {id}: piece at {} without its start",
+                header.offset
+            )));
+        };
+        if buffer.data.len() as u64 != header.offset
+            || header.offset + piece.len() as u64 > header.total
+        {
+            let have = buffer.data.len();
+            *receiving = None;
+            return Err(Status::failed_precondition(format!(
+                "snapshot {id}: piece at {} does not follow the {have} bytes received",
+                header.offset
+            )));
+        }
+        buffer.data.extend_from_slice(&piece);
+        if buffer.data.len() as u64 == header.total {
+            return Ok(receiving.take().map(|r| r.data));
+        }
+        Ok(None)
+    }
 }
 
 impl std::fmt::Debug for RaftService {
@@ -151,6 +201,34 @@ impl Raft for RaftService {
             .install_full_snapshot(message.vote, snapshot)
             .await;
         output(&reply.map_err(failed))
+    }
+
+    async fn install_snapshot_chunk(
+        &self,
+        request: Request<SnapshotChunk>,
+    ) -> Result<Response<Payload>, Status> {
+        authorize(&self.store, &request)?;
+        self.install_chunk(request.into_inner()).await
+    }
+}
+
+impl RaftService {
+    async fn install_chunk(&self, chunk: SnapshotChunk) -> Result<Response<Payload>, Status> {
+        let header: ChunkHeader = decode(&Payload { data: chunk.header })
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let Some(data) = self.receive(&header, chunk.data)? else {
+            return output(&Ok::<Option<()>, RemoteError>(None));
+        };
+        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, Vec<u8>> {
+            meta: header.meta,
+            snapshot: data,
+        };
+        let reply = self
+            .store
+            .raft
+            .install_full_snapshot(header.vote, snapshot)
+            .await;
+        output(&reply.map(Some).map_err(failed))
     }
 }
 

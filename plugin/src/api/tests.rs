@@ -36,6 +36,7 @@ async fn harness(store: bool) -> Harness {
             timeout: Duration::from_secs(10),
             voters: 3,
             join_patience: Duration::from_secs(5),
+            snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
         };
         let store = Store::open(&dir.path().join("state"), config)
             .await

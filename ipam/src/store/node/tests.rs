@@ -9,6 +9,7 @@ async fn open(dir: &Path) -> Result<Store, StoreError> {
         timeout: TIMEOUT,
         voters: 3,
         join_patience: Duration::from_secs(5),
+        snapshot_chunk: crate::store::SNAPSHOT_CHUNK,
     };
     let store = Store::open(dir, config).await?;
     store.bootstrap(None).await?;
