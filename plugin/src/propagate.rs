@@ -92,32 +92,46 @@ async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<()
                 .collect()
         })
         .await?;
+    // Each overlay on its own: one that cannot be created here (a local
+    // fault) must not hold up the others.
     for (overlay, step) in plan {
-        match step {
-            Step::Name { network_id } => {
-                let name = docker.network_name(&network_id).await?;
-                store
-                    .write(Command::NameOverlay {
-                        key: overlay.key.clone(),
-                        name,
-                    })
-                    .await?;
-            }
-            Step::Create => {
-                let name = overlay.name.clone().unwrap_or_default();
-                let options = json!({ "mode": "overlay", "rustnet.overlay": overlay.key, "vni": overlay.vni.to_string() });
-                let gateway = overlay.gateway.map(|g| g.addr().to_string());
-                tracing::info!(%name, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
-                docker
-                    .create_overlay(&name, options, &overlay.subnet.to_string(), gateway)
-                    .await?;
-            }
-            Step::Remove { network_id } => {
-                tracing::info!(network = %network_id, "removing an overlay removed elsewhere");
-                docker.remove_network(&network_id).await?;
-            }
-            Step::Nothing => {}
+        if let Err(e) = apply_step(&store, docker, &overlay, step).await {
+            tracing::warn!(overlay = %overlay.key, error = %format!("{e:#}"), "overlay propagation; retrying");
         }
+    }
+    Ok(())
+}
+
+async fn apply_step(
+    store: &rustnet_ipam::store::Store,
+    docker: &Docker,
+    overlay: &Overlay,
+    step: Step,
+) -> anyhow::Result<()> {
+    match step {
+        Step::Name { network_id } => {
+            let name = docker.network_name(&network_id).await?;
+            store
+                .write(Command::NameOverlay {
+                    key: overlay.key.clone(),
+                    name,
+                })
+                .await?;
+        }
+        Step::Create => {
+            let name = overlay.name.clone().unwrap_or_default();
+            let options = json!({ "mode": "overlay", "rustnet.overlay": overlay.key, "vni": overlay.vni.to_string() });
+            let gateway = overlay.gateway.map(|g| g.addr().to_string());
+            tracing::info!(%name, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
+            docker
+                .create_overlay(&name, options, &overlay.subnet.to_string(), gateway)
+                .await?;
+        }
+        Step::Remove { network_id } => {
+            tracing::info!(network = %network_id, "removing an overlay removed elsewhere");
+            docker.remove_network(&network_id).await?;
+        }
+        Step::Nothing => {}
     }
     Ok(())
 }

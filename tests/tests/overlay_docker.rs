@@ -393,6 +393,57 @@ fn overlay_networks_across_three_hosts() {
     );
 
     cases.run(
+        "a foreign interface with rustnet's name on one host costs only that overlay there",
+        || {
+            run(h2
+                .cmd("ip")
+                .args(["link", "add", "rnx5555", "type", "bridge"]))
+            .unwrap_or_else(|e| panic!("foreign bridge on h2: {e}"));
+            let pinned = [
+                "-o",
+                "mode=overlay",
+                "--subnet",
+                "10.0.92.0/24",
+                "-o",
+                "vni=5555",
+            ];
+            h1.create_network("rustnet", "ovf", &pinned);
+            wait_until("ovf on h3", 20, || has_network(&h3, "ovf"));
+            h1.run_container("f1", "ovf", &[], &[]);
+            h3.run_container("f3", "ovf", &[], &[]);
+            let f1 = h1.ip_of("f1", "ovf");
+            wait_until("f3 reaches f1", 15, || h3.pings_within("f3", &f1, 1));
+            // h2 cannot build it over the foreign link; everyone else keeps
+            // it, and h2's other networks are built as usual.
+            create_overlay(&h1, "ovg", "10.0.93.0/24");
+            wait_until("ovg on h2", 20, || has_network(&h2, "ovg"));
+            h2.run_container("g2", "ovg", &[], &[]);
+            h1.run_container("g1", "ovg", &[], &[]);
+            h2.assert_pings("g2", &h1.ip_of("g1", "ovg"));
+            assert!(
+                !has_network(&h2, "ovf"),
+                "ovf built on h2 over a foreign rnx5555"
+            );
+            assert!(has_network(&h1, "ovf") && has_network(&h3, "ovf"));
+            let link =
+                run(h2.cmd("ip").args(["-d", "link", "show", "rnx5555"])).unwrap_or_default();
+            assert!(
+                link.contains("bridge"),
+                "the foreign link was touched: {link}"
+            );
+            h1.run_container("f1b", "ovf", &[], &[]);
+            // The conflict gone, h2 gets the overlay by itself.
+            run(h2.cmd("ip").args(["link", "del", "rnx5555"]))
+                .unwrap_or_else(|e| panic!("remove the foreign bridge: {e}"));
+            wait_until("ovf on h2 once the conflict is gone", 30, || {
+                has_network(&h2, "ovf")
+            });
+            h2.run_container("f2", "ovf", &[], &[]);
+            h2.assert_pings("f2", &f1);
+        },
+    );
+
+    cases.run(
         "a host removed from the cluster has its entries removed everywhere",
         || {
             create_overlay(&h1, "ovr", "10.0.91.0/24");
