@@ -8,7 +8,7 @@
 //! with their defaults), deflated behind a 4-byte tag: about a tenth of the
 //! JSON. Data without the tag is a snapshot from before compression.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, TryStreamExt};
@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use super::TypeConfig;
 use super::db::{Db, KEY_SNAPSHOT};
 use crate::State;
-use std::io::{Read, Write};
 
 type LogId = LogIdOf<TypeConfig>;
 type StoredMembership = StoredMembershipOf<TypeConfig>;
@@ -93,7 +92,6 @@ pub(crate) fn encode(state: &State) -> io::Result<Vec<u8>> {
     let mut out = COMPRESSED.to_vec();
     let mut deflate = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::fast());
     serde_json::to_writer(&mut deflate, state).map_err(io::Error::other)?;
-    deflate.flush()?;
     deflate.finish()?;
     Ok(out)
 }
