@@ -16,10 +16,10 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
-use super::Store;
 use super::error::{PeerError, Refusal, RemoteError, StoreError, TlsError};
 use super::network::{decode, encode, request};
 use super::tls::NodeCert;
+use super::{Store, StoreConfig};
 use crate::{Command, HostId, JoinToken, check_join_token, pinned, split_token};
 
 /// A node asking to join.
@@ -66,6 +66,15 @@ pub struct ClusterView {
 }
 
 impl Store {
+    /// Opens the state in `dir` (creating it on first start), starts the
+    /// Raft node and its background duties. A new node is not part of any
+    /// cluster until [`Store::bootstrap`] or [`Store::join`].
+    pub async fn open(dir: &std::path::Path, config: StoreConfig) -> Result<Self, StoreError> {
+        let store = Self::open_node(dir, config).await?;
+        tokio::spawn(keep_voters(store.clone()));
+        Ok(store)
+    }
+
     /// Makes a fresh node a one-node cluster of its own, whose join token
     /// is `token` if given (for automated installs), else a random one; a
     /// node with state is left as it is.
@@ -79,7 +88,7 @@ impl Store {
             .initialize(members)
             .await
             .map_err(StoreError::raft)?;
-        self.set_cluster_id(&format!("{:016x}", super::node::random_u64()))?;
+        self.set_cluster_id(&format!("{:016x}", rand::random::<u64>()))?;
         let token = token.map_or_else(JoinToken::generate, |t| split_token(t).0);
         self.write(Command::InitJoinToken { token }).await?;
         self.ensure_cert().await
@@ -533,7 +542,7 @@ fn forwarded(error: PeerError) -> RemoteError {
 /// Background duty of every node: while it leads, keep the configured
 /// number of voters by promoting learners (after a join, a removal, or the
 /// leader removing itself).
-pub(crate) async fn keep_voters(store: Store) {
+async fn keep_voters(store: Store) {
     let mut metrics = store.raft.metrics();
     loop {
         if metrics.borrow_watched().state == ServerState::Shutdown {

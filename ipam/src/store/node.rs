@@ -8,7 +8,6 @@
 //! [`StoreError::Unavailable`] when no quorum answers.
 
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,9 +83,9 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the state in `dir` (creating it on first start) and starts the
-    /// Raft node. A new node is not part of any cluster until
-    /// [`Store::bootstrap`] or [`Store::join`].
-    pub async fn open(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
+    /// Raft node, without the cluster's background duties (those are
+    /// [`Store::open`]'s, in `cluster.rs`).
+    pub(crate) async fn open_node(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             path: dir.display().to_string(),
             source,
@@ -117,7 +116,6 @@ impl Store {
             membership: Arc::default(),
             cert: Arc::new(cert),
         };
-        tokio::spawn(super::cluster::keep_voters(store.clone()));
         Ok(store)
     }
 
@@ -191,7 +189,7 @@ impl Store {
     /// Replicates `command`; the state machine's answer, whatever it is.
     async fn write_result(&self, command: Command) -> Result<CommandResult, StoreError> {
         // Never 0, which marks entries written before ids existed.
-        let id = random_u64().max(1);
+        let id = rand::random::<u64>().max(1);
         let proposal = Proposal { id, command };
         self.bounded(async {
             loop {
@@ -331,15 +329,6 @@ impl Store {
     }
 }
 
-/// A random value for ids, from the OS-seeded hasher (no RNG dependency).
-pub(crate) fn random_u64() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    hasher.write_u128(now.unwrap_or_default().as_nanos());
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
-
 /// The node id kept in the store, created once: a node's identity survives
 /// its restarts. Random so that hosts bootstrapped apart never collide.
 fn node_id(db: &Db) -> std::io::Result<HostId> {
@@ -347,7 +336,7 @@ fn node_id(db: &Db) -> std::io::Result<HostId> {
         return Ok(id);
     }
     // Keep ids readable in logs and JSON-safe for scripts (< 2^53).
-    let id = (random_u64() >> 11).max(1);
+    let id = (rand::random::<u64>() >> 11).max(1);
     db.put_meta(KEY_NODE_ID, &id)?;
     Ok(id)
 }
