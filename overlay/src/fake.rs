@@ -182,6 +182,7 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
         master: None,
         addresses: vec![],
         owned: true,
+        mac: None,
     };
     let mut create = |name: &String, kind, mtu| match observed.links.contains_key(name) {
         true => Err(format!("{name} exists")),
@@ -203,6 +204,7 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
             }
             existing(observed, link).map(|l| l.master = Some(master.clone()))
         }
+        Op::SetMac { link, mac } => existing(observed, link).map(|l| l.mac = Some(*mac)),
         Op::AddAddress { link, address } => {
             existing(observed, link).map(|l| l.addresses.push(*address))
         }

@@ -15,7 +15,10 @@
 //! - otherwise: accept published ports to their containers, replies to
 //!   connections from B, and B's egress; drop the rest into B;
 //! - nat: masquerade S leaving through another interface, DNAT published
-//!   ports on the host's addresses (also 127.0.0.1, with route_localnet).
+//!   ports on the host's addresses (also 127.0.0.1, with route_localnet);
+//!   DNS queries from B to each upstream resolver go to rustnet's own
+//!   resolver on B's gateway, at a port that names the upstream (so it can
+//!   forward what it does not answer to where the query was going).
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -28,6 +31,9 @@ pub const FILTER_CHAIN: &str = "RUSTNET";
 pub const POSTROUTING_CHAIN: &str = "RUSTNET-POSTROUTING";
 /// The nat chain jumped to from PREROUTING and OUTPUT for local addresses.
 pub const DNAT_CHAIN: &str = "RUSTNET-DNAT";
+
+/// The nat chain jumped to from PREROUTING for DNS queries.
+pub const DNS_CHAIN: &str = "RUSTNET-DNS";
 
 /// The filter chain jumped to from INPUT for the VXLAN port.
 pub const VXLAN_CHAIN: &str = "RUSTNET-VXLAN";
@@ -77,6 +83,14 @@ pub struct Published {
     pub container_port: u16,
 }
 
+/// DNS queries from a network's containers to `upstream` (port 53, UDP
+/// and TCP) go to rustnet's resolver at `to` instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsRedirect {
+    pub upstream: Ipv4Addr,
+    pub to: std::net::SocketAddrV4,
+}
+
 /// What the firewall needs to know of one network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
@@ -84,6 +98,7 @@ pub struct Network {
     pub subnet: Ipv4Net,
     pub internal: bool,
     pub published: Vec<Published>,
+    pub dns: Vec<DnsRedirect>,
 }
 
 /// The hooks into the built-in chains: (table, chain, rule).
@@ -101,6 +116,7 @@ pub fn hooks() -> Vec<(&'static str, &'static str, String)> {
             "OUTPUT",
             format!("-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}"),
         ),
+        ("nat", "PREROUTING", format!("-j {DNS_CHAIN}")),
     ]
 }
 
@@ -144,6 +160,16 @@ pub fn filter_rules(networks: &[Network]) -> Vec<String> {
 /// The nat rules of `networks`, as `-A CHAIN ...` lines.
 pub fn nat_rules(networks: &[Network]) -> Vec<String> {
     let mut rules = Vec::new();
+    for net in networks {
+        for redirect in &net.dns {
+            for proto in ["udp", "tcp"] {
+                rules.push(format!(
+                    "-A {DNS_CHAIN} -d {}/32 -i {} -p {proto} -m {proto} --dport 53 -j DNAT --to-destination {}",
+                    redirect.upstream, net.bridge, redirect.to
+                ));
+            }
+        }
+    }
     for net in networks.iter().filter(|n| !n.internal) {
         let b = &net.bridge;
         rules.push(format!(
@@ -182,7 +208,7 @@ pub fn restore_script(networks: &[Network]) -> String {
     }
     let _ = writeln!(
         script,
-        "COMMIT\n*nat\n:{POSTROUTING_CHAIN} - [0:0]\n:{DNAT_CHAIN} - [0:0]"
+        "COMMIT\n*nat\n:{POSTROUTING_CHAIN} - [0:0]\n:{DNAT_CHAIN} - [0:0]\n:{DNS_CHAIN} - [0:0]"
     );
     for rule in nat_rules(networks) {
         let _ = writeln!(script, "{rule}");
@@ -217,6 +243,7 @@ mod tests {
             subnet: subnet.parse().unwrap(),
             internal,
             published: vec![],
+            dns: vec![],
         }
     }
 
@@ -314,7 +341,23 @@ mod tests {
         let script = restore_script(&[]);
         assert_eq!(
             script,
-            "*filter\n:RUSTNET - [0:0]\nCOMMIT\n*nat\n:RUSTNET-POSTROUTING - [0:0]\n:RUSTNET-DNAT - [0:0]\nCOMMIT\n"
+            "*filter\n:RUSTNET - [0:0]\nCOMMIT\n*nat\n:RUSTNET-POSTROUTING - [0:0]\n:RUSTNET-DNAT - [0:0]\n:RUSTNET-DNS - [0:0]\nCOMMIT\n"
+        );
+    }
+
+    #[test]
+    fn dns_queries_to_each_upstream_go_to_its_own_port_even_on_internal_networks() {
+        let mut net = network("rn-o", "10.0.45.0/24", true);
+        net.dns = vec![DnsRedirect {
+            upstream: "10.99.0.254".parse().unwrap(),
+            to: "10.0.45.1:40001".parse().unwrap(),
+        }];
+        assert_eq!(
+            nat_rules(&[net]),
+            [
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p udp -m udp --dport 53 -j DNAT --to-destination 10.0.45.1:40001",
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p tcp -m tcp --dport 53 -j DNAT --to-destination 10.0.45.1:40001",
+            ]
         );
     }
 }

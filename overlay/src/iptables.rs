@@ -6,8 +6,8 @@ use tokio::process::Command;
 
 use crate::Error;
 use crate::firewall::{
-    DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, VXLAN_CHAIN, VxlanIngress, hooks,
-    restore_script,
+    DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, VXLAN_CHAIN, VxlanIngress,
+    hooks, restore_script,
 };
 
 /// The iptables executor.
@@ -80,6 +80,7 @@ impl Iptables {
             ("filter", FILTER_CHAIN),
             ("nat", POSTROUTING_CHAIN),
             ("nat", DNAT_CHAIN),
+            ("nat", DNS_CHAIN),
         ] {
             let _ = iptables(&["-t", table, "-F", chain]).await;
             let _ = iptables(&["-t", table, "-X", chain]).await;

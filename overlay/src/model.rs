@@ -13,6 +13,9 @@ pub struct Bridge {
     /// The gateway addresses, with the subnet's prefix.
     pub addresses: Vec<IpNet>,
     pub mtu: u32,
+    /// A fixed MAC (an overlay's gateway MAC, the same on every host);
+    /// `None` leaves the kernel's choice.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// A veth pair of an endpoint: `host` stays on the bridge, `peer` is what
@@ -81,6 +84,8 @@ pub struct Link {
     pub addresses: Vec<IpNet>,
     /// Created by rustnet (carries [`crate::OWNER_ALIAS`]).
     pub owned: bool,
+    /// The link's own MAC, where it has one.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// The links of the namespace, by name, and the static FDB and neighbour
@@ -142,6 +147,10 @@ pub enum Op {
         link: String,
         master: String,
     },
+    SetMac {
+        link: String,
+        mac: [u8; 6],
+    },
     AddAddress {
         link: String,
         address: IpNet,
@@ -191,6 +200,7 @@ impl fmt::Display for Op {
             } => write!(f, "create veth {host}/{peer} mtu {mtu}"),
             Self::SetMtu { link, mtu } => write!(f, "set {link} mtu {mtu}"),
             Self::SetMaster { link, master } => write!(f, "set {link} master {master}"),
+            Self::SetMac { link, mac } => write!(f, "set {link} address {}", mac_text(mac)),
             Self::AddAddress { link, address } => write!(f, "add {address} to {link}"),
             Self::SetUp { link } => write!(f, "set {link} up"),
             Self::DeleteLink { name } => write!(f, "delete {name}"),

@@ -305,6 +305,7 @@ impl Netlink {
                 master: None,
                 addresses: addresses.remove(&m.header.index).unwrap_or_default(),
                 owned: false,
+                mac: None,
             };
             for attribute in &m.attributes {
                 match attribute {
@@ -312,6 +313,9 @@ impl Netlink {
                     LinkAttribute::Controller(index) => link.master = names.get(index).cloned(),
                     LinkAttribute::IfAlias(alias) => link.owned = alias == OWNER_ALIAS,
                     LinkAttribute::LinkInfo(infos) => link.kind = kind_of(infos),
+                    LinkAttribute::Address(bytes) => {
+                        link.mac = <[u8; 6]>::try_from(&bytes[..]).ok()
+                    }
                     _ => {}
                 }
             }
@@ -387,6 +391,15 @@ impl Netlink {
                 self.set(
                     op.to_string(),
                     LinkUnspec::new_with_name(link).controller(index).build(),
+                )
+                .await
+            }
+            Op::SetMac { link, mac } => {
+                self.set(
+                    op.to_string(),
+                    LinkUnspec::new_with_name(link)
+                        .address(mac.to_vec())
+                        .build(),
                 )
                 .await
             }

@@ -231,6 +231,10 @@ fn plan_bridge(bridge: &Bridge, observed: &Observed, ops: &mut Vec<Op>) -> Resul
             name: name.clone(),
             mtu: bridge.mtu,
         });
+        ops.extend(bridge.mac.map(|mac| Op::SetMac {
+            link: name.clone(),
+            mac,
+        }));
         ops.extend(bridge.addresses.iter().map(|a| Op::AddAddress {
             link: name.clone(),
             address: *a,
@@ -245,6 +249,12 @@ fn plan_bridge(bridge: &Bridge, observed: &Observed, ops: &mut Vec<Op>) -> Resul
         ops.push(Op::SetMtu {
             link: name.clone(),
             mtu: bridge.mtu,
+        });
+    }
+    if let Some(mac) = bridge.mac.filter(|mac| link.mac != Some(*mac)) {
+        ops.push(Op::SetMac {
+            link: name.clone(),
+            mac,
         });
     }
     for address in bridge

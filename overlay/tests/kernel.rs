@@ -56,6 +56,7 @@ fn desired() -> Desired {
             name: "rn-test".into(),
             addresses: vec![net("10.0.42.1/24")],
             mtu: 1400,
+            mac: Some([2, 0x52, 0x4e, 0, 0x10, 1]),
         }],
         veths: vec![Veth {
             host: "rnhtest".into(),
@@ -86,7 +87,7 @@ async fn converge(netlink: &Netlink, desired: &Desired) -> usize {
 fn bridge_and_veth_are_built_as_planned_and_seen_as_built() {
     in_fresh_netns(|| async {
         let netlink = Netlink::connect().unwrap();
-        assert_eq!(converge(&netlink, &desired()).await, 6);
+        assert_eq!(converge(&netlink, &desired()).await, 7);
         let observed = netlink.observe().await.unwrap();
         let bridge = &observed.links["rn-test"];
         assert_eq!(
@@ -104,6 +105,7 @@ fn bridge_and_veth_are_built_as_planned_and_seen_as_built() {
             (LinkKind::Veth, Some("rn-test"), true)
         );
         assert!(sh("ip -o link show rnctest").contains("link/ether 02:42:00:00:00:09"));
+        assert!(sh("ip -o link show rn-test").contains("link/ether 02:52:4e:00:10:01"));
         // The same desired state again: nothing to do.
         assert_eq!(converge(&netlink, &desired()).await, 0);
     });
@@ -154,6 +156,10 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
                 container_ip: "10.0.42.2".parse().unwrap(),
                 container_port: 80,
             }],
+            dns: vec![rustnet_overlay::firewall::DnsRedirect {
+                upstream: "10.99.0.254".parse().unwrap(),
+                to: "10.0.42.1:40001".parse().unwrap(),
+            }],
         };
         iptables
             .apply(std::slice::from_ref(&network))
@@ -170,6 +176,8 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             "-A RUSTNET -i rn-test -o rn-test -j ACCEPT",
             "-A POSTROUTING -j RUSTNET-POSTROUTING",
             "-A RUSTNET-DNAT ! -i rn-test -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.42.2:80",
+            "-A PREROUTING -j RUSTNET-DNS",
+            "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-test -p udp -m udp --dport 53 -j DNAT --to-destination 10.0.42.1:40001",
         ] {
             assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
         }
@@ -183,8 +191,9 @@ fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
     Desired {
         bridges: vec![Bridge {
             name: "rn-ov".into(),
-            addresses: vec![],
+            addresses: vec![net("10.0.50.1/24")],
             mtu: 1450,
+            mac: Some([2, 0x52, 0x4e, 0, 0x10, 0]),
         }],
         vxlans: vec![rustnet_overlay::Vxlan {
             name: "rnx4096".into(),

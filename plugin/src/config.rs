@@ -51,6 +51,11 @@ pub(crate) struct DaemonConfig {
     /// Override the derived MTU.
     #[arg(long, env = "RUSTNET_MTU")]
     pub mtu: Option<u32>,
+    /// Containers on overlays resolve each other's names across hosts
+    /// (rustnet answers the DNS queries Docker forwards); `false` leaves
+    /// DNS to Docker alone.
+    #[arg(long, env = "RUSTNET_NAMES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub names: bool,
     /// Pools for networks created without --subnet: comma-separated BASE/LEN:SIZE.
     #[arg(long, env = "RUSTNET_DEFAULT_POOLS", value_delimiter = ',', default_value = DEFAULT_POOLS)]
     pub default_pools: Vec<DefaultPool>,

@@ -40,14 +40,17 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         vxlan_port: config.vxlan_port,
     };
     tracing::info!(underlay = %advertised, mtu = ?datapath.mtu_of(advertised).await, "underlay");
-    let service = Arc::new(Service::new(rx, settings, datapath));
+    let mut service = Service::new(rx.clone(), settings, datapath);
+    if config.names {
+        service = service.with_resolver(crate::dns::Resolver::new(rx));
+    }
+    let service = Arc::new(service);
     let store_task = tokio::spawn(open_store(config.clone(), tx));
     tokio::spawn(rebuild(service.clone()));
     tokio::spawn(crate::propagate::follow_changes(service.clone()));
-    tokio::spawn(crate::propagate::propagate(
-        service.clone(),
-        Docker::new(&config.docker_socket, &config.driver_name),
-    ));
+    let docker = Docker::new(&config.docker_socket, &config.driver_name);
+    tokio::spawn(crate::propagate::propagate(service.clone(), docker.clone()));
+    tokio::spawn(crate::learn::learn(service.clone(), docker));
     let served = serve(listener, service, shutdown_signal()).await;
     if let Ok(Some(store)) = store_task.await {
         store.shutdown().await;

@@ -1,6 +1,7 @@
 //! A few Docker Engine API calls over its Unix socket (hyperlocal): what
-//! overlay propagation needs. Only ever used from background tasks, never
-//! inside a plugin request (dockerd may be waiting on that very request).
+//! overlay propagation and name learning need. Only ever used from
+//! background tasks, never inside a plugin request (dockerd may be waiting
+//! on that very request).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +12,16 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector, Uri};
 use serde_json::{Value, json};
+
+/// `text` safe in a URL query.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
 
 /// The local dockerd's API.
 #[derive(Debug, Clone)]
@@ -84,6 +95,73 @@ impl Docker {
         self.call(Method::POST, "/networks/create", Some(body))
             .await
             .map(drop)
+    }
+
+    /// The containers Docker has on network `id`: (container id, name,
+    /// endpoint id).
+    pub(crate) async fn network_containers(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<Vec<(String, String, String)>> {
+        let network = self
+            .call(Method::GET, &format!("/networks/{id}"), None)
+            .await?;
+        let Some(containers) = network["Containers"].as_object() else {
+            return Ok(Vec::new());
+        };
+        Ok(containers
+            .iter()
+            .filter_map(|(container, c)| {
+                Some((
+                    container.clone(),
+                    c["Name"].as_str()?.to_owned(),
+                    c["EndpointID"].as_str()?.to_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    /// The aliases container `id` has on the network where its endpoint is
+    /// `endpoint` (`--network-alias`es and the short id Docker adds).
+    pub(crate) async fn aliases(&self, id: &str, endpoint: &str) -> anyhow::Result<Vec<String>> {
+        let container = self
+            .call(Method::GET, &format!("/containers/{id}/json"), None)
+            .await?;
+        let networks = container["NetworkSettings"]["Networks"].as_object();
+        let on = networks
+            .into_iter()
+            .flat_map(|n| n.values())
+            .find(|n| n["EndpointID"].as_str() == Some(endpoint));
+        Ok(on
+            .and_then(|n| n["Aliases"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Waits for the next container or network event (the event itself
+    /// does not matter: it only says that something changed); an error
+    /// when the stream cannot be opened or ends.
+    pub(crate) async fn events(&self, mut on_event: impl FnMut()) -> anyhow::Result<()> {
+        let filters = r#"{"type":["container","network"]}"#;
+        let path = format!("/events?filters={}", percent_encode(filters));
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(Uri::new(&self.socket, &path))
+            .body(Full::new(Bytes::new()))?;
+        let response =
+            tokio::time::timeout(Duration::from_secs(10), self.client.request(request)).await??;
+        if !response.status().is_success() {
+            anyhow::bail!("docker GET /events: {}", response.status());
+        }
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            if frame?.is_data() {
+                on_event();
+            }
+        }
+        anyhow::bail!("docker's event stream ended")
     }
 
     /// `docker network rm ID`.

@@ -147,6 +147,8 @@ impl<'a> Driver<'a> {
             mac: request.mac.unwrap_or_else(Mac::random),
             ports: request.ports,
             joined: false,
+            dns: request.dns,
+            container: None,
         };
         let mac = endpoint.mac;
         let bridge = Self::bridge_of(&store, &endpoint.network_id).unwrap_or_default();
@@ -217,9 +219,9 @@ impl<'a> Driver<'a> {
             .await;
             return Err(e);
         }
-        // An overlay answers without a gateway: Docker then attaches the
-        // container to docker_gwbridge for egress and -p.
-        let routed = !network.internal && network.mode == Mode::Bridge;
+        // Every host's bridge of an overlay is its gateway: with it in the
+        // answer, Docker attaches no docker_gwbridge (one interface).
+        let routed = !network.internal;
         let gateway = |g: Option<IpNet>| g.filter(|_| routed).map(|g| g.addr());
         Ok(Joined {
             interface: veth_names(&endpoint.id).1,

@@ -2,11 +2,12 @@
 //! (bridges, veth pairs, VXLAN devices with their remote entries, firewall
 //! networks, VXLAN ingress), computed purely from the state.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use ipnet::IpNet;
-use rustnet_ipam::{Endpoint, HostId, Mode, State};
-use rustnet_overlay::firewall::{Network as FirewallNetwork, Published, VxlanIngress};
+use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Network, State};
+use rustnet_overlay::firewall::{DnsRedirect, Network as FirewallNetwork, Published, VxlanIngress};
 use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan, Want};
 
 use crate::naming::{veth_names, vxlan_name};
@@ -18,15 +19,23 @@ pub(crate) struct Underlay {
     pub port: u16,
 }
 
-/// What this host's kernel should hold for `state`: a bridge per network,
-/// a VXLAN port per overlay with a static entry for every endpoint on the
-/// other hosts, a veth pair per endpoint (created only for `required`
-/// endpoints), and the firewall view of every network.
+/// The upstream resolvers whose queries rustnet's own resolver takes, by
+/// the local port it takes each one's on.
+pub(crate) type DnsPorts = BTreeMap<Ipv4Addr, u16>;
+
+/// What this host's kernel should hold for `state`: a bridge per network
+/// holding its gateway (an overlay's with the overlay's own MAC, the same
+/// on every host), a VXLAN port per overlay with a static entry for every
+/// endpoint on the other hosts, a veth pair per endpoint (created only for
+/// `required` endpoints), and the firewall view of every network: an
+/// overlay routes, NATs and publishes like a bridge network, and its DNS
+/// queries to the `dns` upstreams go to rustnet's resolver.
 pub(crate) fn host_view(
     state: &State,
     host: HostId,
     required: &[&str],
     underlay: Underlay,
+    dns: &DnsPorts,
 ) -> Want {
     let tables = state.tables();
     let mut desired = Desired::default();
@@ -35,18 +44,17 @@ pub(crate) fn host_view(
         let overlay = network.mode == Mode::Overlay;
         desired.bridges.push(Bridge {
             name: network.bridge.clone(),
-            // An overlay's gateway is not used (egress is docker_gwbridge).
-            addresses: if overlay {
-                Vec::new()
-            } else {
-                network
-                    .gateway
-                    .iter()
-                    .chain(&network.gateway6)
-                    .copied()
-                    .collect()
-            },
+            addresses: network
+                .gateway
+                .iter()
+                .chain(&network.gateway6)
+                .copied()
+                .collect(),
             mtu: network.mtu,
+            mac: network
+                .vni
+                .filter(|_| overlay)
+                .map(|vni| Mac::gateway(vni).octets()),
         });
         if let (Some(key), Some(vni), Some(local)) = (&network.overlay, network.vni, underlay.vtep)
         {
@@ -77,13 +85,17 @@ pub(crate) fn host_view(
             firewall.push(FirewallNetwork {
                 bridge: network.bridge.clone(),
                 subnet,
-                // An overlay routes nothing itself: only traffic within it.
-                internal: network.internal || overlay,
+                internal: network.internal,
                 published: endpoints
                     .iter()
-                    .filter(|e| e.joined)
+                    .filter(|e| e.joined && !network.internal)
                     .flat_map(|e| published(e))
                     .collect(),
+                dns: if overlay {
+                    dns_redirects(network, dns)
+                } else {
+                    Vec::new()
+                },
             });
         }
     }
@@ -92,6 +104,43 @@ pub(crate) fn host_view(
         firewall,
         ingress: vxlan_ingress(state, host, underlay.port),
     }
+}
+
+/// The overlay's DNS queries to each upstream go to its gateway, at the
+/// port rustnet's resolver takes that upstream's on.
+fn dns_redirects(network: &Network, dns: &DnsPorts) -> Vec<DnsRedirect> {
+    let Some(IpAddr::V4(gateway)) = network.gateway.map(|g| g.addr()) else {
+        return Vec::new();
+    };
+    dns.iter()
+        .map(|(upstream, port)| DnsRedirect {
+            upstream: *upstream,
+            to: SocketAddrV4::new(gateway, *port),
+        })
+        .collect()
+}
+
+/// The upstream resolvers of this host's overlay containers: the host's
+/// own (what Docker forwards to by default) and every `--dns` one.
+pub(crate) fn dns_upstreams(
+    state: &State,
+    host: HostId,
+    host_resolvers: &[Ipv4Addr],
+) -> Vec<Ipv4Addr> {
+    let tables = state.tables();
+    let mut upstreams: Vec<Ipv4Addr> = host_resolvers.to_vec();
+    let overlays = tables.networks_of(host).filter(|n| n.mode == Mode::Overlay);
+    for network in overlays {
+        for endpoint in tables.endpoints_of(&network.id) {
+            upstreams.extend(endpoint.dns.iter().filter_map(|ip| match ip {
+                IpAddr::V4(v4) if !v4.is_loopback() => Some(*v4),
+                _ => None,
+            }));
+        }
+    }
+    upstreams.sort_unstable();
+    upstreams.dedup();
+    upstreams
 }
 
 /// Every endpoint of overlay `key` on the other hosts, behind their VTEPs.

@@ -3,9 +3,10 @@
 //! - [`follow_changes`]: every replicated change may concern this host
 //!   (an endpoint joined an overlay elsewhere): reconcile the data path.
 //! - [`propagate`]: an overlay created on any host appears in this host's
-//!   Docker; one removed anywhere leaves it once no container uses it here.
-//!   Through the Docker API, from the background only, retried while dockerd
-//!   does not answer.
+//!   Docker as soon as the change is applied here; one removed anywhere
+//!   leaves it once no container uses it here. Through the Docker API, from
+//!   the background only, retried (soon, then less often) while a step
+//!   fails.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,17 +67,48 @@ fn step(overlay: &Overlay, local: Option<&Network>, local_endpoints: usize, host
     }
 }
 
-/// Polls the tables and brings this host's Docker in line, forever.
+/// First retry of a failed step: the origin's Docker records the network's
+/// name only after the plugin's CreateNetwork returned.
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+/// Slowest retry of a step that keeps failing (a local fault).
+const RETRY_LAST: Duration = Duration::from_secs(2);
+/// Longest wait for a change before looking anyway.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Brings this host's Docker in line with the tables at every applied
+/// change, forever.
 pub(crate) async fn propagate(service: Arc<Service>, docker: Docker) {
+    let mut seen = None;
+    let mut retry = RETRY_FIRST;
     loop {
-        if let Err(e) = propagate_once(&service, &docker).await {
-            tracing::debug!(error = %e, "overlay propagation; retrying");
+        let wait = match propagate_once(&service, &docker).await {
+            Ok(true) => {
+                retry = RETRY_FIRST;
+                IDLE
+            }
+            Ok(false) => {
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_LAST);
+                wait
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "overlay propagation; retrying");
+                RETRY_LAST
+            }
+        };
+        match service.store().await {
+            Ok(store) => {
+                if let Some(applied) = store.next_change(seen, wait).await {
+                    seen = Some(applied);
+                }
+            }
+            Err(_) => tokio::time::sleep(wait).await,
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<()> {
+/// One look at every overlay; whether every step succeeded.
+async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<bool> {
     let store = service.store().await?;
     let host = store.id();
     let plan: Vec<(Overlay, Step)> = store
@@ -94,12 +126,21 @@ async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<()
         .await?;
     // Each overlay on its own: one that cannot be created here (a local
     // fault) must not hold up the others.
+    let mut done = true;
     for (overlay, step) in plan {
+        let naming = matches!(step, Step::Name { .. });
         if let Err(e) = apply_step(&store, docker, &overlay, step).await {
-            tracing::warn!(overlay = %overlay.key, error = %format!("{e:#}"), "overlay propagation; retrying");
+            done = false;
+            // The origin's Docker names the network a moment after the
+            // plugin's CreateNetwork returned: not worth a warning.
+            if naming {
+                tracing::debug!(overlay = %overlay.key, error = %format!("{e:#}"), "overlay not named yet");
+            } else {
+                tracing::warn!(overlay = %overlay.key, error = %format!("{e:#}"), "overlay propagation; retrying");
+            }
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 async fn apply_step(

@@ -79,11 +79,14 @@ pub(crate) fn render(status: &Value) -> String {
             .unwrap_or_default()
         {
             out.push_str(&format!(
-                "    {} {} {}{}\n",
+                "    {} {} {} {}{}\n",
                 endpoint["id"]
                     .as_str()
                     .map(|id| id.get(..12).unwrap_or(id))
                     .unwrap_or("?"),
+                endpoint["container"]
+                    .as_str()
+                    .unwrap_or("(container not known yet)"),
                 endpoint["address"].as_str().unwrap_or("-"),
                 endpoint["mac"].as_str().unwrap_or("-"),
                 if endpoint["joined"] == true {

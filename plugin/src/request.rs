@@ -57,6 +57,8 @@ pub(crate) struct EndpointRequest {
     /// The MAC Docker chose, if any; otherwise rustnet picks one.
     pub mac: Option<Mac>,
     pub ports: Vec<PortBinding>,
+    /// The container's `--dns` servers.
+    pub dns: Vec<IpAddr>,
 }
 
 /// What Join answers: the interface to move and the gateway.

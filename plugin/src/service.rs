@@ -15,8 +15,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::datapath::DataPath;
+use crate::dns::{Resolver, resolv};
 use crate::error::ApiError;
-use crate::host_view::{Underlay, host_view};
+use crate::host_view::{DnsPorts, Underlay, dns_upstreams, host_view};
 use crate::request::{AddressRelease, AddressRequest, PoolRequest};
 
 /// What the store is doing: opening, open, or failed for good.
@@ -50,6 +51,8 @@ pub(crate) struct Service {
     store: watch::Receiver<StoreState>,
     settings: Settings,
     datapath: Arc<dyn DataPath>,
+    /// Names across hosts for overlay containers (off: `None`).
+    resolver: Option<Arc<Resolver>>,
 }
 
 impl Service {
@@ -62,7 +65,14 @@ impl Service {
             store,
             settings,
             datapath,
+            resolver: None,
         }
+    }
+
+    /// Answers overlay containers' DNS queries with `resolver`.
+    pub(crate) fn with_resolver(mut self, resolver: Arc<Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     pub(crate) fn settings(&self) -> &Settings {
@@ -89,11 +99,25 @@ impl Service {
             let store = self.store().await?;
             let host = store.id();
             let underlay = self.underlay();
+            let dns = self.dns_ports(&store).await;
             Ok(store
-                .read(|s| host_view(s, host, required, underlay))
+                .read(|s| host_view(s, host, required, underlay, &dns))
                 .await?)
         };
         self.datapath.reconcile(Box::pin(want)).await
+    }
+
+    /// The upstreams of this host's overlay containers, each with the port
+    /// the resolver takes its queries on.
+    async fn dns_ports(&self, store: &Store) -> DnsPorts {
+        let Some(resolver) = &self.resolver else {
+            return DnsPorts::new();
+        };
+        let host_resolvers = resolv::host_resolvers();
+        let upstreams = store
+            .local(|s| dns_upstreams(s, store.id(), &host_resolvers))
+            .unwrap_or_default();
+        resolver.ensure(&upstreams).await
     }
 
     /// The open store, waiting (bounded) while it opens.

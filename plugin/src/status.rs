@@ -13,7 +13,11 @@ pub(crate) fn view(state: &State, host: HostId) -> Value {
         .map(|n| {
             let endpoints: Vec<Value> = tables
                 .endpoints_of(&n.id)
-                .map(|e| json!({ "id": e.id, "address": e.address, "mac": e.mac, "joined": e.joined, "ports": e.ports }))
+                .map(|e| json!({
+                    "id": e.id, "address": e.address, "mac": e.mac, "joined": e.joined, "ports": e.ports,
+                    "container": e.container.as_ref().map(|c| &c.name),
+                    "aliases": e.container.as_ref().map(|c| &c.aliases),
+                }))
                 .collect();
             json!({
                 "id": n.id, "bridge": n.bridge, "subnet": n.subnet, "gateway": n.gateway,

@@ -106,6 +106,13 @@ pub enum Command {
         id: String,
         ports: Option<Vec<PortBinding>>,
     },
+    /// Records which container uses `host`'s endpoint `id` (learned from
+    /// the host's Docker); only the endpoint's host may say.
+    NameEndpoint {
+        host: HostId,
+        id: String,
+        container: crate::Container,
+    },
     /// Frees everything a host removed from the cluster held: its
     /// addresses, its pool references, its networks and endpoints.
     ForgetHost { host: HostId },
@@ -186,6 +193,11 @@ impl fmt::Display for Command {
             Self::ForgetNetwork { host, id } => write!(f, "forget-network {id} by host {host}"),
             Self::CreateEndpoint(e) => write!(f, "create-endpoint {} by host {}", e.id, e.host),
             Self::DeleteEndpoint { host, id } => write!(f, "delete-endpoint {id} by host {host}"),
+            Self::NameEndpoint {
+                host,
+                id,
+                container,
+            } => write!(f, "name {id} {} by host {host}", container.name),
             Self::SetJoined { host, id, ports } => {
                 let what = if ports.is_some() { "join" } else { "leave" };
                 write!(f, "{what} {id} by host {host}")

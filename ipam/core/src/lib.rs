@@ -30,7 +30,8 @@ pub use command::{Command, CommandResult, DefaultPool, HolderKind, Proposal, Res
 pub use error::IpamError;
 pub use mac::{Mac, MacError};
 pub use network::{
-    Endpoint, FIRST_VNI, MAX_VNI, Mode, Network, NetworkError, Overlay, PortBinding, Proto, Tables,
+    Container, Endpoint, FIRST_VNI, MAX_VNI, Mode, Network, NetworkError, Overlay, PortBinding,
+    Proto, Tables,
 };
 pub use pool::{Holder, Pool};
 pub use state::State;

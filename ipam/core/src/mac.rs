@@ -11,6 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Mac(pub [u8; 6]);
 
+/// The first three bytes of every overlay gateway's MAC (locally
+/// administered, unicast; "RN").
+const GATEWAY_PREFIX: [u8; 3] = [0x02, 0x52, 0x4e];
+
 /// Why a text is not a MAC.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")]
@@ -22,9 +26,23 @@ impl Mac {
     /// A random, locally administered, unicast MAC: not derived from the
     /// IP, so a reused address never meets a stale neighbour entry.
     pub fn random() -> Self {
-        let mut mac: [u8; 6] = rand::random();
-        mac[0] = (mac[0] & 0xfe) | 0x02;
-        Self(mac)
+        loop {
+            let mut mac: [u8; 6] = rand::random();
+            mac[0] = (mac[0] & 0xfe) | 0x02;
+            // Never one of the gateways' MACs.
+            if mac[..3] != GATEWAY_PREFIX {
+                return Self(mac);
+            }
+        }
+    }
+
+    /// The MAC of overlay `vni`'s gateway: the same on every host, so a
+    /// container keeps its neighbour entry whichever host it runs on, and
+    /// distinct per overlay.
+    pub fn gateway(vni: u32) -> Self {
+        let [_, a, b, c] = vni.to_be_bytes();
+        let [p, q, r] = GATEWAY_PREFIX;
+        Self([p, q, r, a, b, c])
     }
 
     /// The six bytes.
@@ -82,6 +100,17 @@ impl<'de> Deserialize<'de> for Mac {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_macs_are_per_overlay_and_never_random_ones() {
+        assert_eq!(Mac::gateway(4096).to_string(), "02:52:4e:00:10:00");
+        assert_ne!(Mac::gateway(4096), Mac::gateway(4097));
+        for _ in 0..10_000 {
+            let mac = Mac::random();
+            assert_ne!(mac.0[..3], GATEWAY_PREFIX);
+            assert_eq!(mac.0[0] & 0x03, 0x02, "local, unicast");
+        }
+    }
 
     #[test]
     fn text_round_trips() {

@@ -111,6 +111,25 @@ pub struct Endpoint {
     pub ports: Vec<PortBinding>,
     /// Between Join and Leave: the container is running on it.
     pub joined: bool,
+    /// The container's `--dns` servers (Docker forwards names it does not
+    /// know to them from inside the container).
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// Who uses the endpoint, as its host's Docker names it; learned in
+    /// the background after the endpoint is made.
+    #[serde(default)]
+    pub container: Option<Container>,
+}
+
+/// A container as Docker's embedded DNS knows it on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// Docker's container id.
+    pub id: String,
+    /// The container's name, without Docker's leading `/`.
+    pub name: String,
+    /// `--network-alias`es on this network, and the short id Docker adds.
+    pub aliases: Vec<String>,
 }
 
 /// Why a network or endpoint change was refused.
@@ -163,6 +182,11 @@ impl Tables {
 
     pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
         self.endpoints.get(id)
+    }
+
+    /// Every endpoint, on any host.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.values()
     }
 
     /// Every endpoint of network `id`.
@@ -335,7 +359,12 @@ impl Tables {
             return Err(NetworkError::Removing { name });
         }
         if let Some(existing) = self.endpoints.get(&endpoint.id) {
-            return if existing == endpoint {
+            // What was learned about the container since is not a difference.
+            let same = Endpoint {
+                container: endpoint.container.clone(),
+                ..existing.clone()
+            };
+            return if same == *endpoint {
                 Ok(())
             } else {
                 Err(NetworkError::EndpointConflict {
@@ -361,6 +390,29 @@ impl Tables {
     }
 
     /// Marks an endpoint joined (with its published ports) or left.
+    /// Records who uses `host`'s endpoint `id`.
+    pub(crate) fn name_endpoint(
+        &mut self,
+        host: HostId,
+        id: &str,
+        container: &Container,
+    ) -> Result<(), NetworkError> {
+        let endpoint = self
+            .endpoints
+            .get_mut(id)
+            .filter(|e| e.host == host)
+            .ok_or_else(|| NetworkError::UnknownEndpoint { id: id.to_owned() })?;
+        endpoint.container = Some(container.clone());
+        Ok(())
+    }
+
+    /// The endpoint holding `address`, anywhere in the cluster.
+    pub fn endpoint_at(&self, address: IpAddr) -> Option<&Endpoint> {
+        self.endpoints
+            .values()
+            .find(|e| e.address.map(|a| a.addr()) == Some(address))
+    }
+
     pub(crate) fn set_joined(
         &mut self,
         host: HostId,
@@ -409,6 +461,8 @@ mod tests {
             mac: crate::Mac([2, 0, 0, 0, 0, 1]),
             ports: vec![],
             joined: false,
+            dns: vec![],
+            container: None,
         }
     }
 

@@ -11,8 +11,8 @@ use crate::network::Tables;
 use crate::pool::{HostNames, host_name};
 use crate::{ClusterCa, JoinToken};
 use crate::{
-    Command, CommandResult, DefaultPool, Holder, HolderKind, HostId, IpamError, Pool, Proposal,
-    Response,
+    Command, CommandResult, DefaultPool, Endpoint, Holder, HolderKind, HostId, IpamError, Pool,
+    Proposal, Response,
 };
 
 /// All pools of the cluster, keyed by subnet. Changed only by [`State::apply`].
@@ -132,6 +132,14 @@ impl State {
                 self.tables.delete_endpoint(*host, id);
                 Ok(Response::Done)
             }
+            Command::NameEndpoint {
+                host,
+                id,
+                container,
+            } => {
+                self.tables.name_endpoint(*host, id, container)?;
+                Ok(Response::Done)
+            }
             Command::SetJoined { host, id, ports } => {
                 self.tables.set_joined(*host, id, ports.as_deref())?;
                 Ok(Response::Done)
@@ -148,7 +156,9 @@ impl State {
                     kind: kind.clone(),
                 };
                 let address = match address {
-                    Some(address) => pool.take(*address, holder, &self.hosts)?,
+                    Some(address) => pool
+                        .take(*address, holder, &self.hosts)
+                        .map_err(|e| self.name_the_container(e))?,
                     None => pool.take_any(holder)?,
                 };
                 Ok(Response::Address { address })
@@ -248,6 +258,23 @@ impl State {
     }
 
     /// Who holds the address, as a user reads it.
+    /// An "address in use" names the container that holds it, where its
+    /// host's Docker told who that is.
+    fn name_the_container(&self, error: IpamError) -> IpamError {
+        let IpamError::AddressInUse { address, holder } = error else {
+            return error;
+        };
+        let holder = match self.tables.endpoint_at(address) {
+            Some(Endpoint {
+                container: Some(c),
+                host,
+                ..
+            }) => format!("container {} on {}", c.name, host_name(&self.hosts, *host)),
+            _ => holder,
+        };
+        IpamError::AddressInUse { address, holder }
+    }
+
     pub fn describe(&self, holder: &Holder) -> String {
         holder.describe(&self.hosts)
     }

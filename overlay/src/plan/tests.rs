@@ -12,6 +12,7 @@ fn bridge(name: &str, gw: &str) -> Bridge {
         name: name.into(),
         addresses: vec![net(gw)],
         mtu: 1500,
+        mac: None,
     }
 }
 
@@ -117,6 +118,7 @@ fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
             master: None,
             addresses: vec![],
             owned: false,
+            mac: None,
         },
     );
     // After the restart only rn-keep and its endpoint (whose container end
@@ -202,6 +204,7 @@ fn bridge_only(name: &str) -> Desired {
             name: name.into(),
             addresses: vec![],
             mtu: 1500,
+            mac: None,
         }],
         ..Default::default()
     }
@@ -219,6 +222,7 @@ fn conflicts_are_refused() {
             master: None,
             addresses: vec![],
             owned: false,
+            mac: None,
         },
     );
     let desired = bridge_only("eth0");
@@ -236,6 +240,7 @@ fn overlay(remotes: Vec<Remote>) -> Desired {
             name: "rn-ov".into(),
             addresses: vec![],
             mtu: 1450,
+            mac: None,
         }],
         vxlans: vec![crate::Vxlan {
             name: "rnx4096".into(),
@@ -407,5 +412,38 @@ fn a_conflict_costs_only_its_own_network_and_tears_nothing_down() {
         Err(PlanError::Foreign {
             name: "rnx4096".into()
         })
+    );
+}
+
+#[test]
+fn a_bridge_gets_its_fixed_mac_when_created_and_when_it_drifted() {
+    let mac = [2, 0x52, 0x4e, 0, 0x10, 1];
+    let desired = Desired {
+        bridges: vec![Bridge {
+            mac: Some(mac),
+            ..bridge("rn-aaaa", "10.0.42.1/24")
+        }],
+        ..Default::default()
+    };
+    let ops = plan(&desired, &Observed::default()).unwrap();
+    assert_eq!(
+        ops[1],
+        Op::SetMac {
+            link: "rn-aaaa".into(),
+            mac
+        }
+    );
+    let mut observed = Observed::default();
+    for op in &ops {
+        crate::fake::simulate(&mut observed, op).unwrap();
+    }
+    assert_eq!(plan(&desired, &observed).unwrap(), vec![]);
+    observed.links.get_mut("rn-aaaa").unwrap().mac = Some([2, 0, 0, 0, 0, 1]);
+    assert_eq!(
+        plan(&desired, &observed).unwrap(),
+        vec![Op::SetMac {
+            link: "rn-aaaa".into(),
+            mac
+        }]
     );
 }

@@ -26,6 +26,7 @@ fn want(published: bool) -> Want {
         name: "rn-a".into(),
         addresses: vec!["10.0.42.1/24".parse().unwrap()],
         mtu: 1500,
+        mac: None,
     };
     let veth = Veth {
         host: "rnhep1".into(),
@@ -53,6 +54,7 @@ fn want(published: bool) -> Want {
             subnet: "10.0.42.0/24".parse().unwrap(),
             internal: false,
             published: published.into_iter().collect(),
+            dns: vec![],
         }],
         ingress: None,
     }
@@ -203,6 +205,7 @@ async fn a_foreign_link_with_a_wanted_name_is_refused_and_left_alone() {
             master: None,
             addresses: vec![],
             owned: false,
+            mac: None,
         },
     );
     let mut wanted = want(false);
@@ -210,6 +213,7 @@ async fn a_foreign_link_with_a_wanted_name_is_refused_and_left_alone() {
         name: "rn-b".into(),
         addresses: vec![],
         mtu: 1500,
+        mac: None,
     });
     let report = reconciler.begin().await.apply(wanted).await.unwrap();
     let conflict = report.conflict("rn-a").unwrap();

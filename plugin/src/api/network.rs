@@ -38,6 +38,7 @@ const VALID_OPTIONS: [&str; 5] = [OPT_MODE, OPT_MTU, OPT_VNI, OPT_BRIDGE_NAME, O
 const GENERIC: &str = "com.docker.network.generic";
 const INTERNAL: &str = "com.docker.network.internal";
 const PORTMAP: &str = "com.docker.network.portmap";
+const DNS_SERVERS: &str = "com.docker.network.endpoint.dnsservers";
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
@@ -326,8 +327,26 @@ impl TryFrom<RawCreateEndpoint> for EndpointRequest {
             address6: cidr("AddressIPv6", &interface.address_ipv6)?,
             mac,
             ports: port_map(raw.options.as_ref().and_then(|o| o.get(PORTMAP)))?,
+            dns: dns_servers(raw.options.as_ref().and_then(|o| o.get(DNS_SERVERS)))?,
         })
     }
+}
+
+/// `com.docker.network.endpoint.dnsservers`: the container's `--dns`, as
+/// strings (Docker checks them; rustnet keeps the addresses).
+fn dns_servers(value: Option<&Value>) -> Result<Vec<IpAddr>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let servers: Vec<String> = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::invalid("option", DNS_SERVERS, e))?;
+    servers
+        .iter()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|e| ApiError::invalid(DNS_SERVERS, s.clone(), e))
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]

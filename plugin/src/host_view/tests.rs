@@ -51,6 +51,8 @@ fn tables(internal: bool, joined: bool) -> State {
         mac: Mac([2, 0, 0, 0, 0, 7]),
         ports: vec![],
         joined: false,
+        dns: vec![],
+        container: None,
     };
     state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
     if joined {
@@ -70,6 +72,90 @@ fn tables(internal: bool, joined: bool) -> State {
     state
 }
 
+fn dns_ports() -> DnsPorts {
+    DnsPorts::from([("10.99.0.254".parse().unwrap(), 40001)])
+}
+
+/// `tables` plus overlay `ov1` on this host and one endpoint on it, with
+/// `--dns 10.99.0.53`.
+fn with_overlay(internal: bool) -> State {
+    let mut state = tables(false, false);
+    let overlay = Network {
+        id: "ov1ov1ov1ov1ov1o".into(),
+        host: HOST,
+        mode: Mode::Overlay,
+        bridge: bridge_name("ov1ov1ov1ov1ov1o"),
+        subnet: Some("10.0.80.0/24".parse().unwrap()),
+        gateway: Some("10.0.80.1/24".parse().unwrap()),
+        subnet6: None,
+        gateway6: None,
+        mtu: 1450,
+        internal,
+        overlay: Some("10.0.80.0/24".into()),
+        vni: Some(4096),
+    };
+    state.apply(&Command::CreateNetwork(overlay)).unwrap();
+    let endpoint = Endpoint {
+        id: "ep9ep9ep9ep9ep9ep9".into(),
+        network_id: "ov1ov1ov1ov1ov1o".into(),
+        host: HOST,
+        address: Some("10.0.80.2/24".parse().unwrap()),
+        address6: None,
+        mac: Mac([2, 0, 0, 0, 0, 9]),
+        ports: vec![PortBinding {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: None,
+            host_port: 8080,
+        }],
+        joined: true,
+        dns: vec!["10.99.0.53".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+        container: None,
+    };
+    state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    state
+}
+
+#[test]
+fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_bridge() {
+    let state = with_overlay(false);
+    let want = host_view(&state, HOST, &[], UNDERLAY, &dns_ports());
+    let bridge = &want.links.bridges[1];
+    assert_eq!(bridge.name, bridge_name("ov1ov1ov1ov1ov1o"));
+    assert_eq!(bridge.addresses, ["10.0.80.1/24".parse::<IpNet>().unwrap()]);
+    assert_eq!(bridge.mac, Some(Mac::gateway(4096).octets()));
+    let firewall = &want.firewall[1];
+    assert!(!firewall.internal, "egress is NATed out of this host");
+    assert_eq!(firewall.published.len(), 1, "-p on the container's host");
+    assert_eq!(
+        firewall.dns,
+        [DnsRedirect {
+            upstream: "10.99.0.254".parse().unwrap(),
+            to: "10.0.80.1:40001".parse().unwrap(),
+        }]
+    );
+    assert!(
+        want.firewall[0].dns.is_empty(),
+        "bridge networks: DNS as before"
+    );
+    assert_eq!(
+        dns_upstreams(&state, HOST, &["10.99.0.254".parse().unwrap()]),
+        [
+            "10.99.0.53".parse::<Ipv4Addr>().unwrap(),
+            "10.99.0.254".parse().unwrap()
+        ],
+        "the host's resolvers and every --dns, loopback left to Docker"
+    );
+}
+
+#[test]
+fn an_internal_overlay_has_no_egress_and_no_published_ports() {
+    let state = with_overlay(true);
+    let want = host_view(&state, HOST, &[], UNDERLAY, &dns_ports());
+    assert!(want.firewall[1].internal);
+    assert!(want.firewall[1].published.is_empty());
+}
+
 #[test]
 fn the_host_view_has_this_hosts_networks_only() {
     let state = tables(false, true);
@@ -77,13 +163,20 @@ fn the_host_view_has_this_hosts_networks_only() {
         links: desired,
         firewall,
         ..
-    } = host_view(&state, HOST, &["ep1ep1ep1ep1ep1ep1"], UNDERLAY);
+    } = host_view(
+        &state,
+        HOST,
+        &["ep1ep1ep1ep1ep1ep1"],
+        UNDERLAY,
+        &dns_ports(),
+    );
     assert_eq!(
         desired.bridges,
         [Bridge {
             name: "rn-net1net1net1".into(),
             addresses: vec!["10.0.42.1/24".parse().unwrap()],
             mtu: 1450,
+            mac: None,
         }]
     );
     assert_eq!(
@@ -110,6 +203,7 @@ fn the_host_view_has_this_hosts_networks_only() {
                 container_ip: "10.0.42.2".parse().unwrap(),
                 container_port: 53,
             }],
+            dns: vec![],
         }]
     );
 }
@@ -121,7 +215,7 @@ fn endpoints_not_named_are_kept_but_not_created_and_unjoined_ports_stay_closed()
         links: desired,
         firewall,
         ..
-    } = host_view(&state, HOST, &[], UNDERLAY);
+    } = host_view(&state, HOST, &[], UNDERLAY, &dns_ports());
     assert!(!desired.veths[0].required);
     assert!(firewall[0].published.is_empty());
 }

@@ -640,3 +640,85 @@ fn log_entries_from_before_proposal_ids_still_decode() {
         "a second bare release is applied, and refused"
     );
 }
+
+#[test]
+fn a_taken_address_names_the_container_its_host_learned() {
+    let mut s = State::default();
+    let register = Command::RegisterHost {
+        host: H1,
+        name: "host-a".into(),
+        addr: None,
+    };
+    s.apply(&register).unwrap();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    // Docker 20.10 sends `--ip` with no name: a plain reservation.
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        Some("10.0.42.9"),
+        HolderKind::Static,
+    )
+    .unwrap();
+    let network = crate::Network {
+        id: "net1".into(),
+        host: H1,
+        mode: crate::Mode::Bridge,
+        bridge: "rn-net1".into(),
+        subnet: Some(net("10.0.42.0/24")),
+        gateway: None,
+        subnet6: None,
+        gateway6: None,
+        mtu: 1500,
+        internal: false,
+        overlay: None,
+        vni: None,
+    };
+    s.apply(&Command::CreateNetwork(network)).unwrap();
+    let endpoint = Endpoint {
+        id: "ep1".into(),
+        network_id: "net1".into(),
+        host: H1,
+        address: Some(net("10.0.42.9/24")),
+        address6: None,
+        mac: crate::Mac::random(),
+        ports: vec![],
+        joined: false,
+        dns: vec![],
+        container: None,
+    };
+    s.apply(&Command::CreateEndpoint(endpoint.clone())).unwrap();
+    let taken = |s: &mut State| {
+        request(s, H2, "10.0.42.0/24", Some("10.0.42.9"), HolderKind::Static)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        taken(&mut s),
+        "address 10.0.42.9 is already in use by an --ip or --aux-address reservation on host-a"
+    );
+    let web = crate::Container {
+        id: "c0ffee".into(),
+        name: "web1".into(),
+        aliases: vec!["web".into()],
+    };
+    let name = |host| Command::NameEndpoint {
+        host,
+        id: "ep1".into(),
+        container: web.clone(),
+    };
+    assert!(
+        s.apply(&name(H2)).is_err(),
+        "only the endpoint's host names it"
+    );
+    s.apply(&name(H1)).unwrap();
+    assert_eq!(
+        taken(&mut s),
+        "address 10.0.42.9 is already in use by container web1 on host-a"
+    );
+    // Docker retrying CreateEndpoint is no conflict with what was learned.
+    assert_eq!(
+        s.apply(&Command::CreateEndpoint(endpoint)),
+        Ok(Response::Done)
+    );
+}

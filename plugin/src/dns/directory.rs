@@ -1,0 +1,166 @@
+//! Who a container may find by name (pure): the containers of the
+//! overlays it is on, on every host, by name, alias and `name.network`, as
+//! Docker's embedded DNS resolves same-host ones.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use rustnet_ipam::{Endpoint, HostId, Mode, State};
+
+/// What a query asks, as far as the directory answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Question {
+    A(String),
+    Aaaa(String),
+    /// A reverse lookup of an IPv4 address.
+    Ptr(Ipv4Addr),
+    Other,
+}
+
+/// The directory's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Addresses(Vec<Ipv4Addr>),
+    /// The name is known, with no address of the asked family.
+    NoData,
+    /// The name of an address (`name.network`).
+    Name(String),
+    /// Not a name of the client's overlays: the upstream answers it.
+    Forward,
+}
+
+/// One name record of an overlay.
+#[derive(Debug)]
+struct Record<'a> {
+    network: &'a str,
+    endpoint: &'a Endpoint,
+    ip: Ipv4Addr,
+}
+
+/// Answers `question` for the container at `client` on this `host`;
+/// `None` when `client` is no container endpoint here (nobody else may use
+/// the resolver).
+pub(crate) fn resolve(
+    state: &State,
+    host: HostId,
+    client: Ipv4Addr,
+    question: &Question,
+) -> Option<Answer> {
+    let records = records_for(state, host, client)?;
+    Some(match question {
+        Question::A(name) => match find(&records, name) {
+            ips if ips.is_empty() => Answer::Forward,
+            ips => Answer::Addresses(ips),
+        },
+        Question::Aaaa(name) => match find(&records, name) {
+            ips if ips.is_empty() => Answer::Forward,
+            _ => Answer::NoData,
+        },
+        Question::Ptr(ip) => records
+            .iter()
+            .find(|r| r.ip == *ip)
+            .and_then(|r| {
+                Some(format!(
+                    "{}.{}",
+                    r.endpoint.container.as_ref()?.name,
+                    r.network
+                ))
+            })
+            .map_or(Answer::Forward, Answer::Name),
+        Question::Other => Answer::Forward,
+    })
+}
+
+/// The records of every overlay the client's container is on.
+fn records_for(state: &State, host: HostId, client: Ipv4Addr) -> Option<Vec<Record<'_>>> {
+    let tables = state.tables();
+    let local = |e: &&Endpoint| e.host == host;
+    let me = tables
+        .endpoints()
+        .filter(local)
+        .find(|e| v4(e.address) == Some(client))?;
+    // The container's endpoints here; just the one while Docker has not
+    // been asked who it is.
+    let mine: Vec<&Endpoint> = match &me.container {
+        Some(c) => tables
+            .endpoints()
+            .filter(local)
+            .filter(|e| e.container.as_ref().is_some_and(|o| o.id == c.id))
+            .collect(),
+        None => vec![me],
+    };
+    let mut records = Vec::new();
+    for endpoint in mine {
+        let Some(network) = tables.network(&endpoint.network_id) else {
+            continue;
+        };
+        let (Mode::Overlay, Some(key)) = (network.mode, &network.overlay) else {
+            continue;
+        };
+        let Some(overlay) = tables.overlay(key) else {
+            continue;
+        };
+        let name = overlay.name.as_deref().unwrap_or(key);
+        for bound in tables.bound_to(key) {
+            records.extend(
+                tables
+                    .endpoints_of(&bound.id)
+                    .filter(|e| e.joined && e.container.is_some())
+                    .filter_map(|e| {
+                        Some(Record {
+                            network: name,
+                            endpoint: e,
+                            ip: v4(e.address)?,
+                        })
+                    }),
+            );
+        }
+    }
+    Some(records)
+}
+
+/// The addresses of `name`: a name or alias on any of the networks, or
+/// `prefix.network` for each way of splitting it (names and network names
+/// may hold dots), as Docker tries them.
+fn find(records: &[Record<'_>], name: &str) -> Vec<Ipv4Addr> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let mut ips: Vec<Ipv4Addr> = records
+        .iter()
+        .filter(|r| answers_to(r.endpoint, &name))
+        .map(|r| r.ip)
+        .collect();
+    if ips.is_empty() {
+        for (dot, _) in name.match_indices('.') {
+            let (prefix, network) = (&name[..dot], &name[dot + 1..]);
+            ips.extend(
+                records
+                    .iter()
+                    .filter(|r| r.network.eq_ignore_ascii_case(network))
+                    .filter(|r| answers_to(r.endpoint, prefix))
+                    .map(|r| r.ip),
+            );
+            if !ips.is_empty() {
+                break;
+            }
+        }
+    }
+    ips.sort_unstable();
+    ips.dedup();
+    ips
+}
+
+fn answers_to(endpoint: &Endpoint, name: &str) -> bool {
+    endpoint.container.as_ref().is_some_and(|c| {
+        c.name.eq_ignore_ascii_case(name) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    })
+}
+
+fn v4(address: Option<IpNet>) -> Option<Ipv4Addr> {
+    match address?.addr() {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+use rustnet_ipam::{Command, Container, Mac, Network};
+
+use super::*;
+
+const H1: HostId = 1;
+const H2: HostId = 2;
+
+fn overlay(state: &mut State, host: HostId, id: &str, key: &str, name: &str) {
+    let network = Network {
+        id: id.into(),
+        host,
+        mode: Mode::Overlay,
+        bridge: format!("rn-{id}"),
+        subnet: Some(key.parse().unwrap()),
+        gateway: None,
+        subnet6: None,
+        gateway6: None,
+        mtu: 1450,
+        internal: false,
+        overlay: Some(key.into()),
+        vni: None,
+    };
+    state.apply(&Command::CreateNetwork(network)).unwrap();
+    state
+        .apply(&Command::NameOverlay {
+            key: key.into(),
+            name: name.into(),
+        })
+        .unwrap();
+}
+
+/// An endpoint of `network` at `ip`, joined, used by container `name`.
+fn container(
+    state: &mut State,
+    host: HostId,
+    network: &str,
+    ip: &str,
+    name: &str,
+    aliases: &[&str],
+) {
+    let id = format!("ep-{network}-{name}");
+    let endpoint = Endpoint {
+        id: id.clone(),
+        network_id: network.into(),
+        host,
+        address: Some(format!("{ip}/24").parse().unwrap()),
+        address6: None,
+        mac: Mac::random(),
+        ports: vec![],
+        joined: false,
+        dns: vec![],
+        container: None,
+    };
+    state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    let join = Command::SetJoined {
+        host,
+        id: id.clone(),
+        ports: Some(vec![]),
+    };
+    state.apply(&join).unwrap();
+    let named = Command::NameEndpoint {
+        host,
+        id,
+        container: Container {
+            id: format!("id-{name}"),
+            name: name.into(),
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+        },
+    };
+    state.apply(&named).unwrap();
+}
+
+/// Overlay `front` (10.0.80.0/24) on both hosts, overlay `back`
+/// (10.0.81.0/24) on both; c1 on H1 in front, web1 on H2 in front (alias
+/// www), db on H2 in back only.
+fn cluster() -> State {
+    let mut s = State::default();
+    overlay(&mut s, H1, "f1", "10.0.80.0/24", "front");
+    overlay(&mut s, H2, "f2", "10.0.80.0/24", "front");
+    overlay(&mut s, H1, "b1", "10.0.81.0/24", "back");
+    overlay(&mut s, H2, "b2", "10.0.81.0/24", "back");
+    container(&mut s, H1, "f1", "10.0.80.2", "c1", &[]);
+    container(
+        &mut s,
+        H2,
+        "f2",
+        "10.0.80.3",
+        "web1",
+        &["www", "0123456789ab"],
+    );
+    container(&mut s, H2, "b2", "10.0.81.3", "db", &[]);
+    s
+}
+
+fn ask(s: &State, client: &str, q: Question) -> Option<Answer> {
+    resolve(s, H1, client.parse().unwrap(), &q)
+}
+
+fn a(name: &str) -> Question {
+    Question::A(name.into())
+}
+
+fn at(ip: &str) -> Answer {
+    Answer::Addresses(vec![ip.parse().unwrap()])
+}
+
+#[test]
+fn containers_on_other_hosts_resolve_by_name_alias_and_name_dot_network() {
+    let s = cluster();
+    for name in [
+        "web1",
+        "WEB1.",
+        "www",
+        "0123456789ab",
+        "web1.front",
+        "www.front",
+    ] {
+        assert_eq!(
+            ask(&s, "10.0.80.2", a(name)),
+            Some(at("10.0.80.3")),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        ask(&s, "10.0.80.2", Question::Aaaa("web1".into())),
+        Some(Answer::NoData),
+        "known name, no IPv6: answered empty, not forwarded"
+    );
+    assert_eq!(
+        ask(&s, "10.0.80.2", Question::Ptr("10.0.80.3".parse().unwrap())),
+        Some(Answer::Name("web1.front".into()))
+    );
+}
+
+#[test]
+fn names_of_networks_the_container_is_not_on_and_other_names_are_forwarded() {
+    let s = cluster();
+    for name in ["db", "db.back", "web1.back", "example.org", "web"] {
+        assert_eq!(
+            ask(&s, "10.0.80.2", a(name)),
+            Some(Answer::Forward),
+            "{name}"
+        );
+    }
+    assert_eq!(ask(&s, "10.0.80.2", Question::Other), Some(Answer::Forward));
+}
+
+#[test]
+fn only_local_container_endpoints_may_ask() {
+    let s = cluster();
+    assert_eq!(
+        ask(&s, "10.0.80.3", a("web1")),
+        None,
+        "H2's container asks H2"
+    );
+    assert_eq!(ask(&s, "10.99.0.7", a("web1")), None, "not a container");
+}
+
+#[test]
+fn a_container_on_two_overlays_finds_both_and_left_ones_vanish() {
+    let mut s = cluster();
+    // c1 connected to back too: the same container, a second endpoint.
+    container(&mut s, H1, "b1", "10.0.81.2", "c1", &[]);
+    assert_eq!(ask(&s, "10.0.80.2", a("db")), Some(at("10.0.81.3")));
+    assert_eq!(ask(&s, "10.0.81.2", a("web1")), Some(at("10.0.80.3")));
+    let leave = Command::SetJoined {
+        host: H2,
+        id: "ep-f2-web1".into(),
+        ports: None,
+    };
+    s.apply(&leave).unwrap();
+    assert_eq!(ask(&s, "10.0.80.2", a("web1")), Some(Answer::Forward));
+}
+
+#[test]
+fn an_alias_shared_by_several_containers_gives_every_address() {
+    let mut s = cluster();
+    container(&mut s, H1, "f1", "10.0.80.4", "web2", &["www"]);
+    assert_eq!(
+        ask(&s, "10.0.80.2", a("www")),
+        Some(Answer::Addresses(vec![
+            "10.0.80.3".parse().unwrap(),
+            "10.0.80.4".parse().unwrap()
+        ]))
+    );
+}

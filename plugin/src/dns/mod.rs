@@ -1,0 +1,366 @@
+//! rustnet's resolver for overlay containers: names across hosts.
+//!
+//! Docker's embedded DNS answers the names it knows (same-host containers)
+//! and forwards the rest from inside the container to the container's
+//! upstream resolvers. On an overlay, that query leaves through the
+//! overlay's gateway, where rustnet's firewall sends it here instead, at a
+//! port that names the upstream it was going to (`firewall::DnsRedirect`):
+//!
+//! ```text
+//!   container ─► 127.0.0.11 (Docker) ─► upstream:53 ─DNAT─► gateway:port (here)
+//!        names of the container's overlays: answered from the tables
+//!        anything else: forwarded to that upstream, its answer unchanged
+//! ```
+//!
+//! Only containers of this host's overlays are served; anyone else's query
+//! is dropped, so this is no open resolver.
+
+mod directory;
+pub(crate) mod resolv;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Mutex, watch};
+
+use crate::host_view::DnsPorts;
+use crate::service::StoreState;
+use directory::{Answer, Question, resolve};
+
+/// The TTL of rustnet's answers, as Docker's embedded DNS gives its own.
+const TTL: u32 = 600;
+/// How long an upstream has to answer a forwarded query.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest DNS message (over TCP, or UDP with EDNS).
+const MAX_MESSAGE: usize = 65_535;
+
+/// What to do with one query.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Reply(Vec<u8>),
+    Forward,
+    Drop,
+}
+
+/// The resolver: one UDP socket and one TCP listener per upstream.
+#[derive(Debug)]
+pub(crate) struct Resolver {
+    store: watch::Receiver<StoreState>,
+    ports: Mutex<BTreeMap<Ipv4Addr, u16>>,
+}
+
+impl Resolver {
+    pub(crate) fn new(store: watch::Receiver<StoreState>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            ports: Mutex::default(),
+        })
+    }
+
+    /// Takes the queries to each of `upstreams` (listening once per
+    /// upstream, for good); the ports of those upstreams. An upstream whose
+    /// sockets cannot be opened is left out (its queries go where they
+    /// were going).
+    pub(crate) async fn ensure(self: &Arc<Self>, upstreams: &[Ipv4Addr]) -> DnsPorts {
+        let mut ports = self.ports.lock().await;
+        for upstream in upstreams {
+            if ports.contains_key(upstream) {
+                continue;
+            }
+            match self.listen(*upstream).await {
+                Ok(port) => {
+                    tracing::info!(%upstream, port, "taking overlay DNS queries to this upstream");
+                    ports.insert(*upstream, port);
+                }
+                Err(e) => {
+                    tracing::warn!(%upstream, error = %e, "cannot take this upstream's DNS queries")
+                }
+            }
+        }
+        upstreams
+            .iter()
+            .filter_map(|u| Some((*u, *ports.get(u)?)))
+            .collect()
+    }
+
+    /// A UDP socket and a TCP listener on one free port, served for good.
+    async fn listen(self: &Arc<Self>, upstream: Ipv4Addr) -> std::io::Result<u16> {
+        let mut last = None;
+        for _ in 0..8 {
+            let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
+            let port = udp.local_addr()?.port();
+            match TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await {
+                Ok(tcp) => {
+                    tokio::spawn(self.clone().serve_udp(Arc::new(udp), upstream));
+                    tokio::spawn(self.clone().serve_tcp(tcp, upstream));
+                    return Ok(port);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
+    }
+
+    async fn serve_udp(self: Arc<Self>, socket: Arc<UdpSocket>, upstream: Ipv4Addr) {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        loop {
+            let (len, from) = match socket.recv_from(&mut buf).await {
+                Ok(received) => received,
+                Err(e) => {
+                    tracing::debug!(error = %e, "dns: receive");
+                    continue;
+                }
+            };
+            let SocketAddr::V4(from) = from else { continue };
+            let query = buf[..len].to_vec();
+            let (resolver, socket) = (self.clone(), socket.clone());
+            tokio::spawn(async move {
+                let reply = match resolver.decide(*from.ip(), &query) {
+                    Decision::Drop => return,
+                    Decision::Reply(reply) => reply,
+                    Decision::Forward => match forward_udp(upstream, &query).await {
+                        Ok(reply) => reply,
+                        Err(e) => {
+                            tracing::debug!(%upstream, error = %e, "dns: forward");
+                            return;
+                        }
+                    },
+                };
+                if let Err(e) = socket.send_to(&reply, from).await {
+                    tracing::debug!(client = %from, error = %e, "dns: reply");
+                }
+            });
+        }
+    }
+
+    async fn serve_tcp(self: Arc<Self>, listener: TcpListener, upstream: Ipv4Addr) {
+        loop {
+            let (stream, from) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!(error = %e, "dns: accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let SocketAddr::V4(from) = from else { continue };
+            let resolver = self.clone();
+            tokio::spawn(async move {
+                let served = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    resolver.serve_connection(stream, from, upstream),
+                );
+                if let Ok(Err(e)) = served.await {
+                    tracing::debug!(client = %from, error = %e, "dns over tcp");
+                }
+            });
+        }
+    }
+
+    /// Queries of one TCP connection, one after the other.
+    async fn serve_connection(
+        &self,
+        mut stream: TcpStream,
+        from: SocketAddrV4,
+        upstream: Ipv4Addr,
+    ) -> std::io::Result<()> {
+        while let Some(query) = read_framed(&mut stream).await? {
+            let reply = match self.decide(*from.ip(), &query) {
+                Decision::Drop => return Ok(()),
+                Decision::Reply(reply) => reply,
+                Decision::Forward => forward_tcp(upstream, &query).await?,
+            };
+            write_framed(&mut stream, &reply).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers from the local replica of the tables: who asks decides what
+    /// they may find.
+    fn decide(&self, client: Ipv4Addr, query: &[u8]) -> Decision {
+        let StoreState::Open(store) = &*self.store.borrow() else {
+            return Decision::Drop;
+        };
+        let host = store.id();
+        let message = Message::from_vec(query).ok();
+        let question = message.as_ref().map_or(Question::Other, question_of);
+        let answer = store
+            .local(|state| resolve(state, host, client, &question))
+            .flatten();
+        match (answer, message) {
+            (None, _) => Decision::Drop,
+            (Some(Answer::Forward), _) | (Some(_), None) => Decision::Forward,
+            (Some(answer), Some(message)) => match reply(&message, &answer) {
+                Some(reply) => Decision::Reply(reply),
+                None => Decision::Forward,
+            },
+        }
+    }
+}
+
+/// The question of a standard query, as the directory knows questions.
+fn question_of(message: &Message) -> Question {
+    let [query] = message.queries() else {
+        return Question::Other;
+    };
+    if message.message_type() != MessageType::Query || query.query_class() != DNSClass::IN {
+        return Question::Other;
+    }
+    let name = query.name().to_ascii();
+    match query.query_type() {
+        RecordType::A => Question::A(name),
+        RecordType::AAAA => Question::Aaaa(name),
+        RecordType::PTR => reverse_v4(&name).map_or(Question::Other, Question::Ptr),
+        _ => Question::Other,
+    }
+}
+
+/// `4.3.2.1.in-addr.arpa.` -> 1.2.3.4.
+fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
+    let lower = name.to_ascii_lowercase();
+    let digits = lower.trim_end_matches('.').strip_suffix(".in-addr.arpa")?;
+    let mut octets: Vec<u8> = digits
+        .split('.')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    octets.reverse();
+    let octets: [u8; 4] = octets.try_into().ok()?;
+    Some(Ipv4Addr::from(octets))
+}
+
+/// The reply to `query` carrying `answer`.
+fn reply(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
+    let asked = query.queries().first()?;
+    let mut reply = Message::new();
+    reply
+        .set_id(query.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(query.op_code())
+        .set_recursion_desired(query.recursion_desired())
+        .set_recursion_available(true)
+        .set_authoritative(true)
+        .set_response_code(ResponseCode::NoError)
+        .add_query(asked.clone());
+    let name = asked.name().clone();
+    match answer {
+        Answer::Addresses(ips) => {
+            for ip in ips {
+                reply.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
+            }
+        }
+        Answer::Name(target) => {
+            let target = Name::from_str(&format!("{target}.")).ok()?;
+            reply.add_answer(Record::from_rdata(name, TTL, RData::PTR(PTR(target))));
+        }
+        Answer::NoData | Answer::Forward => {}
+    }
+    reply.to_vec().ok()
+}
+
+async fn forward_udp(upstream: Ipv4Addr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
+    socket.connect((upstream, 53)).await?;
+    socket.send(query).await?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let len = tokio::time::timeout(UPSTREAM_TIMEOUT, socket.recv(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    buf.truncate(len);
+    Ok(buf)
+}
+
+async fn forward_tcp(upstream: Ipv4Addr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let exchange = async {
+        let mut stream = TcpStream::connect((upstream, 53)).await?;
+        write_framed(&mut stream, query).await?;
+        read_framed(&mut stream)
+            .await?
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+    };
+    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
+/// One length-prefixed DNS message; `None` at a clean end of stream.
+async fn read_framed(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut message).await?;
+    Ok(Some(message))
+}
+
+async fn write_framed(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(message.len())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(message).await
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::Query;
+
+    use super::*;
+
+    fn query(name: &str, kind: RecordType) -> Message {
+        let mut message = Message::new();
+        message
+            .set_id(4242)
+            .set_recursion_desired(true)
+            .add_query(Query::query(Name::from_str(name).unwrap(), kind));
+        message
+    }
+
+    #[test]
+    fn questions_are_read_from_standard_queries() {
+        assert_eq!(
+            question_of(&query("web1.", RecordType::A)),
+            Question::A("web1.".into())
+        );
+        assert_eq!(
+            question_of(&query("3.80.0.10.in-addr.arpa.", RecordType::PTR)),
+            Question::Ptr(Ipv4Addr::new(10, 0, 80, 3))
+        );
+        assert_eq!(
+            question_of(&query("example.org.", RecordType::MX)),
+            Question::Other
+        );
+        assert_eq!(reverse_v4("1.2.3.in-addr.arpa."), None);
+    }
+
+    #[test]
+    fn replies_carry_the_query_id_question_and_answers() {
+        let asked = query("web1.", RecordType::A);
+        let ips = Answer::Addresses(vec![Ipv4Addr::new(10, 0, 80, 3)]);
+        let bytes = reply(&asked, &ips).unwrap();
+        let got = Message::from_vec(&bytes).unwrap();
+        assert_eq!(got.id(), 4242);
+        assert_eq!(got.message_type(), MessageType::Response);
+        assert_eq!(got.response_code(), ResponseCode::NoError);
+        assert_eq!(got.queries(), asked.queries());
+        assert_eq!(got.answers().len(), 1);
+        assert_eq!(got.answers()[0].ttl(), TTL);
+        assert_eq!(
+            got.answers()[0].data(),
+            &RData::A(A(Ipv4Addr::new(10, 0, 80, 3)))
+        );
+        let empty = Message::from_vec(&reply(&asked, &Answer::NoData).unwrap()).unwrap();
+        assert_eq!(empty.response_code(), ResponseCode::NoError);
+        assert!(empty.answers().is_empty());
+    }
+}
