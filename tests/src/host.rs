@@ -570,10 +570,16 @@ fn stop_child(child: &mut Child, patience: Duration) {
 /// /run/docker and /etc/docker are its own.
 fn spawn_holder(dir: &Path) -> Child {
     let ready = dir.join("mounts-ready");
+    // The host's resolver is the underlay gateway (the test upstream).
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {UNDERLAY_GATEWAY}\n"))
+        .unwrap_or_else(|e| panic!("write {}: {e}", resolv.display()));
     let script = format!(
         "set -e; mkdir -p /run/docker /etc/docker; \
          mount -t tmpfs tmpfs /run/docker; mount -t tmpfs tmpfs /etc/docker; \
+         mount --bind {} /etc/resolv.conf; \
          mkdir -p /run/docker/plugins; touch {}; exec sleep infinity",
+        resolv.display(),
         ready.display()
     );
     let child = Command::new("unshare")
@@ -670,6 +676,11 @@ fn ensure_underlay(pid: u32) -> String {
         &name,
     ]));
     run_ok(Command::new("ip").args(["link", "set", &name, "up"]));
+    crate::upstream::serve(
+        UNDERLAY_GATEWAY
+            .parse()
+            .unwrap_or_else(|e| panic!("{UNDERLAY_GATEWAY}: {e}")),
+    );
     // A dockerd in the root namespace sets FORWARD to DROP; let the
     // underlay's own traffic through.
     run_ok(

@@ -12,7 +12,9 @@
 
 mod host;
 mod run;
+mod upstream;
 
 pub use host::IMAGE;
 pub use host::SimHost;
 pub use run::{Cases, docker_ok, require_root, run, run_ok, rustnet_bin, wait_until};
+pub use upstream::{UPSTREAM_ADDR, UPSTREAM_NAME};

@@ -118,7 +118,7 @@ fn overlay_networks_across_three_hosts() {
         },
     );
 
-    cases.run("egress and -p go through docker_gwbridge", || {
+    cases.run("egress and -p from an overlay container", || {
         let web = "mkdir -p /www && echo overlay-web > /www/index.html && httpd -f -p 80 -h /www";
         h1.run_container("web", "ov1", &["-p", "8090:80"], &["sh", "-c", web]);
         h1.assert_pings("web", &h2.addr);

@@ -1,0 +1,292 @@
+//! An overlay that behaves like one network, on three simulated hosts:
+//! usable everywhere at once, names and aliases across hosts, one
+//! interface with the overlay's own gateway on every host, egress and `-p`
+//! on the container's host, and all of it through a plugin kill -9 and a
+//! dockerd restart.
+
+// Each end-to-end scenario reads as one story, start to finish.
+#![allow(clippy::too_many_lines)]
+
+use rustnet_tests::{
+    Cases, IMAGE, SimHost, UPSTREAM_ADDR, UPSTREAM_NAME, docker_ok, run, wait_until,
+};
+
+const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
+
+fn create_overlay(host: &SimHost, name: &str, subnet: &str, extra: &[&str]) {
+    let args = [&["-o", "mode=overlay", "--subnet", subnet], extra].concat();
+    host.create_network("rustnet", name, &args);
+}
+
+/// What `nslookup NAME` in `container` resolves NAME to (its addresses
+/// after the "Name:" line), or the failure.
+fn lookup(host: &SimHost, container: &str, name: &str) -> Result<Vec<String>, String> {
+    let out = host.exec(container, &["nslookup", name])?;
+    let answer = out
+        .split_once("Name:")
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| format!("no answer for {name}: {out}"))?;
+    Ok(answer
+        .split_whitespace()
+        .filter(|w| w.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Whether `host`'s rustnet has learned which container `name` is.
+fn learned(host: &SimHost, name: &str) -> bool {
+    let status = host.status();
+    status["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|n| n["endpoints"].as_array().into_iter().flatten())
+        .any(|e| e["container"] == name)
+}
+
+fn resolves_to(host: &SimHost, container: &str, name: &str, ip: &str) -> bool {
+    lookup(host, container, name).is_ok_and(|ips| ips == [ip])
+}
+
+#[test]
+fn an_overlay_is_one_network_across_hosts() {
+    let h1 = SimHost::start_with_tools(&[UDP_ECHO]);
+    let h2 = SimHost::start_with_tools(&[UDP_ECHO]);
+    let h3 = SimHost::start_with_tools(&[UDP_ECHO]);
+    h1.start_rustnet(&[]);
+    let join = format!("{}:7950", h1.addr);
+    let token = h1.join_token();
+    let joining = [
+        ("RUSTNET_JOIN", join.as_str()),
+        ("RUSTNET_JOIN_TOKEN", &token),
+    ];
+    h2.start_rustnet(&joining);
+    h3.start_rustnet(&joining);
+    let mut cases = Cases::new(|| {});
+
+    cases.run(
+        "a network created on one host takes containers on the others at once",
+        || {
+            create_overlay(&h1, "ov", "10.0.70.0/24", &[]);
+            // No waiting for a poll: the change drives every host's Docker.
+            wait_until("ov on h2 and h3", 2, || {
+                h2.docker(&["network", "inspect", "ov"]).is_ok()
+                    && h3.docker(&["network", "inspect", "ov"]).is_ok()
+            });
+            h2.run_container("web1", "ov", &["--network-alias", "www"], &[]);
+            h1.run_container("c1", "ov", &[], &[]);
+            h3.run_container("c3", "ov", &[], &[]);
+        },
+    );
+
+    cases.run(
+        "an overlay container has one interface and the overlay's gateway on every host",
+        || {
+            let links = docker_ok(h1.exec("c1", &["ls", "/sys/class/net"]), "links");
+            assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+            let route = docker_ok(h1.exec("c1", &["ip", "route"]), "route");
+            assert!(route.contains("default via 10.0.70.1 dev eth0"), "{route}");
+            for host in [&h1, &h2, &h3] {
+                assert!(
+                    run(host.cmd("ip").args(["link", "show", "docker_gwbridge"])).is_err(),
+                    "docker_gwbridge on {}",
+                    host.netns
+                );
+            }
+            // The same gateway MAC, answered locally, on both hosts.
+            let gateway_mac = |host: &SimHost, c: &str| {
+                host.assert_pings(c, "10.0.70.1");
+                docker_ok(host.exec(c, &["ip", "neigh", "show", "10.0.70.1"]), "neigh")
+            };
+            let (m1, m2) = (gateway_mac(&h1, "c1"), gateway_mac(&h2, "web1"));
+            assert!(m1.contains("lladdr 02:52:4e:"), "{m1}");
+            assert_eq!(m1, m2);
+            // Egress is NATed out of the host's own underlay: the underlay
+            // gateway has no route to the overlay.
+            h1.assert_pings("c1", "10.99.0.254");
+        },
+    );
+
+    cases.run(
+        "containers resolve each other by name, alias and name.network across hosts",
+        || {
+            let web1 = h2.ip_of("web1", "ov");
+            let c3 = h3.ip_of("c3", "ov");
+            wait_until("web1 resolves on h1", 10, || {
+                resolves_to(&h1, "c1", "web1", &web1)
+            });
+            for name in ["www", "web1.ov", "www.ov"] {
+                assert_eq!(lookup(&h1, "c1", name), Ok(vec![web1.clone()]), "{name}");
+            }
+            wait_until("c3 resolves on h2", 10, || {
+                resolves_to(&h2, "web1", "c3", &c3)
+            });
+            h1.assert_pings("c1", "web1");
+            h3.assert_pings("c3", "www");
+            // Names rustnet does not know: the host's resolver, unchanged.
+            assert_eq!(
+                lookup(&h1, "c1", UPSTREAM_NAME),
+                Ok(vec![UPSTREAM_ADDR.to_string()])
+            );
+            assert!(lookup(&h1, "c1", "nowhere.test").is_err());
+            // An explicit --dns upstream is followed too.
+            h1.run_container("dnsc", "ov", &["--dns", "10.99.0.254"], &[]);
+            wait_until("web1 with --dns", 10, || {
+                resolves_to(&h1, "dnsc", "web1", &web1)
+            });
+            assert_eq!(
+                lookup(&h1, "dnsc", UPSTREAM_NAME),
+                Ok(vec![UPSTREAM_ADDR.to_string()])
+            );
+            let _ = h1.docker(&["rm", "-f", "dnsc"]);
+        },
+    );
+
+    cases.run(
+        "names of networks a container is not on never resolve; other networks' DNS is unchanged",
+        || {
+            create_overlay(&h1, "other", "10.0.71.0/24", &[]);
+            wait_until("other on h3", 5, || {
+                h3.docker(&["network", "inspect", "other"]).is_ok()
+            });
+            h3.run_container("secret", "other", &[], &[]);
+            let secret = h3.ip_of("secret", "other");
+            wait_until("secret learned", 10, || learned(&h3, "secret"));
+            assert!(lookup(&h1, "c1", "secret").is_err(), "secret leaked to ov");
+            assert!(lookup(&h1, "c1", "secret.other").is_err());
+            // A container on one of Docker's own networks: as before.
+            docker_ok(
+                h1.docker(&["network", "create", "--subnet", "10.2.70.0/24", "plain"]),
+                "plain",
+            );
+            h1.run_container("pl", "plain", &[], &[]);
+            assert!(lookup(&h1, "pl", "web1").is_err());
+            assert_eq!(
+                lookup(&h1, "pl", UPSTREAM_NAME),
+                Ok(vec![UPSTREAM_ADDR.to_string()])
+            );
+            let _ = h1.docker(&["rm", "-f", "pl"]);
+            let _ = h1.docker(&["network", "rm", "plain"]);
+            let _ = h3.docker(&["rm", "-f", "secret"]);
+            assert!(!secret.is_empty());
+        },
+    );
+
+    cases.run("an address in use names its container and host", || {
+        let web1 = h2.ip_of("web1", "ov");
+        let err = h3
+            .docker(&[
+                "run",
+                "-d",
+                "--name",
+                "dup",
+                "--network",
+                "ov",
+                "--ip",
+                &web1,
+                IMAGE,
+                "sleep",
+                "60",
+            ])
+            .unwrap_err();
+        let _ = h3.docker(&["rm", "-f", "dup"]);
+        assert!(
+            err.contains(&format!(
+                "address {web1} is already in use by container web1 on"
+            )),
+            "{err}"
+        );
+        assert!(learned(&h2, "web1"), "rustnet status names web1");
+    });
+
+    cases.run(
+        "-p publishes tcp and udp on the container's host, for other hosts and its 127.0.0.1",
+        || {
+            let serve = "udp-echo serve 53 & mkdir -p /www && echo overlay-web > /www/index.html && httpd -f -p 80 -h /www";
+            h1.run_container("pub", "ov", &["-p", "8090:80", "-p", "9053:53/udp"], &["sh", "-c", serve]);
+            let url = format!("http://{}:8090/", h1.addr);
+            wait_until("wget from h2", 15, || {
+                run(h2.cmd("timeout").args(["5", "busybox", "wget", "-qO-", &url])).is_ok_and(|b| b == "overlay-web")
+            });
+            wait_until("wget 127.0.0.1 on h1", 15, || {
+                run(h1.cmd("timeout").args(["5", "busybox", "wget", "-qO-", "http://127.0.0.1:8090/"]))
+                    .is_ok_and(|b| b == "overlay-web")
+            });
+            let target = format!("{}:9053", h1.addr);
+            wait_until("udp from h2", 15, || {
+                run(h2.cmd(UDP_ECHO).args(["ask", &target, "ping"])).is_ok_and(|b| b == "pong:ping")
+            });
+            // Published on the container's host only.
+            let elsewhere = format!("http://{}:8090/", h3.addr);
+            assert!(run(h2.cmd("timeout").args(["3", "busybox", "wget", "-qO-", &elsewhere])).is_err());
+            let _ = h1.docker(&["rm", "-f", "pub"]);
+        },
+    );
+
+    cases.run(
+        "an --internal overlay has no egress and no default route",
+        || {
+            create_overlay(&h1, "inner", "10.0.72.0/24", &["--internal"]);
+            wait_until("inner on h2", 5, || {
+                h2.docker(&["network", "inspect", "inner"]).is_ok()
+            });
+            h1.run_container("i1", "inner", &[], &[]);
+            h2.run_container("i2", "inner", &[], &[]);
+            let i2 = h2.ip_of("i2", "inner");
+            wait_until("i1 reaches i2", 15, || h1.pings_within("i1", &i2, 1));
+            let route = docker_ok(h1.exec("i1", &["ip", "route"]), "route");
+            assert!(!route.contains("default"), "{route}");
+            assert!(!h1.pings_within("i1", "10.99.0.254", 1));
+            let links = docker_ok(h1.exec("i1", &["ls", "/sys/class/net"]), "links");
+            assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+            let _ = h1.docker(&["rm", "-f", "i1"]);
+            let _ = h2.docker(&["rm", "-f", "i2"]);
+        },
+    );
+
+    cases.run(
+        "removed and renamed containers are followed everywhere",
+        || {
+            h3.run_container("brief", "ov", &[], &[]);
+            let brief = h3.ip_of("brief", "ov");
+            wait_until("brief resolves", 10, || {
+                resolves_to(&h1, "c1", "brief", &brief)
+            });
+            docker_ok(h3.docker(&["rm", "-f", "brief"]), "rm brief");
+            wait_until("brief forgotten within 2 s", 3, || {
+                lookup(&h1, "c1", "brief").is_err()
+            });
+            docker_ok(h3.docker(&["rename", "c3", "c3-renamed"]), "rename");
+            let c3 = h3.ip_of("c3-renamed", "ov");
+            wait_until("the new name resolves", 10, || {
+                resolves_to(&h1, "c1", "c3-renamed", &c3)
+            });
+            assert!(lookup(&h1, "c1", "c3").is_err(), "the old name is gone");
+        },
+    );
+
+    cases.run(
+        "a plugin kill -9 keeps the data path; a dockerd restart brings names back",
+        || {
+            let web1 = h2.ip_of("web1", "ov");
+            let c1 = h1.ip_of("c1", "ov");
+            h2.kill_rustnet();
+            h2.assert_pings("web1", &c1);
+            h2.assert_pings("web1", "10.99.0.254");
+            h1.assert_pings("c1", &web1);
+            h2.start_rustnet(&joining);
+            wait_until("names again on h2", 10, || {
+                resolves_to(&h2, "web1", "c1", &c1)
+            });
+            h3.restart_dockerd(&[]);
+            h3.run_container("after", "ov", &[], &[]);
+            wait_until("names from the restarted host", 15, || {
+                resolves_to(&h3, "after", "web1", &web1)
+            });
+            let after = h3.ip_of("after", "ov");
+            wait_until("and of it", 15, || resolves_to(&h1, "c1", "after", &after));
+        },
+    );
+
+    cases.finish();
+}
