@@ -223,10 +223,24 @@ impl<'a> Driver<'a> {
         // answer, Docker attaches no docker_gwbridge (one interface).
         let routed = !network.internal;
         let gateway = |g: Option<IpNet>| g.filter(|_| routed).map(|g| g.addr());
+        // An internal overlay has no default route: its containers reach
+        // the resolver (for names across hosts) by a host route to each
+        // upstream, which the resolver takes and the firewall drops.
+        let routes = match (network.internal, network.mode, network.gateway) {
+            (true, Mode::Overlay, Some(g)) => self
+                .service
+                .dns_upstreams(&store)
+                .await
+                .into_iter()
+                .map(|upstream| (upstream, g.addr()))
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Joined {
             interface: veth_names(&endpoint.id).1,
             gateway: gateway(network.gateway),
             gateway6: gateway(network.gateway6),
+            routes,
         })
     }
 

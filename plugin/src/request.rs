@@ -67,4 +67,7 @@ pub(crate) struct Joined {
     pub interface: String,
     pub gateway: Option<IpAddr>,
     pub gateway6: Option<IpAddr>,
+    /// Host routes via the gateway: an `--internal` overlay's way to
+    /// rustnet's resolver (its only way out of the network).
+    pub routes: Vec<(std::net::Ipv4Addr, IpAddr)>,
 }

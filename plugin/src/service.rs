@@ -120,6 +120,11 @@ impl Service {
         resolver.ensure(&upstreams).await
     }
 
+    /// The upstreams whose queries the resolver takes now.
+    pub(crate) async fn dns_upstreams(&self, store: &Store) -> Vec<std::net::Ipv4Addr> {
+        self.dns_ports(store).await.into_keys().collect()
+    }
+
     /// The open store, waiting (bounded) while it opens.
     pub(crate) async fn store(&self) -> Result<Store, ApiError> {
         let mut rx = self.store.clone();

@@ -224,7 +224,7 @@ fn an_overlay_is_one_network_across_hosts() {
     );
 
     cases.run(
-        "an --internal overlay has no egress and no default route",
+        "an --internal overlay has names across hosts, no egress and no default route",
         || {
             create_overlay(&h1, "inner", "10.0.72.0/24", &["--internal"]);
             wait_until("inner on h2", 5, || {
@@ -237,6 +237,11 @@ fn an_overlay_is_one_network_across_hosts() {
             let route = docker_ok(h1.exec("i1", &["ip", "route"]), "route");
             assert!(!route.contains("default"), "{route}");
             assert!(!h1.pings_within("i1", "10.99.0.254", 1));
+            // Names across hosts, and no query leaves the network.
+            wait_until("i2 resolves on h1", 10, || {
+                resolves_to(&h1, "i1", "i2", &i2)
+            });
+            assert!(lookup(&h1, "i1", UPSTREAM_NAME).is_err());
             let links = docker_ok(h1.exec("i1", &["ls", "/sys/class/net"]), "links");
             assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
             let _ = h1.docker(&["rm", "-f", "i1"]);

@@ -472,6 +472,15 @@ async fn join(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<V
     if let Some(gateway6) = joined.gateway6 {
         reply["GatewayIPv6"] = json!(gateway6.to_string());
     }
+    if !joined.routes.is_empty() {
+        // RouteType 0: through a next hop (moby libnetwork/types).
+        let routes: Vec<Value> = joined
+            .routes
+            .iter()
+            .map(|(to, via)| json!({ "Destination": format!("{to}/32"), "RouteType": 0, "NextHop": via.to_string() }))
+            .collect();
+        reply["StaticRoutes"] = json!(routes);
+    }
     Ok(Json(reply))
 }
 

@@ -27,6 +27,10 @@ pub(crate) enum Answer {
     Name(String),
     /// Not a name of the client's overlays: the upstream answers it.
     Forward,
+    /// Not a name of the client's overlays, and the client is on an
+    /// `--internal` one: nothing leaves it, not even a query
+    /// (CVE-2024-29018).
+    Refuse,
 }
 
 /// One name record of an overlay.
@@ -46,8 +50,8 @@ pub(crate) fn resolve(
     client: Ipv4Addr,
     question: &Question,
 ) -> Option<Answer> {
-    let records = records_for(state, host, client)?;
-    Some(match question {
+    let (records, internal) = records_for(state, host, client)?;
+    let answer = match question {
         Question::A(name) => match find(&records, name) {
             ips if ips.is_empty() => Answer::Forward,
             ips => Answer::Addresses(ips),
@@ -68,17 +72,23 @@ pub(crate) fn resolve(
             })
             .map_or(Answer::Forward, Answer::Name),
         Question::Other => Answer::Forward,
+    };
+    Some(match answer {
+        Answer::Forward if internal => Answer::Refuse,
+        answer => answer,
     })
 }
 
-/// The records of every overlay the client's container is on.
-fn records_for(state: &State, host: HostId, client: Ipv4Addr) -> Option<Vec<Record<'_>>> {
+/// The records of every overlay the client's container is on, and
+/// whether the client asks from an `--internal` network.
+fn records_for(state: &State, host: HostId, client: Ipv4Addr) -> Option<(Vec<Record<'_>>, bool)> {
     let tables = state.tables();
     let local = |e: &&Endpoint| e.host == host;
     let me = tables
         .endpoints()
         .filter(local)
         .find(|e| v4(e.address) == Some(client))?;
+    let internal = tables.network(&me.network_id).is_none_or(|n| n.internal);
     // The container's endpoints here; just the one while Docker has not
     // been asked who it is.
     let mine: Vec<&Endpoint> = match &me.container {
@@ -116,7 +126,7 @@ fn records_for(state: &State, host: HostId, client: Ipv4Addr) -> Option<Vec<Reco
             );
         }
     }
-    Some(records)
+    Some((records, internal))
 }
 
 /// The addresses of `name`: a name or alias on any of the networks, or

@@ -261,6 +261,9 @@ fn reply(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
             let target = Name::from_str(&format!("{target}.")).ok()?;
             reply.add_answer(Record::from_rdata(name, TTL, RData::PTR(PTR(target))));
         }
+        Answer::Refuse => {
+            reply.set_response_code(ResponseCode::Refused);
+        }
         Answer::NoData | Answer::Forward => {}
     }
     reply.to_vec().ok()

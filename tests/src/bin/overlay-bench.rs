@@ -4,6 +4,10 @@
 //! - reachability: from `docker run -d` returning on host A until a
 //!   container on host B gets a ping reply from the new container (p50, p99);
 //! - `docker run -d` latency on a rustnet overlay vs Docker's bridge;
+//! - name lookup: a container resolving a container on the other host
+//!   (rustnet's resolver) vs one on its own host (Docker's embedded DNS);
+//! - network propagation: from `docker network create` returning on host A
+//!   until host B's Docker has the network;
 //! - iperf3 TCP throughput between containers on the two hosts, rustnet vs
 //!   swarm overlay vs the underlay itself, at underlay MTU 1500 and 9000.
 //!
@@ -58,6 +62,52 @@ fn reachability(a: &SimHost, b: &SimHost, net: &str, prober: &str, i: usize) -> 
     }
     let elapsed = started.elapsed();
     docker(a, &["rm", "-f", &name]);
+    elapsed
+}
+
+/// `runs` lookups of `name` from inside `container`, each timed there
+/// (busybox nslookup, so each includes one process start).
+fn lookups(host: &SimHost, container: &str, name: &str, runs: usize) -> Vec<Duration> {
+    let script = format!(
+        "for i in $(seq {runs}); do s=$(date +%s%N); nslookup {name} >/dev/null || exit 1; \
+         e=$(date +%s%N); echo $((e - s)); done"
+    );
+    docker(host, &["exec", container, "sh", "-c", &script])
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .collect()
+}
+
+/// From `docker network create` returning on `a` until `b`'s Docker has it.
+fn propagation(a: &SimHost, b: &SimHost, i: usize) -> Duration {
+    let name = format!("prop{i}");
+    let subnet = format!("10.3.{i}.0/24");
+    docker(
+        a,
+        &[
+            "network",
+            "create",
+            "-d",
+            "rustnet",
+            "--ipam-driver",
+            "rustnet",
+            "-o",
+            "mode=overlay",
+            "--subnet",
+            &subnet,
+            &name,
+        ],
+    );
+    let started = Instant::now();
+    while b.docker(&["network", "inspect", &name]).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} did not reach host B"
+        );
+    }
+    let elapsed = started.elapsed();
+    docker(a, &["network", "rm", &name]);
     elapsed
 }
 
@@ -303,6 +353,57 @@ fn main() {
             println!(
                 "  docker run -d: rustnet overlay p50 {o50:?}, Docker bridge p50 {l50:?}, ratio {:.2}",
                 o50.as_secs_f64() / l50.as_secs_f64()
+            );
+            // probe-rn (on B) looks up a container on A and one beside it.
+            for (host, name) in [(&a, "far"), (&b, "near")] {
+                docker(
+                    host,
+                    &[
+                        "run",
+                        "-d",
+                        "--name",
+                        name,
+                        "--network",
+                        &rn,
+                        IMAGE,
+                        "sleep",
+                        "3600",
+                    ],
+                );
+            }
+            let far_ip = a.ip_of("far", &rn);
+            let start = Instant::now();
+            while !b
+                .docker(&["exec", "probe-rn", "nslookup", "far"])
+                .is_ok_and(|out| out.contains(&far_ip))
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "far never resolved on B"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let (mut far, mut near) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                far.extend(lookups(&b, "probe-rn", "far", 5));
+                near.extend(lookups(&b, "probe-rn", "near", 5));
+            }
+            println!(
+                "  name lookup: other host (rustnet) p50 {:?} p99 {:?}; same host (Docker) p50 {:?} p99 {:?}; ratio p50 {:.2}",
+                percentile(&mut far, 500),
+                percentile(&mut far, 990),
+                percentile(&mut near, 500),
+                percentile(&mut near, 990),
+                percentile(&mut far, 500).as_secs_f64() / percentile(&mut near, 500).as_secs_f64()
+            );
+            for (host, name) in [(&a, "far"), (&b, "near")] {
+                let _ = host.docker(&["rm", "-f", name]);
+            }
+            let mut p: Vec<Duration> = (0..runs).map(|i| propagation(&a, &b, i)).collect();
+            println!(
+                "  network propagation (create on A until B's Docker has it): p50 {:?} p99 {:?}",
+                percentile(&mut p, 500),
+                percentile(&mut p, 990)
             );
         }
         let (t_rn, t_sw, t_ul) = (

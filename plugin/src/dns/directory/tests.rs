@@ -6,6 +6,10 @@ const H1: HostId = 1;
 const H2: HostId = 2;
 
 fn overlay(state: &mut State, host: HostId, id: &str, key: &str, name: &str) {
+    overlay_with(state, host, id, key, name, false);
+}
+
+fn overlay_with(state: &mut State, host: HostId, id: &str, key: &str, name: &str, internal: bool) {
     let network = Network {
         id: id.into(),
         host,
@@ -16,7 +20,7 @@ fn overlay(state: &mut State, host: HostId, id: &str, key: &str, name: &str) {
         subnet6: None,
         gateway6: None,
         mtu: 1450,
-        internal: false,
+        internal,
         overlay: Some(key.into()),
         vni: None,
     };
@@ -183,4 +187,16 @@ fn an_alias_shared_by_several_containers_gives_every_address() {
             "10.0.80.4".parse().unwrap()
         ]))
     );
+}
+
+#[test]
+fn an_internal_overlay_resolves_its_names_and_lets_no_query_out() {
+    let mut s = cluster();
+    overlay_with(&mut s, H1, "i1", "10.0.82.0/24", "inner", true);
+    overlay_with(&mut s, H2, "i2", "10.0.82.0/24", "inner", true);
+    container(&mut s, H1, "i1", "10.0.82.2", "a", &[]);
+    container(&mut s, H2, "i2", "10.0.82.3", "b", &[]);
+    assert_eq!(ask(&s, "10.0.82.2", a("b")), Some(at("10.0.82.3")));
+    assert_eq!(ask(&s, "10.0.82.2", a("example.org")), Some(Answer::Refuse));
+    assert_eq!(ask(&s, "10.0.82.2", Question::Other), Some(Answer::Refuse));
 }
