@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rustnet_ipam::Command;
-use rustnet_ipam::store::{Store, StoreConfig, spawn_server};
+use rustnet_ipam::store::{Store, StoreConfig, StoreError, spawn_server};
 use tokio::net::TcpListener;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -51,14 +51,61 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let docker = Docker::new(&config.docker_socket, &config.driver_name);
     tokio::spawn(crate::propagate::propagate(service.clone(), docker.clone()));
     tokio::spawn(crate::learn::learn(service.clone(), docker));
-    let served = serve(listener, service, shutdown_signal()).await;
-    if let Ok(Some(store)) = store_task.await {
-        store.shutdown().await;
-    }
+    // A storage failure is not answered with errors forever: the daemon
+    // exits non-zero, so that its supervisor (systemd, Docker for the
+    // managed plugin) starts it again, or an operator sees why.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(serve(listener, service, async {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            _ = stop_rx => {}
+        }
+    }));
+    let failure = match store_task.await {
+        Ok(Ok(store)) => {
+            let stopped = tokio::select! {
+                failure = store.stopped() => failure,
+                () = wait_finished(&served) => None,
+            };
+            if stopped.is_none() {
+                store.shutdown().await;
+            }
+            stopped
+        }
+        Ok(Err(failure)) => failure,
+        Err(e) => Some(format!("store task: {e}")),
+    };
+    let mut served = served;
+    let joined = if failure.is_some() {
+        // Docker keeps its connections open: give requests in flight a
+        // moment, not forever.
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(Duration::from_secs(2), &mut served).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                served.abort();
+                Ok(Ok(()))
+            }
+        }
+    } else {
+        served.await
+    };
+    let served = joined.unwrap_or_else(|e| Err(anyhow::anyhow!("serve: {e}")));
     if let Err(e) = std::fs::remove_file(&config.socket) {
         tracing::warn!(error = %e, "remove socket");
     }
+    if let Some(failure) = failure {
+        tracing::error!(error = %failure, "the state store failed; exiting so that rustnet is started again");
+        anyhow::bail!("the state store failed: {failure}");
+    }
     served
+}
+
+/// Until the serving task ends (on a signal).
+async fn wait_finished(task: &tokio::task::JoinHandle<anyhow::Result<()>>) {
+    while !task.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The real kernel of this host's network namespace, with IP forwarding
@@ -105,17 +152,30 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-async fn open_store(config: DaemonConfig, tx: watch::Sender<StoreState>) -> Option<Store> {
+/// Opens the store; on failure, `Err` with the reason when the storage
+/// itself failed (the daemon then exits), `Err(None)` when the failure is
+/// the cluster's answer (a refused join, say: the daemon stays up to
+/// report it, a restart would not change it).
+async fn open_store(
+    config: DaemonConfig,
+    tx: watch::Sender<StoreState>,
+) -> Result<Store, Option<String>> {
     match start_store(&config).await {
         Ok(store) => {
             tx.send_replace(StoreState::Open(store.clone()));
-            Some(store)
+            Ok(store)
         }
         Err(e) => {
             let message = format!("{e:#}");
             tracing::error!(error = %message, "no state store");
-            tx.send_replace(StoreState::Failed(message));
-            None
+            tx.send_replace(StoreState::Failed(message.clone()));
+            let storage = e.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<StoreError>(),
+                    Some(StoreError::Open { .. } | StoreError::Storage { .. })
+                )
+            });
+            Err(storage.then_some(message))
         }
     }
 }

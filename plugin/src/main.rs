@@ -97,6 +97,9 @@ fn main() -> ExitCode {
             Cmd::Cluster(cmd) => cli::cluster(cmd).await,
         }
     });
+    // Background tasks get a moment to finish, not a say in when the
+    // process ends.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -33,6 +33,9 @@ pub(crate) async fn follow_changes(service: Arc<Service>) {
         }
         if let Err(e) = service.reconcile(&[]).await {
             tracing::warn!(error = %e, "reconcile after a cluster change");
+            // The store may be unable to answer (stopped, no quorum): no
+            // tight loop of failures.
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }

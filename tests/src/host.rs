@@ -240,6 +240,15 @@ impl SimHost {
             .args(args))
     }
 
+    /// `docker ARGS`, given up after `secs` seconds.
+    pub fn docker_within(&self, secs: u32, args: &[&str]) -> Result<String, String> {
+        run(Command::new("timeout")
+            .arg(secs.to_string())
+            .arg("docker")
+            .env("DOCKER_HOST", self.docker_host())
+            .args(args))
+    }
+
     /// `docker network create -d DRIVER --ipam-driver DRIVER EXTRA... NAME`;
     /// panics on failure.
     pub fn create_network(&self, driver: &str, name: &str, extra: &[&str]) {
@@ -343,6 +352,30 @@ impl SimHost {
             .stdout(Stdio::null())
             .stderr(log);
         *slot = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn rustnet: {e}")));
+    }
+
+    /// How this host's rustnet daemon ended, if it did within `secs`.
+    pub fn rustnet_exit(&self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let mut slot = self.rustnet_slot();
+            let status = slot.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if status.is_some() {
+                slot.take();
+                return status;
+            }
+            drop(slot);
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs `script` with `sh -c` in this host's mount and network
+    /// namespaces (where its dockerd and rustnet see their files).
+    pub fn sh(&self, script: &str) -> Result<String, String> {
+        run(self.cmd("sh").args(["-c", script]))
     }
 
     /// Kills rustnet with SIGKILL, as a crash would.

@@ -167,6 +167,21 @@ fn an_overlay_is_one_network_across_hosts() {
             );
             let _ = h1.docker(&["rm", "-f", "pl"]);
             let _ = h1.docker(&["network", "rm", "plain"]);
+            // And on a rustnet bridge network beside the overlays.
+            h1.create_network("rustnet", "rnbr", &["--subnet", "10.3.70.0/24"]);
+            h1.run_container("br1", "rnbr", &[], &[]);
+            h1.run_container("br2", "rnbr", &[], &[]);
+            let br2 = h1.ip_of("br2", "rnbr");
+            assert_eq!(lookup(&h1, "br1", "br2"), Ok(vec![br2]), "Docker's own DNS");
+            assert!(lookup(&h1, "br1", "web1").is_err());
+            assert_eq!(
+                lookup(&h1, "br1", UPSTREAM_NAME),
+                Ok(vec![UPSTREAM_ADDR.to_string()])
+            );
+            for c in ["br1", "br2"] {
+                let _ = h1.docker(&["rm", "-f", c]);
+            }
+            let _ = h1.docker(&["network", "rm", "rnbr"]);
             let _ = h3.docker(&["rm", "-f", "secret"]);
             assert!(!secret.is_empty());
         },

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 
 use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID};
@@ -91,7 +92,11 @@ impl Store {
             source,
         };
         std::fs::create_dir_all(dir).map_err(open_err)?;
-        let db = Db::open(&dir.join("raft.redb")).map_err(open_err)?;
+        let file = dir.join("raft.redb");
+        let db = Db::open(&file).map_err(|source| StoreError::Open {
+            path: file.display().to_string(),
+            source,
+        })?;
         let id = node_id(&db).map_err(open_err)?;
         let state_machine = StateMachine::open(db.clone()).map_err(open_err)?;
         let cert: Option<NodeCert> = db.get_meta(KEY_CERT).map_err(open_err)?;
@@ -306,6 +311,39 @@ impl Store {
         match tokio::time::timeout(self.config.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(Unavailable::Timeout(self.config.timeout).into()),
+        }
+    }
+
+    /// Waits until the Raft node stops on its own: openraft stops a node
+    /// whose storage failed (a full disk, a corrupt file), and the node
+    /// never recovers in place. Why it stopped; never returns while the
+    /// node runs, and returns `None` for a [`Store::shutdown`].
+    pub async fn stopped(&self) -> Option<String> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let failure = {
+                let m = metrics.borrow_watched();
+                match &m.running_state {
+                    Err(fatal) => Some(Some(fatal.to_string())),
+                    Ok(()) if m.state == openraft::ServerState::Shutdown => Some(None),
+                    Ok(()) => None,
+                }
+            };
+            if let Some(failure) = failure {
+                return failure;
+            }
+            // A core that stopped on a storage error does not always say
+            // so in its metrics: ask it now and then.
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() {
+                    return Some("the Raft node ended".to_owned());
+                },
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if let Err(fatal) = self.raft.with_raft_state(|_| ()).await {
+                        return Some(fatal.to_string());
+                    }
+                }
+            }
         }
     }
 

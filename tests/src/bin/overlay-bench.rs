@@ -12,7 +12,8 @@
 //!   swarm overlay vs the underlay itself, at underlay MTU 1500 and 9000.
 //!
 //! ```text
-//! cargo build -p rustnet && cargo run -p rustnet-tests --bin overlay-bench [RUNS]
+//! cargo build --release -p rustnet -p rustnet-tests --bins
+//! RUSTNET_BIN=$PWD/target/release/rustnet target/release/overlay-bench [RUNS]
 //! ```
 
 // The benchmark reads as one story, start to finish.
@@ -66,16 +67,13 @@ fn reachability(a: &SimHost, b: &SimHost, net: &str, prober: &str, i: usize) -> 
 }
 
 /// `runs` lookups of `name` from inside `container`, each timed there
-/// (busybox nslookup, so each includes one process start).
+/// (dns-probe: one A query to Docker's embedded DNS at a time).
 fn lookups(host: &SimHost, container: &str, name: &str, runs: usize) -> Vec<Duration> {
-    let script = format!(
-        "for i in $(seq {runs}); do s=$(date +%s%N); nslookup {name} >/dev/null || exit 1; \
-         e=$(date +%s%N); echo $((e - s)); done"
-    );
-    docker(host, &["exec", container, "sh", "-c", &script])
+    let runs = runs.to_string();
+    docker(host, &["exec", container, "dns-probe", name, &runs])
         .lines()
         .filter_map(|l| l.trim().parse::<u64>().ok())
-        .map(Duration::from_nanos)
+        .map(Duration::from_micros)
         .collect()
 }
 
@@ -207,8 +205,18 @@ fn main() {
         run_ok(Command::new("apt-get").args(["install", "-y", "-qq", "iperf3"]));
     }
     let iperf3 = run_ok(Command::new("sh").args(["-c", "command -v iperf3"]));
-    let a = SimHost::start_with_tools(&[&iperf3]);
-    let b = SimHost::start_with_tools(&[&iperf3]);
+    // Built beside this benchmark (`cargo build -p rustnet-tests --bins`).
+    let probe = std::env::current_exe()
+        .map(|exe| exe.with_file_name("dns-probe"))
+        .unwrap_or_default();
+    assert!(
+        probe.is_file(),
+        "{} not found: build it with `cargo build --release -p rustnet-tests --bins`",
+        probe.display()
+    );
+    let probe = probe.display().to_string();
+    let a = SimHost::start_with_tools(&[&iperf3, &probe]);
+    let b = SimHost::start_with_tools(&[&iperf3, &probe]);
     // Swarm's overlay takes UDP 4789; rustnet's moves aside.
     a.start_rustnet(&[("RUSTNET_VXLAN_PORT", "4790")]);
     let join = format!("{}:7950", a.addr);

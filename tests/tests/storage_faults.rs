@@ -1,0 +1,79 @@
+//! A daemon whose storage fails says so and exits non-zero, so that its
+//! supervisor starts it again; it never sits answering errors forever.
+
+use rustnet_tests::{Cases, SimHost};
+
+#[test]
+fn storage_failures_stop_the_daemon_with_the_reason() {
+    let host = SimHost::start();
+    let state = host.dir().join("state");
+    let mut cases = Cases::new(|| {});
+
+    cases.run(
+        "a corrupt state file: a clear error and a non-zero exit",
+        || {
+            std::fs::create_dir_all(&state).unwrap();
+            std::fs::write(state.join("raft.redb"), b"this is not a database").unwrap();
+            host.spawn_rustnet(&[]);
+            let status = host.rustnet_exit(30).expect("the daemon is still running");
+            assert!(!status.success(), "{status}");
+            let log = host.log_tail("rustnet.log");
+            assert!(
+                log.contains("the state store failed") && log.contains("raft.redb"),
+                "{log}"
+            );
+            std::fs::remove_dir_all(&state).unwrap();
+        },
+    );
+
+    cases.run(
+        "a full disk under a running daemon: it exits non-zero",
+        || {
+            std::fs::create_dir_all(&state).unwrap();
+            let dir = state.display();
+            host.sh(&format!("mount -t tmpfs -o size=8m tmpfs {dir}"))
+                .unwrap();
+            host.start_rustnet(&[]);
+            host.create_network("rustnet", "before", &["--subnet", "10.4.0.0/24"]);
+            // Leave the store no room at all, then make it write (Docker's
+            // answer does not matter: the daemon's exit does).
+            let _ = host.sh(&format!("dd if=/dev/zero of={dir}/filler bs=64k"));
+            let mut exited = None;
+            for i in 1..=50 {
+                let (subnet, name) = (format!("10.4.{i}.0/24"), format!("full{i}"));
+                let _ = host.docker_within(
+                    5,
+                    &[
+                        "network",
+                        "create",
+                        "-d",
+                        "rustnet",
+                        "--ipam-driver",
+                        "rustnet",
+                        "--subnet",
+                        &subnet,
+                        &name,
+                    ],
+                );
+                exited = host.rustnet_exit(1);
+                if exited.is_some() {
+                    break;
+                }
+            }
+            let status = exited.expect("the daemon is still running on a full disk");
+            assert!(!status.success(), "{status}");
+            let log = std::fs::read_to_string(host.dir().join("rustnet.log")).unwrap_or_default();
+            assert!(
+                log.contains("the state store failed") && log.contains("No space left on device"),
+                "{}",
+                host.log_tail("rustnet.log")
+            );
+            // A fresh daemon, so that the networks can go.
+            let _ = host.sh(&format!("umount {dir}"));
+            let _ = std::fs::remove_dir_all(&state);
+            host.start_rustnet(&[]);
+        },
+    );
+
+    cases.finish();
+}
