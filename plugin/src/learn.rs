@@ -4,12 +4,18 @@
 //! the answer with the endpoint (`Command::NameEndpoint`), so that every
 //! host can resolve the name and errors can say whose an address is.
 //!
+//! The same look finds leaks: an endpoint of this host that Docker has
+//! not shown on its network for [`LEAK_GRACE`] (its container went while
+//! rustnet was down or cut off, so Docker's DeleteEndpoint and
+//! ReleaseAddress never arrived) is deleted and its address released.
+//!
 //! Never from inside a plugin request: dockerd may be waiting on it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rustnet_ipam::{Command, Container, Endpoint};
+use rustnet_ipam::{Command, Container, Endpoint, HostId, State};
 use tokio::sync::Notify;
 
 use crate::docker::Docker;
@@ -17,13 +23,18 @@ use crate::service::Service;
 
 /// How long the learner waits without events before it looks anyway.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How long Docker must not show an endpoint before rustnet takes it for
+/// a leak: far longer than Docker takes from CreateEndpoint to showing
+/// the container on the network.
+const LEAK_GRACE: Duration = Duration::from_secs(20);
 
 /// Learns forever: a task follows Docker's events, another sweeps.
 pub(crate) async fn learn(service: Arc<Service>, docker: Docker) {
     let wake = Arc::new(Notify::new());
     tokio::spawn(follow_events(docker.clone(), wake.clone()));
+    let mut missing = Missing::default();
     loop {
-        if let Err(e) = sweep(&service, &docker).await {
+        if let Err(e) = sweep(&service, &docker, &mut missing).await {
             tracing::debug!(error = %format!("{e:#}"), "learning container names; retrying");
         }
         let _ = tokio::time::timeout(SWEEP_EVERY, wake.notified()).await;
@@ -44,8 +55,75 @@ async fn follow_events(docker: Docker, wake: Arc<Notify>) {
     }
 }
 
-/// Asks Docker about every network of this host and records what changed.
-async fn sweep(service: &Service, docker: &Docker) -> anyhow::Result<()> {
+/// Since when Docker has not shown each endpoint, by endpoint id.
+#[derive(Debug, Default)]
+struct Missing {
+    since: BTreeMap<String, Instant>,
+}
+
+impl Missing {
+    /// Records one look at `network`: `ours` are its endpoints in the
+    /// tables, `seen` those Docker shows. The endpoints missing for longer
+    /// than `grace` (pure, given `now`).
+    fn look(
+        &mut self,
+        ours: &[Endpoint],
+        seen: &BTreeSet<String>,
+        now: Instant,
+        grace: Duration,
+    ) -> Vec<String> {
+        let mut leaked = Vec::new();
+        for endpoint in ours {
+            if seen.contains(&endpoint.id) {
+                self.since.remove(&endpoint.id);
+                continue;
+            }
+            let since = *self.since.entry(endpoint.id.clone()).or_insert(now);
+            if now.duration_since(since) >= grace {
+                leaked.push(endpoint.id.clone());
+            }
+        }
+        leaked
+    }
+
+    /// Forgets endpoints that are gone from the tables.
+    fn keep(&mut self, known: &BTreeSet<&str>) {
+        self.since.retain(|id, _| known.contains(id.as_str()));
+    }
+}
+
+/// The commands that free a leaked endpoint of `host`: the endpoint, then
+/// its addresses (pure).
+fn release(state: &State, host: HostId, id: &str) -> Vec<Command> {
+    let Some(endpoint) = state.tables().endpoint(id).filter(|e| e.host == host) else {
+        return Vec::new();
+    };
+    let mut commands = vec![Command::DeleteEndpoint {
+        host,
+        id: id.to_owned(),
+    }];
+    for address in [endpoint.address, endpoint.address6].into_iter().flatten() {
+        let held = state
+            .holder(address.addr())
+            .is_some_and(|holder| holder.host == host);
+        if let Some(pool) = state
+            .pools()
+            .find(|p| p.subnet.contains(&address.addr()))
+            .filter(|_| held)
+        {
+            commands.push(Command::ReleaseAddress {
+                host,
+                pool_id: pool.id(),
+                address: address.addr(),
+            });
+        }
+    }
+    commands
+}
+
+/// Asks Docker about every network of this host, records what changed,
+/// and frees what Docker has not shown for a while.
+async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> anyhow::Result<()> {
     let store = service.store().await?;
     let host = store.id();
     let endpoints: Vec<(String, Vec<Endpoint>)> = store
@@ -57,14 +135,28 @@ async fn sweep(service: &Service, docker: &Docker) -> anyhow::Result<()> {
                 .collect()
         })
         .unwrap_or_default();
+    let known: BTreeSet<&str> = endpoints
+        .iter()
+        .flat_map(|(_, e)| e.iter().map(|e| e.id.as_str()))
+        .collect();
+    missing.keep(&known);
     for (network, ours) in endpoints.iter().filter(|(_, e)| !e.is_empty()) {
         let seen = match docker.network_containers(network).await {
             Ok(seen) => seen,
             Err(e) => {
+                // Nothing is taken for a leak while Docker does not answer.
                 tracing::debug!(%network, error = %format!("{e:#}"), "inspect network");
                 continue;
             }
         };
+        let shown: BTreeSet<String> = seen.iter().map(|(_, _, e)| e.clone()).collect();
+        for id in missing.look(ours, &shown, Instant::now(), LEAK_GRACE) {
+            let commands = store.local(|s| release(s, host, &id)).unwrap_or_default();
+            tracing::warn!(endpoint = %id, %network, "Docker no longer has this endpoint: releasing it");
+            for command in commands {
+                store.write(command).await?;
+            }
+        }
         for (container, name, endpoint_id) in seen {
             let Some(endpoint) = ours.iter().find(|e| e.id == endpoint_id) else {
                 continue;
@@ -99,7 +191,115 @@ fn stale(known: Option<&Container>, id: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use rustnet_ipam::{DefaultPool, HolderKind, Mac, Mode, Network, Response};
+
     use super::*;
+
+    fn endpoint(id: &str) -> Endpoint {
+        Endpoint {
+            id: id.into(),
+            network_id: "net1".into(),
+            host: 1,
+            address: Some("10.0.42.2/24".parse().unwrap()),
+            address6: None,
+            mac: Mac::random(),
+            ports: vec![],
+            joined: true,
+            dns: vec![],
+            container: None,
+        }
+    }
+
+    #[test]
+    fn an_endpoint_docker_does_not_show_is_a_leak_only_after_the_grace() {
+        let mut missing = Missing::default();
+        let ours = [endpoint("a"), endpoint("b")];
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(20);
+        let seen_a = BTreeSet::from(["a".to_owned()]);
+        assert!(missing.look(&ours, &seen_a, t0, grace).is_empty());
+        assert!(
+            missing
+                .look(&ours, &seen_a, t0 + Duration::from_secs(19), grace)
+                .is_empty()
+        );
+        assert_eq!(missing.look(&ours, &seen_a, t0 + grace, grace), ["b"]);
+        // Seen again: the clock starts over.
+        let both = BTreeSet::from(["a".to_owned(), "b".to_owned()]);
+        assert!(missing.look(&ours, &both, t0 + grace, grace).is_empty());
+        assert!(
+            missing
+                .look(&ours, &seen_a, t0 + grace * 2, grace)
+                .is_empty()
+        );
+        missing.keep(&BTreeSet::from(["a"]));
+        assert!(missing.since.is_empty());
+    }
+
+    #[test]
+    fn a_leaked_endpoint_goes_with_its_address_and_only_this_hosts() {
+        let mut state = State::default();
+        let defaults: Vec<DefaultPool> = vec!["10.128.0.0/9:24".parse().unwrap()];
+        let pool = Command::RequestPool {
+            host: 1,
+            pool: Some("10.0.42.0/24".parse().unwrap()),
+            range: None,
+            v6: false,
+            defaults,
+        };
+        let Ok(Response::Pool { pool_id, .. }) = state.apply(&pool) else {
+            panic!("pool");
+        };
+        let take = Command::RequestAddress {
+            host: 1,
+            pool_id: pool_id.clone(),
+            address: Some("10.0.42.2".parse().unwrap()),
+            kind: HolderKind::Static,
+        };
+        state.apply(&take).unwrap();
+        let network = Network {
+            id: "net1".into(),
+            host: 1,
+            mode: Mode::Bridge,
+            bridge: "rn-net1".into(),
+            subnet: Some("10.0.42.0/24".parse().unwrap()),
+            gateway: None,
+            subnet6: None,
+            gateway6: None,
+            mtu: 1500,
+            internal: false,
+            overlay: None,
+            vni: None,
+        };
+        state.apply(&Command::CreateNetwork(network)).unwrap();
+        state
+            .apply(&Command::CreateEndpoint(endpoint("a")))
+            .unwrap();
+        assert!(
+            release(&state, 2, "a").is_empty(),
+            "another host's endpoint"
+        );
+        let commands = release(&state, 1, "a");
+        assert_eq!(
+            commands,
+            [
+                Command::DeleteEndpoint {
+                    host: 1,
+                    id: "a".into()
+                },
+                Command::ReleaseAddress {
+                    host: 1,
+                    pool_id,
+                    address: "10.0.42.2".parse().unwrap()
+                }
+            ]
+        );
+        for command in &commands {
+            state.apply(command).unwrap();
+        }
+        assert!(state.tables().endpoint("a").is_none());
+        assert!(state.holder("10.0.42.2".parse().unwrap()).is_none());
+    }
 
     #[test]
     fn unknown_and_renamed_containers_are_looked_up_again() {

@@ -216,6 +216,16 @@ impl Tables {
     /// network binds to the cluster's overlay of its subnet, creating it
     /// (with its VNI) when it is the first.
     pub(crate) fn create_network(&mut self, network: &Network) -> Result<(), NetworkError> {
+        // A refused network leaves no overlay behind it.
+        let overlays = network.overlay.is_some().then(|| self.overlays.clone());
+        let created = self.try_create_network(network);
+        if let (Err(_), Some(overlays)) = (&created, overlays) {
+            self.overlays = overlays;
+        }
+        created
+    }
+
+    fn try_create_network(&mut self, network: &Network) -> Result<(), NetworkError> {
         let mut network = network.clone();
         if let Some(key) = network.overlay.clone() {
             network.vni = Some(self.bind_overlay(&key, &network)?);

@@ -447,3 +447,103 @@ fn a_bridge_gets_its_fixed_mac_when_created_and_when_it_drifted() {
         }]
     );
 }
+
+/// A desired state drawn from a few networks, endpoints and remotes, with
+/// gateway MACs and MTUs that vary between draws.
+fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
+    use proptest::prelude::*;
+    let network = (0u8..4, any::<bool>(), 1400u32..1501, any::<bool>());
+    let networks = proptest::collection::btree_map(0u8..4, network, 0..4);
+    let veths = proptest::collection::vec((0u8..4, 0u8..8, any::<bool>()), 0..6);
+    let remotes = proptest::collection::vec((0u8..4, 1u8..20, 1u8..4), 0..8);
+    (networks, veths, remotes).prop_map(|(networks, veths, remotes)| {
+        let mut desired = Desired::default();
+        for (n, (_, overlay, mtu, fixed_mac)) in &networks {
+            let name = format!("rn-n{n}");
+            desired.bridges.push(Bridge {
+                name: name.clone(),
+                addresses: vec![net(&format!("10.0.{n}.1/24"))],
+                mtu: *mtu,
+                mac: fixed_mac.then_some([2, 0x52, 0x4e, 0, 0x10, *n]),
+            });
+            if *overlay {
+                desired.vxlans.push(crate::Vxlan {
+                    name: format!("rnx{}", 4096 + u32::from(*n)),
+                    vni: 4096 + u32::from(*n),
+                    local: "10.99.0.1".parse().unwrap(),
+                    port: 4789,
+                    mtu: *mtu,
+                    bridge: name,
+                });
+            }
+        }
+        for (n, e, required) in veths {
+            let bridge = format!("rn-n{n}");
+            let id = format!("{n}{e}");
+            if networks.contains_key(&n)
+                && !desired.veths.iter().any(|v| v.host == format!("rnh{id}"))
+            {
+                desired.veths.push(Veth {
+                    required,
+                    ..veth(&id, &bridge, required)
+                });
+            }
+        }
+        for (n, last, vtep) in remotes {
+            let device = format!("rnx{}", 4096 + u32::from(n));
+            let ip = format!("10.0.{n}.{last}").parse().unwrap();
+            let wanted = desired.vxlans.iter().any(|v| v.name == device);
+            let taken = desired
+                .remotes
+                .iter()
+                .any(|r| r.device == device && (r.ip == ip || r.mac[5] == last));
+            if wanted && !taken {
+                desired.remotes.push(Remote {
+                    device,
+                    mac: [2, 0, 0, 0, n, last],
+                    ip,
+                    vtep: format!("10.99.0.{vtep}").parse().unwrap(),
+                });
+            }
+        }
+        desired
+    })
+}
+
+proptest::proptest! {
+    /// From whatever an earlier desired state left in the kernel (with a
+    /// foreign link beside it), one plan reaches the next desired state:
+    /// planning again finds nothing to do, and foreign links are kept.
+    #[test]
+    fn one_plan_converges_from_any_earlier_state(before in arbitrary_desired(), after in arbitrary_desired()) {
+        let mut observed = Observed::default();
+        observed.links.insert(
+            "eth0".into(),
+            Link {
+                kind: crate::LinkKind::Other,
+                mtu: 1500,
+                up: true,
+                master: None,
+                addresses: vec![],
+                owned: false,
+                mac: None,
+            },
+        );
+        for op in plan(&before, &observed).unwrap() {
+            crate::fake::simulate(&mut observed, &op).unwrap();
+        }
+        let ops = plan(&after, &observed).unwrap();
+        for op in &ops {
+            crate::fake::simulate(&mut observed, op).unwrap();
+        }
+        proptest::prop_assert_eq!(plan(&after, &observed).unwrap(), vec![], "after {:?}", ops);
+        proptest::prop_assert!(observed.links.contains_key("eth0"));
+        for bridge in &after.bridges {
+            let link = &observed.links[&bridge.name];
+            proptest::prop_assert_eq!(link.mtu, bridge.mtu);
+            if let Some(mac) = bridge.mac {
+                proptest::prop_assert_eq!(link.mac, Some(mac));
+            }
+        }
+    }
+}

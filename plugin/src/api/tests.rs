@@ -575,3 +575,120 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
     }
     assert_eq!(h.status().await, before);
 }
+
+/// Every path Docker (and `rustnet`) may call.
+const PATHS: &[&str] = &[
+    "/Plugin.Activate",
+    "/NetworkDriver.GetCapabilities",
+    "/NetworkDriver.CreateNetwork",
+    "/NetworkDriver.DeleteNetwork",
+    "/NetworkDriver.CreateEndpoint",
+    "/NetworkDriver.DeleteEndpoint",
+    "/NetworkDriver.EndpointOperInfo",
+    "/NetworkDriver.Join",
+    "/NetworkDriver.Leave",
+    "/NetworkDriver.ProgramExternalConnectivity",
+    "/NetworkDriver.AllocateNetwork",
+    "/IpamDriver.GetCapabilities",
+    "/IpamDriver.GetDefaultAddressSpaces",
+    "/IpamDriver.RequestPool",
+    "/IpamDriver.ReleasePool",
+    "/IpamDriver.RequestAddress",
+    "/IpamDriver.ReleaseAddress",
+    "/Rustnet.Status",
+];
+
+/// Request bodies near what Docker sends: its keys, with values of any
+/// type, valid-looking ids, addresses and CIDRs among them; and raw bytes.
+fn body() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let text = prop_oneof![
+        Just("10.0.42.0/24".to_owned()),
+        Just("10.0.42.7".to_owned()),
+        Just("10.0.42.7/24".to_owned()),
+        Just("rustnet-local".to_owned()),
+        Just("02:42:ac:11:00:02".to_owned()),
+        Just("a".repeat(64)),
+        Just("overlay".to_owned()),
+        "[ -~]{0,20}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        text.prop_map(Value::from),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map(key(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let object = proptest::collection::btree_map(key(), value, 0..6)
+        .prop_map(|m| Value::Object(m.into_iter().collect()).to_string());
+    prop_oneof![
+        4 => object,
+        1 => proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ]
+}
+
+fn key() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::strategy::Strategy;
+    proptest::sample::select(vec![
+        "NetworkID",
+        "EndpointID",
+        "Options",
+        "Interface",
+        "Address",
+        "AddressIPv6",
+        "MacAddress",
+        "IPv4Data",
+        "IPv6Data",
+        "Pool",
+        "SubPool",
+        "PoolID",
+        "V6",
+        "AddressSpace",
+        "Gateway",
+        "SandboxKey",
+        "com.docker.network.generic",
+        "com.docker.network.portmap",
+        "com.docker.network.endpoint.dnsservers",
+        "com.docker.network.internal",
+        "RequestAddressType",
+        "mode",
+        "vni",
+        "Proto",
+        "Port",
+        "HostPort",
+        "HostIP",
+    ])
+    .prop_map(str::to_owned)
+}
+
+/// Arbitrary bodies to every path: each gets an answer (a handler that
+/// panicked would drop the connection), every failure is a non-200 with
+/// `{"Err": "..."}`, and the daemon answers as before afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_bodies_get_an_answer_and_never_break_the_daemon() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let h = harness(true).await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = body();
+    for round in 0..150 {
+        for path in PATHS {
+            let body = strategy.new_tree(&mut runner).unwrap().current();
+            let (status, reply) = h.call(path, &body).await;
+            if status != StatusCode::OK {
+                assert!(
+                    reply["Err"].as_str().is_some_and(|e| !e.is_empty()),
+                    "round {round} {path} {body}: {status} {reply}"
+                );
+            }
+        }
+    }
+    let status = h.status().await;
+    assert!(status["host"].is_u64(), "{status}");
+}

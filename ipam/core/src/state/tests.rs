@@ -722,3 +722,140 @@ fn a_taken_address_names_the_container_its_host_learned() {
         Ok(Response::Done)
     );
 }
+
+/// One change to the network tables, from one of three hosts.
+#[derive(Debug, Clone)]
+enum TableOp {
+    Network { host: HostId, n: u8, overlay: bool },
+    DeleteNetwork { host: HostId, n: u8 },
+    ForgetNetwork { host: HostId, n: u8 },
+    Endpoint { host: HostId, n: u8, e: u8 },
+    DeleteEndpoint { host: HostId, e: u8 },
+    Join { host: HostId, e: u8, joined: bool },
+    Name { host: HostId, e: u8 },
+    ForgetHost { host: HostId },
+}
+
+fn table_op() -> impl Strategy<Value = TableOp> {
+    let host = 1..4u64;
+    prop_oneof![
+        (host.clone(), 0..4u8, any::<bool>()).prop_map(|(host, n, overlay)| TableOp::Network {
+            host,
+            n,
+            overlay
+        }),
+        (host.clone(), 0..4u8).prop_map(|(host, n)| TableOp::DeleteNetwork { host, n }),
+        (host.clone(), 0..4u8).prop_map(|(host, n)| TableOp::ForgetNetwork { host, n }),
+        (host.clone(), 0..4u8, 0..8u8).prop_map(|(host, n, e)| TableOp::Endpoint { host, n, e }),
+        (host.clone(), 0..8u8).prop_map(|(host, e)| TableOp::DeleteEndpoint { host, e }),
+        (host.clone(), 0..8u8, any::<bool>()).prop_map(|(host, e, joined)| TableOp::Join {
+            host,
+            e,
+            joined
+        }),
+        (host.clone(), 0..8u8).prop_map(|(host, e)| TableOp::Name { host, e }),
+        host.prop_map(|host| TableOp::ForgetHost { host }),
+    ]
+}
+
+fn table_command(op: &TableOp) -> Command {
+    let network_id = |host: HostId, n: u8| format!("net{host}{n}");
+    match op.clone() {
+        TableOp::Network { host, n, overlay } => Command::CreateNetwork(crate::Network {
+            id: network_id(host, n),
+            host,
+            mode: if overlay {
+                crate::Mode::Overlay
+            } else {
+                crate::Mode::Bridge
+            },
+            bridge: format!("rn-{host}{n}"),
+            subnet: Some(net(&format!("10.0.{n}.0/24"))),
+            gateway: Some(net(&format!("10.0.{n}.1/24"))),
+            subnet6: None,
+            gateway6: None,
+            mtu: 1450,
+            internal: false,
+            overlay: overlay.then(|| format!("10.0.{n}.0/24")),
+            vni: None,
+        }),
+        TableOp::DeleteNetwork { host, n } => Command::DeleteNetwork {
+            host,
+            id: network_id(host, n),
+        },
+        TableOp::ForgetNetwork { host, n } => Command::ForgetNetwork {
+            host,
+            id: network_id(host, n),
+        },
+        TableOp::Endpoint { host, n, e } => Command::CreateEndpoint(Endpoint {
+            id: format!("ep{e}"),
+            network_id: network_id(host, n),
+            host,
+            address: Some(net(&format!("10.0.{n}.{}/24", 10 + e))),
+            address6: None,
+            mac: crate::Mac([2, 0, 0, 0, n, e]),
+            ports: vec![],
+            joined: false,
+            dns: vec![],
+            container: None,
+        }),
+        TableOp::DeleteEndpoint { host, e } => Command::DeleteEndpoint {
+            host,
+            id: format!("ep{e}"),
+        },
+        TableOp::Join { host, e, joined } => Command::SetJoined {
+            host,
+            id: format!("ep{e}"),
+            ports: joined.then(Vec::new),
+        },
+        TableOp::Name { host, e } => Command::NameEndpoint {
+            host,
+            id: format!("ep{e}"),
+            container: crate::Container {
+                id: format!("c{e}"),
+                name: format!("web{e}"),
+                aliases: vec![],
+            },
+        },
+        TableOp::ForgetHost { host } => Command::ForgetHost { host },
+    }
+}
+
+proptest! {
+    /// Whatever the sequence of table changes from several hosts: every
+    /// endpoint belongs to a network of its own host; a host never has two
+    /// networks on one bridge; every overlay network is bound to a known
+    /// overlay; a refused change changes nothing; and only an endpoint's
+    /// own host changes it.
+    #[test]
+    fn the_network_tables_stay_consistent(ops in proptest::collection::vec(table_op(), 1..120)) {
+        let mut s = State::default();
+        for op in &ops {
+            let before = s.clone();
+            let command = table_command(op);
+            let result = s.apply(&command);
+            if result.is_err() {
+                prop_assert_eq!(&s, &before, "refused {:?} changed the state", op);
+            }
+            if let (TableOp::Join { host, e, .. } | TableOp::Name { host, e }, Ok(_)) = (op, &result) {
+                let id = format!("ep{e}");
+                prop_assert_eq!(before.tables().endpoint(&id).map(|x| x.host), Some(*host));
+            }
+            let tables = s.tables();
+            for endpoint in tables.endpoints() {
+                let network = tables.network(&endpoint.network_id);
+                prop_assert!(network.is_some_and(|n| n.host == endpoint.host), "{:?} has no network of its host", endpoint);
+            }
+            for host in 1..4u64 {
+                let bridges: Vec<&str> = tables.networks_of(host).map(|n| n.bridge.as_str()).collect();
+                let unique: BTreeSet<&str> = bridges.iter().copied().collect();
+                prop_assert_eq!(bridges.len(), unique.len());
+                for network in tables.networks_of(host) {
+                    if let Some(key) = &network.overlay {
+                        prop_assert!(tables.overlay(key).is_some(), "{} bound to no overlay", network.id);
+                    }
+                }
+            }
+        }
+    }
+}

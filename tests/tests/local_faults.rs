@@ -1,10 +1,12 @@
-//! A daemon whose storage fails says so and exits non-zero, so that its
-//! supervisor starts it again; it never sits answering errors forever.
+//! Faults of one host: a daemon whose storage fails says so and exits
+//! non-zero, so that its supervisor starts it again (it never sits
+//! answering errors forever); what Docker removed while rustnet was down
+//! is released once rustnet is back.
 
-use rustnet_tests::{Cases, SimHost};
+use rustnet_tests::{Cases, SimHost, wait_until};
 
 #[test]
-fn storage_failures_stop_the_daemon_with_the_reason() {
+fn local_faults_are_reported_and_repaired() {
     let host = SimHost::start();
     let state = host.dir().join("state");
     let mut cases = Cases::new(|| {});
@@ -72,6 +74,32 @@ fn storage_failures_stop_the_daemon_with_the_reason() {
             let _ = host.sh(&format!("umount {dir}"));
             let _ = std::fs::remove_dir_all(&state);
             host.start_rustnet(&[]);
+        },
+    );
+
+    cases.run(
+        "what Docker removed while rustnet was down is released when it is back",
+        || {
+            host.create_network("rustnet", "leaky", &["--subnet", "10.5.0.0/24"]);
+            host.run_container("gone", "leaky", &["--ip", "10.5.0.9"], &[]);
+            host.kill_rustnet();
+            // Docker removes the container whatever the plugin answers.
+            let _ = host.docker_within(120, &["rm", "-f", "gone"]);
+            assert!(
+                host.docker(&["inspect", "gone"]).is_err(),
+                "gone is still there"
+            );
+            host.start_rustnet(&[]);
+            let held = |status: &serde_json::Value| {
+                let text = status.to_string();
+                text.contains("\"10.5.0.9\"") || text.contains("10.5.0.9/24")
+            };
+            assert!(held(&host.status()), "the leak to repair");
+            wait_until("the leaked endpoint and address released", 60, || {
+                !held(&host.status())
+            });
+            host.run_container("again", "leaky", &["--ip", "10.5.0.9"], &[]);
+            let _ = host.docker(&["rm", "-f", "again"]);
         },
     );
 
