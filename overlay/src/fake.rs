@@ -129,6 +129,8 @@ impl Kernel for FakeKernel {
 pub struct FakeFirewall {
     journal: Journal,
     failing: Arc<Mutex<bool>>,
+    /// Something else flushed the rules (until they are written again).
+    flushed: Arc<Mutex<bool>>,
 }
 
 impl FakeFirewall {
@@ -136,7 +138,13 @@ impl FakeFirewall {
         Self {
             journal,
             failing: Arc::default(),
+            flushed: Arc::default(),
         }
+    }
+
+    /// As if someone ran `iptables -F` on rustnet's chains.
+    pub fn flush(&self) {
+        *lock(&self.flushed) = true;
     }
 
     /// Makes the next rewrites fail (`true`) or succeed.
@@ -158,7 +166,9 @@ impl FakeFirewall {
 impl Firewall for FakeFirewall {
     async fn apply(&self, networks: &[Network]) -> Result<(), Error> {
         self.journal.push(Event::Firewall(networks.to_vec()));
-        self.outcome("iptables-restore")
+        self.outcome("iptables-restore")?;
+        *lock(&self.flushed) = false;
+        Ok(())
     }
 
     async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
@@ -169,6 +179,10 @@ impl Firewall for FakeFirewall {
     fn route_localnet(&self, bridge: &str) -> Result<(), Error> {
         self.journal.push(Event::RouteLocalnet(bridge.to_owned()));
         Ok(())
+    }
+
+    async fn intact(&self, _: &[Network], _: Option<&VxlanIngress>) -> bool {
+        !*lock(&self.flushed)
     }
 }
 

@@ -32,6 +32,11 @@ pub const POSTROUTING_CHAIN: &str = "RUSTNET-POSTROUTING";
 /// The nat chain jumped to from PREROUTING and OUTPUT for local addresses.
 pub const DNAT_CHAIN: &str = "RUSTNET-DNAT";
 
+/// The filter chain jumped to from INPUT: with `route_localnet` on for
+/// 127.0.0.1 publishing, packets to 127.0.0.0/8 from outside the host are
+/// dropped (CVE-2020-8558), as kube-proxy and newer Dockers do.
+pub const INPUT_CHAIN: &str = "RUSTNET-INPUT";
+
 /// The nat chain jumped to from PREROUTING for DNS queries.
 pub const DNS_CHAIN: &str = "RUSTNET-DNS";
 
@@ -105,6 +110,7 @@ pub struct Network {
 pub fn hooks() -> Vec<(&'static str, &'static str, String)> {
     vec![
         ("filter", "DOCKER-USER", format!("-j {FILTER_CHAIN}")),
+        ("filter", "INPUT", format!("-j {INPUT_CHAIN}")),
         ("nat", "POSTROUTING", format!("-j {POSTROUTING_CHAIN}")),
         (
             "nat",
@@ -197,15 +203,27 @@ pub fn nat_rules(networks: &[Network]) -> Vec<String> {
     rules
 }
 
+/// The INPUT rule against CVE-2020-8558: nothing from outside reaches
+/// the host's loopback addresses, DNATed published ports excepted.
+pub fn localnet_rule() -> String {
+    format!(
+        "-A {INPUT_CHAIN} ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+    )
+}
+
 /// Input for `iptables-restore --noflush`: declaring rustnet's chains
 /// flushes them, so this replaces all their rules in one transaction and
 /// touches no other chain.
 pub fn restore_script(networks: &[Network]) -> String {
     let mut script = String::new();
-    let _ = writeln!(script, "*filter\n:{FILTER_CHAIN} - [0:0]");
+    let _ = writeln!(
+        script,
+        "*filter\n:{FILTER_CHAIN} - [0:0]\n:{INPUT_CHAIN} - [0:0]"
+    );
     for rule in filter_rules(networks) {
         let _ = writeln!(script, "{rule}");
     }
+    let _ = writeln!(script, "{}", localnet_rule());
     let _ = writeln!(
         script,
         "COMMIT\n*nat\n:{POSTROUTING_CHAIN} - [0:0]\n:{DNAT_CHAIN} - [0:0]\n:{DNS_CHAIN} - [0:0]"
@@ -215,6 +233,45 @@ pub fn restore_script(networks: &[Network]) -> String {
     }
     script.push_str("COMMIT\n");
     script
+}
+
+/// Whether `saved` (`iptables-save` of the filter and nat tables) still
+/// holds everything of `networks` and `ingress`: each hook, and as many
+/// rules in each of rustnet's chains as it should have. Something else
+/// flushing them (`iptables -F`, a firewall service reloading) shows here.
+pub fn intact(saved: &str, networks: &[Network], ingress: Option<&VxlanIngress>) -> bool {
+    let rules_in = |chain: &str| {
+        let prefix = format!("-A {chain} ");
+        saved.lines().filter(|l| l.starts_with(&prefix)).count()
+    };
+    let hooked = |chain: &str, target: &str| {
+        let (prefix, suffix) = (format!("-A {chain} "), format!(" -j {target}"));
+        saved
+            .lines()
+            .any(|l| l.starts_with(&prefix) && l.ends_with(&suffix))
+    };
+    let mut ok = true;
+    if !networks.is_empty() {
+        let nat = nat_rules(networks);
+        let nat_in = |chain: &str| {
+            let prefix = format!("-A {chain} ");
+            nat.iter().filter(|r| r.starts_with(&prefix)).count()
+        };
+        ok &= rules_in(FILTER_CHAIN) == filter_rules(networks).len()
+            && rules_in(INPUT_CHAIN) == 1
+            && [POSTROUTING_CHAIN, DNAT_CHAIN, DNS_CHAIN]
+                .iter()
+                .all(|c| rules_in(c) == nat_in(c))
+            && hooked("FORWARD", "DOCKER-USER")
+            && hooks().iter().all(|(_, chain, rule)| {
+                rule.rsplit_once("-j ")
+                    .is_some_and(|(_, target)| hooked(chain, target))
+            });
+    }
+    if let Some(ingress) = ingress {
+        ok &= rules_in(VXLAN_CHAIN) == ingress.members.len() + 1 && hooked("INPUT", VXLAN_CHAIN);
+    }
+    ok
 }
 
 #[cfg(test)]
@@ -341,7 +398,7 @@ mod tests {
         let script = restore_script(&[]);
         assert_eq!(
             script,
-            "*filter\n:RUSTNET - [0:0]\nCOMMIT\n*nat\n:RUSTNET-POSTROUTING - [0:0]\n:RUSTNET-DNAT - [0:0]\n:RUSTNET-DNS - [0:0]\nCOMMIT\n"
+            "*filter\n:RUSTNET - [0:0]\n:RUSTNET-INPUT - [0:0]\n-A RUSTNET-INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\nCOMMIT\n*nat\n:RUSTNET-POSTROUTING - [0:0]\n:RUSTNET-DNAT - [0:0]\n:RUSTNET-DNS - [0:0]\nCOMMIT\n"
         );
     }
 
@@ -359,5 +416,68 @@ mod tests {
                 "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p tcp -m tcp --dport 53 -j DNAT --to-destination 10.0.45.1:40001",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod intact_tests {
+    use super::*;
+
+    /// What iptables-save would show after rustnet wrote `networks`.
+    fn saved(networks: &[Network], ingress: Option<&VxlanIngress>) -> String {
+        let mut lines: Vec<String> = restore_script(networks)
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_owned)
+            .collect();
+        lines.push("-A FORWARD -j DOCKER-USER".into());
+        for (_, chain, rule) in hooks() {
+            lines.push(format!("-A {chain} {rule}"));
+        }
+        if let Some(ingress) = ingress {
+            lines.extend(
+                ingress
+                    .restore_script()
+                    .lines()
+                    .filter(|l| l.starts_with("-A "))
+                    .map(str::to_owned),
+            );
+            lines.push(format!(
+                "-A INPUT -p udp -m udp --dport {} -j {VXLAN_CHAIN}",
+                ingress.port
+            ));
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn flushed_chains_and_lost_hooks_are_noticed() {
+        let networks = [Network {
+            bridge: "rn-a".into(),
+            subnet: "10.0.42.0/24".parse().unwrap(),
+            internal: false,
+            published: vec![],
+            dns: vec![],
+        }];
+        let ingress = VxlanIngress {
+            port: 4790,
+            members: vec!["10.99.0.1".parse().unwrap()],
+        };
+        let full = saved(&networks, Some(&ingress));
+        assert!(intact(&full, &networks, Some(&ingress)));
+        assert!(intact("", &[], None), "nothing expected, nothing missing");
+        let flushed: String = full
+            .lines()
+            .filter(|l| !l.starts_with("-A RUSTNET "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            !intact(&flushed, &networks, Some(&ingress)),
+            "iptables -F RUSTNET"
+        );
+        let unhooked = full.replace("-A DOCKER-USER -j RUSTNET\n", "");
+        assert!(!intact(&unhooked, &networks, Some(&ingress)));
+        let no_vxlan = full.replace("-A RUSTNET-VXLAN -j DROP", "");
+        assert!(!intact(&no_vxlan, &networks, Some(&ingress)));
     }
 }

@@ -6,8 +6,8 @@ use tokio::process::Command;
 
 use crate::Error;
 use crate::firewall::{
-    DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, VXLAN_CHAIN, VxlanIngress,
-    hooks, restore_script,
+    DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, INPUT_CHAIN, Network, POSTROUTING_CHAIN, VXLAN_CHAIN,
+    VxlanIngress, hooks, restore_script,
 };
 
 /// The iptables executor.
@@ -71,6 +71,25 @@ impl Iptables {
         }
     }
 
+    /// Whether rustnet's rules are still all in place (see
+    /// [`crate::firewall::intact`]); `false` when they cannot be read.
+    pub async fn intact(&self, networks: &[Network], ingress: Option<&VxlanIngress>) -> bool {
+        let mut saved = String::new();
+        for table in ["filter", "nat"] {
+            let out = Command::new("iptables-save")
+                .args(["-t", table])
+                .output()
+                .await;
+            match out {
+                Ok(out) if out.status.success() => {
+                    saved.push_str(&String::from_utf8_lossy(&out.stdout));
+                }
+                _ => return false,
+            }
+        }
+        crate::firewall::intact(&saved, networks, ingress)
+    }
+
     /// Removes every hook and chain of rustnet; what is already gone is fine.
     pub async fn remove(&self) {
         for (table, chain, rule) in hooks() {
@@ -78,6 +97,7 @@ impl Iptables {
         }
         for (table, chain) in [
             ("filter", FILTER_CHAIN),
+            ("filter", INPUT_CHAIN),
             ("nat", POSTROUTING_CHAIN),
             ("nat", DNAT_CHAIN),
             ("nat", DNS_CHAIN),

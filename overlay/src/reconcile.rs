@@ -49,6 +49,13 @@ pub trait Firewall: Send + Sync {
     ) -> impl Future<Output = Result<(), Error>> + Send;
     /// Lets 127.0.0.1 reach published ports through `bridge`.
     fn route_localnet(&self, bridge: &str) -> Result<(), Error>;
+    /// Whether the rules written for `networks` and `ingress` are all
+    /// still there (something else may flush them).
+    fn intact(
+        &self,
+        networks: &[Network],
+        ingress: Option<&VxlanIngress>,
+    ) -> impl Future<Output = bool> + Send;
 }
 
 impl Firewall for crate::Iptables {
@@ -62,6 +69,10 @@ impl Firewall for crate::Iptables {
 
     fn route_localnet(&self, bridge: &str) -> Result<(), Error> {
         crate::sysctl::route_localnet(bridge)
+    }
+
+    async fn intact(&self, networks: &[Network], ingress: Option<&VxlanIngress>) -> bool {
+        crate::Iptables::intact(self, networks, ingress).await
     }
 }
 
@@ -94,7 +105,13 @@ struct Applied {
     /// Empty at start, so the first pass rewrites everything.
     firewall: Option<Vec<Network>>,
     ingress: Option<Option<VxlanIngress>>,
+    /// When the rules were last found intact.
+    checked: Option<std::time::Instant>,
 }
+
+/// How often a pass with nothing new to write checks that the rules are
+/// still in place.
+const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// This host's data path: a kernel, a firewall, one pass at a time.
 #[derive(Debug)]
@@ -102,6 +119,7 @@ pub struct Reconciler<K, F> {
     kernel: K,
     firewall: F,
     applied: Mutex<Applied>,
+    check_every: std::time::Duration,
 }
 
 impl<K: Kernel, F: Firewall> Reconciler<K, F> {
@@ -110,7 +128,16 @@ impl<K: Kernel, F: Firewall> Reconciler<K, F> {
             kernel,
             firewall,
             applied: Mutex::default(),
+            check_every: CHECK_EVERY,
         }
+    }
+
+    /// Checks that the rules are in place at most every `every` (2 s by
+    /// default) on passes with nothing new to write.
+    #[must_use]
+    pub fn check_every(mut self, every: std::time::Duration) -> Self {
+        self.check_every = every;
+        self
     }
 
     pub fn kernel(&self) -> &K {
@@ -145,6 +172,7 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
     pub async fn apply(mut self, want: Want) -> Result<Report, Error> {
         let mut report = Report::default();
         let links = self.links(&want.links, &mut report).await;
+        self.check_rules(&want).await;
         let firewall = self.firewall(&want.firewall, &mut report).await;
         let ingress = self.ingress(want.ingress).await;
         let mut errors = [links, firewall, ingress]
@@ -173,6 +201,29 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             report.ops += 1;
         }
         Ok(())
+    }
+
+    /// Something else may have flushed the rules the last passes wrote:
+    /// if so, this pass writes them again.
+    async fn check_rules(&mut self, want: &Want) {
+        let unchanged = self.applied.firewall.as_deref() == Some(&want.firewall[..])
+            && self.applied.ingress.as_ref() == Some(&want.ingress);
+        let every = self.reconciler.check_every;
+        let due = self.applied.checked.is_none_or(|at| at.elapsed() >= every);
+        if !unchanged || !due {
+            return;
+        }
+        let firewall = &self.reconciler.firewall;
+        if firewall.intact(&want.firewall, want.ingress.as_ref()).await {
+            self.applied.checked = Some(std::time::Instant::now());
+        } else {
+            tracing::warn!(
+                "rustnet's firewall rules were changed by something else; writing them again"
+            );
+            self.applied.firewall = None;
+            self.applied.ingress = None;
+            self.applied.checked = None;
+        }
     }
 
     async fn firewall(&mut self, networks: &[Network], report: &mut Report) -> Result<(), Error> {

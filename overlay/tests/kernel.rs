@@ -181,6 +181,18 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
         ] {
             assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
         }
+        // CVE-2020-8558: with route_localnet, nothing from outside reaches 127/8.
+        assert!(rules.contains("-A INPUT -j RUSTNET-INPUT"), "{rules}");
+        assert!(
+            rules.contains("-A RUSTNET-INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"),
+            "{rules}"
+        );
+        let networks = std::slice::from_ref(&network);
+        assert!(iptables.intact(networks, None).await);
+        sh("iptables -F RUSTNET");
+        assert!(!iptables.intact(networks, None).await, "a flush is noticed");
+        iptables.apply(networks).await.unwrap();
+        assert!(iptables.intact(networks, None).await);
         iptables.apply(&[]).await.unwrap();
         let rules = sh("iptables-save");
         assert!(!rules.contains("RUSTNET"), "{rules}");

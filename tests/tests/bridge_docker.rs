@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Cases, SimHost, docker_ok, run};
+use rustnet_tests::{Cases, SimHost, docker_ok, run, wait_until};
 
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
 
@@ -194,6 +194,18 @@ fn bridge_mode_on_a_real_dockerd() {
             run(peer.cmd(UDP_ECHO).args(["ask", &format!("{}:9053", host.addr), "ping"]))
         });
         assert_eq!(udp, "pong:ping");
+        // route_localnet is on: nothing from outside may reach 127.0.0.0/8.
+        let rules = || run(&mut host.cmd("iptables-save")).unwrap_or_default();
+        assert!(rules().contains("-A RUSTNET-INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8"), "{}", rules());
+        // Rules flushed by something else come back by themselves.
+        let count = |text: &str| text.lines().filter(|l| l.starts_with("-A RUSTNET")).count();
+        let before = count(&rules());
+        run(host.cmd("iptables").args(["-F", "RUSTNET"])).unwrap();
+        run(host.cmd("iptables").args(["-t", "nat", "-F", "RUSTNET-DNAT"])).unwrap();
+        assert!(count(&rules()) < before);
+        wait_until("the flushed rules back", 15, || count(&rules()) == before);
+        let again = eventually("wget from the peer host after the flush", || run(peer.cmd("timeout").args(["5", "busybox", "wget", "-qO-", &url])));
+        assert_eq!(again, "hello-from-rustnet");
         docker_ok(host.docker(&["stop", "-t", "0", "web"]), "stop");
         let after = run(peer.cmd("timeout").args(["5", "busybox", "wget", "-qO-", &url]));
         assert!(after.is_err(), "still answering after stop: {after:?}");

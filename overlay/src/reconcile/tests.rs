@@ -14,7 +14,7 @@ fn fake() -> (Fake, FakeKernel, FakeFirewall, Journal) {
     let kernel = FakeKernel::new(journal.clone());
     let firewall = FakeFirewall::new(journal.clone());
     (
-        Reconciler::new(kernel.clone(), firewall.clone()),
+        Reconciler::new(kernel.clone(), firewall.clone()).check_every(std::time::Duration::ZERO),
         kernel,
         firewall,
         journal,
@@ -223,4 +223,27 @@ async fn a_foreign_link_with_a_wanted_name_is_refused_and_left_alone() {
     assert!(kernel.observed().links.contains_key("rn-b"));
     assert!(!kernel.observed().links.contains_key("rnhep1"));
     assert!(report.conflict("rn-b").is_none());
+}
+
+#[tokio::test]
+async fn rules_flushed_by_something_else_are_written_again() {
+    let (reconciler, _, firewall, journal) = fake();
+    reconciler.begin().await.apply(want(true)).await.unwrap();
+    // Nothing changed and nothing flushed: no rewrite.
+    let report = reconciler.begin().await.apply(want(true)).await.unwrap();
+    assert!(!report.firewall);
+    firewall.flush();
+    journal.clear();
+    let report = reconciler.begin().await.apply(want(true)).await.unwrap();
+    assert!(report.firewall, "the flushed rules come back");
+    assert!(
+        journal
+            .events()
+            .contains(&Event::Firewall(want(true).firewall))
+    );
+    assert!(
+        journal
+            .events()
+            .contains(&Event::Ingress(want(true).ingress))
+    );
 }

@@ -164,6 +164,14 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             .is_some_and(|v| v == &Value::Bool(true) || v == "true");
         let (subnet, gateway) = ipam_data(raw.ipv4_data.as_deref(), "IPv4Data")?;
         let (subnet6, gateway6) = ipam_data(raw.ipv6_data.as_deref(), "IPv6Data")?;
+        if let Some(subnet6) = subnet6 {
+            // Half a network would be worse than none: rustnet's isolation,
+            // NAT and publishing rules are IPv4 (iptables) only.
+            return Err(ApiError::Unsupported(format!(
+                "IPv6 ({subnet6}) is not supported on rustnet networks: their isolation, NAT and \
+                 port publishing are IPv4 only; create the network without --ipv6"
+            )));
+        }
         Ok(Self {
             id,
             mode,

@@ -466,7 +466,18 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
     let mut on_unknown = create_endpoint("", json!(null));
     on_unknown["NetworkID"] =
         json!("2222222222222222222222222222222222222222222222222222222222222222");
+    let ipv6 = {
+        let mut body: Value = serde_json::from_str(&other(json!({}))).unwrap();
+        body["IPv6Data"] = json!([{"AddressSpace": "rustnet-local", "Pool": "fd00:42::/64", "Gateway": "fd00:42::1/64"}]);
+        body.to_string()
+    };
     let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        (
+            "/NetworkDriver.CreateNetwork",
+            ipv6,
+            StatusCode::BAD_REQUEST,
+            "IPv6 (fd00:42::/64) is not supported on rustnet networks: their isolation, NAT and port publishing are IPv4 only; create the network without --ipv6",
+        ),
         (
             "/NetworkDriver.CreateNetwork",
             other(json!({"foo": "bar"})),
