@@ -103,5 +103,32 @@ fn local_faults_are_reported_and_repaired() {
         },
     );
 
+    cases.run("RUSTNET_LOG_FORMAT=json: one JSON object per line", || {
+        host.stop_rustnet();
+        let log = host.dir().join("rustnet.log");
+        let from = std::fs::metadata(&log).map_or(0, |m| m.len());
+        host.start_rustnet(&[("RUSTNET_LOG_FORMAT", "json")]);
+        host.create_network("rustnet", "logged", &["--subnet", "10.6.0.0/24"]);
+        let _ = host.docker(&["network", "rm", "logged"]);
+        let text = std::fs::read(&log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text[usize::try_from(from).unwrap()..]).into_owned();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["span"]["path"] == "/NetworkDriver.CreateNetwork"),
+            "{text}"
+        );
+        assert!(lines.iter().any(|l| l["host"].is_u64()), "{text}");
+    });
+
     cases.finish();
 }
