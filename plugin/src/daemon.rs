@@ -55,17 +55,22 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     // exits non-zero, so that its supervisor (systemd, Docker for the
     // managed plugin) starts it again, or an operator sees why.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(serve(listener, service, async {
+    let mut served = tokio::spawn(serve(listener, service, async {
         tokio::select! {
             () = shutdown_signal() => {}
             _ = stop_rx => {}
         }
     }));
+    // The serving task's end, once it has ended (on a signal).
+    let mut joined = None;
     let failure = match store_task.await {
         Ok(Ok(store)) => {
             let stopped = tokio::select! {
                 failure = store.stopped() => failure,
-                () = wait_finished(&served) => None,
+                result = &mut served => {
+                    joined = Some(result);
+                    None
+                }
             };
             if stopped.is_none() {
                 store.shutdown().await;
@@ -75,20 +80,21 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         Ok(Err(failure)) => failure,
         Err(e) => Some(format!("store task: {e}")),
     };
-    let mut served = served;
-    let joined = if failure.is_some() {
-        // Docker keeps its connections open: give requests in flight a
-        // moment, not forever.
-        let _ = stop_tx.send(());
-        match tokio::time::timeout(Duration::from_secs(2), &mut served).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                served.abort();
-                Ok(Ok(()))
+    let joined = match joined {
+        Some(joined) => joined,
+        None if failure.is_some() => {
+            // Docker keeps its connections open: give requests in flight a
+            // moment, not forever.
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(Duration::from_secs(2), &mut served).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    served.abort();
+                    Ok(Ok(()))
+                }
             }
         }
-    } else {
-        served.await
+        None => served.await,
     };
     let served = joined.unwrap_or_else(|e| Err(anyhow::anyhow!("serve: {e}")));
     if let Err(e) = std::fs::remove_file(&config.socket) {
@@ -99,13 +105,6 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         anyhow::bail!("the state store failed: {failure}");
     }
     served
-}
-
-/// Until the serving task ends (on a signal).
-async fn wait_finished(task: &tokio::task::JoinHandle<anyhow::Result<()>>) {
-    while !task.is_finished() {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The real kernel of this host's network namespace, with IP forwarding

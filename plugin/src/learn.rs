@@ -103,18 +103,16 @@ fn release(state: &State, host: HostId, id: &str) -> Vec<Command> {
         id: id.to_owned(),
     }];
     for address in [endpoint.address, endpoint.address6].into_iter().flatten() {
-        let held = state
-            .holder(address.addr())
-            .is_some_and(|holder| holder.host == host);
-        if let Some(pool) = state
-            .pools()
-            .find(|p| p.subnet.contains(&address.addr()))
-            .filter(|_| held)
+        let address = address.addr();
+        // Only what this host holds: the pool holding the address, once.
+        let pool = state.pools().find(|p| p.subnet.contains(&address));
+        if let Some(pool) =
+            pool.filter(|p| p.addresses.get(&address).is_some_and(|h| h.host == host))
         {
             commands.push(Command::ReleaseAddress {
                 host,
                 pool_id: pool.id(),
-                address: address.addr(),
+                address,
             });
         }
     }

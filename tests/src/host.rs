@@ -264,6 +264,13 @@ impl SimHost {
         );
     }
 
+    /// `docker network create -d rustnet --ipam-driver rustnet -o
+    /// mode=overlay --subnet SUBNET EXTRA... NAME`; panics on failure.
+    pub fn create_overlay(&self, name: &str, subnet: &str, extra: &[&str]) {
+        let args = [&["-o", "mode=overlay", "--subnet", subnet], extra].concat();
+        self.create_network("rustnet", name, &args);
+    }
+
     /// Whether `container` gets a reply to one ping to `target` within
     /// `secs` seconds.
     pub fn pings_within(&self, container: &str, target: &str, secs: u32) -> bool {

@@ -14,9 +14,6 @@ fn has_network(host: &SimHost, name: &str) -> bool {
     host.docker(&["network", "inspect", name]).is_ok()
 }
 
-fn create_overlay(host: &SimHost, name: &str, subnet: &str) {
-    host.create_network("rustnet", name, &["-o", "mode=overlay", "--subnet", subnet]);
-}
 #[test]
 fn overlay_networks_across_three_hosts() {
     let h1 = SimHost::start();
@@ -40,7 +37,7 @@ fn overlay_networks_across_three_hosts() {
     cases.run(
         "an overlay created on one host appears on every host",
         || {
-            create_overlay(&h1, "ov1", "10.0.80.0/24");
+            h1.create_overlay("ov1", "10.0.80.0/24", &[]);
             for host in &hosts[1..] {
                 wait_until(&format!("ov1 on {}", host.netns), 20, || {
                     has_network(host, "ov1")
@@ -143,7 +140,7 @@ fn overlay_networks_across_three_hosts() {
     cases.run(
         "a host whose plugin was down resynchronises its entries",
         || {
-            create_overlay(&h1, "ov2", "10.0.81.0/24");
+            h1.create_overlay("ov2", "10.0.81.0/24", &[]);
             for host in &hosts[1..] {
                 wait_until(&format!("ov2 on {}", host.netns), 20, || {
                     has_network(host, "ov2")
@@ -252,7 +249,7 @@ fn overlay_networks_across_three_hosts() {
         || {
             // Read when the overlay is created: no restart needed.
             h1.set_underlay_mtu(9000);
-            create_overlay(&h1, "ov9", "10.0.82.0/24");
+            h1.create_overlay("ov9", "10.0.82.0/24", &[]);
             h1.run_container("big", "ov9", &[], &[]);
             let mtu = h1.exec("big", &["cat", "/sys/class/net/eth0/mtu"]);
             let _ = h1.docker(&["rm", "-f", "big"]);
@@ -298,7 +295,7 @@ fn overlay_networks_across_three_hosts() {
                 "swov",
             ];
             docker_ok(h1.docker(&swarm), "swarm overlay");
-            create_overlay(&h1, "ovc", "10.0.90.0/24");
+            h1.create_overlay("ovc", "10.0.90.0/24", &[]);
             wait_until("ovc on h2", 20, || has_network(&h2, "ovc"));
             docker_ok(
                 h2.docker(&["network", "create", "--subnet", "10.2.90.0/24", "plain"]),
@@ -338,7 +335,7 @@ fn overlay_networks_across_three_hosts() {
     cases.run(
         "VXLAN from outside the cluster is dropped while members' traffic flows",
         || {
-            create_overlay(&h1, "ovx", "10.0.86.0/24");
+            h1.create_overlay("ovx", "10.0.86.0/24", &[]);
             wait_until("ovx on h2", 20, || has_network(&h2, "ovx"));
             h1.run_container("x1", "ovx", &[], &[]);
             h2.run_container("x2", "ovx", &[], &[]);
@@ -415,7 +412,7 @@ fn overlay_networks_across_three_hosts() {
             wait_until("f3 reaches f1", 15, || h3.pings_within("f3", &f1, 1));
             // h2 cannot build it over the foreign link; everyone else keeps
             // it, and h2's other networks are built as usual.
-            create_overlay(&h1, "ovg", "10.0.93.0/24");
+            h1.create_overlay("ovg", "10.0.93.0/24", &[]);
             wait_until("ovg on h2", 20, || has_network(&h2, "ovg"));
             h2.run_container("g2", "ovg", &[], &[]);
             h1.run_container("g1", "ovg", &[], &[]);
@@ -446,7 +443,7 @@ fn overlay_networks_across_three_hosts() {
     cases.run(
         "a host removed from the cluster has its entries removed everywhere",
         || {
-            create_overlay(&h1, "ovr", "10.0.91.0/24");
+            h1.create_overlay("ovr", "10.0.91.0/24", &[]);
             wait_until("ovr on h3", 20, || has_network(&h3, "ovr"));
             h3.run_container("r3", "ovr", &[], &[]);
             let dst = format!("dst {}", h3.addr);

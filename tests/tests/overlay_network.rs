@@ -13,11 +13,6 @@ use rustnet_tests::{
 
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
 
-fn create_overlay(host: &SimHost, name: &str, subnet: &str, extra: &[&str]) {
-    let args = [&["-o", "mode=overlay", "--subnet", subnet], extra].concat();
-    host.create_network("rustnet", name, &args);
-}
-
 /// What `nslookup NAME` in `container` resolves NAME to (its addresses
 /// after the "Name:" line), or the failure.
 fn lookup(host: &SimHost, container: &str, name: &str) -> Result<Vec<String>, String> {
@@ -67,7 +62,7 @@ fn an_overlay_is_one_network_across_hosts() {
     cases.run(
         "a network created on one host takes containers on the others at once",
         || {
-            create_overlay(&h1, "ov", "10.0.70.0/24", &[]);
+            h1.create_overlay("ov", "10.0.70.0/24", &[]);
             // No waiting for a poll: the change drives every host's Docker.
             wait_until("ov on h2 and h3", 2, || {
                 h2.docker(&["network", "inspect", "ov"]).is_ok()
@@ -145,7 +140,7 @@ fn an_overlay_is_one_network_across_hosts() {
     cases.run(
         "names of networks a container is not on never resolve; other networks' DNS is unchanged",
         || {
-            create_overlay(&h1, "other", "10.0.71.0/24", &[]);
+            h1.create_overlay("other", "10.0.71.0/24", &[]);
             wait_until("other on h3", 5, || {
                 h3.docker(&["network", "inspect", "other"]).is_ok()
             });
@@ -241,7 +236,7 @@ fn an_overlay_is_one_network_across_hosts() {
     cases.run(
         "an --internal overlay has names across hosts, no egress and no default route",
         || {
-            create_overlay(&h1, "inner", "10.0.72.0/24", &["--internal"]);
+            h1.create_overlay("inner", "10.0.72.0/24", &["--internal"]);
             wait_until("inner on h2", 5, || {
                 h2.docker(&["network", "inspect", "inner"]).is_ok()
             });

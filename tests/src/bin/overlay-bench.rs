@@ -81,22 +81,7 @@ fn lookups(host: &SimHost, container: &str, name: &str, runs: usize) -> Vec<Dura
 fn propagation(a: &SimHost, b: &SimHost, i: usize) -> Duration {
     let name = format!("prop{i}");
     let subnet = format!("10.3.{i}.0/24");
-    docker(
-        a,
-        &[
-            "network",
-            "create",
-            "-d",
-            "rustnet",
-            "--ipam-driver",
-            "rustnet",
-            "-o",
-            "mode=overlay",
-            "--subnet",
-            &subnet,
-            &name,
-        ],
-    );
+    a.create_overlay(&name, &subnet, &[]);
     let started = Instant::now();
     while b.docker(&["network", "inspect", &name]).is_err() {
         assert!(
@@ -259,24 +244,7 @@ fn main() {
         let mtu_opt = format!("com.docker.network.driver.mtu={overlay_mtu}");
         let (rn, sw) = (format!("rnov{mtu}"), format!("swov{mtu}"));
         let third = if mtu == 1500 { 97 } else { 98 };
-        docker(
-            &a,
-            &[
-                "network",
-                "create",
-                "-d",
-                "rustnet",
-                "--ipam-driver",
-                "rustnet",
-                "-o",
-                "mode=overlay",
-                "-o",
-                &mtu_opt,
-                "--subnet",
-                &format!("10.0.{third}.0/24"),
-                &rn,
-            ],
-        );
+        a.create_overlay(&rn, &format!("10.0.{third}.0/24"), &["-o", &mtu_opt]);
         docker(
             &a,
             &[
