@@ -7,8 +7,9 @@
 # RUSTNET_BIN=PATH packages that binary instead of a fresh release build.
 #
 # The rootfs holds the release rustnet binary and the host's own iptables
-# (same backend as the host's Docker: nft or legacy, whichever `iptables`
-# resolves to here), each with the libraries it loads.
+# and ebtables (same backend as the host's Docker: nft or legacy, whichever
+# `iptables` and `ebtables` resolve to here), each with the libraries it
+# loads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/docker-plugin}
@@ -45,6 +46,9 @@ copy_with_libraries "$iptables"
 for name in iptables iptables-restore iptables-save; do
     ln -sf "$iptables" "$rootfs/usr/sbin/$name"
 done
+ebtables=$(readlink -f "$(command -v ebtables)")
+[ -e "$rootfs$ebtables" ] || copy_with_libraries "$ebtables"
+ln -sf "$ebtables" "$rootfs/usr/sbin/ebtables"
 # iptables loads its matches and targets at run time.
 for ext in /usr/lib/*-linux-gnu/xtables/*.so; do
     copy_with_libraries "$ext"

@@ -44,14 +44,37 @@ pub const DNS_CHAIN: &str = "RUSTNET-DNS";
 pub const VXLAN_CHAIN: &str = "RUSTNET-VXLAN";
 
 /// Who may send VXLAN to this host: the cluster members' underlay
-/// addresses, on rustnet's VXLAN port.
+/// addresses, on rustnet's VXLAN port. With it goes the gateway guard:
+/// every host's bridge of an overlay holds the same gateway MAC, so a frame
+/// the host itself sends into an overlay (its ARP, its packets to another
+/// host's container) must never leave through a VXLAN device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanIngress {
     pub port: u16,
     pub members: Vec<Ipv4Addr>,
+    /// The VXLAN devices, as an ebtables interface pattern (`rnx+`).
+    pub devices: String,
+    /// The first three bytes of every gateway MAC.
+    pub gateway_prefix: [u8; 3],
 }
 
 impl VxlanIngress {
+    /// The ebtables rule (filter table, OUTPUT chain) that drops what the
+    /// host sends from a gateway MAC through a VXLAN device.
+    pub fn gateway_guard(&self) -> Vec<String> {
+        let [a, b, c] = self.gateway_prefix;
+        [
+            "-o",
+            &self.devices,
+            "-s",
+            &format!("{a:02x}:{b:02x}:{c:02x}:00:00:00/ff:ff:ff:00:00:00"),
+            "-j",
+            "DROP",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     /// The hook from INPUT: only UDP to the VXLAN port enters the chain.
     pub fn hook(&self) -> (&'static str, &'static str, String) {
         (
@@ -71,6 +94,21 @@ impl VxlanIngress {
         let _ = writeln!(script, "-A {VXLAN_CHAIN} -j DROP\nCOMMIT");
         script
     }
+}
+
+/// The gateway guards in `ebtables -L OUTPUT`'s listing: rules that drop a
+/// 24-bit MAC prefix leaving through an interface pattern, the only kind
+/// rustnet writes there.
+pub fn gateway_guards(listing: &str) -> Vec<Vec<String>> {
+    listing
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|t| {
+            matches!(t.as_slice(), ["-s", mac, "-o", dev, "-j", "DROP"]
+                if mac.ends_with("/ff:ff:ff:00:00:00") && dev.ends_with('+'))
+        })
+        .map(|t| t.into_iter().map(str::to_owned).collect())
+        .collect()
 }
 
 /// Docker's own bridges, isolated from rustnet's like Docker isolates its
@@ -283,6 +321,8 @@ mod tests {
         let ingress = VxlanIngress {
             port: 4790,
             members: vec![Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2)],
+            devices: "rnx+".into(),
+            gateway_prefix: [0x02, 0x52, 0x4e],
         };
         assert_eq!(
             ingress.restore_script(),
@@ -292,6 +332,29 @@ mod tests {
              -A RUSTNET-VXLAN -j DROP\nCOMMIT\n"
         );
         assert_eq!(ingress.hook().2, "-p udp --dport 4790 -j RUSTNET-VXLAN");
+        assert_eq!(
+            ingress.gateway_guard().join(" "),
+            "-o rnx+ -s 02:52:4e:00:00:00/ff:ff:ff:00:00:00 -j DROP"
+        );
+        let listing = "Bridge table: filter\n\nBridge chain: OUTPUT, entries: 2, policy: ACCEPT\n\
+                       -s 02:52:4e:00:00:00/ff:ff:ff:00:00:00 -o rnx+ -j DROP\n\
+                       -s 02:00:00:00:00:01 -o eth0 -j DROP\n";
+        assert_eq!(
+            gateway_guards(listing),
+            vec![
+                [
+                    "-s",
+                    "02:52:4e:00:00:00/ff:ff:ff:00:00:00",
+                    "-o",
+                    "rnx+",
+                    "-j",
+                    "DROP"
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            ],
+            "only rustnet's guard, never someone else's rule"
+        );
     }
 
     fn network(bridge: &str, subnet: &str, internal: bool) -> Network {
@@ -462,6 +525,8 @@ mod intact_tests {
         let ingress = VxlanIngress {
             port: 4790,
             members: vec!["10.99.0.1".parse().unwrap()],
+            devices: "rnx+".into(),
+            gateway_prefix: [0x02, 0x52, 0x4e],
         };
         let full = saved(&networks, Some(&ingress));
         assert!(intact(&full, &networks, Some(&ingress)));

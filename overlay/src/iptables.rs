@@ -61,11 +61,17 @@ impl Iptables {
         match ingress {
             Some(ingress) => {
                 restore(&ingress.restore_script()).await?;
-                ensure(ingress.hook()).await
+                ensure(ingress.hook()).await?;
+                let guard = ingress.gateway_guard();
+                if !guard_present(&guard).await {
+                    ebtables("-A", &guard).await?;
+                }
+                Ok(())
             }
             None => {
                 let _ = iptables(&["-t", "filter", "-F", VXLAN_CHAIN]).await;
                 let _ = iptables(&["-t", "filter", "-X", VXLAN_CHAIN]).await;
+                self.remove_gateway_guards().await;
                 Ok(())
             }
         }
@@ -87,7 +93,26 @@ impl Iptables {
                 _ => return false,
             }
         }
-        crate::firewall::intact(&saved, networks, ingress)
+        let guarded = match ingress {
+            Some(ingress) => guard_present(&ingress.gateway_guard()).await,
+            None => true,
+        };
+        guarded && crate::firewall::intact(&saved, networks, ingress)
+    }
+
+    /// Removes the gateway guard, whatever its device pattern and prefix
+    /// were (see [`crate::firewall::gateway_guards`]).
+    async fn remove_gateway_guards(&self) {
+        let Ok(out) = Command::new("ebtables")
+            .args(["-t", "filter", "-L", "OUTPUT"])
+            .output()
+            .await
+        else {
+            return;
+        };
+        for rule in crate::firewall::gateway_guards(&String::from_utf8_lossy(&out.stdout)) {
+            let _ = ebtables("-D", &rule).await;
+        }
     }
 
     /// Removes every hook and chain of rustnet; what is already gone is fine.
@@ -135,6 +160,20 @@ async fn iptables_output(args: &[&str]) -> Result<String, Error> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     check(&format!("iptables {}", args.join(" ")), out).map(|()| text)
+}
+
+/// Runs `ebtables -t filter ACTION OUTPUT RULE...`.
+async fn ebtables(action: &str, rule: &[String]) -> Result<(), Error> {
+    let out = Command::new("ebtables")
+        .args(["-t", "filter", action, "OUTPUT"])
+        .args(rule)
+        .output()
+        .await;
+    check(&format!("ebtables {action} OUTPUT {}", rule.join(" ")), out)
+}
+
+async fn guard_present(rule: &[String]) -> bool {
+    ebtables("--check", rule).await.is_ok()
 }
 
 async fn restore(script: &str) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 //! background tasks, never inside a plugin request (dockerd may be waiting
 //! on that very request).
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +22,15 @@ fn percent_encode(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+/// A container on a network, as Docker shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attached {
+    pub(crate) container: String,
+    pub(crate) name: String,
+    pub(crate) endpoint: String,
+    pub(crate) address: Option<IpAddr>,
 }
 
 /// The local dockerd's API.
@@ -97,12 +107,8 @@ impl Docker {
             .map(drop)
     }
 
-    /// The containers Docker has on network `id`: (container id, name,
-    /// endpoint id).
-    pub(crate) async fn network_containers(
-        &self,
-        id: &str,
-    ) -> anyhow::Result<Vec<(String, String, String)>> {
+    /// The containers Docker has on network `id`.
+    pub(crate) async fn network_containers(&self, id: &str) -> anyhow::Result<Vec<Attached>> {
         let network = self
             .call(Method::GET, &format!("/networks/{id}"), None)
             .await?;
@@ -112,12 +118,31 @@ impl Docker {
         Ok(containers
             .iter()
             .filter_map(|(container, c)| {
-                Some((
-                    container.clone(),
-                    c["Name"].as_str()?.to_owned(),
-                    c["EndpointID"].as_str()?.to_owned(),
-                ))
+                Some(Attached {
+                    container: container.clone(),
+                    name: c["Name"].as_str()?.to_owned(),
+                    endpoint: c["EndpointID"].as_str()?.to_owned(),
+                    address: c["IPv4Address"]
+                        .as_str()
+                        .and_then(|a| a.split('/').next()?.parse().ok()),
+                })
             })
+            .collect())
+    }
+
+    /// The ids of the networks whose addresses come from this plugin's
+    /// IPAM driver while another driver (Docker's bridge, say) builds them.
+    pub(crate) async fn ipam_only_networks(&self) -> anyhow::Result<Vec<String>> {
+        let networks = self.call(Method::GET, "/networks", None).await?;
+        Ok(networks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                n["IPAM"]["Driver"].as_str() == Some(&self.driver)
+                    && n["Driver"].as_str() != Some(&self.driver)
+            })
+            .filter_map(|n| n["Id"].as_str().map(str::to_owned))
             .collect())
     }
 

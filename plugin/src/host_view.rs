@@ -10,7 +10,7 @@ use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Network, State};
 use rustnet_overlay::firewall::{DnsRedirect, Network as FirewallNetwork, Published, VxlanIngress};
 use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan, Want};
 
-use crate::naming::{veth_names, vxlan_name};
+use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
 
 /// Where this host's VXLAN traffic goes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +203,8 @@ pub(crate) fn vxlan_ingress(state: &State, host: HostId, port: u16) -> Option<Vx
                 IpAddr::V6(_) => None,
             })
             .collect(),
+        devices: format!("{VXLAN_PREFIX}+"),
+        gateway_prefix: Mac::GATEWAY_PREFIX,
     })
 }
 

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustnet_ipam::{Command, Container, Endpoint, HostId, State};
+use rustnet_ipam::{Command, Container, Endpoint, HolderKind, HostId, State};
 use tokio::sync::Notify;
 
-use crate::docker::Docker;
+use crate::docker::{Attached, Docker};
 use crate::service::Service;
 
 /// How long the learner waits without events before it looks anyway.
@@ -147,7 +147,7 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
                 continue;
             }
         };
-        let shown: BTreeSet<String> = seen.iter().map(|(_, _, e)| e.clone()).collect();
+        let shown: BTreeSet<String> = seen.iter().map(|a| a.endpoint.clone()).collect();
         for id in missing.look(ours, &shown, Instant::now(), LEAK_GRACE) {
             let commands = store.local(|s| release(s, host, &id)).unwrap_or_default();
             tracing::warn!(endpoint = %id, %network, "Docker no longer has this endpoint: releasing it");
@@ -155,7 +155,13 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
                 store.write(command).await?;
             }
         }
-        for (container, name, endpoint_id) in seen {
+        for Attached {
+            container,
+            name,
+            endpoint: endpoint_id,
+            ..
+        } in seen
+        {
             let Some(endpoint) = ours.iter().find(|e| e.id == endpoint_id) else {
                 continue;
             };
@@ -178,7 +184,61 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
                 .await?;
         }
     }
+    name_addresses(service, docker).await
+}
+
+/// Names the holders of this host's addresses in IPAM-only networks
+/// (Docker's bridge driver with rustnet's IPAM), so that "address in use"
+/// can say which container: Docker 20.10's RequestAddress does not.
+async fn name_addresses(service: &Service, docker: &Docker) -> anyhow::Result<()> {
+    let store = service.store().await?;
+    let host = store.id();
+    // Nothing to ask Docker while every address of this host is named.
+    if !store.local(|s| unnamed(s, host)).unwrap_or(false) {
+        return Ok(());
+    }
+    for network in docker.ipam_only_networks().await? {
+        let seen = docker.network_containers(&network).await?;
+        let commands = store.local(|s| to_name(s, host, &seen)).unwrap_or_default();
+        for command in commands {
+            tracing::info!(%command, "learned who uses an address");
+            store.write(command).await?;
+        }
+    }
     Ok(())
+}
+
+/// Whether `host` holds an address no container name is known for, the
+/// gateways and rustnet's own endpoints aside (pure).
+fn unnamed(state: &State, host: HostId) -> bool {
+    let tables = state.tables();
+    state.pools().any(|p| {
+        p.addresses.iter().any(|(address, h)| {
+            h.host == host
+                && h.kind != HolderKind::Gateway
+                && h.container.is_none()
+                && tables.endpoint_at(*address).is_none()
+        })
+    })
+}
+
+/// The commands that name what `host` holds after what Docker shows on a
+/// network, where the tables do not say it already (pure).
+fn to_name(state: &State, host: HostId, seen: &[Attached]) -> Vec<Command> {
+    seen.iter()
+        .filter_map(|a| {
+            let address = a.address?;
+            let holder = state.holder(address)?;
+            let wanted = holder.host == host
+                && holder.kind != HolderKind::Gateway
+                && holder.container.as_deref() != Some(a.name.as_str());
+            wanted.then(|| Command::NameAddress {
+                host,
+                address,
+                container: a.name.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Whether what the tables say of an endpoint's container is out of date
@@ -189,7 +249,7 @@ fn stale(known: Option<&Container>, id: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use rustnet_ipam::{DefaultPool, HolderKind, Mac, Mode, Network, Response};
+    use rustnet_ipam::{DefaultPool, Mac, Mode, Network, Response};
 
     use super::*;
 
@@ -297,6 +357,60 @@ mod tests {
         }
         assert!(state.tables().endpoint("a").is_none());
         assert!(state.holder("10.0.42.2".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn ipam_only_addresses_are_named_by_their_holder_once() {
+        let mut state = State::default();
+        let pool = Command::RequestPool {
+            host: 1,
+            pool: Some("10.0.43.0/29".parse().unwrap()),
+            range: None,
+            v6: false,
+            defaults: vec![],
+        };
+        let Ok(Response::Pool { pool_id, .. }) = state.apply(&pool) else {
+            panic!("pool");
+        };
+        for (address, kind) in [
+            ("10.0.43.1", HolderKind::Gateway),
+            ("10.0.43.6", HolderKind::Static),
+        ] {
+            let take = Command::RequestAddress {
+                host: 1,
+                pool_id: pool_id.clone(),
+                address: Some(address.parse().unwrap()),
+                kind,
+            };
+            state.apply(&take).unwrap();
+        }
+        let attached = |name: &str, address: &str| Attached {
+            container: "c1".into(),
+            name: name.into(),
+            endpoint: "e1".into(),
+            address: Some(address.parse().unwrap()),
+        };
+        assert!(unnamed(&state, 1));
+        assert!(!unnamed(&state, 2), "host 2 holds nothing");
+        let seen = [attached("fixed", "10.0.43.6"), attached("gw", "10.0.43.1")];
+        assert!(to_name(&state, 2, &seen).is_empty(), "not host 2's");
+        let commands = to_name(&state, 1, &seen);
+        assert_eq!(
+            commands,
+            [Command::NameAddress {
+                host: 1,
+                address: "10.0.43.6".parse().unwrap(),
+                container: "fixed".into()
+            }],
+            "never the gateway"
+        );
+        state.apply(&commands[0]).unwrap();
+        assert!(!unnamed(&state, 1));
+        assert!(to_name(&state, 1, &seen).is_empty(), "named already");
+        assert_eq!(
+            to_name(&state, 1, &[attached("renamed", "10.0.43.6")]).len(),
+            1
+        );
     }
 
     #[test]

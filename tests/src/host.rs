@@ -50,6 +50,17 @@ impl SimHost {
     /// Like [`SimHost::start`], with extra binaries (and the libraries they
     /// load) copied into the test image's /bin.
     pub fn start_with_tools(tools: &[&str]) -> Self {
+        Self::start_as(tools, Resolver::Plain)
+    }
+
+    /// Like [`SimHost::start`] on a host whose resolver is systemd-resolved
+    /// (Ubuntu's default): /etc/resolv.conf names only the stub
+    /// 127.0.0.53, the upstream is in /run/systemd/resolve/resolv.conf.
+    pub fn start_with_systemd_resolved() -> Self {
+        Self::start_as(&[], Resolver::SystemdResolved)
+    }
+
+    fn start_as(tools: &[&str], resolver: Resolver) -> Self {
         crate::require_root();
         let index = NEXT_INDEX.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
@@ -89,7 +100,7 @@ impl SimHost {
         ] {
             run_ok(Command::new("ip").args(&args));
         }
-        let holder = spawn_holder(&dir);
+        let holder = spawn_holder(&dir, resolver);
         let dockerd = spawn_dockerd(holder.id(), &netns, &dir, index, &[]);
         let host = Self {
             netns,
@@ -320,6 +331,21 @@ impl SimHost {
     /// `docker exec CONTAINER CMD...`.
     pub fn exec(&self, container: &str, cmd: &[&str]) -> Result<String, String> {
         self.docker(&[&["exec", container], cmd].concat())
+    }
+
+    /// What `nslookup NAME` in `container` resolves NAME to (its addresses
+    /// after the "Name:" line), or the failure.
+    pub fn lookup(&self, container: &str, name: &str) -> Result<Vec<String>, String> {
+        let out = self.exec(container, &["nslookup", name])?;
+        let answer = out
+            .split_once("Name:")
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| format!("no answer for {name}: {out}"))?;
+        Ok(answer
+            .split_whitespace()
+            .filter(|w| w.parse::<std::net::Ipv4Addr>().is_ok())
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Starts (or restarts) this host's rustnet daemon with extra settings
@@ -606,20 +632,45 @@ fn stop_child(child: &mut Child, patience: Duration) {
     let _ = child.wait();
 }
 
+/// How a simulated host finds its upstream resolver (the test upstream on
+/// the underlay gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolver {
+    /// /etc/resolv.conf names it.
+    Plain,
+    /// /etc/resolv.conf names systemd-resolved's stub, whose own file
+    /// names it.
+    SystemdResolved,
+}
+
 /// A process that holds the host's private mount namespace, whose
-/// /run/docker and /etc/docker are its own.
-fn spawn_holder(dir: &Path) -> Child {
+/// /run/docker, /etc/docker and /etc/resolv.conf (and for systemd-resolved
+/// /run/systemd) are its own.
+fn spawn_holder(dir: &Path, resolver: Resolver) -> Child {
     let ready = dir.join("mounts-ready");
-    // The host's resolver is the underlay gateway (the test upstream).
-    let resolv = dir.join("resolv.conf");
-    std::fs::write(&resolv, format!("nameserver {UNDERLAY_GATEWAY}\n"))
-        .unwrap_or_else(|e| panic!("write {}: {e}", resolv.display()));
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path.display().to_string()
+    };
+    let upstream = format!("nameserver {UNDERLAY_GATEWAY}\n");
+    let resolv = match resolver {
+        Resolver::Plain => write("resolv.conf", upstream.clone()),
+        Resolver::SystemdResolved => write("resolv.conf", "nameserver 127.0.0.53\n".into()),
+    };
+    let systemd = match resolver {
+        Resolver::Plain => String::new(),
+        Resolver::SystemdResolved => format!(
+            "mkdir -p /run/systemd; mount -t tmpfs tmpfs /run/systemd; \
+             mkdir /run/systemd/resolve; cp {} /run/systemd/resolve/resolv.conf; ",
+            write("systemd-resolv.conf", upstream)
+        ),
+    };
     let script = format!(
         "set -e; mkdir -p /run/docker /etc/docker; \
          mount -t tmpfs tmpfs /run/docker; mount -t tmpfs tmpfs /etc/docker; \
-         mount --bind {} /etc/resolv.conf; \
+         mount --bind {resolv} /etc/resolv.conf; {systemd}\
          mkdir -p /run/docker/plugins; touch {}; exec sleep infinity",
-        resolv.display(),
         ready.display()
     );
     let child = Command::new("unshare")

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use rustnet_tests::{Cases, SimHost, docker_ok, wait_until};
+use rustnet_tests::{Cases, SimHost, UPSTREAM_ADDR, UPSTREAM_NAME, docker_ok, wait_until};
 
 /// What `-d` and `--ipam-driver` take for a managed plugin named rustnet on
 /// Docker 20.10 (see the README).
@@ -108,9 +108,10 @@ fn plain_restart(host: &SimHost, driver: &str, managed: bool) {
 
 #[test]
 fn managed_plugin_host_service_and_dockerd_restarts() {
-    let h1 = SimHost::start();
+    // h1 and h3 resolve through systemd-resolved, as Ubuntu's do.
+    let h1 = SimHost::start_with_systemd_resolved();
     let h2 = SimHost::start();
-    let h3 = SimHost::start();
+    let h3 = SimHost::start_with_systemd_resolved();
     h1.install_plugin(&[]);
     let join = format!("RUSTNET_JOIN={}:7950", h1.addr);
     let token = h1.join_token();
@@ -165,13 +166,46 @@ fn managed_plugin_host_service_and_dockerd_restarts() {
             };
             assert_eq!(driver(&h2), MANAGED);
             assert_eq!(driver(&h3), SERVICE);
-            h1.run_container("ov-1", "ov", &[], &[]);
+            // On a systemd-resolved host, Docker 20.10's embedded DNS asks
+            // the stub from the host's namespace, past every network; the
+            // README's answer is to give containers the stub's upstream.
+            let upstream = |h: &SimHost| {
+                let text = docker_ok(h.sh("cat /run/systemd/resolve/resolv.conf"), "resolv.conf");
+                text.strip_prefix("nameserver ")
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_else(|| panic!("no nameserver in {text:?}"))
+            };
+            h1.run_container("ov-1", "ov", &["--dns", &upstream(&h1)], &[]);
             h2.run_container("ov-2", "ov", &[], &[]);
-            h3.run_container("ov-3", "ov", &[], &[]);
+            h3.run_container("ov-3", "ov", &["--dns", &upstream(&h3)], &[]);
             let ip1 = h1.ip_of("ov-1", "ov");
             wait_until("ov-2 and ov-3 reach ov-1", 15, || {
                 h2.pings_within("ov-2", &ip1, 1) && h3.pings_within("ov-3", &ip1, 1)
             });
+            // Names across hosts, whether the host's resolver is plain or
+            // systemd-resolved and rustnet managed or a host service.
+            let ip3 = h3.ip_of("ov-3", "ov");
+            let lookups = || {
+                [
+                    h2.lookup("ov-2", "ov-1"),
+                    h1.lookup("ov-1", "ov-3"),
+                    h3.lookup("ov-3", "ov-1"),
+                ]
+            };
+            let wanted = [vec![ip1.clone()], vec![ip3.clone()], vec![ip1.clone()]].map(Ok);
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            let mut seen = lookups();
+            while seen != wanted && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                seen = lookups();
+            }
+            assert_eq!(seen, wanted, "ov-1 from h2, ov-3 from h1, ov-1 from h3");
+            for (h, c) in [(&h1, "ov-1"), (&h2, "ov-2")] {
+                assert_eq!(
+                    h.lookup(c, UPSTREAM_NAME),
+                    Ok(vec![UPSTREAM_ADDR.to_string()])
+                );
+            }
         },
     );
 

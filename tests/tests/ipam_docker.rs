@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
-use rustnet_tests::{Cases, SimHost, docker_ok};
+use rustnet_tests::{Cases, SimHost, docker_ok, wait_until};
 use serde_json::Value;
 
 const IMAGE: &str = "rustnet-test/busybox:latest";
@@ -157,33 +157,75 @@ fn ipam_driver_on_a_real_dockerd() {
         );
     });
 
-    cases.run("--ip is honoured, taken addresses name the holder, aux addresses are skipped", || {
-        docker_ok(
-            host.docker(&[
-                "network", "create", "--ipam-driver", "rustnet", "--subnet", "10.0.43.0/29",
-                "--aux-address", "a=10.0.43.2", "--aux-address", "b=10.0.43.4", "ipnet",
-            ]),
-            "network create",
-        );
-        docker_ok(run_container(&host, "fixed", "ipnet", &["--ip", "10.0.43.6"]), "run --ip");
-        assert_eq!(container_ip(&host, "fixed", "ipnet"), "10.0.43.6");
-        let err = run_container(&host, "thief", "ipnet", &["--ip", "10.0.43.6"]).unwrap_err();
-        // Docker 20.10 does not name the container in IPAM requests; the
-        // error names the kind of holder and the host.
-        assert!(err.contains("address 10.0.43.6 is already in use by an --ip or --aux-address reservation on "), "{err}");
-        assert!(err.contains(&format!("({})", host.addr)), "{err}");
-        let _ = host.docker(&["rm", "-f", "thief"]);
-        // Gateway .1, aux .2 and .4, fixed .6: the rest are .3 and .5.
-        docker_ok(run_container(&host, "auto-a", "ipnet", &[]), "run");
-        docker_ok(run_container(&host, "auto-b", "ipnet", &[]), "run");
-        let got: BTreeSet<String> = ["auto-a", "auto-b"].iter().map(|c| container_ip(&host, c, "ipnet")).collect();
-        assert_eq!(got, BTreeSet::from(["10.0.43.3".to_owned(), "10.0.43.5".to_owned()]));
-        let err = run_container(&host, "one-too-many", "ipnet", &[]).unwrap_err();
-        assert!(err.contains("pool 10.0.43.0/29 is exhausted"), "{err}");
-        for c in ["fixed", "auto-a", "auto-b", "one-too-many"] {
-            let _ = host.docker(&["rm", "-f", c]);
-        }
-    });
+    cases.run(
+        "--ip is honoured, taken addresses name the holder, aux addresses are skipped",
+        || {
+            docker_ok(
+                host.docker(&[
+                    "network",
+                    "create",
+                    "--ipam-driver",
+                    "rustnet",
+                    "--subnet",
+                    "10.0.43.0/29",
+                    "--aux-address",
+                    "a=10.0.43.2",
+                    "--aux-address",
+                    "b=10.0.43.4",
+                    "ipnet",
+                ]),
+                "network create",
+            );
+            docker_ok(
+                run_container(&host, "fixed", "ipnet", &["--ip", "10.0.43.6"]),
+                "run --ip",
+            );
+            assert_eq!(container_ip(&host, "fixed", "ipnet"), "10.0.43.6");
+            // Docker 20.10 does not name the container in IPAM requests;
+            // rustnet learns it from Docker in the background, and the error
+            // names the container and its host.
+            let holder = |address: &str| {
+                pools(&host)
+                    .iter()
+                    .flat_map(|p| p["addresses"].as_array().cloned().unwrap_or_default())
+                    .find(|a| a["address"] == address)
+                    .map(|a| a["holder"].as_str().unwrap_or_default().to_owned())
+            };
+            wait_until("10.0.43.6 named after its container", 10, || {
+                holder("10.0.43.6").is_some_and(|h| h.starts_with("container fixed on "))
+            });
+            let err = run_container(&host, "thief", "ipnet", &["--ip", "10.0.43.6"]).unwrap_err();
+            assert!(
+                err.contains("address 10.0.43.6 is already in use by container fixed on "),
+                "{err}"
+            );
+            assert!(err.contains(&format!("({})", host.addr)), "{err}");
+            // Aux addresses are no container's.
+            assert!(
+                holder("10.0.43.2")
+                    .is_some_and(|h| h.starts_with("an --ip or --aux-address reservation on ")),
+                "{:?}",
+                holder("10.0.43.2")
+            );
+            let _ = host.docker(&["rm", "-f", "thief"]);
+            // Gateway .1, aux .2 and .4, fixed .6: the rest are .3 and .5.
+            docker_ok(run_container(&host, "auto-a", "ipnet", &[]), "run");
+            docker_ok(run_container(&host, "auto-b", "ipnet", &[]), "run");
+            let got: BTreeSet<String> = ["auto-a", "auto-b"]
+                .iter()
+                .map(|c| container_ip(&host, c, "ipnet"))
+                .collect();
+            assert_eq!(
+                got,
+                BTreeSet::from(["10.0.43.3".to_owned(), "10.0.43.5".to_owned()])
+            );
+            let err = run_container(&host, "one-too-many", "ipnet", &[]).unwrap_err();
+            assert!(err.contains("pool 10.0.43.0/29 is exhausted"), "{err}");
+            for c in ["fixed", "auto-a", "auto-b", "one-too-many"] {
+                let _ = host.docker(&["rm", "-f", c]);
+            }
+        },
+    );
 
     cases.run("network rm releases the pool and its addresses", || {
         docker_ok(

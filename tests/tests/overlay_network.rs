@@ -13,19 +13,8 @@ use rustnet_tests::{
 
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
 
-/// What `nslookup NAME` in `container` resolves NAME to (its addresses
-/// after the "Name:" line), or the failure.
 fn lookup(host: &SimHost, container: &str, name: &str) -> Result<Vec<String>, String> {
-    let out = host.exec(container, &["nslookup", name])?;
-    let answer = out
-        .split_once("Name:")
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("no answer for {name}: {out}"))?;
-    Ok(answer
-        .split_whitespace()
-        .filter(|w| w.parse::<std::net::Ipv4Addr>().is_ok())
-        .map(str::to_owned)
-        .collect())
+    host.lookup(container, name)
 }
 
 /// Whether `host`'s rustnet has learned which container `name` is.
@@ -99,6 +88,32 @@ fn an_overlay_is_one_network_across_hosts() {
             // Egress is NATed out of the host's own underlay: the underlay
             // gateway has no route to the overlay.
             h1.assert_pings("c1", "10.99.0.254");
+            // The gateway never speaks across VXLAN: what h1 itself sends
+            // to a container on h2 (its ARP, its ping, both from the
+            // gateway MAC h2's bridge holds too) never arrives on h2.
+            let from_gateway = ["-i", "rnx+", "-s", "02:52:4e:00:00:00/ff:ff:ff:00:00:00"];
+            for chain in ["INPUT", "FORWARD"] {
+                let count = [&["-I", chain, "1"][..], &from_gateway, &["-j", "CONTINUE"]].concat();
+                run(h2.cmd("ebtables").args(count)).expect("counting rule on h2");
+            }
+            let web1 = h2.ip_of("web1", "ov");
+            let _ = run(h1
+                .cmd("busybox")
+                .args(["ping", "-c", "3", "-W", "1", &web1]));
+            let counters = run(h2.cmd("ebtables").args(["-L", "--Lc"])).expect("ebtables -L");
+            for chain in ["INPUT", "FORWARD"] {
+                let delete = [&["-D", chain][..], &from_gateway, &["-j", "CONTINUE"]].concat();
+                run(h2.cmd("ebtables").args(delete)).expect("counting rule removed");
+            }
+            let counted: Vec<&str> = counters
+                .lines()
+                .filter(|l| l.contains("-j CONTINUE"))
+                .collect();
+            assert_eq!(counted.len(), 2, "{counters}");
+            assert!(
+                counted.iter().all(|l| l.contains("pcnt = 0 ")),
+                "gateway frames crossed VXLAN: {counters}"
+            );
         },
     );
 

@@ -113,6 +113,14 @@ pub enum Command {
         id: String,
         container: crate::Container,
     },
+    /// Records which container uses `host`'s `address` in an IPAM-only
+    /// network (Docker's own driver with rustnet's IPAM), learned from the
+    /// host's Docker; only the address's holder may say.
+    NameAddress {
+        host: HostId,
+        address: IpAddr,
+        container: String,
+    },
     /// Frees everything a host removed from the cluster held: its
     /// addresses, its pool references, its networks and endpoints.
     ForgetHost { host: HostId },
@@ -198,6 +206,11 @@ impl fmt::Display for Command {
                 id,
                 container,
             } => write!(f, "name {id} {} by host {host}", container.name),
+            Self::NameAddress {
+                host,
+                address,
+                container,
+            } => write!(f, "name {address} {container} by host {host}"),
             Self::SetJoined { host, id, ports } => {
                 let what = if ports.is_some() { "join" } else { "leave" };
                 write!(f, "{what} {id} by host {host}")

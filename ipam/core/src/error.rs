@@ -58,6 +58,8 @@ pub enum IpamError {
     NotAllocated { address: IpAddr, pool_id: String },
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    #[error("address {address} is not allocated")]
+    NotHeld { address: IpAddr },
     #[error("address {address} is held by {holder}, not by {host}")]
     NotHolder {
         address: IpAddr,

@@ -11,10 +11,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Mac(pub [u8; 6]);
 
-/// The first three bytes of every overlay gateway's MAC (locally
-/// administered, unicast; "RN").
-const GATEWAY_PREFIX: [u8; 3] = [0x02, 0x52, 0x4e];
-
 /// Why a text is not a MAC.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")]
@@ -23,6 +19,10 @@ pub struct MacError {
 }
 
 impl Mac {
+    /// The first three bytes of every overlay gateway's MAC (locally
+    /// administered, unicast; "RN").
+    pub const GATEWAY_PREFIX: [u8; 3] = [0x02, 0x52, 0x4e];
+
     /// A random, locally administered, unicast MAC: not derived from the
     /// IP, so a reused address never meets a stale neighbour entry.
     pub fn random() -> Self {
@@ -30,7 +30,7 @@ impl Mac {
             let mut mac: [u8; 6] = rand::random();
             mac[0] = (mac[0] & 0xfe) | 0x02;
             // Never one of the gateways' MACs.
-            if mac[..3] != GATEWAY_PREFIX {
+            if mac[..3] != Self::GATEWAY_PREFIX {
                 return Self(mac);
             }
         }
@@ -41,7 +41,7 @@ impl Mac {
     /// distinct per overlay.
     pub fn gateway(vni: u32) -> Self {
         let [_, a, b, c] = vni.to_be_bytes();
-        let [p, q, r] = GATEWAY_PREFIX;
+        let [p, q, r] = Self::GATEWAY_PREFIX;
         Self([p, q, r, a, b, c])
     }
 
@@ -107,7 +107,7 @@ mod tests {
         assert_ne!(Mac::gateway(4096), Mac::gateway(4097));
         for _ in 0..10_000 {
             let mac = Mac::random();
-            assert_ne!(mac.0[..3], GATEWAY_PREFIX);
+            assert_ne!(mac.0[..3], Mac::GATEWAY_PREFIX);
             assert_eq!(mac.0[0] & 0x03, 0x02, "local, unicast");
         }
     }

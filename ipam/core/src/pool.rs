@@ -15,6 +15,11 @@ use crate::{HolderKind, HostId, IpamError};
 pub struct Holder {
     pub host: HostId,
     pub kind: HolderKind,
+    /// The container using the address, where the host's Docker told
+    /// (learned in the background, for IPAM-only networks: Docker 20.10's
+    /// IPAM requests do not name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// How hosts are named in messages: their registered name, else their id.
@@ -31,6 +36,9 @@ impl Holder {
     /// Who holds the address, for a user: "container web on host-a".
     pub fn describe(&self, names: &HostNames) -> String {
         let host = host_name(names, self.host);
+        if let Some(name) = &self.container {
+            return format!("container {name} on {host}");
+        }
         match &self.kind {
             HolderKind::Gateway => format!("the network's gateway on {host}"),
             HolderKind::Static => format!("an --ip or --aux-address reservation on {host}"),

@@ -140,6 +140,14 @@ impl State {
                 self.tables.name_endpoint(*host, id, container)?;
                 Ok(Response::Done)
             }
+            Command::NameAddress {
+                host,
+                address,
+                container,
+            } => {
+                self.name_address(*host, *address, container)?;
+                Ok(Response::Done)
+            }
             Command::SetJoined { host, id, ports } => {
                 self.tables.set_joined(*host, id, ports.as_deref())?;
                 Ok(Response::Done)
@@ -154,6 +162,7 @@ impl State {
                 let holder = Holder {
                     host: *host,
                     kind: kind.clone(),
+                    container: None,
                 };
                 let address = match address {
                     Some(address) => pool
@@ -227,6 +236,33 @@ impl State {
             .values()
             .find(|p| p.subnet.contains(&address))
             .and_then(|p| p.addresses.get(&address))
+    }
+
+    /// Records that `container` uses `address`, which `host` must hold
+    /// (never a gateway).
+    fn name_address(
+        &mut self,
+        host: HostId,
+        address: IpAddr,
+        container: &str,
+    ) -> Result<(), IpamError> {
+        let names = &self.hosts;
+        let pool = self
+            .pools
+            .values_mut()
+            .find(|p| p.subnet.contains(&address));
+        let Some(holder) = pool.and_then(|p| p.addresses.get_mut(&address)) else {
+            return Err(IpamError::NotHeld { address });
+        };
+        if holder.host != host || holder.kind == HolderKind::Gateway {
+            return Err(IpamError::NotHolder {
+                address,
+                holder: holder.describe(names),
+                host: host_name(names, host),
+            });
+        }
+        holder.container = Some(container.to_owned());
+        Ok(())
     }
 
     /// Drops every trace of `host`: a host removed from the cluster.

@@ -207,6 +207,74 @@ fn a_taken_address_names_its_holder_and_changes_nothing() {
 }
 
 #[test]
+fn an_ipam_only_address_names_the_container_its_holder_learned() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        Some("10.0.42.1"),
+        HolderKind::Gateway,
+    )
+    .unwrap();
+    request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        Some("10.0.42.6"),
+        HolderKind::Static,
+    )
+    .unwrap();
+    let name = |host, address: &str| Command::NameAddress {
+        host,
+        address: ip(address),
+        container: "fixed".into(),
+    };
+    let before = s.clone();
+    // Only the holder may say, never of a gateway or of a free address.
+    assert!(matches!(
+        s.apply(&name(H2, "10.0.42.6")),
+        Err(IpamError::NotHolder { .. })
+    ));
+    assert!(matches!(
+        s.apply(&name(H1, "10.0.42.1")),
+        Err(IpamError::NotHolder { .. })
+    ));
+    assert_eq!(
+        s.apply(&name(H1, "10.0.42.7")),
+        Err(IpamError::NotHeld {
+            address: ip("10.0.42.7")
+        })
+    );
+    assert_eq!(s, before);
+    assert_eq!(s.apply(&name(H1, "10.0.42.6")), Ok(Response::Done));
+    let err = request(
+        &mut s,
+        H2,
+        "10.0.42.0/24",
+        Some("10.0.42.6"),
+        HolderKind::Static,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "address 10.0.42.6 is already in use by container fixed on host 1"
+    );
+    // Released and taken again: the name went with the old holder.
+    release(&mut s, H1, "10.0.42.0/24", "10.0.42.6").unwrap();
+    request(
+        &mut s,
+        H2,
+        "10.0.42.0/24",
+        Some("10.0.42.6"),
+        HolderKind::Static,
+    )
+    .unwrap();
+    assert_eq!(s.holder(ip("10.0.42.6")).unwrap().container, None);
+}
+
+#[test]
 fn network_broadcast_and_foreign_addresses_are_refused() {
     let mut s = State::default();
     pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
