@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every rustnet test on a Debian 12 machine, as root: formatting, lints,
 # unit and property tests, the openraft storage suite, the plugin API over a
-# real socket, and end-to-end tests against real dockerds in simulated hosts.
+# real socket, end-to-end tests against real dockerds in simulated hosts,
+# and a short run of each fuzz target.
 # Installs what it needs; starts (and stops) its own dockerds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,4 @@ RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --document-p
 scripts/deny.sh
 cargo build --locked -p rustnet
 cargo test --locked --workspace
+scripts/fuzz.sh 20000

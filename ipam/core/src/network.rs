@@ -180,6 +180,11 @@ impl Tables {
         self.networks.get(id)
     }
 
+    /// Every network, on any host.
+    pub fn networks(&self) -> impl Iterator<Item = &Network> {
+        self.networks.values()
+    }
+
     pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
         self.endpoints.get(id)
     }

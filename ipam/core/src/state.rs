@@ -449,5 +449,6 @@ impl HolderKind {
     }
 }
 
+mod invariants;
 #[cfg(test)]
 mod tests;

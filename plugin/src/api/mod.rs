@@ -22,6 +22,28 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::service::Service;
 
+/// Every path the socket serves.
+pub(crate) const PATHS: &[&str] = &[
+    "/Plugin.Activate",
+    "/NetworkDriver.GetCapabilities",
+    "/NetworkDriver.CreateNetwork",
+    "/NetworkDriver.DeleteNetwork",
+    "/NetworkDriver.CreateEndpoint",
+    "/NetworkDriver.DeleteEndpoint",
+    "/NetworkDriver.EndpointOperInfo",
+    "/NetworkDriver.Join",
+    "/NetworkDriver.Leave",
+    "/NetworkDriver.ProgramExternalConnectivity",
+    "/NetworkDriver.AllocateNetwork",
+    "/IpamDriver.GetCapabilities",
+    "/IpamDriver.GetDefaultAddressSpaces",
+    "/IpamDriver.RequestPool",
+    "/IpamDriver.ReleasePool",
+    "/IpamDriver.RequestAddress",
+    "/IpamDriver.ReleaseAddress",
+    "/Rustnet.Status",
+];
+
 /// Routes of both drivers and the plugin handshake; anything else is a 404.
 pub(crate) fn router(service: Arc<Service>) -> Router {
     Router::new()

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use super::PATHS;
 use crate::client::PluginClient;
 use crate::daemon::serve;
 use crate::datapath::RecordingPath;
@@ -586,28 +587,6 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
     }
     assert_eq!(h.status().await, before);
 }
-
-/// Every path Docker (and `rustnet`) may call.
-const PATHS: &[&str] = &[
-    "/Plugin.Activate",
-    "/NetworkDriver.GetCapabilities",
-    "/NetworkDriver.CreateNetwork",
-    "/NetworkDriver.DeleteNetwork",
-    "/NetworkDriver.CreateEndpoint",
-    "/NetworkDriver.DeleteEndpoint",
-    "/NetworkDriver.EndpointOperInfo",
-    "/NetworkDriver.Join",
-    "/NetworkDriver.Leave",
-    "/NetworkDriver.ProgramExternalConnectivity",
-    "/NetworkDriver.AllocateNetwork",
-    "/IpamDriver.GetCapabilities",
-    "/IpamDriver.GetDefaultAddressSpaces",
-    "/IpamDriver.RequestPool",
-    "/IpamDriver.ReleasePool",
-    "/IpamDriver.RequestAddress",
-    "/IpamDriver.ReleaseAddress",
-    "/Rustnet.Status",
-];
 
 /// Request bodies near what Docker sends: its keys, with values of any
 /// type, valid-looking ids, addresses and CIDRs among them; and raw bytes.

@@ -588,6 +588,7 @@ proptest! {
                     if r.is_ok() { held.remove(&a); }
                 }
             }
+            prop_assert_eq!(s.invariants(), Ok(()));
         }
         let pool = s.pool(id).unwrap();
         prop_assert_eq!(pool.addresses.keys().copied().collect::<BTreeSet<_>>(), held);
@@ -909,6 +910,7 @@ proptest! {
                 let id = format!("ep{e}");
                 prop_assert_eq!(before.tables().endpoint(&id).map(|x| x.host), Some(*host));
             }
+            prop_assert_eq!(s.invariants(), Ok(()));
             let tables = s.tables();
             for endpoint in tables.endpoints() {
                 let network = tables.network(&endpoint.network_id);
