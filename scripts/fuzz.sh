@@ -24,7 +24,7 @@ cd fuzz
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
     log=$(mktemp)
-    if ! RUSTC_BOOTSTRAP=1 cargo fuzz run --locked "$target" "corpus/$target" -- \
+    if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" -- \
         -runs="$runs" -print_final_stats=1 >"$log" 2>&1; then
         tail -60 "$log" >&2
         echo "fuzz $target: FAILED (input in fuzz/artifacts/$target/)" >&2

@@ -164,7 +164,7 @@ impl FakeFirewall {
 }
 
 impl Firewall for FakeFirewall {
-    async fn apply(&self, networks: &[Network]) -> Result<(), Error> {
+    async fn apply(&self, networks: &[Network], _inherited: &[String]) -> Result<(), Error> {
         self.journal.push(Event::Firewall(networks.to_vec()));
         self.outcome("iptables-restore")?;
         *lock(&self.flushed) = false;
@@ -181,7 +181,7 @@ impl Firewall for FakeFirewall {
         Ok(())
     }
 
-    async fn intact(&self, _: &[Network], _: Option<&VxlanIngress>) -> bool {
+    async fn intact(&self, _: &[Network], _: &[String], _: Option<&VxlanIngress>) -> bool {
         !*lock(&self.flushed)
     }
 }
@@ -196,6 +196,7 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
         master: None,
         addresses: vec![],
         owned: true,
+        inherited: false,
         mac: None,
     };
     let mut create = |name: &String, kind, mtu| match observed.links.contains_key(name) {

@@ -166,6 +166,12 @@ pub fn hooks() -> Vec<(&'static str, &'static str, String)> {
 
 /// The filter rules of `networks`, in order, as `-A RUSTNET ...` lines.
 pub fn filter_rules(networks: &[Network]) -> Vec<String> {
+    filter_rules_among(networks, &[])
+}
+
+/// The filter rules of `networks`, isolated from the `inherited` bridges
+/// too (rustnet's, from a lost or replaced state directory).
+pub fn filter_rules_among(networks: &[Network], inherited: &[String]) -> Vec<String> {
     let mut rules = Vec::new();
     for net in networks {
         let b = &net.bridge;
@@ -173,6 +179,7 @@ pub fn filter_rules(networks: &[Network]) -> Vec<String> {
         let others = networks
             .iter()
             .map(|n| n.bridge.as_str())
+            .chain(inherited.iter().map(String::as_str))
             .filter(|o| o != b);
         for other in others.chain(DOCKER_BRIDGES.iter().copied()) {
             rules.push(format!("-i {b} -o {other} -j DROP"));
@@ -253,12 +260,27 @@ pub fn localnet_rule() -> String {
 /// flushes them, so this replaces all their rules in one transaction and
 /// touches no other chain.
 pub fn restore_script(networks: &[Network]) -> String {
+    restore_script_with(networks, &[], &[])
+}
+
+/// Like [`restore_script`], with the `inherited` bridges isolated from
+/// `networks` and their `carried` rules (see [`carried_rules`]) kept.
+pub fn restore_script_with(
+    networks: &[Network],
+    inherited: &[String],
+    carried: &[String],
+) -> String {
+    let in_chain = |chain: &str| {
+        let prefix = format!("-A {chain} ");
+        carried.iter().filter(move |l| l.starts_with(&prefix))
+    };
     let mut script = String::new();
     let _ = writeln!(
         script,
         "*filter\n:{FILTER_CHAIN} - [0:0]\n:{INPUT_CHAIN} - [0:0]"
     );
-    for rule in filter_rules(networks) {
+    let filter = filter_rules_among(networks, inherited);
+    for rule in filter.iter().chain(in_chain(FILTER_CHAIN)) {
         let _ = writeln!(script, "{rule}");
     }
     let _ = writeln!(script, "{}", localnet_rule());
@@ -266,11 +288,39 @@ pub fn restore_script(networks: &[Network]) -> String {
         script,
         "COMMIT\n*nat\n:{POSTROUTING_CHAIN} - [0:0]\n:{DNAT_CHAIN} - [0:0]\n:{DNS_CHAIN} - [0:0]"
     );
-    for rule in nat_rules(networks) {
+    let carried_nat = [POSTROUTING_CHAIN, DNAT_CHAIN, DNS_CHAIN]
+        .into_iter()
+        .flat_map(in_chain);
+    let nat = nat_rules(networks);
+    for rule in nat.iter().chain(carried_nat) {
         let _ = writeln!(script, "{rule}");
     }
     script.push_str("COMMIT\n");
     script
+}
+
+/// Whether a rule names one of `bridges` as an interface.
+fn mentions(rule: &str, bridges: &[String]) -> bool {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    words
+        .windows(2)
+        .any(|w| matches!(w[0], "-i" | "-o") && bridges.iter().any(|b| b == w[1]))
+}
+
+/// The rules of the `inherited` bridges in rustnet's chains as
+/// `iptables-save` printed them (`saved`): written under an earlier state
+/// directory, they are kept while those bridges serve containers; the
+/// rules that also name one of `networks` are written anew instead.
+pub fn carried_rules(saved: &str, inherited: &[String], networks: &[Network]) -> Vec<String> {
+    let ours: Vec<String> = networks.iter().map(|n| n.bridge.clone()).collect();
+    let chains =
+        [FILTER_CHAIN, POSTROUTING_CHAIN, DNAT_CHAIN, DNS_CHAIN].map(|c| format!("-A {c} "));
+    saved
+        .lines()
+        .filter(|l| chains.iter().any(|c| l.starts_with(c.as_str())))
+        .filter(|l| mentions(l, inherited) && !mentions(l, &ours))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether `saved` (`iptables-save` of the filter and nat tables) still
@@ -278,9 +328,21 @@ pub fn restore_script(networks: &[Network]) -> String {
 /// rules in each of rustnet's chains as it should have. Something else
 /// flushing them (`iptables -F`, a firewall service reloading) shows here.
 pub fn intact(saved: &str, networks: &[Network], ingress: Option<&VxlanIngress>) -> bool {
+    intact_among(saved, networks, &[], ingress)
+}
+
+/// Like [`intact`], beside the `inherited` bridges: their carried rules
+/// are not counted (they cannot be written again once lost).
+pub fn intact_among(
+    saved: &str,
+    networks: &[Network],
+    inherited: &[String],
+    ingress: Option<&VxlanIngress>,
+) -> bool {
+    let kept: Vec<&str> = saved.lines().filter(|l| !mentions(l, inherited)).collect();
     let rules_in = |chain: &str| {
         let prefix = format!("-A {chain} ");
-        saved.lines().filter(|l| l.starts_with(&prefix)).count()
+        kept.iter().filter(|l| l.starts_with(&prefix)).count()
     };
     let hooked = |chain: &str, target: &str| {
         let (prefix, suffix) = (format!("-A {chain} "), format!(" -j {target}"));
@@ -295,7 +357,8 @@ pub fn intact(saved: &str, networks: &[Network], ingress: Option<&VxlanIngress>)
             let prefix = format!("-A {chain} ");
             nat.iter().filter(|r| r.starts_with(&prefix)).count()
         };
-        ok &= rules_in(FILTER_CHAIN) == filter_rules(networks).len()
+        let filter = filter_rules_among(networks, inherited);
+        ok &= rules_in(FILTER_CHAIN) == filter.iter().filter(|r| !mentions(r, inherited)).count()
             && rules_in(INPUT_CHAIN) == 1
             && [POSTROUTING_CHAIN, DNAT_CHAIN, DNS_CHAIN]
                 .iter()

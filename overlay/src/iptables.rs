@@ -7,7 +7,7 @@ use tokio::process::Command;
 use crate::Error;
 use crate::firewall::{
     DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, INPUT_CHAIN, Network, POSTROUTING_CHAIN, VXLAN_CHAIN,
-    VxlanIngress, hooks, restore_script,
+    VxlanIngress, hooks, restore_script_with,
 };
 
 /// The iptables executor.
@@ -15,14 +15,22 @@ use crate::firewall::{
 pub struct Iptables;
 
 impl Iptables {
-    /// Makes rustnet's chains hold exactly the rules of `networks`; with no
-    /// networks, removes the chains and their hooks altogether.
-    pub async fn apply(&self, networks: &[Network]) -> Result<(), Error> {
-        if networks.is_empty() {
+    /// Makes rustnet's chains hold exactly the rules of `networks`, and
+    /// keep those of the `inherited` bridges (see
+    /// [`crate::firewall::carried_rules`]); with neither, removes the
+    /// chains and their hooks altogether.
+    pub async fn apply(&self, networks: &[Network], inherited: &[String]) -> Result<(), Error> {
+        if networks.is_empty() && inherited.is_empty() {
             self.remove().await;
             return Ok(());
         }
-        restore(&restore_script(networks)).await?;
+        let carried = if inherited.is_empty() {
+            Vec::new()
+        } else {
+            let saved = save().await.unwrap_or_default();
+            crate::firewall::carried_rules(&saved, inherited, networks)
+        };
+        restore(&restore_script_with(networks, inherited, &carried)).await?;
         self.ensure_hooks().await
     }
 
@@ -79,25 +87,20 @@ impl Iptables {
 
     /// Whether rustnet's rules are still all in place (see
     /// [`crate::firewall::intact`]); `false` when they cannot be read.
-    pub async fn intact(&self, networks: &[Network], ingress: Option<&VxlanIngress>) -> bool {
-        let mut saved = String::new();
-        for table in ["filter", "nat"] {
-            let out = Command::new("iptables-save")
-                .args(["-t", table])
-                .output()
-                .await;
-            match out {
-                Ok(out) if out.status.success() => {
-                    saved.push_str(&String::from_utf8_lossy(&out.stdout));
-                }
-                _ => return false,
-            }
-        }
+    pub async fn intact(
+        &self,
+        networks: &[Network],
+        inherited: &[String],
+        ingress: Option<&VxlanIngress>,
+    ) -> bool {
+        let Some(saved) = save().await else {
+            return false;
+        };
         let guarded = match ingress {
             Some(ingress) => guard_present(&ingress.gateway_guard()).await,
             None => true,
         };
-        guarded && crate::firewall::intact(&saved, networks, ingress)
+        guarded && crate::firewall::intact_among(&saved, networks, inherited, ingress)
     }
 
     /// Removes the gateway guard, whatever its device pattern and prefix
@@ -160,6 +163,24 @@ async fn iptables_output(args: &[&str]) -> Result<String, Error> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     check(&format!("iptables {}", args.join(" ")), out).map(|()| text)
+}
+
+/// `iptables-save` of the filter and nat tables; `None` when it fails.
+async fn save() -> Option<String> {
+    let mut saved = String::new();
+    for table in ["filter", "nat"] {
+        let out = Command::new("iptables-save")
+            .args(["-t", table])
+            .output()
+            .await;
+        match out {
+            Ok(out) if out.status.success() => {
+                saved.push_str(&String::from_utf8_lossy(&out.stdout));
+            }
+            _ => return None,
+        }
+    }
+    Some(saved)
 }
 
 /// Runs `ebtables -t filter ACTION OUTPUT RULE...`.

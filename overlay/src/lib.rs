@@ -31,9 +31,30 @@ pub use netlink::{Kernel, Netlink};
 pub use plan::{Conflict, PlanError, plan, plan_isolated};
 pub use reconcile::{Firewall, Pass, Reconciler, Report, Want};
 
-/// The alias rustnet puts on every link it creates: how it recognises its
-/// own links after a restart, whatever their names.
+/// The alias rustnet puts on every link it creates, followed by the data
+/// path's id: how it recognises its own links after a restart, whatever
+/// their names, and tells them from those made under a state directory
+/// that was lost or replaced since.
 pub const OWNER_ALIAS: &str = "rustnet";
+
+/// The alias of the links data path `id` creates.
+pub fn owner_alias(id: &str) -> String {
+    format!("{OWNER_ALIAS} {id}")
+}
+
+/// Whose a link with `alias` is, seen by data path `id` (pure): (owned,
+/// inherited). The bare [`OWNER_ALIAS`] of older releases counts as owned.
+pub fn ownership(alias: &str, id: &str) -> (bool, bool) {
+    match alias.strip_prefix(OWNER_ALIAS) {
+        Some("") => (true, false),
+        Some(rest) => match rest.strip_prefix(' ') {
+            Some(other) if other == id => (true, false),
+            Some(_) => (false, true),
+            None => (false, false),
+        },
+        None => (false, false),
+    }
+}
 
 /// Errors of the data path, naming the interface or command involved.
 #[derive(Debug, thiserror::Error)]

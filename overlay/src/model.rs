@@ -82,8 +82,14 @@ pub struct Link {
     pub up: bool,
     pub master: Option<String>,
     pub addresses: Vec<IpNet>,
-    /// Created by rustnet (carries [`crate::OWNER_ALIAS`]).
+    /// Created by this rustnet: its alias is [`crate::owner_alias`] of this
+    /// host's data path (or the bare [`crate::OWNER_ALIAS`] of releases
+    /// before data path ids).
     pub owned: bool,
+    /// Created by rustnet for another data path id: under a state
+    /// directory that was lost or replaced since. Never changed or deleted
+    /// while it serves containers (see [`crate::plan`]).
+    pub inherited: bool,
     /// The link's own MAC, where it has one.
     pub mac: Option<[u8; 6]>,
 }

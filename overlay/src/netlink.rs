@@ -16,7 +16,7 @@ use rtnetlink::packet_route::neighbour::{
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan};
 
 use crate::model::{Link, LinkKind, Observed, Op};
-use crate::{Error, OWNER_ALIAS};
+use crate::{Error, owner_alias, ownership};
 
 /// What the service needs from the kernel; tests replace it with a fake.
 pub trait Kernel: Send + Sync {
@@ -30,14 +30,20 @@ pub trait Kernel: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// This data path's id (see [`crate::owner_alias`]).
+    id: String,
 }
 
 impl Netlink {
-    /// Opens a netlink connection; must run inside a tokio runtime.
-    pub fn connect() -> Result<Self, Error> {
+    /// Opens a netlink connection for data path `id` (stable for a state
+    /// directory); must run inside a tokio runtime.
+    pub fn connect(id: &str) -> Result<Self, Error> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Connection)?;
         tokio::spawn(connection);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            id: id.to_owned(),
+        })
     }
 
     async fn index(&self, name: &str) -> Result<Option<u32>, Error> {
@@ -81,7 +87,9 @@ impl Netlink {
     }
 
     async fn mark_owned(&self, name: &str) -> Result<(), Error> {
-        let message = LinkUnspec::new_with_name(name).alias(OWNER_ALIAS).build();
+        let message = LinkUnspec::new_with_name(name)
+            .alias(owner_alias(&self.id))
+            .build();
         self.set(format!("set alias of {name}"), message).await
     }
 }
@@ -305,13 +313,16 @@ impl Netlink {
                 master: None,
                 addresses: addresses.remove(&m.header.index).unwrap_or_default(),
                 owned: false,
+                inherited: false,
                 mac: None,
             };
             for attribute in &m.attributes {
                 match attribute {
                     LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                     LinkAttribute::Controller(index) => link.master = names.get(index).cloned(),
-                    LinkAttribute::IfAlias(alias) => link.owned = alias == OWNER_ALIAS,
+                    LinkAttribute::IfAlias(alias) => {
+                        (link.owned, link.inherited) = ownership(alias, &self.id);
+                    }
                     LinkAttribute::LinkInfo(infos) => link.kind = kind_of(infos),
                     LinkAttribute::Address(bytes) => {
                         link.mac = <[u8; 6]>::try_from(&bytes[..]).ok()

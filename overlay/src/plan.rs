@@ -14,6 +14,10 @@ pub enum PlanError {
     NotABridge { name: String },
     #[error("interface {name} exists and was not created by rustnet")]
     Foreign { name: String },
+    #[error(
+        "interface {name} was created by rustnet under an earlier state directory (lost or replaced since) and still serves containers; it is left alone"
+    )]
+    Inherited { name: String },
 }
 
 /// Plans the operations that turn `observed` into `desired`: first remove
@@ -134,6 +138,9 @@ fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(
         ops.push(Op::SetUp { link: name.clone() });
         return Ok(());
     };
+    if link.inherited {
+        return Err(PlanError::Inherited { name: name.clone() });
+    }
     if !link.owned || link.kind != LinkKind::Vxlan {
         return Err(PlanError::Foreign { name: name.clone() });
     }
@@ -216,12 +223,44 @@ fn stale(desired: &Desired, observed: &Observed) -> Vec<Op> {
                 .iter()
                 .any(|v| v.host == name || v.peer == name)
     };
-    observed
+    let mut ops: Vec<Op> = observed
         .links
         .iter()
         .filter(|(name, link)| link.owned && !wanted(name))
         .map(|(name, _)| Op::DeleteLink { name: name.clone() })
-        .collect()
+        .collect();
+    // An inherited veth on no bridge is a container's end that Docker
+    // handed back after the container went: the pair goes.
+    ops.extend(
+        observed
+            .links
+            .iter()
+            .filter(|(name, l)| {
+                l.inherited && l.kind == LinkKind::Veth && l.master.is_none() && !wanted(name)
+            })
+            .map(|(name, _)| Op::DeleteLink { name: name.clone() }),
+    );
+    // An inherited bridge goes once its containers have: nothing but
+    // inherited VXLAN devices is attached to it any more.
+    let inherited_vxlan = |link: &crate::Link| link.inherited && link.kind == LinkKind::Vxlan;
+    for (name, bridge) in &observed.links {
+        if !bridge.inherited || bridge.kind != LinkKind::Bridge || wanted(name) {
+            continue;
+        }
+        let mut ports = observed
+            .links
+            .iter()
+            .filter(|(_, l)| l.master.as_deref() == Some(name.as_str()));
+        if ports.clone().all(|(_, l)| inherited_vxlan(l)) {
+            ops.extend(
+                ports
+                    .by_ref()
+                    .map(|(port, _)| Op::DeleteLink { name: port.clone() }),
+            );
+            ops.push(Op::DeleteLink { name: name.clone() });
+        }
+    }
+    ops
 }
 
 fn plan_bridge(bridge: &Bridge, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
@@ -297,6 +336,9 @@ fn plan_veth(veth: &Veth, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), 
         }
         return Ok(());
     };
+    if link.inherited {
+        return Err(PlanError::Inherited { name: host.clone() });
+    }
     if !link.owned {
         return Err(PlanError::Foreign { name: host.clone() });
     }

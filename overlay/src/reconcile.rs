@@ -40,8 +40,14 @@ pub struct Want {
 
 /// The firewall side of the data path: rules and the sysctls they need.
 pub trait Firewall: Send + Sync {
-    /// Makes rustnet's chains hold exactly the rules of `networks`.
-    fn apply(&self, networks: &[Network]) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Makes rustnet's chains hold exactly the rules of `networks`, and
+    /// keep those of the `inherited` bridges (made under a lost or
+    /// replaced state directory, still serving containers).
+    fn apply(
+        &self,
+        networks: &[Network],
+        inherited: &[String],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
     /// Admits VXLAN from `ingress`'s members only; `None` removes the rule.
     fn apply_vxlan_ingress(
         &self,
@@ -54,13 +60,14 @@ pub trait Firewall: Send + Sync {
     fn intact(
         &self,
         networks: &[Network],
+        inherited: &[String],
         ingress: Option<&VxlanIngress>,
     ) -> impl Future<Output = bool> + Send;
 }
 
 impl Firewall for crate::Iptables {
-    async fn apply(&self, networks: &[Network]) -> Result<(), Error> {
-        crate::Iptables::apply(self, networks).await
+    async fn apply(&self, networks: &[Network], inherited: &[String]) -> Result<(), Error> {
+        crate::Iptables::apply(self, networks, inherited).await
     }
 
     async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
@@ -71,8 +78,13 @@ impl Firewall for crate::Iptables {
         crate::sysctl::route_localnet(bridge)
     }
 
-    async fn intact(&self, networks: &[Network], ingress: Option<&VxlanIngress>) -> bool {
-        crate::Iptables::intact(self, networks, ingress).await
+    async fn intact(
+        &self,
+        networks: &[Network],
+        inherited: &[String],
+        ingress: Option<&VxlanIngress>,
+    ) -> bool {
+        crate::Iptables::intact(self, networks, inherited, ingress).await
     }
 }
 
@@ -102,8 +114,9 @@ impl Report {
 /// What the last successful writes left in place.
 #[derive(Debug, Default)]
 struct Applied {
-    /// Empty at start, so the first pass rewrites everything.
-    firewall: Option<Vec<Network>>,
+    /// Empty at start, so the first pass rewrites everything: the
+    /// networks, and the inherited bridges beside them.
+    firewall: Option<(Vec<Network>, Vec<String>)>,
     ingress: Option<Option<VxlanIngress>>,
     /// When the rules were last found intact.
     checked: Option<std::time::Instant>,
@@ -171,10 +184,19 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
     /// Makes the kernel hold `want`.
     pub async fn apply(mut self, want: Want) -> Result<Report, Error> {
         let mut report = Report::default();
-        let links = self.links(&want.links, &mut report).await;
-        self.check_rules(&want).await;
-        let firewall = self.firewall(&want.firewall, &mut report).await;
-        let ingress = self.ingress(want.ingress).await;
+        let (links, inherited) = match self.links(&want.links, &mut report).await {
+            Ok(inherited) => (Ok(()), inherited),
+            Err(e) => (Err(e), Inherited::default()),
+        };
+        self.check_rules(&want, &inherited.bridges).await;
+        let firewall = self
+            .firewall(&want.firewall, &inherited.bridges, &mut report)
+            .await;
+        // VXLAN devices of an earlier state keep their ingress rule.
+        let ingress = match want.ingress {
+            None if inherited.vxlan => Ok(()),
+            ingress => self.ingress(ingress).await,
+        };
         let mut errors = [links, firewall, ingress]
             .into_iter()
             .filter_map(Result::err);
@@ -188,9 +210,12 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
         }
     }
 
-    async fn links(&self, desired: &Desired, report: &mut Report) -> Result<(), Error> {
+    /// Plans and applies the links; returns what the host holds of an
+    /// earlier state directory.
+    async fn links(&self, desired: &Desired, report: &mut Report) -> Result<Inherited, Error> {
         let kernel = &self.reconciler.kernel;
         let observed = kernel.observe().await?;
+        let inherited = Inherited::of(&observed);
         let (ops, conflicts) = plan_isolated(desired, &observed);
         for conflict in &conflicts {
             tracing::warn!(bridge = %conflict.bridge, error = %conflict.error, "network left alone on this host; retried on the next pass");
@@ -200,13 +225,17 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             kernel.apply(&op).await?;
             report.ops += 1;
         }
-        Ok(())
+        Ok(inherited)
     }
 
     /// Something else may have flushed the rules the last passes wrote:
     /// if so, this pass writes them again.
-    async fn check_rules(&mut self, want: &Want) {
-        let unchanged = self.applied.firewall.as_deref() == Some(&want.firewall[..])
+    async fn check_rules(&mut self, want: &Want, inherited: &[String]) {
+        let unchanged = self
+            .applied
+            .firewall
+            .as_ref()
+            .is_some_and(|(n, i)| n[..] == want.firewall[..] && i[..] == inherited[..])
             && self.applied.ingress.as_ref() == Some(&want.ingress);
         let every = self.reconciler.check_every;
         let due = self.applied.checked.is_none_or(|at| at.elapsed() >= every);
@@ -214,7 +243,10 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             return;
         }
         let firewall = &self.reconciler.firewall;
-        if firewall.intact(&want.firewall, want.ingress.as_ref()).await {
+        if firewall
+            .intact(&want.firewall, inherited, want.ingress.as_ref())
+            .await
+        {
             self.applied.checked = Some(std::time::Instant::now());
         } else {
             tracing::warn!(
@@ -226,8 +258,18 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
         }
     }
 
-    async fn firewall(&mut self, networks: &[Network], report: &mut Report) -> Result<(), Error> {
-        if self.applied.firewall.as_deref() == Some(networks) {
+    async fn firewall(
+        &mut self,
+        networks: &[Network],
+        inherited: &[String],
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        if self
+            .applied
+            .firewall
+            .as_ref()
+            .is_some_and(|(n, i)| n[..] == networks[..] && i[..] == inherited[..])
+        {
             return Ok(());
         }
         self.applied.firewall = None;
@@ -235,8 +277,8 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
         for network in networks.iter().filter(|n| !n.published.is_empty()) {
             firewall.route_localnet(&network.bridge)?;
         }
-        firewall.apply(networks).await?;
-        self.applied.firewall = Some(networks.to_vec());
+        firewall.apply(networks, inherited).await?;
+        self.applied.firewall = Some((networks.to_vec(), inherited.to_vec()));
         report.firewall = true;
         Ok(())
     }
@@ -252,6 +294,30 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             .await?;
         self.applied.ingress = Some(ingress);
         Ok(())
+    }
+}
+
+/// What the host holds of an earlier state directory (see
+/// [`crate::Link::inherited`]).
+#[derive(Debug, Default)]
+struct Inherited {
+    bridges: Vec<String>,
+    vxlan: bool,
+}
+
+impl Inherited {
+    fn of(observed: &crate::Observed) -> Self {
+        let of_kind = |kind| {
+            observed
+                .links
+                .iter()
+                .filter(move |(_, l)| l.inherited && l.kind == kind)
+                .map(|(name, _)| name.clone())
+        };
+        Self {
+            bridges: of_kind(crate::LinkKind::Bridge).collect(),
+            vxlan: of_kind(crate::LinkKind::Vxlan).next().is_some(),
+        }
     }
 }
 

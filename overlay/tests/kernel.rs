@@ -86,7 +86,7 @@ async fn converge(netlink: &Netlink, desired: &Desired) -> usize {
 #[test]
 fn bridge_and_veth_are_built_as_planned_and_seen_as_built() {
     in_fresh_netns(|| async {
-        let netlink = Netlink::connect().unwrap();
+        let netlink = Netlink::connect("kernel-test").unwrap();
         assert_eq!(converge(&netlink, &desired()).await, 7);
         let observed = netlink.observe().await.unwrap();
         let bridge = &observed.links["rn-test"];
@@ -108,13 +108,27 @@ fn bridge_and_veth_are_built_as_planned_and_seen_as_built() {
         assert!(sh("ip -o link show rn-test").contains("link/ether 02:52:4e:00:10:01"));
         // The same desired state again: nothing to do.
         assert_eq!(converge(&netlink, &desired()).await, 0);
+        // Under another data path id (the state directory replaced), the
+        // links are inherited: neither owned nor deleted as leftovers.
+        let other = Netlink::connect("another-state").unwrap();
+        let observed = other.observe().await.unwrap();
+        let bridge = &observed.links["rn-test"];
+        assert_eq!((bridge.owned, bridge.inherited), (false, true));
+        // The container end is here, not in a container: a leftover pair,
+        // the only thing to go (the bridge goes once it has no port).
+        assert_eq!(
+            plan(&Desired::default(), &observed).unwrap(),
+            vec![rustnet_overlay::Op::DeleteLink {
+                name: "rnctest".into()
+            }]
+        );
     });
 }
 
 #[test]
 fn leftovers_are_removed_and_foreign_links_left_alone() {
     in_fresh_netns(|| async {
-        let netlink = Netlink::connect().unwrap();
+        let netlink = Netlink::connect("kernel-test").unwrap();
         converge(&netlink, &desired()).await;
         sh("ip link add user0 type bridge");
         converge(&netlink, &Desired::default()).await;
@@ -130,7 +144,7 @@ fn leftovers_are_removed_and_foreign_links_left_alone() {
 #[test]
 fn a_deleted_bridge_is_rebuilt_and_its_ports_reattached() {
     in_fresh_netns(|| async {
-        let netlink = Netlink::connect().unwrap();
+        let netlink = Netlink::connect("kernel-test").unwrap();
         converge(&netlink, &desired()).await;
         sh("ip link del rn-test");
         let mut after_reboot = desired();
@@ -162,11 +176,11 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             }],
         };
         iptables
-            .apply(std::slice::from_ref(&network))
+            .apply(std::slice::from_ref(&network), &[])
             .await
             .unwrap();
         iptables
-            .apply(std::slice::from_ref(&network))
+            .apply(std::slice::from_ref(&network), &[])
             .await
             .unwrap();
         let rules = sh("iptables-save");
@@ -188,12 +202,51 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             "{rules}"
         );
         let networks = std::slice::from_ref(&network);
-        assert!(iptables.intact(networks, None).await);
+        assert!(iptables.intact(networks, &[], None).await);
         sh("iptables -F RUSTNET");
-        assert!(!iptables.intact(networks, None).await, "a flush is noticed");
-        iptables.apply(networks).await.unwrap();
-        assert!(iptables.intact(networks, None).await);
-        iptables.apply(&[]).await.unwrap();
+        assert!(
+            !iptables.intact(networks, &[], None).await,
+            "a flush is noticed"
+        );
+        iptables.apply(networks, &[]).await.unwrap();
+        assert!(iptables.intact(networks, &[], None).await);
+        // The state directory is lost: rn-test is inherited, its rules stay
+        // beside a new network's, isolated from it.
+        let before = sh("iptables-save");
+        let inherited = ["rn-test".to_owned()];
+        iptables.apply(&[], &inherited).await.unwrap();
+        assert!(iptables.intact(&[], &inherited, None).await);
+        let new = Network {
+            bridge: "rn-new".into(),
+            subnet: "10.0.43.0/24".parse().unwrap(),
+            internal: false,
+            published: vec![],
+            dns: vec![],
+        };
+        iptables
+            .apply(std::slice::from_ref(&new), &inherited)
+            .await
+            .unwrap();
+        assert!(
+            iptables
+                .intact(std::slice::from_ref(&new), &inherited, None)
+                .await
+        );
+        let rules = sh("iptables-save");
+        for line in before
+            .lines()
+            .filter(|l| l.starts_with("-A RUSTNET") && l.contains("rn-test"))
+        {
+            assert_eq!(rules.matches(line).count(), 1, "{line} once in:\n{rules}");
+        }
+        for want in [
+            "-A RUSTNET -i rn-new -o rn-test -j DROP",
+            "-A RUSTNET -i rn-test -o rn-new -j DROP",
+            "-A RUSTNET-POSTROUTING -s 10.0.43.0/24 ! -o rn-new -j MASQUERADE",
+        ] {
+            assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
+        }
+        iptables.apply(&[], &[]).await.unwrap();
         let rules = sh("iptables-save");
         assert!(!rules.contains("RUSTNET"), "{rules}");
     });
@@ -233,7 +286,7 @@ fn remote(last: u8) -> rustnet_overlay::Remote {
 fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
     in_fresh_netns(|| async {
         sh("ip link set lo up");
-        let netlink = Netlink::connect().unwrap();
+        let netlink = Netlink::connect("kernel-test").unwrap();
         converge(&netlink, &overlay(vec![remote(2), remote(3)])).await;
         let link = sh("ip -d -o link show rnx4096");
         assert!(

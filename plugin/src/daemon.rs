@@ -27,7 +27,8 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), "listening");
     let (tx, rx) = watch::channel(StoreState::Opening);
-    let datapath = Arc::new(kernel_datapath().context("set up the data path")?);
+    let id = datapath_id(&config.state_dir)?;
+    let datapath = Arc::new(kernel_datapath(&id).context("set up the data path")?);
     let advertised = config.advertise_addr();
     let settings = Settings {
         defaults: config.default_pools.clone(),
@@ -108,10 +109,31 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 }
 
 /// The real kernel of this host's network namespace, with IP forwarding
-/// on (as Docker does).
-fn kernel_datapath() -> Result<Reconciler<Netlink, Iptables>, rustnet_overlay::Error> {
+/// on (as Docker does), as data path `id`.
+fn kernel_datapath(id: &str) -> Result<Reconciler<Netlink, Iptables>, rustnet_overlay::Error> {
     sysctl::enable_ip_forward()?;
-    Ok(Reconciler::new(Netlink::connect()?, Iptables))
+    Ok(Reconciler::new(Netlink::connect(id)?, Iptables))
+}
+
+/// The id of this state directory's data path, made at its first start:
+/// links rustnet made under another id (a state directory lost or
+/// replaced since) are left alone while containers use them.
+fn datapath_id(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("datapath-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    }
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("create {}", state_dir.display()))?;
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod {}", state_dir.display()))?;
+    let id = format!("{:016x}", rand::random::<u64>());
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(id)
 }
 
 /// Serves the plugin API on `listener` until `shutdown` completes.

@@ -1,9 +1,13 @@
 //! Faults of one host: a daemon whose storage fails says so and exits
 //! non-zero, so that its supervisor starts it again (it never sits
 //! answering errors forever); what Docker removed while rustnet was down
-//! is released once rustnet is back.
+//! is released once rustnet is back; a lost state directory leaves the
+//! running containers' links and rules alone.
 
-use rustnet_tests::{Cases, SimHost, wait_until};
+// Each end-to-end scenario reads as one story, start to finish.
+#![allow(clippy::too_many_lines)]
+
+use rustnet_tests::{Cases, SimHost, docker_ok, wait_until};
 
 #[test]
 fn local_faults_are_reported_and_repaired() {
@@ -100,6 +104,60 @@ fn local_faults_are_reported_and_repaired() {
             });
             host.run_container("again", "leaky", &["--ip", "10.5.0.9"], &[]);
             let _ = host.docker(&["rm", "-f", "again"]);
+        },
+    );
+
+    cases.run(
+        "a state directory lost under running containers: their links and rules stay until they go",
+        || {
+            host.create_network("rustnet", "kept", &["--subnet", "10.8.0.0/24"]);
+            host.run_container("k1", "kept", &[], &[]);
+            host.run_container("k2", "kept", &[], &[]);
+            let id = docker_ok(
+                host.docker(&["network", "inspect", "-f", "{{.Id}}", "kept"]),
+                "id",
+            );
+            let bridge = format!("rn-{}", &id[..12]);
+            let rules_of = |bridge: &str| {
+                let saved = host.sh("iptables-save").unwrap_or_default();
+                saved
+                    .lines()
+                    .filter(|l| l.starts_with("-A RUSTNET") && l.contains(bridge))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            };
+            let rules = rules_of(&bridge);
+            assert!(!rules.is_empty(), "no rules for {bridge}");
+            host.kill_rustnet();
+            let lost = host.dir().join("state.lost");
+            std::fs::rename(&state, &lost).unwrap();
+            // A fresh state: a new one-host cluster that knows nothing of
+            // "kept".
+            host.start_rustnet(&[]);
+            host.create_network("rustnet", "fresh", &["--subnet", "10.9.0.0/24"]);
+            host.run_container("f1", "fresh", &[], &[]);
+            let k2 = host.ip_of("k2", "kept");
+            for _ in 0..3 {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                host.assert_pings("k1", &k2);
+                host.assert_pings("k1", "10.99.0.254");
+                let now = rules_of(&bridge);
+                let lost: Vec<&String> = rules.iter().filter(|r| !now.contains(r)).collect();
+                assert!(lost.is_empty(), "inherited rules lost: {lost:?}");
+            }
+            host.assert_pings("f1", "10.99.0.254");
+            assert!(!host.pings_within("f1", &k2, 1), "fresh reaches kept");
+            // Once its containers are gone, the inherited bridge goes, and
+            // its rules with it.
+            docker_ok(host.docker(&["rm", "-f", "k1", "k2"]), "rm");
+            wait_until("the inherited bridge removed", 30, || {
+                host.sh(&format!("ip link show {bridge}")).is_err()
+            });
+            wait_until("its rules removed", 10, || rules_of(&bridge).is_empty());
+            host.assert_pings("f1", "10.99.0.254");
+            let _ = host.docker(&["rm", "-f", "f1"]);
+            let _ = host.docker(&["network", "rm", "kept", "fresh"]);
+            let _ = std::fs::remove_dir_all(&lost);
         },
     );
 

@@ -118,6 +118,7 @@ fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
             master: None,
             addresses: vec![],
             owned: false,
+            inherited: false,
             mac: None,
         },
     );
@@ -222,6 +223,7 @@ fn conflicts_are_refused() {
             master: None,
             addresses: vec![],
             owned: false,
+            inherited: false,
             mac: None,
         },
     );
@@ -526,6 +528,7 @@ proptest::proptest! {
                 master: None,
                 addresses: vec![],
                 owned: false,
+                inherited: false,
                 mac: None,
             },
         );
@@ -546,4 +549,79 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Links made under a lost or replaced state directory: left alone while
+/// a container uses them, removed once only inherited VXLAN devices are
+/// left on the bridge, and in conflict with a name the new state needs.
+#[test]
+fn inherited_links_stay_while_they_serve_containers() {
+    let inherit = |link: &mut Link| {
+        link.owned = false;
+        link.inherited = true;
+    };
+    // The old state: a bridge with a container and an overlay bridge with
+    // its VXLAN device only.
+    let old = Desired {
+        bridges: vec![
+            bridge("rn-old", "10.0.42.1/24"),
+            bridge("rn-ov", "10.0.70.1/24"),
+        ],
+        veths: vec![veth("ep1", "rn-old", true)],
+        ..Default::default()
+    };
+    let mut observed = Observed::default();
+    converge(&old, &mut observed);
+    // Docker moved the container's end into the container.
+    observed.links.remove("rncep1");
+    let mut vxlan = observed.links["rnhep1"].clone();
+    vxlan.kind = LinkKind::Vxlan;
+    vxlan.master = Some("rn-ov".into());
+    observed.links.insert("rnx4096".into(), vxlan);
+    observed.links.values_mut().for_each(inherit);
+
+    let ops = plan(&Desired::default(), &observed).unwrap();
+    assert_eq!(
+        ops,
+        [
+            Op::DeleteLink {
+                name: "rnx4096".into()
+            },
+            Op::DeleteLink {
+                name: "rn-ov".into()
+            }
+        ],
+        "the bridge with a container stays, its veth too"
+    );
+    // The container went and Docker handed its end back: the pair goes.
+    let mut back = observed.links["rnhep1"].clone();
+    back.master = None;
+    let mut gone = observed.clone();
+    gone.links.insert("rncep1".into(), back);
+    assert!(
+        plan(&Desired::default(), &gone)
+            .unwrap()
+            .contains(&Op::DeleteLink {
+                name: "rncep1".into()
+            })
+    );
+    // The new state wants the VNI the old one had.
+    let new = Desired {
+        bridges: vec![bridge("rn-new", "10.0.71.1/24")],
+        vxlans: vec![Vxlan {
+            name: "rnx4096".into(),
+            vni: 4096,
+            local: "10.99.0.1".parse().unwrap(),
+            port: 4789,
+            mtu: 1450,
+            bridge: "rn-new".into(),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        plan(&new, &observed),
+        Err(PlanError::Inherited {
+            name: "rnx4096".into()
+        })
+    );
 }

@@ -205,6 +205,7 @@ async fn a_foreign_link_with_a_wanted_name_is_refused_and_left_alone() {
             master: None,
             addresses: vec![],
             owned: false,
+            inherited: false,
             mac: None,
         },
     );
