@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what rustnet's build, demo and tests need on Debian 12, if missing:
-# Docker Engine, busybox (test image), iproute2 and iptables.
+# Docker Engine and docker-compose, busybox (test image), iproute2 and
+# iptables (which brings ebtables).
 set -euo pipefail
-packages=(docker.io busybox-static iproute2 iptables)
+packages=(docker.io docker-compose busybox-static iproute2 iptables)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -88,7 +88,7 @@ pub struct Link {
     pub owned: bool,
     /// Created by rustnet for another data path id: under a state
     /// directory that was lost or replaced since. Never changed or deleted
-    /// while it serves containers (see [`crate::plan`]).
+    /// while it serves containers (see [`crate::plan()`]).
     pub inherited: bool,
     /// The link's own MAC, where it has one.
     pub mac: Option<[u8; 6]>,

@@ -20,12 +20,28 @@ pub(crate) struct StatusArgs {
     /// Print only the cluster's join token (RUSTNET_JOIN_TOKEN for new hosts).
     #[arg(long, conflicts_with = "json")]
     token: bool,
+    /// Refresh in place every SECS seconds (2 by default) until interrupted.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2", conflicts_with_all = ["json", "token"])]
+    watch: Option<u64>,
 }
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
     if args.token {
         println!("{}", token(&args.socket, "/Rustnet.Token").await?);
         return Ok(());
+    }
+    if let Some(secs) = args.watch {
+        let every = std::time::Duration::from_secs(secs.max(1));
+        loop {
+            let shown = match args.socket.ask("/Rustnet.Status").await {
+                Ok(reply) => render(&reply),
+                Err(e) => format!("rustnet: {e:#}\n"),
+            };
+            // Home the cursor and clear the screen, then draw.
+            print!("\x1b[H\x1b[2J{shown}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            tokio::time::sleep(every).await;
+        }
     }
     let reply = args.socket.ask("/Rustnet.Status").await?;
     if args.json {

@@ -84,6 +84,10 @@ enum Cmd {
     /// Change the cluster's membership.
     #[command(subcommand)]
     Cluster(cli::ClusterCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff; `rustnet man | man -l -`).
+    Man,
 }
 
 /// The `rustnet` command line: parses the arguments, sets up logging and
@@ -94,6 +98,27 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    match cli.command {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "rustnet",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rustnet: man: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -123,6 +148,7 @@ pub fn main() -> ExitCode {
             Cmd::Daemon(config) => daemon::run(config).await,
             Cmd::Status(args) => cli::run(args).await,
             Cmd::Cluster(cmd) => cli::cluster(cmd).await,
+            Cmd::Completions { .. } | Cmd::Man => Ok(()),
         }
     });
     // Background tasks get a moment to finish, not a say in when the

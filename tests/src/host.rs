@@ -240,7 +240,7 @@ impl SimHost {
     }
 
     /// This host's dockerd, as `DOCKER_HOST` names it.
-    fn docker_host(&self) -> String {
+    pub fn docker_host(&self) -> String {
         format!("unix://{}/docker.sock", self.dir.display())
     }
 

@@ -10,6 +10,7 @@
 //!
 //! Everything a test starts is torn down by `Drop`, also when it fails.
 
+pub mod cluster;
 mod host;
 mod run;
 mod upstream;

@@ -5,9 +5,10 @@
 #![allow(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use rustnet_tests::cluster::{self, acked};
 use rustnet_tests::{Cases, SimHost, docker_ok, run, rustnet_bin, wait_until};
 use serde_json::Value;
 
@@ -24,36 +25,11 @@ fn client(host: &SimHost, args: &[&str]) -> Result<String, String> {
 
 /// A storm of `n` allocations on `host`, running in the background.
 fn start_storm(host: &SimHost, n: usize, tag: &str) -> Child {
-    host.cmd(CLIENT)
-        .args([host.socket().as_str(), "storm", POOL, &n.to_string(), tag])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn storm: {e}"))
+    cluster::start_storm(host, CLIENT, POOL, n, tag)
 }
 
-/// The addresses a storm got acknowledged.
-fn acked(storm: Child) -> Vec<String> {
-    let out = storm
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("storm: {e}"));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("ok "))
-        .map(|a| a.split('/').next().unwrap_or(a).to_owned())
-        .collect()
-}
-
-/// Every address held in POOL, as `host` reports it.
 fn held(host: &SimHost) -> BTreeSet<String> {
-    let status = host.status();
-    let pools = status["pools"].as_array().cloned().unwrap_or_default();
-    pools
-        .iter()
-        .filter(|p| p["pool"] == POOL)
-        .flat_map(|p| p["addresses"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a["address"].as_str().map(str::to_owned))
-        .collect()
+    cluster::held(host, POOL)
 }
 
 /// Zero duplicates and zero lost acknowledged allocations.
@@ -85,20 +61,8 @@ fn leader_index(hosts: &[&SimHost]) -> usize {
         .unwrap_or_else(|| panic!("leader {leader:?} is none of the hosts"))
 }
 
-/// Inserts (`-I`) or deletes (`-D`) rules that drop the host's peer
-/// traffic both ways: the host is cut off from the cluster.
 fn cut(host: &SimHost, action: &str) {
-    for (chain, side) in [
-        ("INPUT", "--dport"),
-        ("INPUT", "--sport"),
-        ("OUTPUT", "--dport"),
-        ("OUTPUT", "--sport"),
-    ] {
-        let out = run(host
-            .cmd("iptables")
-            .args([action, chain, "-p", "tcp", side, "7950", "-j", "DROP"]));
-        out.unwrap_or_else(|e| panic!("iptables {action} {chain} {side}: {e}"));
-    }
+    cluster::cut(host, action, 7950);
 }
 
 #[test]

@@ -161,6 +161,19 @@ fn local_faults_are_reported_and_repaired() {
         },
     );
 
+    cases.run("rustnet status --watch redraws in place", || {
+        let out = host
+            .cmd("timeout")
+            .args(["3.5", &rustnet_tests::rustnet_bin().display().to_string()])
+            .args(["status", "--watch", "1", "--socket", &host.socket()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let draws = text.matches("\x1b[H\x1b[2J").count();
+        assert!((3..=5).contains(&draws), "{draws} draws: {text}");
+        assert!(text.contains("leader"), "{text}");
+    });
+
     cases.run("RUSTNET_LOG_FORMAT=json: one JSON object per line", || {
         host.stop_rustnet();
         let log = host.dir().join("rustnet.log");

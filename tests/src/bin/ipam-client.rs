@@ -3,7 +3,8 @@
 //!
 //!     ipam-client SOCKET pool CIDR          request a pool
 //!     ipam-client SOCKET storm POOL N TAG   N RequestAddress calls, one line each:
-//!                                           "ok ADDRESS" or "err MESSAGE"
+//!                                           "ok ADDRESS MS" or "err MS MESSAGE"
+//!                                           (MS: how long the call took)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -35,12 +36,15 @@ fn main() {
                     arg(3),
                     arg(5)
                 );
-                match call(socket, "/IpamDriver.RequestAddress", &body) {
+                let started = std::time::Instant::now();
+                let answer = call(socket, "/IpamDriver.RequestAddress", &body);
+                let ms = started.elapsed().as_millis();
+                match answer {
                     Ok(reply) => {
                         let address = reply.split('"').nth(3).unwrap_or_default().to_owned();
-                        println!("ok {address}");
+                        println!("ok {address} {ms}");
                     }
-                    Err(e) => println!("err {}", e.replace('\n', " ")),
+                    Err(e) => println!("err {ms} {}", e.replace('\n', " ")),
                 }
                 let _ = std::io::stdout().flush();
             }
