@@ -85,7 +85,7 @@ impl FakeKernel {
     }
 
     /// Makes every operation whose text contains `what` fail until
-    /// [`FakeKernel::heal`].
+    /// [`FakeKernel::heal`]; `"observe"` makes reading the kernel fail.
     pub fn fail_on(&self, what: &str) {
         lock(&self.failing).push(what.to_owned());
     }
@@ -98,6 +98,12 @@ impl FakeKernel {
 impl Kernel for FakeKernel {
     async fn observe(&self) -> Result<Observed, Error> {
         self.journal.push(Event::Observe);
+        if lock(&self.failing).iter().any(|f| f == "observe") {
+            return Err(Error::Command {
+                command: "observe".to_owned(),
+                message: "refused by the fake kernel".to_owned(),
+            });
+        }
         Ok(self.observed())
     }
 

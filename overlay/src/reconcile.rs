@@ -118,6 +118,9 @@ struct Applied {
     /// networks, and the inherited bridges beside them.
     firewall: Option<(Vec<Network>, Vec<String>)>,
     ingress: Option<Option<VxlanIngress>>,
+    /// What the kernel held of an earlier state directory when it was last
+    /// read; `None` before the first read.
+    inherited: Option<Inherited>,
     /// When the rules were last found intact.
     checked: Option<std::time::Instant>,
 }
@@ -184,9 +187,11 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
     /// Makes the kernel hold `want`.
     pub async fn apply(mut self, want: Want) -> Result<Report, Error> {
         let mut report = Report::default();
-        let (links, inherited) = match self.links(&want.links, &mut report).await {
-            Ok(inherited) => (Ok(()), inherited),
-            Err(e) => (Err(e), Inherited::default()),
+        let links = self.links(&want.links, &mut report).await;
+        let Some(inherited) = self.applied.inherited.clone() else {
+            // The kernel was never read, so which bridges are inherited is
+            // unknown: the firewall waits rather than drop their rules.
+            return links.map(|()| report);
         };
         self.check_rules(&want, &inherited.bridges).await;
         let firewall = self
@@ -210,12 +215,12 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
         }
     }
 
-    /// Plans and applies the links; returns what the host holds of an
+    /// Plans and applies the links, noting what the host holds of an
     /// earlier state directory.
-    async fn links(&self, desired: &Desired, report: &mut Report) -> Result<Inherited, Error> {
+    async fn links(&mut self, desired: &Desired, report: &mut Report) -> Result<(), Error> {
         let kernel = &self.reconciler.kernel;
         let observed = kernel.observe().await?;
-        let inherited = Inherited::of(&observed);
+        self.applied.inherited = Some(Inherited::of(&observed));
         let (ops, conflicts) = plan_isolated(desired, &observed);
         for conflict in &conflicts {
             tracing::warn!(bridge = %conflict.bridge, error = %conflict.error, "network left alone on this host; retried on the next pass");
@@ -225,7 +230,7 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             kernel.apply(&op).await?;
             report.ops += 1;
         }
-        Ok(inherited)
+        Ok(())
     }
 
     /// Something else may have flushed the rules the last passes wrote:
@@ -299,7 +304,7 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
 
 /// What the host holds of an earlier state directory (see
 /// [`crate::Link::inherited`]).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Inherited {
     bridges: Vec<String>,
     vxlan: bool,

@@ -144,6 +144,32 @@ async fn links_failing_half_way_still_write_the_firewall_and_resume_next_pass() 
 }
 
 #[tokio::test]
+async fn the_firewall_waits_until_the_kernel_was_read_once() {
+    let (reconciler, kernel, _, journal) = fake();
+    kernel.fail_on("observe");
+    let error = reconciler
+        .begin()
+        .await
+        .apply(want(false))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("observe"), "{error}");
+    // Which bridges are inherited is unknown: writing the rules now could
+    // drop theirs.
+    assert!(
+        !journal
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Firewall(_) | Event::Ingress(_))),
+        "{:?}",
+        journal.events()
+    );
+    kernel.heal();
+    let report = reconciler.begin().await.apply(want(false)).await.unwrap();
+    assert!(report.firewall);
+}
+
+#[tokio::test]
 async fn a_failed_firewall_write_is_retried_by_the_next_pass() {
     let (reconciler, _, firewall, journal) = fake();
     firewall.set_failing(true);
