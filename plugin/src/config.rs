@@ -74,6 +74,10 @@ pub(crate) struct DaemonConfig {
     /// How long a request may wait for the cluster before it fails, in seconds.
     #[arg(long, env = "RUSTNET_REQUEST_TIMEOUT", default_value_t = 10)]
     pub request_timeout_secs: u64,
+    /// Where to serve Prometheus metrics (`/metrics`), e.g.
+    /// 127.0.0.1:9464; off when unset.
+    #[arg(long, env = "RUSTNET_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl DaemonConfig {

@@ -52,6 +52,14 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let docker = Docker::new(&config.docker_socket, &config.driver_name);
     tokio::spawn(crate::propagate::propagate(service.clone(), docker.clone()));
     tokio::spawn(crate::learn::learn(service.clone(), docker));
+    if let Some(addr) = config.metrics_addr {
+        let service = service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, service).await {
+                tracing::error!(%addr, error = %format!("{e:#}"), "metrics not served");
+            }
+        });
+    }
     // A storage failure is not answered with errors forever: the daemon
     // exits non-zero, so that its supervisor (systemd, Docker for the
     // managed plugin) starts it again, or an operator sees why.

@@ -30,6 +30,7 @@ mod error;
 pub mod fuzz;
 mod host_view;
 mod learn;
+mod metrics;
 mod naming;
 mod propagate;
 mod render;
@@ -75,6 +76,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once per process: the daemon's settings need no box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the plugin: serve Docker's network and IPAM driver protocols.

@@ -26,22 +26,7 @@ pub(crate) fn render(status: &Value) -> String {
         short(&status["tls"]["ca"]),
         short(&status["tls"]["certificate"])
     ));
-    for member in cluster["members"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let role = if member["voter"] == true {
-            "voter"
-        } else {
-            "learner"
-        };
-        out.push_str(&format!(
-            "  member {} {} {role}\n",
-            member["id"],
-            member["addr"].as_str().unwrap_or("?")
-        ));
-    }
+    out.push_str(&members_text(status));
     for a in status["allocations"]
         .as_array()
         .map(Vec::as_slice)
@@ -78,8 +63,9 @@ pub(crate) fn render(status: &Value) -> String {
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
+            let ports = ports_text(endpoint);
             out.push_str(&format!(
-                "    {} {} {} {}{}\n",
+                "    {} {} {} {}{}{ports}\n",
                 endpoint["id"]
                     .as_str()
                     .map(|id| id.get(..12).unwrap_or(id))
@@ -126,11 +112,86 @@ pub(crate) fn render(status: &Value) -> String {
     out
 }
 
+/// One line per member: id, address, role, and on the leader how far
+/// behind it is.
+fn members_text(status: &Value) -> String {
+    let mut out = String::new();
+    for member in status["cluster"]["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let role = if member["voter"] == true {
+            "voter"
+        } else {
+            "learner"
+        };
+        let behind = status["replication"][member["id"].to_string()]
+            .as_u64()
+            .map(|n| format!(", {n} entries behind"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  member {} {} {role}{behind}\n",
+            member["id"],
+            member["addr"].as_str().unwrap_or("?")
+        ));
+    }
+    out
+}
+
+/// An endpoint's published ports, ` ports 8080->80/tcp,...`, or nothing
+/// (Docker does not show a remote driver's ports in `docker ps`).
+fn ports_text(endpoint: &Value) -> String {
+    let ports: Vec<String> = endpoint["ports"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            let ip = p["host_ip"]
+                .as_str()
+                .map(|ip| format!("{ip}:"))
+                .unwrap_or_default();
+            let proto = p["proto"].as_str().unwrap_or("?").to_lowercase();
+            format!("{ip}{}->{}/{proto}", p["host_port"], p["container_port"])
+        })
+        .collect();
+    if ports.is_empty() {
+        String::new()
+    } else {
+        format!(" ports {}", ports.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn render_shows_lag_names_and_published_ports() {
+        let status = json!({
+            "name": "a", "host": 1,
+            "cluster": { "state": "leader", "leader": 1,
+                "members": [{ "id": 2, "addr": "10.0.0.2:7950", "voter": true }] },
+            "replication": { "2": 3 },
+            "networks": [{ "id": "net1", "bridge": "rn-net1", "subnet": "10.0.42.0/24",
+                "endpoints": [{ "id": "ep1", "container": "web", "address": "10.0.42.2/24",
+                    "mac": "02:00:00:00:00:01", "joined": true,
+                    "ports": [{ "proto": "Tcp", "host_ip": null, "host_port": 8080, "container_port": 80 },
+                              { "proto": "Udp", "host_ip": "127.0.0.1", "host_port": 53, "container_port": 53 }] }] }],
+        });
+        let text = render(&status);
+        assert!(
+            text.contains("member 2 10.0.0.2:7950 voter, 3 entries behind"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ep1 web 10.0.42.2/24 02:00:00:00:00:01 joined ports 8080->80/tcp,127.0.0.1:53->53/udp"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn render_shows_members_and_tls() {
@@ -141,7 +202,7 @@ mod tests {
             "tls": { "ca": "0123456789abcdef0123", "certificate": null },
         });
         let text = render(&status);
-        assert!(text.contains("member 1 10.0.0.1:7950 voter"), "{text}");
+        assert!(text.contains("member 1 10.0.0.1:7950 voter\n"), "{text}");
         assert!(
             text.contains(
                 "mutual TLS: cluster CA 0123456789abcdef, this member's certificate none"

@@ -104,7 +104,11 @@ impl Service {
                 .read(|s| host_view(s, host, required, underlay, &dns))
                 .await?)
         };
-        self.datapath.reconcile(Box::pin(want)).await
+        let started = std::time::Instant::now();
+        let report = self.datapath.reconcile(Box::pin(want)).await;
+        let firewall = report.as_ref().is_ok_and(|r| r.firewall);
+        crate::metrics::reconcile(report.is_ok(), firewall, started.elapsed());
+        report
     }
 
     /// The upstreams of this host's overlay containers, each with the port
@@ -211,6 +215,20 @@ impl Service {
             })
             .await?;
         status["cluster"] = serde_json::to_value(store.cluster_view()).unwrap_or_default();
+        // On the leader: how many log entries each member is behind.
+        let raft = store.raft_view();
+        let last = raft.last_log_index.unwrap_or(0);
+        let behind: serde_json::Map<String, Value> = raft
+            .matched
+            .iter()
+            .map(|(id, matched)| {
+                (
+                    id.to_string(),
+                    Value::from(last.saturating_sub(matched.unwrap_or(0))),
+                )
+            })
+            .collect();
+        status["replication"] = Value::Object(behind);
         status["tls"] = serde_json::json!({
             "ca": ca,
             "certificate": store.cert().map(|c| c.fingerprint),

@@ -244,6 +244,12 @@ fn an_overlay_is_one_network_across_hosts() {
             // Published on the container's host only.
             let elsewhere = format!("http://{}:8090/", h3.addr);
             assert!(run(h2.cmd("timeout").args(["3", "busybox", "wget", "-qO-", &elsewhere])).is_err());
+            // Docker does not show a remote driver's ports; rustnet status does.
+            let shown = docker_ok(
+                run(h1.cmd(&rustnet_tests::rustnet_bin().display().to_string()).args(["status", "--socket", &h1.socket()])),
+                "rustnet status",
+            );
+            assert!(shown.contains(" pub ") && shown.contains("8090->80/tcp") && shown.contains("9053->53/udp"), "{shown}");
             let _ = h1.docker(&["rm", "-f", "pub"]);
         },
     );

@@ -64,6 +64,12 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// How many addresses of the subnet can be held (network and broadcast
+    /// addresses aside).
+    pub fn capacity(&self) -> u128 {
+        usable(self.subnet).map_or(0, |(lo, hi)| hi - lo + 1)
+    }
+
     pub(crate) fn new(subnet: IpNet, range: Option<IpNet>, host: HostId) -> Self {
         Self {
             subnet,

@@ -54,6 +54,20 @@ pub struct Member {
     pub voter: bool,
 }
 
+/// This node's Raft figures.
+#[derive(Debug, Clone)]
+pub struct RaftView {
+    /// leader, follower, candidate, learner or shutdown.
+    pub state: &'static str,
+    pub term: u64,
+    pub leader: Option<HostId>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// On the leader: each peer's replicated index.
+    pub matched: Vec<(HostId, Option<u64>)>,
+}
+
 /// The cluster as this node sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterView {
@@ -500,16 +514,29 @@ impl Store {
             .collect()
     }
 
+    /// This node's Raft figures, for metrics.
+    pub fn raft_view(&self) -> RaftView {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        RaftView {
+            state: state_name(metrics.state),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            committed_index: metrics.local_committed.map(|l| l.index),
+            applied_index: metrics.last_applied.map(|l| l.index),
+            matched: metrics
+                .replication
+                .iter()
+                .flatten()
+                .map(|(id, log)| (*id, log.map(|l| l.index)))
+                .collect(),
+        }
+    }
+
     /// The cluster as this node sees it, for `rustnet status`.
     pub fn cluster_view(&self) -> ClusterView {
         let metrics = self.raft.metrics().borrow_watched().clone();
-        let state = match metrics.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
+        let state = state_name(metrics.state);
         ClusterView {
             cluster: self.cluster_id().ok().flatten(),
             this: self.id,
@@ -518,6 +545,16 @@ impl Store {
             term: metrics.current_term,
             members: self.members(),
         }
+    }
+}
+
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
     }
 }
 

@@ -27,7 +27,7 @@ mod state_machine;
 mod tls;
 mod types;
 
-pub use cluster::{ClusterView, JoinReply, JoinRequest, Member};
+pub use cluster::{ClusterView, JoinReply, JoinRequest, Member, RaftView};
 pub use db::Db;
 pub use error::{PeerError, Refusal, RemoteError, StoreError, TlsError, Unavailable, chain};
 pub use log_store::LogStore;

@@ -63,8 +63,12 @@ async fn in_span(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
-    let span = tracing::debug_span!("request", path = %request.uri().path());
-    next.run(request).instrument(span).await
+    let path = request.uri().path().to_owned();
+    let span = tracing::debug_span!("request", path = %path);
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span).await;
+    crate::metrics::request(&path, response.status().is_success(), started.elapsed());
+    response
 }
 
 async fn activate() -> impl IntoResponse {

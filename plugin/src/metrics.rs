@@ -1,0 +1,293 @@
+//! Prometheus metrics (`RUSTNET_METRICS_ADDR`, off by default): plugin
+//! requests, reconcile passes and firewall rewrites are counted as they
+//! happen; the Raft figures, the pools and the endpoints are read from the
+//! store at each scrape. Encoded by prometheus-client (OpenMetrics text).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State as Extract;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use rustnet_ipam::store::Store;
+
+use crate::service::Service;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Request {
+    path: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Path {
+    path: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+/// Seconds, from 0.5 ms to about 16 s.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// What is counted as it happens.
+struct Counted {
+    requests: Family<Request, Counter>,
+    request_seconds: Family<Path, Histogram, fn() -> Histogram>,
+    reconciles: Family<Outcome, Counter>,
+    reconcile_seconds: Histogram,
+    firewall_rewrites: Counter,
+}
+
+static COUNTED: LazyLock<Counted> = LazyLock::new(|| Counted {
+    requests: Family::default(),
+    request_seconds: Family::new_with_constructor(latency),
+    reconciles: Family::default(),
+    reconcile_seconds: latency(),
+    firewall_rewrites: Counter::default(),
+});
+
+fn outcome(ok: bool) -> &'static str {
+    if ok { "ok" } else { "error" }
+}
+
+/// One plugin request, answered `ok` or not, in `took`. Paths Docker does
+/// not call count as `other` (no label per made-up path).
+pub(crate) fn request(path: &str, ok: bool, took: Duration) {
+    let known = crate::api::PATHS.contains(&path) || path.starts_with("/Rustnet.");
+    let path = if known { path } else { "other" }.to_owned();
+    COUNTED
+        .requests
+        .get_or_create(&Request {
+            path: path.clone(),
+            outcome: outcome(ok),
+        })
+        .inc();
+    COUNTED
+        .request_seconds
+        .get_or_create(&Path { path })
+        .observe(took.as_secs_f64());
+}
+
+/// One reconcile pass; `firewall` when it rewrote the rules.
+pub(crate) fn reconcile(ok: bool, firewall: bool, took: Duration) {
+    COUNTED
+        .reconciles
+        .get_or_create(&Outcome {
+            outcome: outcome(ok),
+        })
+        .inc();
+    COUNTED.reconcile_seconds.observe(took.as_secs_f64());
+    if firewall {
+        COUNTED.firewall_rewrites.inc();
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Role {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Peer {
+    peer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Pool {
+    pool: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Endpoints {
+    network: String,
+    host: String,
+}
+
+/// A registry for one scrape: the counted metrics (shared handles) and
+/// the figures read from `store` now.
+fn scrape(store: Option<&Store>) -> Registry {
+    let mut registry = Registry::with_prefix("rustnet");
+    let counted = &*COUNTED;
+    registry.register(
+        "requests",
+        "Plugin requests by path and outcome",
+        counted.requests.clone(),
+    );
+    registry.register(
+        "request_duration_seconds",
+        "Plugin request latency by path",
+        counted.request_seconds.clone(),
+    );
+    registry.register(
+        "reconciles",
+        "Reconcile passes by outcome",
+        counted.reconciles.clone(),
+    );
+    registry.register(
+        "reconcile_duration_seconds",
+        "Reconcile pass duration",
+        counted.reconcile_seconds.clone(),
+    );
+    registry.register(
+        "firewall_rewrites",
+        "Firewall rule sets written",
+        counted.firewall_rewrites.clone(),
+    );
+    let Some(store) = store else {
+        return registry;
+    };
+    let raft = store.raft_view();
+    let role = Family::<Role, Gauge>::default();
+    for state in ["leader", "follower", "candidate", "learner", "shutdown"] {
+        role.get_or_create(&Role { state })
+            .set(i64::from(state == raft.state));
+    }
+    registry.register("raft_state", "1 for this member's Raft role", role);
+    let gauge = |value: Option<u64>| {
+        let g = Gauge::<i64>::default();
+        g.set(value.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)));
+        g
+    };
+    registry.register("raft_term", "Current Raft term", gauge(Some(raft.term)));
+    registry.register(
+        "raft_has_leader",
+        "1 while this member knows a leader",
+        gauge(Some(u64::from(raft.leader.is_some()))),
+    );
+    registry.register(
+        "raft_leader_id",
+        "The leader's id (-1: none known)",
+        gauge(raft.leader),
+    );
+    registry.register(
+        "raft_last_log_index",
+        "Last log index (-1: none)",
+        gauge(raft.last_log_index),
+    );
+    registry.register(
+        "raft_commit_index",
+        "Committed index (-1: none)",
+        gauge(raft.committed_index),
+    );
+    registry.register(
+        "raft_applied_index",
+        "Applied index (-1: none)",
+        gauge(raft.applied_index),
+    );
+    let lag = Family::<Peer, Gauge>::default();
+    let last = raft.last_log_index.unwrap_or(0);
+    for (peer, matched) in &raft.matched {
+        let behind = last.saturating_sub(matched.unwrap_or(0));
+        lag.get_or_create(&Peer {
+            peer: peer.to_string(),
+        })
+        .set(i64::try_from(behind).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "raft_replication_lag_entries",
+        "On the leader: log entries each peer is behind",
+        lag,
+    );
+    let allocated = Family::<Pool, Gauge>::default();
+    let free = Family::<Pool, Gauge>::default();
+    let endpoints = Family::<Endpoints, Gauge>::default();
+    store.local(|state| {
+        for pool in state.pools() {
+            let key = Pool { pool: pool.id() };
+            let held = pool.addresses.len() as u128;
+            let cap = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+            allocated.get_or_create(&key).set(cap(held));
+            free.get_or_create(&key)
+                .set(cap(pool.capacity().saturating_sub(held)));
+        }
+        for endpoint in state.tables().endpoints() {
+            endpoints
+                .get_or_create(&Endpoints {
+                    network: endpoint.network_id.clone(),
+                    host: state.host_name(endpoint.host),
+                })
+                .inc();
+        }
+    });
+    registry.register(
+        "pool_allocated_addresses",
+        "Addresses held per pool",
+        allocated,
+    );
+    registry.register("pool_free_addresses", "Addresses free per pool", free);
+    registry.register("endpoints", "Endpoints per network and host", endpoints);
+    registry
+}
+
+async fn serve_metrics(Extract(service): Extract<Arc<Service>>) -> impl IntoResponse {
+    let store = service.store().await.ok();
+    let mut text = String::new();
+    let _ = encode(&mut text, &scrape(store.as_ref()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// Serves `/metrics` on `addr` until the process ends.
+pub(crate) async fn serve(addr: SocketAddr, service: Arc<Service>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving metrics");
+    let router = Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(service);
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_metrics_are_encoded_and_move() {
+        request("/IpamDriver.RequestAddress", true, Duration::from_millis(3));
+        request(
+            "/IpamDriver.RequestAddress",
+            false,
+            Duration::from_millis(1),
+        );
+        reconcile(true, true, Duration::from_millis(2));
+        let mut text = String::new();
+        encode(&mut text, &scrape(None)).unwrap();
+        assert!(
+            text.contains(
+                r#"rustnet_requests_total{path="/IpamDriver.RequestAddress",outcome="ok"} "#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("rustnet_request_duration_seconds_bucket{"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"rustnet_reconciles_total{outcome="ok"} "#),
+            "{text}"
+        );
+        assert!(text.contains("rustnet_firewall_rewrites_total "), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
