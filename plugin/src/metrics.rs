@@ -190,9 +190,7 @@ fn scrape(store: Option<&Store>) -> Registry {
         gauge(raft.applied_index),
     );
     let lag = Family::<Peer, Gauge>::default();
-    let last = raft.last_log_index.unwrap_or(0);
-    for (peer, matched) in &raft.matched {
-        let behind = last.saturating_sub(matched.unwrap_or(0));
+    for (peer, behind) in raft.behind() {
         lag.get_or_create(&Peer {
             peer: peer.to_string(),
         })

@@ -216,17 +216,10 @@ impl Service {
             .await?;
         status["cluster"] = serde_json::to_value(store.cluster_view()).unwrap_or_default();
         // On the leader: how many log entries each member is behind.
-        let raft = store.raft_view();
-        let last = raft.last_log_index.unwrap_or(0);
-        let behind: serde_json::Map<String, Value> = raft
-            .matched
-            .iter()
-            .map(|(id, matched)| {
-                (
-                    id.to_string(),
-                    Value::from(last.saturating_sub(matched.unwrap_or(0))),
-                )
-            })
+        let behind: serde_json::Map<String, Value> = store
+            .raft_view()
+            .behind()
+            .map(|(id, n)| (id.to_string(), Value::from(n)))
             .collect();
         status["replication"] = Value::Object(behind);
         status["tls"] = serde_json::json!({

@@ -68,6 +68,16 @@ pub struct RaftView {
     pub matched: Vec<(HostId, Option<u64>)>,
 }
 
+impl RaftView {
+    /// On the leader: how many log entries each peer is behind.
+    pub fn behind(&self) -> impl Iterator<Item = (HostId, u64)> + '_ {
+        let last = self.last_log_index.unwrap_or(0);
+        self.matched
+            .iter()
+            .map(move |(id, matched)| (*id, last.saturating_sub(matched.unwrap_or(0))))
+    }
+}
+
 /// The cluster as this node sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterView {
