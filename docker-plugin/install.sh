@@ -5,21 +5,27 @@
 # upgrade: its settings are kept, it is disabled (-f: networks and
 # containers stay up, the kernel data path keeps forwarding), replaced by
 # the new build and enabled again. State lives on the host (state.source,
-# default /var/lib/rustnet), so it survives.
+# default /var/lib/rustnet), so it survives. With --from REF the plugin comes
+# from a registry (docker-plugin/push.sh REF) instead of a local build:
+# `docker plugin install --alias NAME REF`, the same way for an upgrade.
+# (`docker plugin upgrade` is not used: Docker 20.10 resets the mounts'
+# settings in it.)
 #
-#   docker-plugin/install.sh [--name NAME] [--dir DIR] [SETTING=VALUE...]
+#   docker-plugin/install.sh [--name NAME] [--dir DIR | --from REF] [SETTING=VALUE...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=rustnet
 dir=target/docker-plugin
+from=
 while [ $# -gt 0 ]; do
     case $1 in
     --name) name=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --from) from=$2; shift 2 ;;
     *) break ;;
     esac
 done
-[ -f "$dir/config.json" ] || docker-plugin/build.sh "$dir"
+[ -n "$from" ] || [ -f "$dir/config.json" ] || docker-plugin/build.sh "$dir"
 
 settings=()
 if docker plugin inspect "$name" >/dev/null 2>&1; then
@@ -40,7 +46,11 @@ case "${settings[*]:-}" in
 *) [[ $name == *:* ]] && settings+=("RUSTNET_DRIVER_NAME=$name") || settings+=("RUSTNET_DRIVER_NAME=$name:latest") ;;
 esac
 
-docker plugin create "$name" "$dir" >/dev/null
+if [ -n "$from" ]; then
+    docker plugin install --disable --grant-all-permissions --alias "$name" "$from" >/dev/null
+else
+    docker plugin create "$name" "$dir" >/dev/null
+fi
 if [ ${#settings[@]} -gt 0 ]; then
     docker plugin set "$name" "${settings[@]}"
 fi

@@ -7,6 +7,9 @@
 #   multipass exec rn1 -- sudo rustnet status
 #   contrib/vm/multipass.sh delete     # removes them
 #
+# RUSTNET_PLUGIN_REF=REF installs the plugin from a registry
+# (docker-plugin/push.sh REF) instead of the local build.
+#
 # Each VM runs contrib/vm/provision.sh: the steps the simulated-host tests
 # run in network namespaces (tests/tests/install_docker.rs).
 set -euo pipefail
@@ -26,8 +29,9 @@ addr() { multipass info "$1" --format csv | awk -F, 'NR==2 {print $3}'; }
 seed=$(addr rn1)
 # rn1 bootstraps the cluster with this join token; rn2 and rn3 present it.
 token=rnt-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-multipass exec rn1 -- sudo bash /rustnet/contrib/vm/provision.sh "$seed" "$token"
+ref=${RUSTNET_PLUGIN_REF:-}
+multipass exec rn1 -- sudo RUSTNET_PLUGIN_REF="$ref" bash /rustnet/contrib/vm/provision.sh "$seed" "$token"
 for node in rn2 rn3; do
-    multipass exec "$node" -- sudo bash /rustnet/contrib/vm/provision.sh "$(addr "$node")" "$token" "$seed"
+    multipass exec "$node" -- sudo RUSTNET_PLUGIN_REF="$ref" bash /rustnet/contrib/vm/provision.sh "$(addr "$node")" "$token" "$seed"
 done
 multipass exec rn1 -- sudo rustnet status

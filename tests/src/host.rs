@@ -50,17 +50,23 @@ impl SimHost {
     /// Like [`SimHost::start`], with extra binaries (and the libraries they
     /// load) copied into the test image's /bin.
     pub fn start_with_tools(tools: &[&str]) -> Self {
-        Self::start_as(tools, Resolver::Plain)
+        Self::start_as(tools, Resolver::Plain, &[])
+    }
+
+    /// Like [`SimHost::start`], with extra dockerd arguments (say
+    /// `--insecure-registry=10.99.0.0/24`).
+    pub fn start_with_dockerd_args(args: &[&str]) -> Self {
+        Self::start_as(&[], Resolver::Plain, args)
     }
 
     /// Like [`SimHost::start`] on a host whose resolver is systemd-resolved
     /// (Ubuntu's default): /etc/resolv.conf names only the stub
     /// 127.0.0.53, the upstream is in /run/systemd/resolve/resolv.conf.
     pub fn start_with_systemd_resolved() -> Self {
-        Self::start_as(&[], Resolver::SystemdResolved)
+        Self::start_as(&[], Resolver::SystemdResolved, &[])
     }
 
-    fn start_as(tools: &[&str], resolver: Resolver) -> Self {
+    fn start_as(tools: &[&str], resolver: Resolver, dockerd_args: &[&str]) -> Self {
         crate::require_root();
         let index = NEXT_INDEX.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
@@ -101,7 +107,7 @@ impl SimHost {
             run_ok(Command::new("ip").args(&args));
         }
         let holder = spawn_holder(&dir, resolver);
-        let dockerd = spawn_dockerd(holder.id(), &netns, &dir, index, &[]);
+        let dockerd = spawn_dockerd(holder.id(), &netns, &dir, index, dockerd_args);
         let host = Self {
             netns,
             addr,
