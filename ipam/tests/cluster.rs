@@ -534,3 +534,48 @@ async fn pause_after(error: &StoreError) {
     eprintln!("retrying: {error}");
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_is_observed_with_its_kind_and_outcome() {
+    let root = tempfile::tempdir().unwrap();
+    let node = fresh(root.path(), "n1").await;
+    node.store.bootstrap(None).await.unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    node.store
+        .observe_writes(std::sync::Arc::new(move |kind, outcome, took| {
+            record.lock().unwrap().push((kind, outcome, took));
+        }));
+    let host = node.store.id();
+    let pool = Command::RequestPool {
+        host,
+        pool: Some(POOL.parse().unwrap()),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    node.store.write(pool).await.unwrap();
+    let fixed = || Command::RequestAddress {
+        host,
+        pool_id: POOL.to_owned(),
+        address: Some("10.50.0.9".parse().unwrap()),
+        kind: HolderKind::Static,
+    };
+    node.store.write(fixed()).await.unwrap();
+    let taken = node.store.write(fixed()).await;
+    assert!(matches!(taken, Err(StoreError::Rejected(_))), "{taken:?}");
+    let seen: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(kind, outcome, _)| (*kind, outcome.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("request-pool", "ok"),
+            ("request-address", "ok"),
+            ("request-address", "rejected"),
+        ]
+    );
+}

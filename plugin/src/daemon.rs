@@ -226,6 +226,7 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
     std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod {}", config.state_dir.display()))?;
     let store = Store::open(&config.state_dir, store_config).await?;
+    store.observe_writes(crate::metrics::write_observer());
     tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
     let listener = TcpListener::bind(addr)
         .await

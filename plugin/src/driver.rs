@@ -153,6 +153,7 @@ impl<'a> Driver<'a> {
         let mac = endpoint.mac;
         let bridge = Self::bridge_of(&store, &endpoint.network_id).unwrap_or_default();
         store.write(Command::CreateEndpoint(endpoint)).await?;
+        crate::metrics::endpoint_created(&request.id);
         if let Err(e) = self.build(&bridge, &[&request.id]).await {
             let id = request.id;
             self.undo(Command::DeleteEndpoint {

@@ -178,10 +178,11 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
             store
                 .write(Command::NameEndpoint {
                     host,
-                    id: endpoint_id,
+                    id: endpoint_id.clone(),
                     container: learned,
                 })
                 .await?;
+            crate::metrics::endpoint_named(&endpoint_id);
         }
     }
     name_addresses(service, docker).await

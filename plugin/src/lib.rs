@@ -33,6 +33,7 @@ mod learn;
 mod metrics;
 mod naming;
 mod propagate;
+mod recent;
 mod render;
 mod request;
 mod service;

@@ -1,11 +1,13 @@
 //! Prometheus metrics (`RUSTNET_METRICS_ADDR`, off by default): plugin
-//! requests, reconcile passes and firewall rewrites are counted as they
-//! happen; the Raft figures, the pools and the endpoints are read from the
-//! store at each scrape. Encoded by prometheus-client (OpenMetrics text).
+//! requests, replicated writes, reconcile passes, firewall rewrites and
+//! the propagation and name-learning lags are counted as they happen; the
+//! Raft figures, the pools and the endpoints are read from the store at
+//! each scrape. Encoded by prometheus-client (OpenMetrics text).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State as Extract;
@@ -19,7 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use rustnet_ipam::store::Store;
+use rustnet_ipam::store::{Store, WriteObserver, WriteOutcome};
 
 use crate::service::Service;
 
@@ -39,6 +41,17 @@ struct Outcome {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Write {
+    command: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    command: &'static str,
+}
+
 /// Seconds, from 0.5 ms to about 16 s.
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -51,6 +64,12 @@ struct Counted {
     reconciles: Family<Outcome, Counter>,
     reconcile_seconds: Histogram,
     firewall_rewrites: Counter,
+    writes: Family<Write, Counter>,
+    write_seconds: Family<Kind, Histogram, fn() -> Histogram>,
+    propagation_seconds: Histogram,
+    name_learning_seconds: Histogram,
+    /// When each endpoint created here was, until it is named.
+    unnamed: Mutex<HashMap<String, Instant>>,
 }
 
 static COUNTED: LazyLock<Counted> = LazyLock::new(|| Counted {
@@ -59,7 +78,16 @@ static COUNTED: LazyLock<Counted> = LazyLock::new(|| Counted {
     reconciles: Family::default(),
     reconcile_seconds: latency(),
     firewall_rewrites: Counter::default(),
+    writes: Family::default(),
+    write_seconds: Family::new_with_constructor(latency),
+    propagation_seconds: latency(),
+    name_learning_seconds: latency(),
+    unnamed: Mutex::default(),
 });
+
+/// Endpoints created here and not named yet that are remembered: beyond
+/// it (endpoints deleted before Docker showed them), the list starts over.
+const UNNAMED_KEPT: usize = 4096;
 
 fn outcome(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }
@@ -97,6 +125,56 @@ pub(crate) fn reconcile(ok: bool, firewall: bool, took: Duration) {
     }
 }
 
+/// Counts every replicated write by command and outcome, with its latency.
+pub(crate) fn write_observer() -> WriteObserver {
+    Arc::new(|command, outcome: WriteOutcome, took: Duration| {
+        COUNTED
+            .writes
+            .get_or_create(&Write {
+                command,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        COUNTED
+            .write_seconds
+            .get_or_create(&Kind { command })
+            .observe(took.as_secs_f64());
+    })
+}
+
+/// An overlay replicated to this host reached its Docker `took` after this
+/// host first had it.
+pub(crate) fn propagated(took: Duration) {
+    COUNTED.propagation_seconds.observe(took.as_secs_f64());
+}
+
+fn unnamed() -> std::sync::MutexGuard<'static, HashMap<String, Instant>> {
+    COUNTED
+        .unnamed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Endpoint `id` was created on this host now (its container's name is
+/// not known yet).
+pub(crate) fn endpoint_created(id: &str) {
+    let mut unnamed = unnamed();
+    if unnamed.len() >= UNNAMED_KEPT {
+        unnamed.clear();
+    }
+    unnamed.insert(id.to_owned(), Instant::now());
+}
+
+/// Endpoint `id`'s container name was replicated: the name-learning lag,
+/// for an endpoint created by this process.
+pub(crate) fn endpoint_named(id: &str) {
+    if let Some(created) = unnamed().remove(id) {
+        COUNTED
+            .name_learning_seconds
+            .observe(created.elapsed().as_secs_f64());
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Role {
     state: &'static str,
@@ -118,10 +196,8 @@ struct Endpoints {
     host: String,
 }
 
-/// A registry for one scrape: the counted metrics (shared handles) and
-/// the figures read from `store` now.
-fn scrape(store: Option<&Store>) -> Registry {
-    let mut registry = Registry::with_prefix("rustnet");
+/// The metrics counted as things happen (shared handles).
+fn register_counted(registry: &mut Registry) {
     let counted = &*COUNTED;
     registry.register(
         "requests",
@@ -148,6 +224,33 @@ fn scrape(store: Option<&Store>) -> Registry {
         "Firewall rule sets written",
         counted.firewall_rewrites.clone(),
     );
+    registry.register(
+        "writes",
+        "Replicated writes by command and outcome (ok, rejected, failed)",
+        counted.writes.clone(),
+    );
+    registry.register(
+        "write_duration_seconds",
+        "Replicated write latency by command, from proposal to applied",
+        counted.write_seconds.clone(),
+    );
+    registry.register(
+        "propagation_lag_seconds",
+        "From an overlay reaching this host's state to its network in this host's Docker",
+        counted.propagation_seconds.clone(),
+    );
+    registry.register(
+        "name_learning_lag_seconds",
+        "From an endpoint's creation here to its container's name replicated",
+        counted.name_learning_seconds.clone(),
+    );
+}
+
+/// A registry for one scrape: the counted metrics (shared handles) and
+/// the figures read from `store` now.
+fn scrape(store: Option<&Store>) -> Registry {
+    let mut registry = Registry::with_prefix("rustnet");
+    register_counted(&mut registry);
     let Some(store) = store else {
         return registry;
     };
@@ -269,6 +372,17 @@ mod tests {
             Duration::from_millis(1),
         );
         reconcile(true, true, Duration::from_millis(2));
+        let observe = write_observer();
+        observe(
+            "request-address",
+            WriteOutcome::Rejected,
+            Duration::from_millis(4),
+        );
+        propagated(Duration::from_millis(30));
+        endpoint_created("ep-metrics");
+        endpoint_named("ep-metrics");
+        // Named again, or never created here: no second observation.
+        endpoint_named("ep-metrics");
         let mut text = String::new();
         encode(&mut text, &scrape(None)).unwrap();
         assert!(
@@ -286,6 +400,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("rustnet_firewall_rewrites_total "), "{text}");
+        assert!(
+            text.contains(
+                r#"rustnet_writes_total{command="request-address",outcome="rejected"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"rustnet_write_duration_seconds_count{command="request-address"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("rustnet_propagation_lag_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rustnet_name_learning_lag_seconds_count 1\n"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

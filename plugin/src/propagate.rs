@@ -8,8 +8,9 @@
 //!   the background only, retried (soon, then less often) while a step
 //!   fails.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustnet_ipam::{Command, Network, Overlay};
 use serde_json::json;
@@ -83,8 +84,10 @@ const IDLE: Duration = Duration::from_secs(5);
 pub(crate) async fn propagate(service: Arc<Service>, docker: Docker) {
     let mut seen = None;
     let mut retry = RETRY_FIRST;
+    // Since when each overlay to create here has been in this host's state.
+    let mut pending = HashMap::new();
     loop {
-        let wait = match propagate_once(&service, &docker).await {
+        let wait = match propagate_once(&service, &docker, &mut pending).await {
             Ok(true) => {
                 retry = RETRY_FIRST;
                 IDLE
@@ -110,8 +113,13 @@ pub(crate) async fn propagate(service: Arc<Service>, docker: Docker) {
     }
 }
 
-/// One look at every overlay; whether every step succeeded.
-async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<bool> {
+/// One look at every overlay; whether every step succeeded. `pending`
+/// holds since when each overlay waiting to be created here has waited.
+async fn propagate_once(
+    service: &Service,
+    docker: &Docker,
+    pending: &mut HashMap<String, Instant>,
+) -> anyhow::Result<bool> {
     let store = service.store().await?;
     let host = store.id();
     let plan: Vec<(Overlay, Step)> = store
@@ -127,12 +135,28 @@ async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<bo
                 .collect()
         })
         .await?;
+    let now = Instant::now();
+    pending.retain(|key, _| {
+        plan.iter()
+            .any(|(o, s)| &o.key == key && *s == Step::Create)
+    });
     // Each overlay on its own: one that cannot be created here (a local
     // fault) must not hold up the others.
     let mut done = true;
     for (overlay, step) in plan {
         let naming = matches!(step, Step::Name { .. });
-        if let Err(e) = apply_step(&store, docker, &overlay, step).await {
+        let creating = step == Step::Create;
+        if creating {
+            pending.entry(overlay.key.clone()).or_insert(now);
+        }
+        let result = apply_step(&store, docker, &overlay, step).await;
+        if creating
+            && result.is_ok()
+            && let Some(since) = pending.remove(&overlay.key)
+        {
+            crate::metrics::propagated(since.elapsed());
+        }
+        if let Err(e) = result {
             done = false;
             // The origin's Docker names the network a moment after the
             // plugin's CreateNetwork returned: not worth a warning.
@@ -140,6 +164,9 @@ async fn propagate_once(service: &Service, docker: &Docker) -> anyhow::Result<bo
                 tracing::debug!(overlay = %overlay.key, error = %format!("{e:#}"), "overlay not named yet");
             } else {
                 tracing::warn!(overlay = %overlay.key, error = %format!("{e:#}"), "overlay propagation; retrying");
+                service
+                    .recent
+                    .record(&format!("overlay {}", overlay.key), &format!("{e:#}"));
             }
         }
     }

@@ -27,6 +27,7 @@ pub(crate) fn render(status: &Value) -> String {
         short(&status["tls"]["certificate"])
     ));
     out.push_str(&members_text(status));
+    out.push_str(&errors_text(status, unix_now()));
     for a in status["allocations"]
         .as_array()
         .map(Vec::as_slice)
@@ -139,6 +140,38 @@ fn members_text(status: &Value) -> String {
     out
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The daemon's last errors, newest last, with how long ago each was last
+/// seen (`now` in Unix seconds) and how often.
+fn errors_text(status: &Value, now: u64) -> String {
+    let errors = status["errors"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if errors.is_empty() {
+        return "last errors: none\n".to_owned();
+    }
+    let mut out = "last errors:\n".to_owned();
+    for error in errors {
+        let ago = now.saturating_sub(error["last"].as_u64().unwrap_or(now));
+        let times = match error["count"].as_u64().unwrap_or(1) {
+            1 => String::new(),
+            n => format!(" ({n} times)"),
+        };
+        out.push_str(&format!(
+            "  {ago} s ago{times} {}: {}\n",
+            error["source"].as_str().unwrap_or("?"),
+            error["message"].as_str().unwrap_or("?")
+        ));
+    }
+    out
+}
+
 /// An endpoint's published ports, ` ports 8080->80/tcp,...`, or nothing
 /// (Docker does not show a remote driver's ports in `docker ps`).
 fn ports_text(endpoint: &Value) -> String {
@@ -191,6 +224,21 @@ mod tests {
             text.contains("ep1 web 10.0.42.2/24 02:00:00:00:00:01 joined ports 8080->80/tcp,127.0.0.1:53->53/udp"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn render_shows_the_last_errors() {
+        let status = json!({
+            "errors": [
+                { "source": "reconcile", "message": "boom", "first": 90, "last": 95, "count": 3 },
+                { "source": "request /NetworkDriver.Join", "message": "no such endpoint", "first": 99, "last": 99, "count": 1 },
+            ],
+        });
+        assert_eq!(
+            errors_text(&status, 100),
+            "last errors:\n  5 s ago (3 times) reconcile: boom\n  1 s ago request /NetworkDriver.Join: no such endpoint\n"
+        );
+        assert_eq!(errors_text(&json!({}), 100), "last errors: none\n");
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub(crate) struct Service {
     datapath: Arc<dyn DataPath>,
     /// Names across hosts for overlay containers (off: `None`).
     resolver: Option<Arc<Resolver>>,
+    /// The last errors met, for `rustnet status`.
+    pub(crate) recent: crate::recent::Recent,
 }
 
 impl Service {
@@ -66,6 +68,7 @@ impl Service {
             settings,
             datapath,
             resolver: None,
+            recent: crate::recent::Recent::default(),
         }
     }
 
@@ -108,6 +111,19 @@ impl Service {
         let report = self.datapath.reconcile(Box::pin(want)).await;
         let firewall = report.as_ref().is_ok_and(|r| r.firewall);
         crate::metrics::reconcile(report.is_ok(), firewall, started.elapsed());
+        match &report {
+            Ok(report) => {
+                for conflict in &report.conflicts {
+                    self.recent.record(
+                        &format!("network {}", conflict.bridge),
+                        &conflict.error.to_string(),
+                    );
+                }
+            }
+            Err(e) => self
+                .recent
+                .record("reconcile", &rustnet_ipam::store::chain(e)),
+        }
         report
     }
 
@@ -226,6 +242,7 @@ impl Service {
             "ca": ca,
             "certificate": store.cert().map(|c| c.fingerprint),
         });
+        status["errors"] = serde_json::to_value(self.recent.list()).unwrap_or_default();
         Ok(status)
     }
 

@@ -107,6 +107,20 @@ fn a_real_scrape_parses_and_moves_with_requests() {
     assert_eq!(got.len(), 5, "{got:?}");
     let after = scrape(&h2);
     assert_eq!(count(&after) - count(&before), 5.0);
+    // Each allocation was a replicated write from h2 (forwarded to the
+    // leader), counted and timed there.
+    let writes = r#"{"command": "request-address", "outcome": "ok"}"#;
+    let timed = r#"{"command": "request-address"}"#;
+    let moved = |name: &str, labels: &str| {
+        let at = |s: &BTreeMap<(String, String), f64>| {
+            s.get(&(name.to_owned(), labels.to_owned()))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        at(&after) - at(&before)
+    };
+    assert_eq!(moved("rustnet_writes_total", writes), 5.0);
+    assert_eq!(moved("rustnet_write_duration_seconds_count", timed), 5.0);
     let pool = format!(r#"{{"pool": "{POOL}"}}"#);
     // The pools are the cluster's: the leader counts what h2 took.
     wait_until("h1 counts h2's addresses", 10, || {
@@ -145,4 +159,60 @@ fn a_real_scrape_parses_and_moves_with_requests() {
         ) > 0.0
     );
     assert!(sample(&h1_after, "rustnet_firewall_rewrites_total", "{}") > 0.0);
+    // Docker's name for m1's endpoint, learned and replicated.
+    wait_until("h1 measures name learning", 15, || {
+        sample(
+            &scrape(&h1),
+            "rustnet_name_learning_lag_seconds_count",
+            "{}",
+        ) >= 1.0
+    });
+    // An overlay made on h1 reaches h2's Docker: h2 measures the lag.
+    assert_eq!(
+        sample(&scrape(&h2), "rustnet_propagation_lag_seconds_count", "{}"),
+        0.0
+    );
+    h1.create_overlay("spread", "10.76.0.0/24", &[]);
+    wait_until("h2 measures the overlay's propagation", 20, || {
+        sample(&scrape(&h2), "rustnet_propagation_lag_seconds_count", "{}") == 1.0
+    });
+    assert!(h2.docker(&["network", "inspect", "spread"]).is_ok());
+}
+
+/// `rustnet status` keeps the daemon's last errors, by where they happened.
+#[test]
+fn status_shows_the_last_errors() {
+    let h1 = SimHost::start();
+    h1.start_rustnet(&[]);
+    let refused = h1.docker(&[
+        "network",
+        "create",
+        "-d",
+        "rustnet",
+        "--ipam-driver",
+        "rustnet",
+        "--subnet",
+        "10.77.0.0/24",
+        "-o",
+        "colour=blue",
+        "refused",
+    ]);
+    assert!(refused.is_err(), "an unknown option was taken");
+    let errors = h1.status()["errors"].clone();
+    let found = errors.as_array().is_some_and(|e| {
+        e.iter().any(|e| {
+            e["source"] == "request /NetworkDriver.CreateNetwork"
+                && e["message"].as_str().is_some_and(|m| m.contains("colour"))
+                && e["count"] == 1
+        })
+    });
+    assert!(found, "{errors}");
+    let text = run(h1
+        .cmd(rustnet_tests::rustnet_bin().to_str().unwrap_or("rustnet"))
+        .args(["status", "--socket", &h1.socket()]))
+    .unwrap_or_else(|e| panic!("rustnet status: {e}"));
+    assert!(
+        text.contains("last errors:\n") && text.contains("request /NetworkDriver.CreateNetwork: "),
+        "{text}"
+    );
 }

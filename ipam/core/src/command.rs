@@ -152,6 +152,34 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command's kind, as its text form starts (`request-address`,
+    /// `name` for both namings): a label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::RequestPool { .. } => "request-pool",
+            Self::ReleasePool { .. } => "release-pool",
+            Self::RequestAddress { .. } => "request-address",
+            Self::CreateNetwork(_) => "create-network",
+            Self::DeleteNetwork { .. } => "delete-network",
+            Self::ForgetNetwork { .. } => "forget-network",
+            Self::CreateEndpoint(_) => "create-endpoint",
+            Self::DeleteEndpoint { .. } => "delete-endpoint",
+            Self::SetJoined { ports: Some(_), .. } => "join",
+            Self::SetJoined { ports: None, .. } => "leave",
+            Self::NameEndpoint { .. } | Self::NameAddress { .. } => "name",
+            Self::ForgetHost { .. } => "forget-host",
+            Self::RegisterHost { .. } => "register-host",
+            Self::InitJoinToken { .. } => "init-join-token",
+            Self::RotateJoinToken { .. } => "rotate-join-token",
+            Self::InitCa { .. } => "init-ca",
+            Self::AdmitCert { .. } => "admit-cert",
+            Self::NameOverlay { .. } => "name-overlay",
+            Self::ReleaseAddress { .. } => "release-address",
+        }
+    }
+}
+
 /// A successful answer to a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -257,5 +285,68 @@ impl From<ProposalWire> for Proposal {
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (proposal {:016x})", self.command, self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commands_kind_is_how_its_text_starts() {
+        let address: IpAddr = "10.0.0.5".parse().unwrap();
+        let commands = [
+            Command::ReleasePool {
+                host: 1,
+                pool_id: "p".into(),
+            },
+            Command::RequestAddress {
+                host: 1,
+                pool_id: "p".into(),
+                address: None,
+                kind: HolderKind::Static,
+            },
+            Command::DeleteNetwork {
+                host: 1,
+                id: "n".into(),
+            },
+            Command::DeleteEndpoint {
+                host: 1,
+                id: "e".into(),
+            },
+            Command::SetJoined {
+                host: 1,
+                id: "e".into(),
+                ports: Some(Vec::new()),
+            },
+            Command::SetJoined {
+                host: 1,
+                id: "e".into(),
+                ports: None,
+            },
+            Command::NameAddress {
+                host: 1,
+                address,
+                container: "c".into(),
+            },
+            Command::ForgetHost { host: 2 },
+            Command::NameOverlay {
+                key: "k".into(),
+                name: "ov".into(),
+            },
+            Command::ReleaseAddress {
+                host: 1,
+                pool_id: "p".into(),
+                address,
+            },
+        ];
+        for command in commands {
+            let text = command.to_string();
+            assert!(
+                text.starts_with(&format!("{} ", command.kind())),
+                "{text} / {}",
+                command.kind()
+            );
+        }
     }
 }

@@ -32,7 +32,7 @@ pub use db::Db;
 pub use error::{PeerError, Refusal, RemoteError, StoreError, TlsError, Unavailable, chain};
 pub use log_store::LogStore;
 pub use network::{GrpcNetwork, Peers};
-pub use node::{SNAPSHOT_CHUNK, Store, StoreConfig, raft_config};
+pub use node::{SNAPSHOT_CHUNK, Store, StoreConfig, WriteObserver, WriteOutcome, raft_config};
 pub use server::{ClusterService, RaftService, services, spawn_server};
 pub use state_machine::StateMachine;
 pub use tls::{NodeCert, SERVER_NAME};

@@ -9,8 +9,8 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
@@ -58,6 +58,32 @@ pub struct StoreConfig {
 /// Snapshot pieces of 1 MiB: well under gRPC's 4 MiB message limit.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
+/// How a write ended, for a [`WriteObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Committed and applied.
+    Ok,
+    /// Committed; the state machine refused it (an address taken, say).
+    Rejected,
+    /// Not known to be committed: no quorum, timed out, storage failed.
+    Failed,
+}
+
+impl WriteOutcome {
+    /// `ok`, `rejected` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Told of every write through [`Store::write`]: the command's kind, how
+/// it ended and how long it took (metrics).
+pub type WriteObserver = Arc<dyn Fn(&'static str, WriteOutcome, Duration) + Send + Sync>;
+
 /// This host's replica of the cluster state.
 #[derive(Clone)]
 pub struct Store {
@@ -72,6 +98,8 @@ pub struct Store {
     pub(crate) membership: Arc<tokio::sync::Mutex<()>>,
     /// This member's certificate, once it has one.
     pub(crate) cert: Arc<tokio::sync::watch::Sender<Option<NodeCert>>>,
+    /// Told of every write, once set.
+    pub(crate) observer: Arc<OnceLock<WriteObserver>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -120,6 +148,7 @@ impl Store {
             config: Arc::new(config),
             membership: Arc::default(),
             cert: Arc::new(cert),
+            observer: Arc::default(),
         };
         Ok(store)
     }
@@ -188,7 +217,24 @@ impl Store {
     /// yielded; a command the state machine refuses is
     /// [`StoreError::Rejected`].
     pub async fn write(&self, command: Command) -> Result<Response, StoreError> {
-        Ok(self.write_result(command).await??)
+        let kind = command.kind();
+        let started = Instant::now();
+        let result = self.write_result(command).await;
+        if let Some(observe) = self.observer.get() {
+            let outcome = match &result {
+                Ok(Ok(_)) => WriteOutcome::Ok,
+                Ok(Err(_)) => WriteOutcome::Rejected,
+                Err(_) => WriteOutcome::Failed,
+            };
+            observe(kind, outcome, started.elapsed());
+        }
+        Ok(result??)
+    }
+
+    /// Sets who is told of every write from now on (once; later calls
+    /// change nothing).
+    pub fn observe_writes(&self, observer: WriteObserver) {
+        let _ = self.observer.set(observer);
     }
 
     /// Replicates `command`; the state machine's answer, whatever it is.

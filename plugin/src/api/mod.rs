@@ -52,13 +52,17 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         .merge(ipam::routes())
         .merge(network::routes())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(in_span))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            in_span,
+        ))
         .with_state(service)
 }
 
 /// One span per request, named by its path, so every log line of a request
 /// says which Docker call it belongs to.
 async fn in_span(
+    axum::extract::State(service): axum::extract::State<Arc<Service>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -67,8 +71,22 @@ async fn in_span(
     let span = tracing::debug_span!("request", path = %path);
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span).await;
-    crate::metrics::request(&path, response.status().is_success(), started.elapsed());
-    response
+    let ok = response.status().is_success();
+    crate::metrics::request(&path, ok, started.elapsed());
+    if ok {
+        return response;
+    }
+    // Kept for `rustnet status`: the `Err` the reply carries.
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["Err"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    service.recent.record(&format!("request {path}"), &message);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn activate() -> impl IntoResponse {

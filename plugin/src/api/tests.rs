@@ -74,8 +74,14 @@ impl Harness {
         reply
     }
 
+    /// The status, without the daemon's last errors (not state: a refused
+    /// request adds one).
     async fn status(&self) -> Value {
-        self.ok("/Rustnet.Status", json!({})).await
+        let mut status = self.ok("/Rustnet.Status", json!({})).await;
+        if let Some(status) = status.as_object_mut() {
+            status.remove("errors");
+        }
+        status
     }
 }
 
@@ -300,6 +306,17 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         );
     }
     assert_eq!(h.status().await, before);
+    // Each refusal is among the daemon's last errors, by path.
+    let errors = h.ok("/Rustnet.Status", json!({})).await["errors"].clone();
+    assert!(
+        errors.as_array().is_some_and(|e| e.iter().any(|e| {
+            e["source"] == "request /IpamDriver.ReleasePool"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("invalid type: integer `7`"))
+        })),
+        "{errors}"
+    );
 }
 
 const NET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
