@@ -67,45 +67,14 @@ impl SimHost {
     }
 
     fn start_as(tools: &[&str], resolver: Resolver, dockerd_args: &[&str]) -> Self {
-        crate::require_root();
-        let index = NEXT_INDEX.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let underlay = ensure_underlay(pid);
-        let netns = format!("rn-{pid}-{index}");
-        let veth = format!("rnv{}x{index}", pid % 1_000_000);
-        let addr = format!("10.99.0.{index}");
-        let dir = PathBuf::from(format!("/tmp/rustnet-e2e/{netns}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        run_ok(Command::new("ip").args(["netns", "add", &netns]));
-        for args in [
-            vec!["-n", &netns, "link", "set", "lo", "up"],
-            vec![
-                "link", "add", &veth, "type", "veth", "peer", "name", "ul0", "netns", &netns,
-            ],
-            vec!["link", "set", &veth, "master", &underlay, "up"],
-            vec![
-                "-n",
-                &netns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "ul0",
-            ],
-            vec!["-n", &netns, "link", "set", "ul0", "up"],
-            vec![
-                "-n",
-                &netns,
-                "route",
-                "add",
-                "default",
-                "via",
-                UNDERLAY_GATEWAY,
-            ],
-        ] {
-            run_ok(Command::new("ip").args(&args));
-        }
+        let Place {
+            netns,
+            veth,
+            addr,
+            underlay,
+            dir,
+            index,
+        } = Place::add();
         let holder = spawn_holder(&dir, resolver);
         let dockerd = spawn_dockerd(holder.id(), &netns, &dir, index, dockerd_args);
         let host = Self {
@@ -417,6 +386,12 @@ impl SimHost {
         run(self.cmd("sh").args(["-c", script]))
     }
 
+    /// The pid of the rustnet daemon this host started (not a managed
+    /// plugin's), while it runs.
+    pub fn rustnet_pid(&self) -> Option<u32> {
+        self.rustnet_slot().as_ref().map(Child::id)
+    }
+
     /// Kills rustnet with SIGKILL, as a crash would.
     pub fn kill_rustnet(&self) {
         if let Some(mut child) = self.rustnet_slot().take() {
@@ -572,35 +547,90 @@ impl Drop for SimHost {
         stop_child(&mut self.dockerd_slot(), Duration::from_secs(20));
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.veth])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        // The last host of this process removes the underlay.
-        let hosts = run(Command::new("ip").args(["-o", "link", "show", "master", &self.underlay]))
-            .unwrap_or_default();
-        if hosts.trim().is_empty() {
-            let _ =
-                std::fs::remove_dir_all(format!("/tmp/rustnet-e2e/plugin-{}", std::process::id()));
-            let _ = Command::new("ip")
-                .args(["link", "del", &self.underlay])
-                .status();
-            let _ = Command::new("iptables")
-                .args([
-                    "-D",
-                    "FORWARD",
-                    "-i",
-                    &self.underlay,
-                    "-o",
-                    &self.underlay,
-                    "-j",
-                    "ACCEPT",
-                ])
-                .status();
+        remove_place(&self.netns, &self.veth, &self.underlay, &self.dir);
+    }
+}
+
+/// A host's place on the underlay: its network namespace with address
+/// 10.99.0.K on a veth to the underlay bridge, and its directory.
+pub(crate) struct Place {
+    pub(crate) netns: String,
+    pub(crate) veth: String,
+    pub(crate) addr: String,
+    pub(crate) underlay: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) index: u8,
+}
+
+impl Place {
+    pub(crate) fn add() -> Self {
+        crate::require_root();
+        let index = NEXT_INDEX.fetch_add(1, Ordering::SeqCst);
+        assert!(index < 250, "at most 249 simulated hosts per process");
+        let pid = std::process::id();
+        let underlay = ensure_underlay(pid);
+        let netns = format!("rn-{pid}-{index}");
+        let veth = format!("rnv{}x{index}", pid % 1_000_000);
+        let addr = format!("10.99.0.{index}");
+        let dir = PathBuf::from(format!("/tmp/rustnet-e2e/{netns}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        run_ok(Command::new("ip").args(["netns", "add", &netns]));
+        for args in [
+            vec!["-n", &netns, "link", "set", "lo", "up"],
+            vec![
+                "link", "add", &veth, "type", "veth", "peer", "name", "ul0", "netns", &netns,
+            ],
+            vec!["link", "set", &veth, "master", &underlay, "up"],
+            vec![
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "ul0",
+            ],
+            vec!["-n", &netns, "link", "set", "ul0", "up"],
+            vec![
+                "-n",
+                &netns,
+                "route",
+                "add",
+                "default",
+                "via",
+                UNDERLAY_GATEWAY,
+            ],
+        ] {
+            run_ok(Command::new("ip").args(&args));
         }
+        Self {
+            netns,
+            veth,
+            addr,
+            underlay,
+            dir,
+            index,
+        }
+    }
+}
+
+/// Removes a host's namespace, veth and directory; the last host of this
+/// process removes the underlay.
+pub(crate) fn remove_place(netns: &str, veth: &str, underlay: &str, dir: &Path) {
+    let _ = Command::new("ip").args(["netns", "del", netns]).status();
+    let _ = Command::new("ip").args(["link", "del", veth]).status();
+    let _ = std::fs::remove_dir_all(dir);
+    let hosts = run(Command::new("ip").args(["-o", "link", "show", "master", underlay]))
+        .unwrap_or_default();
+    if hosts.trim().is_empty() {
+        let _ = std::fs::remove_dir_all(format!("/tmp/rustnet-e2e/plugin-{}", std::process::id()));
+        let _ = Command::new("ip").args(["link", "del", underlay]).status();
+        let _ = Command::new("iptables")
+            .args([
+                "-D", "FORWARD", "-i", underlay, "-o", underlay, "-j", "ACCEPT",
+            ])
+            .status();
     }
 }
 

@@ -10,12 +10,15 @@
 //!
 //! Everything a test starts is torn down by `Drop`, also when it fails.
 
+mod bare;
 pub mod cluster;
 mod host;
 mod run;
+pub mod scale;
 mod upstream;
 
+pub use bare::{BareHost, rss_kib};
 pub use host::IMAGE;
 pub use host::SimHost;
-pub use run::{Cases, docker_ok, require_root, run, run_ok, rustnet_bin, wait_until};
+pub use run::{Cases, docker_ok, plugin_call, require_root, run, run_ok, rustnet_bin, wait_until};
 pub use upstream::{UPSTREAM_ADDR, UPSTREAM_NAME};

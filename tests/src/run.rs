@@ -145,3 +145,41 @@ impl<'a> Cases<'a> {
         assert!(self.passed > 0, "no case ran");
     }
 }
+
+/// One POST of `body` to `path` on the plugin socket `socket`, on a fresh
+/// connection (a daemon may die between calls), as dockerd sends it: the
+/// reply body on 200, else the status line and body.
+pub fn plugin_call(
+    socket: impl AsRef<std::path::Path>,
+    path: &str,
+    body: &str,
+) -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let socket = socket.as_ref();
+    let mut conn = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect {}: {e}", socket.display()))?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: plugin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(conn);
+    let mut status = String::new();
+    reader.read_line(&mut status).map_err(|e| e.to_string())?;
+    let mut rest = String::new();
+    reader
+        .read_to_string(&mut rest)
+        .map_err(|e| e.to_string())?;
+    let reply = rest
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    if status.contains(" 200 ") {
+        Ok(reply)
+    } else {
+        Err(format!("{} {reply}", status.trim()))
+    }
+}

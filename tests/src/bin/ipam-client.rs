@@ -6,9 +6,9 @@
 //!                                           "ok ADDRESS MS" or "err MS MESSAGE"
 //!                                           (MS: how long the call took)
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::io::Write;
+
+use rustnet_tests::plugin_call as call;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -53,34 +53,5 @@ fn main() {
             eprintln!("usage: ipam-client SOCKET pool CIDR | ipam-client SOCKET storm POOL N TAG");
             std::process::exit(2);
         }
-    }
-}
-
-/// One POST on a fresh connection (a daemon may die between calls).
-fn call(socket: &str, path: &str, body: &str) -> Result<String, String> {
-    let mut conn = UnixStream::connect(socket).map_err(|e| format!("connect {socket}: {e}"))?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        conn,
-        "POST {path} HTTP/1.1\r\nHost: plugin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(conn);
-    let mut status = String::new();
-    reader.read_line(&mut status).map_err(|e| e.to_string())?;
-    let mut rest = String::new();
-    reader
-        .read_to_string(&mut rest)
-        .map_err(|e| e.to_string())?;
-    let reply = rest
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    if status.contains(" 200 ") {
-        Ok(reply)
-    } else {
-        Err(format!("{} {reply}", status.trim()))
     }
 }
