@@ -32,7 +32,7 @@ pub(crate) async fn follow_changes(service: Arc<Service>) {
         if changed.is_some() {
             seen = changed;
         }
-        if let Err(e) = service.reconcile(&[]).await {
+        if let Err(e) = service.reconcile_after_change().await {
             tracing::warn!(error = %e, "reconcile after a cluster change");
             // The store may be unable to answer (stopped, no quorum): no
             // tight loop of failures.
@@ -122,8 +122,10 @@ async fn propagate_once(
 ) -> anyhow::Result<bool> {
     let store = service.store().await?;
     let host = store.id();
+    // This host's replica, as the change that woke this pass left it: a
+    // linearizable read would cost the leader one per member and change.
     let plan: Vec<(Overlay, Step)> = store
-        .read(|s| {
+        .local(|s| {
             let tables = s.tables();
             tables
                 .overlays()
@@ -134,7 +136,7 @@ async fn propagate_once(
                 })
                 .collect()
         })
-        .await?;
+        .ok_or_else(|| anyhow::anyhow!("the local replica cannot be read"))?;
     let now = Instant::now();
     pending.retain(|key, _| {
         plan.iter()

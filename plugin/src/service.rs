@@ -10,7 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use rustnet_ipam::store::{Store, StoreError, Unavailable};
 use rustnet_ipam::{Command, DefaultPool, Response};
-use rustnet_overlay::Report;
+use rustnet_overlay::{Report, Want};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -43,6 +43,16 @@ pub(crate) struct Settings {
     pub vxlan_port: u16,
 }
 
+/// How long a pass's view may be taken as still applied: a pass runs at
+/// least this often after changes that do not concern this host (and the
+/// idle pass every few seconds), so the kernel's drift (a link or a rule
+/// removed by something else) is repaired.
+const UNCHANGED_REPASS: std::time::Duration = std::time::Duration::from_secs(4);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The plugin's service: the replicated store, this host's data path and
 /// its settings. The IPAM calls are here; the network driver's are in
 /// [`crate::driver::Driver`], on top of this.
@@ -55,6 +65,8 @@ pub(crate) struct Service {
     resolver: Option<Arc<Resolver>>,
     /// The last errors met, for `rustnet status`.
     pub(crate) recent: crate::recent::Recent,
+    /// What the last successful pass applied, and when.
+    applied: std::sync::Mutex<Option<(Want, std::time::Instant)>>,
 }
 
 impl Service {
@@ -69,6 +81,7 @@ impl Service {
             datapath,
             resolver: None,
             recent: crate::recent::Recent::default(),
+            applied: std::sync::Mutex::new(None),
         }
     }
 
@@ -96,19 +109,26 @@ impl Service {
 
     /// Makes this host's kernel match the tables, creating the veth pairs
     /// of the `required` endpoints; one pass at a time, each reading the
-    /// tables once the pass before it is done.
+    /// tables once the pass before it is done, linearizably (through the
+    /// leader), so that a request's own write is in them.
     pub(crate) async fn reconcile(&self, required: &[&str]) -> Result<Report, ApiError> {
+        let seen = std::sync::Mutex::new(None);
         let want = async {
             let store = self.store().await?;
             let host = store.id();
             let underlay = self.underlay();
             let dns = self.dns_ports(&store).await;
-            Ok(store
+            let want = store
                 .read(|s| host_view(s, host, required, underlay, &dns))
-                .await?)
+                .await?;
+            *lock(&seen) = Some(want.clone());
+            Ok(want)
         };
         let started = std::time::Instant::now();
         let report = self.datapath.reconcile(Box::pin(want)).await;
+        if let (Ok(_), Some(want)) = (&report, lock(&seen).take()) {
+            *lock(&self.applied) = Some((want, std::time::Instant::now()));
+        }
         let firewall = report.as_ref().is_ok_and(|r| r.firewall);
         crate::metrics::reconcile(report.is_ok(), firewall, started.elapsed());
         match &report {
@@ -125,6 +145,26 @@ impl Service {
                 .record("reconcile", &rustnet_ipam::store::chain(e)),
         }
         report
+    }
+
+    /// [`Service::reconcile`] after a replicated change, unless the change
+    /// leaves this host's view as the last pass applied it (in this host's
+    /// replica, without asking the leader) and that pass is recent: most
+    /// changes of a large cluster concern other hosts, and a pass for each
+    /// would cost the leader a read per member and change. `None`: skipped.
+    pub(crate) async fn reconcile_after_change(&self) -> Result<Option<Report>, ApiError> {
+        let store = self.store().await?;
+        let host = store.id();
+        let underlay = self.underlay();
+        let dns = self.dns_ports(&store).await;
+        let view = store.local(|s| host_view(s, host, &[], underlay, &dns));
+        let unchanged = lock(&self.applied).as_ref().is_some_and(|(want, at)| {
+            view.as_ref() == Some(want) && at.elapsed() < UNCHANGED_REPASS
+        });
+        if unchanged {
+            return Ok(None);
+        }
+        self.reconcile(&[]).await.map(Some)
     }
 
     /// The upstreams of this host's overlay containers, each with the port

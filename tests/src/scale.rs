@@ -33,6 +33,8 @@ pub struct Scale {
 #[derive(Debug)]
 pub struct Report {
     pub members: usize,
+    /// Endpoints made: the fill, those while a follower was down, and the
+    /// new member's.
     pub endpoints: usize,
     /// From the first daemon's start to every member answering.
     pub form: Duration,
@@ -57,6 +59,13 @@ pub struct Report {
     pub newcomer_rss_kib: u64,
     /// Addresses each member's status counts once settled (all equal).
     pub allocations_seen: Vec<u64>,
+    /// What they should count: an address per endpoint made and per
+    /// member's gateway.
+    pub allocations_expected: u64,
+    /// Why members did not answer the last status asked for the count.
+    pub status_errors: Vec<String>,
+    /// Endpoint requests refused, with Docker's error.
+    pub failed: Vec<String>,
 }
 
 fn post(socket: &std::path::Path, path: &str, body: &Value) -> Result<Value, String> {
@@ -64,20 +73,35 @@ fn post(socket: &std::path::Path, path: &str, body: &Value) -> Result<Value, Str
     serde_json::from_str(&reply).map_err(|e| format!("{path}: not JSON ({e}): {reply}"))
 }
 
-/// A 64-hex-digit id, as Docker's.
+/// A 64-hex-digit id, as Docker's, unique for `(a, b)` and differing in
+/// its first digits (rustnet names an endpoint's veths after them, as
+/// Docker's random ids allow).
 fn docker_id(a: usize, b: usize) -> String {
-    format!("{a:032x}{b:032x}")
+    let unique = (a as u64) << 32 | b as u64;
+    // Multiplying by an odd constant is a bijection on u64.
+    let spread = unique.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("{spread:016x}{unique:016x}{:032x}", 0)
 }
 
-/// The bridge network of bare member `k` (subnet 10.(64+k).0.0/20) and
-/// `count` endpoints on it, as dockerd makes them; how many were made.
+/// What one member's filler did.
+#[derive(Debug, Default)]
+struct Filled {
+    made: usize,
+    /// The requests refused (each endpoint is tried once, as dockerd would).
+    failed: Vec<String>,
+}
+
+/// The bridge network of bare member `k` (subnet 10.(128+k).0.0/20, clear
+/// of the underlay 10.99.0.0/24) and
+/// `count` endpoints on it, as dockerd makes them; an endpoint whose
+/// request fails is counted and the next one tried.
 fn fill_one(
     socket: &std::path::Path,
     k: usize,
     count: usize,
     first: usize,
-) -> Result<usize, String> {
-    let subnet = format!("10.{}.0.0/20", 64 + k);
+) -> Result<Filled, String> {
+    let subnet = format!("10.{}.0.0/20", 128 + k);
     let network = docker_id(k, 0);
     let pool_id = if first == 0 {
         let pool = post(
@@ -105,24 +129,31 @@ fn fill_one(
     } else {
         subnet.clone()
     };
+    let mut filled = Filled::default();
     for j in first..first + count {
-        let address = post(
+        let made = post(
             socket,
             "/IpamDriver.RequestAddress",
             &json!({"PoolID": pool_id, "Address": "", "Options": {}}),
-        )?;
-        post(
-            socket,
-            "/NetworkDriver.CreateEndpoint",
-            &json!({
-                "NetworkID": network,
-                "EndpointID": docker_id(k, j + 1),
-                "Interface": {"Address": address["Address"], "AddressIPv6": "", "MacAddress": ""},
-                "Options": {}
-            }),
-        )?;
+        )
+        .and_then(|address| {
+            post(
+                socket,
+                "/NetworkDriver.CreateEndpoint",
+                &json!({
+                    "NetworkID": network,
+                    "EndpointID": docker_id(k, j + 1),
+                    "Interface": {"Address": address["Address"], "AddressIPv6": "", "MacAddress": ""},
+                    "Options": {}
+                }),
+            )
+        });
+        match made {
+            Ok(_) => filled.made += 1,
+            Err(e) => filled.failed.push(e),
+        }
     }
-    Ok(count)
+    Ok(filled)
 }
 
 /// The addresses `status` counts across every host.
@@ -174,7 +205,7 @@ pub fn run(scale: Scale) -> Report {
     // Every bare member makes its share at once.
     let share = scale.endpoints.div_ceil(scale.bare_hosts);
     let fill_started = Instant::now();
-    let made: Vec<Result<usize, String>> = std::thread::scope(|s| {
+    let made: Vec<Result<Filled, String>> = std::thread::scope(|s| {
         let tasks: Vec<_> = bare
             .iter()
             .enumerate()
@@ -190,13 +221,13 @@ pub fn run(scale: Scale) -> Report {
             .collect()
     });
     let fill = fill_started.elapsed();
-    let endpoints: usize = made
-        .iter()
-        .map(|r| match r {
-            Ok(n) => *n,
-            Err(e) => panic!("filling the cluster: {e}"),
-        })
-        .sum();
+    let mut endpoints = 0;
+    let mut failed = Vec::new();
+    for filled in made {
+        let filled = filled.unwrap_or_else(|e| panic!("creating a member's network: {e}"));
+        endpoints += filled.made;
+        failed.extend(filled.failed);
+    }
     let rss_of = |name: String, pid: Option<u32>| (name, pid.and_then(rss_kib).unwrap_or(0));
     let mut rss: Vec<(String, u64)> = docker
         .iter()
@@ -208,8 +239,10 @@ pub fn run(scale: Scale) -> Report {
 
     // A follower down while the cluster moves on, then back.
     bare[1].kill();
-    fill_one(&bare[0].socket(), 0, scale.while_down, share)
+    let down = fill_one(&bare[0].socket(), 0, scale.while_down, share)
         .unwrap_or_else(|e| panic!("endpoints while a follower is down: {e}"));
+    endpoints += down.made;
+    failed.extend(down.failed);
     bare[1].spawn(&env);
     let restarted_ready = bare[1].wait_ready(120);
 
@@ -219,8 +252,14 @@ pub fn run(scale: Scale) -> Report {
     newcomer.spawn(&env);
     let newcomer_ready = newcomer.wait_ready(120);
     let k = scale.bare_hosts; // its own subnet, after the others'
-    fill_one(&newcomer.socket(), k, 1, 0)
-        .unwrap_or_else(|e| panic!("the new member's first allocation: {e}"));
+    let first = fill_one(&newcomer.socket(), k, 1, 0)
+        .unwrap_or_else(|e| panic!("the new member's network: {e}"));
+    assert_eq!(
+        first.made, 1,
+        "the new member's first allocation: {:?}",
+        first.failed
+    );
+    endpoints += 1;
     let newcomer_allocates = joined.elapsed();
     let snapshot_bytes = newcomer
         .log()
@@ -237,20 +276,24 @@ pub fn run(scale: Scale) -> Report {
         .map(BareHost::socket)
         .chain(std::iter::once(newcomer.socket()))
         .collect();
-    let want = expected_allocations(scale);
+    // Each endpoint made holds an address, and each member's gateway one.
+    let want = (endpoints + scale.bare_hosts + 1) as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let allocations_seen = loop {
-        let seen: Vec<u64> = sockets
+    let (allocations_seen, status_errors) = loop {
+        let answers: Vec<Result<u64, String>> = sockets
             .iter()
-            .map(|s| status(s).map_or(0, |v| allocations(&v)))
+            .map(|s| status(s).map(|v| allocations(&v)))
             .collect();
-        if seen.iter().all(|n| *n == want) || Instant::now() > deadline {
-            break seen;
+        let agreed = answers.iter().all(|a| a.as_ref().is_ok_and(|n| *n == want));
+        if agreed || Instant::now() > deadline {
+            let seen = answers.iter().map(|a| *a.as_ref().unwrap_or(&0)).collect();
+            let errors = answers.into_iter().filter_map(Result::err).collect();
+            break (seen, errors);
         }
         std::thread::sleep(Duration::from_millis(500));
     };
     #[allow(clippy::cast_precision_loss)] // a rate for a report
-    let fill_rate = endpoints as f64 / fill.as_secs_f64().max(1e-9);
+    let fill_rate = (endpoints - scale.while_down - 1) as f64 / fill.as_secs_f64().max(1e-9);
     Report {
         members,
         endpoints,
@@ -265,11 +308,8 @@ pub fn run(scale: Scale) -> Report {
         snapshot_bytes,
         newcomer_rss_kib,
         allocations_seen,
+        allocations_expected: want,
+        status_errors,
+        failed,
     }
-}
-
-/// The addresses every member should count after [`run`]: each endpoint,
-/// each bare member's gateway, and the new member's network.
-pub fn expected_allocations(scale: Scale) -> u64 {
-    (scale.endpoints + scale.while_down + 1 + scale.bare_hosts + 1) as u64
 }

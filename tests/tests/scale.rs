@@ -5,7 +5,7 @@
 //! the same addresses. `scripts/scale-bench.sh` is the full size (50
 //! members, 10,000 endpoints) with the figures.
 
-use rustnet_tests::scale::{Scale, expected_allocations, run};
+use rustnet_tests::scale::{Scale, run};
 
 #[test]
 fn a_filled_cluster_takes_back_a_follower_and_a_new_member() {
@@ -18,8 +18,15 @@ fn a_filled_cluster_takes_back_a_follower_and_a_new_member() {
     let report = run(scale);
     eprintln!("{report:#?}");
     assert_eq!(report.members, 7);
-    assert_eq!(report.endpoints, 300);
-    let want = expected_allocations(scale);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(
+        report.status_errors.is_empty(),
+        "{:?}",
+        report.status_errors
+    );
+    assert_eq!(report.endpoints, 300 + 300 + 1);
+    let want = report.allocations_expected;
+    assert_eq!(want, 601 + 7);
     assert!(
         report.allocations_seen.iter().all(|n| *n == want),
         "every member should count {want}: {:?}",
