@@ -3,9 +3,11 @@
 //! joined (see `rustnet_tests::scale`); prints a Markdown report and writes
 //! it to `target/scale-bench.md`. Run it with `scripts/scale-bench.sh`.
 //!
-//!     scale-bench [DOCKER_HOSTS BARE_HOSTS ENDPOINTS WHILE_DOWN]
-//!                 (default 3 47 10000 500: 50 members; a bridge holds at
-//!                 most 1024 ports, so 213 + 500 endpoints on one member's)
+//! ```text
+//! scale-bench [DOCKER_HOSTS BARE_HOSTS ENDPOINTS WHILE_DOWN]
+//!             (default 3 47 10000 500: 50 members; a bridge holds at most
+//!             1024 ports, so 213 + 500 endpoints on one member's)
+//! ```
 
 use std::fmt::Write as _;
 
