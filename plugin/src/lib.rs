@@ -40,9 +40,17 @@ mod service;
 mod status;
 
 use std::process::ExitCode;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+/// Locks `m`, taking its data as it is if a holder panicked: the daemon's
+/// in-memory bookkeeping (recent errors, metrics, the last pass) stays
+/// usable rather than failing every later caller.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Docker network plugin: bridge and VXLAN overlay networks on one
 /// Raft-replicated address space.

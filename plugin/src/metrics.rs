@@ -148,17 +148,10 @@ pub(crate) fn propagated(took: Duration) {
     COUNTED.propagation_seconds.observe(took.as_secs_f64());
 }
 
-fn unnamed() -> std::sync::MutexGuard<'static, HashMap<String, Instant>> {
-    COUNTED
-        .unnamed
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Endpoint `id` was created on this host now (its container's name is
 /// not known yet).
 pub(crate) fn endpoint_created(id: &str) {
-    let mut unnamed = unnamed();
+    let mut unnamed = crate::lock(&COUNTED.unnamed);
     if unnamed.len() >= UNNAMED_KEPT {
         unnamed.clear();
     }
@@ -168,7 +161,7 @@ pub(crate) fn endpoint_created(id: &str) {
 /// Endpoint `id`'s container name was replicated: the name-learning lag,
 /// for an endpoint created by this process.
 pub(crate) fn endpoint_named(id: &str) {
-    if let Some(created) = unnamed().remove(id) {
+    if let Some(created) = crate::lock(&COUNTED.unnamed).remove(id) {
         COUNTED
             .name_learning_seconds
             .observe(created.elapsed().as_secs_f64());

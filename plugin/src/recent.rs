@@ -75,23 +75,17 @@ fn truncate(message: &str) -> String {
 pub(crate) struct Recent(Mutex<Kept>);
 
 impl Recent {
-    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Records an error met by `source`.
     pub(crate) fn record(&self, source: &str, message: &str) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.kept().record(source, message, now);
+        crate::lock(&self.0).record(source, message, now);
     }
 
     /// The kept errors, oldest first.
     pub(crate) fn list(&self) -> Vec<Seen> {
-        self.kept().seen.iter().cloned().collect()
+        crate::lock(&self.0).seen.iter().cloned().collect()
     }
 }
 

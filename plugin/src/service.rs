@@ -49,10 +49,6 @@ pub(crate) struct Settings {
 /// removed by something else) is repaired.
 const UNCHANGED_REPASS: std::time::Duration = std::time::Duration::from_secs(4);
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The plugin's service: the replicated store, this host's data path and
 /// its settings. The IPAM calls are here; the network driver's are in
 /// [`crate::driver::Driver`], on top of this.
@@ -121,13 +117,13 @@ impl Service {
             let want = store
                 .read(|s| host_view(s, host, required, underlay, &dns))
                 .await?;
-            *lock(&seen) = Some(want.clone());
+            *crate::lock(&seen) = Some(want.clone());
             Ok(want)
         };
         let started = std::time::Instant::now();
         let report = self.datapath.reconcile(Box::pin(want)).await;
-        if let (Ok(_), Some(want)) = (&report, lock(&seen).take()) {
-            *lock(&self.applied) = Some((want, std::time::Instant::now()));
+        if let (Ok(_), Some(want)) = (&report, crate::lock(&seen).take()) {
+            *crate::lock(&self.applied) = Some((want, std::time::Instant::now()));
         }
         let firewall = report.as_ref().is_ok_and(|r| r.firewall);
         crate::metrics::reconcile(report.is_ok(), firewall, started.elapsed());
@@ -158,9 +154,11 @@ impl Service {
         let underlay = self.underlay();
         let dns = self.dns_ports(&store).await;
         let view = store.local(|s| host_view(s, host, &[], underlay, &dns));
-        let unchanged = lock(&self.applied).as_ref().is_some_and(|(want, at)| {
-            view.as_ref() == Some(want) && at.elapsed() < UNCHANGED_REPASS
-        });
+        let unchanged = crate::lock(&self.applied)
+            .as_ref()
+            .is_some_and(|(want, at)| {
+                view.as_ref() == Some(want) && at.elapsed() < UNCHANGED_REPASS
+            });
         if unchanged {
             return Ok(None);
         }
