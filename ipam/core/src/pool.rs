@@ -61,7 +61,30 @@ pub struct Pool {
     /// Released addresses, oldest first: handed out again last.
     #[serde(default)]
     pub released: Vec<IpAddr>,
+    /// Where the search for a fresh address starts (derived, not
+    /// replicated).
+    #[serde(skip)]
+    fresh: FreshHint,
 }
+
+/// A lower bound on the pool's lowest fresh address (neither held nor
+/// released): every address of the range below it has been handed out.
+/// An address only stops being fresh once taken and becomes fresh again
+/// only when a host is forgotten, so the search for the lowest fresh
+/// address resumes where the last one ended instead of walking every held
+/// address each time. Not part of the state: it compares equal whatever
+/// it holds, and a replica that starts without it (0) finds the same
+/// addresses, only slower once.
+#[derive(Debug, Clone, Copy, Default)]
+struct FreshHint(u128);
+
+impl PartialEq for FreshHint {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FreshHint {}
 
 impl Pool {
     /// How many addresses of the subnet can be held (network and broadcast
@@ -77,6 +100,7 @@ impl Pool {
             refs: BTreeMap::from([(host, 1)]),
             addresses: BTreeMap::new(),
             released: Vec::new(),
+            fresh: FreshHint::default(),
         }
     }
 
@@ -148,11 +172,10 @@ impl Pool {
         // oldest first: by then no host or container still caches the MAC
         // of its previous holder (stale ARP entries on other hosts are not
         // flushed by anything, since overlays do not flood).
-        let quarantined: BTreeSet<IpAddr> = self.released.iter().copied().collect();
-        let fresh = (lo..=hi).find(|c| {
-            let address = from_int(like, *c);
-            !self.addresses.contains_key(&address) && !quarantined.contains(&address)
-        });
+        let fresh = self.lowest_fresh(lo.max(self.fresh.0), hi);
+        if let Some(found) = fresh {
+            self.fresh = FreshHint(found + 1);
+        }
         let reused = || {
             self.released.iter().map(|a| to_int(*a)).find(|c| {
                 (lo..=hi).contains(c) && !self.addresses.contains_key(&from_int(like, *c))
@@ -169,6 +192,38 @@ impl Pool {
         self.released.retain(|a| *a != address);
         self.addresses.insert(address, holder);
         Ok(self.with_prefix(address))
+    }
+
+    /// The lowest address from `from` to `hi` that is neither held nor
+    /// released. The released queue is searched as it is while the walk
+    /// is short (the usual case, from the hint), through a set once it is
+    /// not (the first search of a replica with many released addresses).
+    fn lowest_fresh(&self, from: u128, hi: u128) -> Option<u128> {
+        let like = self.subnet.network();
+        let mut released: Option<BTreeSet<IpAddr>> = None;
+        let mut steps = 0usize;
+        (from..=hi).find(|c| {
+            let address = from_int(like, *c);
+            if self.addresses.contains_key(&address) {
+                return false;
+            }
+            steps += 1;
+            if steps > 16 && released.is_none() {
+                released = Some(self.released.iter().copied().collect());
+            }
+            match &released {
+                Some(set) => !set.contains(&address),
+                None => !self.released.contains(&address),
+            }
+        })
+    }
+
+    /// Drops what `host` holds (a host removed from the cluster): those
+    /// addresses are fresh again.
+    pub(crate) fn forget(&mut self, host: HostId) {
+        self.refs.remove(&host);
+        self.addresses.retain(|_, holder| holder.host != host);
+        self.fresh = FreshHint::default();
     }
 
     /// Frees `address`, which `host` must hold.

@@ -272,8 +272,7 @@ impl State {
         self.certs.remove(&host);
         self.tables.forget(host);
         for pool in self.pools.values_mut() {
-            pool.refs.remove(&host);
-            pool.addresses.retain(|_, holder| holder.host != host);
+            pool.forget(host);
         }
         self.pools.retain(|_, pool| !pool.refs.is_empty());
     }

@@ -79,8 +79,26 @@ impl Db {
     }
 
     pub(crate) fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
+        self.put_meta_with(key, value, redb::Durability::Immediate)
+    }
+
+    /// Like [`Db::put_meta`], without its own fsync: the record reaches
+    /// the disk with the next durable commit, or is lost whole in a crash
+    /// before it (for records where an older value is still a true one,
+    /// such as the committed index).
+    pub(crate) fn put_meta_lazily<T: Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
+        self.put_meta_with(key, value, redb::Durability::None)
+    }
+
+    fn put_meta_with<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        durability: redb::Durability,
+    ) -> io::Result<()> {
         let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
-        let txn = self.inner.begin_write().map_err(io::Error::other)?;
+        let mut txn = self.inner.begin_write().map_err(io::Error::other)?;
+        txn.set_durability(durability).map_err(io::Error::other)?;
         txn.open_table(META)
             .map_err(io::Error::other)?
             .insert(key, bytes.as_slice())

@@ -104,7 +104,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.db.put_meta(KEY_COMMITTED, &committed)
+        // No fsync of its own: it is on disk with the next appended entries,
+        // and one lost in a crash leaves an older committed index, which is
+        // still true (the state machine then re-applies a little less on
+        // start and catches up from the leader).
+        self.db.put_meta_lazily(KEY_COMMITTED, &committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {

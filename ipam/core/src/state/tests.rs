@@ -543,14 +543,40 @@ enum Op {
     Any(HostId),
     Exact(HostId, u8),
     Release(HostId, u8),
+    /// The host leaves the cluster: what it held is fresh again.
+    Forget(HostId),
+    /// The state through its snapshot form (a restarted replica).
+    Reload,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (1..3u64).prop_map(Op::Any),
-        (1..3u64, any::<u8>()).prop_map(|(h, o)| Op::Exact(h, o)),
-        (1..3u64, any::<u8>()).prop_map(|(h, o)| Op::Release(h, o)),
+        8 => (1..3u64).prop_map(Op::Any),
+        8 => (1..3u64, any::<u8>()).prop_map(|(h, o)| Op::Exact(h, o)),
+        8 => (1..3u64, any::<u8>()).prop_map(|(h, o)| Op::Release(h, o)),
+        1 => (1..3u64).prop_map(Op::Forget),
+        1 => Just(Op::Reload),
     ]
+}
+
+/// What an allocation without an address must answer, by brute force:
+/// the lowest address of the range neither held nor released, else the
+/// oldest released one.
+fn lowest_fresh_then_oldest(pool: &Pool, range: IpNet) -> Option<IpAddr> {
+    let held = |a: &IpAddr| pool.addresses.contains_key(a);
+    // Every address of the range (inside the subnet, its ends included).
+    let (IpAddr::V4(first), IpAddr::V4(last)) = (range.network(), range.broadcast()) else {
+        return None;
+    };
+    (u32::from(first)..=u32::from(last))
+        .map(|a| IpAddr::from(std::net::Ipv4Addr::from(a)))
+        .find(|a| !held(a) && !pool.released.contains(a))
+        .or_else(|| {
+            pool.released
+                .iter()
+                .copied()
+                .find(|a| range.contains(a) && !held(a))
+        })
 }
 
 proptest! {
@@ -565,15 +591,29 @@ proptest! {
         let mut held: BTreeSet<IpAddr> = BTreeSet::new();
         for op in ops {
             match op {
-                Op::Any(h) => match request(&mut s, h, id, None, HolderKind::endpoint("x")) {
+                Op::Any(h) => {
+                    let want = s.pool(id).and_then(|p| lowest_fresh_then_oldest(p, net("10.7.0.64/26")));
+                    match request(&mut s, h, id, None, HolderKind::endpoint("x")) {
                     Ok(Response::Address { address }) => {
                         let a = address.addr();
+                        prop_assert_eq!(Some(a), want);
                         prop_assert!(net("10.7.0.64/26").contains(&a));
                         prop_assert!(held.insert(a), "{a} handed out twice");
                     }
                     Err(IpamError::Exhausted { .. }) => prop_assert_eq!(held.iter().filter(|a| net("10.7.0.64/26").contains(*a)).count(), 64),
                     other => prop_assert!(false, "unexpected {other:?}"),
-                },
+                    }
+                }
+                Op::Forget(h) => {
+                    // The pool's creator stays, so the pool does.
+                    if h != 1 {
+                        s.apply(&Command::ForgetHost { host: h }).unwrap();
+                        held.retain(|a| s.holder(*a).is_some());
+                    }
+                }
+                Op::Reload => {
+                    s = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+                }
                 Op::Exact(h, o) => {
                     let a = IpAddr::from([10, 7, 0, o]);
                     let r = request(&mut s, h, id, Some(&a.to_string()), HolderKind::endpoint("y"));
