@@ -134,7 +134,7 @@ impl Store {
             id,
             Arc::new(raft_config()?),
             GrpcNetwork::new(peers.clone(), config.snapshot_chunk.max(1)),
-            LogStore::new(db.clone()),
+            LogStore::new(db.clone()).map_err(open_err)?,
             state_machine.clone(),
         )
         .await
