@@ -124,13 +124,25 @@ async fn main() -> anyhow::Result<()> {
     nodes[leader].store.shutdown().await;
     let survivor = nodes[(leader + 1) % 3].store.clone();
     let killed = Instant::now();
+    let watcher = survivor.clone();
+    let old_leader = nodes[leader].store.id();
+    let elected = tokio::spawn(async move {
+        loop {
+            let view = watcher.cluster_view();
+            if view.leader.is_some_and(|l| l != old_leader) {
+                return killed.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
     let mut i = 0;
     while allocate(&survivor, format!("failover-{i}")).await.is_err() {
         i += 1;
     }
+    let allocated = killed.elapsed();
     println!(
-        "  failover: leader killed -> first successful allocation in {:.2?}",
-        killed.elapsed()
+        "  failover: leader killed -> new leader known in {:.2?}, first successful allocation in {allocated:.2?}",
+        elected.await?
     );
     Ok(())
 }

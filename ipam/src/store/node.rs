@@ -22,14 +22,18 @@ use super::tls::NodeCert;
 use super::{Db, LogStore, StateMachine, TypeConfig};
 use crate::{Command, CommandResult, HostId, Proposal, Response, State};
 
-/// Raft timing for a loaded 2-core machine: openraft's defaults (50 ms
-/// heartbeat, 150-300 ms election) cause spurious elections there.
+/// Raft timing: a dead leader is replaced within about a second, and a
+/// member that was merely slow (starved of CPU, paused) does not unseat a
+/// live one: it asks first (pre-vote), and the others, still under the
+/// leader's lease, refuse. openraft's defaults (50 ms heartbeat, 150-300 ms
+/// election) elect spuriously on a loaded 2-core machine.
 pub fn raft_config() -> Result<Config, StoreError> {
     Config {
         cluster_name: "rustnet".to_owned(),
-        heartbeat_interval: 500,
-        election_timeout_min: 1500,
-        election_timeout_max: 3000,
+        heartbeat_interval: 100,
+        election_timeout_min: 350,
+        election_timeout_max: 600,
+        enable_pre_vote: Some(true),
         install_snapshot_timeout: 10_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(500),
         max_in_snapshot_log_to_keep: 100,

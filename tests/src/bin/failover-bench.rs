@@ -1,0 +1,146 @@
+//! Failover and start on three rustnet daemons (bare members in their own
+//! namespaces on the underlay, mutual TLS, fsync on), driven through their
+//! plugin sockets as dockerd drives them:
+//!
+//! - failover: the leader is killed with SIGKILL; from then until an
+//!   allocation through a surviving member succeeds;
+//! - start: the killed daemon is started again on its state dir; from then
+//!   until an allocation through it succeeds (the cluster has quorum).
+//!
+//! Every round kills whoever leads; p50, p99 and the worst over the rounds.
+//!
+//! ```text
+//! cargo build --release -p rustnet -p rustnet-tests --bins
+//! RUSTNET_BIN=$PWD/target/release/rustnet target/release/failover-bench [ROUNDS]
+//! ```
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rustnet_tests::{BareHost, plugin_call, run, run_ok, rustnet_bin, wait_until};
+use serde_json::{Value, json};
+
+const POOL: &str = "10.90.0.0/16";
+
+fn status(host: &BareHost) -> Option<Value> {
+    let out = run(Command::new(rustnet_bin())
+        .args(["status", "--json", "--socket"])
+        .arg(host.socket()))
+    .ok()?;
+    serde_json::from_str(&out).ok()
+}
+
+fn voters(host: &BareHost) -> usize {
+    status(host).map_or(0, |s| {
+        s["cluster"]["members"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|m| m["voter"] == true).count())
+    })
+}
+
+fn allocate(host: &BareHost) -> Result<(), String> {
+    let body = json!({"PoolID": POOL, "Address": "", "Options": {}}).to_string();
+    plugin_call(host.socket(), "/IpamDriver.RequestAddress", &body).map(drop)
+}
+
+/// Allocates through `host` until one succeeds; how long from `since`.
+fn first_allocation(host: &BareHost, since: Instant) -> Duration {
+    while let Err(e) = allocate(host) {
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "no allocation through {} within 60 s: {e}",
+            host.addr
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    since.elapsed()
+}
+
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    sorted[(sorted.len() - 1) * per_mille / 1000]
+}
+
+fn summary(name: &str, samples: &mut [Duration]) {
+    samples.sort();
+    println!(
+        "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {} |",
+        percentile(samples, 500).as_secs_f64() * 1e3,
+        percentile(samples, 990).as_secs_f64() * 1e3,
+        samples[samples.len() - 1].as_secs_f64() * 1e3,
+        samples.len()
+    );
+}
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).map_or(10, |s| {
+        s.parse().unwrap_or_else(|e| panic!("ROUNDS {s}: {e}"))
+    });
+    let mut hosts: Vec<BareHost> = (0..3).map(|_| BareHost::add()).collect();
+    hosts[0].spawn(&[]);
+    hosts[0].wait_ready(60);
+    let token = run_ok(
+        Command::new(rustnet_bin())
+            .args(["status", "--token", "--socket"])
+            .arg(hosts[0].socket()),
+    );
+    let join = format!("{}:7950", hosts[0].addr);
+    let join_env = [
+        ("RUSTNET_JOIN", join.as_str()),
+        ("RUSTNET_JOIN_TOKEN", token.trim()),
+    ];
+    for host in &mut hosts[1..] {
+        host.spawn(&join_env);
+    }
+    for host in &hosts[1..] {
+        host.wait_ready(60);
+    }
+    wait_until("three voters", 60, || voters(&hosts[0]) == 3);
+    for host in &hosts {
+        let body = json!({"AddressSpace": "rustnet-local", "Pool": POOL, "SubPool": "", "Options": {}, "V6": false});
+        plugin_call(host.socket(), "/IpamDriver.RequestPool", &body.to_string())
+            .unwrap_or_else(|e| panic!("RequestPool on {}: {e}", host.addr));
+    }
+
+    let mut failover = Vec::new();
+    let mut start = Vec::new();
+    for round in 0..rounds {
+        let leader = status(&hosts[0])
+            .and_then(|s| s["cluster"]["leader"].as_u64())
+            .unwrap_or_else(|| panic!("no leader known"));
+        let k = hosts
+            .iter()
+            .position(|h| status(h).and_then(|s| s["host"].as_u64()) == Some(leader))
+            .unwrap_or_else(|| panic!("the leader {leader} is none of the three"));
+        // Allocations flow before the kill, as on a busy cluster.
+        for host in &hosts {
+            allocate(host).unwrap_or_else(|e| panic!("allocation before round {round}: {e}"));
+        }
+        hosts[k].kill();
+        let killed = Instant::now();
+        failover.push(first_allocation(&hosts[(k + 1) % 3], killed));
+
+        // The first host bootstrapped: it starts again on its state as
+        // the others do (a member's state, not a new cluster).
+        let env: &[(&str, &str)] = if k == 0 { &[] } else { &join_env };
+        let started = Instant::now();
+        hosts[k].spawn(env);
+        start.push(first_allocation(&hosts[k], started));
+        wait_until("three voters again", 60, || {
+            hosts.iter().all(|h| voters(h) == 3)
+        });
+        eprintln!(
+            "round {round}: failover {:?}, start {:?}",
+            failover[round], start[round]
+        );
+    }
+    println!("| measure | p50 | p99 | worst | rounds |");
+    println!("|---|---|---|---|---|");
+    summary(
+        "failover: leader SIGKILL -> first allocation through a survivor",
+        &mut failover,
+    );
+    summary(
+        "start: daemon started again -> first allocation through it",
+        &mut start,
+    );
+}
