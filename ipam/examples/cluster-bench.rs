@@ -2,7 +2,12 @@
 //! gRPC, with 1, 16 and 64 concurrent clients spread over the nodes, and
 //! failover time (leader killed -> first successful allocation).
 //!
-//!     cargo run --release -p rustnet-ipam --example cluster-bench
+//! The last line, `RESULT {...}`, holds every figure and sample as JSON
+//! (for `bench-report`).
+//!
+//! ```text
+//! cargo run --release -p rustnet-ipam --example cluster-bench
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -52,8 +57,87 @@ async fn allocate(store: &Store, name: String) -> anyhow::Result<()> {
     }
 }
 
+/// Latencies in milliseconds, sorted.
+fn millis(samples: &[Duration]) -> Vec<f64> {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
 fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
     sorted[(sorted.len() - 1) * per_mille / 1000]
+}
+
+/// One row: `clients` concurrent clients, the first on node `first`, the
+/// rest round-robin over the nodes.
+async fn measure(
+    nodes: &[Node],
+    leader: usize,
+    clients: usize,
+    first: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let n = (first + c) % 3;
+        let store = nodes[n].store.clone();
+        let per_client = OPS / clients;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let t = Instant::now();
+                allocate(&store, format!("c{clients}-{first}-{c}-{i}")).await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok((n == leader, latencies))
+        }));
+    }
+    let (mut all, mut on_leader, mut on_followers) = (Vec::new(), Vec::new(), Vec::new());
+    for task in tasks {
+        let (at_leader, latencies) = task.await??;
+        all.extend(&latencies);
+        if at_leader {
+            on_leader.extend(latencies);
+        } else {
+            on_followers.extend(latencies);
+        }
+    }
+    let elapsed = started.elapsed();
+    let rate = all.len() as f64 / elapsed.as_secs_f64();
+    let line = |samples: &mut Vec<Duration>| {
+        samples.sort();
+        format!(
+            "p50 {:>8.2?}, p99 {:>8.2?}",
+            percentile(samples, 500),
+            percentile(samples, 990)
+        )
+    };
+    let through = match (on_leader.is_empty(), on_followers.is_empty()) {
+        (false, true) => " (through the leader)".to_owned(),
+        (true, false) => " (through a follower)".to_owned(),
+        _ => format!(
+            "; through the leader {}, through followers {}",
+            line(&mut on_leader),
+            line(&mut on_followers)
+        ),
+    };
+    println!(
+        "  {clients:>2} client(s): {rate:>7.0} allocations/s, {}{through}",
+        line(&mut all)
+    );
+    let via = match (on_leader.is_empty(), on_followers.is_empty()) {
+        (false, true) => "leader",
+        (true, false) => "follower",
+        _ => "spread",
+    };
+    Ok(serde_json::json!({
+        "clients": clients,
+        "via": via,
+        "rate": rate,
+        "samples_ms": millis(&all),
+        "leader_ms": millis(&on_leader),
+        "followers_ms": millis(&on_followers),
+    }))
 }
 
 #[tokio::main]
@@ -84,40 +168,17 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "3-node cluster on loopback gRPC, {OPS} allocations per run, clients spread over the nodes"
     );
-    for clients in [1usize, 16, 64] {
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..clients {
-            let store = nodes[c % 3].store.clone();
-            let per_client = OPS / clients;
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_client);
-                for i in 0..per_client {
-                    let t = Instant::now();
-                    allocate(&store, format!("c{clients}-{c}-{i}")).await?;
-                    latencies.push(t.elapsed());
-                }
-                anyhow::Ok(latencies)
-            }));
-        }
-        let mut latencies = Vec::new();
-        for task in tasks {
-            latencies.extend(task.await??);
-        }
-        let elapsed = started.elapsed();
-        latencies.sort();
-        println!(
-            "  {clients:>2} client(s): {:>7.0} allocations/s, p50 {:>8.2?}, p99 {:>8.2?}",
-            latencies.len() as f64 / elapsed.as_secs_f64(),
-            percentile(&latencies, 500),
-            percentile(&latencies, 990)
-        );
-    }
-    // Failover: kill the leader, time the first allocation that succeeds.
     let leader = nodes
         .iter()
         .position(|n| n.store.cluster_view().state == "leader")
         .unwrap_or(0);
+    let mut rows = Vec::new();
+    // (clients, the node of the first client): one client on the leader,
+    // one on a follower, then clients spread over every node.
+    for (clients, first) in [(1usize, leader), (1, (leader + 1) % 3), (16, 0), (64, 0)] {
+        rows.push(measure(&nodes, leader, clients, first).await?);
+    }
+    // Failover: kill the leader, time the first allocation that succeeds.
     if let Some(stop) = nodes[leader].stop.take() {
         let _ = stop.send(());
     }
@@ -140,9 +201,15 @@ async fn main() -> anyhow::Result<()> {
         i += 1;
     }
     let allocated = killed.elapsed();
+    let elected = elected.await?;
     println!(
-        "  failover: leader killed -> new leader known in {:.2?}, first successful allocation in {allocated:.2?}",
-        elected.await?
+        "  failover: leader killed -> new leader known in {elected:.2?}, first successful allocation in {allocated:.2?}"
     );
+    let result = serde_json::json!({
+        "rows": rows,
+        "failover_ms": allocated.as_secs_f64() * 1e3,
+        "elected_ms": elected.as_secs_f64() * 1e3,
+    });
+    println!("RESULT {result}");
     Ok(())
 }

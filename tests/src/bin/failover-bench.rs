@@ -8,6 +8,8 @@
 //!   until an allocation through it succeeds (the cluster has quorum).
 //!
 //! Every round kills whoever leads; p50, p99 and the worst over the rounds.
+//! The last line, `RESULT {...}`, holds the samples as JSON (for
+//! `bench-report`).
 //!
 //! ```text
 //! cargo build --release -p rustnet -p rustnet-tests --bins
@@ -133,6 +135,10 @@ fn main() {
             failover[round], start[round]
         );
     }
+    let ms = |samples: &[Duration]| -> Vec<f64> {
+        samples.iter().map(|d| d.as_secs_f64() * 1e3).collect()
+    };
+    let result = json!({"failover_ms": ms(&failover), "start_ms": ms(&start)});
     println!("| measure | p50 | p99 | worst | rounds |");
     println!("|---|---|---|---|---|");
     summary(
@@ -143,4 +149,5 @@ fn main() {
         "start: daemon started again -> first allocation through it",
         &mut start,
     );
+    println!("RESULT {result}");
 }

@@ -11,6 +11,10 @@
 //! - iperf3 TCP throughput between containers on the two hosts, rustnet vs
 //!   swarm overlay vs the underlay itself, at underlay MTU 1500 and 9000.
 //!
+//! Every measure is repeated and alternated with the one it is compared
+//! with; the last line, `RESULT {...}`, holds every sample as JSON (for
+//! `bench-report`).
+//!
 //! ```text
 //! cargo build --release -p rustnet -p rustnet-tests --bins
 //! RUSTNET_BIN=$PWD/target/release/rustnet target/release/overlay-bench [RUNS]
@@ -237,6 +241,12 @@ fn main() {
     );
 
     println!("two simulated hosts, {runs} runs per measurement, alternated");
+    let mut result = serde_json::Map::new();
+    let ms = |samples: &[Duration]| -> Vec<f64> {
+        samples.iter().map(|d| d.as_secs_f64() * 1e3).collect()
+    };
+    // iperf3 runs take seconds each: fewer of them, still several.
+    let iperf_runs = runs.clamp(3, 5);
     for mtu in [1500u32, 9000] {
         a.set_underlay_mtu(mtu);
         b.set_underlay_mtu(mtu);
@@ -303,6 +313,8 @@ fn main() {
                 r.push(reachability(&a, &b, &rn, "probe-rn", i));
                 s.push(reachability(&a, &b, &sw, "probe-sw", i));
             }
+            result.insert("reach_rustnet_ms".into(), ms(&r).into());
+            result.insert("reach_swarm_ms".into(), ms(&s).into());
             println!(
                 "  reachability after docker run -d: rustnet p50 {:?} p99 {:?}; swarm p50 {:?} p99 {:?}",
                 percentile(&mut r, 500),
@@ -320,15 +332,25 @@ fn main() {
                     "localbridge",
                 ],
             );
-            let (mut o, mut l) = (Vec::new(), Vec::new());
+            a.create_network("rustnet", "rnbridge", &["--subnet", "10.2.1.0/24"]);
+            let (mut o, mut rb, mut l) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..runs {
                 o.push(run_latency(&a, &rn, i));
+                rb.push(run_latency(&a, "rnbridge", i));
                 l.push(run_latency(&a, "localbridge", i));
             }
-            let (o50, l50) = (percentile(&mut o, 500), percentile(&mut l, 500));
+            result.insert("run_overlay_ms".into(), ms(&o).into());
+            result.insert("run_rustnet_bridge_ms".into(), ms(&rb).into());
+            result.insert("run_docker_bridge_ms".into(), ms(&l).into());
+            let (o50, b50, l50) = (
+                percentile(&mut o, 500),
+                percentile(&mut rb, 500),
+                percentile(&mut l, 500),
+            );
             println!(
-                "  docker run -d: rustnet overlay p50 {o50:?}, Docker bridge p50 {l50:?}, ratio {:.2}",
-                o50.as_secs_f64() / l50.as_secs_f64()
+                "  docker run -d: rustnet overlay p50 {o50:?}, rustnet bridge p50 {b50:?}, Docker bridge p50 {l50:?}, ratios {:.2} / {:.2}",
+                o50.as_secs_f64() / l50.as_secs_f64(),
+                b50.as_secs_f64() / l50.as_secs_f64()
             );
             // probe-rn (on B) looks up a container on A and one beside it.
             for (host, name) in [(&a, "far"), (&b, "near")] {
@@ -364,6 +386,8 @@ fn main() {
                 far.extend(lookups(&b, "probe-rn", "far", 5));
                 near.extend(lookups(&b, "probe-rn", "near", 5));
             }
+            result.insert("lookup_far_ms".into(), ms(&far).into());
+            result.insert("lookup_near_ms".into(), ms(&near).into());
             println!(
                 "  name lookup: other host (rustnet) p50 {:?} p99 {:?}; same host (Docker) p50 {:?} p99 {:?}; ratio p50 {:.2}",
                 percentile(&mut far, 500),
@@ -376,21 +400,31 @@ fn main() {
                 let _ = host.docker(&["rm", "-f", name]);
             }
             let mut p: Vec<Duration> = (0..runs).map(|i| propagation(&a, &b, i)).collect();
+            result.insert("propagation_ms".into(), ms(&p).into());
             println!(
                 "  network propagation (create on A until B's Docker has it): p50 {:?} p99 {:?}",
                 percentile(&mut p, 500),
                 percentile(&mut p, 990)
             );
         }
-        let (t_rn, t_sw, t_ul) = (
-            throughput(&a, &b, &rn),
-            throughput(&a, &b, &sw),
-            underlay_throughput(&a, &b),
-        );
+        let (mut t_rn, mut t_sw, mut t_ul) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..iperf_runs {
+            t_rn.push(throughput(&a, &b, &rn));
+            t_sw.push(throughput(&a, &b, &sw));
+            t_ul.push(underlay_throughput(&a, &b));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        result.insert(format!("iperf_rustnet_gbits_{mtu}"), t_rn.clone().into());
+        result.insert(format!("iperf_swarm_gbits_{mtu}"), t_sw.clone().into());
+        result.insert(format!("iperf_underlay_gbits_{mtu}"), t_ul.clone().into());
+        let (m_rn, m_sw, m_ul) = (median(&mut t_rn), median(&mut t_sw), median(&mut t_ul));
         println!(
-            "  iperf3 TCP: rustnet {t_rn:.2} Gbit/s, swarm {t_sw:.2} Gbit/s, underlay {t_ul:.2} Gbit/s (rustnet/swarm {:.2}, rustnet/underlay {:.2})",
-            t_rn / t_sw,
-            t_rn / t_ul
+            "  iperf3 TCP, median of {iperf_runs}: rustnet {m_rn:.2} Gbit/s, swarm {m_sw:.2} Gbit/s, underlay {m_ul:.2} Gbit/s (rustnet/swarm {:.2}, rustnet/underlay {:.2})",
+            m_rn / m_sw,
+            m_rn / m_ul
         );
         for c in ["probe-rn", "probe-sw"] {
             let _ = a.docker(&["rm", "-f", c]);
@@ -399,4 +433,5 @@ fn main() {
     }
     let _ = b.docker(&["swarm", "leave", "--force"]);
     let _ = a.docker(&["swarm", "leave", "--force"]);
+    println!("RESULT {}", serde_json::Value::Object(result));
 }
