@@ -499,11 +499,13 @@ impl Store {
     }
 
     /// The leader's address when another node leads.
-    fn leader_addr_if_not_me(&self) -> Option<String> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
+    pub(super) fn leader_addr_if_not_me(&self) -> Option<String> {
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow_watched();
         let leader = metrics.current_leader.filter(|l| *l != self.id)?;
-        let membership = metrics.membership_config.membership().clone();
-        membership
+        metrics
+            .membership_config
+            .membership()
             .nodes()
             .find(|(id, _)| **id == leader)
             .map(|(_, n)| n.addr.clone())

@@ -247,6 +247,14 @@ impl Store {
         let id = rand::random::<u64>().max(1);
         let proposal = Proposal { id, command };
         self.bounded(async {
+            // A follower that knows its leader sends the write there at
+            // once rather than first hearing so from its own Raft core.
+            if let Some(leader) = self.leader_addr_if_not_me() {
+                match self.forward_write(&leader, &proposal).await {
+                    Ok(result) => return Ok(result),
+                    Err(e) => tracing::debug!(%leader, error = %e, "forwarding a write; retrying"),
+                }
+            }
             loop {
                 let error = match self.raft.client_write(proposal.clone()).await {
                     Ok(reply) => return Ok(reply.data),
