@@ -8,7 +8,7 @@ use arbitrary::Arbitrary;
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use rustnet_ipam_core::{
-    Command, Container, DefaultPool, Endpoint, HolderKind, Mac, Mode, Network, State,
+    Command, Container, DefaultPool, Endpoint, HolderKind, Mac, Mode, Network, Proposal, State,
 };
 
 /// Subnets that overlap and nest, so that conflicts come up.
@@ -85,10 +85,28 @@ enum Op {
     ForgetHost {
         host: u8,
     },
+    Enroll {
+        at: u8,
+    },
+    AdmitCert {
+        host: u8,
+        fingerprint: u8,
+    },
+    Joined {
+        host: u8,
+    },
+}
+
+/// An operation and who sends it: the leader's own code, or a member whose
+/// write was forwarded (then `State::authorize` decides).
+#[derive(Debug, Arbitrary)]
+struct Step {
+    op: Op,
+    by: Option<u8>,
 }
 
 fn host(h: u8) -> u64 {
-    u64::from(h % 3) + 1
+    u64::from(h % 5) + 1
 }
 
 fn subnet(i: u8) -> IpNet {
@@ -224,15 +242,36 @@ fn command(op: &Op) -> Command {
             },
         },
         Op::ForgetHost { host: h } => Command::ForgetHost { host: host(h) },
+        Op::Enroll { at } => Command::AssignHostId {
+            at: u64::from(at) * 60,
+        },
+        Op::AdmitCert {
+            host: h,
+            fingerprint,
+        } => Command::AdmitCert {
+            host: host(h),
+            fingerprint: format!("fp{}", fingerprint % 4),
+        },
+        Op::Joined { host: h } => Command::Joined { host: host(h) },
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|steps: Vec<Step>| {
     let mut state = State::default();
-    for op in &ops {
+    for step in &steps {
         let before = state.clone();
-        let command = command(op);
-        if state.apply(&command).is_err() {
+        let command = command(&step.op);
+        let proposal = Proposal {
+            by: step.by.map(host),
+            ..Proposal::new(0, command.clone())
+        };
+        let result = state.apply_once(&proposal);
+        if let Some(by) = proposal.by
+            && command.host().is_some_and(|h| h != by)
+        {
+            assert!(result.is_err(), "{command} accepted from host {by}");
+        }
+        if result.is_err() {
             assert_eq!(state, before, "refused {command} changed the state");
         }
         if let Err(broken) = state.invariants() {

@@ -24,7 +24,11 @@ struct Node {
     stop: Option<oneshot::Sender<()>>,
 }
 
-async fn node(dir: &std::path::Path) -> anyhow::Result<Node> {
+/// A node in `dir`; with `join`, enrolled through those seeds and joined.
+async fn node(
+    dir: &std::path::Path,
+    join: Option<(&[String], &rustnet_ipam::JoinToken)>,
+) -> anyhow::Result<Node> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let config = StoreConfig {
         addr: listener.local_addr()?.to_string(),
@@ -32,12 +36,19 @@ async fn node(dir: &std::path::Path) -> anyhow::Result<Node> {
         voters: 3,
         join_patience: Duration::from_secs(10),
         snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
+        cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
     };
+    if let Some((seeds, token)) = join {
+        rustnet_ipam::store::enroll(dir, &config, seeds, Some(token)).await?;
+    }
     let store = Store::open(dir, config).await?;
     let (tx, rx) = oneshot::channel::<()>();
     spawn_server(&store, listener, async {
         let _ = rx.await;
     });
+    if let Some((seeds, _)) = join {
+        store.join(seeds).await?;
+    }
     Ok(Node {
         store,
         stop: Some(tx),
@@ -143,16 +154,13 @@ async fn measure(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let mut nodes = vec![node(&root.path().join("n0")).await?];
+    let mut nodes = vec![node(&root.path().join("n0"), None).await?];
     nodes[0].store.bootstrap(None).await?;
     let seed = nodes[0].store.addr().to_owned();
     let token = nodes[0].store.join_token().await?;
     for i in 1..3 {
-        let n = node(&root.path().join(format!("n{i}"))).await?;
-        n.store
-            .join(std::slice::from_ref(&seed), Some(&token))
-            .await?;
-        nodes.push(n);
+        let seeds = std::slice::from_ref(&seed);
+        nodes.push(node(&root.path().join(format!("n{i}")), Some((seeds, &token))).await?);
     }
     while nodes[0].store.members().iter().filter(|m| m.voter).count() < 3 {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -6,167 +6,14 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rustnet_ipam::store::{Store, StoreConfig, StoreError, spawn_server};
-use rustnet_ipam::{Command, HolderKind, Response};
+mod common;
+
+use common::*;
+use rustnet_ipam::store::{Store, StoreError};
+use rustnet_ipam::{Command, HolderKind};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-const POOL: &str = "10.50.0.0/16";
-
-struct Node {
-    store: Store,
-    dir: PathBuf,
-    addr: String,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-fn config(addr: &str) -> StoreConfig {
-    StoreConfig {
-        addr: addr.to_owned(),
-        timeout: Duration::from_secs(8),
-        voters: 3,
-        join_patience: Duration::from_secs(3),
-        // Small pieces, so that every snapshot sent here takes several.
-        snapshot_chunk: 16 << 10,
-    }
-}
-
-/// Opens a store in `dir` and serves it on `listener`.
-async fn start(dir: PathBuf, listener: TcpListener) -> Node {
-    let addr = listener.local_addr().unwrap().to_string();
-    // A node restarted in this process: openraft's tasks let go of the
-    // database shortly after shutdown.
-    let mut attempts = 0;
-    let store = loop {
-        match Store::open(&dir, config(&addr)).await {
-            Ok(store) => break store,
-            Err(e) if attempts < 50 && e.to_string().contains("in use by another") => attempts += 1,
-            Err(e) => panic!("open {}: {e}", dir.display()),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let (tx, rx) = oneshot::channel::<()>();
-    spawn_server(&store, listener, async {
-        let _ = rx.await;
-    });
-    Node {
-        store,
-        dir,
-        addr,
-        stop: Some(tx),
-    }
-}
-
-async fn fresh(root: &std::path::Path, name: &str) -> Node {
-    start(
-        root.join(name),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-}
-
-impl Node {
-    /// Stops the node as a crash would: no more answers, Raft stopped.
-    async fn kill(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.store.shutdown().await;
-    }
-}
-
-async fn cluster_of_three(root: &std::path::Path) -> Vec<Node> {
-    let first = fresh(root, "n1").await;
-    first.store.bootstrap(None).await.unwrap();
-    let token = first.store.join_token().await.unwrap();
-    let mut nodes = vec![first];
-    for name in ["n2", "n3"] {
-        let node = fresh(root, name).await;
-        node.store
-            .join(&[nodes[0].addr.clone()], Some(&token))
-            .await
-            .unwrap();
-        nodes.push(node);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while nodes[0].store.members().iter().filter(|m| m.voter).count() < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "not 3 voters: {:?}",
-            nodes[0].store.members()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let pool = Command::RequestPool {
-        host: nodes[0].store.id(),
-        pool: Some(POOL.parse().unwrap()),
-        range: None,
-        v6: false,
-        defaults: vec![],
-    };
-    nodes[0].store.write(pool).await.unwrap();
-    nodes
-}
-
-async fn allocate(store: &Store, name: String) -> Result<IpAddr, StoreError> {
-    let command = Command::RequestAddress {
-        host: store.id(),
-        pool_id: POOL.to_owned(),
-        address: None,
-        kind: HolderKind::endpoint(name),
-    };
-    match store.write(command).await? {
-        Response::Address { address } => Ok(address.addr()),
-        other => panic!("allocation answered {other:?}"),
-    }
-}
-
-/// `count` allocations from each store at once; the acknowledged addresses.
-async fn storm(stores: &[Store], count: usize, tag: &str) -> Vec<IpAddr> {
-    let mut tasks = Vec::new();
-    for (n, store) in stores.iter().enumerate() {
-        for i in 0..count {
-            let store = store.clone();
-            let name = format!("{tag}-{n}-{i}");
-            tasks.push(tokio::spawn(async move { allocate(&store, name).await }));
-        }
-    }
-    let mut acked = Vec::new();
-    for task in tasks {
-        if let Ok(address) = task.await.unwrap() {
-            acked.push(address);
-        }
-    }
-    acked
-}
-
-/// Every acknowledged address is held, and none twice.
-async fn check(reader: &Store, acked: &[IpAddr]) {
-    let unique: BTreeSet<IpAddr> = acked.iter().copied().collect();
-    assert_eq!(unique.len(), acked.len(), "an address was handed out twice");
-    let held: BTreeSet<IpAddr> = reader
-        .read(|s| s.pool(POOL).unwrap().addresses.keys().copied().collect())
-        .await
-        .unwrap();
-    let lost: Vec<&IpAddr> = unique.difference(&held).collect();
-    assert!(lost.is_empty(), "acknowledged allocations lost: {lost:?}");
-}
-
-async fn leader(nodes: &[Node]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        for (i, node) in nodes.iter().enumerate() {
-            if node.stop.is_some() && node.store.cluster_view().state == "leader" {
-                return i;
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_allocations_from_every_node_never_collide() {
@@ -266,8 +113,9 @@ async fn joins_that_cannot_work_are_refused() {
     let nobody = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let nobody_addr = nobody.local_addr().unwrap().to_string();
     drop(nobody);
-    let lonely = fresh(root.path(), "lonely").await;
-    let err = lonely.store.join(&[nobody_addr], None).await.unwrap_err();
+    let Err(err) = join_fresh(root.path(), "lonely", &[nobody_addr], None).await else {
+        panic!("joined no one");
+    };
     assert!(
         err.to_string()
             .contains("cannot join the cluster: no member answered"),
@@ -282,7 +130,7 @@ async fn joins_that_cannot_work_are_refused() {
     let token = a.store.join_token().await.unwrap();
     let err = b
         .store
-        .join(std::slice::from_ref(&a.addr), Some(&token))
+        .join(std::slice::from_ref(&a.addr))
         .await
         .unwrap_err();
     assert!(
@@ -292,22 +140,18 @@ async fn joins_that_cannot_work_are_refused() {
 
     // A fresh node without the token, or with a wrong one, is refused at
     // once and does not become a member.
-    let c = fresh(root.path(), "c").await;
-    let err = c
-        .store
-        .join(std::slice::from_ref(&a.addr), None)
-        .await
-        .unwrap_err();
+    let seeds = std::slice::from_ref(&a.addr);
+    let Err(err) = join_fresh(root.path(), "c", seeds, None).await else {
+        panic!("joined without the token");
+    };
     assert!(
         err.to_string().contains("needs the cluster's join token"),
         "{err}"
     );
     let wrong = rustnet_ipam::JoinToken::generate();
-    let err = c
-        .store
-        .join(std::slice::from_ref(&a.addr), Some(&wrong))
-        .await
-        .unwrap_err();
+    let Err(err) = join_fresh(root.path(), "c", seeds, Some(&wrong)).await else {
+        panic!("joined with a wrong token");
+    };
     assert!(err.to_string().contains("wrong join token"), "{err}");
     assert!(!err.to_string().contains(wrong.reveal()), "{err}");
     assert!(!err.to_string().contains(token.reveal()), "{err}");
@@ -316,14 +160,11 @@ async fn joins_that_cannot_work_are_refused() {
     // After a rotation the old token is refused and the new one admits.
     let rotated = a.store.rotate_join_token().await.unwrap();
     assert_ne!(rotated, token);
-    let err = c
-        .store
-        .join(std::slice::from_ref(&a.addr), Some(&token))
-        .await
-        .unwrap_err();
+    let Err(err) = join_fresh(root.path(), "c", seeds, Some(&token)).await else {
+        panic!("joined with a rotated token");
+    };
     assert!(err.to_string().contains("wrong join token"), "{err}");
-    c.store
-        .join(std::slice::from_ref(&a.addr), Some(&rotated))
+    join_fresh(root.path(), "c", seeds, Some(&rotated))
         .await
         .unwrap();
     assert_eq!(a.store.members().len(), 2);
@@ -333,11 +174,8 @@ async fn joins_that_cannot_work_are_refused() {
 async fn a_removed_host_frees_what_it_held_and_learners_fill_in() {
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster_of_three(root.path()).await;
-    let fourth = fresh(root.path(), "n4").await;
     let token = nodes[0].store.join_token().await.unwrap();
-    fourth
-        .store
-        .join(&[nodes[1].addr.clone()], Some(&token))
+    let fourth = join_fresh(root.path(), "n4", &[nodes[1].addr.clone()], Some(&token))
         .await
         .unwrap();
     let members = nodes[0].store.members();
@@ -380,43 +218,6 @@ async fn a_removed_host_frees_what_it_held_and_learners_fill_in() {
 
 /// Sends a Write and an AppendEntries to `addr` over TLS as `identity`
 /// (none: no client certificate), trusting `ca_pem`; the error codes.
-async fn call_as(
-    addr: &str,
-    ca_pem: &str,
-    identity: Option<tonic::transport::Identity>,
-) -> Vec<Result<(), tonic::Status>> {
-    use rustnet_proto::{ClusterClient, Payload, RaftClient};
-    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca_pem))
-        .domain_name(rustnet_ipam::store::SERVER_NAME);
-    if let Some(identity) = identity {
-        tls = tls.identity(identity);
-    }
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_lazy();
-    let payload = || Payload {
-        data: b"{}".to_vec(),
-    };
-    vec![
-        ClusterClient::new(channel.clone())
-            .write(payload())
-            .await
-            .map(drop),
-        RaftClient::new(channel)
-            .append_entries(payload())
-            .await
-            .map(drop),
-    ]
-}
-
-fn identity(cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Identity {
-    tonic::transport::Identity::from_pem(&cert.chain_pem, &cert.key_pem)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn peers_without_a_current_members_certificate_are_refused() {
     let root = tempfile::tempdir().unwrap();
@@ -499,11 +300,9 @@ async fn a_new_member_catches_up_from_a_large_snapshot_in_pieces() {
 
     // An empty state dir: the log before the last snapshot is purged, so
     // the new member can only catch up by installing the snapshot.
-    let fourth = fresh(root.path(), "n4").await;
     let started = Instant::now();
-    fourth
-        .store
-        .join(std::slice::from_ref(&nodes[1].addr), Some(&token))
+    let seeds = std::slice::from_ref(&nodes[1].addr);
+    let fourth = join_fresh(root.path(), "n4", seeds, Some(&token))
         .await
         .unwrap();
     let address = loop {

@@ -26,6 +26,7 @@ async fn a_full_disk_stops_the_store_with_the_reason() {
         voters: 3,
         join_patience: Duration::from_secs(3),
         snapshot_chunk: 1 << 20,
+        cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
     };
     let store = Store::open(&dir.path().join("state"), config)
         .await

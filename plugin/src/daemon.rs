@@ -219,12 +219,25 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
         voters: config.voters,
         join_patience: Duration::from_secs(config.join_timeout_secs.max(1)),
         snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
+        cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
     };
     // The state holds the join token: root only.
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("create {}", config.state_dir.display()))?;
     std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod {}", config.state_dir.display()))?;
+    let seeds: Vec<String> = config.join_addrs().into_iter().map(str::to_owned).collect();
+    if !seeds.is_empty() {
+        // A new host gets its id and certificate from the cluster before its
+        // Raft node starts: the id is the cluster's to give.
+        rustnet_ipam::store::enroll(
+            &config.state_dir,
+            &store_config,
+            &seeds,
+            config.join_token.as_ref(),
+        )
+        .await?;
+    }
     let store = Store::open(&config.state_dir, store_config).await?;
     store.observe_writes(crate::metrics::write_observer());
     tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
@@ -233,11 +246,10 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
         .with_context(|| format!("bind peer port {addr}"))?;
     spawn_server(&store, listener, std::future::pending());
     tracing::info!(%addr, "serving peers");
-    let seeds: Vec<String> = config.join_addrs().into_iter().map(str::to_owned).collect();
     if seeds.is_empty() {
         store.bootstrap(config.join_token.as_ref()).await?;
     } else {
-        store.join(&seeds, config.join_token.as_ref()).await?;
+        store.join(&seeds).await?;
     }
     register(&store, config).await;
     // A cluster from before join tokens gets one now.

@@ -70,6 +70,7 @@ impl Api {
             voters: 3,
             join_patience: Duration::from_secs(5),
             snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
+            cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
         };
         let store = runtime.block_on(async {
             let store = Store::open(&dir.join("state"), config).await?;

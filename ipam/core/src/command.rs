@@ -140,8 +140,15 @@ pub enum Command {
     /// Sets the cluster's CA unless it has one (at bootstrap).
     InitCa { ca: ClusterCa },
     /// Admits a member's certificate (by fingerprint) for peer RPCs; a
-    /// host has one at a time.
+    /// host has one at a time. Replacing it is the host's own business
+    /// (renewal); anyone else may only give a freshly enrolled id its first.
     AdmitCert { host: HostId, fingerprint: String },
+    /// Hands out a fresh host id to a host enrolling at `at` (unix seconds,
+    /// the enrolling member's clock): the cluster, not the caller, names it.
+    AssignHostId { at: u64 },
+    /// The enrolled `host` joined: its certificate no longer expires with
+    /// the enrollment window.
+    Joined { host: HostId },
     /// Records the Docker name of overlay `key`.
     NameOverlay { key: String, name: String },
     /// Docker's ReleaseAddress: only the holding host may release.
@@ -174,8 +181,40 @@ impl Command {
             Self::RotateJoinToken { .. } => "rotate-join-token",
             Self::InitCa { .. } => "init-ca",
             Self::AdmitCert { .. } => "admit-cert",
+            Self::AssignHostId { .. } => "assign-host-id",
+            Self::Joined { .. } => "joined",
             Self::NameOverlay { .. } => "name-overlay",
             Self::ReleaseAddress { .. } => "release-address",
+        }
+    }
+}
+
+impl Command {
+    /// The host whose things the command changes, for commands that change
+    /// one host's things only: only that host may send it.
+    pub fn host(&self) -> Option<HostId> {
+        match self {
+            Self::RequestPool { host, .. }
+            | Self::ReleasePool { host, .. }
+            | Self::RequestAddress { host, .. }
+            | Self::DeleteNetwork { host, .. }
+            | Self::ForgetNetwork { host, .. }
+            | Self::DeleteEndpoint { host, .. }
+            | Self::SetJoined { host, .. }
+            | Self::NameEndpoint { host, .. }
+            | Self::NameAddress { host, .. }
+            | Self::RegisterHost { host, .. }
+            | Self::ReleaseAddress { host, .. }
+            | Self::ForgetHost { host } => Some(*host),
+            Self::CreateNetwork(network) => Some(network.host),
+            Self::CreateEndpoint(endpoint) => Some(endpoint.host),
+            Self::AdmitCert { .. }
+            | Self::AssignHostId { .. }
+            | Self::Joined { .. }
+            | Self::InitJoinToken { .. }
+            | Self::RotateJoinToken { .. }
+            | Self::InitCa { .. }
+            | Self::NameOverlay { .. } => None,
         }
     }
 }
@@ -185,6 +224,7 @@ impl Command {
 pub enum Response {
     Pool { pool_id: String, subnet: IpNet },
     Address { address: IpNet },
+    Host { id: HostId },
     Done,
 }
 
@@ -224,6 +264,8 @@ impl fmt::Display for Command {
             Self::AdmitCert { host, fingerprint } => {
                 write!(f, "admit-cert {fingerprint} of host {host}")
             }
+            Self::AssignHostId { at } => write!(f, "assign-host-id at {at}"),
+            Self::Joined { host } => write!(f, "joined {host}"),
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),
             Self::DeleteNetwork { host, id } => write!(f, "delete-network {id} by host {host}"),
             Self::ForgetNetwork { host, id } => write!(f, "forget-network {id} by host {host}"),
@@ -263,21 +305,42 @@ impl fmt::Display for Command {
 pub struct Proposal {
     pub id: u64,
     pub command: Command,
+    /// The member that forwarded this write to the leader, as its
+    /// certificate names it (set by the leader, never by the sender);
+    /// `None` when the leader's own code proposed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<HostId>,
+}
+
+impl Proposal {
+    /// A write proposed by this member's own code.
+    pub fn new(id: u64, command: Command) -> Self {
+        Self {
+            id,
+            command,
+            by: None,
+        }
+    }
 }
 
 /// What a log entry may hold: a proposal, or an older bare command.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ProposalWire {
-    Proposal { id: u64, command: Command },
+    Proposal {
+        id: u64,
+        command: Command,
+        #[serde(default)]
+        by: Option<HostId>,
+    },
     Bare(Command),
 }
 
 impl From<ProposalWire> for Proposal {
     fn from(wire: ProposalWire) -> Self {
         match wire {
-            ProposalWire::Proposal { id, command } => Self { id, command },
-            ProposalWire::Bare(command) => Self { id: 0, command },
+            ProposalWire::Proposal { id, command, by } => Self { id, command, by },
+            ProposalWire::Bare(command) => Self::new(0, command),
         }
     }
 }

@@ -60,6 +60,12 @@ pub enum IpamError {
     Network(#[from] crate::network::NetworkError),
     #[error("address {address} is not allocated")]
     NotHeld { address: IpAddr },
+    #[error("{by} may not {command}: it changes only what its own host holds")]
+    NotAuthorized { by: String, command: String },
+    #[error("certificate {fingerprint} is already {host}'s")]
+    CertInUse { fingerprint: String, host: String },
+    #[error("{pending} enrollments are waiting for their hosts to join; try again later")]
+    TooManyEnrollments { pending: usize },
     #[error("address {address} is held by {holder}, not by {host}")]
     NotHolder {
         address: IpAddr,

@@ -21,6 +21,7 @@ mod addr;
 mod command;
 mod error;
 mod mac;
+mod members;
 mod network;
 mod pool;
 mod state;
@@ -29,6 +30,7 @@ mod token;
 pub use command::{Command, CommandResult, DefaultPool, HolderKind, Proposal, Response};
 pub use error::IpamError;
 pub use mac::{Mac, MacError};
+pub use members::{Admission, ENROLLMENT_WINDOW_SECS, Enrollments, MAX_PENDING_ENROLLMENTS};
 pub use network::{
     Container, Endpoint, FIRST_VNI, MAX_VNI, Mode, Network, NetworkError, Overlay, PortBinding,
     Proto, Tables,

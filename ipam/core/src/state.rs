@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{overlaps, usable};
+use crate::members::{Admission, Enrollments};
 use crate::network::Tables;
 use crate::pool::{HostNames, host_name};
 use crate::{ClusterCa, JoinToken};
@@ -39,6 +40,9 @@ pub struct State {
     /// Each member's certificate fingerprint: the peers that are admitted.
     #[serde(default)]
     certs: BTreeMap<HostId, String>,
+    /// The ids handed out and the enrollments not yet joined.
+    #[serde(default)]
+    enrollments: Enrollments,
 }
 
 /// How many proposal results are remembered for retries.
@@ -47,14 +51,22 @@ const RECENT: usize = 4096;
 impl State {
     /// Applies a proposal once: a retried proposal (same id) returns the
     /// first result and changes nothing.
+    /// A forwarded proposal the sender may not make is refused
+    /// ([`State::authorize`]).
     pub fn apply_once(&mut self, proposal: &Proposal) -> CommandResult {
+        let apply = |state: &mut Self| {
+            if let Some(by) = proposal.by {
+                state.authorize(by, &proposal.command)?;
+            }
+            state.apply(&proposal.command)
+        };
         if proposal.id == 0 {
-            return self.apply(&proposal.command);
+            return apply(self);
         }
         if let Some((_, result)) = self.recent.iter().find(|(id, _)| *id == proposal.id) {
             return result.clone();
         }
-        let result = self.apply(&proposal.command);
+        let result = apply(self);
         self.recent.push_back((proposal.id, result.clone()));
         if self.recent.len() > RECENT {
             self.recent.pop_front();
@@ -104,8 +116,10 @@ impl State {
                 self.ca.get_or_insert_with(|| ca.clone());
                 Ok(Response::Done)
             }
-            Command::AdmitCert { host, fingerprint } => {
-                self.certs.insert(*host, fingerprint.clone());
+            Command::AdmitCert { host, fingerprint } => self.admit_cert(*host, fingerprint),
+            Command::AssignHostId { at } => self.assign_host_id(*at),
+            Command::Joined { host } => {
+                self.enrollments.settle(*host);
                 Ok(Response::Done)
             }
             Command::ForgetHost { host } => {
@@ -204,12 +218,90 @@ impl State {
         self.ca.as_ref()
     }
 
-    /// Whether a peer presenting the certificate with `fingerprint` is
-    /// admitted: it is a current member's. A replica that knows no member
-    /// certificate yet (a host catching up as it joins) admits any
-    /// certificate of the cluster's CA, which TLS has already checked.
-    pub fn admits(&self, fingerprint: &str) -> bool {
-        self.certs.is_empty() || self.certs.values().any(|f| f == fingerprint)
+    /// Whether a peer presenting the certificate with `fingerprint` at
+    /// `now` (unix seconds) is admitted, and as whom: a current member's
+    /// certificate, unless its host enrolled and did not join within the
+    /// enrollment window.
+    pub fn admission(&self, fingerprint: &str, now: u64) -> Admission {
+        if self.certs.is_empty() {
+            return Admission::AnyOfTheCa;
+        }
+        match self.certs.iter().find(|(_, f)| *f == fingerprint) {
+            Some((host, _)) if self.enrollments.in_window(*host, now) => Admission::Member(*host),
+            _ => Admission::Refused,
+        }
+    }
+
+    /// Whether `host` has enrolled and not yet joined.
+    pub fn is_pending(&self, host: HostId) -> bool {
+        self.enrollments.is_pending(host)
+    }
+
+    /// The fingerprint of `host`'s certificate.
+    pub fn cert_of(&self, host: HostId) -> Option<&str> {
+        self.certs.get(&host).map(String::as_str)
+    }
+
+    /// Whether member `by` may send `command` (forwarded to the leader):
+    /// a command about one host's things only from that host; a
+    /// certificate only for itself or as the first of a freshly enrolled
+    /// id; anything cluster-wide (token, CA, overlay names, enrollment)
+    /// from any member.
+    pub fn authorize(&self, by: HostId, command: &Command) -> Result<(), IpamError> {
+        let allowed = match (command.host(), command) {
+            (Some(host), _) => host == by,
+            (None, Command::AdmitCert { host, .. }) => {
+                *host == by
+                    || (self.enrollments.is_pending(*host) && !self.certs.contains_key(host))
+            }
+            (None, _) => true,
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(IpamError::NotAuthorized {
+            by: host_name(&self.hosts, by),
+            command: command.to_string(),
+        })
+    }
+
+    /// Binds the certificate `fingerprint` to `host` (replacing the one it
+    /// had); a certificate is never bound to two hosts.
+    fn admit_cert(&mut self, host: HostId, fingerprint: &str) -> CommandResult {
+        if let Some((other, _)) = self
+            .certs
+            .iter()
+            .find(|(h, f)| **h != host && *f == fingerprint)
+        {
+            return Err(IpamError::CertInUse {
+                fingerprint: fingerprint.to_owned(),
+                host: host_name(&self.hosts, *other),
+            });
+        }
+        self.certs.insert(host, fingerprint.to_owned());
+        Ok(Response::Done)
+    }
+
+    /// A fresh id for an enrolling host; enrollments past their window go
+    /// with their certificates.
+    fn assign_host_id(&mut self, at: u64) -> CommandResult {
+        let known = self
+            .certs
+            .keys()
+            .chain(self.hosts.keys())
+            .chain(self.vteps.keys())
+            .copied();
+        let known: Vec<HostId> = known.collect();
+        let (id, expired) = self.enrollments.assign(at, known.into_iter());
+        for host in expired {
+            self.certs.remove(&host);
+        }
+        match id {
+            Some(id) => Ok(Response::Host { id }),
+            None => Err(IpamError::TooManyEnrollments {
+                pending: self.enrollments.pending(),
+            }),
+        }
     }
 
     /// The network and endpoint tables.
@@ -270,6 +362,7 @@ impl State {
         self.hosts.remove(&host);
         self.vteps.remove(&host);
         self.certs.remove(&host);
+        self.enrollments.settle(host);
         self.tables.forget(host);
         for pool in self.pools.values_mut() {
             pool.forget(host);

@@ -16,6 +16,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
+use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID};
 use super::error::{PeerError, Refusal, RemoteError, StoreError, TlsError};
 use super::network::{decode, encode, request};
 use super::tls::NodeCert;
@@ -31,13 +32,21 @@ pub struct JoinRequest {
     pub cluster: Option<String>,
 }
 
-/// A new host asking for its certificate.
+/// A new host asking for its id and certificate: it names neither, the
+/// cluster assigns both.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EnrollRequest {
-    pub node_id: HostId,
     pub addr: String,
     /// The join token's secret (never its CA part).
     pub token: Option<JoinToken>,
+}
+
+/// What an enrolled host receives: the id the cluster gave it, and a
+/// certificate bound to that id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EnrollReply {
+    pub id: HostId,
+    pub cert: NodeCert,
 }
 
 /// What a joining node learns: the cluster it is now part of.
@@ -136,13 +145,39 @@ impl Store {
                     .ok_or(StoreError::Missing("CA"))?
             }
         };
-        let cert = super::tls::issue(&ca, self.id).map_err(StoreError::Certificate)?;
+        self.issue_own(&ca).await
+    }
+
+    /// Issues this member a new certificate from `ca`, admits it (which
+    /// revokes the one before) and uses it from now on.
+    async fn issue_own(&self, ca: &crate::ClusterCa) -> Result<(), StoreError> {
+        let cert = super::tls::issue(ca, self.id, self.config.cert_lifetime)
+            .map_err(StoreError::Certificate)?;
         let admit = Command::AdmitCert {
             host: self.id,
             fingerprint: cert.fingerprint.clone(),
         };
         self.write(admit).await?;
         self.set_cert(cert)
+    }
+
+    /// Renews this member's certificate when less than a third of its
+    /// lifetime is left (or it has none: a certificate from before
+    /// lifetimes never expired).
+    pub(crate) async fn renew_if_due(&self) -> Result<(), StoreError> {
+        let Some(cert) = self.cert() else {
+            return Ok(());
+        };
+        let left = cert.not_after.saturating_sub(super::node::unix_now());
+        if cert.not_after != 0 && left > self.config.cert_lifetime.as_secs() / 3 {
+            return Ok(());
+        }
+        let Some(ca) = self.local(|s| s.ca().cloned()).flatten() else {
+            return Ok(());
+        };
+        self.issue_own(&ca).await?;
+        tracing::info!(cert = ?self.cert().map(|c| c.fingerprint), "certificate renewed");
+        Ok(())
     }
 
     /// Gives the cluster a join token if it has none (a new cluster, or one
@@ -182,130 +217,44 @@ impl Store {
         self.join_token().await
     }
 
-    /// Gets this new host its certificate through any of `seeds`: checks
-    /// the seed's CA against the token's pin (or takes the first one seen,
-    /// for a token without one), then asks with the token's secret.
-    async fn enroll(&self, seeds: &[String], token: Option<&JoinToken>) -> Result<(), StoreError> {
-        let (secret, pin) = match token.map(split_token) {
-            Some((secret, pin)) => (Some(secret), pin),
-            None => (None, None),
-        };
-        if secret.is_some() && pin.is_none() {
-            tracing::warn!("the join token names no CA: trusting the CA the seed presents");
-        }
-        let ask = EnrollRequest {
-            node_id: self.id,
-            addr: self.addr().to_owned(),
-            token: secret,
-        };
-        let answer = self
-            .ask_seeds(seeds, false, "enrollment", |seed| {
-                self.send_enroll(seed, &ask, pin.as_deref())
-            })
-            .await?;
-        match answer {
-            Some((seed, cert)) => {
-                tracing::info!(seed = %seed, cert = %cert.fingerprint, "enrolled");
-                self.set_cert(cert)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Asks `seeds` in turn, a round a second, until one answers; returns
-    /// that seed and its answer. A refusal ends it at once. After a round
-    /// without an answer, `member` (a restarting member, which carries on
-    /// from its own state) gives up with `None`; anyone else keeps trying
-    /// for RUSTNET_JOIN_TIMEOUT.
-    async fn ask_seeds<'a, T, F>(
-        &self,
-        seeds: &'a [String],
-        member: bool,
-        action: &'static str,
-        ask: impl Fn(&'a str) -> F,
-    ) -> Result<Option<(String, T)>, StoreError>
-    where
-        F: Future<Output = Result<T, PeerError>>,
-    {
-        let patience = self.config.join_patience;
-        let deadline = tokio::time::Instant::now() + patience;
-        let mut last = String::from("no seed given");
-        while tokio::time::Instant::now() < deadline {
-            for seed in seeds {
-                let error = match ask(seed).await {
-                    Ok(answer) => return Ok(Some((seed.clone(), answer))),
-                    Err(e) => e,
-                };
-                if let Some(refusal) = refusal(&error) {
-                    return Err(StoreError::Refused {
-                        action,
-                        by: seed.clone(),
-                        refusal,
-                    });
-                }
-                last = format!("{seed}: {}", super::error::chain(&error));
-            }
-            if member {
-                tracing::warn!(error = %last, "no seed answers; carrying on as a member from local state");
-                return Ok(None);
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        Err(StoreError::NoSeedAnswered { patience, last })
-    }
-
-    async fn send_enroll(
-        &self,
-        to: &str,
-        ask: &EnrollRequest,
-        pin: Option<&str>,
-    ) -> Result<NodeCert, PeerError> {
-        let ca = super::tls::fetch_ca(to, pin)
-            .await
-            .map_err(PeerError::Tls)?;
-        let channel = super::network::tls_endpoint(to, super::tls::trust(&ca))?
-            .connect()
-            .await
-            .map_err(PeerError::Connect)?;
-        let reply = rustnet_proto::ClusterClient::new(channel)
-            .enroll(request(encode(ask)?, self.config.timeout))
-            .await?;
-        decode::<Result<NodeCert, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
-    }
-
     /// Handles an enrollment on any member: checks the token, issues a
     /// certificate from the cluster's CA and admits it.
-    pub(crate) async fn handle_enroll(&self, ask: EnrollRequest) -> Result<NodeCert, RemoteError> {
+    pub(crate) async fn handle_enroll(
+        &self,
+        ask: EnrollRequest,
+    ) -> Result<EnrollReply, RemoteError> {
         let (expected, ca) = self
             .read(|s| (s.join_token().cloned(), s.ca().cloned()))
             .await?;
         if let Err(reason) = check_join_token(expected.as_ref(), ask.token.as_ref()) {
-            tracing::warn!(node = ask.node_id, addr = %ask.addr, %reason, "enrollment refused");
+            tracing::warn!(addr = %ask.addr, %reason, "enrollment refused");
             return Err(Refusal::Token(reason).into());
         }
         let ca = ca.ok_or(StoreError::Missing("CA"))?;
-        let cert = super::tls::issue(&ca, ask.node_id).map_err(StoreError::Certificate)?;
+        let at = super::node::unix_now();
+        let id = match self.write(Command::AssignHostId { at }).await? {
+            crate::Response::Host { id } => id,
+            other => return Err(StoreError::Unexpected(other).into()),
+        };
+        let cert = super::tls::issue(&ca, id, self.config.cert_lifetime)
+            .map_err(StoreError::Certificate)?;
         let admit = Command::AdmitCert {
-            host: ask.node_id,
+            host: id,
             fingerprint: cert.fingerprint.clone(),
         };
         self.write(admit).await?;
-        tracing::info!(node = ask.node_id, addr = %ask.addr, cert = %cert.fingerprint, "certificate issued");
-        Ok(cert)
+        tracing::info!(node = id, addr = %ask.addr, cert = %cert.fingerprint, "enrolled a new host");
+        Ok(EnrollReply { id, cert })
     }
 
     /// Joins the cluster through any of `seeds` (`host:port`). A member
     /// restarting while no seed answers carries on from its own state; a
     /// fresh node fails after trying for a while; a node whose state belongs
     /// to another cluster is refused.
-    pub async fn join(
-        &self,
-        seeds: &[String],
-        token: Option<&JoinToken>,
-    ) -> Result<(), StoreError> {
+    pub async fn join(&self, seeds: &[String]) -> Result<(), StoreError> {
         let member = self.raft.is_initialized().await.map_err(StoreError::raft)?;
         match (member, self.cert()) {
-            (false, None) => self.enroll(seeds, token).await?,
+            (false, None) => return Err(StoreError::NotEnrolled),
             (true, None) => self.ensure_cert().await.inspect_err(|e| {
                 tracing::error!(
                     error = %e,
@@ -320,9 +269,10 @@ impl Store {
             addr: self.addr().to_owned(),
             cluster: self.cluster_id()?,
         };
-        let answer = self
-            .ask_seeds(seeds, member, "join", |seed| self.send_join(seed, &ask))
-            .await?;
+        let answer = ask_seeds(self.config.join_patience, seeds, member, "join", |seed| {
+            self.send_join(seed, &ask)
+        })
+        .await?;
         if let Some((seed, reply)) = answer {
             self.set_cluster_id(&reply.cluster)?;
             tracing::info!(seed = %seed, cluster = %reply.cluster, "joined the cluster");
@@ -362,7 +312,27 @@ impl Store {
 
     /// Handles a join on this member: forwarded to the leader, which adds
     /// the node as a learner and promotes it while voters are missing.
-    pub(crate) async fn handle_join(&self, ask: JoinRequest) -> Result<JoinReply, RemoteError> {
+    /// `sender` is the member whose certificate the request came with: the
+    /// joining host itself, or a member forwarding its request.
+    pub(crate) async fn handle_join(
+        &self,
+        ask: JoinRequest,
+        sender: HostId,
+    ) -> Result<JoinReply, RemoteError> {
+        let forwarding = sender != ask.node_id;
+        if forwarding && !self.members().iter().any(|m| m.id == sender) {
+            return Err(Refusal::NotItsId {
+                node: ask.node_id,
+                cert_of: format!("node {sender}"),
+            }
+            .into());
+        }
+        let enrolled = self
+            .local(|s| s.cert_of(ask.node_id).is_some())
+            .unwrap_or(false);
+        if !enrolled {
+            return Err(Refusal::NotEnrolled { node: ask.node_id }.into());
+        }
         if let Some(leader) = self.leader_addr_if_not_me() {
             return self.send_join(&leader, &ask).await.map_err(forwarded);
         }
@@ -400,6 +370,7 @@ impl Store {
             .add_learner(ask.node_id, BasicNode::new(&ask.addr), true)
             .await
             .map_err(|e| RemoteError::Failed(format!("add learner: {e}")))?;
+        self.write(Command::Joined { host: ask.node_id }).await?;
         self.promote_locked().await;
         tracing::info!(node = ask.node_id, addr = %ask.addr, "node joined");
         Ok(JoinReply { cluster })
@@ -429,9 +400,7 @@ impl Store {
                 self.await_leader_change().await;
             }
         })
-        .await?;
-        self.write(Command::ForgetHost { host: node }).await?;
-        Ok(())
+        .await
     }
 
     async fn send_remove(&self, to: &str, node: HostId) -> Result<(), PeerError> {
@@ -442,11 +411,16 @@ impl Store {
         decode::<Result<(), RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
 
-    /// On the leader: takes `node` out of the membership.
+    /// On the leader: takes `node` out of the membership, revokes its
+    /// certificate and frees what it held (ForgetHost), and rotates the
+    /// join token, so that what the removed host holds is worthless.
     pub(crate) async fn handle_remove(&self, node: HostId) -> Result<(), RemoteError> {
         let _one_change = self.membership.lock().await;
         let members = self.members();
         let Some(member) = members.iter().find(|m| m.id == node) else {
+            if self.local(|s| s.cert_of(node).is_some()).unwrap_or(false) {
+                self.revoke(node).await?;
+            }
             return Ok(());
         };
         if member.voter && members.iter().filter(|m| m.voter).count() == 1 {
@@ -462,6 +436,18 @@ impl Store {
             .await
             .map_err(|e| RemoteError::Failed(e.to_string()))?;
         tracing::info!(node, "node removed from the cluster");
+        self.revoke(node).await?;
+        Ok(())
+    }
+
+    /// Forgets `node` (its certificate with it) and rotates the join token.
+    async fn revoke(&self, node: HostId) -> Result<(), StoreError> {
+        self.write(Command::ForgetHost { host: node }).await?;
+        self.write(Command::RotateJoinToken {
+            token: JoinToken::generate(),
+        })
+        .await?;
+        tracing::info!(node, "certificate revoked and join token rotated");
         Ok(())
     }
 
@@ -600,9 +586,120 @@ async fn keep_voters(store: Store) {
         if store.is_leader() {
             store.promote_if_short().await;
         }
+        if let Err(e) = store.renew_if_due().await {
+            tracing::warn!(error = %e, "renewing this member's certificate");
+        }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
+}
+
+/// Asks `seeds` in turn, a round a second, until one answers; returns
+/// that seed and its answer. A refusal ends it at once. After a round
+/// without an answer, `member` (a restarting member, which carries on
+/// from its own state) gives up with `None`; anyone else keeps trying
+/// for `patience` (RUSTNET_JOIN_TIMEOUT).
+async fn ask_seeds<'a, T, F>(
+    patience: Duration,
+    seeds: &'a [String],
+    member: bool,
+    action: &'static str,
+    ask: impl Fn(&'a str) -> F,
+) -> Result<Option<(String, T)>, StoreError>
+where
+    F: Future<Output = Result<T, PeerError>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut last = String::from("no seed given");
+    while tokio::time::Instant::now() < deadline {
+        for seed in seeds {
+            let error = match ask(seed).await {
+                Ok(answer) => return Ok(Some((seed.clone(), answer))),
+                Err(e) => e,
+            };
+            if let Some(refusal) = refusal(&error) {
+                return Err(StoreError::Refused {
+                    action,
+                    by: seed.clone(),
+                    refusal,
+                });
+            }
+            last = format!("{seed}: {}", super::error::chain(&error));
+        }
+        if member {
+            tracing::warn!(error = %last, "no seed answers; carrying on as a member from local state");
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(StoreError::NoSeedAnswered { patience, last })
+}
+
+/// Gets a new host its id and certificate through any of `seeds`, before
+/// its store opens (the id is the one its Raft node will have): checks the
+/// seed's CA against the token's pin (or takes the first one seen, for a
+/// token without one), then asks with the token's secret. Keeps both in
+/// `dir`; a state dir that has a certificate or a cluster already is left
+/// as it is.
+pub async fn enroll(
+    dir: &std::path::Path,
+    config: &StoreConfig,
+    seeds: &[String],
+    token: Option<&JoinToken>,
+) -> Result<(), StoreError> {
+    let db = super::node::open_db(dir)?;
+    let enrolled: Option<NodeCert> = db
+        .get_meta(KEY_CERT)
+        .map_err(StoreError::storage("read this member's certificate"))?;
+    let cluster: Option<String> = db
+        .get_meta(KEY_CLUSTER_ID)
+        .map_err(StoreError::storage("read the cluster id"))?;
+    if enrolled.is_some() || cluster.is_some() {
+        return Ok(());
+    }
+    let (secret, pin) = match token.map(split_token) {
+        Some((secret, pin)) => (Some(secret), pin),
+        None => (None, None),
+    };
+    if secret.is_some() && pin.is_none() {
+        tracing::warn!("the join token names no CA: trusting the CA the seed presents");
+    }
+    let ask = EnrollRequest {
+        addr: config.addr.clone(),
+        token: secret,
+    };
+    let answer = ask_seeds(config.join_patience, seeds, false, "enrollment", |seed| {
+        send_enroll(seed, &ask, pin.as_deref(), config.timeout)
+    })
+    .await?;
+    let Some((seed, reply)) = answer else {
+        return Ok(());
+    };
+    db.put_meta(KEY_NODE_ID, &reply.id)
+        .map_err(StoreError::storage("keep this host's id"))?;
+    db.put_meta(KEY_CERT, &reply.cert)
+        .map_err(StoreError::storage("keep this member's certificate"))?;
+    tracing::info!(seed = %seed, node = reply.id, cert = %reply.cert.fingerprint, "enrolled");
+    Ok(())
+}
+
+async fn send_enroll(
+    to: &str,
+    ask: &EnrollRequest,
+    pin: Option<&str>,
+    timeout: Duration,
+) -> Result<EnrollReply, PeerError> {
+    let ca = super::tls::fetch_ca(to, pin)
+        .await
+        .map_err(PeerError::Tls)?;
+    let channel = super::network::tls_endpoint(to, super::tls::trust(&ca))?
+        .connect()
+        .await
+        .map_err(PeerError::Connect)?;
+    let reply = rustnet_proto::ClusterClient::new(channel)
+        .enroll(request(encode(ask)?, timeout))
+        .await?;
+    decode::<Result<EnrollReply, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
 }

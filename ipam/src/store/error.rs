@@ -57,6 +57,8 @@ pub enum StoreError {
     Certificate(#[source] TlsError),
     #[error("cannot join the cluster: no member answered within {patience:?} (last: {last})")]
     NoSeedAnswered { patience: Duration, last: String },
+    #[error("this host has no certificate: it must enroll (with the join token) before it joins")]
+    NotEnrolled,
     #[error("the cluster has no {0}")]
     Missing(&'static str),
     #[error("unexpected answer of the state machine: {0:?}")]
@@ -138,6 +140,12 @@ pub enum Refusal {
     AddrInUse { addr: String, member: HostId },
     #[error("the last voter cannot be removed")]
     LastVoter,
+    #[error("the certificate of {cert_of} cannot join as node {node}")]
+    NotItsId { node: HostId, cert_of: String },
+    #[error(
+        "node {node} has not enrolled (or its enrollment expired): enroll again with the join token"
+    )]
+    NotEnrolled { node: HostId },
 }
 
 /// A member's error answer to a peer's RPC.
@@ -206,6 +214,8 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("CA certificate: {0}")]
     Pem(#[from] pem::PemError),
+    #[error("certificate or key PEM: {0}")]
+    Decode(String),
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
     #[error("server name: {0}")]

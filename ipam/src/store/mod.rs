@@ -25,14 +25,17 @@ mod node;
 mod server;
 mod state_machine;
 mod tls;
+mod transport;
 mod types;
 
-pub use cluster::{ClusterView, JoinReply, JoinRequest, Member, RaftView};
+pub use cluster::{ClusterView, JoinReply, JoinRequest, Member, RaftView, enroll};
 pub use db::Db;
 pub use error::{PeerError, Refusal, RemoteError, StoreError, TlsError, Unavailable, chain};
 pub use log_store::LogStore;
 pub use network::{GrpcNetwork, Peers};
-pub use node::{SNAPSHOT_CHUNK, Store, StoreConfig, WriteObserver, WriteOutcome, raft_config};
+pub use node::{
+    CERT_LIFETIME, SNAPSHOT_CHUNK, Store, StoreConfig, WriteObserver, WriteOutcome, raft_config,
+};
 pub use server::{ClusterService, RaftService, services, spawn_server};
 pub use state_machine::StateMachine;
 pub use tls::{NodeCert, SERVER_NAME};

@@ -20,6 +20,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use super::TypeConfig;
 use super::error::{PeerError, RemoteError};
 use super::tls::NodeCert;
+use super::transport::{MemberCheck, client_config, dial};
 
 type Vote = openraft::alias::VoteOf<TypeConfig>;
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
@@ -29,18 +30,30 @@ type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One lazily connected channel per peer address, shared by every client;
-/// mutual TLS with this member's certificate.
-#[derive(Debug, Clone)]
+/// mutual TLS with this member's certificate (transport.rs).
+#[derive(Clone)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     cert: tokio::sync::watch::Receiver<Option<NodeCert>>,
+    /// Whether a peer's certificate is a current member's.
+    check: MemberCheck,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers").finish_non_exhaustive()
+    }
 }
 
 impl Peers {
-    pub fn new(cert: tokio::sync::watch::Receiver<Option<NodeCert>>) -> Self {
+    pub(crate) fn new(
+        cert: tokio::sync::watch::Receiver<Option<NodeCert>>,
+        check: MemberCheck,
+    ) -> Self {
         Self {
             channels: Arc::default(),
             cert,
+            check,
         }
     }
 
@@ -51,14 +64,27 @@ impl Peers {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let tls = self
-            .cert
-            .borrow()
-            .as_ref()
-            .map(NodeCert::client_config)
-            .ok_or(PeerError::NoCertificate)?;
-        let endpoint = tls_endpoint(addr, tls)?;
-        let channel = endpoint.connect_lazy();
+        let config = match self.cert.borrow().as_ref() {
+            Some(cert) => client_config(cert, self.check.clone()).map_err(PeerError::Tls)?,
+            None => return Err(PeerError::NoCertificate),
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|source| {
+            PeerError::Address {
+                addr: addr.to_owned(),
+                source,
+            }
+        })?;
+        let target = addr.to_owned();
+        let channel = endpoint.connect_with_connector_lazy(tower::service_fn(
+            move |_: tonic::transport::Uri| {
+                let (target, config) = (target.clone(), config.clone());
+                async move {
+                    dial(&target, config, CONNECT_TIMEOUT)
+                        .await
+                        .map(hyper_util::rt::TokioIo::new)
+                }
+            },
+        ));
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -20,7 +20,7 @@ use super::error::{PeerError, RemoteError, StoreError, Unavailable};
 use super::network::{GrpcNetwork, Peers, decode, encode, request};
 use super::tls::NodeCert;
 use super::{Db, LogStore, StateMachine, TypeConfig};
-use crate::{Command, CommandResult, HostId, Proposal, Response, State};
+use crate::{Admission, Command, CommandResult, HostId, Proposal, Response, State};
 
 /// Raft timing: a dead leader is replaced within about a second, and a
 /// member that was merely slow (starved of CPU, paused) does not unseat a
@@ -57,7 +57,13 @@ pub struct StoreConfig {
     /// The largest piece a snapshot is sent in ([`SNAPSHOT_CHUNK`] unless a
     /// test wants many pieces).
     pub snapshot_chunk: usize,
+    /// How long a member certificate is valid; it is renewed when a third
+    /// of that is left ([`CERT_LIFETIME`] unless a test wants it short).
+    pub cert_lifetime: Duration,
 }
+
+/// Member certificates are valid for 90 days.
+pub const CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Snapshot pieces of 1 MiB: well under gRPC's 4 MiB message limit.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -123,17 +129,20 @@ impl Store {
             path: dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(open_err)?;
-        let file = dir.join("raft.redb");
-        let db = Db::open(&file).map_err(|source| StoreError::Open {
-            path: file.display().to_string(),
-            source,
-        })?;
+        let db = open_db(dir)?;
         let id = node_id(&db).map_err(open_err)?;
         let state_machine = StateMachine::open(db.clone()).map_err(open_err)?;
         let cert: Option<NodeCert> = db.get_meta(KEY_CERT).map_err(open_err)?;
         let (cert, cert_rx) = tokio::sync::watch::channel(cert);
-        let peers = Peers::new(cert_rx);
+        let replica = state_machine.clone();
+        let peers = Peers::new(
+            cert_rx,
+            Arc::new(move |fingerprint: &str| {
+                replica.state().is_ok_and(|applied| {
+                    applied.state.admission(fingerprint, unix_now()) != Admission::Refused
+                })
+            }),
+        );
         let raft = Raft::new(
             id,
             Arc::new(raft_config()?),
@@ -204,6 +213,14 @@ impl Store {
             .map(|applied| f(&applied.state))
     }
 
+    /// Whether a peer presenting the certificate with `fingerprint` is
+    /// admitted now, and as whom (this replica's view, without asking the
+    /// leader: who may call an RPC must not wait on the cluster).
+    pub fn admission(&self, fingerprint: &str) -> Admission {
+        self.local(|s| s.admission(fingerprint, unix_now()))
+            .unwrap_or(Admission::Refused)
+    }
+
     /// The cluster this node belongs to, once bootstrapped or joined.
     pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
         self.db
@@ -245,7 +262,7 @@ impl Store {
     async fn write_result(&self, command: Command) -> Result<CommandResult, StoreError> {
         // Never 0, which marks entries written before ids existed.
         let id = rand::random::<u64>().max(1);
-        let proposal = Proposal { id, command };
+        let proposal = Proposal::new(id, command);
         self.bounded(async {
             // A follower that knows its leader sends the write there at
             // once rather than first hearing so from its own Raft core.
@@ -423,6 +440,26 @@ impl Store {
             tracing::warn!(error = %e, "raft shutdown");
         }
     }
+}
+
+/// Opens (creating it on first start) the database in `dir`.
+pub(crate) fn open_db(dir: &Path) -> Result<Db, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let file = dir.join("raft.redb");
+    Db::open(&file).map_err(|source| StoreError::Open {
+        path: file.display().to_string(),
+        source,
+    })
+}
+
+/// Seconds since the Unix epoch, by this host's clock.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The node id kept in the store, created once: a node's identity survives

@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 use super::error::RemoteError;
 use super::network::{ChunkHeader, SnapshotMessage, decode, encode};
 use super::{Store, TypeConfig};
-use crate::Proposal;
 use crate::store::cluster::{EnrollRequest, JoinRequest};
+use crate::{Admission, HostId, Proposal};
 
 /// Serves `store`'s peer protocol on `listener` until `shutdown` completes,
 /// from the moment the member has its certificate (a new host gets it when
@@ -26,21 +26,13 @@ pub fn spawn_server(
 ) -> tokio::task::JoinHandle<()> {
     let store = store.clone();
     tokio::spawn(async move {
-        let cert = store.wait_for_cert().await;
+        store.wait_for_cert().await;
         let (raft, cluster) = services(&store);
-        let mut server = match tonic::transport::Server::builder().tls_config(cert.server_config())
-        {
-            Ok(builder) => builder,
-            Err(e) => {
-                tracing::error!(error = %e, "peer server: TLS configuration");
-                return;
-            }
-        };
+        let mut server = tonic::transport::Server::builder();
         let server = server.add_service(raft).add_service(cluster);
-        // Without TCP_NODELAY a reply split over several TLS records waits
-        // on the peer's delayed ACK.
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // TLS is ours (transport.rs): the certificate presented is the
+        // member's current one, renewed or not.
+        let incoming = super::transport::accept(listener, store.cert.subscribe());
         if let Err(e) = server
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
@@ -50,8 +42,10 @@ pub fn spawn_server(
     })
 }
 
-/// Lets the RPC through if its client certificate is a current member's.
-fn authorize<T>(store: &Store, request: &Request<T>) -> Result<(), Status> {
+/// Lets the RPC through if its client certificate is a current member's;
+/// the member it names, where this replica knows (a replica still catching
+/// up knows no certificate and admits any of the CA).
+fn authorize<T>(store: &Store, request: &Request<T>) -> Result<Option<HostId>, Status> {
     let certs = request.peer_certs();
     let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
         return Err(Status::unauthenticated(
@@ -59,13 +53,21 @@ fn authorize<T>(store: &Store, request: &Request<T>) -> Result<(), Status> {
         ));
     };
     let fingerprint = super::tls::fingerprint(leaf);
-    if store.local(|s| s.admits(&fingerprint)).unwrap_or(false) {
-        Ok(())
-    } else {
-        Err(Status::permission_denied(format!(
+    match store.admission(&fingerprint) {
+        Admission::Member(host) => Ok(Some(host)),
+        Admission::AnyOfTheCa => Ok(None),
+        Admission::Refused => Err(Status::permission_denied(format!(
             "certificate {fingerprint} is not a current member's"
-        )))
+        ))),
     }
+}
+
+/// The member an RPC comes from, which must be known: for requests that
+/// act for their sender.
+fn member<T>(store: &Store, request: &Request<T>) -> Result<HostId, Status> {
+    authorize(store, request)?.ok_or_else(|| {
+        Status::unavailable("this member has not caught up with the cluster's certificates yet")
+    })
 }
 
 /// Both services of `store`, ready to add to a tonic server.
@@ -77,6 +79,7 @@ pub fn services(store: &Store) -> (RaftServer<RaftService>, ClusterServer<Cluste
         }),
         ClusterServer::new(ClusterService {
             store: store.clone(),
+            enrollments: Arc::new(EnrollGate::default()),
         }),
     )
 }
@@ -236,13 +239,47 @@ impl RaftService {
 #[derive(Debug, Clone)]
 pub struct ClusterService {
     store: Store,
+    enrollments: Arc<EnrollGate>,
+}
+
+/// The largest Enroll request: a token and an address.
+const MAX_ENROLL_BYTES: usize = 4096;
+
+/// Enroll is the one RPC anyone may call: one at a time per member, at
+/// most one every [`EnrollGate::SPACING`]; the rest are told to come back.
+#[derive(Debug, Default)]
+struct EnrollGate {
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl EnrollGate {
+    const SPACING: std::time::Duration = std::time::Duration::from_millis(200);
+
+    /// A turn to enroll, or `ResourceExhausted`. The turn is taken for the
+    /// whole spacing, whether the caller had the token or not.
+    fn turn(&self) -> Result<(), Status> {
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| Status::internal("enrollment gate poisoned"))?;
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < Self::SPACING) {
+            return Err(Status::resource_exhausted(
+                "too many enrollments: try again in a moment",
+            ));
+        }
+        *last = Some(now);
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn write(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        authorize(&self.store, &request)?;
-        let proposal: Proposal = input(&request)?;
+        let sender = member(&self.store, &request)?;
+        let mut proposal: Proposal = input(&request)?;
+        // Who sends it is what its certificate says, whatever it claims.
+        proposal.by = Some(sender);
         output(&self.store.write_as_leader(proposal).await)
     }
 
@@ -252,18 +289,22 @@ impl Cluster for ClusterService {
     }
 
     async fn enroll(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        if request.get_ref().data.len() > MAX_ENROLL_BYTES {
+            return Err(Status::invalid_argument("enrollment request too large"));
+        }
+        let _turn = self.enrollments.turn()?;
         let ask: EnrollRequest = input(&request)?;
         output(&self.store.handle_enroll(ask).await)
     }
 
     async fn join(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        authorize(&self.store, &request)?;
+        let sender = member(&self.store, &request)?;
         let ask: JoinRequest = input(&request)?;
-        output(&self.store.handle_join(ask).await)
+        output(&self.store.handle_join(ask, sender).await)
     }
 
     async fn remove(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        authorize(&self.store, &request)?;
+        member(&self.store, &request)?;
         let node: u64 = input(&request)?;
         output(&self.store.handle_remove(node).await)
     }

@@ -21,7 +21,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig};
 
 use super::error::{Refusal, TlsError};
 use crate::{ClusterCa, HostId};
@@ -39,6 +39,10 @@ pub struct NodeCert {
     pub key_pem: String,
     /// SHA-256 of the certificate (DER), hex.
     pub fingerprint: String,
+    /// When it expires (unix seconds); 0 for a certificate from before
+    /// lifetimes, which is renewed at once.
+    #[serde(default)]
+    pub not_after: u64,
 }
 
 impl std::fmt::Debug for NodeCert {
@@ -46,22 +50,6 @@ impl std::fmt::Debug for NodeCert {
         f.debug_struct("NodeCert")
             .field("fingerprint", &self.fingerprint)
             .finish_non_exhaustive()
-    }
-}
-
-impl NodeCert {
-    /// What the peer server presents and which clients it accepts: any of
-    /// the CA, or none (a new host enrolling); each RPC then checks.
-    pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.chain_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem))
-            .client_auth_optional(true)
-    }
-
-    /// How this member dials its peers.
-    pub fn client_config(&self) -> ClientTlsConfig {
-        trust(&self.ca_pem).identity(Identity::from_pem(&self.chain_pem, &self.key_pem))
     }
 }
 
@@ -107,8 +95,13 @@ pub(super) fn new_ca() -> Result<ClusterCa, TlsError> {
     })
 }
 
-/// A certificate of `ca` for member `host`, with a new key.
-pub(super) fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, TlsError> {
+/// A certificate of `ca` for member `host`, with a new key, valid for
+/// `lifetime` (from an hour ago, for clocks a little behind).
+pub(super) fn issue(
+    ca: &ClusterCa,
+    host: HostId,
+    lifetime: std::time::Duration,
+) -> Result<NodeCert, TlsError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::new(ca_params()?, ca_key);
     let key = KeyPair::generate()?;
@@ -116,6 +109,10 @@ pub(super) fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, TlsError> 
     params
         .distinguished_name
         .push(DnType::CommonName, format!("rustnet member {host}"));
+    let now = super::node::unix_now();
+    let not_after = now.saturating_add(lifetime.as_secs());
+    params.not_before = timestamp(now.saturating_sub(3600))?;
+    params.not_after = timestamp(not_after)?;
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
@@ -126,7 +123,15 @@ pub(super) fn issue(ca: &ClusterCa, host: HostId) -> Result<NodeCert, TlsError> 
         chain_pem: format!("{}{}", cert.pem(), ca.cert_pem),
         key_pem: key.serialize_pem(),
         fingerprint: fingerprint(cert.der()),
+        not_after,
     })
+}
+
+fn timestamp(unix: u64) -> Result<time::OffsetDateTime, TlsError> {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .ok_or_else(|| TlsError::Decode(format!("time {unix} out of range")))
 }
 
 /// The CA certificate a member at `addr` presents, as PEM, read from a TLS
@@ -229,8 +234,10 @@ mod tests {
     #[test]
     fn issued_certificates_chain_to_the_ca_and_differ() {
         let ca = new_ca().unwrap();
-        let a = issue(&ca, 1).unwrap();
-        let b = issue(&ca, 2).unwrap();
+        let day = std::time::Duration::from_secs(86400);
+        let a = issue(&ca, 1, day).unwrap();
+        let b = issue(&ca, 2, day).unwrap();
+        assert!(a.not_after >= super::super::node::unix_now() + 86000);
         assert_ne!(a.fingerprint, b.fingerprint);
         assert!(a.chain_pem.ends_with(&ca.cert_pem));
         assert!(!format!("{a:?} {ca:?}").contains("PRIVATE KEY"));

@@ -38,6 +38,7 @@ async fn harness(store: bool) -> Harness {
             voters: 3,
             join_patience: Duration::from_secs(5),
             snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
+            cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
         };
         let store = Store::open(&dir.path().join("state"), config)
             .await

@@ -64,6 +64,19 @@ impl State {
         {
             return Err(format!("network {} names a missing overlay", n.id));
         }
+        let fingerprints: BTreeSet<&String> = self.certs.values().collect();
+        if fingerprints.len() != self.certs.len() {
+            return Err(format!(
+                "a certificate bound to two hosts: {:?}",
+                self.certs
+            ));
+        }
+        if self.enrollments.pending() > crate::MAX_PENDING_ENROLLMENTS {
+            return Err(format!(
+                "{} enrollments pending",
+                self.enrollments.pending()
+            ));
+        }
         Ok(())
     }
 }

@@ -1,4 +1,6 @@
 use std::collections::BTreeSet;
+
+use crate::{Admission, ENROLLMENT_WINDOW_SECS};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -707,15 +709,15 @@ fn hosts_of_a_shared_subnet_share_its_gateway() {
 fn a_retried_proposal_is_applied_once() {
     let mut s = State::default();
     pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
-    let proposal = Proposal {
-        id: 7,
-        command: Command::RequestAddress {
+    let proposal = Proposal::new(
+        7,
+        Command::RequestAddress {
             host: H1,
             pool_id: "10.0.42.0/24".into(),
             address: None,
             kind: HolderKind::endpoint("c"),
         },
-    };
+    );
     let first = s.apply_once(&proposal);
     let again = s.apply_once(&proposal);
     assert_eq!(first, again);
@@ -968,4 +970,157 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_forwarded_write_changes_only_what_its_senders_host_holds() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    let take = Command::RequestAddress {
+        host: H1,
+        pool_id: "10.0.42.0/24".into(),
+        address: None,
+        kind: HolderKind::endpoint("c"),
+    };
+    let address = match s.apply_once(&Proposal {
+        by: Some(H1),
+        ..Proposal::new(1, take)
+    }) {
+        Ok(Response::Address { address }) => address.addr(),
+        other => panic!("{other:?}"),
+    };
+    let before = s.clone();
+    let attacks = [
+        Command::ReleaseAddress {
+            host: H1,
+            pool_id: "10.0.42.0/24".into(),
+            address,
+        },
+        Command::ReleasePool {
+            host: H1,
+            pool_id: "10.0.42.0/24".into(),
+        },
+        Command::ForgetHost { host: H1 },
+        Command::NameAddress {
+            host: H1,
+            address,
+            container: "evil".into(),
+        },
+        Command::AdmitCert {
+            host: H1,
+            fingerprint: "stolen".into(),
+        },
+    ];
+    for (id, attack) in attacks.into_iter().enumerate() {
+        let proposal = Proposal {
+            by: Some(H2),
+            ..Proposal::new(100 + id as u64, attack.clone())
+        };
+        let refused = s.apply_once(&proposal);
+        assert!(
+            matches!(refused, Err(IpamError::NotAuthorized { .. })),
+            "{attack}: {refused:?}"
+        );
+        assert_eq!(
+            without_recent(&s),
+            without_recent(&before),
+            "{attack} changed the state"
+        );
+    }
+    // Its own host may; the leader's own code (no sender) may.
+    let release = Command::ReleaseAddress {
+        host: H1,
+        pool_id: "10.0.42.0/24".into(),
+        address,
+    };
+    assert!(
+        s.apply_once(&Proposal {
+            by: Some(H1),
+            ..Proposal::new(200, release)
+        })
+        .is_ok()
+    );
+    assert!(
+        s.apply_once(&Proposal::new(201, Command::ForgetHost { host: H2 }))
+            .is_ok()
+    );
+}
+
+#[test]
+fn enrolled_ids_are_the_clusters_and_an_unjoined_certificate_expires() {
+    let mut s = State::default();
+    s.apply(&Command::AdmitCert {
+        host: H1,
+        fingerprint: "one".into(),
+    })
+    .unwrap();
+    let Ok(Response::Host { id }) = s.apply(&Command::AssignHostId { at: 1000 }) else {
+        panic!("no id");
+    };
+    assert!(id > H1);
+    // Any member may give the fresh id its first certificate, once.
+    let first = Proposal {
+        by: Some(H1),
+        ..Proposal::new(
+            1,
+            Command::AdmitCert {
+                host: id,
+                fingerprint: "new".into(),
+            },
+        )
+    };
+    assert!(s.apply_once(&first).is_ok());
+    let again = Proposal {
+        by: Some(H1),
+        ..Proposal::new(
+            2,
+            Command::AdmitCert {
+                host: id,
+                fingerprint: "mine-now".into(),
+            },
+        )
+    };
+    assert!(matches!(
+        s.apply_once(&again),
+        Err(IpamError::NotAuthorized { .. })
+    ));
+    // Admitted within the window, refused after it unless joined.
+    assert_eq!(s.admission("new", 1000 + 10), Admission::Member(id));
+    assert_eq!(
+        s.admission("new", 1000 + ENROLLMENT_WINDOW_SECS),
+        Admission::Refused
+    );
+    assert_eq!(s.admission("unknown", 1000), Admission::Refused);
+    s.apply(&Command::Joined { host: id }).unwrap();
+    assert_eq!(s.admission("new", u64::MAX), Admission::Member(id));
+    // Removed: its certificate is worthless and its id never comes back.
+    s.apply(&Command::ForgetHost { host: id }).unwrap();
+    assert_eq!(s.admission("new", 1000), Admission::Refused);
+    let Ok(Response::Host { id: next }) = s.apply(&Command::AssignHostId { at: 2000 }) else {
+        panic!("no id");
+    };
+    assert!(next > id);
+    // An expired enrollment's certificate goes at the next enrollment.
+    let mut t = State::default();
+    let Ok(Response::Host { id: stale }) = t.apply(&Command::AssignHostId { at: 0 }) else {
+        panic!("no id");
+    };
+    t.apply(&Command::AdmitCert {
+        host: stale,
+        fingerprint: "stale".into(),
+    })
+    .unwrap();
+    t.apply(&Command::AssignHostId {
+        at: ENROLLMENT_WINDOW_SECS,
+    })
+    .unwrap();
+    assert_eq!(t.cert_of(stale), None);
+}
+
+/// The state without its record of recent proposals (a refused proposal is
+/// recorded there so that its retry gets the same answer).
+fn without_recent(s: &State) -> State {
+    let mut s = s.clone();
+    s.recent.clear();
+    s
 }

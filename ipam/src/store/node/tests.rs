@@ -10,6 +10,7 @@ async fn open(dir: &Path) -> Result<Store, StoreError> {
         voters: 3,
         join_patience: Duration::from_secs(5),
         snapshot_chunk: crate::store::SNAPSHOT_CHUNK,
+        cert_lifetime: crate::store::CERT_LIFETIME,
     };
     let store = Store::open(dir, config).await?;
     store.bootstrap(None).await?;

@@ -1,0 +1,269 @@
+//! TLS of the peer protocol, done here rather than by tonic so that both
+//! ends check who the other is, and a renewed certificate is presented from
+//! the next connection on.
+//!
+//! ```text
+//!   dial:   TCP ─► TLS (client cert; the server's must chain to the CA
+//!                  AND be a current member's) ─► tonic channel (h2)
+//!   accept: TCP ─► TLS (this member's current cert; a client cert of the
+//!                  CA, optional for Enroll) ─► tonic server; each RPC then
+//!                  checks the client's fingerprint (server.rs)
+//! ```
+//!
+//! Handshakes are bounded in time and in number, so that the one RPC open
+//! to strangers (Enroll) cannot hold a member's resources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::server::TlsStream;
+
+use super::error::TlsError;
+use super::tls::{NodeCert, SERVER_NAME, fingerprint};
+
+/// Tells whether a certificate fingerprint is a current member's.
+pub(crate) type MemberCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes in progress at once, on the accepting side.
+const HANDSHAKES: usize = 64;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(cert: &NodeCert) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(cert.ca_pem.as_bytes()) {
+        roots.add(ca.map_err(|e| TlsError::Decode(e.to_string()))?)?;
+    }
+    Ok(roots)
+}
+
+fn identity(
+    cert: &NodeCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let bad = |e: rustls::pki_types::pem::Error| TlsError::Decode(e.to_string());
+    let chain = CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).map_err(bad)?;
+    Ok((chain, key))
+}
+
+/// How this member dials a peer: it presents `cert`, and accepts a server
+/// whose certificate chains to the CA and passes `check`.
+pub(crate) fn client_config(
+    cert: &NodeCert,
+    check: MemberCheck,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = provider();
+    let inner =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(cert)?), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+    let (chain, key) = identity(cert)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(MemberVerifier { inner, check }))
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What this member presents to peers dialing it; client certificates of
+/// the CA are checked by TLS when given (Enroll comes without one).
+pub(crate) fn server_config(cert: &NodeCert) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let clients =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(cert)?), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+    let (chain, key) = identity(cert)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(clients)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Dials `addr` (`host:port`) over TLS with `config`: the stream a tonic
+/// channel runs on.
+pub(crate) async fn dial(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from(SERVER_NAME).map_err(std::io::Error::other)?;
+    tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+/// Accepts peers on `listener`, each with the certificate `cert` holds when
+/// it connects; the TLS streams for tonic's server.
+pub(crate) fn accept(
+    listener: TcpListener,
+    cert: watch::Receiver<Option<NodeCert>>,
+) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(HANDSHAKES);
+    tokio::spawn(accept_loop(listener, cert, tx));
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|s| (Ok(s), rx)) },
+    )
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    cert: watch::Receiver<Option<NodeCert>>,
+    tx: mpsc::Sender<TlsStream<TcpStream>>,
+) {
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
+    let mut current: Option<(String, Arc<rustls::ServerConfig>)> = None;
+    loop {
+        // The server stopped (dropped its end): so does the listener.
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "peer server: accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(turn) = handshakes.clone().try_acquire_owned() else {
+            continue; // too many handshakes under way: dropped
+        };
+        let Some(config) = config_for(&cert, &mut current) else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let accepted = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                tokio_rustls::TlsAcceptor::from(config).accept(tcp),
+            )
+            .await;
+            drop(turn);
+            match accepted {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send(tls).await;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "peer TLS handshake failed"),
+                Err(_) => tracing::debug!("peer TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// The server configuration for the member's current certificate, built
+/// again only when the certificate changed.
+fn config_for(
+    cert: &watch::Receiver<Option<NodeCert>>,
+    current: &mut Option<(String, Arc<rustls::ServerConfig>)>,
+) -> Option<Arc<rustls::ServerConfig>> {
+    let cert = cert.borrow().clone()?;
+    if let Some((fp, config)) = current.as_ref()
+        && *fp == cert.fingerprint
+    {
+        return Some(config.clone());
+    }
+    match server_config(&cert) {
+        Ok(config) => {
+            *current = Some((cert.fingerprint.clone(), config.clone()));
+            Some(config)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "peer server: TLS configuration");
+            None
+        }
+    }
+}
+
+/// Verifies the server's chain as usual, then that its certificate is a
+/// current member's: a certificate of the CA alone is not enough (a
+/// removed member still has one).
+struct MemberVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    check: MemberCheck,
+}
+
+impl std::fmt::Debug for MemberVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemberVerifier")
+    }
+}
+
+impl ServerCertVerifier for MemberVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let fingerprint = fingerprint(end_entity);
+        if (self.check)(&fingerprint) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::General(format!(
+                "the peer's certificate {fingerprint} is not a current member's"
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

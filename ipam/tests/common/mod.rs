@@ -1,0 +1,233 @@
+//! What the in-process cluster tests share: nodes over real tonic on
+//! 127.0.0.1, a cluster of three, allocation storms and their checks, and
+//! calls made with a chosen certificate.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses part of it
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustnet_ipam::store::{Store, StoreConfig, StoreError, spawn_server};
+use rustnet_ipam::{Command, HolderKind, Response};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const POOL: &str = "10.50.0.0/16";
+
+pub struct Node {
+    pub store: Store,
+    pub dir: PathBuf,
+    pub addr: String,
+    pub stop: Option<oneshot::Sender<()>>,
+}
+
+pub fn config(addr: &str) -> StoreConfig {
+    config_lived(addr, rustnet_ipam::store::CERT_LIFETIME)
+}
+
+/// A node's settings, with member certificates valid for `lifetime`.
+pub fn config_lived(addr: &str, lifetime: Duration) -> StoreConfig {
+    StoreConfig {
+        addr: addr.to_owned(),
+        timeout: Duration::from_secs(8),
+        voters: 3,
+        join_patience: Duration::from_secs(3),
+        // Small pieces, so that every snapshot sent here takes several.
+        snapshot_chunk: 16 << 10,
+        cert_lifetime: lifetime,
+    }
+}
+
+/// A fresh node that enrolls through `seeds` with `token` (getting its id
+/// and certificate from the cluster), then opens its store and joins.
+pub async fn join_fresh(
+    root: &std::path::Path,
+    name: &str,
+    seeds: &[String],
+    token: Option<&rustnet_ipam::JoinToken>,
+) -> Result<Node, StoreError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = root.join(name);
+    rustnet_ipam::store::enroll(&dir, &config(&addr), seeds, token).await?;
+    let node = start(dir, listener).await;
+    node.store.join(seeds).await?;
+    Ok(node)
+}
+
+/// Opens a store in `dir` and serves it on `listener`.
+pub async fn start(dir: PathBuf, listener: TcpListener) -> Node {
+    let addr = listener.local_addr().unwrap().to_string();
+    start_with(dir, listener, config(&addr)).await
+}
+
+/// Opens a store in `dir` with `config` and serves it on `listener`.
+pub async fn start_with(dir: PathBuf, listener: TcpListener, config: StoreConfig) -> Node {
+    let addr = config.addr.clone();
+    // A node restarted in this process: openraft's tasks let go of the
+    // database shortly after shutdown.
+    let mut attempts = 0;
+    let store = loop {
+        match Store::open(&dir, config.clone()).await {
+            Ok(store) => break store,
+            Err(e) if attempts < 50 && e.to_string().contains("in use by another") => attempts += 1,
+            Err(e) => panic!("open {}: {e}", dir.display()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    spawn_server(&store, listener, async {
+        let _ = rx.await;
+    });
+    Node {
+        store,
+        dir,
+        addr,
+        stop: Some(tx),
+    }
+}
+
+pub async fn fresh(root: &std::path::Path, name: &str) -> Node {
+    start(
+        root.join(name),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+}
+
+impl Node {
+    /// Stops the node as a crash would: no more answers, Raft stopped.
+    pub async fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.store.shutdown().await;
+    }
+}
+
+pub async fn cluster_of_three(root: &std::path::Path) -> Vec<Node> {
+    let first = fresh(root, "n1").await;
+    first.store.bootstrap(None).await.unwrap();
+    let token = first.store.join_token().await.unwrap();
+    let mut nodes = vec![first];
+    for name in ["n2", "n3"] {
+        let node = join_fresh(root, name, &[nodes[0].addr.clone()], Some(&token))
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes[0].store.members().iter().filter(|m| m.voter).count() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not 3 voters: {:?}",
+            nodes[0].store.members()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pool = Command::RequestPool {
+        host: nodes[0].store.id(),
+        pool: Some(POOL.parse().unwrap()),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    nodes[0].store.write(pool).await.unwrap();
+    nodes
+}
+
+pub async fn allocate(store: &Store, name: String) -> Result<IpAddr, StoreError> {
+    let command = Command::RequestAddress {
+        host: store.id(),
+        pool_id: POOL.to_owned(),
+        address: None,
+        kind: HolderKind::endpoint(name),
+    };
+    match store.write(command).await? {
+        Response::Address { address } => Ok(address.addr()),
+        other => panic!("allocation answered {other:?}"),
+    }
+}
+
+/// `count` allocations from each store at once; the acknowledged addresses.
+pub async fn storm(stores: &[Store], count: usize, tag: &str) -> Vec<IpAddr> {
+    let mut tasks = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        for i in 0..count {
+            let store = store.clone();
+            let name = format!("{tag}-{n}-{i}");
+            tasks.push(tokio::spawn(async move { allocate(&store, name).await }));
+        }
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        if let Ok(address) = task.await.unwrap() {
+            acked.push(address);
+        }
+    }
+    acked
+}
+
+/// Every acknowledged address is held, and none twice.
+pub async fn check(reader: &Store, acked: &[IpAddr]) {
+    let unique: BTreeSet<IpAddr> = acked.iter().copied().collect();
+    assert_eq!(unique.len(), acked.len(), "an address was handed out twice");
+    let held: BTreeSet<IpAddr> = reader
+        .read(|s| s.pool(POOL).unwrap().addresses.keys().copied().collect())
+        .await
+        .unwrap();
+    let lost: Vec<&IpAddr> = unique.difference(&held).collect();
+    assert!(lost.is_empty(), "acknowledged allocations lost: {lost:?}");
+}
+
+pub async fn leader(nodes: &[Node]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for (i, node) in nodes.iter().enumerate() {
+            if node.stop.is_some() && node.store.cluster_view().state == "leader" {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn call_as(
+    addr: &str,
+    ca_pem: &str,
+    identity: Option<tonic::transport::Identity>,
+) -> Vec<Result<(), tonic::Status>> {
+    use rustnet_proto::{ClusterClient, Payload, RaftClient};
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(rustnet_ipam::store::SERVER_NAME);
+    if let Some(identity) = identity {
+        tls = tls.identity(identity);
+    }
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    let payload = || Payload {
+        data: b"{}".to_vec(),
+    };
+    vec![
+        ClusterClient::new(channel.clone())
+            .write(payload())
+            .await
+            .map(drop),
+        RaftClient::new(channel)
+            .append_entries(payload())
+            .await
+            .map(drop),
+    ]
+}
+
+pub fn identity(cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Identity {
+    tonic::transport::Identity::from_pem(&cert.chain_pem, &cert.key_pem)
+}
