@@ -43,6 +43,11 @@ pub struct State {
     /// The ids handed out and the enrollments not yet joined.
     #[serde(default)]
     enrollments: Enrollments,
+    /// Each member's certificate before its latest renewal, admitted until
+    /// it expires or the next renewal: the renewing member switches to the
+    /// new one a little after admitting it, once every replica knows it.
+    #[serde(default)]
+    previous_certs: BTreeMap<HostId, String>,
 }
 
 /// How many proposal results are remembered for retries.
@@ -226,7 +231,13 @@ impl State {
         if self.certs.is_empty() {
             return Admission::AnyOfTheCa;
         }
-        match self.certs.iter().find(|(_, f)| *f == fingerprint) {
+        let current = self.certs.iter().find(|(_, f)| *f == fingerprint);
+        let previous = || {
+            self.previous_certs
+                .iter()
+                .find(|(h, f)| *f == fingerprint && self.certs.contains_key(h))
+        };
+        match current.or_else(previous) {
             Some((host, _)) if self.enrollments.in_window(*host, now) => Admission::Member(*host),
             _ => Admission::Refused,
         }
@@ -278,7 +289,11 @@ impl State {
                 host: host_name(&self.hosts, *other),
             });
         }
-        self.certs.insert(host, fingerprint.to_owned());
+        if let Some(old) = self.certs.insert(host, fingerprint.to_owned())
+            && old != fingerprint
+        {
+            self.previous_certs.insert(host, old);
+        }
         Ok(Response::Done)
     }
 
@@ -362,6 +377,7 @@ impl State {
         self.hosts.remove(&host);
         self.vteps.remove(&host);
         self.certs.remove(&host);
+        self.previous_certs.remove(&host);
         self.enrollments.settle(host);
         self.tables.forget(host);
         for pool in self.pools.values_mut() {

@@ -105,6 +105,7 @@ impl Store {
     pub async fn open(dir: &std::path::Path, config: StoreConfig) -> Result<Self, StoreError> {
         let store = Self::open_node(dir, config).await?;
         tokio::spawn(keep_voters(store.clone()));
+        tokio::spawn(keep_cert_fresh(store.clone()));
         Ok(store)
     }
 
@@ -175,9 +176,22 @@ impl Store {
         let Some(ca) = self.local(|s| s.ca().cloned()).flatten() else {
             return Ok(());
         };
-        self.issue_own(&ca).await?;
-        tracing::info!(cert = ?self.cert().map(|c| c.fingerprint), "certificate renewed");
-        Ok(())
+        let renewed = super::tls::issue(&ca, self.id, self.config.cert_lifetime)
+            .map_err(StoreError::Certificate)?;
+        self.write(Command::AdmitCert {
+            host: self.id,
+            fingerprint: renewed.fingerprint.clone(),
+        })
+        .await?;
+        // Kept at once (a restart uses it), presented a little later: the
+        // replicas learn it meanwhile, and keep admitting the one before.
+        self.db
+            .put_meta(super::db::KEY_CERT, &renewed)
+            .map_err(StoreError::storage("keep this member's certificate"))?;
+        let grace = Duration::from_secs((left / 3).clamp(1, 30));
+        tokio::time::sleep(grace).await;
+        tracing::info!(cert = %renewed.fingerprint, "certificate renewed");
+        self.set_cert(renewed)
     }
 
     /// Gives the cluster a join token if it has none (a new cluster, or one
@@ -586,9 +600,7 @@ async fn keep_voters(store: Store) {
         if store.is_leader() {
             store.promote_if_short().await;
         }
-        if let Err(e) = store.renew_if_due().await {
-            tracing::warn!(error = %e, "renewing this member's certificate");
-        }
+
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -702,4 +714,19 @@ async fn send_enroll(
         .enroll(request(encode(ask)?, timeout))
         .await?;
     decode::<Result<EnrollReply, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+}
+
+/// Background duty of every member: renew its certificate before it
+/// expires (checked every few seconds).
+async fn keep_cert_fresh(store: Store) {
+    let metrics = store.raft.metrics();
+    loop {
+        if metrics.borrow_watched().state == ServerState::Shutdown {
+            return;
+        }
+        if let Err(e) = store.renew_if_due().await {
+            tracing::warn!(error = %e, "renewing this member's certificate");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

@@ -267,3 +267,40 @@ impl ServerCertVerifier for MemberVerifier {
         self.inner.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member dialing a peer whose certificate is of the CA but not a
+    /// current member's (a removed host's, say) refuses the handshake.
+    #[tokio::test]
+    async fn a_member_dials_only_a_current_members_certificate() {
+        let ca = super::super::tls::new_ca().unwrap();
+        let day = Duration::from_secs(86400);
+        let ours = super::super::tls::issue(&ca, 1, day).unwrap();
+        let theirs = super::super::tls::issue(&ca, 2, day).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (_tx, cert) = watch::channel(Some(theirs.clone()));
+        let mut incoming = Box::pin(accept(listener, cert));
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut held = Vec::new();
+            while let Some(Ok(stream)) = incoming.next().await {
+                held.push(stream);
+            }
+        });
+        let member = theirs.fingerprint.clone();
+        let admitted: MemberCheck = Arc::new(move |fp| fp == member);
+        let refused: MemberCheck = Arc::new(|_| false);
+        let timeout = Duration::from_secs(2);
+        dial(&addr, client_config(&ours, admitted).unwrap(), timeout)
+            .await
+            .unwrap();
+        let err = dial(&addr, client_config(&ours, refused).unwrap(), timeout)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a current member's"), "{err}");
+    }
+}

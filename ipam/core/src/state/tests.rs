@@ -1093,9 +1093,24 @@ fn enrolled_ids_are_the_clusters_and_an_unjoined_certificate_expires() {
     assert_eq!(s.admission("unknown", 1000), Admission::Refused);
     s.apply(&Command::Joined { host: id }).unwrap();
     assert_eq!(s.admission("new", u64::MAX), Admission::Member(id));
+    // Renewed: the one before stays admitted until the next renewal.
+    s.apply(&Command::AdmitCert {
+        host: id,
+        fingerprint: "renewed".into(),
+    })
+    .unwrap();
+    assert_eq!(s.admission("new", 1000), Admission::Member(id));
+    s.apply(&Command::AdmitCert {
+        host: id,
+        fingerprint: "again".into(),
+    })
+    .unwrap();
+    assert_eq!(s.admission("new", 1000), Admission::Refused);
+    assert_eq!(s.admission("renewed", 1000), Admission::Member(id));
     // Removed: its certificate is worthless and its id never comes back.
     s.apply(&Command::ForgetHost { host: id }).unwrap();
-    assert_eq!(s.admission("new", 1000), Admission::Refused);
+    assert_eq!(s.admission("again", 1000), Admission::Refused);
+    assert_eq!(s.admission("renewed", 1000), Admission::Refused);
     let Ok(Response::Host { id: next }) = s.apply(&Command::AssignHostId { at: 2000 }) else {
         panic!("no id");
     };

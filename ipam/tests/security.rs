@@ -1,0 +1,298 @@
+//! Attacks on a 3-node cluster in one process (real tonic and TLS on
+//! 127.0.0.1), each shown refused: a member writing for another host, a
+//! certificate joining as another id, a removed host coming back with
+//! what it held; and certificates that renew themselves under a running
+//! cluster.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed unwrap is a failed test
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustnet_ipam::store::{JoinReply, JoinRequest, NodeCert, RemoteError};
+use rustnet_ipam::{Command, CommandResult, HolderKind, IpamError, Proposal, Response};
+use rustnet_proto::{ClusterClient, Payload};
+use tokio::net::TcpListener;
+
+/// A channel to `addr` presenting `cert` (tonic's own TLS client).
+fn channel_as(addr: &str, cert: &NodeCert) -> tonic::transport::Channel {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&cert.ca_pem))
+        .domain_name(rustnet_ipam::store::SERVER_NAME)
+        .identity(identity(cert));
+    Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy()
+}
+
+/// Forwards `command` to the leader at `addr` as the member whose
+/// certificate is `cert`, claiming to be `claimed` (which the leader must
+/// ignore).
+async fn write_as(addr: &str, cert: &NodeCert, command: Command, claimed: u64) -> CommandResult {
+    let proposal = Proposal {
+        by: Some(claimed),
+        ..Proposal::new(rand_id(), command)
+    };
+    let payload = Payload {
+        data: serde_json::to_vec(&proposal).unwrap(),
+    };
+    let reply = ClusterClient::new(channel_as(addr, cert))
+        .write(payload)
+        .await
+        .unwrap();
+    let answer: Result<CommandResult, RemoteError> =
+        serde_json::from_slice(&reply.get_ref().data).unwrap();
+    answer.unwrap()
+}
+
+/// A proposal id of its own for every write (a repeated id is a retry,
+/// answered with the first result).
+fn rand_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+async fn held_by(store: &rustnet_ipam::store::Store, address: IpAddr) -> Option<u64> {
+    store
+        .read(|s| s.holder(address).map(|h| h.host))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_may_change_only_what_its_own_host_holds() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let lead = leader(&nodes).await;
+    let (victim, attacker) = (&nodes[(lead + 1) % 3], &nodes[(lead + 2) % 3]);
+    let address = allocate(&victim.store, "victim".into()).await.unwrap();
+    let cert = attacker.store.cert().unwrap();
+    let victim_id = victim.store.id();
+    let attacks = [
+        Command::ReleaseAddress {
+            host: victim_id,
+            pool_id: POOL.into(),
+            address,
+        },
+        Command::ForgetHost { host: victim_id },
+        Command::ReleasePool {
+            host: victim_id,
+            pool_id: POOL.into(),
+        },
+        // Taking over the victim's identity.
+        Command::AdmitCert {
+            host: victim_id,
+            fingerprint: cert.fingerprint.clone(),
+        },
+    ];
+    for attack in attacks {
+        // Claiming to be the victim changes nothing: the certificate says who.
+        let refused = write_as(&nodes[lead].addr, &cert, attack.clone(), victim_id).await;
+        assert!(
+            matches!(refused, Err(IpamError::NotAuthorized { .. })),
+            "{attack}: {refused:?}"
+        );
+    }
+    assert_eq!(held_by(&nodes[lead].store, address).await, Some(victim_id));
+    assert_eq!(
+        victim.store.cert().map(|c| c.fingerprint),
+        nodes[lead]
+            .store
+            .read(|s| s.cert_of(victim_id).map(str::to_owned))
+            .await
+            .unwrap()
+    );
+    // The same kind of write for its own host goes through.
+    let own = Command::RequestAddress {
+        host: attacker.store.id(),
+        pool_id: POOL.into(),
+        address: None,
+        kind: HolderKind::Static,
+    };
+    let granted = write_as(&nodes[lead].addr, &cert, own, victim_id).await;
+    let Ok(Response::Address { address: mine }) = granted else {
+        panic!("{granted:?}");
+    };
+    assert_eq!(
+        held_by(&nodes[lead].store, mine.addr()).await,
+        Some(attacker.store.id())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enrollment_names_no_identity_and_a_certificate_joins_only_as_its_own() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let token = nodes[0].store.join_token().await.unwrap();
+    let ids: Vec<u64> = nodes.iter().map(|n| n.store.id()).collect();
+
+    // A new host gets a fresh id from the cluster, above every member's.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = root.path().join("newcomer");
+    let seeds = [nodes[1].addr.clone()];
+    rustnet_ipam::store::enroll(&dir, &config(&addr), &seeds, Some(&token))
+        .await
+        .unwrap();
+    let newcomer = start(dir, listener).await;
+    assert!(ids.iter().all(|id| newcomer.store.id() > *id), "{ids:?}");
+
+    // With its certificate it cannot join as a member's id.
+    let cert = newcomer.store.cert().unwrap();
+    let ask = JoinRequest {
+        node_id: ids[2],
+        addr: addr.clone(),
+        cluster: None,
+    };
+    let payload = Payload {
+        data: serde_json::to_vec(&ask).unwrap(),
+    };
+    let reply = ClusterClient::new(channel_as(&nodes[0].addr, &cert))
+        .join(payload)
+        .await
+        .unwrap();
+    let answer: Result<JoinReply, RemoteError> =
+        serde_json::from_slice(&reply.get_ref().data).unwrap();
+    let refusal = answer.unwrap_err().to_string();
+    assert!(refusal.contains("cannot join as node"), "{refusal}");
+    assert_eq!(nodes[0].store.members().len(), 3);
+
+    // As itself it joins.
+    newcomer.store.join(&seeds).await.unwrap();
+    assert!(
+        nodes[0]
+            .store
+            .members()
+            .iter()
+            .any(|m| m.id == newcomer.store.id())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_host_cannot_come_back_with_what_it_held() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let token = nodes[0].store.join_token().await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seeds = [nodes[0].addr.clone()];
+    let fourth = join_fresh(root.path(), "n4", &seeds, Some(&token))
+        .await
+        .unwrap();
+    let removed_id = fourth.store.id();
+    let removed_cert = fourth.store.cert().unwrap();
+    nodes[0].store.remove(removed_id).await.unwrap();
+
+    // Its certificate is refused by every member, at once.
+    for node in &nodes {
+        let results = call_as(
+            &node.addr,
+            &removed_cert.ca_pem,
+            Some(identity(&removed_cert)),
+        )
+        .await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(s) if s.code() == tonic::Code::PermissionDenied)),
+            "{results:?}"
+        );
+    }
+    // The token it held (the one `rustnet status --token` showed) no longer
+    // enrolls: removal rotated it.
+    let rotated = nodes[0].store.join_token().await.unwrap();
+    assert_ne!(rotated, token);
+    let dir = root.path().join("n4-again");
+    let err = rustnet_ipam::store::enroll(&dir, &config(&addr), &seeds, Some(&token))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wrong join token"), "{err}");
+    drop(listener);
+
+    // The cluster goes on.
+    allocate(&nodes[0].store, "after".into()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certificates_renew_themselves_under_a_running_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    // Certificates of 15 s: each member renews when 5 s are left.
+    let lifetime = Duration::from_secs(15);
+    let first = start_lived(root.path(), "n1", lifetime).await;
+    first.store.bootstrap(None).await.unwrap();
+    let token = first.store.join_token().await.unwrap();
+    let mut nodes = vec![first];
+    for name in ["n2", "n3"] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dir = root.path().join(name);
+        let seeds = [nodes[0].addr.clone()];
+        let settings = config_lived(&addr, lifetime);
+        rustnet_ipam::store::enroll(&dir, &settings, &seeds, Some(&token))
+            .await
+            .unwrap();
+        let node = start_with(dir, listener, settings).await;
+        node.store.join(&seeds).await.unwrap();
+        nodes.push(node);
+    }
+    let pool = Command::RequestPool {
+        host: nodes[0].store.id(),
+        pool: Some(POOL.parse().unwrap()),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    nodes[0].store.write(pool).await.unwrap();
+    let before: Vec<NodeCert> = nodes.iter().map(|n| n.store.cert().unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let renewed = nodes
+            .iter()
+            .zip(&before)
+            .all(|(n, old)| n.store.cert().unwrap().fingerprint != old.fingerprint);
+        if renewed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every member renewed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Past the old certificates' lifetime, the cluster still works, and an
+    // old certificate is refused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (i, node) in nodes.iter().enumerate() {
+        allocate(&node.store, format!("renewed-{i}")).await.unwrap();
+    }
+    // The certificate before a renewal stays admitted until the next one;
+    // after that it is refused (or has expired: refused by TLS). An
+    // admitted one would get as far as the malformed payload.
+    let first_renewal = nodes[1].store.cert().unwrap().fingerprint;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes[1].store.cert().unwrap().fingerprint == first_renewal {
+        assert!(Instant::now() < deadline, "no second renewal");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let old = &before[1];
+    let results = call_as(&nodes[0].addr, &old.ca_pem, Some(identity(old))).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(s) if s.code() != tonic::Code::InvalidArgument)),
+        "still admitted: {results:?}"
+    );
+    allocate(&nodes[2].store, "twice-renewed".into())
+        .await
+        .unwrap();
+}
+
+async fn start_lived(root: &std::path::Path, name: &str, lifetime: Duration) -> Node {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    start_with(root.join(name), listener, config_lived(&addr, lifetime)).await
+}
