@@ -241,14 +241,7 @@ async fn certificates_renew_themselves_under_a_running_cluster() {
         node.store.join(&seeds).await.unwrap();
         nodes.push(node);
     }
-    let pool = Command::RequestPool {
-        host: nodes[0].store.id(),
-        pool: Some(POOL.parse().unwrap()),
-        range: None,
-        v6: false,
-        defaults: vec![],
-    };
-    nodes[0].store.write(pool).await.unwrap();
+    create_pool(&nodes[0].store).await;
     let before: Vec<NodeCert> = nodes.iter().map(|n| n.store.cert().unwrap()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

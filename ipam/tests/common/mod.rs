@@ -127,14 +127,7 @@ pub async fn cluster_of_three(root: &std::path::Path) -> Vec<Node> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pool = Command::RequestPool {
-        host: nodes[0].store.id(),
-        pool: Some(POOL.parse().unwrap()),
-        range: None,
-        v6: false,
-        defaults: vec![],
-    };
-    nodes[0].store.write(pool).await.unwrap();
+    create_pool(&nodes[0].store).await;
     nodes
 }
 
@@ -230,4 +223,16 @@ pub async fn call_as(
 
 pub fn identity(cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Identity {
     tonic::transport::Identity::from_pem(&cert.chain_pem, &cert.key_pem)
+}
+
+/// Creates [`POOL`], held by `store`'s host.
+pub async fn create_pool(store: &Store) {
+    let pool = Command::RequestPool {
+        host: store.id(),
+        pool: Some(POOL.parse().unwrap()),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    store.write(pool).await.unwrap();
 }
