@@ -13,6 +13,8 @@
 mod bare;
 pub mod cluster;
 mod host;
+pub mod plot;
+pub mod report;
 mod run;
 pub mod scale;
 mod upstream;

@@ -4,6 +4,9 @@
 //! (no dockerd needed), creates a pool, then times N RequestAddress calls
 //! on one kept-alive connection and prints median and p99.
 //!
+//! The last line, `RESULT {...}`, holds the samples as JSON (for
+//! `bench-report`).
+//!
 //!     cargo build --release -p rustnet && cargo run --release -p rustnet-tests --bin ipam-bench [N]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         pct(990),
         samples[samples.len() - 1]
     );
+    let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    println!("RESULT {}", serde_json::json!({ "samples_ms": ms }));
     Ok(())
 }
 
