@@ -8,6 +8,7 @@ use arbitrary::Arbitrary;
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use rustnet_ipam_core::{
+    ClusterCa,
     Command, Container, DefaultPool, Endpoint, HolderKind, Mac, Mode, Network, Proposal, State,
 };
 
@@ -91,6 +92,16 @@ enum Op {
     AdmitCert {
         host: u8,
         fingerprint: u8,
+        issuer: Option<u8>,
+    },
+    InitCa {
+        ca: u8,
+    },
+    RotateCa {
+        ca: u8,
+    },
+    RetireCa {
+        ca: u8,
     },
     Joined {
         host: u8,
@@ -107,6 +118,15 @@ struct Step {
 
 fn host(h: u8) -> u64 {
     u64::from(h % 5) + 1
+}
+
+/// One of three CAs, told apart by their fingerprint.
+fn ca(c: u8) -> ClusterCa {
+    ClusterCa {
+        cert_pem: format!("cert{}", c % 3),
+        key_pem: String::new(),
+        fingerprint: format!("ca{}", c % 3),
+    }
 }
 
 fn subnet(i: u8) -> IpNet {
@@ -248,9 +268,20 @@ fn command(op: &Op) -> Command {
         Op::AdmitCert {
             host: h,
             fingerprint,
+            issuer,
         } => Command::AdmitCert {
             host: host(h),
             fingerprint: format!("fp{}", fingerprint % 4),
+            issuer: issuer.map(|i| format!("ca{}", i % 3)),
+            not_before: Some(u64::from(fingerprint)),
+        },
+        Op::InitCa { ca: c } => Command::InitCa { ca: ca(c) },
+        Op::RotateCa { ca: c } => Command::RotateCa {
+            ca: ca(c),
+            cross_pem: format!("cross{}", c % 3),
+        },
+        Op::RetireCa { ca: c } => Command::RetireCa {
+            previous: format!("ca{}", c % 3),
         },
         Op::Joined { host: h } => Command::Joined { host: host(h) },
     }

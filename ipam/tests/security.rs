@@ -89,6 +89,8 @@ async fn a_member_may_change_only_what_its_own_host_holds() {
         Command::AdmitCert {
             host: victim_id,
             fingerprint: cert.fingerprint.clone(),
+            issuer: None,
+            not_before: None,
         },
     ];
     for attack in attacks {
@@ -288,4 +290,107 @@ async fn start_lived(root: &std::path::Path, name: &str, lifetime: Duration) -> 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     start_with(root.join(name), listener, config_lived(&addr, lifetime)).await
+}
+
+/// `rustnet cluster rotate-ca` under load: every member renews under the
+/// new CA while allocations keep succeeding through each of them; the CA
+/// before is then retired (a certificate of it is refused although its
+/// fingerprint is still a member's previous one), the old join token (it
+/// pins the old CA) no longer enrolls, and the new one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ca_rotates_under_a_running_cluster() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let stores: Vec<_> = nodes.iter().map(|n| n.store.clone()).collect();
+    let old_token = nodes[0].store.join_token().await.unwrap();
+    let old_certs: Vec<NodeCert> = nodes.iter().map(|n| n.store.cert().unwrap()).collect();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let flowing = tokio::spawn({
+        let (stores, done) = (stores.clone(), done.clone());
+        async move {
+            let (mut asked, mut acked) = (0, Vec::new());
+            for round in 0.. {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                acked.extend(storm(&stores, 4, &format!("rot{round}")).await);
+                asked += 4 * stores.len();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (asked, acked)
+        }
+    });
+    let token = nodes[1].store.rotate_ca().await.unwrap();
+    assert_ne!(
+        token.reveal(),
+        old_token.reveal(),
+        "the token still pins the old CA"
+    );
+    let again = nodes[2].store.rotate_ca().await;
+    assert!(
+        matches!(
+            again,
+            Err(rustnet_ipam::store::StoreError::Rejected(
+                IpamError::CaRotationUnderWay { .. }
+            ))
+        ),
+        "a second rotation during the first: {again:?}"
+    );
+    let new_ca = nodes[0]
+        .store
+        .read(|s| s.ca().cloned())
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let finished = nodes.iter().all(|n| {
+            let cert = n.store.cert().unwrap();
+            n.store.local(|s| s.ca_rotation().is_none()) == Some(true)
+                && cert.issuer == new_ca.fingerprint
+                && cert.ca_pem == new_ca.cert_pem
+        });
+        if finished {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rotation did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    let (asked, acked) = flowing.await.unwrap();
+    assert_eq!(acked.len(), asked, "allocations failed during the rotation");
+    check(&nodes[0].store, &acked).await;
+
+    // The old CA is no longer trusted: a member's certificate from before
+    // (its fingerprint still admitted as the one before its renewal) is
+    // refused by TLS.
+    let old = &old_certs[1];
+    let results = call_as(&nodes[0].addr, &new_ca.cert_pem, Some(identity(old))).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(s) if s.code() != tonic::Code::InvalidArgument)),
+        "a certificate of the retired CA was admitted: {results:?}"
+    );
+    let seeds = [nodes[0].addr.clone()];
+    assert!(
+        join_fresh(root.path(), "n4", &seeds, Some(&old_token))
+            .await
+            .is_err(),
+        "the token from before the rotation enrolled a host"
+    );
+    let newcomer = join_fresh(root.path(), "n5", &seeds, Some(&token))
+        .await
+        .unwrap();
+    allocate(&newcomer.store, "after-rotation".into())
+        .await
+        .unwrap();
+    for node in &nodes {
+        allocate(&node.store, format!("after-{}", node.addr))
+            .await
+            .unwrap();
+    }
 }

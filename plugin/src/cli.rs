@@ -75,6 +75,10 @@ pub(crate) enum ClusterCmd {
     },
     /// Replace the join token: members stay, new hosts need the new token.
     RotateToken(SocketArg),
+    /// Replace the cluster's CA: every member renews its certificate under
+    /// the new one within seconds, without downtime; prints the new join
+    /// token (it pins the new CA).
+    RotateCa(SocketArg),
 }
 
 /// Where the host service listens.
@@ -144,6 +148,16 @@ pub(crate) async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Remove { node, socket } => (socket, node),
         ClusterCmd::RotateToken(socket) => {
             println!("{}", token(&socket, "/Rustnet.RotateToken").await?);
+            return Ok(());
+        }
+        ClusterCmd::RotateCa(socket) => {
+            let token = token(&socket, "/Rustnet.RotateCa").await?;
+            eprintln!(
+                "the cluster's CA is being replaced: members renew their certificates within \
+                 seconds (`rustnet status` shows the rotation until it is done); new hosts \
+                 join with this token:"
+            );
+            println!("{token}");
             return Ok(());
         }
     };

@@ -26,6 +26,7 @@ pub(crate) fn render(status: &Value) -> String {
         short(&status["tls"]["ca"]),
         short(&status["tls"]["certificate"])
     ));
+    out.push_str(&rotation_text(&status["tls"]["ca_rotation"]));
     out.push_str(&members_text(status));
     out.push_str(&errors_text(status, unix_now()));
     for a in status["allocations"]
@@ -196,6 +197,30 @@ fn ports_text(endpoint: &Value) -> String {
     }
 }
 
+/// A CA rotation under way, if any: who has yet to renew.
+fn rotation_text(rotation: &Value) -> String {
+    if !rotation.is_object() {
+        return String::new();
+    }
+    let waiting: Vec<String> = rotation["waiting_for"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let from = rotation["from"].as_str().unwrap_or("?");
+    format!(
+        "CA rotation from {}: {}\n",
+        &from[..from.len().min(16)],
+        if waiting.is_empty() {
+            "every member renewed; the CA before is retired in a few seconds".to_owned()
+        } else {
+            format!("waiting for host(s) {} to renew", waiting.join(", "))
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -239,6 +264,19 @@ mod tests {
             "last errors:\n  5 s ago (3 times) reconcile: boom\n  1 s ago request /NetworkDriver.Join: no such endpoint\n"
         );
         assert_eq!(errors_text(&json!({}), 100), "last errors: none\n");
+    }
+
+    #[test]
+    fn render_shows_a_ca_rotation_under_way() {
+        let status = json!({
+            "tls": {"ca": "bb", "ca_rotation": {"from": "aaaaaaaaaaaaaaaaaaaaaa", "waiting_for": [2, 3]}},
+        });
+        let text = render(&status);
+        assert!(
+            text.contains("CA rotation from aaaaaaaaaaaaaaaa: waiting for host(s) 2, 3 to renew"),
+            "{text}"
+        );
+        assert!(!render(&json!({"tls": {"ca": "bb"}})).contains("CA rotation"));
     }
 
     #[test]

@@ -262,10 +262,16 @@ impl Service {
     pub(crate) async fn status(&self) -> Result<Value, ApiError> {
         let store = self.store().await?;
         let host = store.id();
-        let (mut status, ca) = store
+        let (mut status, ca, rotation) = store
             .read(|state| {
                 let ca = state.ca().map(|ca| ca.fingerprint.clone());
-                (crate::status::view(state, host), ca)
+                let rotation = state.ca_rotation().map(|r| {
+                    serde_json::json!({
+                        "from": r.previous_fingerprint,
+                        "waiting_for": r.pending,
+                    })
+                });
+                (crate::status::view(state, host), ca, rotation)
             })
             .await?;
         status["cluster"] = serde_json::to_value(store.cluster_view()).unwrap_or_default();
@@ -279,6 +285,7 @@ impl Service {
         status["tls"] = serde_json::json!({
             "ca": ca,
             "certificate": store.cert().map(|c| c.fingerprint),
+            "ca_rotation": rotation,
         });
         status["errors"] = serde_json::to_value(self.recent.list()).unwrap_or_default();
         Ok(status)

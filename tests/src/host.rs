@@ -620,7 +620,10 @@ impl Place {
 pub(crate) fn remove_place(netns: &str, veth: &str, underlay: &str, dir: &Path) {
     let _ = Command::new("ip").args(["netns", "del", netns]).status();
     let _ = Command::new("ip").args(["link", "del", veth]).status();
-    let _ = std::fs::remove_dir_all(dir);
+    // RUSTNET_E2E_KEEP=1 keeps each host's directory (its logs) for a look.
+    if std::env::var_os("RUSTNET_E2E_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let hosts = run(Command::new("ip").args(["-o", "link", "show", "master", underlay]))
         .unwrap_or_default();
     if hosts.trim().is_empty() {

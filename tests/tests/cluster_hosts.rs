@@ -293,6 +293,46 @@ fn a_cluster_of_simulated_hosts() {
             );
         },
     );
+    cases.run(
+        "rotate-ca: every member renews under the new CA, without downtime",
+        || {
+            let old_ca = h1.status()["tls"]["ca"].clone();
+            let socket = h3.socket();
+            let new = docker_ok(
+                run(h3.cmd(&rustnet_bin().display().to_string()).args([
+                    "cluster",
+                    "rotate-ca",
+                    "--socket",
+                    &socket,
+                ])),
+                "rotate-ca",
+            );
+            assert_eq!(
+                h1.join_token(),
+                new,
+                "rotate-ca printed the cluster's token"
+            );
+            let new_ca = h1.status()["tls"]["ca"].clone();
+            assert_ne!(new_ca, old_ca, "the CA did not change");
+            let mut round = 0;
+            wait_until("the rotation to finish on every host", 60, || {
+                // Allocations keep working through every host meanwhile.
+                for host in [&h1, &h2, &h3] {
+                    let out = client(host, &["storm", POOL, "1", &format!("rot{round}")])
+                        .unwrap_or_else(|e| panic!("allocating during the rotation: {e}"));
+                    assert!(
+                        out.starts_with("ok ") && !out.contains("err "),
+                        "an allocation failed during the rotation: {out}"
+                    );
+                }
+                round += 1;
+                [&h1, &h2, &h3].iter().all(|h| {
+                    let tls = &h.status()["tls"];
+                    tls["ca"] == new_ca && tls["ca_rotation"].is_null()
+                })
+            });
+        },
+    );
     let token = h1.join_token();
     assert_ne!(token, rotated, "rotate-token did not rotate");
     let joining = [

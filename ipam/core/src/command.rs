@@ -142,7 +142,26 @@ pub enum Command {
     /// Admits a member's certificate (by fingerprint) for peer RPCs; a
     /// host has one at a time. Replacing it is the host's own business
     /// (renewal); anyone else may only give a freshly enrolled id its first.
-    AdmitCert { host: HostId, fingerprint: String },
+    AdmitCert {
+        host: HostId,
+        fingerprint: String,
+        /// The fingerprint of the CA that issued it (none from members
+        /// from before CA rotation).
+        #[serde(default)]
+        issuer: Option<String>,
+        /// When it became valid (unix seconds): a certificate of the same
+        /// host valid from later is newer, and admitted by a replica that
+        /// has yet to learn of it.
+        #[serde(default)]
+        not_before: Option<u64>,
+    },
+    /// Replaces the cluster's CA by `ca` (`rustnet cluster rotate-ca`);
+    /// `cross_pem` is `ca`'s certificate signed by the CA before. Refused
+    /// while a rotation is under way.
+    RotateCa { ca: ClusterCa, cross_pem: String },
+    /// Stops trusting the CA `previous` once every member renewed under
+    /// the new one (written by the leader a little after).
+    RetireCa { previous: String },
     /// Hands out a fresh host id to a host enrolling at `at` (unix seconds,
     /// the enrolling member's clock): the cluster, not the caller, names it.
     AssignHostId { at: u64 },
@@ -181,6 +200,8 @@ impl Command {
             Self::RotateJoinToken { .. } => "rotate-join-token",
             Self::InitCa { .. } => "init-ca",
             Self::AdmitCert { .. } => "admit-cert",
+            Self::RotateCa { .. } => "rotate-ca",
+            Self::RetireCa { .. } => "retire-ca",
             Self::AssignHostId { .. } => "assign-host-id",
             Self::Joined { .. } => "joined",
             Self::NameOverlay { .. } => "name-overlay",
@@ -214,6 +235,8 @@ impl Command {
             | Self::InitJoinToken { .. }
             | Self::RotateJoinToken { .. }
             | Self::InitCa { .. }
+            | Self::RotateCa { .. }
+            | Self::RetireCa { .. }
             | Self::NameOverlay { .. } => None,
         }
     }
@@ -261,9 +284,13 @@ impl fmt::Display for Command {
             Self::InitJoinToken { .. } => write!(f, "init-join-token"),
             Self::RotateJoinToken { .. } => write!(f, "rotate-join-token"),
             Self::InitCa { ca } => write!(f, "init-ca {}", ca.fingerprint),
-            Self::AdmitCert { host, fingerprint } => {
+            Self::AdmitCert {
+                host, fingerprint, ..
+            } => {
                 write!(f, "admit-cert {fingerprint} of host {host}")
             }
+            Self::RotateCa { ca, .. } => write!(f, "rotate-ca to {}", ca.fingerprint),
+            Self::RetireCa { previous } => write!(f, "retire-ca {previous}"),
             Self::AssignHostId { at } => write!(f, "assign-host-id at {at}"),
             Self::Joined { host } => write!(f, "joined {host}"),
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),

@@ -64,6 +64,12 @@ pub enum IpamError {
     NotAuthorized { by: String, command: String },
     #[error("certificate {fingerprint} is already {host}'s")]
     CertInUse { fingerprint: String, host: String },
+    #[error(
+        "a CA rotation is under way: {pending} member(s) still hold a certificate of the CA before (rustnet status shows which; remove members that are gone for good)"
+    )]
+    CaRotationUnderWay { pending: usize },
+    #[error("the cluster has no CA to rotate")]
+    NoCa,
     #[error("{pending} enrollments are waiting for their hosts to join; try again later")]
     TooManyEnrollments { pending: usize },
     #[error("address {address} is held by {holder}, not by {host}")]

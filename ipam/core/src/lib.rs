@@ -30,7 +30,9 @@ mod token;
 pub use command::{Command, CommandResult, DefaultPool, HolderKind, Proposal, Response};
 pub use error::IpamError;
 pub use mac::{Mac, MacError};
-pub use members::{Admission, ENROLLMENT_WINDOW_SECS, Enrollments, MAX_PENDING_ENROLLMENTS};
+pub use members::{
+    Admission, CaRotation, ENROLLMENT_WINDOW_SECS, Enrollments, MAX_PENDING_ENROLLMENTS, PeerCert,
+};
 pub use network::{
     Container, Endpoint, FIRST_VNI, MAX_VNI, Mode, Network, NetworkError, Overlay, PortBinding,
     Proto, Tables,

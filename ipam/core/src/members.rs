@@ -8,6 +8,9 @@
 //!                  ─► AdmitCert{id}: the first certificate of that id
 //!   Join           ─► Joined{id}: no longer pending
 //!   remove/leave   ─► ForgetHost{id}: its certificate is gone for good
+//!   rotate-ca      ─► RotateCa{new CA}: every member renews under it
+//!                     (AdmitCert{issuer: new}); the CA before stays
+//!                     trusted until the last has, then RetireCa
 //!   forwarded write: State::authorize(by, command) before apply
 //! ```
 //!
@@ -15,7 +18,7 @@
 //! enrolling member read, and who asks whether a certificate is admitted
 //! says what time it is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +39,34 @@ pub struct Enrollments {
     next_id: HostId,
     /// Hosts enrolled and not yet joined: when they enrolled (unix seconds).
     pending: BTreeMap<HostId, u64>,
+}
+
+/// A rotation of the cluster's CA under way: the CA before stays trusted
+/// until every member holds a certificate of the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRotation {
+    /// The certificate of the CA before (its key is not kept).
+    pub previous_pem: String,
+    /// SHA-256 of it, hex.
+    pub previous_fingerprint: String,
+    /// The new CA's certificate signed by the CA before: renewed members
+    /// present it, so that a member still trusting only the CA before (one
+    /// that has not yet applied the rotation) admits them.
+    pub cross_pem: String,
+    /// Members whose certificate is still of the CA before.
+    pub pending: BTreeSet<HostId>,
+}
+
+/// What a peer's certificate says, as TLS received it (its chain to a
+/// cluster CA already checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+    /// The member it names, if it names one.
+    pub host: Option<HostId>,
+    /// Valid from (unix seconds), if it says.
+    pub not_before: Option<u64>,
 }
 
 /// Whether a peer's certificate lets it in, and as whom.

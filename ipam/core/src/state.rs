@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{overlaps, usable};
-use crate::members::{Admission, Enrollments};
+use crate::members::{Admission, CaRotation, Enrollments, PeerCert};
 use crate::network::Tables;
 use crate::pool::{HostNames, host_name};
 use crate::{ClusterCa, JoinToken};
@@ -48,6 +48,12 @@ pub struct State {
     /// new one a little after admitting it, once every replica knows it.
     #[serde(default)]
     previous_certs: BTreeMap<HostId, String>,
+    /// A rotation of the CA under way, or finished and not yet retired.
+    #[serde(default)]
+    ca_rotation: Option<CaRotation>,
+    /// When each member's certificate became valid (unix seconds).
+    #[serde(default)]
+    cert_times: BTreeMap<HostId, u64>,
 }
 
 /// How many proposal results are remembered for retries.
@@ -80,6 +86,7 @@ impl State {
     }
 
     /// Applies one command. A refused command changes nothing.
+    #[allow(clippy::too_many_lines)] // one arm per command: the dispatch table
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         match command {
             Command::RequestPool {
@@ -121,7 +128,20 @@ impl State {
                 self.ca.get_or_insert_with(|| ca.clone());
                 Ok(Response::Done)
             }
-            Command::AdmitCert { host, fingerprint } => self.admit_cert(*host, fingerprint),
+            Command::AdmitCert {
+                host,
+                fingerprint,
+                issuer,
+                not_before,
+            } => {
+                let admitted = self.admit_cert(*host, fingerprint, issuer.as_deref())?;
+                if let Some(at) = not_before {
+                    self.cert_times.insert(*host, *at);
+                }
+                Ok(admitted)
+            }
+            Command::RotateCa { ca, cross_pem } => self.rotate_ca(ca, cross_pem),
+            Command::RetireCa { previous } => self.retire_ca(previous),
             Command::AssignHostId { at } => self.assign_host_id(*at),
             Command::Joined { host } => {
                 self.enrollments.settle(*host);
@@ -243,6 +263,28 @@ impl State {
         }
     }
 
+    /// Whether a peer presenting `cert` at `now` is admitted, and as whom:
+    /// as [`State::admission`] says, or as the member the certificate
+    /// names when it is newer than the one this replica knows for that
+    /// member (a replica catching up, which has yet to apply the
+    /// renewal). A member's certificate from before its latest known one
+    /// is never admitted this way.
+    pub fn admission_of(&self, cert: &PeerCert, now: u64) -> Admission {
+        let by_fingerprint = self.admission(&cert.fingerprint, now);
+        if by_fingerprint != Admission::Refused {
+            return by_fingerprint;
+        }
+        let (Some(host), Some(not_before)) = (cert.host, cert.not_before) else {
+            return Admission::Refused;
+        };
+        match self.cert_times.get(&host) {
+            Some(known) if not_before > *known && self.enrollments.in_window(host, now) => {
+                Admission::Member(host)
+            }
+            _ => Admission::Refused,
+        }
+    }
+
     /// Whether `host` has enrolled and not yet joined.
     pub fn is_pending(&self, host: HostId) -> bool {
         self.enrollments.is_pending(host)
@@ -278,7 +320,12 @@ impl State {
 
     /// Binds the certificate `fingerprint` to `host` (replacing the one it
     /// had); a certificate is never bound to two hosts.
-    fn admit_cert(&mut self, host: HostId, fingerprint: &str) -> CommandResult {
+    fn admit_cert(
+        &mut self,
+        host: HostId,
+        fingerprint: &str,
+        issuer: Option<&str>,
+    ) -> CommandResult {
         if let Some((other, _)) = self
             .certs
             .iter()
@@ -294,7 +341,78 @@ impl State {
         {
             self.previous_certs.insert(host, old);
         }
+        let current = self.ca.as_ref().map(|ca| ca.fingerprint.as_str());
+        if let Some(rotation) = &mut self.ca_rotation
+            && issuer.is_some()
+            && issuer == current
+        {
+            rotation.pending.remove(&host);
+        }
         Ok(Response::Done)
+    }
+
+    /// Makes `ca` the cluster's CA; the one before stays trusted, and
+    /// `cross_pem` (`ca` signed by it) presented, until every member that
+    /// holds a certificate now has renewed under `ca`.
+    fn rotate_ca(&mut self, ca: &ClusterCa, cross_pem: &str) -> CommandResult {
+        if let Some(rotation) = self.ca_rotation.as_ref().filter(|r| !r.pending.is_empty()) {
+            return Err(IpamError::CaRotationUnderWay {
+                pending: rotation.pending.len(),
+            });
+        }
+        let Some(previous) = self.ca.take() else {
+            return Err(IpamError::NoCa);
+        };
+        self.ca = Some(ca.clone());
+        self.ca_rotation = Some(CaRotation {
+            previous_pem: previous.cert_pem,
+            previous_fingerprint: previous.fingerprint,
+            cross_pem: cross_pem.to_owned(),
+            pending: self.certs.keys().copied().collect(),
+        });
+        Ok(Response::Done)
+    }
+
+    /// Stops trusting the CA `previous` of a finished rotation.
+    fn retire_ca(&mut self, previous: &str) -> CommandResult {
+        match &self.ca_rotation {
+            Some(r) if r.previous_fingerprint == previous && !r.pending.is_empty() => {
+                Err(IpamError::CaRotationUnderWay {
+                    pending: r.pending.len(),
+                })
+            }
+            Some(r) if r.previous_fingerprint == previous => {
+                self.ca_rotation = None;
+                Ok(Response::Done)
+            }
+            // Retired already, or another rotation since: nothing to do.
+            _ => Ok(Response::Done),
+        }
+    }
+
+    /// The rotation of the CA under way (or finished, not yet retired).
+    pub fn ca_rotation(&self) -> Option<&CaRotation> {
+        self.ca_rotation.as_ref()
+    }
+
+    /// The CA certificates a member trusts, as PEM: the cluster's CA, and
+    /// during a rotation the one before.
+    pub fn trusted_cas(&self) -> Option<String> {
+        let ca = self.ca.as_ref()?;
+        Some(match &self.ca_rotation {
+            Some(r) => format!("{}{}", ca.cert_pem, r.previous_pem),
+            None => ca.cert_pem.clone(),
+        })
+    }
+
+    /// A host's certificate is gone: it no longer holds up a rotation.
+    fn drop_cert(&mut self, host: HostId) {
+        self.certs.remove(&host);
+        self.cert_times.remove(&host);
+        self.previous_certs.remove(&host);
+        if let Some(rotation) = &mut self.ca_rotation {
+            rotation.pending.remove(&host);
+        }
     }
 
     /// A fresh id for an enrolling host; enrollments past their window go
@@ -309,7 +427,7 @@ impl State {
         let known: Vec<HostId> = known.collect();
         let (id, expired) = self.enrollments.assign(at, known.into_iter());
         for host in expired {
-            self.certs.remove(&host);
+            self.drop_cert(host);
         }
         match id {
             Some(id) => Ok(Response::Host { id }),
@@ -376,8 +494,7 @@ impl State {
     fn forget(&mut self, host: HostId) {
         self.hosts.remove(&host);
         self.vteps.remove(&host);
-        self.certs.remove(&host);
-        self.previous_certs.remove(&host);
+        self.drop_cert(host);
         self.enrollments.settle(host);
         self.tables.forget(host);
         for pool in self.pools.values_mut() {

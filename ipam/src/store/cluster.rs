@@ -19,9 +19,13 @@ use serde::{Deserialize, Serialize};
 use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID};
 use super::error::{PeerError, Refusal, RemoteError, StoreError, TlsError};
 use super::network::{decode, encode, request};
-use super::tls::NodeCert;
+use super::tls::{NodeCert, Trust};
 use super::{Store, StoreConfig};
 use crate::{Command, HostId, JoinToken, check_join_token, pinned, split_token};
+
+/// How long a member renewing under a rotated CA waits before presenting
+/// its new certificate: every replica learns it meanwhile.
+const RENEWAL_GRACE_ON_ROTATION: Duration = Duration::from_secs(3);
 
 /// A node asking to join.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,11 +156,17 @@ impl Store {
     /// Issues this member a new certificate from `ca`, admits it (which
     /// revokes the one before) and uses it from now on.
     async fn issue_own(&self, ca: &crate::ClusterCa) -> Result<(), StoreError> {
-        let cert = super::tls::issue(ca, self.id, self.config.cert_lifetime)
+        let trust = self
+            .read(Trust::of)
+            .await?
+            .ok_or(StoreError::Missing("CA"))?;
+        let cert = super::tls::issue(ca, &trust, self.id, self.config.cert_lifetime)
             .map_err(StoreError::Certificate)?;
         let admit = Command::AdmitCert {
             host: self.id,
             fingerprint: cert.fingerprint.clone(),
+            issuer: Some(cert.issuer.clone()),
+            not_before: Some(cert.not_before),
         };
         self.write(admit).await?;
         self.set_cert(cert)
@@ -164,23 +174,43 @@ impl Store {
 
     /// Renews this member's certificate when less than a third of its
     /// lifetime is left (or it has none: a certificate from before
-    /// lifetimes never expired).
+    /// lifetimes never expired), or when the cluster's CA is being
+    /// rotated and it is of the CA before; otherwise keeps what it trusts
+    /// and presents with it in step with the replicated state.
     pub(crate) async fn renew_if_due(&self) -> Result<(), StoreError> {
         let Some(cert) = self.cert() else {
             return Ok(());
         };
-        let left = cert.not_after.saturating_sub(super::node::unix_now());
-        if cert.not_after != 0 && left > self.config.cert_lifetime.as_secs() / 3 {
-            return Ok(());
-        }
-        let Some(ca) = self.local(|s| s.ca().cloned()).flatten() else {
+        let Some((ca, trust, rotating_from)) = self
+            .local(|s| {
+                let from = s.ca_rotation().map(|r| r.previous_fingerprint.clone());
+                Some((s.ca().cloned()?, Trust::of(s)?, from))
+            })
+            .flatten()
+        else {
             return Ok(());
         };
-        let renewed = super::tls::issue(&ca, self.id, self.config.cert_lifetime)
+        // A certificate from before CA rotation names no issuer.
+        let legacy = cert.issuer.is_empty();
+        let current = cert.issuer == ca.fingerprint || (legacy && rotating_from.is_none());
+        let rotated = !current && (legacy || rotating_from.as_ref() == Some(&cert.issuer));
+        if !current && !rotated {
+            // This replica has yet to learn of the CA that issued this
+            // member's certificate (it is catching up): nothing to do yet.
+            return Ok(());
+        }
+        let left = cert.not_after.saturating_sub(super::node::unix_now());
+        let aged = cert.not_after == 0 || left <= self.config.cert_lifetime.as_secs() / 3;
+        if !aged && !rotated {
+            return self.keep_trust(cert, &trust);
+        }
+        let renewed = super::tls::issue(&ca, &trust, self.id, self.config.cert_lifetime)
             .map_err(StoreError::Certificate)?;
         self.write(Command::AdmitCert {
             host: self.id,
             fingerprint: renewed.fingerprint.clone(),
+            issuer: Some(renewed.issuer.clone()),
+            not_before: Some(renewed.not_before),
         })
         .await?;
         // Kept at once (a restart uses it), presented a little later: the
@@ -188,10 +218,77 @@ impl Store {
         self.db
             .put_meta(super::db::KEY_CERT, &renewed)
             .map_err(StoreError::storage("keep this member's certificate"))?;
-        let grace = Duration::from_secs((left / 3).clamp(1, 30));
+        let grace = if rotated {
+            RENEWAL_GRACE_ON_ROTATION
+        } else {
+            Duration::from_secs((left / 3).clamp(1, 30))
+        };
         tokio::time::sleep(grace).await;
         tracing::info!(cert = %renewed.fingerprint, "certificate renewed");
         self.set_cert(renewed)
+    }
+
+    /// Trusts and presents what the state says (the CAs of a rotation
+    /// while it lasts, the cluster's CA alone after), with the same
+    /// certificate.
+    fn keep_trust(&self, cert: NodeCert, trust: &Trust) -> Result<(), StoreError> {
+        let chain_pem = format!("{}\n{}", cert.leaf_pem(), trust.chain_tail_pem);
+        if cert.issuer.is_empty() || (cert.ca_pem == trust.roots_pem && cert.chain_pem == chain_pem)
+        {
+            return Ok(());
+        }
+        tracing::info!("trusting the cluster's CAs as they are now");
+        self.set_cert(NodeCert {
+            ca_pem: trust.roots_pem.clone(),
+            chain_pem,
+            ..cert
+        })
+    }
+
+    /// Replaces the cluster's CA (`rustnet cluster rotate-ca`): members
+    /// renew their certificates under the new one within seconds, and the
+    /// old one is trusted until the last has. The join token's CA pin
+    /// changes with it: the new token is returned.
+    pub async fn rotate_ca(&self) -> Result<JoinToken, StoreError> {
+        let previous = self
+            .read(|s| s.ca().cloned())
+            .await?
+            .ok_or(StoreError::Missing("CA"))?;
+        let next = super::tls::new_ca().map_err(StoreError::Certificate)?;
+        let cross_pem =
+            super::tls::cross_sign(&previous, &next).map_err(StoreError::Certificate)?;
+        tracing::info!(from = %previous.fingerprint, to = %next.fingerprint, "rotating the cluster's CA");
+        self.write(Command::RotateCa {
+            ca: next,
+            cross_pem,
+        })
+        .await?;
+        self.join_token().await
+    }
+
+    /// On the leader: retires the CA before a rotation once every member
+    /// has renewed and `since` (when it was first seen so) is long enough
+    /// ago for the last to present its new certificate.
+    async fn retire_ca_if_done(&self, since: &mut Option<tokio::time::Instant>) {
+        let finished = self
+            .local(|s| {
+                s.ca_rotation()
+                    .filter(|r| r.pending.is_empty())
+                    .map(|r| r.previous_fingerprint.clone())
+            })
+            .flatten();
+        let Some(previous) = finished.filter(|_| self.cluster_view().state == "leader") else {
+            *since = None;
+            return;
+        };
+        let seen = *since.get_or_insert_with(tokio::time::Instant::now);
+        if seen.elapsed() < RENEWAL_GRACE_ON_ROTATION * 3 {
+            return;
+        }
+        match self.write(Command::RetireCa { previous }).await {
+            Ok(_) => tracing::info!("CA rotation finished: the CA before is no longer trusted"),
+            Err(e) => tracing::warn!(error = %e, "retiring the CA before"),
+        }
     }
 
     /// Gives the cluster a join token if it has none (a new cluster, or one
@@ -250,11 +347,17 @@ impl Store {
             crate::Response::Host { id } => id,
             other => return Err(StoreError::Unexpected(other).into()),
         };
-        let cert = super::tls::issue(&ca, id, self.config.cert_lifetime)
+        let trust = self
+            .read(Trust::of)
+            .await?
+            .ok_or(StoreError::Missing("CA"))?;
+        let cert = super::tls::issue(&ca, &trust, id, self.config.cert_lifetime)
             .map_err(StoreError::Certificate)?;
         let admit = Command::AdmitCert {
             host: id,
             fingerprint: cert.fingerprint.clone(),
+            issuer: Some(cert.issuer.clone()),
+            not_before: Some(cert.not_before),
         };
         self.write(admit).await?;
         tracing::info!(node = id, addr = %ask.addr, cert = %cert.fingerprint, "enrolled a new host");
@@ -297,11 +400,8 @@ impl Store {
     /// Refuses to join a cluster of another CA (this state dir belongs to
     /// another cluster); seeds that do not answer prove nothing.
     async fn check_same_ca(&self, seeds: &[String], cert: &NodeCert) -> Result<(), StoreError> {
-        let ours = pem::parse(&cert.ca_pem)
-            .map(|p| super::tls::fingerprint(p.contents()))
-            .map_err(|e| StoreError::Certificate(e.into()))?;
         for seed in seeds {
-            if let Err(TlsError::Pinned(_)) = super::tls::fetch_ca(seed, Some(&ours)).await {
+            if let Ok(false) = super::tls::chains_to(seed, &cert.ca_pem).await {
                 return Err(StoreError::Refused {
                     action: "join",
                     by: seed.clone(),
@@ -720,6 +820,7 @@ async fn send_enroll(
 /// expires (checked every few seconds).
 async fn keep_cert_fresh(store: Store) {
     let metrics = store.raft.metrics();
+    let mut rotation_done = None;
     loop {
         if metrics.borrow_watched().state == ServerState::Shutdown {
             return;
@@ -727,6 +828,7 @@ async fn keep_cert_fresh(store: Store) {
         if let Err(e) = store.renew_if_due().await {
             tracing::warn!(error = %e, "renewing this member's certificate");
         }
+        store.retire_ca_if_done(&mut rotation_done).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -137,9 +137,10 @@ impl Store {
         let replica = state_machine.clone();
         let peers = Peers::new(
             cert_rx,
-            Arc::new(move |fingerprint: &str| {
+            Arc::new(move |der: &[u8]| {
+                let peer = super::tls::peer_cert(der);
                 replica.state().is_ok_and(|applied| {
-                    applied.state.admission(fingerprint, unix_now()) != Admission::Refused
+                    applied.state.admission_of(&peer, unix_now()) != Admission::Refused
                 })
             }),
         );
@@ -213,11 +214,11 @@ impl Store {
             .map(|applied| f(&applied.state))
     }
 
-    /// Whether a peer presenting the certificate with `fingerprint` is
-    /// admitted now, and as whom (this replica's view, without asking the
-    /// leader: who may call an RPC must not wait on the cluster).
-    pub fn admission(&self, fingerprint: &str) -> Admission {
-        self.local(|s| s.admission(fingerprint, unix_now()))
+    /// Whether a peer presenting `peer` is admitted now, and as whom (this
+    /// replica's view, without asking the leader: who may call an RPC must
+    /// not wait on the cluster).
+    pub fn admission(&self, peer: &crate::PeerCert) -> Admission {
+        self.local(|s| s.admission_of(peer, unix_now()))
             .unwrap_or(Admission::Refused)
     }
 

@@ -30,8 +30,8 @@ use tokio_rustls::server::TlsStream;
 use super::error::TlsError;
 use super::tls::{NodeCert, SERVER_NAME, fingerprint};
 
-/// Tells whether a certificate fingerprint is a current member's.
-pub(crate) type MemberCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// Tells whether a certificate (DER) is a current member's.
+pub(crate) type MemberCheck = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,12 +42,19 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(cert: &NodeCert) -> Result<RootCertStore, TlsError> {
+fn roots(roots_pem: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(cert.ca_pem.as_bytes()) {
+    for ca in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
         roots.add(ca.map_err(|e| TlsError::Decode(e.to_string()))?)?;
     }
     Ok(roots)
+}
+
+/// Checks that a server's chain leads to one of the CAs in `roots_pem`.
+pub(crate) fn server_verifier(roots_pem: &str) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots(roots_pem)?), provider())
+        .build()
+        .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))
 }
 
 fn identity(
@@ -68,10 +75,7 @@ pub(crate) fn client_config(
     check: MemberCheck,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
-    let inner =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(cert)?), provider.clone())
-            .build()
-            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+    let inner = server_verifier(&cert.ca_pem)?;
     let (chain, key) = identity(cert)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -86,11 +90,13 @@ pub(crate) fn client_config(
 /// the CA are checked by TLS when given (Enroll comes without one).
 pub(crate) fn server_config(cert: &NodeCert) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = provider();
-    let clients =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(cert)?), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+    let clients = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(&cert.ca_pem)?),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
     let (chain, key) = identity(cert)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -140,7 +146,7 @@ async fn accept_loop(
     tx: mpsc::Sender<TlsStream<TcpStream>>,
 ) {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
-    let mut current: Option<(String, Arc<rustls::ServerConfig>)> = None;
+    let mut current: Option<(NodeCert, Arc<rustls::ServerConfig>)> = None;
     loop {
         // The server stopped (dropped its end): so does the listener.
         let accepted = tokio::select! {
@@ -182,20 +188,20 @@ async fn accept_loop(
 }
 
 /// The server configuration for the member's current certificate, built
-/// again only when the certificate changed.
+/// again only when the certificate, or the CAs it trusts, changed.
 fn config_for(
     cert: &watch::Receiver<Option<NodeCert>>,
-    current: &mut Option<(String, Arc<rustls::ServerConfig>)>,
+    current: &mut Option<(NodeCert, Arc<rustls::ServerConfig>)>,
 ) -> Option<Arc<rustls::ServerConfig>> {
     let cert = cert.borrow().clone()?;
-    if let Some((fp, config)) = current.as_ref()
-        && *fp == cert.fingerprint
+    if let Some((built_for, config)) = current.as_ref()
+        && *built_for == cert
     {
         return Some(config.clone());
     }
     match server_config(&cert) {
         Ok(config) => {
-            *current = Some((cert.fingerprint.clone(), config.clone()));
+            *current = Some((cert, config.clone()));
             Some(config)
         }
         Err(e) => {
@@ -235,10 +241,10 @@ impl ServerCertVerifier for MemberVerifier {
             ocsp_response,
             now,
         )?;
-        let fingerprint = fingerprint(end_entity);
-        if (self.check)(&fingerprint) {
+        if (self.check)(end_entity) {
             Ok(verified)
         } else {
+            let fingerprint = fingerprint(end_entity);
             Err(rustls::Error::General(format!(
                 "the peer's certificate {fingerprint} is not a current member's"
             )))
@@ -278,8 +284,12 @@ mod tests {
     async fn a_member_dials_only_a_current_members_certificate() {
         let ca = super::super::tls::new_ca().unwrap();
         let day = Duration::from_secs(86400);
-        let ours = super::super::tls::issue(&ca, 1, day).unwrap();
-        let theirs = super::super::tls::issue(&ca, 2, day).unwrap();
+        let trust = super::super::tls::Trust {
+            roots_pem: ca.cert_pem.clone(),
+            chain_tail_pem: ca.cert_pem.clone(),
+        };
+        let ours = super::super::tls::issue(&ca, &trust, 1, day).unwrap();
+        let theirs = super::super::tls::issue(&ca, &trust, 2, day).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (_tx, cert) = watch::channel(Some(theirs.clone()));
@@ -292,7 +302,7 @@ mod tests {
             }
         });
         let member = theirs.fingerprint.clone();
-        let admitted: MemberCheck = Arc::new(move |fp| fp == member);
+        let admitted: MemberCheck = Arc::new(move |der: &[u8]| fingerprint(der) == member);
         let refused: MemberCheck = Arc::new(|_| false);
         let timeout = Duration::from_secs(2);
         dial(&addr, client_config(&ours, admitted).unwrap(), timeout)

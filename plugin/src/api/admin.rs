@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<Arc<Service>> {
         .route("/Rustnet.Remove", post(remove_node))
         .route("/Rustnet.Token", post(join_token))
         .route("/Rustnet.RotateToken", post(rotate_join_token))
+        .route("/Rustnet.RotateCa", post(rotate_ca))
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +52,13 @@ async fn join_token(State(service): State<Arc<Service>>) -> Result<Json<Value>, 
 async fn rotate_join_token(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
     let token = service.store().await?.rotate_join_token().await?;
     tracing::info!("join token rotated");
+    Ok(Json(json!({ "Token": token.reveal() })))
+}
+
+/// `rustnet cluster rotate-ca`: a new cluster CA; members renew under it
+/// within seconds. The join token's CA pin changes: the new token.
+async fn rotate_ca(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+    let token = service.store().await?.rotate_ca().await?;
     Ok(Json(json!({ "Token": token.reveal() })))
 }
 

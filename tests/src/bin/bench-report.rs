@@ -276,20 +276,20 @@ fn cluster_section(
         }
         table.row(row);
     }
+    s.push_str(&table.render());
     let failover = |runs: &ClusterRuns| Spread::of(&runs.failover_ms);
-    let mut row = vec![
-        "failover: leader shut down -> first allocation (ms)".to_owned(),
-        show(failover(&now), ""),
-    ];
+    let mut header = vec!["in-process failover", "this build (ms)"];
     if baseline.is_some() {
-        row.extend([
-            String::new(),
-            String::new(),
-            String::new(),
-            show(failover(&before), ""),
-        ]);
+        header.extend(["baseline (ms)", "ratio"]);
     }
-    table.row(row);
+    let mut table = Table::new(&header);
+    table.row(vec![
+        "leader shut down -> first allocation through a survivor".to_owned(),
+        show(failover(&now), ""),
+        show(failover(&before), ""),
+        ratio(failover(&now), failover(&before)),
+    ]);
+    s.push('\n');
     s.push_str(&table.render());
     let (leader, follower) = ((1, "leader"), (1, "follower"));
     // Per round: the follower's p50 over the leader's, both from that round.
@@ -670,7 +670,7 @@ fn main() {
         std::env::var("RUSTNET_REV").unwrap_or_else(|_| "(revision unknown)".into()),
         machine(),
     );
-    let mut goal_table = Table::new(&["goal", "target", "measured", ""]);
+    let mut goal_table = Table::new(&["goal", "target", "measured", "verdict"]);
     for row in goals.0 {
         goal_table.row(row.to_vec());
     }

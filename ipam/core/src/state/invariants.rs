@@ -71,6 +71,16 @@ impl State {
                 self.certs
             ));
         }
+        if let Some(rotation) = &self.ca_rotation
+            && let Some(host) = rotation
+                .pending
+                .iter()
+                .find(|h| !self.certs.contains_key(h))
+        {
+            return Err(format!(
+                "CA rotation waits on host {host}, which has no certificate"
+            ));
+        }
         if self.enrollments.pending() > crate::MAX_PENDING_ENROLLMENTS {
             return Err(format!(
                 "{} enrollments pending",

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use crate::{Admission, ENROLLMENT_WINDOW_SECS};
+use crate::{Admission, ENROLLMENT_WINDOW_SECS, PeerCert};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -1009,6 +1009,8 @@ fn a_forwarded_write_changes_only_what_its_senders_host_holds() {
         Command::AdmitCert {
             host: H1,
             fingerprint: "stolen".into(),
+            issuer: None,
+            not_before: None,
         },
     ];
     for (id, attack) in attacks.into_iter().enumerate() {
@@ -1052,6 +1054,8 @@ fn enrolled_ids_are_the_clusters_and_an_unjoined_certificate_expires() {
     s.apply(&Command::AdmitCert {
         host: H1,
         fingerprint: "one".into(),
+        issuer: None,
+        not_before: None,
     })
     .unwrap();
     let Ok(Response::Host { id }) = s.apply(&Command::AssignHostId { at: 1000 }) else {
@@ -1066,6 +1070,8 @@ fn enrolled_ids_are_the_clusters_and_an_unjoined_certificate_expires() {
             Command::AdmitCert {
                 host: id,
                 fingerprint: "new".into(),
+                issuer: None,
+                not_before: None,
             },
         )
     };
@@ -1077,6 +1083,8 @@ fn enrolled_ids_are_the_clusters_and_an_unjoined_certificate_expires() {
             Command::AdmitCert {
                 host: id,
                 fingerprint: "mine-now".into(),
+                issuer: None,
+                not_before: None,
             },
         )
     };
@@ -1097,12 +1105,16 @@ fn enrolled_ids_are_the_clusters_and_an_unjoined_certificate_expires() {
     s.apply(&Command::AdmitCert {
         host: id,
         fingerprint: "renewed".into(),
+        issuer: None,
+        not_before: None,
     })
     .unwrap();
     assert_eq!(s.admission("new", 1000), Admission::Member(id));
     s.apply(&Command::AdmitCert {
         host: id,
         fingerprint: "again".into(),
+        issuer: None,
+        not_before: None,
     })
     .unwrap();
     assert_eq!(s.admission("new", 1000), Admission::Refused);
@@ -1123,6 +1135,8 @@ fn enrolled_ids_are_the_clusters_and_an_unjoined_certificate_expires() {
     t.apply(&Command::AdmitCert {
         host: stale,
         fingerprint: "stale".into(),
+        issuer: None,
+        not_before: None,
     })
     .unwrap();
     t.apply(&Command::AssignHostId {
@@ -1138,4 +1152,138 @@ fn without_recent(s: &State) -> State {
     let mut s = s.clone();
     s.recent.clear();
     s
+}
+
+fn test_ca(name: &str) -> crate::ClusterCa {
+    crate::ClusterCa {
+        cert_pem: format!("{name}-cert\n"),
+        key_pem: String::new(),
+        fingerprint: name.to_owned(),
+    }
+}
+
+fn admit(s: &mut State, host: HostId, fingerprint: &str, issuer: &str) -> CommandResult {
+    s.apply(&Command::AdmitCert {
+        host,
+        fingerprint: fingerprint.into(),
+        issuer: Some(issuer.into()),
+        not_before: None,
+    })
+}
+
+#[test]
+fn a_ca_rotation_lasts_until_every_member_renewed_under_the_new_ca() {
+    let mut s = State::default();
+    let rotate = |s: &mut State, to: &str| {
+        s.apply(&Command::RotateCa {
+            ca: test_ca(to),
+            cross_pem: format!("{to}-cross"),
+        })
+    };
+    assert_eq!(rotate(&mut s, "b"), Err(IpamError::NoCa));
+    s.apply(&Command::InitCa { ca: test_ca("a") }).unwrap();
+    for (host, fp) in [(H1, "one"), (H2, "two"), (3, "three")] {
+        admit(&mut s, host, fp, "a").unwrap();
+    }
+    assert_eq!(s.trusted_cas().as_deref(), Some("a-cert\n"));
+    rotate(&mut s, "b").unwrap();
+    assert_eq!(s.ca().map(|c| c.fingerprint.as_str()), Some("b"));
+    assert_eq!(s.trusted_cas().as_deref(), Some("b-cert\na-cert\n"));
+    assert_eq!(
+        rotate(&mut s, "c"),
+        Err(IpamError::CaRotationUnderWay { pending: 3 })
+    );
+    // A renewal issued by the CA before (a race with the rotation) does
+    // not count; one by the new CA does; a forgotten host no longer holds
+    // the rotation up.
+    admit(&mut s, H1, "one-again", "a").unwrap();
+    admit(&mut s, H2, "two-new", "b").unwrap();
+    s.apply(&Command::ForgetHost { host: 3 }).unwrap();
+    let pending = |s: &State| s.ca_rotation().map(|r| r.pending.clone());
+    assert_eq!(pending(&s), Some(BTreeSet::from([H1])));
+    assert_eq!(
+        s.apply(&Command::RetireCa {
+            previous: "a".into()
+        }),
+        Err(IpamError::CaRotationUnderWay { pending: 1 })
+    );
+    admit(&mut s, H1, "one-new", "b").unwrap();
+    assert_eq!(pending(&s), Some(BTreeSet::new()));
+    // Retiring another CA changes nothing; retiring this one ends it.
+    s.apply(&Command::RetireCa {
+        previous: "x".into(),
+    })
+    .unwrap();
+    assert!(s.ca_rotation().is_some());
+    s.apply(&Command::RetireCa {
+        previous: "a".into(),
+    })
+    .unwrap();
+    assert!(s.ca_rotation().is_none());
+    assert_eq!(s.trusted_cas().as_deref(), Some("b-cert\n"));
+    assert_eq!(s.invariants(), Ok(()));
+    // Any member may rotate (the command comes from its root-only socket).
+    let by_member = Proposal {
+        by: Some(H2),
+        ..Proposal::new(
+            7,
+            Command::RotateCa {
+                ca: test_ca("c"),
+                cross_pem: String::new(),
+            },
+        )
+    };
+    assert!(s.apply_once(&by_member).is_ok());
+}
+
+#[test]
+fn a_replica_behind_admits_a_newer_certificate_of_a_member_never_an_older_one() {
+    let mut s = State::default();
+    for (host, fp, at) in [(H1, "one", 1000), (H2, "two", 1000)] {
+        s.apply(&Command::AdmitCert {
+            host,
+            fingerprint: fp.into(),
+            issuer: None,
+            not_before: Some(at),
+        })
+        .unwrap();
+    }
+    let peer = |fingerprint: &str, host: Option<HostId>, not_before: Option<u64>| PeerCert {
+        fingerprint: fingerprint.into(),
+        host,
+        not_before,
+    };
+    let now = 5000;
+    // Known by fingerprint.
+    assert_eq!(
+        s.admission_of(&peer("two", None, None), now),
+        Admission::Member(H2)
+    );
+    // H2 renewed; this replica has not applied it yet.
+    assert_eq!(
+        s.admission_of(&peer("two-renewed", Some(H2), Some(2000)), now),
+        Admission::Member(H2)
+    );
+    // Older, or as old, as the one it knows: refused (a stolen old one).
+    for at in [999, 1000] {
+        assert_eq!(
+            s.admission_of(&peer("two-older", Some(H2), Some(at)), now),
+            Admission::Refused
+        );
+    }
+    // Naming a host this replica does not know, or saying nothing.
+    assert_eq!(
+        s.admission_of(&peer("x", Some(9), Some(9000)), now),
+        Admission::Refused
+    );
+    assert_eq!(
+        s.admission_of(&peer("x", None, None), now),
+        Admission::Refused
+    );
+    // A forgotten host's certificates are refused, however new.
+    s.apply(&Command::ForgetHost { host: H2 }).unwrap();
+    assert_eq!(
+        s.admission_of(&peer("two-newest", Some(H2), Some(4000)), now),
+        Admission::Refused
+    );
 }
