@@ -264,14 +264,14 @@ impl State {
     }
 
     /// Whether a peer presenting `cert` at `now` is admitted, and as whom:
-    /// as [`State::admission`] says, or as the member the certificate
-    /// names when it is newer than the one this replica knows for that
-    /// member (a replica catching up, which has yet to apply the
-    /// renewal). A member's certificate from before its latest known one
-    /// is never admitted this way.
-    pub fn admission_of(&self, cert: &PeerCert, now: u64) -> Admission {
+    /// as [`State::admission`] says; or, on a replica `catching_up` (one
+    /// that does not yet know its own host's certificate: a new host fed
+    /// an older snapshot), as the member the certificate names when it is
+    /// newer than the one this replica knows for that member. A member's
+    /// certificate from before its latest known one is never admitted.
+    pub fn admission_of(&self, cert: &PeerCert, now: u64, catching_up: bool) -> Admission {
         let by_fingerprint = self.admission(&cert.fingerprint, now);
-        if by_fingerprint != Admission::Refused {
+        if by_fingerprint != Admission::Refused || !catching_up {
             return by_fingerprint;
         }
         let (Some(host), Some(not_before)) = (cert.host, cert.not_before) else {

@@ -135,12 +135,14 @@ impl Store {
         let cert: Option<NodeCert> = db.get_meta(KEY_CERT).map_err(open_err)?;
         let (cert, cert_rx) = tokio::sync::watch::channel(cert);
         let replica = state_machine.clone();
+        let own = cert_rx.clone();
         let peers = Peers::new(
             cert_rx,
             Arc::new(move |der: &[u8]| {
                 let peer = super::tls::peer_cert(der);
                 replica.state().is_ok_and(|applied| {
-                    applied.state.admission_of(&peer, unix_now()) != Admission::Refused
+                    let catching_up = catching_up(&applied.state, id, own.borrow().as_ref());
+                    applied.state.admission_of(&peer, unix_now(), catching_up) != Admission::Refused
                 })
             }),
         );
@@ -218,7 +220,8 @@ impl Store {
     /// replica's view, without asking the leader: who may call an RPC must
     /// not wait on the cluster).
     pub fn admission(&self, peer: &crate::PeerCert) -> Admission {
-        self.local(|s| s.admission_of(peer, unix_now()))
+        let own = self.cert();
+        self.local(|s| s.admission_of(peer, unix_now(), catching_up(s, self.id, own.as_ref())))
             .unwrap_or(Admission::Refused)
     }
 
@@ -477,3 +480,9 @@ fn node_id(db: &Db) -> std::io::Result<HostId> {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether this replica has yet to learn this member's own certificate:
+/// a host that just joined, fed a snapshot older than its enrollment.
+fn catching_up(state: &State, id: HostId, own: Option<&NodeCert>) -> bool {
+    own.is_some_and(|cert| state.cert_of(id) != Some(cert.fingerprint.as_str()))
+}

@@ -1256,34 +1256,37 @@ fn a_replica_behind_admits_a_newer_certificate_of_a_member_never_an_older_one() 
     let now = 5000;
     // Known by fingerprint.
     assert_eq!(
-        s.admission_of(&peer("two", None, None), now),
+        s.admission_of(&peer("two", None, None), now, false),
         Admission::Member(H2)
     );
-    // H2 renewed; this replica has not applied it yet.
+    // H2 renewed; this replica has not applied it yet. Only a replica
+    // catching up (it does not know its own certificate yet) admits it.
+    let renewed = peer("two-renewed", Some(H2), Some(2000));
+    assert_eq!(s.admission_of(&renewed, now, false), Admission::Refused);
     assert_eq!(
-        s.admission_of(&peer("two-renewed", Some(H2), Some(2000)), now),
+        s.admission_of(&peer("two-renewed", Some(H2), Some(2000)), now, true),
         Admission::Member(H2)
     );
     // Older, or as old, as the one it knows: refused (a stolen old one).
     for at in [999, 1000] {
         assert_eq!(
-            s.admission_of(&peer("two-older", Some(H2), Some(at)), now),
+            s.admission_of(&peer("two-older", Some(H2), Some(at)), now, true),
             Admission::Refused
         );
     }
     // Naming a host this replica does not know, or saying nothing.
     assert_eq!(
-        s.admission_of(&peer("x", Some(9), Some(9000)), now),
+        s.admission_of(&peer("x", Some(9), Some(9000)), now, true),
         Admission::Refused
     );
     assert_eq!(
-        s.admission_of(&peer("x", None, None), now),
+        s.admission_of(&peer("x", None, None), now, true),
         Admission::Refused
     );
     // A forgotten host's certificates are refused, however new.
     s.apply(&Command::ForgetHost { host: H2 }).unwrap();
     assert_eq!(
-        s.admission_of(&peer("two-newest", Some(H2), Some(4000)), now),
+        s.admission_of(&peer("two-newest", Some(H2), Some(4000)), now, true),
         Admission::Refused
     );
 }
