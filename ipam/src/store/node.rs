@@ -139,10 +139,10 @@ impl Store {
         let peers = Peers::new(
             cert_rx,
             Arc::new(move |der: &[u8]| {
-                let peer = super::tls::peer_cert(der);
+                let fingerprint = super::tls::fingerprint(der);
                 replica.state().is_ok_and(|applied| {
-                    let catching_up = catching_up(&applied.state, id, own.borrow().as_ref());
-                    applied.state.admission_of(&peer, unix_now(), catching_up) != Admission::Refused
+                    let own = own.borrow();
+                    admit(&applied.state, id, own.as_ref(), der, &fingerprint) != Admission::Refused
                 })
             }),
         );
@@ -216,12 +216,13 @@ impl Store {
             .map(|applied| f(&applied.state))
     }
 
-    /// Whether a peer presenting `peer` is admitted now, and as whom (this
-    /// replica's view, without asking the leader: who may call an RPC must
-    /// not wait on the cluster).
-    pub fn admission(&self, peer: &crate::PeerCert) -> Admission {
+    /// Whether a peer presenting the certificate `der` (with
+    /// `fingerprint`) is admitted now, and as whom (this replica's view,
+    /// without asking the leader: who may call an RPC must not wait on the
+    /// cluster).
+    pub fn admission(&self, der: &[u8], fingerprint: &str) -> Admission {
         let own = self.cert();
-        self.local(|s| s.admission_of(peer, unix_now(), catching_up(s, self.id, own.as_ref())))
+        self.local(|s| admit(s, self.id, own.as_ref(), der, fingerprint))
             .unwrap_or(Admission::Refused)
     }
 
@@ -480,6 +481,26 @@ fn node_id(db: &Db) -> std::io::Result<HostId> {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether the certificate `der` (with `fingerprint`) is admitted by this
+/// replica: by fingerprint, or, on a replica catching up, as a newer
+/// certificate of a member (parsed only then: the common case is a hash
+/// and a lookup).
+fn admit(
+    state: &State,
+    id: HostId,
+    own: Option<&NodeCert>,
+    der: &[u8],
+    fingerprint: &str,
+) -> Admission {
+    let now = unix_now();
+    match state.admission(fingerprint, now) {
+        Admission::Refused if catching_up(state, id, own) => {
+            state.admission_of(&super::tls::peer_cert(der), now, true)
+        }
+        known => known,
+    }
+}
 
 /// Whether this replica has yet to learn this member's own certificate:
 /// a host that just joined, fed a snapshot older than its enrollment.

@@ -52,9 +52,8 @@ fn authorize<T>(store: &Store, request: &Request<T>) -> Result<Option<HostId>, S
             "a client certificate of the cluster is required",
         ));
     };
-    let peer = super::tls::peer_cert(leaf);
-    let fingerprint = &peer.fingerprint;
-    match store.admission(&peer) {
+    let fingerprint = super::tls::fingerprint(leaf);
+    match store.admission(leaf, &fingerprint) {
         Admission::Member(host) => Ok(Some(host)),
         Admission::AnyOfTheCa => Ok(None),
         Admission::Refused => Err(Status::permission_denied(format!(
