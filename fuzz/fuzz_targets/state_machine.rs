@@ -103,6 +103,7 @@ enum Op {
     RetireCa {
         ca: u8,
     },
+    SealCa,
     Joined {
         host: u8,
     },
@@ -283,6 +284,7 @@ fn command(op: &Op) -> Command {
         Op::RetireCa { ca: c } => Command::RetireCa {
             previous: format!("ca{}", c % 3),
         },
+        Op::SealCa => Command::SealCa,
         Op::Joined { host: h } => Command::Joined { host: host(h) },
     }
 }

@@ -394,3 +394,159 @@ async fn the_ca_rotates_under_a_running_cluster() {
             .unwrap();
     }
 }
+
+/// Sends `data` to `rpc` (`issue` or `ca_key`) at `addr` as the member
+/// whose certificate is `cert`, and decodes the member's answer.
+async fn ask_as<T: serde::de::DeserializeOwned>(
+    addr: &str,
+    cert: &NodeCert,
+    rpc: &str,
+    data: serde_json::Value,
+) -> Result<T, RemoteError> {
+    let payload = Payload {
+        data: serde_json::to_vec(&data).unwrap(),
+    };
+    let mut client = ClusterClient::new(channel_as(addr, cert));
+    let reply = match rpc {
+        "issue" => client.issue(payload).await,
+        "ca_key" => client.ca_key(payload).await,
+        other => panic!("no rpc {other}"),
+    }
+    .unwrap();
+    serde_json::from_slice(&reply.get_ref().data).unwrap()
+}
+
+/// Learners hold no CA key: the key is in no replicated state, only in the
+/// voters' own dbs; a learner gets its renewed certificate, and a host
+/// enrolling through it gets its first, from the leader; a learner asking
+/// for another member's certificate or for the CA key is refused; a
+/// learner promoted to voter fetches the key and can then sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn learners_hold_no_ca_key() {
+    let root = tempfile::tempdir().unwrap();
+    // Certificates of 15 s: each member renews when 5 s are left.
+    let lifetime = Duration::from_secs(15);
+    let first = start_lived(root.path(), "n1", lifetime).await;
+    first.store.bootstrap(None).await.unwrap();
+    let token = first.store.join_token().await.unwrap();
+    let mut nodes = vec![first];
+    for name in ["n2", "n3", "n4"] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dir = root.path().join(name);
+        let seeds = [nodes[0].addr.clone()];
+        let settings = config_lived(&addr, lifetime);
+        rustnet_ipam::store::enroll(&dir, &settings, &seeds, Some(&token))
+            .await
+            .unwrap();
+        let node = start_with(dir, listener, settings).await;
+        node.store.join(&seeds).await.unwrap();
+        nodes.push(node);
+    }
+    create_pool(&nodes[0].store).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let voters_hold = nodes[..3].iter().all(|n| n.store.holds_ca_key());
+        let members = nodes[0].store.members();
+        let is_learner = members
+            .iter()
+            .any(|m| m.id == nodes[3].store.id() && !m.voter);
+        if voters_hold && is_learner {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voters without the CA key, or n4 not a learner: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!nodes[3].store.holds_ca_key(), "the learner holds a CA key");
+    for node in &nodes {
+        let ca = node.store.read(|s| s.ca().cloned()).await.unwrap().unwrap();
+        assert!(
+            ca.key_pem.is_empty(),
+            "the CA key is in the replicated state"
+        );
+    }
+
+    // A host enrolls through the learner: the leader issues its certificate.
+    let seeds = [nodes[3].addr.clone()];
+    let newcomer = join_fresh(root.path(), "n5", &seeds, Some(&token))
+        .await
+        .unwrap();
+    allocate(&newcomer.store, "enrolled-via-learner".into())
+        .await
+        .unwrap();
+
+    // The learner renews its certificate through the leader.
+    let before = nodes[3].store.cert().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes[3].store.cert().unwrap().fingerprint == before.fingerprint {
+        assert!(Instant::now() < deadline, "the learner did not renew");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    allocate(&nodes[3].store, "after-renewal".into())
+        .await
+        .unwrap();
+    assert!(!nodes[3].store.holds_ca_key(), "the learner holds a CA key");
+
+    // Attacks with the learner's certificate: a certificate of another
+    // member, the CA key.
+    let cert = nodes[3].store.cert().unwrap();
+    let lead = &nodes[leader(&nodes[..3]).await];
+    let victim = nodes[1].store.id();
+    let issued: Result<NodeCert, RemoteError> = ask_as(
+        &lead.addr,
+        &cert,
+        "issue",
+        serde_json::json!({ "host": victim }),
+    )
+    .await;
+    assert!(
+        matches!(issued, Err(RemoteError::Refused(_))),
+        "a learner got another member's certificate: {:?}",
+        issued.map(|c| c.fingerprint)
+    );
+    let ca = lead.store.read(|s| s.ca().cloned()).await.unwrap().unwrap();
+    let key: Result<Option<String>, RemoteError> = ask_as(
+        &lead.addr,
+        &cert,
+        "ca_key",
+        serde_json::json!(ca.fingerprint),
+    )
+    .await;
+    assert!(
+        matches!(key, Err(RemoteError::Refused(_))),
+        "a learner got the CA key: {}",
+        key.is_ok()
+    );
+
+    // A voter goes: the leader promotes a learner, which fetches the key.
+    let gone = if lead.store.id() == nodes[1].store.id() {
+        2
+    } else {
+        1
+    };
+    let gone_id = nodes[gone].store.id();
+    nodes[gone].kill().await;
+    let lead = leader(&nodes[..3]).await;
+    nodes[lead].store.remove(gone_id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let promoted = loop {
+        let promoted = [&nodes[3], &newcomer].into_iter().find(|n| {
+            n.store
+                .members()
+                .iter()
+                .any(|m| m.id == n.store.id() && m.voter)
+        });
+        if let Some(node) = promoted.filter(|n| n.store.holds_ca_key()) {
+            break node;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no learner promoted with the key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    allocate(&promoted.store, "promoted".into()).await.unwrap();
+}

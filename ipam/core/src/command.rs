@@ -137,8 +137,12 @@ pub enum Command {
     InitJoinToken { token: JoinToken },
     /// Replaces the join token (`rustnet cluster rotate-token`).
     RotateJoinToken { token: JoinToken },
-    /// Sets the cluster's CA unless it has one (at bootstrap).
+    /// Sets the cluster's CA unless it has one (at bootstrap); its key, if
+    /// sent, is not kept.
     InitCa { ca: ClusterCa },
+    /// Drops the CA key that a state from before kept (written by the
+    /// leader once it holds the key itself).
+    SealCa,
     /// Admits a member's certificate (by fingerprint) for peer RPCs; a
     /// host has one at a time. Replacing it is the host's own business
     /// (renewal); anyone else may only give a freshly enrolled id its first.
@@ -202,6 +206,7 @@ impl Command {
             Self::AdmitCert { .. } => "admit-cert",
             Self::RotateCa { .. } => "rotate-ca",
             Self::RetireCa { .. } => "retire-ca",
+            Self::SealCa => "seal-ca",
             Self::AssignHostId { .. } => "assign-host-id",
             Self::Joined { .. } => "joined",
             Self::NameOverlay { .. } => "name-overlay",
@@ -237,6 +242,7 @@ impl Command {
             | Self::InitCa { .. }
             | Self::RotateCa { .. }
             | Self::RetireCa { .. }
+            | Self::SealCa
             | Self::NameOverlay { .. } => None,
         }
     }
@@ -291,6 +297,7 @@ impl fmt::Display for Command {
             }
             Self::RotateCa { ca, .. } => write!(f, "rotate-ca to {}", ca.fingerprint),
             Self::RetireCa { previous } => write!(f, "retire-ca {previous}"),
+            Self::SealCa => write!(f, "seal-ca"),
             Self::AssignHostId { at } => write!(f, "assign-host-id at {at}"),
             Self::Joined { host } => write!(f, "joined {host}"),
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),

@@ -125,7 +125,13 @@ impl State {
                 Ok(Response::Done)
             }
             Command::InitCa { ca } => {
-                self.ca.get_or_insert_with(|| ca.clone());
+                self.ca.get_or_insert_with(|| ca.public());
+                Ok(Response::Done)
+            }
+            Command::SealCa => {
+                if let Some(ca) = &mut self.ca {
+                    ca.key_pem.clear();
+                }
                 Ok(Response::Done)
             }
             Command::AdmitCert {
@@ -363,7 +369,7 @@ impl State {
         let Some(previous) = self.ca.take() else {
             return Err(IpamError::NoCa);
         };
-        self.ca = Some(ca.clone());
+        self.ca = Some(ca.public());
         self.ca_rotation = Some(CaRotation {
             previous_pem: previous.cert_pem,
             previous_fingerprint: previous.fingerprint,

@@ -72,14 +72,30 @@ pub fn split(token: &JoinToken) -> (JoinToken, Option<String>) {
 }
 
 /// The cluster's certificate authority: every member's certificate is
-/// signed by it. Kept in the replicated state, so that any member can admit
-/// a new host; its `Debug` hides the key.
+/// signed by it. Its certificate is in the replicated state; its key is
+/// not (voters keep it on their own, learners never see it): `key_pem` is
+/// empty there, and set only where a voter signs. Its `Debug` hides the
+/// key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterCa {
     pub cert_pem: String,
+    /// Empty in the replicated state (a state from before kept it there
+    /// until the leader sealed it: [`crate::Command::SealCa`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key_pem: String,
     /// SHA-256 of the certificate (DER), hex.
     pub fingerprint: String,
+}
+
+impl ClusterCa {
+    /// The CA as the replicated state keeps it: without its key.
+    #[must_use]
+    pub fn public(&self) -> Self {
+        Self {
+            key_pem: String::new(),
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Debug for ClusterCa {

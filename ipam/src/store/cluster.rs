@@ -139,29 +139,20 @@ impl Store {
         if self.cert().is_some() {
             return Ok(());
         }
-        let ca = match self.read(|s| s.ca().cloned()).await? {
-            Some(ca) => ca,
-            None => {
-                let ca = super::tls::new_ca().map_err(StoreError::Certificate)?;
-                self.write(Command::InitCa { ca }).await?;
-                // Set only if absent: read back the one that won.
-                self.read(|s| s.ca().cloned())
-                    .await?
-                    .ok_or(StoreError::Missing("CA"))?
-            }
-        };
-        self.issue_own(&ca).await
+        if self.read(|s| s.ca().is_none()).await? {
+            // The key stays here (this node is the cluster's first voter);
+            // the state gets the certificate only.
+            let ca = super::tls::new_ca().map_err(StoreError::Certificate)?;
+            self.keep_ca_key(&ca)?;
+            self.write(Command::InitCa { ca: ca.public() }).await?;
+        }
+        self.issue_own().await
     }
 
-    /// Issues this member a new certificate from `ca`, admits it (which
-    /// revokes the one before) and uses it from now on.
-    async fn issue_own(&self, ca: &crate::ClusterCa) -> Result<(), StoreError> {
-        let trust = self
-            .read(Trust::of)
-            .await?
-            .ok_or(StoreError::Missing("CA"))?;
-        let cert = super::tls::issue(ca, &trust, self.id, self.config.cert_lifetime)
-            .map_err(StoreError::Certificate)?;
+    /// Issues this member a new certificate of the cluster's CA, admits it
+    /// (which revokes the one before) and uses it from now on.
+    async fn issue_own(&self) -> Result<(), StoreError> {
+        let cert = self.issue_cert(self.id).await?;
         let admit = Command::AdmitCert {
             host: self.id,
             fingerprint: cert.fingerprint.clone(),
@@ -184,7 +175,11 @@ impl Store {
         let Some((ca, trust, rotating_from)) = self
             .local(|s| {
                 let from = s.ca_rotation().map(|r| r.previous_fingerprint.clone());
-                Some((s.ca().cloned()?, Trust::of(s)?, from))
+                Some((
+                    s.ca().map(|ca| ca.fingerprint.clone())?,
+                    Trust::of(s)?,
+                    from,
+                ))
             })
             .flatten()
         else {
@@ -192,7 +187,7 @@ impl Store {
         };
         // A certificate from before CA rotation names no issuer.
         let legacy = cert.issuer.is_empty();
-        let current = cert.issuer == ca.fingerprint || (legacy && rotating_from.is_none());
+        let current = cert.issuer == ca || (legacy && rotating_from.is_none());
         let rotated = !current && (legacy || rotating_from.as_ref() == Some(&cert.issuer));
         if !current && !rotated {
             // This replica has yet to learn of the CA that issued this
@@ -204,8 +199,7 @@ impl Store {
         if !aged && !rotated {
             return self.keep_trust(cert, &trust);
         }
-        let renewed = super::tls::issue(&ca, &trust, self.id, self.config.cert_lifetime)
-            .map_err(StoreError::Certificate)?;
+        let renewed = self.issue_cert(self.id).await?;
         self.write(Command::AdmitCert {
             host: self.id,
             fingerprint: renewed.fingerprint.clone(),
@@ -250,16 +244,19 @@ impl Store {
     /// old one is trusted until the last has. The join token's CA pin
     /// changes with it: the new token is returned.
     pub async fn rotate_ca(&self) -> Result<JoinToken, StoreError> {
-        let previous = self
+        let current = self
             .read(|s| s.ca().cloned())
             .await?
             .ok_or(StoreError::Missing("CA"))?;
+        let previous = self.signing_now(&current).await?;
         let next = super::tls::new_ca().map_err(StoreError::Certificate)?;
         let cross_pem =
             super::tls::cross_sign(&previous, &next).map_err(StoreError::Certificate)?;
         tracing::info!(from = %previous.fingerprint, to = %next.fingerprint, "rotating the cluster's CA");
+        // Kept here before the state names it: the other voters fetch it.
+        self.keep_ca_key(&next)?;
         self.write(Command::RotateCa {
-            ca: next,
+            ca: next.public(),
             cross_pem,
         })
         .await?;
@@ -334,25 +331,22 @@ impl Store {
         &self,
         ask: EnrollRequest,
     ) -> Result<EnrollReply, RemoteError> {
-        let (expected, ca) = self
-            .read(|s| (s.join_token().cloned(), s.ca().cloned()))
+        let (expected, has_ca) = self
+            .read(|s| (s.join_token().cloned(), s.ca().is_some()))
             .await?;
         if let Err(reason) = check_join_token(expected.as_ref(), ask.token.as_ref()) {
             tracing::warn!(addr = %ask.addr, %reason, "enrollment refused");
             return Err(Refusal::Token(reason).into());
         }
-        let ca = ca.ok_or(StoreError::Missing("CA"))?;
+        if !has_ca {
+            return Err(StoreError::Missing("CA").into());
+        }
         let at = super::node::unix_now();
         let id = match self.write(Command::AssignHostId { at }).await? {
             crate::Response::Host { id } => id,
             other => return Err(StoreError::Unexpected(other).into()),
         };
-        let trust = self
-            .read(Trust::of)
-            .await?
-            .ok_or(StoreError::Missing("CA"))?;
-        let cert = super::tls::issue(&ca, &trust, id, self.config.cert_lifetime)
-            .map_err(StoreError::Certificate)?;
+        let cert = self.issue_cert(id).await?;
         let admit = Command::AdmitCert {
             host: id,
             fingerprint: cert.fingerprint.clone(),
@@ -594,7 +588,7 @@ impl Store {
         }
     }
 
-    fn is_leader(&self) -> bool {
+    pub(super) fn is_leader(&self) -> bool {
         self.raft.metrics().borrow_watched().current_leader == Some(self.id)
     }
 
@@ -681,7 +675,7 @@ fn refusal(error: &PeerError) -> Option<Refusal> {
 
 /// A forwarded call's failure as this member answers it: the leader's
 /// refusal stays one.
-fn forwarded(error: PeerError) -> RemoteError {
+pub(super) fn forwarded(error: PeerError) -> RemoteError {
     match error {
         PeerError::Remote(remote) => remote,
         other => RemoteError::Failed(super::error::chain(&other)),
@@ -824,6 +818,9 @@ async fn keep_cert_fresh(store: Store) {
     loop {
         if metrics.borrow_watched().state == ServerState::Shutdown {
             return;
+        }
+        if let Err(e) = store.keep_ca_keys().await {
+            tracing::warn!(error = %e, "keeping the CA key");
         }
         if let Err(e) = store.renew_if_due().await {
             tracing::warn!(error = %e, "renewing this member's certificate");

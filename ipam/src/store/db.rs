@@ -30,6 +30,8 @@ pub(crate) const KEY_NODE_ID: &str = "node_id";
 pub(crate) const KEY_CLUSTER_ID: &str = "cluster_id";
 /// This member's TLS certificate and key.
 pub(crate) const KEY_CERT: &str = "cert";
+/// The cluster CA keys a voter holds, by CA fingerprint.
+pub(crate) const KEY_CA_KEYS: &str = "ca_keys";
 
 /// A shared handle on the store's database file. Every write commits with
 /// redb's default immediate durability (fsync) before it returns.

@@ -61,6 +61,11 @@ pub enum StoreError {
     NotEnrolled,
     #[error("the cluster has no {0}")]
     Missing(&'static str),
+    #[error(
+        "this member holds no key of the cluster's CA: run it on a voter (learners hold none; \
+         rustnet status shows the voters)"
+    )]
+    NoCaKey,
     #[error("unexpected answer of the state machine: {0:?}")]
     Unexpected(Response),
 }
@@ -146,6 +151,10 @@ pub enum Refusal {
         "node {node} has not enrolled (or its enrollment expired): enroll again with the join token"
     )]
     NotEnrolled { node: HostId },
+    #[error("member {by} may not have a certificate issued for node {host}")]
+    NotItsCert { by: HostId, host: HostId },
+    #[error("node {node} is not a voter: only voters hold the cluster's CA key")]
+    NotAVoter { node: HostId },
 }
 
 /// A member's error answer to a peer's RPC.

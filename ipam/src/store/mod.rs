@@ -23,6 +23,7 @@ mod log_store;
 mod network;
 mod node;
 mod server;
+mod signing;
 mod state_machine;
 mod tls;
 mod transport;

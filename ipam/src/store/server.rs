@@ -303,6 +303,18 @@ impl Cluster for ClusterService {
         output(&self.store.handle_join(ask, sender).await)
     }
 
+    async fn issue(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let sender = member(&self.store, &request)?;
+        let ask: super::signing::IssueRequest = input(&request)?;
+        output(&self.store.handle_issue(ask, sender).await)
+    }
+
+    async fn ca_key(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let sender = member(&self.store, &request)?;
+        let fingerprint: String = input(&request)?;
+        output(&self.store.handle_ca_key(&fingerprint, sender))
+    }
+
     async fn remove(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         member(&self.store, &request)?;
         let node: u64 = input(&request)?;

@@ -1290,3 +1290,33 @@ fn a_replica_behind_admits_a_newer_certificate_of_a_member_never_an_older_one() 
         Admission::Refused
     );
 }
+
+#[test]
+fn the_replicated_state_keeps_no_ca_key() {
+    let keyed = |name: &str| crate::ClusterCa {
+        key_pem: format!("{name}-key"),
+        ..test_ca(name)
+    };
+    let mut s = State::default();
+    s.apply(&Command::InitCa { ca: keyed("a") }).unwrap();
+    assert_eq!(s.ca(), Some(&test_ca("a")), "InitCa kept the key");
+    s.apply(&Command::RotateCa {
+        ca: keyed("b"),
+        cross_pem: "x".into(),
+    })
+    .unwrap();
+    assert_eq!(s.ca(), Some(&test_ca("b")), "RotateCa kept the key");
+    let snapshot = serde_json::to_string(&s).unwrap();
+    assert!(!snapshot.contains("-key"), "{snapshot}");
+
+    // A state from before kept the key: SealCa drops it.
+    let mut old: State = serde_json::from_str(&snapshot.replace(
+        r#""fingerprint":"b""#,
+        r#""key_pem":"b-key","fingerprint":"b""#,
+    ))
+    .unwrap();
+    assert_eq!(old.ca(), Some(&keyed("b")));
+    old.apply(&Command::SealCa).unwrap();
+    assert_eq!(old.ca(), Some(&test_ca("b")));
+    assert_eq!(old.authorize(7, &Command::SealCa), Ok(()));
+}
