@@ -9,7 +9,9 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -108,12 +110,12 @@ impl Netlink {
         for family in [AddressFamily::Bridge, AddressFamily::Inet] {
             let mut request = self.handle.neighbours().get();
             request.message_mut().header.family = family;
-            let entries: Vec<NeighbourMessage> = request
-                .execute()
-                .try_collect()
+            let mut entries = request.execute();
+            while let Some(entry) = entries
+                .try_next()
                 .await
-                .map_err(|e| netlink_err(format!("list {family:?} neighbours"), e))?;
-            for entry in entries {
+                .map_err(|e| netlink_err(format!("list {family:?} neighbours"), e))?
+            {
                 let Some(device) = vxlans.get(&entry.header.ifindex) else {
                     continue;
                 };
@@ -276,17 +278,52 @@ impl Netlink {
     async fn observe_links(
         &self,
     ) -> Result<(BTreeMap<String, Link>, BTreeMap<u32, String>), Error> {
-        let messages: Vec<LinkMessage> = self
+        // Each message is read into a small `Link` as it comes: a dump of
+        // thousands of links, fully parsed, would cost tens of MB at once.
+        let mut read: Vec<(u32, String, Link, Option<u32>)> = Vec::new();
+        // Without counters: a link's statistics are most of its message.
+        let mut stream = self
             .handle
             .link()
             .get()
-            .execute()
-            .try_collect()
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+            .execute();
+        while let Some(m) = stream
+            .try_next()
             .await
-            .map_err(|e| netlink_err("list links".to_owned(), e))?;
-        let names: BTreeMap<u32, String> = messages
+            .map_err(|e| netlink_err("list links".to_owned(), e))?
+        {
+            let Some(name) = name_of(&m) else { continue };
+            let mut link = Link {
+                kind: LinkKind::Other,
+                mtu: 0,
+                up: m.header.flags.contains(LinkFlags::Up),
+                master: None,
+                addresses: Vec::new(),
+                owned: false,
+                inherited: false,
+                mac: None,
+            };
+            let mut master = None;
+            for attribute in &m.attributes {
+                match attribute {
+                    LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                    LinkAttribute::Controller(index) => master = Some(*index),
+                    LinkAttribute::IfAlias(alias) => {
+                        (link.owned, link.inherited) = ownership(alias, &self.id);
+                    }
+                    LinkAttribute::LinkInfo(infos) => link.kind = kind_of(infos),
+                    LinkAttribute::Address(bytes) => {
+                        link.mac = <[u8; 6]>::try_from(&bytes[..]).ok()
+                    }
+                    _ => {}
+                }
+            }
+            read.push((m.header.index, name, link, master));
+        }
+        let names: BTreeMap<u32, String> = read
             .iter()
-            .filter_map(|m| Some((m.header.index, name_of(m)?)))
+            .map(|(index, name, ..)| (*index, name.clone()))
             .collect();
         let mut addresses: BTreeMap<u32, Vec<IpNet>> = BTreeMap::new();
         let mut stream = self.handle.address().get().execute();
@@ -304,43 +341,15 @@ impl Netlink {
             }
         }
         let mut links = BTreeMap::new();
-        for m in &messages {
-            let Some(name) = name_of(m) else { continue };
-            let mut link = Link {
-                kind: LinkKind::Other,
-                mtu: 0,
-                up: m.header.flags.contains(LinkFlags::Up),
-                master: None,
-                addresses: addresses.remove(&m.header.index).unwrap_or_default(),
-                owned: false,
-                inherited: false,
-                mac: None,
-            };
-            for attribute in &m.attributes {
-                match attribute {
-                    LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
-                    LinkAttribute::Controller(index) => link.master = names.get(index).cloned(),
-                    LinkAttribute::IfAlias(alias) => {
-                        (link.owned, link.inherited) = ownership(alias, &self.id);
-                    }
-                    LinkAttribute::LinkInfo(infos) => link.kind = kind_of(infos),
-                    LinkAttribute::Address(bytes) => {
-                        link.mac = <[u8; 6]>::try_from(&bytes[..]).ok()
-                    }
-                    _ => {}
-                }
+        let mut vxlans = BTreeMap::new();
+        for (index, name, mut link, master) in read {
+            link.master = master.and_then(|m| names.get(&m).cloned());
+            link.addresses = addresses.remove(&index).unwrap_or_default();
+            if link.owned && link.kind == LinkKind::Vxlan {
+                vxlans.insert(index, name.clone());
             }
             links.insert(name, link);
         }
-        let vxlans: BTreeMap<u32, String> = messages
-            .iter()
-            .filter_map(|m| Some((m.header.index, name_of(m)?)))
-            .filter(|(_, name)| {
-                links
-                    .get(name)
-                    .is_some_and(|l: &Link| l.owned && l.kind == LinkKind::Vxlan)
-            })
-            .collect();
         Ok((links, vxlans))
     }
 

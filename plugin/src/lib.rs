@@ -30,6 +30,7 @@ mod error;
 pub mod fuzz;
 mod host_view;
 mod learn;
+mod memory;
 mod metrics;
 mod naming;
 mod propagate;

@@ -1,0 +1,39 @@
+//! Giving freed memory back to the system. glibc keeps what a burst of
+//! allocations freed (a netlink dump of every link on the host, parsed in
+//! one go; a snapshot built or installed) in its arenas, so a daemon would
+//! stay at the size of its largest burst: at 1,000 endpoints on one host,
+//! 90 MB resident of which 6 MB is live. Trimming now and then gives it back.
+
+use std::time::Duration;
+
+/// How often the daemon trims: rare enough to cost nothing measurable
+/// (a walk of glibc's arenas takes well under a millisecond here).
+pub(crate) const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Returns the free pages of every glibc arena to the system; whether any
+/// were.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // the one call into libc that has no safe wrapper
+pub(crate) fn trim() -> bool {
+    // SAFETY: malloc_trim takes no pointer and has no precondition: it
+    // walks glibc's own arenas under their locks.
+    unsafe { libc::malloc_trim(0) != 0 }
+}
+
+/// Other allocators give freed memory back by themselves.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn trim() -> bool {
+    false
+}
+
+/// Trims every [`TRIM_EVERY`], for the daemon's life.
+pub(crate) async fn keep_trimmed() {
+    let mut every = tokio::time::interval(TRIM_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Ok(released) = tokio::task::spawn_blocking(trim).await {
+            tracing::trace!(released, "trimmed the allocator");
+        }
+    }
+}
