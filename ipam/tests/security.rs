@@ -550,3 +550,87 @@ async fn learners_hold_no_ca_key() {
     };
     allocate(&promoted.store, "promoted".into()).await.unwrap();
 }
+
+/// A member down while the others renewed their certificates twice (so
+/// that it knows neither their current nor their previous one) catches up
+/// when it comes back: until it has heard from a leader it admits a
+/// member's certificate newer than the one it knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_down_across_renewals_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let short = Duration::from_secs(15);
+    let long = rustnet_ipam::store::CERT_LIFETIME;
+    let first = start_lived(root.path(), "n1", short).await;
+    first.store.bootstrap(None).await.unwrap();
+    let token = first.store.join_token().await.unwrap();
+    let mut nodes = vec![first];
+    // n1 and n2 renew every 10 s; n3's own certificates last 90 days.
+    for (name, lifetime) in [("n2", short), ("n3", long)] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dir = root.path().join(name);
+        let seeds = [nodes[0].addr.clone()];
+        let settings = config_lived(&addr, lifetime);
+        rustnet_ipam::store::enroll(&dir, &settings, &seeds, Some(&token))
+            .await
+            .unwrap();
+        let node = start_with(dir, listener, settings).await;
+        node.store.join(&seeds).await.unwrap();
+        nodes.push(node);
+    }
+    create_pool(&nodes[0].store).await;
+    // n3 enrolled with a 15-second certificate from n1: wait for its own.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes[2].store.cert().unwrap().not_after < super_long_from_now() {
+        assert!(Instant::now() < deadline, "n3 did not renew into its own");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut acked = vec![allocate(&nodes[2].store, "before".into()).await.unwrap()];
+
+    nodes[2].kill().await;
+    let known: Vec<String> = nodes[..2]
+        .iter()
+        .map(|n| n.store.cert().unwrap().fingerprint)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut renewals = [0, 0];
+    let mut seen = known.clone();
+    while renewals.iter().any(|r| *r < 2) {
+        for (i, node) in nodes[..2].iter().enumerate() {
+            let now = node.store.cert().unwrap().fingerprint;
+            if now != seen[i] {
+                renewals[i] += 1;
+                seen[i] = now;
+            }
+        }
+        assert!(Instant::now() < deadline, "renewals: {renewals:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let alive: Vec<_> = nodes[..2].iter().map(|n| n.store.clone()).collect();
+    acked.extend(storm(&alive, 5, "while-down").await);
+
+    // Back on its address, from its disk (a copy: see cluster.rs).
+    let old = &nodes[2];
+    let copy = old.dir.with_extension("restarted");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&old.dir)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let listener = TcpListener::bind(&old.addr).await.unwrap();
+    nodes[2] = start_with(copy, listener, config_lived(&old.addr.clone(), long)).await;
+    check(&nodes[2].store, &acked).await;
+    allocate(&nodes[2].store, "after".into()).await.unwrap();
+}
+
+/// Unix seconds a month from now: a certificate valid past it is one of
+/// the 90-day ones.
+fn super_long_from_now() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    now + 30 * 24 * 3600
+}

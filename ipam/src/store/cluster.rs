@@ -819,6 +819,9 @@ async fn keep_cert_fresh(store: Store) {
         if metrics.borrow_watched().state == ServerState::Shutdown {
             return;
         }
+        if store.is_leader() {
+            store.heard_leader();
+        }
         if let Err(e) = store.keep_ca_keys().await {
             tracing::warn!(error = %e, "keeping the CA key");
         }

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,10 @@ pub struct Store {
     pub(crate) cert: Arc<tokio::sync::watch::Sender<Option<NodeCert>>>,
     /// Told of every write, once set.
     pub(crate) observer: Arc<OnceLock<WriteObserver>>,
+    /// Whether, since it started, this node has heard from a leader it
+    /// admits (or led): until then it may be behind on its peers'
+    /// certificates (it was down while they renewed).
+    pub(crate) heard_leader: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -136,13 +141,17 @@ impl Store {
         let (cert, cert_rx) = tokio::sync::watch::channel(cert);
         let replica = state_machine.clone();
         let own = cert_rx.clone();
+        let heard_leader = Arc::new(AtomicBool::new(false));
+        let heard = heard_leader.clone();
         let peers = Peers::new(
             cert_rx,
             Arc::new(move |der: &[u8]| {
                 let fingerprint = super::tls::fingerprint(der);
                 replica.state().is_ok_and(|applied| {
                     let own = own.borrow();
-                    admit(&applied.state, id, own.as_ref(), der, &fingerprint) != Admission::Refused
+                    let behind = !heard.load(Ordering::Relaxed);
+                    admit(&applied.state, id, own.as_ref(), der, &fingerprint, behind)
+                        != Admission::Refused
                 })
             }),
         );
@@ -165,6 +174,7 @@ impl Store {
             membership: Arc::default(),
             cert: Arc::new(cert),
             observer: Arc::default(),
+            heard_leader,
         };
         Ok(store)
     }
@@ -222,8 +232,32 @@ impl Store {
     /// cluster).
     pub fn admission(&self, der: &[u8], fingerprint: &str) -> Admission {
         let own = self.cert();
-        self.local(|s| admit(s, self.id, own.as_ref(), der, fingerprint))
+        let behind = !self.heard_leader.load(Ordering::Relaxed);
+        self.local(|s| admit(s, self.id, own.as_ref(), der, fingerprint, behind))
             .unwrap_or(Admission::Refused)
+    }
+
+    /// A leader presenting the certificate `fingerprint` reached this node:
+    /// once this replica knows that certificate (it has caught up with its
+    /// peers' renewals), it admits its peers by fingerprint alone.
+    pub(crate) fn heard_from(&self, fingerprint: &str) {
+        if self.heard_leader.load(Ordering::Relaxed) {
+            return;
+        }
+        let known = self
+            .local(|s| s.admission(fingerprint, unix_now()) != Admission::Refused)
+            .unwrap_or(false);
+        if known {
+            self.heard_leader();
+        }
+    }
+
+    /// This node heard from a leader it knows, or leads: from now on it
+    /// admits its peers by fingerprint alone.
+    pub(crate) fn heard_leader(&self) {
+        if !self.heard_leader.swap(true, Ordering::Relaxed) {
+            tracing::debug!("heard from the leader: admitting peers by fingerprint alone");
+        }
     }
 
     /// The cluster this node belongs to, once bootstrapped or joined.
@@ -485,17 +519,20 @@ mod tests;
 /// Whether the certificate `der` (with `fingerprint`) is admitted by this
 /// replica: by fingerprint, or, on a replica catching up, as a newer
 /// certificate of a member (parsed only then: the common case is a hash
-/// and a lookup).
+/// and a lookup). A replica catching up is one that does not know its own
+/// certificate yet, or (`behind`) one that has not heard from a leader
+/// since it started: it may have been down while its peers renewed.
 fn admit(
     state: &State,
     id: HostId,
     own: Option<&NodeCert>,
     der: &[u8],
     fingerprint: &str,
+    behind: bool,
 ) -> Admission {
     let now = unix_now();
     match state.admission(fingerprint, now) {
-        Admission::Refused if catching_up(state, id, own) => {
+        Admission::Refused if behind || catching_up(state, id, own) => {
             state.admission_of(&super::tls::peer_cert(der), now, true)
         }
         known => known,

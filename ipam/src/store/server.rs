@@ -168,6 +168,11 @@ impl Raft for RaftService {
             .append_entries(input(&request)?)
             .await
             .map_err(failed);
+        if reply.is_ok()
+            && let Some(leaf) = request.peer_certs().as_ref().and_then(|c| c.first())
+        {
+            self.store.heard_from(&super::tls::fingerprint(leaf));
+        }
         output(&reply)
     }
 
