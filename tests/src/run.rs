@@ -160,12 +160,13 @@ pub fn plugin_call(
         .map_err(|e| format!("connect {}: {e}", socket.display()))?;
     conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    write!(
-        conn,
+    // One write, head and body together, as Docker's client sends them.
+    let request = format!(
         "POST {path} HTTP/1.1\r\nHost: plugin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    conn.write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(conn);
     let mut status = String::new();
     reader.read_line(&mut status).map_err(|e| e.to_string())?;

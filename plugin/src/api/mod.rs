@@ -45,6 +45,9 @@ pub(crate) const PATHS: &[&str] = &[
 ];
 
 /// Routes of both drivers and the plugin handshake; anything else is a 404.
+/// The largest request body (axum's own limit for a body read whole).
+const MAX_BODY: usize = 2 << 20;
+
 pub(crate) fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/Plugin.Activate", post(activate))
@@ -68,6 +71,15 @@ async fn in_span(
 ) -> axum::response::Response {
     use tracing::Instrument;
     let path = request.uri().path().to_owned();
+    // Every body is read before the request is handled, whether its
+    // handler wants it or not: a connection closed with bytes unread is
+    // reset, and its client loses the answer.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => return ApiError::Body(format!("request body: {e}")).into_response(),
+    };
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(body));
     let span = tracing::debug_span!("request", path = %path);
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span).await;

@@ -20,6 +20,7 @@ use crate::service::{Service, Settings, StoreState};
 
 struct Harness {
     plane: Arc<RecordingPath>,
+    socket: std::path::PathBuf,
     client: PluginClient,
     _dir: tempfile::TempDir,
     _store_tx: watch::Sender<StoreState>,
@@ -59,6 +60,7 @@ async fn harness(store: bool) -> Harness {
     Harness {
         plane,
         client: PluginClient::new(&socket),
+        socket,
         _dir: dir,
         _store_tx: tx,
     }
@@ -699,4 +701,35 @@ async fn arbitrary_bodies_get_an_answer_and_never_break_the_daemon() {
     }
     let status = h.status().await;
     assert!(status["host"].is_u64(), "{status}");
+}
+
+/// A client that sends its body a moment after the head, and asks for the
+/// connection to be closed, gets the whole answer: every body is read
+/// before its request is answered, so the server never closes with bytes
+/// unread (which its client would see as a reset, or a broken pipe).
+#[tokio::test]
+async fn a_body_sent_after_the_head_is_read_before_the_answer() {
+    let h = harness(true).await;
+    for path in ["/Rustnet.Status", "/Plugin.Activate"] {
+        let socket = h.socket.clone();
+        let reply = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            use std::io::{Read, Write};
+            let mut conn = std::os::unix::net::UnixStream::connect(&socket)?;
+            conn.write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: p\r\nConnection: close\r\nContent-Length: 2\r\n\r\n"
+                )
+                .as_bytes(),
+            )?;
+            std::thread::sleep(Duration::from_millis(300));
+            conn.write_all(b"{}")?;
+            let mut reply = String::new();
+            conn.read_to_string(&mut reply)?;
+            Ok(reply)
+        })
+        .await
+        .unwrap();
+        let reply = reply.unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(reply.starts_with("HTTP/1.1 200"), "{path}: {reply}");
+    }
 }
