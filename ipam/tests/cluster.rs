@@ -58,20 +58,7 @@ async fn the_cluster_survives_leader_and_follower_loss() {
     check(&alive[0], &acked).await;
 
     // Restart the old leader from its disk on its address: it catches up.
-    // (Its old in-process instance still has peer connections holding the
-    // database file open, so the restart runs on a copy of the directory,
-    // taken after the crash: the same bytes a restarted process would see.)
-    let old = &nodes[lead];
-    let copy = old.dir.with_extension("restarted");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&old.dir)
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let listener = TcpListener::bind(&old.addr).await.unwrap();
-    nodes[lead] = start(copy, listener).await;
+    nodes[lead] = restart_copy(&nodes[lead], config(&nodes[lead].addr)).await;
     check(&nodes[lead].store, &acked).await;
 
     // Then lose a follower: the other two carry on.

@@ -231,16 +231,10 @@ async fn certificates_renew_themselves_under_a_running_cluster() {
     let token = first.store.join_token().await.unwrap();
     let mut nodes = vec![first];
     for name in ["n2", "n3"] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let dir = root.path().join(name);
         let seeds = [nodes[0].addr.clone()];
-        let settings = config_lived(&addr, lifetime);
-        rustnet_ipam::store::enroll(&dir, &settings, &seeds, Some(&token))
+        let node = join_fresh_lived(root.path(), name, &seeds, Some(&token), lifetime)
             .await
             .unwrap();
-        let node = start_with(dir, listener, settings).await;
-        node.store.join(&seeds).await.unwrap();
         nodes.push(node);
     }
     create_pool(&nodes[0].store).await;
@@ -431,16 +425,10 @@ async fn learners_hold_no_ca_key() {
     let token = first.store.join_token().await.unwrap();
     let mut nodes = vec![first];
     for name in ["n2", "n3", "n4"] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let dir = root.path().join(name);
         let seeds = [nodes[0].addr.clone()];
-        let settings = config_lived(&addr, lifetime);
-        rustnet_ipam::store::enroll(&dir, &settings, &seeds, Some(&token))
+        let node = join_fresh_lived(root.path(), name, &seeds, Some(&token), lifetime)
             .await
             .unwrap();
-        let node = start_with(dir, listener, settings).await;
-        node.store.join(&seeds).await.unwrap();
         nodes.push(node);
     }
     create_pool(&nodes[0].store).await;
@@ -566,16 +554,10 @@ async fn a_member_down_across_renewals_catches_up() {
     let mut nodes = vec![first];
     // n1 and n2 renew every 10 s; n3's own certificates last 90 days.
     for (name, lifetime) in [("n2", short), ("n3", long)] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let dir = root.path().join(name);
         let seeds = [nodes[0].addr.clone()];
-        let settings = config_lived(&addr, lifetime);
-        rustnet_ipam::store::enroll(&dir, &settings, &seeds, Some(&token))
+        let node = join_fresh_lived(root.path(), name, &seeds, Some(&token), lifetime)
             .await
             .unwrap();
-        let node = start_with(dir, listener, settings).await;
-        node.store.join(&seeds).await.unwrap();
         nodes.push(node);
     }
     create_pool(&nodes[0].store).await;
@@ -588,13 +570,12 @@ async fn a_member_down_across_renewals_catches_up() {
     let mut acked = vec![allocate(&nodes[2].store, "before".into()).await.unwrap()];
 
     nodes[2].kill().await;
-    let known: Vec<String> = nodes[..2]
+    let mut seen: Vec<String> = nodes[..2]
         .iter()
         .map(|n| n.store.cert().unwrap().fingerprint)
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut renewals = [0, 0];
-    let mut seen = known.clone();
     while renewals.iter().any(|r| *r < 2) {
         for (i, node) in nodes[..2].iter().enumerate() {
             let now = node.store.cert().unwrap().fingerprint;
@@ -609,18 +590,8 @@ async fn a_member_down_across_renewals_catches_up() {
     let alive: Vec<_> = nodes[..2].iter().map(|n| n.store.clone()).collect();
     acked.extend(storm(&alive, 5, "while-down").await);
 
-    // Back on its address, from its disk (a copy: see cluster.rs).
-    let old = &nodes[2];
-    let copy = old.dir.with_extension("restarted");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&old.dir)
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let listener = TcpListener::bind(&old.addr).await.unwrap();
-    nodes[2] = start_with(copy, listener, config_lived(&old.addr.clone(), long)).await;
+    // Back on its address, from its disk.
+    nodes[2] = restart_copy(&nodes[2], config_lived(&nodes[2].addr, long)).await;
     check(&nodes[2].store, &acked).await;
     allocate(&nodes[2].store, "after".into()).await.unwrap();
 }

@@ -48,13 +48,42 @@ pub async fn join_fresh(
     seeds: &[String],
     token: Option<&rustnet_ipam::JoinToken>,
 ) -> Result<Node, StoreError> {
+    join_fresh_lived(root, name, seeds, token, rustnet_ipam::store::CERT_LIFETIME).await
+}
+
+/// [`join_fresh`], with member certificates valid for `lifetime`.
+pub async fn join_fresh_lived(
+    root: &std::path::Path,
+    name: &str,
+    seeds: &[String],
+    token: Option<&rustnet_ipam::JoinToken>,
+    lifetime: Duration,
+) -> Result<Node, StoreError> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let dir = root.join(name);
-    rustnet_ipam::store::enroll(&dir, &config(&addr), seeds, token).await?;
-    let node = start(dir, listener).await;
+    let settings = config_lived(&addr, lifetime);
+    rustnet_ipam::store::enroll(&dir, &settings, seeds, token).await?;
+    let node = start_with(dir, listener, settings).await;
     node.store.join(seeds).await?;
     Ok(node)
+}
+
+/// Starts `old` (killed) again on its address with `config`, from its
+/// disk. Its old in-process instance still has peer connections holding
+/// the database file open, so the restart runs on a copy of the directory,
+/// taken after the crash: the same bytes a restarted process would see.
+pub async fn restart_copy(old: &Node, config: StoreConfig) -> Node {
+    let copy = old.dir.with_extension("restarted");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&old.dir)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let listener = TcpListener::bind(&old.addr).await.unwrap();
+    start_with(copy, listener, config).await
 }
 
 /// Opens a store in `dir` and serves it on `listener`.
