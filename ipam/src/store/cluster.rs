@@ -675,7 +675,7 @@ fn refusal(error: &PeerError) -> Option<Refusal> {
 
 /// A forwarded call's failure as this member answers it: the leader's
 /// refusal stays one.
-pub(super) fn forwarded(error: PeerError) -> RemoteError {
+fn forwarded(error: PeerError) -> RemoteError {
     match error {
         PeerError::Remote(remote) => remote,
         other => RemoteError::Failed(super::error::chain(&other)),

@@ -237,15 +237,17 @@ impl Store {
             .unwrap_or(Admission::Refused)
     }
 
-    /// A leader presenting the certificate `fingerprint` reached this node:
-    /// once this replica knows that certificate (it has caught up with its
-    /// peers' renewals), it admits its peers by fingerprint alone.
-    pub(crate) fn heard_from(&self, fingerprint: &str) {
+    /// A leader presenting the certificate `der` reached this node: once
+    /// this replica knows that certificate (it has caught up with its
+    /// peers' renewals), it admits its peers by fingerprint alone. Free
+    /// once it has (no hash on every AppendEntries).
+    pub(crate) fn heard_from(&self, der: &[u8]) {
         if self.heard_leader.load(Ordering::Relaxed) {
             return;
         }
+        let fingerprint = super::tls::fingerprint(der);
         let known = self
-            .local(|s| s.admission(fingerprint, unix_now()) != Admission::Refused)
+            .local(|s| s.admission(&fingerprint, unix_now()) != Admission::Refused)
             .unwrap_or(false);
         if known {
             self.heard_leader();

@@ -171,7 +171,7 @@ impl Raft for RaftService {
         if reply.is_ok()
             && let Some(leaf) = request.peer_certs().as_ref().and_then(|c| c.first())
         {
-            self.store.heard_from(&super::tls::fingerprint(leaf));
+            self.store.heard_from(leaf);
         }
         output(&reply)
     }

@@ -145,7 +145,8 @@ impl Store {
 
     /// Handles a member's request for a certificate of `ask.host`: only for
     /// itself, or for an id just handed out that has none yet (as
-    /// `AdmitCert` is authorised), and only where the key is.
+    /// `AdmitCert` is authorised); signed here, or by the leader where
+    /// this node holds no key.
     pub(crate) async fn handle_issue(
         &self,
         ask: IssueRequest,
@@ -163,18 +164,6 @@ impl Store {
                 by: sender,
                 host: ask.host,
             })?;
-        let ca = self
-            .read(|s| s.ca().cloned())
-            .await?
-            .ok_or(StoreError::Missing("CA"))?;
-        if self.signing(&ca).is_none()
-            && let Some(leader) = self.leader_addr_if_not_me()
-        {
-            return self
-                .send_issue(&leader, ask.host)
-                .await
-                .map_err(super::cluster::forwarded);
-        }
         let cert = self.issue_cert(ask.host).await?;
         tracing::info!(node = ask.host, by = sender, cert = %cert.fingerprint, "issued a certificate");
         Ok(cert)
