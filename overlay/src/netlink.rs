@@ -278,10 +278,11 @@ impl Netlink {
     async fn observe_links(
         &self,
     ) -> Result<(BTreeMap<String, Link>, BTreeMap<u32, String>), Error> {
-        // Each message is read into a small `Link` as it comes: a dump of
-        // thousands of links, fully parsed, would cost tens of MB at once.
+        // Each message is kept only as a small `Link`. (netlink-proto still
+        // decodes a whole dump ahead of this loop, about 13 KB a link: that
+        // burst is what the daemon's periodic trim gives back.)
         let mut read: Vec<(u32, String, Link, Option<u32>)> = Vec::new();
-        // Without counters: a link's statistics are most of its message.
+        // Without counters: nothing here reads them.
         let mut stream = self
             .handle
             .link()
