@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use rustnet_ipam::store::{JoinReply, JoinRequest, NodeCert, RemoteError};
 use rustnet_ipam::{Command, CommandResult, HolderKind, IpamError, Proposal, Response};
-use rustnet_proto::{ClusterClient, Payload};
+use rustnet_proto::{ClusterClient, Payload, RaftClient};
 use tokio::net::TcpListener;
 
 /// A channel to `addr` presenting `cert` (tonic's own TLS client).
@@ -219,6 +219,59 @@ async fn a_removed_host_cannot_come_back_with_what_it_held() {
 
     // The cluster goes on.
     allocate(&nodes[0].store, "after".into()).await.unwrap();
+}
+
+/// A member's replication stream, opened while it was one, is admitted
+/// again on every message: removing the member cuts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replication_stream_is_cut_when_its_member_is_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let token = nodes[0].store.join_token().await.unwrap();
+    let seeds = [nodes[0].addr.clone()];
+    let fourth = join_fresh(root.path(), "n4", &seeds, Some(&token))
+        .await
+        .unwrap();
+    let cert = fourth.store.cert().unwrap();
+    let open = || async {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Payload>();
+        let answers = RaftClient::new(channel_as(&nodes[1].addr, &cert))
+            .append_stream(rx)
+            .await?;
+        Ok::<_, tonic::Status>((tx, answers.into_inner()))
+    };
+    // Opened as a member (once this replica has applied the join).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (tx, mut answers) = loop {
+        match open().await {
+            Ok(stream) => break stream,
+            Err(status) if Instant::now() < deadline => {
+                eprintln!("not yet admitted: {status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("a member's stream refused: {status:?}"),
+        }
+    };
+    nodes[0].store.remove(fourth.store.id()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nodes[1]
+        .store
+        .members()
+        .iter()
+        .any(|m| m.id == fourth.store.id())
+    {
+        assert!(Instant::now() < deadline, "the removal never reached n2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The next message on the stream that is still open is refused, before
+    // it is even read as a request.
+    tx.unbounded_send(Payload {
+        data: b"{}".to_vec(),
+    })
+    .unwrap();
+    let status = answers.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -604,4 +657,42 @@ fn super_long_from_now() -> u64 {
         .unwrap()
         .as_secs();
     now + 30 * 24 * 3600
+}
+
+/// The only member holding the CA key restarts. At start it has yet to
+/// learn its own membership: that must not make it drop the key, as a
+/// learner does, or the cluster is left with none (no renewals, no
+/// rotation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_holder_of_the_ca_key_keeps_it_across_restarts() {
+    let root = tempfile::tempdir().unwrap();
+    let mut node = fresh(root.path(), "n1").await;
+    node.store.bootstrap(None).await.unwrap();
+    for round in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Sealed out of the replicated state: only the member's db has it.
+        loop {
+            let sealed = node
+                .store
+                .read(|s| s.ca().is_some_and(|ca| ca.key_pem.is_empty()))
+                .await
+                .unwrap();
+            if sealed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the key is not sealed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(node.store.holds_ca_key(), "round {round}: the key is lost");
+        node.kill().await;
+        let copy = root.path().join(format!("n1-restart{round}"));
+        node = restart_copy_to(&node, copy, config(&node.addr)).await;
+        // Its duties have run at start and once more since.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    assert!(node.store.holds_ca_key(), "the key is lost");
+    node.store.rotate_ca().await.unwrap();
 }

@@ -149,6 +149,9 @@ pub fn main() -> ExitCode {
             .with_span_list(false)
             .init(),
     }
+    if matches!(cli.command, Cmd::Daemon(_)) {
+        memory::limit_arenas();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -24,6 +24,7 @@ mod mac;
 mod members;
 mod network;
 mod pool;
+mod recent;
 mod state;
 mod token;
 

@@ -1,6 +1,6 @@
 //! The replicated IPAM state machine: every pool of the cluster.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -10,6 +10,7 @@ use crate::addr::{overlaps, usable};
 use crate::members::{Admission, CaRotation, Enrollments, PeerCert};
 use crate::network::Tables;
 use crate::pool::{HostNames, host_name};
+use crate::recent::Recent;
 use crate::{ClusterCa, JoinToken};
 use crate::{
     Command, CommandResult, DefaultPool, Endpoint, Holder, HolderKind, HostId, IpamError, Pool,
@@ -30,7 +31,7 @@ pub struct State {
     /// The results of the latest proposals, by id, oldest first: a proposal
     /// seen again (a retry) gets its first result instead of a second apply.
     #[serde(default)]
-    recent: VecDeque<(u64, CommandResult)>,
+    recent: Recent,
     /// The secret a host presents to join.
     #[serde(default)]
     join_token: Option<JoinToken>,
@@ -56,9 +57,6 @@ pub struct State {
     cert_times: BTreeMap<HostId, u64>,
 }
 
-/// How many proposal results are remembered for retries.
-const RECENT: usize = 4096;
-
 impl State {
     /// Applies a proposal once: a retried proposal (same id) returns the
     /// first result and changes nothing.
@@ -74,14 +72,11 @@ impl State {
         if proposal.id == 0 {
             return apply(self);
         }
-        if let Some((_, result)) = self.recent.iter().find(|(id, _)| *id == proposal.id) {
+        if let Some(result) = self.recent.get(proposal.id) {
             return result.clone();
         }
         let result = apply(self);
-        self.recent.push_back((proposal.id, result.clone()));
-        if self.recent.len() > RECENT {
-            self.recent.pop_front();
-        }
+        self.recent.insert(proposal.id, result.clone());
         result
     }
 
@@ -296,6 +291,20 @@ impl State {
         self.enrollments.is_pending(host)
     }
 
+    /// The fingerprints of the members' certificates admitted now: each
+    /// member's latest, and the one before it while that is admitted too.
+    pub fn admitted_certs(&self) -> Vec<String> {
+        let previous = self
+            .previous_certs
+            .iter()
+            .filter(|(host, _)| self.certs.contains_key(host));
+        self.certs
+            .values()
+            .chain(previous.map(|(_, fingerprint)| fingerprint))
+            .cloned()
+            .collect()
+    }
+
     /// The fingerprint of `host`'s certificate.
     pub fn cert_of(&self, host: HostId) -> Option<&str> {
         self.certs.get(&host).map(String::as_str)
@@ -507,6 +516,12 @@ impl State {
             pool.forget(host);
         }
         self.pools.retain(|_, pool| !pool.refs.is_empty());
+    }
+
+    /// How many addresses are held, all pools together: the measure of the
+    /// state's size.
+    pub fn held_addresses(&self) -> usize {
+        self.pools.values().map(|p| p.addresses.len()).sum()
     }
 
     /// Every host that holds something, with what it holds: (addresses,

@@ -16,12 +16,12 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
-use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID};
+use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID, KEY_VOUCHED};
 use super::error::{PeerError, Refusal, RemoteError, StoreError, TlsError};
 use super::network::{decode, encode, request};
 use super::tls::{NodeCert, Trust};
 use super::{Store, StoreConfig};
-use crate::{Command, HostId, JoinToken, check_join_token, pinned, split_token};
+use crate::{Command, HostId, JoinToken, State, check_join_token, pinned, split_token};
 
 /// How long a member renewing under a rotated CA waits before presenting
 /// its new certificate: every replica learns it meanwhile.
@@ -51,12 +51,20 @@ pub(crate) struct EnrollRequest {
 pub(crate) struct EnrollReply {
     pub id: HostId,
     pub cert: NodeCert,
+    /// The members' certificates, which the new host admits while it
+    /// catches up (catch_up.rs).
+    #[serde(default)]
+    pub vouched: Vec<String>,
 }
 
 /// What a joining node learns: the cluster it is now part of.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinReply {
     pub cluster: String,
+    /// The members' certificates, which the joining host admits while it
+    /// catches up (catch_up.rs).
+    #[serde(default)]
+    pub vouched: Vec<String>,
 }
 
 /// One member, as `rustnet status` shows it.
@@ -110,6 +118,7 @@ impl Store {
         let store = Self::open_node(dir, config).await?;
         tokio::spawn(keep_voters(store.clone()));
         tokio::spawn(keep_cert_fresh(store.clone()));
+        tokio::spawn(keep_log_compact(store.clone()));
         Ok(store)
     }
 
@@ -355,7 +364,8 @@ impl Store {
         };
         self.write(admit).await?;
         tracing::info!(node = id, addr = %ask.addr, cert = %cert.fingerprint, "enrolled a new host");
-        Ok(EnrollReply { id, cert })
+        let vouched = self.local(State::admitted_certs).unwrap_or_default();
+        Ok(EnrollReply { id, cert, vouched })
     }
 
     /// Joins the cluster through any of `seeds` (`host:port`). A member
@@ -386,6 +396,7 @@ impl Store {
         .await?;
         if let Some((seed, reply)) = answer {
             self.set_cluster_id(&reply.cluster)?;
+            self.vouch(reply.vouched)?;
             tracing::info!(seed = %seed, cluster = %reply.cluster, "joined the cluster");
         }
         Ok(())
@@ -408,12 +419,8 @@ impl Store {
 
     async fn send_join(&self, to: &str, ask: &JoinRequest) -> Result<JoinReply, PeerError> {
         let mut client = self.peers.cluster(to)?;
-        // Adding a learner waits until it has caught up: allow for it.
         let reply = client
-            .join(request(
-                encode(ask)?,
-                self.config.join_patience.max(self.config.timeout),
-            ))
+            .join(request(encode(ask)?, self.config.timeout))
             .await?;
         decode::<Result<JoinReply, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
@@ -459,7 +466,7 @@ impl Store {
         let members = self.members();
         if let Some(existing) = members.iter().find(|m| m.id == ask.node_id) {
             if existing.addr == ask.addr {
-                return Ok(JoinReply { cluster });
+                return Ok(self.join_reply(cluster));
             }
             return Err(Refusal::IdInUse {
                 node: ask.node_id,
@@ -474,14 +481,31 @@ impl Store {
             }
             .into());
         }
+        // Not waiting (more than JOIN_CATCH_UP) for it to catch up: a host
+        // joining a large cluster knows its place (and the certificates it
+        // is to admit meanwhile) without waiting for its snapshot, and is
+        // promoted once it has caught up (keep_voters).
         self.raft
-            .add_learner(ask.node_id, BasicNode::new(&ask.addr), true)
+            .add_learner(ask.node_id, BasicNode::new(&ask.addr), false)
             .await
             .map_err(|e| RemoteError::Failed(format!("add learner: {e}")))?;
         self.write(Command::Joined { host: ask.node_id }).await?;
+        // A small state is caught up with in moments: promoted now, hosts
+        // become voters in the order they joined.
+        let id = ask.node_id;
+        let _ = (self.raft.wait(Some(JOIN_CATCH_UP)))
+            .metrics(|m| caught_up(m, id), "the learner caught up")
+            .await;
         self.promote_locked().await;
         tracing::info!(node = ask.node_id, addr = %ask.addr, "node joined");
-        Ok(JoinReply { cluster })
+        Ok(self.join_reply(cluster))
+    }
+
+    fn join_reply(&self, cluster: String) -> JoinReply {
+        JoinReply {
+            cluster,
+            vouched: self.local(State::admitted_certs).unwrap_or_default(),
+        }
     }
 
     /// Removes `node` from the cluster (a dead host, or this one leaving)
@@ -569,9 +593,10 @@ impl Store {
     async fn promote_locked(&self) {
         let members = self.members();
         let voters = members.iter().filter(|m| m.voter).count();
+        let caught_up = self.caught_up();
         let learners: BTreeSet<HostId> = members
             .iter()
-            .filter(|m| !m.voter)
+            .filter(|m| !m.voter && caught_up.contains(&m.id))
             .map(|m| m.id)
             .take(self.config.voters.saturating_sub(voters))
             .collect();
@@ -586,6 +611,22 @@ impl Store {
             Ok(_) => tracing::info!(?learners, "promoted to voters"),
             Err(e) => tracing::warn!(error = %e, "promoting learners"),
         }
+    }
+
+    /// On the leader: the members whose log is within [`PROMOTION_LAG`]
+    /// entries of its own. A learner is promoted only then: a voter still
+    /// installing its snapshot would count towards the quorum without
+    /// being able to answer.
+    fn caught_up(&self) -> BTreeSet<HostId> {
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow_watched();
+        metrics
+            .replication
+            .iter()
+            .flatten()
+            .map(|(id, _)| *id)
+            .filter(|id| caught_up(&metrics, *id))
+            .collect()
     }
 
     pub(super) fn is_leader(&self) -> bool {
@@ -682,6 +723,62 @@ fn forwarded(error: PeerError) -> RemoteError {
     }
 }
 
+/// How far behind the leader's log a learner may be and still be promoted.
+const PROMOTION_LAG: u64 = 100;
+
+/// How long a join waits for the learner to catch up before it answers
+/// (and leaves its promotion to keep_voters).
+const JOIN_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// Whether, in the leader's `metrics`, member `id`'s log is within
+/// [`PROMOTION_LAG`] entries of the leader's.
+fn caught_up(metrics: &openraft::RaftMetrics<super::TypeConfig>, id: HostId) -> bool {
+    let last = metrics.last_log_index.unwrap_or(0);
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id))
+        .and_then(Option::as_ref)
+        .is_some_and(|matched| matched.index + PROMOTION_LAG >= last)
+}
+
+/// Background duty of every node: compact the log into a snapshot when
+/// it is due (`snapshot_due`, checked five times a second).
+async fn keep_log_compact(store: Store) {
+    let metrics = store.raft.metrics();
+    // The applied index a snapshot was last asked for at: not asked again
+    // while it is being built.
+    let mut asked: Option<u64> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (state, applied, snapshot) = {
+            let m = metrics.borrow_watched();
+            let index = |l: &Option<openraft::alias::LogIdOf<super::TypeConfig>>| {
+                l.as_ref().map(|l| l.index)
+            };
+            (m.state, index(&m.last_applied), index(&m.snapshot))
+        };
+        if state == ServerState::Shutdown {
+            return;
+        }
+        let Some(applied) = applied else {
+            continue;
+        };
+        let since = match snapshot.max(asked) {
+            Some(base) => applied.saturating_sub(base),
+            None => applied + 1,
+        };
+        let held = store.local(State::held_addresses).unwrap_or(0);
+        if !super::state_machine::snapshot_due(since, held) {
+            continue;
+        }
+        asked = Some(applied);
+        if let Err(e) = store.raft.trigger().snapshot().await {
+            tracing::warn!(error = %e, "asking for a snapshot");
+        }
+    }
+}
+
 /// Background duty of every node: while it leads, keep the configured
 /// number of voters by promoting learners (after a join, a removal, or the
 /// leader removing itself).
@@ -699,6 +796,9 @@ async fn keep_voters(store: Store) {
             changed = metrics.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+        // The metrics change with every write: look at most ten times a
+        // second.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -787,6 +887,10 @@ pub async fn enroll(
         .map_err(StoreError::storage("keep this host's id"))?;
     db.put_meta(KEY_CERT, &reply.cert)
         .map_err(StoreError::storage("keep this member's certificate"))?;
+    db.put_meta(KEY_VOUCHED, &reply.vouched)
+        .map_err(StoreError::storage(
+            "keep the certificates vouched for at join",
+        ))?;
     tracing::info!(seed = %seed, node = reply.id, cert = %reply.cert.fingerprint, "enrolled");
     Ok(())
 }

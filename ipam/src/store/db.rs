@@ -18,8 +18,10 @@ pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("
 const SNAPSHOT_DATA: &str = "data";
 
 /// redb's page cache. Its default (1 GiB) lets a daemon's memory grow with
-/// the log it has read; rustnet's working set is far smaller.
-const CACHE_BYTES: usize = 16 << 20;
+/// the log it has read; rustnet's working set is far smaller: the pages
+/// on the path to the log's end and the meta table (the leader replicates
+/// the latest entries from memory, log_store.rs).
+const CACHE_BYTES: usize = 4 << 20;
 
 pub(crate) const KEY_VOTE: &str = "vote";
 pub(crate) const KEY_COMMITTED: &str = "committed";
@@ -32,6 +34,9 @@ pub(crate) const KEY_CLUSTER_ID: &str = "cluster_id";
 pub(crate) const KEY_CERT: &str = "cert";
 /// The cluster CA keys a voter holds, by CA fingerprint.
 pub(crate) const KEY_CA_KEYS: &str = "ca_keys";
+/// The members' certificates the cluster vouched for when this node
+/// enrolled or joined, until it has caught up (catch_up.rs).
+pub(crate) const KEY_VOUCHED: &str = "vouched";
 
 /// A shared handle on the store's database file. Every write commits with
 /// redb's default immediate durability (fsync) before it returns.

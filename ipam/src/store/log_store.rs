@@ -6,7 +6,7 @@
 //! committed with immediate durability (fsync).
 //!
 //! ```text
-//!   append ──► pending (readable at once) ──► writer thread: every append
+//!   append ──► latest (readable at once) ──► writer thread: every append
 //!              queued meanwhile in one transaction, one fsync ──► callbacks
 //!   vote, truncate, purge ──► writer thread, in order ──► returns once durable
 //! ```
@@ -16,6 +16,10 @@
 //! appends that arrive during one fsync share the next: group commit. The
 //! writer is the only one to write; the callers of the runtime never wait
 //! on the disk, except where openraft wants the write done on return.
+//!
+//! `latest` keeps the last [`LATEST`] entries after they are on disk too:
+//! the leader reads each entry back to replicate it, and reading it there
+//! spares a database read and a decode per entry and follower.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -30,7 +34,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::TypeConfig;
-use super::db::{Db, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG};
+use super::db::{Db, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
 
 type Entry = EntryOf<TypeConfig>;
 type LogId = LogIdOf<TypeConfig>;
@@ -48,6 +52,9 @@ pub struct LogStore {
 enum Job {
     /// Entries to make durable, then tell openraft.
     Append(Vec<Entry>, IOFlushed<TypeConfig>),
+    /// The committed log id: written with the appends of the same round
+    /// (or, in a round without any, on its own and without an fsync).
+    Committed(Option<LogId>),
     /// Any other write, after every append queued before it; its result
     /// goes back if someone waits for it.
     Run(Write, Option<Reply>),
@@ -61,9 +68,10 @@ type Reply = tokio::sync::oneshot::Sender<io::Result<()>>;
 /// The writer thread's end of the store.
 struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
-    /// Appended entries not yet durable, by index: what readers see beside
-    /// the database until the writer has committed them.
-    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    /// The latest entries by index, without a gap up to the last one:
+    /// every entry not yet durable, and the durable ones up to [`LATEST`]
+    /// in all. Readers find an entry here or in the database.
+    latest: Arc<Mutex<BTreeMap<u64, Entry>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -84,10 +92,14 @@ impl Drop for Writer {
     }
 }
 
-fn lock(pending: &Mutex<BTreeMap<u64, Entry>>) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
+/// How many entries `latest` keeps once they are durable: more than a
+/// follower that keeps up lags behind.
+const LATEST: usize = 1024;
+
+fn lock(latest: &Mutex<BTreeMap<u64, Entry>>) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
     // Entries are inserted and removed whole: a panic elsewhere leaves the
     // map consistent.
-    pending
+    latest
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -99,19 +111,19 @@ fn writer_gone() -> io::Error {
 impl LogStore {
     pub fn new(db: Db) -> io::Result<Self> {
         let (jobs, queue) = mpsc::channel();
-        let pending = Arc::new(Mutex::new(BTreeMap::new()));
+        let latest = Arc::new(Mutex::new(BTreeMap::new()));
         let thread = {
             let db = db.clone();
-            let pending = pending.clone();
+            let latest = latest.clone();
             std::thread::Builder::new()
                 .name("rustnet-log".to_owned())
-                .spawn(move || write_loop(&db, &queue, &pending))?
+                .spawn(move || write_loop(&db, &queue, &latest))?
         };
         Ok(Self {
             db,
             writer: Arc::new(Writer {
                 jobs: Some(jobs),
-                pending,
+                latest,
                 thread: Some(thread),
             }),
         })
@@ -138,7 +150,7 @@ impl LogStore {
     }
 
     fn last_entry(&self) -> io::Result<Option<Entry>> {
-        if let Some((_, entry)) = lock(&self.writer.pending).last_key_value() {
+        if let Some((_, entry)) = lock(&self.writer.latest).last_key_value() {
             return Ok(Some(entry.clone()));
         }
         let txn = self.db.database().begin_read().map_err(io::Error::other)?;
@@ -155,14 +167,16 @@ impl LogStore {
 /// The writer thread: takes every job queued, commits the appends among
 /// them in one transaction (before any other job that came after them),
 /// and runs the other jobs in their turn. Ends when the store is dropped.
-fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, pending: &Mutex<BTreeMap<u64, Entry>>) {
+fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, latest: &Mutex<BTreeMap<u64, Entry>>) {
     while let Ok(first) = queue.recv() {
-        let mut appends = Vec::new();
+        let mut round = Round::default();
         for job in std::iter::once(first).chain(queue.try_iter()) {
             match job {
-                Job::Append(entries, callback) => appends.push((entries, callback)),
+                Job::Append(entries, callback) => round.appends.push((entries, callback)),
+                // Only the latest counts: it covers every earlier one.
+                Job::Committed(committed) => round.committed = Some(committed),
                 Job::Run(write, reply) => {
-                    commit(db, pending, std::mem::take(&mut appends));
+                    commit(db, latest, std::mem::take(&mut round));
                     let result = write(db);
                     match reply {
                         Some(reply) => {
@@ -177,28 +191,50 @@ fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, pending: &Mutex<BTreeMap<u64
                 }
             }
         }
-        commit(db, pending, appends);
+        commit(db, latest, round);
     }
 }
 
-/// Makes `appends` durable in one transaction, drops them from the pending
-/// entries and tells openraft.
-fn commit(
-    db: &Db,
-    pending: &Mutex<BTreeMap<u64, Entry>>,
+/// What one transaction of the writer makes durable.
+#[derive(Default)]
+struct Round {
     appends: Vec<(Vec<Entry>, IOFlushed<TypeConfig>)>,
-) {
+    /// The committed log id openraft last reported, if it did this round.
+    committed: Option<Option<LogId>>,
+}
+
+/// Makes the round's appends durable in one transaction, with the
+/// committed log id if there is one, trims `latest` of the oldest durable
+/// entries and tells openraft. A committed log id alone goes without an
+/// fsync.
+fn commit(db: &Db, latest: &Mutex<BTreeMap<u64, Entry>>, round: Round) {
+    let Round { appends, committed } = round;
     if appends.is_empty() {
+        if let Some(committed) = committed
+            && let Err(e) = db.put_meta_lazily(KEY_COMMITTED, &committed)
+        {
+            tracing::warn!(error = %e, "log store: saving the committed index");
+        }
         return;
     }
-    let result = write_entries(db, appends.iter().flat_map(|(entries, _)| entries));
+    let result = write_entries(
+        db,
+        appends.iter().flat_map(|(entries, _)| entries),
+        committed,
+    );
+    if result.is_ok()
+        && let Some(durable) = appends
+            .iter()
+            .flat_map(|(e, _)| e)
+            .map(|e| e.log_id.index)
+            .max()
     {
-        let mut pending = lock(pending);
-        for entry in appends.iter().flat_map(|(entries, _)| entries) {
-            // A truncation may have replaced it meanwhile: only this one.
-            if pending.get(&entry.log_id.index).map(|e| e.log_id) == Some(entry.log_id) {
-                pending.remove(&entry.log_id.index);
-            }
+        let mut latest = lock(latest);
+        while latest.len() > LATEST {
+            match latest.first_entry() {
+                Some(oldest) if *oldest.key() <= durable => oldest.remove(),
+                _ => break,
+            };
         }
     }
     for (_, callback) in appends {
@@ -210,8 +246,19 @@ fn commit(
     }
 }
 
-fn write_entries<'a>(db: &Db, entries: impl Iterator<Item = &'a Entry>) -> io::Result<()> {
+fn write_entries<'a>(
+    db: &Db,
+    entries: impl Iterator<Item = &'a Entry>,
+    committed: Option<Option<LogId>>,
+) -> io::Result<()> {
     let txn = db.database().begin_write().map_err(io::Error::other)?;
+    if let Some(committed) = committed {
+        let bytes = serde_json::to_vec(&committed).map_err(io::Error::other)?;
+        txn.open_table(META)
+            .map_err(io::Error::other)?
+            .insert(KEY_COMMITTED, bytes.as_slice())
+            .map_err(io::Error::other)?;
+    }
     {
         let mut table = txn.open_table(LOG).map_err(io::Error::other)?;
         for entry in entries {
@@ -246,22 +293,36 @@ impl RaftLogReader<TypeConfig> for LogStore {
             clone_bound(range.start_bound()),
             clone_bound(range.end_bound()),
         );
-        // Pending first, then the database: the writer commits an entry
-        // before dropping it from pending, so it is in one or the other.
-        let pending: Vec<Entry> = lock(&self.writer.pending)
-            .range(bounds)
-            .map(|(_, e)| e.clone())
-            .collect();
-        let txn = self.db.database().begin_read().map_err(io::Error::other)?;
-        let table = txn.open_table(LOG).map_err(io::Error::other)?;
-        let mut entries = BTreeMap::new();
-        for item in table.range::<u64>(bounds).map_err(io::Error::other)? {
-            let (index, value) = item.map_err(io::Error::other)?;
-            let entry: Entry = serde_json::from_slice(value.value()).map_err(io::Error::other)?;
-            entries.insert(index.value(), entry);
-        }
-        for entry in pending {
-            entries.insert(entry.log_id.index, entry);
+        // `latest` holds every entry from its first on: the database is
+        // read only for what lies before it. The writer commits an entry
+        // before `latest` drops it, so each is in one or the other.
+        let (first, mut entries) = {
+            let latest = lock(&self.writer.latest);
+            let first = latest.first_key_value().map(|(index, _)| *index);
+            let entries: BTreeMap<u64, Entry> = latest
+                .range(bounds)
+                .map(|(index, e)| (*index, e.clone()))
+                .collect();
+            (first, entries)
+        };
+        let before_latest = match (first, bounds.0) {
+            (Some(first), Bound::Included(start)) => start < first,
+            (Some(first), Bound::Excluded(start)) => start < first.saturating_sub(1),
+            (None, _) | (_, Bound::Unbounded) => true,
+        };
+        if before_latest {
+            let txn = self.db.database().begin_read().map_err(io::Error::other)?;
+            let table = txn.open_table(LOG).map_err(io::Error::other)?;
+            for item in table.range::<u64>(bounds).map_err(io::Error::other)? {
+                let (index, value) = item.map_err(io::Error::other)?;
+                let index = index.value();
+                if first.is_some_and(|first| index >= first) {
+                    break;
+                }
+                let entry: Entry =
+                    serde_json::from_slice(value.value()).map_err(io::Error::other)?;
+                entries.insert(index, entry);
+            }
         }
         Ok(entries.into_values().collect())
     }
@@ -297,12 +358,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not waited for and without an fsync of its own: it is on disk with
-        // the next appended entries (queued after those it covers), and one
-        // lost in a crash leaves an older committed index, which is still
-        // true (the state machine then re-applies a little less on start and
-        // catches up from the leader).
-        let write = move |db: &Db| db.put_meta_lazily(KEY_COMMITTED, &committed);
-        self.send(Job::Run(Box::new(write), None))
+        // the appends of its round, or the next ones (all queued after those
+        // it covers); one lost in a crash leaves an older committed index,
+        // which is still true (the state machine then re-applies a little
+        // less on start and catches up from the leader). Riding along keeps
+        // a busy writer's rounds whole: one transaction per round.
+        self.send(Job::Committed(committed))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -320,9 +381,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         {
-            let mut pending = lock(&self.writer.pending);
+            let mut latest = lock(&self.writer.latest);
             for entry in &entries {
-                pending.insert(entry.log_id.index, entry.clone());
+                latest.insert(entry.log_id.index, entry.clone());
             }
         }
         self.send(Job::Append(entries, callback))
@@ -332,7 +393,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = last_log_id.map_or(0, |id| id.index + 1);
         self.run(move |db| delete(db, (Bound::Included(from), Bound::Unbounded)))
             .await?;
-        lock(&self.writer.pending).retain(|index, _| *index < from);
+        lock(&self.writer.latest).retain(|index, _| *index < from);
         Ok(())
     }
 
@@ -344,7 +405,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             delete(db, (Bound::Unbounded, Bound::Included(log_id.index)))
         })
         .await?;
-        lock(&self.writer.pending).retain(|index, _| *index > log_id.index);
+        lock(&self.writer.latest).retain(|index, _| *index > log_id.index);
         Ok(())
     }
 }
@@ -382,6 +443,57 @@ mod tests {
             let log = LogStore::new(db).map_err(|e| storage_error(&e))?;
             Ok((dir, log, sm))
         }
+    }
+
+    /// Reads that start in the database and end among the latest entries,
+    /// after the writer has trimmed them, and after a truncation and a
+    /// purge, see every entry once and in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_span_the_database_and_the_latest_entries() {
+        use openraft::storage::RaftLogStorageExt;
+        use openraft::testing::blank_ent;
+
+        let (_dir, mut log, _) = Builder.build().await.unwrap();
+        let total = 3 * LATEST as u64;
+        for batch in (1..=total).collect::<Vec<_>>().chunks(100) {
+            let entries = batch.iter().map(|i| blank_ent::<TypeConfig>(1, 1, *i));
+            log.blocking_append(entries).await.unwrap();
+        }
+        assert_eq!(lock(&log.writer.latest).len(), LATEST);
+        let indexes =
+            |entries: Vec<Entry>| -> Vec<u64> { entries.iter().map(|e| e.log_id.index).collect() };
+        let cases = [
+            (1, total + 1),
+            (total - LATEST as u64 - 5, total - LATEST as u64 + 5),
+            (total - 10, total + 1),
+            (5, 50),
+        ];
+        for (from, to) in cases {
+            let read = log.try_get_log_entries(from..to).await.unwrap();
+            assert_eq!(
+                indexes(read),
+                (from..to).collect::<Vec<_>>(),
+                "{from}..{to}"
+            );
+        }
+        let read = log.try_get_log_entries(1..).await.unwrap();
+        assert_eq!(read.len() as u64, total);
+
+        let cut = total - 100;
+        log.truncate_after(Some(openraft::testing::log_id::<TypeConfig>(1, 1, cut)))
+            .await
+            .unwrap();
+        log.blocking_append([blank_ent::<TypeConfig>(2, 1, cut + 1)])
+            .await
+            .unwrap();
+        let purged = 500;
+        log.purge(openraft::testing::log_id::<TypeConfig>(1, 1, purged))
+            .await
+            .unwrap();
+        let read = log.try_get_log_entries(1..total + 1).await.unwrap();
+        assert_eq!(indexes(read), (purged + 1..=cut + 1).collect::<Vec<_>>());
+        let last = log.get_log_state().await.unwrap().last_log_id.unwrap();
+        assert_eq!((last.index, last.leader_id.term), (cut + 1, 2));
     }
 
     /// openraft's storage conformance suite against the redb store.

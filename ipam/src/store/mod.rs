@@ -16,6 +16,7 @@
 //! the last snapshot and openraft re-applies the committed log that follows
 //! it. Nothing here knows about Docker or netlink.
 
+mod catch_up;
 mod cluster;
 mod db;
 mod error;

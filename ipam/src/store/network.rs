@@ -3,15 +3,20 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
+use openraft::network::stream_append_sequential;
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode, RaftNetworkFactory, RaftNetworkV2};
+use openraft::{AnyError, BasicNode, OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use rustnet_proto::{ClusterClient, Payload, RaftClient, SnapshotChunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,6 +24,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::TypeConfig;
 use super::error::{PeerError, RemoteError};
+use super::server::StreamAnswer;
 use super::tls::NodeCert;
 use super::transport::{MemberCheck, client_config, dial};
 
@@ -158,6 +164,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             addr: node.addr.clone(),
             peers: self.peers.clone(),
             chunk: self.chunk,
+            sequential: false,
         }
     }
 }
@@ -169,6 +176,9 @@ pub struct PeerClient {
     addr: String,
     peers: Peers,
     chunk: usize,
+    /// The peer answered that it has no AppendStream (an older member):
+    /// replicate to it one AppendEntries at a time.
+    sequential: bool,
 }
 
 /// A whole snapshot in one message: what members from before chunked
@@ -216,12 +226,7 @@ impl PeerClient {
         request.set_timeout(ttl);
         let reply = rpc(client, request).await.map_err(|status| {
             tracing::debug!(peer = self.target, addr = %self.addr, %status, "raft rpc failed");
-            RPCError::Unreachable(unreachable(format!(
-                "peer {} at {}: {}",
-                self.target,
-                self.addr,
-                status.message()
-            )))
+            self.unreachable(status.message())
         })?;
         let answer: Result<Resp, RemoteError> =
             decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -245,10 +250,132 @@ impl PeerClient {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.call_with(payload, ttl, rpc).await
     }
+
+    /// The peer could not be reached, and why.
+    fn unreachable(&self, why: impl std::fmt::Display) -> RPCError<TypeConfig> {
+        RPCError::Unreachable(unreachable(format!(
+            "peer {} at {}: {why}",
+            self.target, self.addr
+        )))
+    }
+
+    /// Opens the pipelined replication stream: every request goes out as
+    /// openraft makes it, without waiting for the answer to the one
+    /// before, and the answers come back in order. While requests are
+    /// unanswered, the peer must answer one within `ttl`, or the stream
+    /// fails (openraft then opens another).
+    async fn open_stream(
+        &mut self,
+        input: impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + 'static,
+        ttl: Duration,
+    ) -> Result<Answers<'static>, RPCError<TypeConfig>> {
+        // openraft backs off (after a failed stream) before it hands out
+        // the first request: opening the stream only then keeps a peer
+        // that refuses it from being asked again at once, in a loop.
+        let mut input = Box::pin(input);
+        let Some(first) = input.next().await else {
+            return Ok(Box::pin(futures::stream::empty()));
+        };
+        let input = futures::stream::once(async move { first }).chain(input);
+        let mut client = self
+            .peers
+            .raft(&self.addr)
+            .map_err(|e| self.unreachable(e))?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let outbound = {
+            let sent = sent.clone();
+            input.map(move |request| {
+                sent.fetch_add(1, Ordering::Relaxed);
+                // Our own types always encode; an empty payload would end
+                // the stream at the peer, visibly, rather than skip one.
+                encode(&request).unwrap_or_default()
+            })
+        };
+        let inbound = match tokio::time::timeout(ttl, client.append_stream(outbound)).await {
+            Err(_) => return Err(self.unreachable(format!("no answer within {ttl:?}"))),
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                tracing::info!(
+                    peer = self.target,
+                    "peer has no pipelined replication: one AppendEntries at a time"
+                );
+                self.sequential = true;
+                return Err(self.unreachable(status.message()));
+            }
+            Ok(Err(status)) => return Err(self.unreachable(status.message())),
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        let peer = self.clone();
+        let answers = futures::stream::unfold(Some((inbound, 0u64)), move |state| {
+            let (sent, peer) = (sent.clone(), peer.clone());
+            async move {
+                let (mut inbound, received) = state?;
+                let next = loop {
+                    let asked = sent.load(Ordering::Relaxed) > received;
+                    match tokio::time::timeout(ttl, inbound.message()).await {
+                        Ok(next) => break next,
+                        // Nothing was asked: an idle stream.
+                        Err(_) if !asked => {}
+                        Err(_) => {
+                            let why = format!("no answer within {ttl:?}");
+                            return Some((Err(peer.unreachable(why)), None));
+                        }
+                    }
+                };
+                let payload = match next {
+                    Ok(Some(payload)) => payload,
+                    Ok(None) => return None,
+                    Err(status) => {
+                        return Some((Err(peer.unreachable(status.message())), None));
+                    }
+                };
+                match decode::<StreamAnswer>(&payload) {
+                    Ok(Ok(result)) => {
+                        let more = result.is_ok().then_some((inbound, received + 1));
+                        Some((Ok(result), more))
+                    }
+                    Ok(Err(remote)) => {
+                        Some((Err(RPCError::Network(NetworkError::new(&remote))), None))
+                    }
+                    Err(e) => Some((Err(RPCError::Network(NetworkError::new(&e))), None)),
+                }
+            }
+        });
+        Ok(Box::pin(answers))
+    }
 }
+
+/// How long a replication stream may go without an answer while requests
+/// are unanswered (and how long it may take to open). Longer than one
+/// AppendEntries' deadline: a follower catching up appends and applies
+/// thousands of entries, and a new connection's handshake comes first. A
+/// follower that has died resets the connection at once; heartbeats, sent
+/// apart from the stream, keep their own deadline.
+const STREAM_PATIENCE: Duration = Duration::from_secs(1);
+
+/// The answers of a replication stream, as openraft takes them.
+type Answers<'s> = BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>;
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = Vec<u8>;
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<Answers<'s>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        // A stream of at most one request is openraft's heartbeat, every
+        // 100 ms to every follower: one AppendEntries costs less than
+        // opening a stream for it.
+        let single = input.size_hint().1.is_some_and(|most| most <= 1);
+        if self.sequential || single {
+            return stream_append_sequential(self, input, option);
+        }
+        let patience = option.hard_ttl().max(STREAM_PATIENCE);
+        Box::pin(async move { self.open_stream(input, patience).await })
+    }
 
     async fn append_entries(
         &mut self,

@@ -9,14 +9,15 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::LinearizableReadError;
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 
-use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID};
+use super::catch_up::{CatchUp, admit};
+use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID, KEY_VOUCHED};
 use super::error::{PeerError, RemoteError, StoreError, Unavailable};
 use super::network::{GrpcNetwork, Peers, decode, encode, request};
 use super::tls::NodeCert;
@@ -36,7 +37,15 @@ pub fn raft_config() -> Result<Config, StoreError> {
         election_timeout_max: 600,
         enable_pre_vote: Some(true),
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(500),
+        // Snapshots are asked for by keep_log_compact, as often as the
+        // state is large (state_machine::snapshot_due).
+        snapshot_policy: SnapshotPolicy::Never,
+        // After a failed replication stream, openraft waits this long
+        // before the next (10, 20, 40 ... ms): at most 200 ms, so that a
+        // member that comes back is caught up at once (its default grows
+        // to a second), while one that stays down is asked five times a
+        // second (a refused connection costs next to nothing).
+        backoff: "10ms 20ms ...200ms".to_owned(),
         max_in_snapshot_log_to_keep: 100,
         ..Default::default()
     }
@@ -111,10 +120,9 @@ pub struct Store {
     pub(crate) cert: Arc<tokio::sync::watch::Sender<Option<NodeCert>>>,
     /// Told of every write, once set.
     pub(crate) observer: Arc<OnceLock<WriteObserver>>,
-    /// Whether, since it started, this node has heard from a leader it
-    /// admits (or led): until then it may be behind on its peers'
-    /// certificates (it was down while they renewed).
-    pub(crate) heard_leader: Arc<AtomicBool>,
+    /// Whether this node may be behind on its peers' certificates, and
+    /// whom it admits meanwhile.
+    pub(crate) catch_up: Arc<CatchUp>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,16 +149,16 @@ impl Store {
         let (cert, cert_rx) = tokio::sync::watch::channel(cert);
         let replica = state_machine.clone();
         let own = cert_rx.clone();
-        let heard_leader = Arc::new(AtomicBool::new(false));
-        let heard = heard_leader.clone();
+        let vouched: Option<Vec<String>> = db.get_meta(KEY_VOUCHED).map_err(open_err)?;
+        let catch_up = Arc::new(CatchUp::new(vouched.unwrap_or_default()));
+        let behind = catch_up.clone();
         let peers = Peers::new(
             cert_rx,
             Arc::new(move |der: &[u8]| {
                 let fingerprint = super::tls::fingerprint(der);
                 replica.state().is_ok_and(|applied| {
                     let own = own.borrow();
-                    let behind = !heard.load(Ordering::Relaxed);
-                    admit(&applied.state, id, own.as_ref(), der, &fingerprint, behind)
+                    admit(&applied.state, id, own.as_ref(), der, &fingerprint, &behind)
                         != Admission::Refused
                 })
             }),
@@ -174,7 +182,7 @@ impl Store {
             membership: Arc::default(),
             cert: Arc::new(cert),
             observer: Arc::default(),
-            heard_leader,
+            catch_up,
         };
         Ok(store)
     }
@@ -232,22 +240,22 @@ impl Store {
     /// cluster).
     pub fn admission(&self, der: &[u8], fingerprint: &str) -> Admission {
         let own = self.cert();
-        let behind = !self.heard_leader.load(Ordering::Relaxed);
-        self.local(|s| admit(s, self.id, own.as_ref(), der, fingerprint, behind))
+        self.local(|s| admit(s, self.id, own.as_ref(), der, fingerprint, &self.catch_up))
             .unwrap_or(Admission::Refused)
     }
 
     /// A leader presenting the certificate `der` reached this node: once
-    /// this replica knows that certificate (it has caught up with its
-    /// peers' renewals), it admits its peers by fingerprint alone. Free
-    /// once it has (no hash on every AppendEntries).
+    /// this replica knows that certificate as a member's (it has caught up
+    /// with its peers' renewals and joins), it admits its peers by
+    /// fingerprint alone. Free once it has (no hash on every
+    /// AppendEntries).
     pub(crate) fn heard_from(&self, der: &[u8]) {
-        if self.heard_leader.load(Ordering::Relaxed) {
+        if !self.catch_up.behind() {
             return;
         }
         let fingerprint = super::tls::fingerprint(der);
         let known = self
-            .local(|s| s.admission(&fingerprint, unix_now()) != Admission::Refused)
+            .local(|s| matches!(s.admission(&fingerprint, unix_now()), Admission::Member(_)))
             .unwrap_or(false);
         if known {
             self.heard_leader();
@@ -257,9 +265,28 @@ impl Store {
     /// This node heard from a leader it knows, or leads: from now on it
     /// admits its peers by fingerprint alone.
     pub(crate) fn heard_leader(&self) {
-        if !self.heard_leader.swap(true, Ordering::Relaxed) {
+        if self.catch_up.hear_leader() {
             tracing::debug!("heard from the leader: admitting peers by fingerprint alone");
+            let none: Vec<String> = Vec::new();
+            if let Err(e) = self.db.put_meta_lazily(KEY_VOUCHED, &none) {
+                tracing::warn!(error = %e, "forgetting the certificates vouched for at join");
+            }
         }
+    }
+
+    /// Admits the members' certificates the cluster vouched for (in its
+    /// enroll or join reply) while this node catches up, across restarts.
+    pub(crate) fn vouch(&self, fingerprints: Vec<String>) -> Result<(), StoreError> {
+        if !self.catch_up.behind() || fingerprints.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .put_meta(KEY_VOUCHED, &fingerprints)
+            .map_err(StoreError::storage(
+                "keep the certificates vouched for at join",
+            ))?;
+        self.catch_up.vouch(fingerprints);
+        Ok(())
     }
 
     /// The cluster this node belongs to, once bootstrapped or joined.
@@ -368,6 +395,13 @@ impl Store {
                     Ok(_) => return Ok(()),
                     Err(e) => e,
                 };
+                // One round of heartbeats that missed its deadline (a loaded
+                // machine): the next may not, within the request's bound.
+                if let Some(LinearizableReadError::QuorumNotEnough(_)) = error.api_error() {
+                    tracing::debug!(error = %error, "read index: no quorum this round; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 let Some(forward) = error.forward_to_leader() else {
                     return Err(Unavailable::Raft(Box::new(error)).into());
                 };
@@ -517,32 +551,3 @@ fn node_id(db: &Db) -> std::io::Result<HostId> {
 
 #[cfg(test)]
 mod tests;
-
-/// Whether the certificate `der` (with `fingerprint`) is admitted by this
-/// replica: by fingerprint, or, on a replica catching up, as a newer
-/// certificate of a member (parsed only then: the common case is a hash
-/// and a lookup). A replica catching up is one that does not know its own
-/// certificate yet, or (`behind`) one that has not heard from a leader
-/// since it started: it may have been down while its peers renewed.
-fn admit(
-    state: &State,
-    id: HostId,
-    own: Option<&NodeCert>,
-    der: &[u8],
-    fingerprint: &str,
-    behind: bool,
-) -> Admission {
-    let now = unix_now();
-    match state.admission(fingerprint, now) {
-        Admission::Refused if behind || catching_up(state, id, own) => {
-            state.admission_of(&super::tls::peer_cert(der), now, true)
-        }
-        known => known,
-    }
-}
-
-/// Whether this replica has yet to learn this member's own certificate:
-/// a host that just joined, fed a snapshot older than its enrollment.
-fn catching_up(state: &State, id: HostId, own: Option<&NodeCert>) -> bool {
-    own.is_some_and(|cert| state.cert_of(id) != Some(cert.fingerprint.as_str()))
-}

@@ -5,10 +5,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
+use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use rustnet_proto::{Cluster, ClusterServer, Payload, Raft, RaftServer, SnapshotChunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::error::RemoteError;
 use super::network::{ChunkHeader, SnapshotMessage, decode, encode};
@@ -56,10 +58,14 @@ fn authorize<T>(store: &Store, request: &Request<T>) -> Result<Option<HostId>, S
     match store.admission(leaf, &fingerprint) {
         Admission::Member(host) => Ok(Some(host)),
         Admission::AnyOfTheCa => Ok(None),
-        Admission::Refused => Err(Status::permission_denied(format!(
-            "certificate {fingerprint} is not a current member's"
-        ))),
+        Admission::Refused => Err(not_a_member(&fingerprint)),
     }
+}
+
+fn not_a_member(fingerprint: &str) -> Status {
+    Status::permission_denied(format!(
+        "certificate {fingerprint} is not a current member's"
+    ))
 }
 
 /// The member an RPC comes from, which must be known: for requests that
@@ -158,8 +164,101 @@ impl std::fmt::Debug for RaftService {
     }
 }
 
+/// The answers of a pipelined replication stream.
+type Answers = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Payload, Status>> + Send>>;
+
+/// One answer of a replication stream, as [`super::network`] reads it.
+pub(crate) type StreamAnswer = Result<StreamAppendResult<TypeConfig>, RemoteError>;
+
+impl RaftService {
+    /// Hands a leader's stream of AppendEntries requests to Raft, which
+    /// appends them without waiting for each to be on disk before taking
+    /// the next, and answers each once it is. Every request is admitted
+    /// again on arrival (a member removed meanwhile is cut off); the first
+    /// refused or malformed one ends the stream with its error, after the
+    /// answers to those before it.
+    fn replicate(&self, leaf: Vec<u8>, inbound: Streaming<Payload>) -> Answers {
+        let store = self.store.clone();
+        // Shared, not copied, by the closure each message runs.
+        let fingerprint: Arc<str> = super::tls::fingerprint(&leaf).into();
+        let leaf: Arc<[u8]> = leaf.into();
+        let ended: Arc<Mutex<Option<Status>>> = Arc::default();
+        let input = {
+            let (store, ended, leaf) = (store.clone(), ended.clone(), leaf.clone());
+            futures::stream::unfold(inbound, move |mut inbound| {
+                let (store, ended, leaf, fingerprint) = (
+                    store.clone(),
+                    ended.clone(),
+                    leaf.clone(),
+                    fingerprint.clone(),
+                );
+                async move {
+                    let end = |status: Status| {
+                        if let Ok(mut ended) = ended.lock() {
+                            *ended = Some(status);
+                        }
+                    };
+                    let payload = match inbound.message().await {
+                        Ok(Some(payload)) => payload,
+                        Ok(None) => return None,
+                        Err(status) => {
+                            end(status);
+                            return None;
+                        }
+                    };
+                    if store.admission(&leaf, &fingerprint) == Admission::Refused {
+                        end(not_a_member(&fingerprint));
+                        return None;
+                    }
+                    match decode::<AppendEntriesRequest<TypeConfig>>(&payload) {
+                        Ok(request) => Some((request, inbound)),
+                        Err(e) => {
+                            end(Status::invalid_argument(e.to_string()));
+                            None
+                        }
+                    }
+                }
+            })
+        };
+        let answers = store.raft.stream_append(input).map(move |answer| {
+            let answer: StreamAnswer = match answer {
+                Ok(result) => {
+                    if result.is_ok() {
+                        store.heard_from(&leaf);
+                    }
+                    Ok(result)
+                }
+                Err(fatal) => Err(failed(fatal)),
+            };
+            encode(&answer).map_err(|e| Status::internal(e.to_string()))
+        });
+        let last =
+            futures::stream::once(
+                async move { ended.lock().ok().and_then(|mut ended| ended.take()) },
+            )
+            .filter_map(|ended| async move { ended.map(Err) });
+        Box::pin(answers.chain(last))
+    }
+}
+
 #[tonic::async_trait]
 impl Raft for RaftService {
+    type AppendStreamStream = Answers;
+
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Answers>, Status> {
+        authorize(&self.store, &request)?;
+        let leaf = request
+            .peer_certs()
+            .as_ref()
+            .and_then(|c| c.first())
+            .map(|der| der.to_vec())
+            .unwrap_or_default();
+        Ok(Response::new(self.replicate(leaf, request.into_inner())))
+    }
+
     async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         authorize(&self.store, &request)?;
         let reply = self

@@ -36,15 +36,37 @@ pub(crate) struct IssueRequest {
 /// CA keys this node holds, by the CA's fingerprint.
 type CaKeys = BTreeMap<String, String>;
 
+/// How many times a voter asks its peers for the CA key, and the pause
+/// between rounds.
+const FETCH_ROUNDS: usize = 3;
+const FETCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long one peer has to answer.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
     /// Whether this node is a voter of the cluster (as far as it knows).
     pub(crate) fn is_voter(&self) -> bool {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|id| id == self.id)
+        self.named_in(|m| m.voter_ids().any(|id| id == self.id))
+    }
+
+    /// Whether this node is a learner of the cluster (as far as it knows):
+    /// not merely absent from a membership it has yet to learn.
+    fn is_learner(&self) -> bool {
+        self.named_in(|m| m.learner_ids().any(|id| id == self.id))
+    }
+
+    /// `named` asked of the membership this node knows, without copying it.
+    fn named_in(
+        &self,
+        named: impl FnOnce(&openraft::Membership<HostId, openraft::BasicNode>) -> bool,
+    ) -> bool {
+        named(
+            self.raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership(),
+        )
     }
 
     fn ca_keys(&self) -> Result<CaKeys, StoreError> {
@@ -189,7 +211,10 @@ impl Store {
     async fn send_ca_key(&self, to: &str, fingerprint: &str) -> Result<Option<String>, PeerError> {
         let mut client = self.peers.cluster(to)?;
         let reply = client
-            .ca_key(request(encode(&fingerprint)?, self.config.timeout))
+            .ca_key(request(
+                encode(&fingerprint)?,
+                self.config.timeout.min(FETCH_TIMEOUT),
+            ))
             .await?;
         decode::<Result<Option<String>, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
     }
@@ -210,9 +235,9 @@ impl Store {
         };
         let mut keys = self.ca_keys()?;
         let before = keys.clone();
-        if !self.is_voter() {
+        if self.is_learner() {
             keys.clear();
-        } else {
+        } else if self.is_voter() {
             keys.retain(|fp, _| *fp == ca.fingerprint || previous.as_ref() == Some(fp));
             if !ca.key_pem.is_empty() {
                 keys.insert(ca.fingerprint.clone(), ca.key_pem.clone());
@@ -233,17 +258,31 @@ impl Store {
         Ok(())
     }
 
-    /// The key of CA `fingerprint` from the first other voter that holds it.
+    /// The key of CA `fingerprint` from the first other voter that holds
+    /// it; asked again, a few times, while some could not answer (a peer
+    /// restarting, a connection to renew).
     async fn fetch_ca_key(&self, fingerprint: &str) -> Option<String> {
-        for peer in self
-            .members()
-            .into_iter()
-            .filter(|m| m.voter && m.id != self.id)
-        {
-            match self.send_ca_key(&peer.addr, fingerprint).await {
-                Ok(Some(key)) => return Some(key),
-                Ok(None) => {}
-                Err(e) => tracing::debug!(peer = peer.id, error = %e, "asking for the CA key"),
+        for round in 0..FETCH_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(FETCH_PAUSE).await;
+            }
+            let mut unanswered = false;
+            for peer in self
+                .members()
+                .into_iter()
+                .filter(|m| m.voter && m.id != self.id)
+            {
+                match self.send_ca_key(&peer.addr, fingerprint).await {
+                    Ok(Some(key)) => return Some(key),
+                    Ok(None) => {}
+                    Err(e) => {
+                        unanswered = true;
+                        tracing::debug!(peer = peer.id, error = %e, "asking for the CA key");
+                    }
+                }
+            }
+            if !unanswered {
+                break;
             }
         }
         None

@@ -8,7 +8,7 @@
 //! with their defaults), deflated behind a 4-byte tag: about a tenth of the
 //! JSON. Data without the tag is a snapshot from before compression.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, TryStreamExt};
@@ -25,6 +25,24 @@ type LogId = LogIdOf<TypeConfig>;
 type StoredMembership = StoredMembershipOf<TypeConfig>;
 type SnapshotMeta = SnapshotMetaOf<TypeConfig>;
 type Snapshot = SnapshotOf<TypeConfig, Vec<u8>>;
+
+/// A member compacts its log into a snapshot at least this many entries
+/// apart...
+pub(crate) const SNAPSHOT_EVERY_MIN: u64 = 1_000;
+/// ...and at most this many: a restart re-applies the log since the last
+/// snapshot.
+pub(crate) const SNAPSHOT_EVERY_MAX: u64 = 10_000;
+
+/// Whether the log since the last snapshot (`since` entries) is long
+/// enough to compact, for a state that holds `held` addresses. A snapshot
+/// costs in proportion to the state; taken every `held / 2` entries, it
+/// costs each entry about two addresses' share, whatever the state's size.
+/// (Not every `held`: a state that grows by an address an entry would
+/// never catch up with its own size.)
+pub(crate) fn snapshot_due(since: u64, held: usize) -> bool {
+    let half = u64::try_from(held / 2).unwrap_or(u64::MAX);
+    since >= half.clamp(SNAPSHOT_EVERY_MIN, SNAPSHOT_EVERY_MAX)
+}
 
 /// What has been applied: the state and where in the log it stands.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -89,24 +107,33 @@ fn stored(db: &Db) -> io::Result<Option<StoredSnapshot>> {
 
 /// The state as snapshot data.
 pub(crate) fn encode(state: &State) -> io::Result<Vec<u8>> {
-    // The JSON whole, then compressed in one call: fed piece by piece,
-    // the encoder clears its output's spare capacity on every small write
-    // (most of a snapshot's cost when measured).
-    let json = serde_json::to_vec(state).map_err(io::Error::other)?;
-    let mut out = Vec::with_capacity(json.len() / 8 + COMPRESSED.len());
-    out.extend_from_slice(COMPRESSED);
-    let mut deflate = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-    deflate.write_all(&json)?;
-    deflate.finish()
+    // The JSON goes to the encoder in large pieces, never whole (it is
+    // ten times the snapshot): fed serde's small writes directly, the
+    // encoder clears its output's spare capacity on each (most of a
+    // snapshot's cost when measured).
+    let deflate =
+        flate2::write::DeflateEncoder::new(COMPRESSED.to_vec(), flate2::Compression::fast());
+    let mut json = io::BufWriter::with_capacity(ENCODE_PIECE, deflate);
+    serde_json::to_writer(&mut json, state).map_err(io::Error::other)?;
+    json.into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .finish()
 }
+
+/// The size of the pieces of JSON the snapshot encoder takes (and the
+/// decoder reads).
+const ENCODE_PIECE: usize = 256 << 10;
 
 /// Snapshot data as the state, compressed or not.
 pub(crate) fn decode_state(data: &[u8]) -> io::Result<State> {
     match data.strip_prefix(COMPRESSED.as_slice()) {
+        // Parsed as it is inflated: the JSON is never whole in memory.
         Some(compressed) => {
-            let mut json = Vec::new();
-            flate2::read::DeflateDecoder::new(compressed).read_to_end(&mut json)?;
-            serde_json::from_slice(&json).map_err(io::Error::other)
+            let json = io::BufReader::with_capacity(
+                ENCODE_PIECE,
+                flate2::read::DeflateDecoder::new(compressed),
+            );
+            serde_json::from_reader(json).map_err(io::Error::other)
         }
         None => serde_json::from_slice(data).map_err(io::Error::other),
     }
@@ -209,6 +236,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod tests {
     use super::*;
     use crate::{Command, HolderKind};
+
+    #[test]
+    fn the_log_is_compacted_as_often_as_the_state_is_large_within_bounds() {
+        // A small state: every 1,000 entries.
+        assert!(!snapshot_due(999, 10));
+        assert!(snapshot_due(1_000, 10));
+        // A state of 8,000 addresses: every 4,000.
+        assert!(!snapshot_due(3_999, 8_000));
+        assert!(snapshot_due(4_000, 8_000));
+        // A state that grows by an address an entry, its last snapshot
+        // taken at 4,000: the next is due at 8,000, not never.
+        assert!(snapshot_due(8_000 - 4_000, 8_000));
+        // A large one: still every 10,000, for restarts.
+        assert!(!snapshot_due(9_999, 50_000));
+        assert!(snapshot_due(10_000, 50_000));
+    }
 
     #[test]
     fn snapshots_are_compressed_and_old_ones_still_decode() {

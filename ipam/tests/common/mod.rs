@@ -74,7 +74,12 @@ pub async fn join_fresh_lived(
 /// the database file open, so the restart runs on a copy of the directory,
 /// taken after the crash: the same bytes a restarted process would see.
 pub async fn restart_copy(old: &Node, config: StoreConfig) -> Node {
-    let copy = old.dir.with_extension("restarted");
+    restart_copy_to(old, old.dir.with_extension("restarted"), config).await
+}
+
+/// As [`restart_copy`], to the directory `copy` (a node restarted more
+/// than once needs a new one each time).
+pub async fn restart_copy_to(old: &Node, copy: PathBuf, config: StoreConfig) -> Node {
     let status = std::process::Command::new("cp")
         .arg("-a")
         .arg(&old.dir)
@@ -243,10 +248,19 @@ pub async fn call_as(
             .write(payload())
             .await
             .map(drop),
-        RaftClient::new(channel)
+        RaftClient::new(channel.clone())
             .append_entries(payload())
             .await
             .map(drop),
+        // A stream is refused when it opens, or (a member's, with the
+        // malformed payload) in its first answer.
+        match RaftClient::new(channel)
+            .append_stream(futures::stream::iter([payload()]))
+            .await
+        {
+            Ok(answers) => answers.into_inner().message().await.map(drop),
+            Err(status) => Err(status),
+        },
     ]
 }
 

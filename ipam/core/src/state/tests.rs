@@ -1320,3 +1320,21 @@ fn the_replicated_state_keeps_no_ca_key() {
     assert_eq!(old.ca(), Some(&test_ca("b")));
     assert_eq!(old.authorize(7, &Command::SealCa), Ok(()));
 }
+
+#[test]
+fn the_certificates_admitted_now_are_each_members_latest_and_the_one_before() {
+    let mut s = State::default();
+    admit(&mut s, 1, "one", "ca").unwrap();
+    admit(&mut s, 2, "two", "ca").unwrap();
+    admit(&mut s, 2, "two-renewed", "ca").unwrap();
+    let mut admitted = s.admitted_certs();
+    admitted.sort();
+    assert_eq!(admitted, ["one", "two", "two-renewed"]);
+    for fingerprint in &admitted {
+        assert_ne!(
+            s.admission(fingerprint, 0),
+            Admission::Refused,
+            "{fingerprint}"
+        );
+    }
+}
