@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
@@ -16,6 +17,7 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan};
+use tokio::sync::Mutex;
 
 use crate::model::{Link, LinkKind, Observed, Op};
 use crate::{Error, owner_alias, ownership};
@@ -34,6 +36,11 @@ pub struct Netlink {
     handle: Handle,
     /// This data path's id (see [`crate::owner_alias`]).
     id: String,
+    /// Held through each dump: the kernel runs one dump at a time per
+    /// socket and refuses another started meanwhile with EBUSY, and
+    /// netlink-proto, driven from several threads, can send the next
+    /// request before the last dump is read to its end.
+    dumping: Arc<Mutex<()>>,
 }
 
 impl Netlink {
@@ -45,6 +52,7 @@ impl Netlink {
         Ok(Self {
             handle,
             id: id.to_owned(),
+            dumping: Arc::default(),
         })
     }
 
@@ -107,6 +115,7 @@ impl Netlink {
         if vxlans.is_empty() {
             return Ok((fdb, neighbours));
         }
+        let _dumping = self.dumping.lock().await;
         for family in [AddressFamily::Bridge, AddressFamily::Inet] {
             let mut request = self.handle.neighbours().get();
             request.message_mut().header.family = family;
@@ -282,6 +291,7 @@ impl Netlink {
         // decodes a whole dump ahead of this loop, about 13 KB a link: that
         // burst is what the daemon's periodic trim gives back.)
         let mut read: Vec<(u32, String, Link, Option<u32>)> = Vec::new();
+        let dumping = self.dumping.lock().await;
         // Without counters: nothing here reads them.
         let mut stream = self
             .handle
@@ -341,6 +351,7 @@ impl Netlink {
                 addresses.entry(message.header.index).or_default().push(net);
             }
         }
+        drop(dumping);
         let mut links = BTreeMap::new();
         let mut vxlans = BTreeMap::new();
         for (index, name, mut link, master) in read {

@@ -19,16 +19,25 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
+    in_fresh_netns_on(tokio::runtime::Builder::new_current_thread, test)
+}
+
+/// As [`in_fresh_netns`], on a runtime made by `builder`. Only the thread
+/// running `test` is in the namespace: a multi-threaded runtime's workers
+/// may run only tasks that touch no namespace (the netlink connection,
+/// whose socket was opened in it).
+fn in_fresh_netns_on<F, Fut>(builder: fn() -> tokio::runtime::Builder, test: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let thread = std::thread::spawn(move || {
         if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
             panic!(
                 "kernel tests need root (unshare(CLONE_NEWNET) failed: {e}); run them with scripts/test.sh as root"
             );
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = builder().enable_all().build().unwrap();
         runtime.block_on(test());
     });
     if let Err(panic) = thread.join() {
@@ -309,5 +318,37 @@ fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
         assert!(!fdb.contains("02:42:00:00:00:03"), "{fdb}");
         assert!(fdb.contains("02:42:00:00:00:02 dst 192.0.2.2"), "{fdb}");
         assert!(!sh("ip neigh show dev rnx4096").contains("10.0.70.3"));
+    });
+}
+
+/// The kernel runs one dump at a time per netlink socket and refuses a
+/// second with EBUSY: reads through one connection at once (a pass's read
+/// beside a network's MTU lookup), on a multi-threaded runtime as the
+/// daemon's, must all succeed.
+#[test]
+fn reads_at_once_through_one_connection_all_succeed() {
+    in_fresh_netns_on(tokio::runtime::Builder::new_multi_thread, || async {
+        let netlink = Netlink::connect("kernel-test").unwrap();
+        converge(&netlink, &desired()).await;
+        // Enough links that a dump takes several reads to finish.
+        sh(
+            "for i in $(seq 1 120); do echo link add d$i type bridge; echo addr add 10.1.$((i / 200)).$((i % 200))/32 dev d$i; echo link set d$i up; done | ip -batch -",
+        );
+        let underlay: std::net::IpAddr = "10.0.42.1".parse().unwrap();
+        for _ in 0..5 {
+            let observes = (0..4).map(|_| netlink.observe());
+            let mtus = (0..4).map(|_| netlink.mtu_of(underlay));
+            let (observed, mtus) = futures::future::join(
+                futures::future::join_all(observes),
+                futures::future::join_all(mtus),
+            )
+            .await;
+            for o in observed {
+                assert!(o.unwrap().links.contains_key("rn-test"));
+            }
+            for mtu in mtus {
+                assert_eq!(mtu.unwrap(), Some(1400));
+            }
+        }
     });
 }
