@@ -51,6 +51,32 @@ async fn write_as(addr: &str, cert: &NodeCert, command: Command, claimed: u64) -
     answer.unwrap()
 }
 
+/// As [`write_as`], over the stream of forwarded writes (`WriteStream`).
+async fn stream_write_as(
+    addr: &str,
+    cert: &NodeCert,
+    command: Command,
+    claimed: u64,
+) -> CommandResult {
+    let proposal = Proposal {
+        by: Some(claimed),
+        ..Proposal::new(rand_id(), command)
+    };
+    let tagged = Payload {
+        data: serde_json::to_vec(&(7u64, proposal)).unwrap(),
+    };
+    let mut answers = ClusterClient::new(channel_as(addr, cert))
+        .write_stream(futures::stream::iter([tagged]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let (tag, answer): (u64, Result<CommandResult, RemoteError>) =
+        serde_json::from_slice(&answer.data).unwrap();
+    assert_eq!(tag, 7, "the answer carries the write's tag");
+    answer.unwrap()
+}
+
 /// A proposal id of its own for every write (a repeated id is a retry,
 /// answered with the first result).
 fn rand_id() -> u64 {
@@ -100,6 +126,12 @@ async fn a_member_may_change_only_what_its_own_host_holds() {
             matches!(refused, Err(IpamError::NotAuthorized { .. })),
             "{attack}: {refused:?}"
         );
+        // The same over the stream of forwarded writes.
+        let refused = stream_write_as(&nodes[lead].addr, &cert, attack.clone(), victim_id).await;
+        assert!(
+            matches!(refused, Err(IpamError::NotAuthorized { .. })),
+            "{attack} (stream): {refused:?}"
+        );
     }
     assert_eq!(held_by(&nodes[lead].store, address).await, Some(victim_id));
     assert_eq!(
@@ -117,9 +149,17 @@ async fn a_member_may_change_only_what_its_own_host_holds() {
         address: None,
         kind: HolderKind::Static,
     };
-    let granted = write_as(&nodes[lead].addr, &cert, own, victim_id).await;
+    let granted = write_as(&nodes[lead].addr, &cert, own.clone(), victim_id).await;
     let Ok(Response::Address { address: mine }) = granted else {
         panic!("{granted:?}");
+    };
+    assert_eq!(
+        held_by(&nodes[lead].store, mine.addr()).await,
+        Some(attacker.store.id())
+    );
+    let granted = stream_write_as(&nodes[lead].addr, &cert, own, victim_id).await;
+    let Ok(Response::Address { address: mine }) = granted else {
+        panic!("(stream) {granted:?}");
     };
     assert_eq!(
         held_by(&nodes[lead].store, mine.addr()).await,
@@ -252,7 +292,44 @@ async fn a_replication_stream_is_cut_when_its_member_is_removed() {
             Err(status) => panic!("a member's stream refused: {status:?}"),
         }
     };
+    // The same member's stream of forwarded writes, to the leader.
+    let lead = leader(&nodes).await;
+    let (writes, mut written) = {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Payload>();
+        let answers = ClusterClient::new(channel_as(&nodes[lead].addr, &cert))
+            .write_stream(rx)
+            .await
+            .unwrap();
+        (tx, answers.into_inner())
+    };
     nodes[0].store.remove(fourth.store.id()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nodes[lead]
+        .store
+        .members()
+        .iter()
+        .any(|m| m.id == fourth.store.id())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the removal never reached the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let own = Command::RequestAddress {
+        host: fourth.store.id(),
+        pool_id: POOL.into(),
+        address: None,
+        kind: HolderKind::Static,
+    };
+    writes
+        .unbounded_send(Payload {
+            data: serde_json::to_vec(&(1u64, Proposal::new(rand_id(), own))).unwrap(),
+        })
+        .unwrap();
+    let status = written.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
     let deadline = Instant::now() + Duration::from_secs(10);
     while nodes[1]
         .store

@@ -20,6 +20,7 @@ mod catch_up;
 mod cluster;
 mod db;
 mod error;
+mod forward;
 mod log_store;
 mod network;
 mod node;

@@ -19,6 +19,7 @@ use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 use super::catch_up::{CatchUp, admit};
 use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID, KEY_VOUCHED};
 use super::error::{PeerError, RemoteError, StoreError, Unavailable};
+use super::forward::Forwarder;
 use super::network::{GrpcNetwork, Peers, decode, encode, request};
 use super::tls::NodeCert;
 use super::{Db, LogStore, StateMachine, TypeConfig};
@@ -123,6 +124,8 @@ pub struct Store {
     /// Whether this node may be behind on its peers' certificates, and
     /// whom it admits meanwhile.
     pub(crate) catch_up: Arc<CatchUp>,
+    /// The stream of writes to the leader.
+    pub(crate) forwarder: Forwarder,
 }
 
 impl std::fmt::Debug for Store {
@@ -183,6 +186,7 @@ impl Store {
             cert: Arc::new(cert),
             observer: Arc::default(),
             catch_up,
+            forwarder: Forwarder::default(),
         };
         Ok(store)
     }
@@ -209,6 +213,7 @@ impl Store {
             .map_err(StoreError::storage("keep this member's certificate"))?;
         self.cert.send_replace(Some(cert));
         self.peers.reset();
+        self.forwarder.reset();
         Ok(())
     }
 
@@ -379,11 +384,9 @@ impl Store {
         leader: &str,
         proposal: &Proposal,
     ) -> Result<CommandResult, PeerError> {
-        let mut client = self.peers.cluster(leader)?;
-        let reply = client
-            .write(request(encode(proposal)?, self.config.timeout))
-            .await?;
-        decode::<Result<CommandResult, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+        self.forwarder
+            .write(&self.peers, leader, proposal, self.config.timeout)
+            .await
     }
 
     /// Reads the state once it reflects everything committed before the

@@ -377,8 +377,86 @@ impl EnrollGate {
     }
 }
 
+/// How many writes of one stream the leader applies at once; the stream
+/// waits for one of them to end before it reads the next.
+const WRITES_IN_FLIGHT: usize = 1024;
+
+impl ClusterService {
+    /// Applies the writes of a member's stream (see [`super::forward`]) as
+    /// they come, each as a unary `Write` would be, and answers each once
+    /// applied. Every write is admitted again on arrival (a member removed
+    /// meanwhile is cut off); a refused or malformed one ends the stream
+    /// with its error.
+    fn apply_stream(
+        &self,
+        sender: HostId,
+        leaf: Vec<u8>,
+        mut inbound: Streaming<Payload>,
+    ) -> Answers {
+        let store = self.store.clone();
+        let (answers, out) = futures::channel::mpsc::unbounded();
+        tokio::spawn(async move {
+            let fingerprint = super::tls::fingerprint(&leaf);
+            let room = Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT));
+            let end = loop {
+                let payload = match inbound.message().await {
+                    Ok(Some(payload)) => payload,
+                    Ok(None) => break None,
+                    Err(status) => break Some(status),
+                };
+                if store.admission(&leaf, &fingerprint) == Admission::Refused {
+                    break Some(not_a_member(&fingerprint));
+                }
+                let (tag, mut proposal): super::forward::Tagged = match decode(&payload) {
+                    Ok(tagged) => tagged,
+                    Err(e) => break Some(Status::invalid_argument(e.to_string())),
+                };
+                // Who sends it is what its certificate says, whatever it
+                // claims.
+                proposal.by = Some(sender);
+                let Ok(turn) = room.clone().acquire_owned().await else {
+                    break None;
+                };
+                let (store, answers) = (store.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let answer: super::forward::TaggedAnswer =
+                        (tag, store.write_as_leader(proposal).await);
+                    let _ = answers.unbounded_send(
+                        encode(&answer).map_err(|e| Status::internal(e.to_string())),
+                    );
+                    drop(turn);
+                });
+            };
+            if let Some(status) = end {
+                let _ = answers.unbounded_send(Err(status));
+            }
+        });
+        Box::pin(out)
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    type WriteStreamStream = Answers;
+
+    async fn write_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Answers>, Status> {
+        let sender = member(&self.store, &request)?;
+        let leaf = request
+            .peer_certs()
+            .as_ref()
+            .and_then(|c| c.first())
+            .map(|der| der.to_vec())
+            .unwrap_or_default();
+        Ok(Response::new(self.apply_stream(
+            sender,
+            leaf,
+            request.into_inner(),
+        )))
+    }
+
     async fn write(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let sender = member(&self.store, &request)?;
         let mut proposal: Proposal = input(&request)?;

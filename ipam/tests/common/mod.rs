@@ -254,8 +254,15 @@ pub async fn call_as(
             .map(drop),
         // A stream is refused when it opens, or (a member's, with the
         // malformed payload) in its first answer.
-        match RaftClient::new(channel)
+        match RaftClient::new(channel.clone())
             .append_stream(futures::stream::iter([payload()]))
+            .await
+        {
+            Ok(answers) => answers.into_inner().message().await.map(drop),
+            Err(status) => Err(status),
+        },
+        match ClusterClient::new(channel)
+            .write_stream(futures::stream::iter([payload()]))
             .await
         {
             Ok(answers) => answers.into_inner().message().await.map(drop),
