@@ -46,6 +46,9 @@ impl Link {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Forwarder {
     link: Arc<Mutex<Option<Arc<Link>>>>,
+    /// Held while a stream opens, so that writes arriving meanwhile use
+    /// it rather than open one each.
+    opening: Arc<tokio::sync::Mutex<()>>,
     /// Leaders that answered `Unimplemented`: unary writes to them.
     unary: Arc<Mutex<Vec<String>>>,
 }
@@ -128,6 +131,15 @@ impl Forwarder {
         }
     }
 
+    /// The stream to `leader`, if one is open.
+    fn open_link(&self, leader: &str) -> Result<Option<Arc<Link>>, PeerError> {
+        let link = self.link.lock().map_err(|_| PeerError::Poisoned)?;
+        Ok(link
+            .as_ref()
+            .filter(|l| l.addr == leader && l.open())
+            .cloned())
+    }
+
     /// The open stream to `leader`, opened if there is none (one stream at
     /// a time: to the leader of the moment).
     async fn link_to(
@@ -136,14 +148,12 @@ impl Forwarder {
         leader: &str,
         timeout: Duration,
     ) -> Result<Arc<Link>, PeerError> {
-        if let Some(link) = self
-            .link
-            .lock()
-            .map_err(|_| PeerError::Poisoned)?
-            .as_ref()
-            .filter(|l| l.addr == leader && l.open())
-        {
-            return Ok(link.clone());
+        if let Some(link) = self.open_link(leader)? {
+            return Ok(link);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(link) = self.open_link(leader)? {
+            return Ok(link);
         }
         let (outbound, requests) = mpsc::unbounded();
         let mut client = peers.cluster(leader)?;

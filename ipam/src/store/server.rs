@@ -62,6 +62,17 @@ fn authorize<T>(store: &Store, request: &Request<T>) -> Result<Option<HostId>, S
     }
 }
 
+/// The client certificate a stream was opened with (checked by
+/// [`authorize`] first), kept to admit each of its messages again.
+fn client_leaf<T>(request: &Request<T>) -> Vec<u8> {
+    request
+        .peer_certs()
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(|der| der.to_vec())
+        .unwrap_or_default()
+}
+
 fn not_a_member(fingerprint: &str) -> Status {
     Status::permission_denied(format!(
         "certificate {fingerprint} is not a current member's"
@@ -250,12 +261,7 @@ impl Raft for RaftService {
         request: Request<Streaming<Payload>>,
     ) -> Result<Response<Answers>, Status> {
         authorize(&self.store, &request)?;
-        let leaf = request
-            .peer_certs()
-            .as_ref()
-            .and_then(|c| c.first())
-            .map(|der| der.to_vec())
-            .unwrap_or_default();
+        let leaf = client_leaf(&request);
         Ok(Response::new(self.replicate(leaf, request.into_inner())))
     }
 
@@ -444,12 +450,7 @@ impl Cluster for ClusterService {
         request: Request<Streaming<Payload>>,
     ) -> Result<Response<Answers>, Status> {
         let sender = member(&self.store, &request)?;
-        let leaf = request
-            .peer_certs()
-            .as_ref()
-            .and_then(|c| c.first())
-            .map(|der| der.to_vec())
-            .unwrap_or_default();
+        let leaf = client_leaf(&request);
         Ok(Response::new(self.apply_stream(
             sender,
             leaf,
