@@ -103,13 +103,9 @@ impl Db {
         value: &T,
         durability: redb::Durability,
     ) -> io::Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
         let mut txn = self.inner.begin_write().map_err(io::Error::other)?;
         txn.set_durability(durability).map_err(io::Error::other)?;
-        txn.open_table(META)
-            .map_err(io::Error::other)?
-            .insert(key, bytes.as_slice())
-            .map_err(io::Error::other)?;
+        put_meta_in(&txn, key, value)?;
         txn.commit().map_err(io::Error::other)
     }
 
@@ -149,4 +145,19 @@ impl Db {
     pub(crate) fn database(&self) -> &Database {
         &self.inner
     }
+}
+
+/// Writes the meta record `key` within `txn`, committed with whatever else
+/// it holds.
+pub(crate) fn put_meta_in<T: Serialize>(
+    txn: &redb::WriteTransaction,
+    key: &str,
+    value: &T,
+) -> io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    txn.open_table(META)
+        .map_err(io::Error::other)?
+        .insert(key, bytes.as_slice())
+        .map_err(io::Error::other)?;
+    Ok(())
 }

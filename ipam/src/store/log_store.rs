@@ -34,7 +34,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::TypeConfig;
-use super::db::{Db, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
+use super::db::{Db, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, put_meta_in};
 
 type Entry = EntryOf<TypeConfig>;
 type LogId = LogIdOf<TypeConfig>;
@@ -253,11 +253,7 @@ fn write_entries<'a>(
 ) -> io::Result<()> {
     let txn = db.database().begin_write().map_err(io::Error::other)?;
     if let Some(committed) = committed {
-        let bytes = serde_json::to_vec(&committed).map_err(io::Error::other)?;
-        txn.open_table(META)
-            .map_err(io::Error::other)?
-            .insert(KEY_COMMITTED, bytes.as_slice())
-            .map_err(io::Error::other)?;
+        put_meta_in(&txn, KEY_COMMITTED, &committed)?;
     }
     {
         let mut table = txn.open_table(LOG).map_err(io::Error::other)?;
