@@ -52,7 +52,7 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let docker = Docker::new(&config.docker_socket, &config.driver_name);
     tokio::spawn(crate::propagate::propagate(service.clone(), docker.clone()));
     tokio::spawn(crate::learn::learn(service.clone(), docker));
-    tokio::spawn(crate::memory::keep_trimmed());
+    tokio::spawn(rustnet_ipam::memory::keep_trimmed());
     if let Some(addr) = config.metrics_addr {
         let service = service.clone();
         tokio::spawn(async move {

@@ -30,7 +30,6 @@ mod error;
 pub mod fuzz;
 mod host_view;
 mod learn;
-mod memory;
 mod metrics;
 mod naming;
 mod propagate;
@@ -150,7 +149,7 @@ pub fn main() -> ExitCode {
             .init(),
     }
     if matches!(cli.command, Cmd::Daemon(_)) {
-        memory::limit_arenas();
+        rustnet_ipam::memory::limit_arenas();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

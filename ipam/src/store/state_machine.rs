@@ -161,9 +161,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             };
             (meta, applied.state.clone())
         };
-        let data = encode(&state)?;
-        drop(state);
-        self.db.put_snapshot(&meta, &data)?;
+        // Encoding and storing take milliseconds of CPU and a disk write:
+        // on a thread of their own, not one that runs the runtime's tasks
+        // (allocations waited behind it).
+        let (db, stored_meta) = (self.db.clone(), meta.clone());
+        let data = tokio::task::spawn_blocking(move || {
+            let data = encode(&state)?;
+            drop(state);
+            db.put_snapshot(&stored_meta, &data)?;
+            io::Result::Ok(data)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        crate::memory::trim_soon();
         tracing::debug!(bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -221,6 +231,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.db.put_snapshot(meta, &snapshot)?;
         tracing::info!(bytes = snapshot.len(), "snapshot installed");
         *self.state_mut()? = applied;
+        // The state it replaced and the decoding's garbage.
+        crate::memory::trim_soon();
         Ok(())
     }
 
