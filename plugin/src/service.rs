@@ -259,10 +259,10 @@ impl Service {
     }
 
     /// This host, its networks and every pool, for `rustnet status`.
-    pub(crate) async fn status(&self) -> Result<Value, ApiError> {
+    pub(crate) async fn status(&self) -> Result<Status, ApiError> {
         let store = self.store().await?;
         let host = store.id();
-        let (mut status, ca, rotation) = store
+        let (view, ca, rotation) = store
             .read(|state| {
                 let ca = state.ca().map(|ca| ca.fingerprint.clone());
                 let rotation = state.ca_rotation().map(|r| {
@@ -274,27 +274,41 @@ impl Service {
                 (crate::status::view(state, host), ca, rotation)
             })
             .await?;
-        status["cluster"] = serde_json::to_value(store.cluster_view()).unwrap_or_default();
-        // On the leader: how many log entries each member is behind.
-        let behind: serde_json::Map<String, Value> = store
-            .raft_view()
-            .behind()
-            .map(|(id, n)| (id.to_string(), Value::from(n)))
-            .collect();
-        status["replication"] = Value::Object(behind);
-        status["tls"] = serde_json::json!({
-            "ca": ca,
-            "certificate": store.cert().map(|c| c.fingerprint),
-            "ca_rotation": rotation,
-        });
-        status["errors"] = serde_json::to_value(self.recent.list()).unwrap_or_default();
-        Ok(status)
+        Ok(Status {
+            view,
+            cluster: store.cluster_view(),
+            // On the leader: how many log entries each member is behind.
+            replication: store
+                .raft_view()
+                .behind()
+                .map(|(id, n)| (id.to_string(), n))
+                .collect(),
+            tls: serde_json::json!({
+                "ca": ca,
+                "certificate": store.cert().map(|c| c.fingerprint),
+                "ca_rotation": rotation,
+            }),
+            errors: self.recent.list(),
+        })
     }
 
     /// Removes `node` from the cluster and frees what it held.
     pub(crate) async fn remove_node(&self, node: u64) -> Result<(), ApiError> {
         Ok(self.store().await?.remove(node).await?)
     }
+}
+
+/// What `rustnet status` answers: the replicated state's view of this
+/// host, the cluster as this member sees it, its certificates and its
+/// latest errors.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Status {
+    #[serde(flatten)]
+    view: crate::status::View,
+    cluster: rustnet_ipam::store::ClusterView,
+    replication: std::collections::BTreeMap<String, u64>,
+    tls: Value,
+    errors: Vec<crate::recent::Seen>,
 }
 
 fn unexpected(response: &Response) -> ApiError {

@@ -63,6 +63,8 @@ async fn rotate_ca(State(service): State<Arc<Service>>) -> Result<Json<Value>, A
 }
 
 /// `rustnet status`: this host, and every pool with who holds what.
-async fn status(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+async fn status(
+    State(service): State<Arc<Service>>,
+) -> Result<Json<crate::service::Status>, ApiError> {
     Ok(Json(service.status().await?))
 }
