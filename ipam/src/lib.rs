@@ -11,6 +11,7 @@
 //! (tonic, rustls, rcgen), membership and enrollment. The core depends on
 //! none of that; this crate depends on it.
 
+pub mod background;
 pub mod memory;
 pub mod store;
 

@@ -28,6 +28,22 @@ mod recent;
 mod state;
 mod token;
 
+/// Keeps the entries of a persistent map that `keep` accepts (imbl's
+/// `OrdMap` has no `retain`): the others are found first, then removed.
+pub(crate) fn retain<K: Ord + Clone, V: Clone>(
+    map: &mut imbl::OrdMap<K, V>,
+    mut keep: impl FnMut(&K, &V) -> bool,
+) {
+    let gone: Vec<K> = map
+        .iter()
+        .filter(|(k, v)| !keep(k, v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in gone {
+        map.remove(&key);
+    }
+}
+
 pub use command::{Command, CommandResult, DefaultPool, HolderKind, Proposal, Response};
 pub use error::IpamError;
 pub use mac::{Mac, MacError};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use imbl::OrdMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -165,7 +166,8 @@ pub enum NetworkError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tables {
     networks: BTreeMap<String, Network>,
-    endpoints: BTreeMap<String, Endpoint>,
+    /// Persistent, like a pool's addresses: a snapshot's copy is free.
+    endpoints: OrdMap<String, Endpoint>,
     #[serde(default)]
     overlays: BTreeMap<String, Overlay>,
 }
@@ -331,7 +333,7 @@ impl Tables {
         if let Some(overlay) = key.and_then(|k| self.overlays.get_mut(&k)) {
             overlay.removing = true;
         }
-        self.endpoints.retain(|_, e| e.network_id != id);
+        crate::retain(&mut self.endpoints, |_, e| e.network_id != id);
         self.prune_overlays();
     }
 
@@ -342,7 +344,7 @@ impl Tables {
             return;
         }
         self.networks.remove(id);
-        self.endpoints.retain(|_, e| e.network_id != id);
+        crate::retain(&mut self.endpoints, |_, e| e.network_id != id);
         self.prune_overlays();
     }
 
@@ -394,7 +396,7 @@ impl Tables {
     /// Drops every network and endpoint of `host`.
     pub(crate) fn forget(&mut self, host: HostId) {
         self.networks.retain(|_, n| n.host != host);
-        self.endpoints.retain(|_, e| e.host != host);
+        crate::retain(&mut self.endpoints, |_, e| e.host != host);
         self.prune_overlays();
     }
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use imbl::OrdMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +58,10 @@ pub struct Pool {
     pub range: Option<IpNet>,
     /// References per host (a host's Docker may request the pool once).
     pub refs: BTreeMap<HostId, u32>,
-    pub addresses: BTreeMap<IpAddr, Holder>,
+    /// Who holds each address. A persistent map: a copy (a snapshot's)
+    /// shares its nodes and costs nothing, where a `BTreeMap` was copied
+    /// entry by entry while applying waited.
+    pub addresses: OrdMap<IpAddr, Holder>,
     /// Released addresses, oldest first: handed out again last.
     #[serde(default)]
     pub released: Vec<IpAddr>,
@@ -98,7 +102,7 @@ impl Pool {
             subnet,
             range,
             refs: BTreeMap::from([(host, 1)]),
-            addresses: BTreeMap::new(),
+            addresses: OrdMap::new(),
             released: Vec::new(),
             fresh: FreshHint::default(),
         }
@@ -222,7 +226,7 @@ impl Pool {
     /// addresses are fresh again.
     pub(crate) fn forget(&mut self, host: HostId) {
         self.refs.remove(&host);
-        self.addresses.retain(|_, holder| holder.host != host);
+        crate::retain(&mut self.addresses, |_, holder| holder.host != host);
         self.fresh = FreshHint::default();
     }
 
