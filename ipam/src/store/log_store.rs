@@ -8,7 +8,8 @@
 //! ```text
 //!   append ──► latest (readable at once) ──► writer thread: every append
 //!              queued meanwhile in one transaction, one fsync ──► callbacks
-//!   vote, truncate, purge ──► writer thread, in order ──► returns once durable
+//!   vote, truncate ──► writer thread, in order ──► returns once durable
+//!   purge ──► hidden from readers at once ──► writer thread, in its turn
 //! ```
 //!
 //! `append` returns as soon as its entries are readable: Raft's core goes on
@@ -74,6 +75,9 @@ struct Writer {
     /// in all. Readers find an entry here or in the database.
     latest: Arc<Mutex<BTreeMap<u64, Entry>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// One past the last purged index (0: none): readers skip what lies
+    /// before it while the writer has yet to delete it.
+    purged: std::sync::atomic::AtomicU64,
 }
 
 impl Debug for Writer {
@@ -126,6 +130,7 @@ impl LogStore {
                 jobs: Some(jobs),
                 latest,
                 thread: Some(thread),
+                purged: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -210,12 +215,19 @@ fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, latest: &Mutex<BTreeMap<u64,
         }
         commit(db, latest, appends, &mut committed);
     }
-    // The store is closing: the last committed index goes to disk.
-    if let Some(id) = committed.pending.take()
-        && let Err(e) = db.put_meta(KEY_COMMITTED, &id)
-    {
-        tracing::warn!(error = %e, "log store: saving the committed index");
+    // The store is closing: what is not durable yet (the last committed
+    // index, a purge) goes to disk in one last durable transaction.
+    if let Err(e) = close(db, committed.pending.take()) {
+        tracing::warn!(error = %e, "log store: closing");
     }
+}
+
+fn close(db: &Db, committed: Option<Option<LogId>>) -> io::Result<()> {
+    let txn = db.database().begin_write().map_err(io::Error::other)?;
+    if let Some(committed) = committed {
+        put_meta_in(&txn, KEY_COMMITTED, &committed)?;
+    }
+    txn.commit().map_err(io::Error::other)
 }
 
 /// The round's appends: entries to make durable, then tell openraft.
@@ -330,6 +342,24 @@ fn write_entries<'a>(
 }
 
 /// Deletes every entry whose index lies in `range`, durably.
+/// Deletes the log up to `log_id` and records the purge point, in one
+/// transaction without an fsync of its own: a purge needs no durability
+/// (one lost in a crash leaves entries that are merely redundant, never a
+/// hole), and it reaches the disk with the next append's fsync.
+fn purge(db: &Db, log_id: LogId) -> io::Result<()> {
+    let mut txn = db.database().begin_write().map_err(io::Error::other)?;
+    txn.set_durability(redb::Durability::None)
+        .map_err(io::Error::other)?;
+    put_meta_in(&txn, KEY_PURGED, &log_id)?;
+    {
+        let mut table = txn.open_table(LOG).map_err(io::Error::other)?;
+        table
+            .retain_in(..=log_id.index, |_, _| false)
+            .map_err(io::Error::other)?;
+    }
+    txn.commit().map_err(io::Error::other)
+}
+
 fn delete(db: &Db, range: (Bound<u64>, Bound<u64>)) -> io::Result<()> {
     let txn = db.database().begin_write().map_err(io::Error::other)?;
     {
@@ -346,10 +376,29 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let bounds = (
-            clone_bound(range.start_bound()),
-            clone_bound(range.end_bound()),
-        );
+        // Nothing up to a purge is read, even before the writer has
+        // deleted it.
+        let purged = self
+            .writer
+            .purged
+            .load(std::sync::atomic::Ordering::Acquire);
+        let start = match clone_bound(range.start_bound()) {
+            Bound::Included(start) => Bound::Included(start.max(purged)),
+            Bound::Excluded(start) if start >= purged => Bound::Excluded(start),
+            Bound::Excluded(_) | Bound::Unbounded => Bound::Included(purged),
+        };
+        let bounds = (start, clone_bound(range.end_bound()));
+        let empty = match bounds {
+            (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
+                s >= e
+            }
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Excluded(s), Bound::Excluded(e)) => s.saturating_add(1) >= e,
+            (_, Bound::Unbounded) | (Bound::Unbounded, _) => false,
+        };
+        if empty {
+            return Ok(Vec::new());
+        }
         // `latest` holds every entry from its first on: the database is
         // read only for what lies before it. The writer commits an entry
         // before `latest` drops it, so each is in one or the other.
@@ -393,6 +442,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        // After every purge queued before.
+        self.run(|_| Ok(())).await?;
         let last_purged_log_id: Option<LogId> = self.db.get_meta(KEY_PURGED)?;
         let last_log_id = match self.last_entry()? {
             Some(entry) => Some(entry.log_id),
@@ -456,15 +507,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        // Record the purge point first: a crash in between leaves entries
-        // that are merely redundant, never a hole.
-        self.run(move |db| {
-            db.put_meta(KEY_PURGED, &log_id)?;
-            delete(db, (Bound::Unbounded, Bound::Included(log_id.index)))
-        })
-        .await?;
+        // Not waited for: Raft's core would wait on it, and deleting
+        // thousands of entries took it milliseconds (up to 18 ms measured
+        // under load). Readers see the purge at once; the writer deletes in
+        // its turn, after the appends queued before.
+        self.writer
+            .purged
+            .fetch_max(log_id.index + 1, std::sync::atomic::Ordering::Release);
         lock(&self.writer.latest).retain(|index, _| *index > log_id.index);
-        Ok(())
+        self.send(Job::Run(Box::new(move |db| purge(db, log_id)), None))
     }
 }
 
@@ -587,6 +638,42 @@ mod tests {
         let db = log.db.clone();
         drop(log);
         assert_eq!(saved(&db), id(2));
+        drop(dir);
+    }
+
+    /// A purge is hidden from readers at once, done by the writer in its
+    /// turn without an fsync of its own, and on disk once the store closes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_is_seen_at_once_and_kept() {
+        use openraft::storage::RaftLogStorageExt;
+        use openraft::testing::{blank_ent, log_id};
+
+        let (dir, mut log, sm) = Builder.build().await.unwrap();
+        let entries = (1..=10).map(|i| blank_ent::<TypeConfig>(1, 1, i));
+        log.blocking_append(entries).await.unwrap();
+        log.purge(log_id::<TypeConfig>(1, 1, 5)).await.unwrap();
+        let indexes =
+            |entries: Vec<Entry>| entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+        let read = log.try_get_log_entries(0..=10).await.unwrap();
+        assert_eq!(indexes(read), (6..=10).collect::<Vec<_>>());
+        assert!(log.try_get_log_entries(2..5).await.unwrap().is_empty());
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(
+            state.last_purged_log_id,
+            Some(log_id::<TypeConfig>(1, 1, 5))
+        );
+        assert_eq!(state.last_log_id, Some(log_id::<TypeConfig>(1, 1, 10)));
+        // The database itself, once the store and its writer are gone.
+        let path = dir.path().join("raft.redb");
+        drop((log, sm));
+        let mut log = LogStore::new(Db::open(&path).unwrap()).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(
+            state.last_purged_log_id,
+            Some(log_id::<TypeConfig>(1, 1, 5))
+        );
+        let read = log.try_get_log_entries(0..=10).await.unwrap();
+        assert_eq!(indexes(read), (6..=10).collect::<Vec<_>>());
         drop(dir);
     }
 
