@@ -53,9 +53,8 @@ pub struct LogStore {
 enum Job {
     /// Entries to make durable, then tell openraft.
     Append(Vec<Entry>, IOFlushed<TypeConfig>),
-    /// The committed log id: written with the appends of a later round, at
-    /// most every [`COMMITTED_EVERY`] (or, in a round without any, on its
-    /// own and without an fsync).
+    /// The committed log id: written with the appends of the next round,
+    /// or on its own once the log has been idle for [`IDLE_SAVE`].
     Committed(Option<LogId>),
     /// Any other write, after every append queued before it; its result
     /// goes back if someone waits for it.
@@ -186,7 +185,11 @@ fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, latest: &Mutex<BTreeMap<u64,
         let first = match first {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                commit(db, latest, Vec::new(), &mut committed);
+                if let Some(id) = committed.take()
+                    && let Err(e) = db.put_meta(KEY_COMMITTED, &id)
+                {
+                    tracing::warn!(error = %e, "log store: saving the committed index");
+                }
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -196,7 +199,7 @@ fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, latest: &Mutex<BTreeMap<u64,
             match job {
                 Job::Append(entries, callback) => appends.push((entries, callback)),
                 // Only the latest counts: it covers every earlier one.
-                Job::Committed(id) => committed.pending = Some(id),
+                Job::Committed(id) => committed.set(id),
                 Job::Run(write, reply) => {
                     commit(db, latest, std::mem::take(&mut appends), &mut committed);
                     let result = write(db);
@@ -233,63 +236,66 @@ fn close(db: &Db, committed: Option<Option<LogId>>) -> io::Result<()> {
 /// The round's appends: entries to make durable, then tell openraft.
 type Appends = Vec<(Vec<Entry>, IOFlushed<TypeConfig>)>;
 
-/// How often at most the committed index is saved. Saving it is optional
-/// (it spares a restarted member re-applying what it had applied; one
-/// older is still true), and in a round's transaction it costs a second
-/// table's pages: 15-70 us on each append's fsync, measured, when every
-/// round carried it.
-const COMMITTED_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long the log may be idle before a committed index waiting for the
+/// next round's appends is saved on its own (with an fsync).
+///
+/// A restarted member re-applies its log up to the saved committed index
+/// only and learns the rest from the leader, so the saved index must not
+/// lag far behind: the peers it admits are the members its state knows
+/// (their certificates are in it), and one restarted on an index from
+/// before a member joined refused that member, the leader, for good. It
+/// once was saved at most every 100 ms (and without an fsync while the
+/// log was idle): a leader killed a second after the cluster formed came
+/// back unable to reach anyone.
+const IDLE_SAVE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The committed log id openraft last reported, until it is saved.
+#[derive(Default)]
 struct Committed {
     pending: Option<Option<LogId>>,
-    /// When it was last saved.
-    saved: std::time::Instant,
+    /// Since when it waits.
+    since: Option<std::time::Instant>,
 }
 
 impl Committed {
     fn new() -> Self {
-        Self {
-            pending: None,
-            saved: std::time::Instant::now(),
-        }
+        Self::default()
     }
 
-    /// How long until the pending index is due; `None` if there is none.
+    fn set(&mut self, id: Option<LogId>) {
+        self.pending = Some(id);
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// How long until the pending index is due on its own; `None` if there
+    /// is none.
     fn due_in(&self) -> Option<std::time::Duration> {
         self.pending.as_ref()?;
-        Some(COMMITTED_EVERY.saturating_sub(self.saved.elapsed()))
+        let since = self.since?;
+        Some(IDLE_SAVE.saturating_sub(since.elapsed()))
     }
 
-    /// The pending index, if it is due: taken, and counted as saved.
-    fn take_due(&mut self) -> Option<Option<LogId>> {
-        if self.due_in()? > std::time::Duration::ZERO {
-            return None;
-        }
-        self.saved = std::time::Instant::now();
+    /// The pending index, taken: with a round's appends, or alone once due.
+    fn take(&mut self) -> Option<Option<LogId>> {
+        self.since = None;
         self.pending.take()
     }
 }
 
 /// Makes the round's appends durable in one transaction, with the
-/// committed log id if it is due, trims `latest` of the oldest durable
-/// entries and tells openraft. A committed log id due in a round without
-/// appends goes without an fsync.
+/// committed log id waiting if there is one, trims `latest` of the oldest
+/// durable entries and tells openraft. Without appends, the committed log
+/// id waits (for the next round, or until it is due on its own).
 fn commit(
     db: &Db,
     latest: &Mutex<BTreeMap<u64, Entry>>,
     appends: Appends,
     committed: &mut Committed,
 ) {
-    let committed = committed.take_due();
     if appends.is_empty() {
-        if let Some(committed) = committed
-            && let Err(e) = db.put_meta_lazily(KEY_COMMITTED, &committed)
-        {
-            tracing::warn!(error = %e, "log store: saving the committed index");
-        }
         return;
     }
+    let committed = committed.take();
     let result = write_entries(
         db,
         appends.iter().flat_map(|(entries, _)| entries),
@@ -465,12 +471,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Not waited for and without an fsync of its own: it goes to disk
-        // with the appends of a later round (all queued after those it
-        // covers), at most every COMMITTED_EVERY; one lost in a crash leaves
-        // an older committed index, which is still true (the state machine
-        // then re-applies a little less on start and catches up from the
-        // leader). Riding along keeps a busy writer's rounds whole: one
+        // Not waited for: it goes to disk with the appends of the next
+        // round (all queued after those it covers), or on its own once the
+        // log has been idle for IDLE_SAVE. One lost in a crash leaves an
+        // older committed index, which is still true (the state machine
+        // then re-applies a little less on start and learns the rest from
+        // the leader). Riding along keeps a busy writer's rounds whole: one
         // transaction per round.
         self.send(Job::Committed(committed))
     }
@@ -605,11 +611,11 @@ mod tests {
         assert_eq!((last.index, last.leader_id.term), (cut + 1, 2));
     }
 
-    /// The committed index goes to disk at most every COMMITTED_EVERY, not
-    /// with every round's appends; it still gets there while the log is
-    /// idle and when the store closes.
+    /// The committed index goes to disk with the next round's appends, on
+    /// its own once the log is idle, and when the store closes: a restarted
+    /// member re-applies up to it, and must know the members it admits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_committed_index_is_saved_in_its_turn_and_on_close() {
+    async fn the_committed_index_rides_with_the_next_round_or_goes_alone() {
         use openraft::storage::RaftLogStorageExt;
         use openraft::testing::{blank_ent, log_id};
 
@@ -620,24 +626,27 @@ mod tests {
                 .flatten()
         };
         let id = |i| Some(log_id::<TypeConfig>(1, 1, i));
-        // Not due yet: the store opened less than COMMITTED_EVERY ago.
         log.blocking_append([blank_ent::<TypeConfig>(1, 1, 1)])
             .await
             .unwrap();
         log.save_committed(id(1)).await.unwrap();
-        // Appends in between carry none: the index waits for its turn.
+        // With the next round's appends.
         log.blocking_append([blank_ent::<TypeConfig>(1, 1, 2)])
             .await
             .unwrap();
-        assert_eq!(saved(&log.db), None, "saved with every round");
-        // Idle: saved once due, without another append.
-        tokio::time::sleep(COMMITTED_EVERY * 3).await;
         assert_eq!(saved(&log.db), id(1));
-        // Not yet due, then the store closes: saved on the way out.
+        // Alone, once the log is idle.
         log.save_committed(id(2)).await.unwrap();
+        tokio::time::sleep(IDLE_SAVE * 10).await;
+        assert_eq!(saved(&log.db), id(2));
+        // Not yet due, then the store closes: saved on the way out.
+        log.blocking_append([blank_ent::<TypeConfig>(1, 1, 3)])
+            .await
+            .unwrap();
+        log.save_committed(id(3)).await.unwrap();
         let db = log.db.clone();
         drop(log);
-        assert_eq!(saved(&db), id(2));
+        assert_eq!(saved(&db), id(3));
         drop(dir);
     }
 
