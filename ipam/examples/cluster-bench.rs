@@ -6,8 +6,12 @@
 //! (for `bench-report`).
 //!
 //! ```text
-//! cargo run --release -p rustnet-ipam --example cluster-bench
+//! cargo run --release -p rustnet-ipam --example cluster-bench [ALLOCATIONS]
 //! ```
+//!
+//! ALLOCATIONS per row, 3,000 by default: a row of 64 clients then lasts a
+//! fraction of a second. 20,000 lasts long enough for each member to take
+//! a few snapshots while the clients wait.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const POOL: &str = "10.80.0.0/12";
+/// Allocations per row, unless the first argument says otherwise.
 const OPS: usize = 3000;
 
 struct Node {
@@ -84,15 +89,15 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
 async fn measure(
     nodes: &[Node],
     leader: usize,
-    clients: usize,
-    first: usize,
+    (clients, first): (usize, usize),
+    ops: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
         let n = (first + c) % 3;
         let store = nodes[n].store.clone();
-        let per_client = OPS / clients;
+        let per_client = ops / clients;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(per_client);
             for i in 0..per_client {
@@ -153,6 +158,12 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let ops = match std::env::args().nth(1) {
+        Some(n) => n
+            .parse()
+            .map_err(|e| anyhow::anyhow!("ALLOCATIONS {n}: {e}"))?,
+        None => OPS,
+    };
     let root = tempfile::tempdir()?;
     let mut nodes = vec![node(&root.path().join("n0"), None).await?];
     nodes[0].store.bootstrap(None).await?;
@@ -174,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let _ = nodes[0].store.write(pool).await?;
     println!(
-        "3-node cluster on loopback gRPC, {OPS} allocations per run, clients spread over the nodes"
+        "3-node cluster on loopback gRPC, {ops} allocations per run, clients spread over the nodes"
     );
     let leader = nodes
         .iter()
@@ -183,8 +194,8 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     // (clients, the node of the first client): one client on the leader,
     // one on a follower, then clients spread over every node.
-    for (clients, first) in [(1usize, leader), (1, (leader + 1) % 3), (16, 0), (64, 0)] {
-        rows.push(measure(&nodes, leader, clients, first).await?);
+    for row in [(1usize, leader), (1, (leader + 1) % 3), (16, 0), (64, 0)] {
+        rows.push(measure(&nodes, leader, row, ops).await?);
     }
     // Failover: kill the leader, time the first allocation that succeeds.
     if let Some(stop) = nodes[leader].stop.take() {
