@@ -347,7 +347,6 @@ fn write_entries<'a>(
     txn.commit().map_err(io::Error::other)
 }
 
-/// Deletes every entry whose index lies in `range`, durably.
 /// Deletes the log up to `log_id` and records the purge point, in one
 /// transaction without an fsync of its own: a purge needs no durability
 /// (one lost in a crash leaves entries that are merely redundant, never a
@@ -366,6 +365,7 @@ fn purge(db: &Db, log_id: LogId) -> io::Result<()> {
     txn.commit().map_err(io::Error::other)
 }
 
+/// Deletes every entry whose index lies in `range`, durably.
 fn delete(db: &Db, range: (Bound<u64>, Bound<u64>)) -> io::Result<()> {
     let txn = db.database().begin_write().map_err(io::Error::other)?;
     {
