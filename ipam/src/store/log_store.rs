@@ -173,7 +173,7 @@ impl LogStore {
 /// them in one transaction (before any other job that came after them),
 /// and runs the other jobs in their turn. Ends when the store is dropped.
 fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, latest: &Mutex<BTreeMap<u64, Entry>>) {
-    let mut committed = Committed::new();
+    let mut committed = Committed::default();
     loop {
         // With a committed index still to save, not longer than its turn.
         let first = match committed.due_in() {
@@ -185,9 +185,7 @@ fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, latest: &Mutex<BTreeMap<u64,
         let first = match first {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(id) = committed.take()
-                    && let Err(e) = db.put_meta(KEY_COMMITTED, &id)
-                {
+                if let Err(e) = save_durably(db, committed.take()) {
                     tracing::warn!(error = %e, "log store: saving the committed index");
                 }
                 continue;
@@ -220,12 +218,14 @@ fn write_loop(db: &Db, queue: &mpsc::Receiver<Job>, latest: &Mutex<BTreeMap<u64,
     }
     // The store is closing: what is not durable yet (the last committed
     // index, a purge) goes to disk in one last durable transaction.
-    if let Err(e) = close(db, committed.pending.take()) {
+    if let Err(e) = save_durably(db, committed.take()) {
         tracing::warn!(error = %e, "log store: closing");
     }
 }
 
-fn close(db: &Db, committed: Option<Option<LogId>>) -> io::Result<()> {
+/// One durable transaction, with the committed log id if there is one: it
+/// takes to disk every commit without an fsync of its own before it too.
+fn save_durably(db: &Db, committed: Option<Option<LogId>>) -> io::Result<()> {
     let txn = db.database().begin_write().map_err(io::Error::other)?;
     if let Some(committed) = committed {
         put_meta_in(&txn, KEY_COMMITTED, &committed)?;
@@ -249,36 +249,31 @@ type Appends = Vec<(Vec<Entry>, IOFlushed<TypeConfig>)>;
 /// back unable to reach anyone.
 const IDLE_SAVE: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// The committed log id openraft last reported, until it is saved.
+/// The committed log id openraft last reported, until it is saved, and
+/// since when it waits.
 #[derive(Default)]
-struct Committed {
-    pending: Option<Option<LogId>>,
-    /// Since when it waits.
-    since: Option<std::time::Instant>,
-}
+struct Committed(Option<(Option<LogId>, std::time::Instant)>);
 
 impl Committed {
-    fn new() -> Self {
-        Self::default()
-    }
-
+    /// The latest id covers every earlier one; the wait counts from the
+    /// first not yet saved.
     fn set(&mut self, id: Option<LogId>) {
-        self.pending = Some(id);
-        self.since.get_or_insert_with(std::time::Instant::now);
+        match &mut self.0 {
+            Some((pending, _)) => *pending = id,
+            None => self.0 = Some((id, std::time::Instant::now())),
+        }
     }
 
     /// How long until the pending index is due on its own; `None` if there
     /// is none.
     fn due_in(&self) -> Option<std::time::Duration> {
-        self.pending.as_ref()?;
-        let since = self.since?;
+        let (_, since) = self.0.as_ref()?;
         Some(IDLE_SAVE.saturating_sub(since.elapsed()))
     }
 
     /// The pending index, taken: with a round's appends, or alone once due.
     fn take(&mut self) -> Option<Option<LogId>> {
-        self.since = None;
-        self.pending.take()
+        self.0.take().map(|(id, _)| id)
     }
 }
 
@@ -356,25 +351,22 @@ fn purge(db: &Db, log_id: LogId) -> io::Result<()> {
     txn.set_durability(redb::Durability::None)
         .map_err(io::Error::other)?;
     put_meta_in(&txn, KEY_PURGED, &log_id)?;
-    {
-        let mut table = txn.open_table(LOG).map_err(io::Error::other)?;
-        table
-            .retain_in(..=log_id.index, |_, _| false)
-            .map_err(io::Error::other)?;
-    }
+    delete_in(&txn, ..=log_id.index)?;
     txn.commit().map_err(io::Error::other)
 }
 
 /// Deletes every entry whose index lies in `range`, durably.
 fn delete(db: &Db, range: (Bound<u64>, Bound<u64>)) -> io::Result<()> {
     let txn = db.database().begin_write().map_err(io::Error::other)?;
-    {
-        let mut table = txn.open_table(LOG).map_err(io::Error::other)?;
-        table
-            .retain_in(range, |_, _| false)
-            .map_err(io::Error::other)?;
-    }
+    delete_in(&txn, range)?;
     txn.commit().map_err(io::Error::other)
+}
+
+fn delete_in(txn: &redb::WriteTransaction, range: impl RangeBounds<u64>) -> io::Result<()> {
+    txn.open_table(LOG)
+        .map_err(io::Error::other)?
+        .retain_in(range, |_, _| false)
+        .map_err(io::Error::other)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -388,23 +380,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .writer
             .purged
             .load(std::sync::atomic::Ordering::Acquire);
-        let start = match clone_bound(range.start_bound()) {
-            Bound::Included(start) => Bound::Included(start.max(purged)),
-            Bound::Excluded(start) if start >= purged => Bound::Excluded(start),
-            Bound::Excluded(_) | Bound::Unbounded => Bound::Included(purged),
-        };
-        let bounds = (start, clone_bound(range.end_bound()));
-        let empty = match bounds {
-            (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
-                s >= e
-            }
-            (Bound::Included(s), Bound::Included(e)) => s > e,
-            (Bound::Excluded(s), Bound::Excluded(e)) => s.saturating_add(1) >= e,
-            (_, Bound::Unbounded) | (Bound::Unbounded, _) => false,
+        let start = match range.start_bound() {
+            Bound::Included(start) => *start,
+            Bound::Excluded(start) => start.saturating_add(1),
+            Bound::Unbounded => 0,
+        }
+        .max(purged);
+        let end = clone_bound(range.end_bound());
+        let empty = match end {
+            Bound::Included(end) => start > end,
+            Bound::Excluded(end) => start >= end,
+            Bound::Unbounded => false,
         };
         if empty {
             return Ok(Vec::new());
         }
+        let bounds = (Bound::Included(start), end);
         // `latest` holds every entry from its first on: the database is
         // read only for what lies before it. The writer commits an entry
         // before `latest` drops it, so each is in one or the other.
@@ -417,12 +408,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 .collect();
             (first, entries)
         };
-        let before_latest = match (first, bounds.0) {
-            (Some(first), Bound::Included(start)) => start < first,
-            (Some(first), Bound::Excluded(start)) => start < first.saturating_sub(1),
-            (None, _) | (_, Bound::Unbounded) => true,
-        };
-        if before_latest {
+        if first.is_none_or(|first| start < first) {
             let txn = self.db.database().begin_read().map_err(io::Error::other)?;
             let table = txn.open_table(LOG).map_err(io::Error::other)?;
             for item in table.range::<u64>(bounds).map_err(io::Error::other)? {
