@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::host::{Place, remove_place};
-use crate::run::rustnet_bin;
+use crate::run::{run, run_ok, rustnet_bin, wait_until};
 
 /// A rustnet daemon in a network namespace, its socket and state under
 /// its directory. Dropping it stops the daemon and removes the namespace.
@@ -46,6 +48,53 @@ impl BareHost {
     /// The host's directory (state, log).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// `rustnet status --json` through this host's socket; `None` while it
+    /// does not answer.
+    pub fn status(&self) -> Option<Value> {
+        let out = run(Command::new(rustnet_bin())
+            .args(["status", "--json", "--socket"])
+            .arg(self.socket()))
+        .ok()?;
+        serde_json::from_str(&out).ok()
+    }
+
+    /// How many voters this host counts in the cluster (0 while it does
+    /// not answer).
+    pub fn voters(&self) -> usize {
+        self.status().map_or(0, |s| {
+            s["cluster"]["members"]
+                .as_array()
+                .map_or(0, |m| m.iter().filter(|m| m["voter"] == true).count())
+        })
+    }
+
+    /// Three members, the first bootstrapped, the others joined through
+    /// it; returned once all three vote, with the settings the others
+    /// joined with (to start one of them again).
+    pub fn three_voters() -> (Vec<Self>, Vec<(String, String)>) {
+        let mut hosts: Vec<Self> = (0..3).map(|_| Self::add()).collect();
+        hosts[0].spawn(&[]);
+        hosts[0].wait_ready(60);
+        let token = run_ok(
+            Command::new(rustnet_bin())
+                .args(["status", "--token", "--socket"])
+                .arg(hosts[0].socket()),
+        );
+        let join = vec![
+            ("RUSTNET_JOIN".to_owned(), format!("{}:7950", hosts[0].addr)),
+            ("RUSTNET_JOIN_TOKEN".to_owned(), token.trim().to_owned()),
+        ];
+        let env: Vec<(&str, &str)> = join.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for host in &mut hosts[1..] {
+            host.spawn(&env);
+        }
+        for host in &hosts[1..] {
+            host.wait_ready(60);
+        }
+        wait_until("three voters", 60, || hosts[0].voters() == 3);
+        (hosts, join)
     }
 
     /// Starts the daemon with extra settings, without waiting for it.

@@ -12,20 +12,12 @@
 use std::process::Command;
 use std::time::Duration;
 
-use rustnet_tests::{BareHost, plugin_call, run, run_ok, rustnet_bin, wait_until};
-use serde_json::{Value, json};
-
-fn status(host: &BareHost) -> Option<Value> {
-    let out = run(Command::new(rustnet_bin())
-        .args(["status", "--json", "--socket"])
-        .arg(host.socket()))
-    .ok()?;
-    serde_json::from_str(&out).ok()
-}
+use rustnet_tests::{BareHost, plugin_call, run_ok, wait_until};
+use serde_json::json;
 
 /// (leader, term) as `host` sees them.
 fn leadership(host: &BareHost) -> Option<(u64, u64)> {
-    let status = status(host)?;
+    let status = host.status()?;
     let cluster = &status["cluster"];
     Some((cluster["leader"].as_u64()?, cluster["term"].as_u64()?))
 }
@@ -34,48 +26,13 @@ fn signal(pid: u32, signal: &str) {
     run_ok(Command::new("kill").args([signal, &pid.to_string()]));
 }
 
-fn voters(host: &BareHost) -> usize {
-    status(host).map_or(0, |s| {
-        s["cluster"]["members"]
-            .as_array()
-            .map_or(0, |m| m.iter().filter(|m| m["voter"] == true).count())
-    })
-}
-
-/// Three bare members, the first bootstrapped, the others joined through
-/// it; returns them once all three vote, and the others' join settings.
-fn three_voters() -> (Vec<BareHost>, Vec<(String, String)>) {
-    let mut hosts: Vec<BareHost> = (0..3).map(|_| BareHost::add()).collect();
-    hosts[0].spawn(&[]);
-    hosts[0].wait_ready(60);
-    let token = run_ok(
-        Command::new(rustnet_bin())
-            .args(["status", "--token", "--socket"])
-            .arg(hosts[0].socket()),
-    );
-    let join = format!("{}:7950", hosts[0].addr);
-    let env = [
-        ("RUSTNET_JOIN", join.as_str()),
-        ("RUSTNET_JOIN_TOKEN", token.trim()),
-    ];
-    for host in &mut hosts[1..] {
-        host.spawn(&env);
-    }
-    for host in &hosts[1..] {
-        host.wait_ready(60);
-    }
-    wait_until("three voters", 60, || voters(&hosts[0]) == 3);
-    let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-    (hosts, env.collect())
-}
-
 #[test]
 fn a_starved_follower_does_not_unseat_the_leader() {
-    let (hosts, _) = three_voters();
+    let (hosts, _) = BareHost::three_voters();
     let (leader, term) = leadership(&hosts[0]).expect("the cluster has a leader");
     let starved = hosts
         .iter()
-        .find(|h| status(h).and_then(|s| s["host"].as_u64()) != Some(leader))
+        .find(|h| h.status().and_then(|s| s["host"].as_u64()) != Some(leader))
         .expect("a follower");
     let pid = starved.pid().expect("the follower runs");
 
@@ -103,7 +60,7 @@ fn a_starved_follower_does_not_unseat_the_leader() {
 #[test]
 fn a_leader_killed_as_the_cluster_forms_comes_back() {
     const POOL: &str = "10.91.0.0/16";
-    let (mut hosts, join) = three_voters();
+    let (mut hosts, join) = BareHost::three_voters();
     let allocate = |host: &BareHost| {
         let body = json!({"PoolID": POOL, "Address": "", "Options": {}}).to_string();
         plugin_call(host.socket(), "/IpamDriver.RequestAddress", &body)
@@ -117,7 +74,7 @@ fn a_leader_killed_as_the_cluster_forms_comes_back() {
     let (leader, _) = leadership(&hosts[0]).expect("the cluster has a leader");
     let k = hosts
         .iter()
-        .position(|h| status(h).and_then(|s| s["host"].as_u64()) == Some(leader))
+        .position(|h| h.status().and_then(|s| s["host"].as_u64()) == Some(leader))
         .expect("the leader is one of the three");
     hosts[k].kill();
     // The survivors elect a leader among themselves (one whose certificate
@@ -133,6 +90,6 @@ fn a_leader_killed_as_the_cluster_forms_comes_back() {
         allocate(&hosts[k]).is_ok()
     });
     wait_until("three voters again", 30, || {
-        hosts.iter().all(|h| voters(h) == 3)
+        hosts.iter().all(|h| h.voters() == 3)
     });
 }

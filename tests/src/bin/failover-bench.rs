@@ -16,29 +16,12 @@
 //! RUSTNET_BIN=$PWD/target/release/rustnet target/release/failover-bench [ROUNDS]
 //! ```
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{BareHost, plugin_call, run, run_ok, rustnet_bin, wait_until};
-use serde_json::{Value, json};
+use rustnet_tests::{BareHost, plugin_call, wait_until};
+use serde_json::json;
 
 const POOL: &str = "10.90.0.0/16";
-
-fn status(host: &BareHost) -> Option<Value> {
-    let out = run(Command::new(rustnet_bin())
-        .args(["status", "--json", "--socket"])
-        .arg(host.socket()))
-    .ok()?;
-    serde_json::from_str(&out).ok()
-}
-
-fn voters(host: &BareHost) -> usize {
-    status(host).map_or(0, |s| {
-        s["cluster"]["members"]
-            .as_array()
-            .map_or(0, |m| m.iter().filter(|m| m["voter"] == true).count())
-    })
-}
 
 fn allocate(host: &BareHost) -> Result<(), String> {
     let body = json!({"PoolID": POOL, "Address": "", "Options": {}}).to_string();
@@ -77,26 +60,8 @@ fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(10, |s| {
         s.parse().unwrap_or_else(|e| panic!("ROUNDS {s}: {e}"))
     });
-    let mut hosts: Vec<BareHost> = (0..3).map(|_| BareHost::add()).collect();
-    hosts[0].spawn(&[]);
-    hosts[0].wait_ready(60);
-    let token = run_ok(
-        Command::new(rustnet_bin())
-            .args(["status", "--token", "--socket"])
-            .arg(hosts[0].socket()),
-    );
-    let join = format!("{}:7950", hosts[0].addr);
-    let join_env = [
-        ("RUSTNET_JOIN", join.as_str()),
-        ("RUSTNET_JOIN_TOKEN", token.trim()),
-    ];
-    for host in &mut hosts[1..] {
-        host.spawn(&join_env);
-    }
-    for host in &hosts[1..] {
-        host.wait_ready(60);
-    }
-    wait_until("three voters", 60, || voters(&hosts[0]) == 3);
+    let (mut hosts, join) = BareHost::three_voters();
+    let join_env: Vec<(&str, &str)> = join.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for host in &hosts {
         let body = json!({"AddressSpace": "rustnet-local", "Pool": POOL, "SubPool": "", "Options": {}, "V6": false});
         plugin_call(host.socket(), "/IpamDriver.RequestPool", &body.to_string())
@@ -106,12 +71,13 @@ fn main() {
     let mut failover = Vec::new();
     let mut start = Vec::new();
     for round in 0..rounds {
-        let leader = status(&hosts[0])
+        let leader = hosts[0]
+            .status()
             .and_then(|s| s["cluster"]["leader"].as_u64())
             .unwrap_or_else(|| panic!("no leader known"));
         let k = hosts
             .iter()
-            .position(|h| status(h).and_then(|s| s["host"].as_u64()) == Some(leader))
+            .position(|h| h.status().and_then(|s| s["host"].as_u64()) == Some(leader))
             .unwrap_or_else(|| panic!("the leader {leader} is none of the three"));
         // Allocations flow before the kill, as on a busy cluster.
         for host in &hosts {
@@ -128,7 +94,7 @@ fn main() {
         hosts[k].spawn(env);
         start.push(first_allocation(&hosts[k], started));
         wait_until("three voters again", 60, || {
-            hosts.iter().all(|h| voters(h) == 3)
+            hosts.iter().all(|h| h.voters() == 3)
         });
         eprintln!(
             "round {round}: failover {:?}, start {:?}",
