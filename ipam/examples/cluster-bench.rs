@@ -6,12 +6,18 @@
 //! (for `bench-report`).
 //!
 //! ```text
-//! cargo run --release -p rustnet-ipam --example cluster-bench [ALLOCATIONS]
+//! cargo run --release -p rustnet-ipam --example cluster-bench [ALLOCATIONS [CLIENTS...]]
 //! ```
 //!
 //! ALLOCATIONS per row, 3,000 by default: a row of 64 clients then lasts a
 //! fraction of a second. 20,000 lasts long enough for each member to take
-//! a few snapshots while the clients wait.
+//! a few snapshots while the clients wait. CLIENTS picks rows (1, 16, 64;
+//! 1 is both one-client rows) and leaves out failover: what
+//! `scripts/profile.sh` records.
+//!
+//! Each row also gives the process's CPU time per allocation (the three
+//! members and the clients, user and system): what the write path costs,
+//! whatever else waits.
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +86,24 @@ fn millis(samples: &[Duration]) -> Vec<f64> {
     ms
 }
 
+/// The CPU time this process has used so far (every thread, user and
+/// system).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct it is given and has no
+    // other precondition.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.unsigned_abs())
+            + Duration::from_micros(t.tv_usec.unsigned_abs())
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
     sorted[(sorted.len() - 1) * per_mille / 1000]
 }
@@ -93,6 +117,7 @@ async fn measure(
     ops: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let mut tasks = Vec::new();
     for c in 0..clients {
         let n = (first + c) % 3;
@@ -119,7 +144,9 @@ async fn measure(
         }
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
     let rate = all.len() as f64 / elapsed.as_secs_f64();
+    let cpu_us = cpu.as_secs_f64() * 1e6 / all.len() as f64;
     let line = |samples: &mut Vec<Duration>| {
         samples.sort();
         format!(
@@ -138,8 +165,9 @@ async fn measure(
         ),
     };
     println!(
-        "  {clients:>2} client(s): {rate:>7.0} allocations/s, {}{through}",
-        line(&mut all)
+        "  {clients:>2} client(s): {rate:>7.0} allocations/s, {}{through}; CPU {cpu_us:.0} µs per allocation ({:.2} cores)",
+        line(&mut all),
+        cpu.as_secs_f64() / elapsed.as_secs_f64()
     );
     let via = match (on_leader.is_empty(), on_followers.is_empty()) {
         (false, true) => "leader",
@@ -150,6 +178,7 @@ async fn measure(
         "clients": clients,
         "via": via,
         "rate": rate,
+        "cpu_us": cpu_us,
         "samples_ms": millis(&all),
         "leader_ms": millis(&on_leader),
         "followers_ms": millis(&on_followers),
@@ -158,12 +187,19 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let ops = match std::env::args().nth(1) {
+    let mut args = std::env::args().skip(1);
+    let ops = match args.next() {
         Some(n) => n
             .parse()
             .map_err(|e| anyhow::anyhow!("ALLOCATIONS {n}: {e}"))?,
         None => OPS,
     };
+    let picked = args
+        .map(|n| match n.parse::<usize>() {
+            Ok(c @ (1 | 16 | 64)) => Ok(c),
+            _ => Err(anyhow::anyhow!("CLIENTS {n}: one of 1, 16, 64")),
+        })
+        .collect::<anyhow::Result<Vec<usize>>>()?;
     let root = tempfile::tempdir()?;
     let mut nodes = vec![node(&root.path().join("n0"), None).await?];
     nodes[0].store.bootstrap(None).await?;
@@ -195,7 +231,13 @@ async fn main() -> anyhow::Result<()> {
     // (clients, the node of the first client): one client on the leader,
     // one on a follower, then clients spread over every node.
     for row in [(1usize, leader), (1, (leader + 1) % 3), (16, 0), (64, 0)] {
-        rows.push(measure(&nodes, leader, row, ops).await?);
+        if picked.is_empty() || picked.contains(&row.0) {
+            rows.push(measure(&nodes, leader, row, ops).await?);
+        }
+    }
+    if !picked.is_empty() {
+        println!("RESULT {}", serde_json::json!({ "rows": rows }));
+        return Ok(());
     }
     // Failover: kill the leader, time the first allocation that succeeds.
     if let Some(stop) = nodes[leader].stop.take() {

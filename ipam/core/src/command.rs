@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de};
 
 use crate::{ClusterCa, Endpoint, HostId, IpamError, JoinToken, Network, PortBinding};
 
@@ -334,8 +334,7 @@ impl fmt::Display for Command {
 /// and kept across its retries, so a write retried after a lost reply (a
 /// leader change, a forwarding timeout) is applied once. Id 0 means "no
 /// id": log entries written before ids existed were bare commands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "ProposalWire")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Proposal {
     pub id: u64,
     pub command: Command,
@@ -357,25 +356,134 @@ impl Proposal {
     }
 }
 
-/// What a log entry may hold: a proposal, or an older bare command.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ProposalWire {
-    Proposal {
-        id: u64,
-        command: Command,
-        #[serde(default)]
-        by: Option<HostId>,
-    },
-    Bare(Command),
+/// What a log entry may hold: a proposal, or a bare command from before
+/// proposals had ids. The first key tells them apart (a proposal's is one
+/// of its fields, `id` as written; a bare command's, its name), and it is
+/// decoded as it is read: an untagged enum, which this once was, copies
+/// every value whole into serde's buffer first and decodes that (in a
+/// profile at 64 clients, two thirds of the time spent decoding
+/// proposals: each follower decodes every entry, the leader every
+/// forwarded write).
+impl<'de> Deserialize<'de> for Proposal {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ProposalVisitor)
+    }
 }
 
-impl From<ProposalWire> for Proposal {
-    fn from(wire: ProposalWire) -> Self {
-        match wire {
-            ProposalWire::Proposal { id, command, by } => Self { id, command, by },
-            ProposalWire::Bare(command) => Self::new(0, command),
+struct ProposalVisitor;
+
+impl<'de> de::Visitor<'de> for ProposalVisitor {
+    type Value = Proposal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a proposal or a command")
+    }
+
+    /// A bare command without fields (`"SealCa"`).
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Proposal, E> {
+        Command::deserialize(de::IntoDeserializer::<E>::into_deserializer(name))
+            .map(|command| Proposal::new(0, command))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Proposal, A::Error> {
+        let Some(first) = map.next_key::<Key>()? else {
+            return Err(de::Error::invalid_length(0, &self));
+        };
+        if let Key::Other(variant) = first {
+            // `{"ReleasePool": {...}}`: the key already read names the
+            // command; it is handed back to the command's decoder.
+            let rest = Prepend {
+                key: Some(variant),
+                map,
+            };
+            return Command::deserialize(de::value::MapAccessDeserializer::new(rest))
+                .map(|command| Proposal::new(0, command));
         }
+        let (mut id, mut command, mut by) = (None, None, None);
+        let mut key = Some(first);
+        while let Some(field) = key {
+            match field {
+                Key::Id if id.is_some() => return Err(de::Error::duplicate_field("id")),
+                Key::Command if command.is_some() => {
+                    return Err(de::Error::duplicate_field("command"));
+                }
+                Key::Id => id = Some(map.next_value()?),
+                Key::Command => command = Some(map.next_value()?),
+                Key::By => by = map.next_value()?,
+                // As a derived decoder does: fields it does not know of
+                // (from a later version) are skipped.
+                Key::Other(_) => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            key = map.next_key()?;
+        }
+        Ok(Proposal {
+            id: id.ok_or_else(|| de::Error::missing_field("id"))?,
+            command: command.ok_or_else(|| de::Error::missing_field("command"))?,
+            by,
+        })
+    }
+}
+
+/// A key of a proposal's map; any other is a command's name (or a field
+/// to skip).
+enum Key {
+    Id,
+    Command,
+    By,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field or a command name")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "id" => Key::Id,
+                    "command" => Key::Command,
+                    "by" => Key::By,
+                    other => Key::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// A map with its first key, already read, put back in front.
+struct Prepend<A> {
+    key: Option<String>,
+    map: A,
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Prepend<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        match self.key.take() {
+            Some(key) => seed
+                .deserialize(de::IntoDeserializer::<A::Error>::into_deserializer(key))
+                .map(Some),
+            None => self.map.next_key_seed(seed),
+        }
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
     }
 }
 
@@ -445,5 +553,62 @@ mod tests {
                 command.kind()
             );
         }
+    }
+
+    #[test]
+    fn proposals_decode_in_every_form_they_were_written() {
+        let decode = |json: &str| serde_json::from_str::<Proposal>(json);
+        let release = Command::ReleasePool {
+            host: 1,
+            pool_id: "p".into(),
+        };
+        let written = |p: &Proposal| serde_json::to_string(p).unwrap();
+        // As written now, with and without the forwarding member.
+        let mut proposal = Proposal::new(7, release.clone());
+        assert_eq!(decode(&written(&proposal)).unwrap(), proposal);
+        proposal.by = Some(3);
+        assert_eq!(decode(&written(&proposal)).unwrap(), proposal);
+        // Bare commands from before ids, with fields and without.
+        let bare = serde_json::to_string(&release).unwrap();
+        assert_eq!(decode(&bare).unwrap(), Proposal::new(0, release.clone()));
+        let seal = serde_json::to_string(&Command::SealCa).unwrap();
+        assert_eq!(decode(&seal).unwrap(), Proposal::new(0, Command::SealCa));
+        // The fields in any order after a first one of its own; one it
+        // does not know of (from a later version) is skipped.
+        let json =
+            r#"{"command":{"ReleasePool":{"host":1,"pool_id":"p"}},"later":[1,{"x":2}],"id":7}"#;
+        assert_eq!(decode(json).unwrap(), Proposal::new(7, release));
+    }
+
+    #[test]
+    fn a_malformed_proposal_is_an_error_that_says_what() {
+        let decode = |json: &str| {
+            serde_json::from_str::<Proposal>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        let release = r#"{"ReleasePool":{"host":1,"pool_id":"p"}}"#;
+        assert!(decode(r#"{"id":1}"#).contains("missing field `command`"));
+        assert!(decode(&format!(r#"{{"command":{release}}}"#)).contains("missing field `id`"));
+        assert!(
+            decode(&format!(r#"{{"id":1,"id":2,"command":{release}}}"#))
+                .contains("duplicate field `id`")
+        );
+        assert!(decode(r#"{"NoSuchCommand":{}}"#).contains("unknown variant `NoSuchCommand`"));
+        assert!(decode(r#"{"ReleasePool":{"host":1}}"#).contains("missing field `pool_id`"));
+        // A bare command is one key, nothing after it.
+        let two = decode(r#"{"ReleasePool":{"host":1,"pool_id":"p"},"x":1}"#);
+        assert!(two.contains("line 1 column 40"), "{two}");
+        // Every cut short: an error, never a panic or a proposal.
+        let whole = serde_json::to_string(&Proposal {
+            by: Some(2),
+            ..Proposal::new(5, Command::SealCa)
+        })
+        .unwrap();
+        for cut in 0..whole.len() {
+            assert!(serde_json::from_str::<Proposal>(&whole[..cut]).is_err());
+        }
+        assert!(decode("{}").contains("a proposal or a command"));
+        assert!(decode("[1]").contains("a proposal or a command"));
     }
 }

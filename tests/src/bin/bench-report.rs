@@ -139,6 +139,9 @@ struct ClusterRuns {
     rates: BTreeMap<RowKey, Vec<f64>>,
     p50: BTreeMap<RowKey, Vec<f64>>,
     p99: BTreeMap<RowKey, Vec<f64>>,
+    /// The process's CPU time per allocation (µs), from builds that
+    /// report it.
+    cpu_us: BTreeMap<RowKey, Vec<f64>>,
     samples: BTreeMap<RowKey, Vec<f64>>,
     failover_ms: Vec<f64>,
 }
@@ -186,6 +189,10 @@ impl ClusterRuns {
                 percentile(&samples, 990),
             );
             self.samples.entry(key).or_default().extend(samples);
+            self.cpu_us
+                .entry(key)
+                .or_default()
+                .extend(row["cpu_us"].as_f64());
         }
         self.failover_ms.extend(result["failover_ms"].as_f64());
     }
@@ -200,6 +207,10 @@ impl ClusterRuns {
 
     fn p99(&self, key: RowKey) -> Option<Spread> {
         Spread::of(self.p99.get(&key)?)
+    }
+
+    fn cpu_us(&self, key: RowKey) -> Option<Spread> {
+        Spread::of(self.cpu_us.get(&key)?)
     }
 }
 
@@ -227,6 +238,48 @@ impl Goals {
     }
 }
 
+/// The rows of `cluster-bench`: this build's, and the baseline's beside
+/// them if there is one.
+fn rows_table(now: &ClusterRuns, before: &ClusterRuns, with_baseline: bool) -> String {
+    let mut header = vec![
+        "clients",
+        "allocations/s",
+        "p50 (ms)",
+        "p99 (ms)",
+        "CPU (µs per allocation)",
+    ];
+    if with_baseline {
+        header.extend([
+            "baseline allocations/s",
+            "p50 (ms)",
+            "p99 (ms)",
+            "CPU (µs)",
+            "speed-up",
+        ]);
+    }
+    let mut table = Table::new(&header);
+    for key in ROWS {
+        let mut row = vec![
+            row_label(key),
+            show(now.rate(key), ""),
+            show(now.p50(key), ""),
+            show(now.p99(key), ""),
+            show(now.cpu_us(key), ""),
+        ];
+        if with_baseline {
+            row.extend([
+                show(before.rate(key), ""),
+                show(before.p50(key), ""),
+                show(before.p99(key), ""),
+                show(before.cpu_us(key), ""),
+                ratio(now.rate(key), before.rate(key)),
+            ]);
+        }
+        table.row(row);
+    }
+    table.render()
+}
+
 fn cluster_section(
     runner: &mut Runner,
     size: Size,
@@ -247,36 +300,14 @@ fn cluster_section(
         }
     }
     let mut s = format!(
-        "## Allocations on a 3-member cluster\n\n`cluster-bench`: three members in one process over loopback gRPC with mutual TLS, every entry on disk before it is acknowledged; 3,000 allocations per row; {} rounds{}. Each cell: median over the rounds (lowest–highest).\n\n",
+        "## Allocations on a 3-member cluster\n\n`cluster-bench`: three members in one process over loopback gRPC with mutual TLS, every entry on disk before it is acknowledged; 3,000 allocations per row; {} rounds{}. Each cell: median over the rounds (lowest–highest). CPU: the process's CPU time (all three members and the clients) per allocation.\n\n",
         size.cluster_rounds,
         baseline.map_or_else(String::new, |b| format!(
             ", each followed by a round of the baseline build `{}`",
             b.label
         )),
     );
-    let mut header = vec!["clients", "allocations/s", "p50 (ms)", "p99 (ms)"];
-    if baseline.is_some() {
-        header.extend(["baseline allocations/s", "p50 (ms)", "p99 (ms)", "speed-up"]);
-    }
-    let mut table = Table::new(&header);
-    for key in ROWS {
-        let mut row = vec![
-            row_label(key),
-            show(now.rate(key), ""),
-            show(now.p50(key), ""),
-            show(now.p99(key), ""),
-        ];
-        if baseline.is_some() {
-            row.extend([
-                show(before.rate(key), ""),
-                show(before.p50(key), ""),
-                show(before.p99(key), ""),
-                ratio(now.rate(key), before.rate(key)),
-            ]);
-        }
-        table.row(row);
-    }
-    s.push_str(&table.render());
+    s.push_str(&rows_table(&now, &before, baseline.is_some()));
     let failover = |runs: &ClusterRuns| Spread::of(&runs.failover_ms);
     let mut header = vec!["in-process failover", "this build (ms)"];
     if baseline.is_some() {
