@@ -60,6 +60,12 @@ impl BareHost {
         serde_json::from_str(&out).ok()
     }
 
+    /// This member's host id, as its status gives it; `None` while it
+    /// does not answer.
+    pub fn host_id(&self) -> Option<u64> {
+        self.status().and_then(|s| s["host"].as_u64())
+    }
+
     /// How many voters this host counts in the cluster (0 while it does
     /// not answer).
     pub fn voters(&self) -> usize {

@@ -32,7 +32,7 @@ fn a_starved_follower_does_not_unseat_the_leader() {
     let (leader, term) = leadership(&hosts[0]).expect("the cluster has a leader");
     let starved = hosts
         .iter()
-        .find(|h| h.status().and_then(|s| s["host"].as_u64()) != Some(leader))
+        .find(|h| h.host_id() != Some(leader))
         .expect("a follower");
     let pid = starved.pid().expect("the follower runs");
 
@@ -74,7 +74,7 @@ fn a_leader_killed_as_the_cluster_forms_comes_back() {
     let (leader, _) = leadership(&hosts[0]).expect("the cluster has a leader");
     let k = hosts
         .iter()
-        .position(|h| h.status().and_then(|s| s["host"].as_u64()) == Some(leader))
+        .position(|h| h.host_id() == Some(leader))
         .expect("the leader is one of the three");
     hosts[k].kill();
     // The survivors elect a leader among themselves (one whose certificate

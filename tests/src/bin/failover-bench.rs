@@ -77,7 +77,7 @@ fn main() {
             .unwrap_or_else(|| panic!("no leader known"));
         let k = hosts
             .iter()
-            .position(|h| h.status().and_then(|s| s["host"].as_u64()) == Some(leader))
+            .position(|h| h.host_id() == Some(leader))
             .unwrap_or_else(|| panic!("the leader {leader} is none of the three"));
         // Allocations flow before the kill, as on a busy cluster.
         for host in &hosts {
