@@ -2,6 +2,15 @@
 //! gRPC, with 1, 16 and 64 concurrent clients spread over the nodes, and
 //! failover time (leader killed -> first successful allocation).
 //!
+//! Those rows run their clients as fast as they go: each sends its next
+//! request as soon as the last is answered, so the row measures the most
+//! the cluster does and the latency at that rate. One more row, `paced`,
+//! holds 64 clients to 10,000 allocations/s in all: each client sends on a
+//! schedule, and a request's latency counts from when it was due (so a
+//! client held up by a slow answer counts the wait too), or, when the
+//! client had to sleep until then, from when it woke (the timer's
+//! millisecond is not the cluster's).
+//!
 //! The last line, `RESULT {...}`, holds every figure and sample as JSON
 //! (for `bench-report`).
 //!
@@ -11,8 +20,8 @@
 //!
 //! ALLOCATIONS per row, 3,000 by default: a row of 64 clients then lasts a
 //! fraction of a second. 20,000 lasts long enough for each member to take
-//! a few snapshots while the clients wait. CLIENTS picks rows (1, 16, 64;
-//! 1 is both one-client rows) and leaves out failover: what
+//! a few snapshots while the clients wait. CLIENTS picks rows (1, 16, 64,
+//! paced; 1 is both one-client rows) and leaves out failover: what
 //! `scripts/profile.sh` records.
 //!
 //! Each row also gives the process's CPU time per allocation (the three
@@ -29,6 +38,17 @@ use tokio::sync::oneshot;
 const POOL: &str = "10.80.0.0/12";
 /// Allocations per row, unless the first argument says otherwise.
 const OPS: usize = 3000;
+/// The rate of the paced row, allocations/s over all its clients.
+const PACE: f64 = 10_000.0;
+
+/// One row: how many clients, the node of the first (the rest go
+/// round-robin over the nodes), and the pace they are held to, if any.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    clients: usize,
+    first: usize,
+    pace: Option<f64>,
+}
 
 struct Node {
     store: Store,
@@ -108,14 +128,26 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
     sorted[(sorted.len() - 1) * per_mille / 1000]
 }
 
-/// One row: `clients` concurrent clients, the first on node `first`, the
-/// rest round-robin over the nodes.
+/// When a paced client's `i`-th request is due: the row's requests evenly
+/// spread at `pace` per second, client `c` taking every `clients`-th.
+fn due(started: Instant, pace: f64, clients: usize, c: usize, i: usize) -> Instant {
+    #[allow(clippy::cast_precision_loss)] // far below 2^52 requests
+    let nth = (i * clients + c) as f64;
+    started + Duration::from_secs_f64(nth / pace)
+}
+
+/// One row, `ops` allocations in all.
 async fn measure(
     nodes: &[Node],
     leader: usize,
-    (clients, first): (usize, usize),
+    row: Row,
     ops: usize,
 ) -> anyhow::Result<serde_json::Value> {
+    let Row {
+        clients,
+        first,
+        pace,
+    } = row;
     let started = Instant::now();
     let cpu_before = cpu_time();
     let mut tasks = Vec::new();
@@ -123,11 +155,20 @@ async fn measure(
         let n = (first + c) % 3;
         let store = nodes[n].store.clone();
         let per_client = ops / clients;
+        let tag = pace.map_or("", |_| "p");
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(per_client);
             for i in 0..per_client {
-                let t = Instant::now();
-                allocate(&store, format!("c{clients}-{first}-{c}-{i}")).await?;
+                let t = match pace.map(|pace| due(started, pace, clients, c, i)) {
+                    Some(due) if due > Instant::now() => {
+                        tokio::time::sleep_until(due.into()).await;
+                        Instant::now()
+                    }
+                    // Behind schedule: the wait since it was due counts.
+                    Some(due) => due,
+                    None => Instant::now(),
+                };
+                allocate(&store, format!("c{clients}{tag}-{first}-{c}-{i}")).await?;
                 latencies.push(t.elapsed());
             }
             anyhow::Ok((n == leader, latencies))
@@ -164,8 +205,9 @@ async fn measure(
             line(&mut on_followers)
         ),
     };
+    let paced = pace.map_or_else(String::new, |p| format!(" paced at {p:.0}/s"));
     println!(
-        "  {clients:>2} client(s): {rate:>7.0} allocations/s, {}{through}; CPU {cpu_us:.0} µs per allocation ({:.2} cores)",
+        "  {clients:>2} client(s){paced}: {rate:>7.0} allocations/s, {}{through}; CPU {cpu_us:.0} µs per allocation ({:.2} cores)",
         line(&mut all),
         cpu.as_secs_f64() / elapsed.as_secs_f64()
     );
@@ -177,6 +219,7 @@ async fn measure(
     Ok(serde_json::json!({
         "clients": clients,
         "via": via,
+        "paced": pace,
         "rate": rate,
         "cpu_us": cpu_us,
         "samples_ms": millis(&all),
@@ -195,11 +238,11 @@ async fn main() -> anyhow::Result<()> {
         None => OPS,
     };
     let picked = args
-        .map(|n| match n.parse::<usize>() {
-            Ok(c @ (1 | 16 | 64)) => Ok(c),
-            _ => Err(anyhow::anyhow!("CLIENTS {n}: one of 1, 16, 64")),
+        .map(|n| match n.as_str() {
+            "1" | "16" | "64" | "paced" => Ok(n),
+            _ => Err(anyhow::anyhow!("CLIENTS {n}: one of 1, 16, 64, paced")),
         })
-        .collect::<anyhow::Result<Vec<usize>>>()?;
+        .collect::<anyhow::Result<Vec<String>>>()?;
     let root = tempfile::tempdir()?;
     let mut nodes = vec![node(&root.path().join("n0"), None).await?];
     nodes[0].store.bootstrap(None).await?;
@@ -228,10 +271,25 @@ async fn main() -> anyhow::Result<()> {
         .position(|n| n.store.cluster_view().state == "leader")
         .unwrap_or(0);
     let mut rows = Vec::new();
-    // (clients, the node of the first client): one client on the leader,
-    // one on a follower, then clients spread over every node.
-    for row in [(1usize, leader), (1, (leader + 1) % 3), (16, 0), (64, 0)] {
-        if picked.is_empty() || picked.contains(&row.0) {
+    // One client on the leader, one on a follower, then clients spread
+    // over every node, as fast as they go and paced.
+    let row = |clients, first, pace| Row {
+        clients,
+        first,
+        pace,
+    };
+    for row in [
+        row(1, leader, None),
+        row(1, (leader + 1) % 3, None),
+        row(16, 0, None),
+        row(64, 0, None),
+        row(64, 0, Some(PACE)),
+    ] {
+        let name = match row.pace {
+            Some(_) => "paced".to_owned(),
+            None => row.clients.to_string(),
+        };
+        if picked.is_empty() || picked.contains(&name) {
             rows.push(measure(&nodes, leader, row, ops).await?);
         }
     }
