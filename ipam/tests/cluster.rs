@@ -365,3 +365,63 @@ async fn every_write_is_observed_with_its_kind_and_outcome() {
         ]
     );
 }
+
+/// A member's stream of forwarded writes carries many writes at once: the
+/// leader applies each once and answers each once, by its tag, and ends
+/// the stream only after the last answer when the member has sent its
+/// last write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_stream_answers_every_write_it_carries_once_by_its_tag() {
+    use rustnet_ipam::store::RemoteError;
+    use rustnet_ipam::{CommandResult, Proposal, Response};
+    use rustnet_proto::{ClusterClient, Payload};
+
+    let root = tempfile::tempdir().unwrap();
+    let nodes = cluster_of_three(root.path()).await;
+    let lead = leader(&nodes).await;
+    let member = &nodes[(lead + 1) % 3].store;
+    const WRITES: u64 = 300;
+    let writes: Vec<Payload> = (0..WRITES)
+        .map(|tag| {
+            let command = Command::RequestAddress {
+                host: member.id(),
+                pool_id: POOL.into(),
+                address: None,
+                kind: HolderKind::endpoint(format!("ep{tag}")),
+            };
+            // Proposal ids of their own: a repeated id is a retry.
+            let proposal = Proposal::new(tag + 1_000_000, command);
+            Payload {
+                data: serde_json::to_vec(&(tag, proposal)).unwrap(),
+            }
+        })
+        .collect();
+    let mut answers = ClusterClient::new(channel_as(&nodes[lead].addr, &member.cert().unwrap()))
+        .write_stream(futures::stream::iter(writes))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut tags, mut addresses) = (BTreeSet::new(), BTreeSet::new());
+    while let Some(answer) = answers.message().await.unwrap() {
+        let (tag, result): (u64, Result<CommandResult, RemoteError>) =
+            serde_json::from_slice(&answer.data).unwrap();
+        assert!(tags.insert(tag), "write {tag} answered twice");
+        match result {
+            Ok(Ok(Response::Address { address })) => {
+                assert!(addresses.insert(address.addr()), "{address} given twice");
+            }
+            other => panic!("write {tag}: {other:?}"),
+        }
+    }
+    assert_eq!(tags, (0..WRITES).collect(), "every write answered");
+    let held = nodes[lead]
+        .store
+        .read(|s| s.held_addresses())
+        .await
+        .unwrap();
+    assert!(
+        held >= addresses.len(),
+        "{held} held, {} given",
+        addresses.len()
+    );
+}

@@ -17,20 +17,6 @@ use rustnet_ipam::{Command, CommandResult, HolderKind, IpamError, Proposal, Resp
 use rustnet_proto::{ClusterClient, Payload, RaftClient};
 use tokio::net::TcpListener;
 
-/// A channel to `addr` presenting `cert` (tonic's own TLS client).
-fn channel_as(addr: &str, cert: &NodeCert) -> tonic::transport::Channel {
-    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&cert.ca_pem))
-        .domain_name(rustnet_ipam::store::SERVER_NAME)
-        .identity(identity(cert));
-    Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_lazy()
-}
-
 /// Forwards `command` to the leader at `addr` as the member whose
 /// certificate is `cert`, claiming to be `claimed` (which the leader must
 /// ignore).

@@ -393,51 +393,98 @@ impl ClusterService {
     /// applied. Every write is admitted again on arrival (a member removed
     /// meanwhile is cut off); a refused or malformed one ends the stream
     /// with its error.
-    fn apply_stream(
-        &self,
-        sender: HostId,
-        leaf: Vec<u8>,
-        mut inbound: Streaming<Payload>,
-    ) -> Answers {
+    fn apply_stream(&self, sender: HostId, leaf: Vec<u8>, inbound: Streaming<Payload>) -> Answers {
+        Box::pin(Applying {
+            store: self.store.clone(),
+            sender,
+            fingerprint: super::tls::fingerprint(&leaf),
+            leaf,
+            inbound: Some(inbound),
+            running: futures::stream::FuturesUnordered::new(),
+            failed: false,
+        })
+    }
+}
+
+/// A write of the stream being applied: its tag and the leader's answer.
+type Running = futures::future::BoxFuture<'static, super::forward::TaggedAnswer>;
+
+/// The answers of a member's write stream, which apply its writes as they
+/// are polled: the task that sends the answers reads the writes and waits
+/// for them, with no task of their own to hand them over (each hand-over
+/// is a wake-up, and under load a wait in the runtime's queue).
+struct Applying {
+    store: Store,
+    sender: HostId,
+    leaf: Vec<u8>,
+    fingerprint: String,
+    /// `None` once the member has sent its last write.
+    inbound: Option<Streaming<Payload>>,
+    running: futures::stream::FuturesUnordered<Running>,
+    /// The stream ended with an error: nothing more.
+    failed: bool,
+}
+
+impl Applying {
+    /// The next write of the stream, admitted and decoded, started.
+    fn start(&self, payload: &Payload) -> Result<Running, Status> {
+        if self.store.admission(&self.leaf, &self.fingerprint) == Admission::Refused {
+            return Err(not_a_member(&self.fingerprint));
+        }
+        let (tag, mut proposal): super::forward::Tagged =
+            decode(payload).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Who sends it is what its certificate says, whatever it claims.
+        proposal.by = Some(self.sender);
         let store = self.store.clone();
-        let (answers, out) = futures::channel::mpsc::unbounded();
-        tokio::spawn(async move {
-            let fingerprint = super::tls::fingerprint(&leaf);
-            let room = Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT));
-            let end = loop {
-                let payload = match inbound.message().await {
-                    Ok(Some(payload)) => payload,
-                    Ok(None) => break None,
-                    Err(status) => break Some(status),
-                };
-                if store.admission(&leaf, &fingerprint) == Admission::Refused {
-                    break Some(not_a_member(&fingerprint));
-                }
-                let (tag, mut proposal): super::forward::Tagged = match decode(&payload) {
-                    Ok(tagged) => tagged,
-                    Err(e) => break Some(Status::invalid_argument(e.to_string())),
-                };
-                // Who sends it is what its certificate says, whatever it
-                // claims.
-                proposal.by = Some(sender);
-                let Ok(turn) = room.clone().acquire_owned().await else {
-                    break None;
-                };
-                let (store, answers) = (store.clone(), answers.clone());
-                tokio::spawn(async move {
-                    let answer: super::forward::TaggedAnswer =
-                        (tag, store.write_as_leader(proposal).await);
-                    let _ = answers.unbounded_send(
-                        encode(&answer).map_err(|e| Status::internal(e.to_string())),
-                    );
-                    drop(turn);
-                });
+        Ok(Box::pin(async move {
+            (tag, store.write_as_leader(proposal).await)
+        }))
+    }
+}
+
+impl futures::Stream for Applying {
+    type Item = Result<Payload, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        while self.running.len() < WRITES_IN_FLIGHT {
+            let Some(inbound) = self.inbound.as_mut() else {
+                break;
             };
-            if let Some(status) = end {
-                let _ = answers.unbounded_send(Err(status));
-            }
-        });
-        Box::pin(out)
+            let failure = match inbound.poll_next_unpin(cx) {
+                Poll::Pending => break,
+                Poll::Ready(None) => {
+                    self.inbound = None;
+                    break;
+                }
+                Poll::Ready(Some(Ok(payload))) => match self.start(&payload) {
+                    Ok(write) => {
+                        self.running.push(write);
+                        continue;
+                    }
+                    Err(status) => status,
+                },
+                Poll::Ready(Some(Err(status))) => status,
+            };
+            // The writes still running are dropped with the stream: their
+            // callers retry them.
+            self.failed = true;
+            return Poll::Ready(Some(Err(failure)));
+        }
+        match self.running.poll_next_unpin(cx) {
+            Poll::Ready(Some(answer)) => Poll::Ready(Some(
+                encode(&answer).map_err(|e| Status::internal(e.to_string())),
+            )),
+            // Every write answered and none to come: the stream ends.
+            Poll::Ready(None) if self.inbound.is_none() => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
     }
 }
 

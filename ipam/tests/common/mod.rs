@@ -222,6 +222,20 @@ pub async fn leader(nodes: &[Node]) -> usize {
     }
 }
 
+/// A channel to `addr` presenting `cert` (tonic's own TLS client).
+pub fn channel_as(addr: &str, cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Channel {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&cert.ca_pem))
+        .domain_name(rustnet_ipam::store::SERVER_NAME)
+        .identity(identity(cert));
+    Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy()
+}
+
 pub async fn call_as(
     addr: &str,
     ca_pem: &str,
