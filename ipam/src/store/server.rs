@@ -401,7 +401,6 @@ impl ClusterService {
             leaf,
             inbound: Some(inbound),
             running: futures::stream::FuturesUnordered::new(),
-            failed: false,
         })
     }
 }
@@ -418,11 +417,10 @@ struct Applying {
     sender: HostId,
     leaf: Vec<u8>,
     fingerprint: String,
-    /// `None` once the member has sent its last write.
+    /// `None` once the member has sent its last write, or the stream
+    /// ended with an error.
     inbound: Option<Streaming<Payload>>,
     running: futures::stream::FuturesUnordered<Running>,
-    /// The stream ended with an error: nothing more.
-    failed: bool,
 }
 
 impl Applying {
@@ -450,9 +448,6 @@ impl futures::Stream for Applying {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
-        if self.failed {
-            return Poll::Ready(None);
-        }
         while self.running.len() < WRITES_IN_FLIGHT {
             let Some(inbound) = self.inbound.as_mut() else {
                 break;
@@ -472,9 +467,11 @@ impl futures::Stream for Applying {
                 },
                 Poll::Ready(Some(Err(status))) => status,
             };
-            // The writes still running are dropped with the stream: their
-            // callers retry them.
-            self.failed = true;
+            // Nothing more is read, and the writes still running are
+            // dropped: their callers retry them. The next poll ends the
+            // stream.
+            self.inbound = None;
+            self.running.clear();
             return Poll::Ready(Some(Err(failure)));
         }
         match self.running.poll_next_unpin(cx) {
