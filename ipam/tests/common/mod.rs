@@ -222,18 +222,30 @@ pub async fn leader(nodes: &[Node]) -> usize {
     }
 }
 
-/// A channel to `addr` presenting `cert` (tonic's own TLS client).
-pub fn channel_as(addr: &str, cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Channel {
+/// A channel to `addr` trusting the CA `ca_pem`, presenting `identity`
+/// if there is one (tonic's own TLS client).
+fn channel(
+    addr: &str,
+    ca_pem: &str,
+    identity: Option<tonic::transport::Identity>,
+) -> tonic::transport::Channel {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&cert.ca_pem))
-        .domain_name(rustnet_ipam::store::SERVER_NAME)
-        .identity(identity(cert));
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(rustnet_ipam::store::SERVER_NAME);
+    if let Some(identity) = identity {
+        tls = tls.identity(identity);
+    }
     Endpoint::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(tls)
         .unwrap()
         .connect_lazy()
+}
+
+/// A channel to `addr` presenting `cert`.
+pub fn channel_as(addr: &str, cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Channel {
+    channel(addr, &cert.ca_pem, Some(identity(cert)))
 }
 
 pub async fn call_as(
@@ -242,18 +254,7 @@ pub async fn call_as(
     identity: Option<tonic::transport::Identity>,
 ) -> Vec<Result<(), tonic::Status>> {
     use rustnet_proto::{ClusterClient, Payload, RaftClient};
-    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca_pem))
-        .domain_name(rustnet_ipam::store::SERVER_NAME);
-    if let Some(identity) = identity {
-        tls = tls.identity(identity);
-    }
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_lazy();
+    let channel = channel(addr, ca_pem, identity);
     let payload = || Payload {
         data: b"{}".to_vec(),
     };
