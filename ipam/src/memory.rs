@@ -2,9 +2,9 @@
 //! allocations freed (a netlink dump of every link on the host, parsed in
 //! one go; a snapshot built or installed) in its arenas, so a daemon would
 //! stay at the size of its largest burst: at 1,000 endpoints on one host,
-//! 90 MB resident of which 6 MB is live. Trimming now and then gives it back,
-//! right after the bursts the store knows of (a snapshot built or
-//! installed), and fewer arenas keep less of it to begin with.
+//! 90 MB resident of which 6 MB is live. Trimming now and then gives it back
+//! (and right after a snapshot is installed, the largest burst the store
+//! knows of), and fewer arenas keep less of it to begin with.
 
 use std::time::Duration;
 
