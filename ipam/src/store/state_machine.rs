@@ -178,10 +178,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io::Error::other)??;
-        // Not trimmed here, as after an install: a trim holds glibc's
-        // arenas' locks (0.3-1.3 ms under load), and every member builds
-        // at about the same point of the log, under the load that brought
-        // it there. The daemon's trim every two seconds gives the
+        // No trim here (an install still trims at once): a trim holds
+        // glibc's arenas' locks (0.3-1.3 ms under load), and every member
+        // builds at about the same point of the log, under the load that
+        // brought it there. The daemon's trim every two seconds gives the
         // encoding's garbage back.
         tracing::debug!(bytes = data.len(), "snapshot built");
         Ok(Snapshot {
