@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::firewall::{Network, VxlanIngress};
+use crate::firewall::{Network, ResolverAddress, VxlanIngress};
 use crate::model::{Link, LinkKind, Observed, Op};
 use crate::reconcile::Firewall;
 use crate::{Error, Kernel};
@@ -20,6 +20,7 @@ pub enum Event {
     Op(Op),
     Firewall(Vec<Network>),
     Ingress(Option<VxlanIngress>),
+    Resolver(Option<ResolverAddress>),
     RouteLocalnet(String),
 }
 
@@ -182,12 +183,23 @@ impl Firewall for FakeFirewall {
         self.outcome("iptables-restore (vxlan)")
     }
 
+    async fn apply_resolver(&self, resolver: Option<&ResolverAddress>) -> Result<(), Error> {
+        self.journal.push(Event::Resolver(resolver.copied()));
+        self.outcome("iptables-restore (resolver)")
+    }
+
     fn route_localnet(&self, bridge: &str) -> Result<(), Error> {
         self.journal.push(Event::RouteLocalnet(bridge.to_owned()));
         Ok(())
     }
 
-    async fn intact(&self, _: &[Network], _: &[String], _: Option<&VxlanIngress>) -> bool {
+    async fn intact(
+        &self,
+        _: &[Network],
+        _: &[String],
+        _: Option<&VxlanIngress>,
+        _: Option<&ResolverAddress>,
+    ) -> bool {
         !*lock(&self.flushed)
     }
 }

@@ -18,7 +18,21 @@
 //!   ports on the host's addresses (also 127.0.0.1, with route_localnet);
 //!   DNS queries from B to each upstream resolver go to rustnet's own
 //!   resolver on B's gateway, at a port that names the upstream (so it can
-//!   forward what it does not answer to where the query was going).
+//!   forward what it does not answer to where the query was going), while
+//!   rustnet holds that upstream's liveness token (below).
+//!
+//! Host-wide, the resolver address ([`ResolverAddress`], the `dns` entry
+//! that engines from 28 on need in daemon.json): queries to it go to
+//! rustnet's resolver while rustnet runs, and straight to the host's own
+//! upstream when it does not, so no name outside rustnet ever depends on
+//! rustnet running.
+//!
+//! Liveness tokens: rustnet binds a transparent socket (`IP_TRANSPARENT`)
+//! to each address:53 whose queries it takes. Such a socket receives
+//! nothing (the address is not local), but `-m socket --transparent` finds
+//! it for a query to that address, and only while the process that holds
+//! it lives: a rule guarded by it stops matching the moment rustnet dies,
+//! without anyone removing it.
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -39,6 +53,11 @@ pub const INPUT_CHAIN: &str = "RUSTNET-INPUT";
 
 /// The nat chain jumped to from PREROUTING for DNS queries.
 pub const DNS_CHAIN: &str = "RUSTNET-DNS";
+
+/// The nat chain jumped to from PREROUTING for the resolver address.
+pub const RESOLVER_CHAIN: &str = "RUSTNET-RESOLVER";
+/// The nat chain jumped to from OUTPUT for the resolver address.
+pub const RESOLVER_OUT_CHAIN: &str = "RUSTNET-RESOLVER-OUT";
 
 /// The filter chain jumped to from INPUT for the VXLAN port.
 pub const VXLAN_CHAIN: &str = "RUSTNET-VXLAN";
@@ -127,11 +146,87 @@ pub struct Published {
 }
 
 /// DNS queries from a network's containers to `upstream` (port 53, UDP
-/// and TCP) go to rustnet's resolver at `to` instead.
+/// and TCP) go to rustnet's resolver at `to` instead; when `guarded`, only
+/// while rustnet holds `upstream`'s liveness token (otherwise they go on to
+/// `upstream`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DnsRedirect {
     pub upstream: Ipv4Addr,
     pub to: std::net::SocketAddrV4,
+    pub guarded: bool,
+}
+
+/// The match that holds while rustnet holds the liveness token of the
+/// packet's destination address and port.
+const WHILE_RUSTNET_RUNS: &str = "-m socket --transparent";
+
+/// The resolver address: a link-local address no host owns, which
+/// daemon.json's `dns` names. From any interface, queries to it go to
+/// rustnet's resolver (on this host, `port`) while rustnet holds its
+/// liveness token, else to `upstream`, the host's first non-loopback
+/// resolver; the host's own queries to it (host-network containers) go to
+/// `local_upstream`, the first resolver of the host's resolv.conf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolverAddress {
+    pub addr: Ipv4Addr,
+    pub port: Option<u16>,
+    pub upstream: Option<Ipv4Addr>,
+    pub local_upstream: Option<Ipv4Addr>,
+}
+
+impl ResolverAddress {
+    /// The hooks from the nat table's PREROUTING and OUTPUT.
+    pub fn hooks(&self) -> [(&'static str, &'static str, String); 2] {
+        let addr = self.addr;
+        [
+            (
+                "nat",
+                "PREROUTING",
+                format!("-d {addr}/32 -j {RESOLVER_CHAIN}"),
+            ),
+            (
+                "nat",
+                "OUTPUT",
+                format!("-d {addr}/32 -j {RESOLVER_OUT_CHAIN}"),
+            ),
+        ]
+    }
+
+    /// The rules of both chains, as `-A CHAIN ...` lines.
+    pub fn rules(&self) -> Vec<String> {
+        let addr = self.addr;
+        let mut rules = Vec::new();
+        for proto in ["udp", "tcp"] {
+            let query = format!("-d {addr}/32 -p {proto} -m {proto} --dport 53");
+            if let Some(port) = self.port {
+                rules.push(format!(
+                    "-A {RESOLVER_CHAIN} {query} {WHILE_RUSTNET_RUNS} -j REDIRECT --to-ports {port}"
+                ));
+            }
+            if let Some(upstream) = self.upstream {
+                rules.push(format!(
+                    "-A {RESOLVER_CHAIN} {query} -j DNAT --to-destination {upstream}:53"
+                ));
+            }
+            if let Some(local) = self.local_upstream {
+                rules.push(format!(
+                    "-A {RESOLVER_OUT_CHAIN} {query} -j DNAT --to-destination {local}:53"
+                ));
+            }
+        }
+        rules
+    }
+
+    /// Input for `iptables-restore --noflush`: both chains, anew.
+    pub fn restore_script(&self) -> String {
+        let mut script =
+            format!("*nat\n:{RESOLVER_CHAIN} - [0:0]\n:{RESOLVER_OUT_CHAIN} - [0:0]\n");
+        for rule in self.rules() {
+            let _ = writeln!(script, "{rule}");
+        }
+        script.push_str("COMMIT\n");
+        script
+    }
 }
 
 /// What the firewall needs to know of one network.
@@ -213,9 +308,14 @@ pub fn nat_rules(networks: &[Network]) -> Vec<String> {
     let mut rules = Vec::new();
     for net in networks {
         for redirect in &net.dns {
+            let guard = if redirect.guarded {
+                format!(" {WHILE_RUSTNET_RUNS}")
+            } else {
+                String::new()
+            };
             for proto in ["udp", "tcp"] {
                 rules.push(format!(
-                    "-A {DNS_CHAIN} -d {}/32 -i {} -p {proto} -m {proto} --dport 53 -j DNAT --to-destination {}",
+                    "-A {DNS_CHAIN} -d {}/32 -i {} -p {proto} -m {proto} --dport 53{guard} -j DNAT --to-destination {}",
                     redirect.upstream, net.bridge, redirect.to
                 ));
             }
@@ -328,7 +428,7 @@ pub fn carried_rules(saved: &str, inherited: &[String], networks: &[Network]) ->
 /// rules in each of rustnet's chains as it should have. Something else
 /// flushing them (`iptables -F`, a firewall service reloading) shows here.
 pub fn intact(saved: &str, networks: &[Network], ingress: Option<&VxlanIngress>) -> bool {
-    intact_among(saved, networks, &[], ingress)
+    intact_among(saved, networks, &[], ingress, None)
 }
 
 /// Like [`intact`], beside the `inherited` bridges: their carried rules
@@ -338,6 +438,7 @@ pub fn intact_among(
     networks: &[Network],
     inherited: &[String],
     ingress: Option<&VxlanIngress>,
+    resolver: Option<&ResolverAddress>,
 ) -> bool {
     let kept: Vec<&str> = saved.lines().filter(|l| !mentions(l, inherited)).collect();
     let rules_in = |chain: &str| {
@@ -371,6 +472,18 @@ pub fn intact_among(
     }
     if let Some(ingress) = ingress {
         ok &= rules_in(VXLAN_CHAIN) == ingress.members.len() + 1 && hooked("INPUT", VXLAN_CHAIN);
+    }
+    if let Some(resolver) = resolver {
+        let rules = resolver.rules();
+        let expected = |chain: &str| {
+            let prefix = format!("-A {chain} ");
+            rules.iter().filter(|r| r.starts_with(&prefix)).count()
+        };
+        ok &= [RESOLVER_CHAIN, RESOLVER_OUT_CHAIN]
+            .iter()
+            .all(|c| rules_in(c) == expected(c))
+            && hooked("PREROUTING", RESOLVER_CHAIN)
+            && hooked("OUTPUT", RESOLVER_OUT_CHAIN);
     }
     ok
 }
@@ -531,17 +644,63 @@ mod tests {
     #[test]
     fn dns_queries_to_each_upstream_go_to_its_own_port_even_on_internal_networks() {
         let mut net = network("rn-o", "10.0.45.0/24", true);
-        net.dns = vec![DnsRedirect {
-            upstream: "10.99.0.254".parse().unwrap(),
-            to: "10.0.45.1:40001".parse().unwrap(),
-        }];
+        net.dns = vec![
+            DnsRedirect {
+                upstream: "10.99.0.254".parse().unwrap(),
+                to: "10.0.45.1:40001".parse().unwrap(),
+                guarded: true,
+            },
+            DnsRedirect {
+                upstream: "10.99.0.7".parse().unwrap(),
+                to: "10.0.45.1:40003".parse().unwrap(),
+                guarded: false,
+            },
+        ];
         assert_eq!(
             nat_rules(&[net]),
             [
-                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p udp -m udp --dport 53 -j DNAT --to-destination 10.0.45.1:40001",
-                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p tcp -m tcp --dport 53 -j DNAT --to-destination 10.0.45.1:40001",
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p udp -m udp --dport 53 -m socket --transparent -j DNAT --to-destination 10.0.45.1:40001",
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p tcp -m tcp --dport 53 -m socket --transparent -j DNAT --to-destination 10.0.45.1:40001",
+                "-A RUSTNET-DNS -d 10.99.0.7/32 -i rn-o -p udp -m udp --dport 53 -j DNAT --to-destination 10.0.45.1:40003",
+                "-A RUSTNET-DNS -d 10.99.0.7/32 -i rn-o -p tcp -m tcp --dport 53 -j DNAT --to-destination 10.0.45.1:40003",
+            ],
+            "guarded: only while rustnet holds the upstream's token; an upstream of the host's own, always"
+        );
+    }
+
+    #[test]
+    fn the_resolver_address_has_a_guarded_redirect_and_a_fallback_each_way() {
+        let mut resolver = ResolverAddress {
+            addr: Ipv4Addr::new(169, 254, 53, 53),
+            port: Some(40002),
+            upstream: Some(Ipv4Addr::new(10, 99, 0, 254)),
+            local_upstream: Some(Ipv4Addr::new(127, 0, 0, 53)),
+        };
+        assert_eq!(
+            resolver.restore_script(),
+            "*nat\n:RUSTNET-RESOLVER - [0:0]\n:RUSTNET-RESOLVER-OUT - [0:0]\n\
+             -A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002\n\
+             -A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.99.0.254:53\n\
+             -A RUSTNET-RESOLVER-OUT -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.53:53\n\
+             -A RUSTNET-RESOLVER -d 169.254.53.53/32 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002\n\
+             -A RUSTNET-RESOLVER -d 169.254.53.53/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 10.99.0.254:53\n\
+             -A RUSTNET-RESOLVER-OUT -d 169.254.53.53/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.53:53\n\
+             COMMIT\n"
+        );
+        assert_eq!(
+            resolver
+                .hooks()
+                .map(|(_, chain, rule)| format!("{chain} {rule}")),
+            [
+                "PREROUTING -d 169.254.53.53/32 -j RUSTNET-RESOLVER",
+                "OUTPUT -d 169.254.53.53/32 -j RUSTNET-RESOLVER-OUT"
             ]
         );
+        // A host that names no resolver: nothing to fall back to.
+        resolver.port = None;
+        resolver.upstream = None;
+        resolver.local_upstream = None;
+        assert!(resolver.rules().is_empty());
     }
 }
 

@@ -6,8 +6,8 @@ use tokio::process::Command;
 
 use crate::Error;
 use crate::firewall::{
-    DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, INPUT_CHAIN, Network, POSTROUTING_CHAIN, VXLAN_CHAIN,
-    VxlanIngress, hooks, restore_script_with,
+    DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, INPUT_CHAIN, Network, POSTROUTING_CHAIN, RESOLVER_CHAIN,
+    RESOLVER_OUT_CHAIN, ResolverAddress, VXLAN_CHAIN, VxlanIngress, hooks, restore_script_with,
 };
 
 /// The iptables executor.
@@ -85,6 +85,48 @@ impl Iptables {
         }
     }
 
+    /// Sends queries to the resolver address where `resolver` says (see
+    /// [`ResolverAddress`]); `None` removes its chains and hooks. Hooks for
+    /// another address (the setting changed) go first.
+    pub async fn apply_resolver(&self, resolver: Option<&ResolverAddress>) -> Result<(), Error> {
+        let wanted: Vec<(&str, &str, String)> =
+            resolver.map(|r| r.hooks().to_vec()).unwrap_or_default();
+        for (chain, target) in [
+            ("PREROUTING", RESOLVER_CHAIN),
+            ("OUTPUT", RESOLVER_OUT_CHAIN),
+        ] {
+            let hooks = iptables_output(&["-t", "nat", "-S", chain])
+                .await
+                .unwrap_or_default();
+            let prefix = format!("-A {chain} ");
+            for line in hooks
+                .lines()
+                .filter(|l| l.ends_with(&format!("-j {target}")))
+            {
+                let rule = line.trim_start_matches(&prefix).to_owned();
+                if !wanted.iter().any(|(_, c, r)| *c == chain && *r == rule) {
+                    let _ = delete("nat", chain, &rule).await;
+                }
+            }
+        }
+        match resolver {
+            Some(resolver) => {
+                restore(&resolver.restore_script()).await?;
+                for hook in wanted {
+                    ensure(hook).await?;
+                }
+                Ok(())
+            }
+            None => {
+                for chain in [RESOLVER_CHAIN, RESOLVER_OUT_CHAIN] {
+                    let _ = iptables(&["-t", "nat", "-F", chain]).await;
+                    let _ = iptables(&["-t", "nat", "-X", chain]).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Whether rustnet's rules are still all in place (see
     /// [`crate::firewall::intact`]); `false` when they cannot be read.
     pub async fn intact(
@@ -92,6 +134,7 @@ impl Iptables {
         networks: &[Network],
         inherited: &[String],
         ingress: Option<&VxlanIngress>,
+        resolver: Option<&ResolverAddress>,
     ) -> bool {
         let Some(saved) = save().await else {
             return false;
@@ -100,7 +143,7 @@ impl Iptables {
             Some(ingress) => guard_present(&ingress.gateway_guard()).await,
             None => true,
         };
-        guarded && crate::firewall::intact_among(&saved, networks, inherited, ingress)
+        guarded && crate::firewall::intact_among(&saved, networks, inherited, ingress, resolver)
     }
 
     /// Removes the gateway guard, whatever its device pattern and prefix

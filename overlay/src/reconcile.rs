@@ -25,7 +25,7 @@ use std::future::Future;
 
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::firewall::{Network, VxlanIngress};
+use crate::firewall::{Network, ResolverAddress, VxlanIngress};
 use crate::model::Desired;
 use crate::{Conflict, Error, Kernel, PlanError, plan_isolated};
 
@@ -36,6 +36,8 @@ pub struct Want {
     pub firewall: Vec<Network>,
     /// Who may send VXLAN here (`None`: no overlay on this host).
     pub ingress: Option<VxlanIngress>,
+    /// Where queries to the resolver address go (`None`: names off).
+    pub resolver: Option<ResolverAddress>,
 }
 
 /// The firewall side of the data path: rules and the sysctls they need.
@@ -53,15 +55,22 @@ pub trait Firewall: Send + Sync {
         &self,
         ingress: Option<&VxlanIngress>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Sends queries to the resolver address where `resolver` says;
+    /// `None` removes its rules.
+    fn apply_resolver(
+        &self,
+        resolver: Option<&ResolverAddress>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
     /// Lets 127.0.0.1 reach published ports through `bridge`.
     fn route_localnet(&self, bridge: &str) -> Result<(), Error>;
-    /// Whether the rules written for `networks` and `ingress` are all
-    /// still there (something else may flush them).
+    /// Whether the rules written for `networks`, `ingress` and `resolver`
+    /// are all still there (something else may flush them).
     fn intact(
         &self,
         networks: &[Network],
         inherited: &[String],
         ingress: Option<&VxlanIngress>,
+        resolver: Option<&ResolverAddress>,
     ) -> impl Future<Output = bool> + Send;
 }
 
@@ -74,6 +83,10 @@ impl Firewall for crate::Iptables {
         crate::Iptables::apply_vxlan_ingress(self, ingress).await
     }
 
+    async fn apply_resolver(&self, resolver: Option<&ResolverAddress>) -> Result<(), Error> {
+        crate::Iptables::apply_resolver(self, resolver).await
+    }
+
     fn route_localnet(&self, bridge: &str) -> Result<(), Error> {
         crate::sysctl::route_localnet(bridge)
     }
@@ -83,8 +96,9 @@ impl Firewall for crate::Iptables {
         networks: &[Network],
         inherited: &[String],
         ingress: Option<&VxlanIngress>,
+        resolver: Option<&ResolverAddress>,
     ) -> bool {
-        crate::Iptables::intact(self, networks, inherited, ingress).await
+        crate::Iptables::intact(self, networks, inherited, ingress, resolver).await
     }
 }
 
@@ -118,6 +132,7 @@ struct Applied {
     /// networks, and the inherited bridges beside them.
     firewall: Option<(Vec<Network>, Vec<String>)>,
     ingress: Option<Option<VxlanIngress>>,
+    resolver: Option<Option<ResolverAddress>>,
     /// What the kernel held of an earlier state directory when it was last
     /// read; `None` before the first read.
     inherited: Option<Inherited>,
@@ -202,7 +217,8 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             None if inherited.vxlan => Ok(()),
             ingress => self.ingress(ingress).await,
         };
-        let mut errors = [links, firewall, ingress]
+        let resolver = self.resolver(want.resolver).await;
+        let mut errors = [links, firewall, ingress, resolver]
             .into_iter()
             .filter_map(Result::err);
         let first = errors.next();
@@ -241,7 +257,8 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             .firewall
             .as_ref()
             .is_some_and(|(n, i)| n[..] == want.firewall[..] && i[..] == inherited[..])
-            && self.applied.ingress.as_ref() == Some(&want.ingress);
+            && self.applied.ingress.as_ref() == Some(&want.ingress)
+            && self.applied.resolver.as_ref() == Some(&want.resolver);
         let every = self.reconciler.check_every;
         let due = self.applied.checked.is_none_or(|at| at.elapsed() >= every);
         if !unchanged || !due {
@@ -249,7 +266,12 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
         }
         let firewall = &self.reconciler.firewall;
         if firewall
-            .intact(&want.firewall, inherited, want.ingress.as_ref())
+            .intact(
+                &want.firewall,
+                inherited,
+                want.ingress.as_ref(),
+                want.resolver.as_ref(),
+            )
             .await
         {
             self.applied.checked = Some(std::time::Instant::now());
@@ -259,6 +281,7 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             );
             self.applied.firewall = None;
             self.applied.ingress = None;
+            self.applied.resolver = None;
             self.applied.checked = None;
         }
     }
@@ -298,6 +321,19 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
             .apply_vxlan_ingress(ingress.as_ref())
             .await?;
         self.applied.ingress = Some(ingress);
+        Ok(())
+    }
+
+    async fn resolver(&mut self, resolver: Option<ResolverAddress>) -> Result<(), Error> {
+        if self.applied.resolver.as_ref() == Some(&resolver) {
+            return Ok(());
+        }
+        self.applied.resolver = None;
+        self.reconciler
+            .firewall
+            .apply_resolver(resolver.as_ref())
+            .await?;
+        self.applied.resolver = Some(resolver);
         Ok(())
     }
 }

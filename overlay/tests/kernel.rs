@@ -8,7 +8,7 @@ use std::process::Command;
 
 use ipnet::IpNet;
 use nix::sched::{CloneFlags, unshare};
-use rustnet_overlay::firewall::{Network, Published};
+use rustnet_overlay::firewall::{Network, Published, ResolverAddress};
 use rustnet_overlay::{Bridge, Desired, Iptables, Kernel, LinkKind, Netlink, Veth, plan};
 
 /// Runs `test` on a thread of its own inside a new network namespace, with
@@ -165,6 +165,50 @@ fn a_deleted_bridge_is_rebuilt_and_its_ports_reattached() {
 }
 
 #[test]
+fn the_resolver_address_goes_to_rustnet_while_it_runs_and_to_the_host_otherwise() {
+    in_fresh_netns(|| async {
+        let iptables = Iptables;
+        let resolver = ResolverAddress {
+            addr: "169.254.53.53".parse().unwrap(),
+            port: Some(40002),
+            upstream: Some("10.99.0.254".parse().unwrap()),
+            local_upstream: Some("127.0.0.53".parse().unwrap()),
+        };
+        iptables.apply_resolver(Some(&resolver)).await.unwrap();
+        iptables.apply_resolver(Some(&resolver)).await.unwrap();
+        let rules = sh("iptables-save -t nat");
+        for want in [
+            "-A PREROUTING -d 169.254.53.53/32 -j RUSTNET-RESOLVER",
+            "-A OUTPUT -d 169.254.53.53/32 -j RUSTNET-RESOLVER-OUT",
+            "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002",
+            "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002",
+            "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.99.0.254:53",
+            "-A RUSTNET-RESOLVER-OUT -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.53:53",
+        ] {
+            assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
+        }
+        assert!(iptables.intact(&[], &[], None, Some(&resolver)).await);
+        sh("iptables -t nat -F RUSTNET-RESOLVER");
+        assert!(!iptables.intact(&[], &[], None, Some(&resolver)).await);
+        // The host's resolver changed: the fallback follows.
+        let moved = ResolverAddress {
+            upstream: Some("10.99.0.1".parse().unwrap()),
+            ..resolver
+        };
+        iptables.apply_resolver(Some(&moved)).await.unwrap();
+        let rules = sh("iptables-save -t nat");
+        assert!(rules.contains("--to-destination 10.99.0.1:53"), "{rules}");
+        assert!(
+            !rules.contains("--to-destination 10.99.0.254:53"),
+            "{rules}"
+        );
+        iptables.apply_resolver(None).await.unwrap();
+        let rules = sh("iptables-save -t nat");
+        assert!(!rules.contains("RUSTNET-RESOLVER"), "{rules}");
+    });
+}
+
+#[test]
 fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
     in_fresh_netns(|| async {
         let iptables = Iptables;
@@ -182,6 +226,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             dns: vec![rustnet_overlay::firewall::DnsRedirect {
                 upstream: "10.99.0.254".parse().unwrap(),
                 to: "10.0.42.1:40001".parse().unwrap(),
+                guarded: true,
             }],
         };
         iptables
@@ -200,7 +245,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             "-A POSTROUTING -j RUSTNET-POSTROUTING",
             "-A RUSTNET-DNAT ! -i rn-test -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.42.2:80",
             "-A PREROUTING -j RUSTNET-DNS",
-            "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-test -p udp -m udp --dport 53 -j DNAT --to-destination 10.0.42.1:40001",
+            "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-test -p udp -m udp --dport 53 -m socket --transparent -j DNAT --to-destination 10.0.42.1:40001",
         ] {
             assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
         }
@@ -211,20 +256,20 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             "{rules}"
         );
         let networks = std::slice::from_ref(&network);
-        assert!(iptables.intact(networks, &[], None).await);
+        assert!(iptables.intact(networks, &[], None, None).await);
         sh("iptables -F RUSTNET");
         assert!(
-            !iptables.intact(networks, &[], None).await,
+            !iptables.intact(networks, &[], None, None).await,
             "a flush is noticed"
         );
         iptables.apply(networks, &[]).await.unwrap();
-        assert!(iptables.intact(networks, &[], None).await);
+        assert!(iptables.intact(networks, &[], None, None).await);
         // The state directory is lost: rn-test is inherited, its rules stay
         // beside a new network's, isolated from it.
         let before = sh("iptables-save");
         let inherited = ["rn-test".to_owned()];
         iptables.apply(&[], &inherited).await.unwrap();
-        assert!(iptables.intact(&[], &inherited, None).await);
+        assert!(iptables.intact(&[], &inherited, None, None).await);
         let new = Network {
             bridge: "rn-new".into(),
             subnet: "10.0.43.0/24".parse().unwrap(),
@@ -238,7 +283,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             .unwrap();
         assert!(
             iptables
-                .intact(std::slice::from_ref(&new), &inherited, None)
+                .intact(std::slice::from_ref(&new), &inherited, None, None)
                 .await
         );
         let rules = sh("iptables-save");

@@ -147,22 +147,13 @@ impl Docker {
     }
 
     /// The aliases container `id` has on the network where its endpoint is
-    /// `endpoint` (`--network-alias`es and the short id Docker adds).
+    /// `endpoint`: every name Docker's own DNS answers for it there but its
+    /// name (see [`dns_names`]).
     pub(crate) async fn aliases(&self, id: &str, endpoint: &str) -> anyhow::Result<Vec<String>> {
         let container = self
             .call(Method::GET, &format!("/containers/{id}/json"), None)
             .await?;
-        let networks = container["NetworkSettings"]["Networks"].as_object();
-        let on = networks
-            .into_iter()
-            .flat_map(|n| n.values())
-            .find(|n| n["EndpointID"].as_str() == Some(endpoint));
-        Ok(on
-            .and_then(|n| n["Aliases"].as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_owned))
-            .collect())
+        Ok(dns_names(&container, endpoint))
     }
 
     /// Waits for the next container or network event (the event itself
@@ -194,5 +185,60 @@ impl Docker {
         self.call(Method::DELETE, &format!("/networks/{id}"), None)
             .await
             .map(drop)
+    }
+}
+
+/// The names a container answers to on the network where its endpoint is
+/// `endpoint`, from its `GET /containers/ID/json`, its own name apart:
+/// `Aliases` (the `--network-alias`es; up to API 1.44 with the short id
+/// Docker adds), and from API 1.44 on (Docker 25) `DNSNames`, where the
+/// short id and the hostname moved.
+pub(crate) fn dns_names(container: &Value, endpoint: &str) -> Vec<String> {
+    let name = container["Name"].as_str().unwrap_or_default();
+    let name = name.trim_start_matches('/');
+    let networks = container["NetworkSettings"]["Networks"].as_object();
+    let on = networks
+        .into_iter()
+        .flat_map(|n| n.values())
+        .find(|n| n["EndpointID"].as_str() == Some(endpoint));
+    let mut names: Vec<String> = Vec::new();
+    for key in ["Aliases", "DNSNames"] {
+        for found in on
+            .and_then(|n| n[key].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if found != name && !names.iter().any(|n| n == found) {
+                names.push(found.to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_aliases_and_dns_names_without_the_name_itself() {
+        // Docker 20.10: the short id among the aliases.
+        let old = json!({
+            "Name": "/web1",
+            "NetworkSettings": {"Networks": {"ov": {
+                "EndpointID": "ep1", "Aliases": ["www", "0123456789ab"]}}}
+        });
+        assert_eq!(dns_names(&old, "ep1"), ["www", "0123456789ab"]);
+        // Docker 25 and later: the short id and hostname in DNSNames.
+        let new = json!({
+            "Name": "/web1",
+            "NetworkSettings": {"Networks": {
+                "other": {"EndpointID": "ep0", "Aliases": ["elsewhere"]},
+                "ov": {"EndpointID": "ep1", "Aliases": ["www"],
+                       "DNSNames": ["web1", "www", "0123456789ab", "webhost"]}}}
+        });
+        assert_eq!(dns_names(&new, "ep1"), ["www", "0123456789ab", "webhost"]);
+        assert!(dns_names(&new, "nope").is_empty());
     }
 }

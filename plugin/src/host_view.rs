@@ -7,9 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use ipnet::IpNet;
 use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Network, State};
-use rustnet_overlay::firewall::{DnsRedirect, Network as FirewallNetwork, Published, VxlanIngress};
+use rustnet_overlay::firewall::{
+    DnsRedirect, Network as FirewallNetwork, Published, ResolverAddress, VxlanIngress,
+};
 use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan, Want};
 
+use crate::dns::RESOLVER_ADDR;
 use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
 
 /// Where this host's VXLAN traffic goes from.
@@ -21,7 +24,24 @@ pub(crate) struct Underlay {
 
 /// The upstream resolvers whose queries rustnet's own resolver takes, by
 /// the local port it takes each one's on.
-pub(crate) type DnsPorts = BTreeMap<Ipv4Addr, u16>;
+pub(crate) type DnsPorts = BTreeMap<Ipv4Addr, Taken>;
+
+/// Where rustnet's resolver takes one upstream's queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub port: u16,
+    /// Whether rustnet holds the upstream's liveness token, so that its
+    /// queries go to the upstream itself while rustnet is down.
+    pub guarded: bool,
+}
+
+/// What the host's resolver takes: each upstream's queries, and the
+/// resolver address (`None`: names across hosts are off).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DnsView {
+    pub ports: DnsPorts,
+    pub resolver: Option<ResolverAddress>,
+}
 
 /// What this host's kernel should hold for `state`: a bridge per network
 /// holding its gateway (an overlay's with the overlay's own MAC, the same
@@ -29,13 +49,14 @@ pub(crate) type DnsPorts = BTreeMap<Ipv4Addr, u16>;
 /// endpoint on the other hosts, a veth pair per endpoint (created only for
 /// `required` endpoints), and the firewall view of every network: an
 /// overlay routes, NATs and publishes like a bridge network, and its DNS
-/// queries to the `dns` upstreams go to rustnet's resolver.
+/// queries to the `dns` upstreams go to rustnet's resolver, as do those to
+/// the resolver address.
 pub(crate) fn host_view(
     state: &State,
     host: HostId,
     required: &[&str],
     underlay: Underlay,
-    dns: &DnsPorts,
+    dns: &DnsView,
 ) -> Want {
     let tables = state.tables();
     let mut desired = Desired::default();
@@ -92,7 +113,7 @@ pub(crate) fn host_view(
                     .flat_map(|e| published(e))
                     .collect(),
                 dns: if overlay {
-                    dns_redirects(network, dns)
+                    dns_redirects(network, &dns.ports)
                 } else {
                     Vec::new()
                 },
@@ -103,6 +124,7 @@ pub(crate) fn host_view(
         links: desired,
         firewall,
         ingress: vxlan_ingress(state, host, underlay.port),
+        resolver: dns.resolver,
     }
 }
 
@@ -113,15 +135,17 @@ fn dns_redirects(network: &Network, dns: &DnsPorts) -> Vec<DnsRedirect> {
         return Vec::new();
     };
     dns.iter()
-        .map(|(upstream, port)| DnsRedirect {
+        .map(|(upstream, taken)| DnsRedirect {
             upstream: *upstream,
-            to: SocketAddrV4::new(gateway, *port),
+            to: SocketAddrV4::new(gateway, taken.port),
+            guarded: taken.guarded,
         })
         .collect()
 }
 
 /// The upstream resolvers of this host's overlay containers: the host's
-/// own (what Docker forwards to by default) and every `--dns` one.
+/// own (what Docker forwards to by default) and every `--dns` one but the
+/// resolver address (whose queries rustnet takes from every interface).
 pub(crate) fn dns_upstreams(
     state: &State,
     host: HostId,
@@ -133,7 +157,7 @@ pub(crate) fn dns_upstreams(
     for network in overlays {
         for endpoint in tables.endpoints_of(&network.id) {
             upstreams.extend(endpoint.dns.iter().filter_map(|ip| match ip {
-                IpAddr::V4(v4) if !v4.is_loopback() => Some(*v4),
+                IpAddr::V4(v4) if !v4.is_loopback() && *v4 != RESOLVER_ADDR => Some(*v4),
                 _ => None,
             }));
         }

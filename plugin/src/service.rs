@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::datapath::DataPath;
 use crate::dns::{Resolver, resolv};
 use crate::error::ApiError;
-use crate::host_view::{DnsPorts, Underlay, dns_upstreams, host_view};
+use crate::host_view::{DnsView, Underlay, dns_upstreams, host_view};
 use crate::request::{AddressRelease, AddressRequest, PoolRequest};
 
 /// What the store is doing: opening, open, or failed for good.
@@ -166,21 +166,27 @@ impl Service {
     }
 
     /// The upstreams of this host's overlay containers, each with the port
-    /// the resolver takes its queries on.
-    async fn dns_ports(&self, store: &Store) -> DnsPorts {
+    /// the resolver takes its queries on, and the resolver address.
+    async fn dns_ports(&self, store: &Store) -> DnsView {
         let Some(resolver) = &self.resolver else {
-            return DnsPorts::new();
+            return DnsView::default();
         };
         let host_resolvers = resolv::host_resolvers();
         let upstreams = store
             .local(|s| dns_upstreams(s, store.id(), &host_resolvers))
             .unwrap_or_default();
-        resolver.ensure(&upstreams).await
+        DnsView {
+            ports: resolver.ensure(&upstreams).await,
+            resolver: Some(resolver.resolver_address().await),
+        }
     }
 
-    /// The upstreams whose queries the resolver takes now.
+    /// The addresses whose queries the resolver takes now: every upstream
+    /// and the resolver address.
     pub(crate) async fn dns_upstreams(&self, store: &Store) -> Vec<std::net::Ipv4Addr> {
-        self.dns_ports(store).await.into_keys().collect()
+        let view = self.dns_ports(store).await;
+        let own = view.resolver.map(|r| r.addr);
+        view.ports.into_keys().chain(own).collect()
     }
 
     /// The open store, waiting (bounded) while it opens.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::engine::Engine;
 use crate::run::{docker_ok, run, run_ok, rustnet_bin};
 
 /// The busybox image every test container runs.
@@ -32,6 +33,7 @@ pub struct SimHost {
     /// Owns the host's mount namespace, so that dockerd can be restarted.
     holder: Child,
     dockerd: Mutex<Child>,
+    engine: Engine,
     index: u8,
     rustnet: Mutex<Option<Child>>,
     /// The plugin socket, as seen from the host's mount namespace.
@@ -40,33 +42,60 @@ pub struct SimHost {
     veth: String,
 }
 
-impl SimHost {
-    /// Starts a host with dockerd running and the test image imported;
+/// rustnet's resolver address, which engines from 28 on need in
+/// daemon.json's `dns` for names across hosts (the README's line).
+pub const RESOLVER_ADDR: &str = "169.254.53.53";
+
+/// How to start a simulated host: [`SimHost::spec`], then
+/// [`HostSpec::start`].
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    engine: Engine,
+    tools: Vec<String>,
+    resolver: Resolver,
+    dockerd_args: Vec<String>,
+    dns_setting: Option<bool>,
+}
+
+impl HostSpec {
+    /// The Docker engine the host runs (Debian 12's by default).
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Extra binaries (and the libraries they load) copied into the test
+    /// image's /bin.
+    pub fn tools(mut self, tools: &[&str]) -> Self {
+        self.tools = tools.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    /// Extra dockerd arguments (say `--insecure-registry=10.99.0.0/24`).
+    pub fn dockerd_args(mut self, args: &[&str]) -> Self {
+        self.dockerd_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// A host whose resolver is systemd-resolved (Ubuntu's default):
+    /// /etc/resolv.conf names only the stub 127.0.0.53, the upstream is in
+    /// /run/systemd/resolve/resolv.conf.
+    pub fn systemd_resolved(mut self) -> Self {
+        self.resolver = Resolver::SystemdResolved;
+        self
+    }
+
+    /// Whether daemon.json names rustnet's resolver in `dns`; by default
+    /// exactly where the engine needs it (28 and later), as the README
+    /// tells users.
+    pub fn dns_setting(mut self, present: bool) -> Self {
+        self.dns_setting = Some(present);
+        self
+    }
+
+    /// Starts the host with dockerd running and the test image imported;
     /// rustnet is started with [`SimHost::start_rustnet`].
-    pub fn start() -> Self {
-        Self::start_with_tools(&[])
-    }
-
-    /// Like [`SimHost::start`], with extra binaries (and the libraries they
-    /// load) copied into the test image's /bin.
-    pub fn start_with_tools(tools: &[&str]) -> Self {
-        Self::start_as(tools, Resolver::Plain, &[])
-    }
-
-    /// Like [`SimHost::start`], with extra dockerd arguments (say
-    /// `--insecure-registry=10.99.0.0/24`).
-    pub fn start_with_dockerd_args(args: &[&str]) -> Self {
-        Self::start_as(&[], Resolver::Plain, args)
-    }
-
-    /// Like [`SimHost::start`] on a host whose resolver is systemd-resolved
-    /// (Ubuntu's default): /etc/resolv.conf names only the stub
-    /// 127.0.0.53, the upstream is in /run/systemd/resolve/resolv.conf.
-    pub fn start_with_systemd_resolved() -> Self {
-        Self::start_as(&[], Resolver::SystemdResolved, &[])
-    }
-
-    fn start_as(tools: &[&str], resolver: Resolver, dockerd_args: &[&str]) -> Self {
+    pub fn start(self) -> SimHost {
         let Place {
             netns,
             veth,
@@ -75,14 +104,19 @@ impl SimHost {
             dir,
             index,
         } = Place::add();
-        let holder = spawn_holder(&dir, resolver);
-        let dockerd = spawn_dockerd(holder.id(), &netns, &dir, index, dockerd_args);
-        let host = Self {
+        let dns_setting = self
+            .dns_setting
+            .unwrap_or_else(|| self.engine.needs_dns_setting());
+        let holder = spawn_holder(&dir, self.resolver, dns_setting);
+        let dockerd_args: Vec<&str> = self.dockerd_args.iter().map(String::as_str).collect();
+        let dockerd = spawn_dockerd(self.engine, holder.id(), &netns, &dir, index, &dockerd_args);
+        let host = SimHost {
             netns,
             addr,
             dir,
             holder,
             dockerd: Mutex::new(dockerd),
+            engine: self.engine,
             index,
             rustnet: Mutex::new(None),
             socket: Mutex::new(SOCKET.to_owned()),
@@ -90,8 +124,39 @@ impl SimHost {
             veth,
         };
         host.wait_for_dockerd();
-        host.import_image(tools);
+        let tools: Vec<&str> = self.tools.iter().map(String::as_str).collect();
+        host.import_image(&tools);
         host
+    }
+}
+
+impl SimHost {
+    /// How to start a host: Debian 12's engine, plain resolv.conf, no
+    /// extra tools or dockerd arguments, until the spec says otherwise.
+    pub fn spec() -> HostSpec {
+        HostSpec {
+            engine: Engine::Bookworm,
+            tools: Vec::new(),
+            resolver: Resolver::Plain,
+            dockerd_args: Vec::new(),
+            dns_setting: None,
+        }
+    }
+
+    /// Starts a host with Debian 12's engine, dockerd running and the test
+    /// image imported; rustnet is started with [`SimHost::start_rustnet`].
+    pub fn start() -> Self {
+        Self::spec().start()
+    }
+
+    /// Like [`SimHost::start`], on `engine`.
+    pub fn start_on(engine: Engine) -> Self {
+        Self::spec().engine(engine).start()
+    }
+
+    /// The engine this host runs.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Sets the MTU of this host's underlay link, both ends.
@@ -128,7 +193,14 @@ impl SimHost {
         let mut dockerd = self.dockerd_slot();
         stop_child(&mut dockerd, Duration::from_secs(30));
         let started = Instant::now();
-        *dockerd = spawn_dockerd(self.holder.id(), &self.netns, &self.dir, self.index, args);
+        *dockerd = spawn_dockerd(
+            self.engine,
+            self.holder.id(),
+            &self.netns,
+            &self.dir,
+            self.index,
+            args,
+        );
         drop(dockerd);
         self.wait_for_dockerd();
         started.elapsed()
@@ -530,6 +602,7 @@ impl SimHost {
 impl Drop for SimHost {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            eprintln!("=== {} ran {}", self.netns, self.engine);
             eprintln!(
                 "=== {} dockerd.log\n{}",
                 self.netns,
@@ -674,7 +747,7 @@ fn stop_child(child: &mut Child, patience: Duration) {
 /// How a simulated host finds its upstream resolver (the test upstream on
 /// the underlay gateway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolver {
+pub(crate) enum Resolver {
     /// /etc/resolv.conf names it.
     Plain,
     /// /etc/resolv.conf names systemd-resolved's stub, whose own file
@@ -684,8 +757,9 @@ enum Resolver {
 
 /// A process that holds the host's private mount namespace, whose
 /// /run/docker, /etc/docker and /etc/resolv.conf (and for systemd-resolved
-/// /run/systemd) are its own.
-fn spawn_holder(dir: &Path, resolver: Resolver) -> Child {
+/// /run/systemd) are its own. With `dns_setting`, its
+/// /etc/docker/daemon.json names rustnet's resolver in `dns`.
+fn spawn_holder(dir: &Path, resolver: Resolver, dns_setting: bool) -> Child {
     let ready = dir.join("mounts-ready");
     let write = |name: &str, text: String| {
         let path = dir.join(name);
@@ -705,10 +779,21 @@ fn spawn_holder(dir: &Path, resolver: Resolver) -> Child {
             write("systemd-resolv.conf", upstream)
         ),
     };
+    let daemon_json = if dns_setting {
+        format!(
+            "cp {} /etc/docker/daemon.json; ",
+            write(
+                "daemon.json",
+                format!("{{\"dns\": [\"{RESOLVER_ADDR}\"]}}\n")
+            )
+        )
+    } else {
+        String::new()
+    };
     let script = format!(
         "set -e; mkdir -p /run/docker /etc/docker; \
          mount -t tmpfs tmpfs /run/docker; mount -t tmpfs tmpfs /etc/docker; \
-         mount --bind {resolv} /etc/resolv.conf; {systemd}\
+         {daemon_json}mount --bind {resolv} /etc/resolv.conf; {systemd}\
          mkdir -p /run/docker/plugins; touch {}; exec sleep infinity",
         ready.display()
     );
@@ -724,7 +809,14 @@ fn spawn_holder(dir: &Path, resolver: Resolver) -> Child {
 /// dockerd inside `netns` and the holder's mount namespace. `nsenter
 /// --net`, not `ip netns exec`: the latter remounts /sys and dockerd then
 /// fails ("Devices cgroup isn't mounted").
-fn spawn_dockerd(holder: u32, netns: &str, dir: &Path, index: u8, extra: &[&str]) -> Child {
+fn spawn_dockerd(
+    engine: Engine,
+    holder: u32,
+    netns: &str,
+    dir: &Path,
+    index: u8,
+    extra: &[&str],
+) -> Child {
     let d = dir.display();
     let log = File::options()
         .create(true)
@@ -734,10 +826,17 @@ fn spawn_dockerd(holder: u32, netns: &str, dir: &Path, index: u8, extra: &[&str]
     let err = log
         .try_clone()
         .unwrap_or_else(|e| panic!("dockerd.log: {e}"));
+    // A fetched engine's own docker-proxy and docker-init come first.
+    let mut path: Vec<PathBuf> = engine.bin_dirs().into_iter().flatten().collect();
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(path).unwrap_or_else(|e| panic!("PATH: {e}"));
     Command::new("nsenter")
         .args(["-m", "-t", &holder.to_string()])
         .arg(format!("--net=/run/netns/{netns}"))
-        .arg("dockerd")
+        .arg(engine.dockerd())
+        .env("PATH", path)
         .arg(format!("--data-root={d}/data"))
         .arg(format!("--exec-root={d}/exec"))
         .arg(format!("--host=unix://{d}/docker.sock"))

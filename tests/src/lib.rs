@@ -12,6 +12,7 @@
 
 mod bare;
 pub mod cluster;
+mod engine;
 mod host;
 pub mod plot;
 pub mod report;
@@ -20,7 +21,7 @@ pub mod scale;
 mod upstream;
 
 pub use bare::{BareHost, rss_kib};
-pub use host::IMAGE;
-pub use host::SimHost;
+pub use engine::Engine;
+pub use host::{HostSpec, IMAGE, RESOLVER_ADDR, SimHost};
 pub use run::{Cases, docker_ok, plugin_call, require_root, run, run_ok, rustnet_bin, wait_until};
 pub use upstream::{UPSTREAM_ADDR, UPSTREAM_NAME};

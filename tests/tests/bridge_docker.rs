@@ -48,7 +48,7 @@ fn leftovers(host: &SimHost) -> Vec<String> {
 
 #[test]
 fn bridge_mode_on_a_real_dockerd() {
-    let host = SimHost::start_with_tools(&[UDP_ECHO]);
+    let host = SimHost::spec().tools(&[UDP_ECHO]).start();
     let peer = SimHost::start();
     host.start_rustnet(&[]);
     let mut cases = Cases::new(|| host.reset());

@@ -109,9 +109,9 @@ fn plain_restart(host: &SimHost, driver: &str, managed: bool) {
 #[test]
 fn managed_plugin_host_service_and_dockerd_restarts() {
     // h1 and h3 resolve through systemd-resolved, as Ubuntu's do.
-    let h1 = SimHost::start_with_systemd_resolved();
+    let h1 = SimHost::spec().systemd_resolved().start();
     let h2 = SimHost::start();
-    let h3 = SimHost::start_with_systemd_resolved();
+    let h3 = SimHost::spec().systemd_resolved().start();
     h1.install_plugin(&[]);
     let join = format!("RUSTNET_JOIN={}:7950", h1.addr);
     let token = h1.join_token();

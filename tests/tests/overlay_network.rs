@@ -2,13 +2,17 @@
 //! usable everywhere at once, names and aliases across hosts, one
 //! interface with the overlay's own gateway on every host, egress and `-p`
 //! on the container's host, and all of it through a plugin kill -9 and a
-//! dockerd restart.
+//! dockerd restart. On every engine of the matrix (20.10, 26, 28), each
+//! host set up as the README says (on 28, daemon.json's `dns` names
+//! rustnet's resolver address).
 
-// Each end-to-end scenario reads as one story, start to finish.
-#![allow(clippy::too_many_lines)]
+// Each end-to-end scenario reads as one story, start to finish; it runs as
+// a test per engine (on_every_engine!), where a failed expect is a failure.
+#![allow(clippy::too_many_lines, clippy::expect_used, clippy::unwrap_used)]
 
 use rustnet_tests::{
-    Cases, IMAGE, SimHost, UPSTREAM_ADDR, UPSTREAM_NAME, docker_ok, run, wait_until,
+    Cases, Engine, IMAGE, SimHost, UPSTREAM_ADDR, UPSTREAM_NAME, docker_ok, on_every_engine, run,
+    wait_until,
 };
 
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
@@ -32,11 +36,11 @@ fn resolves_to(host: &SimHost, container: &str, name: &str, ip: &str) -> bool {
     lookup(host, container, name).is_ok_and(|ips| ips == [ip])
 }
 
-#[test]
-fn an_overlay_is_one_network_across_hosts() {
-    let h1 = SimHost::start_with_tools(&[UDP_ECHO]);
-    let h2 = SimHost::start_with_tools(&[UDP_ECHO]);
-    let h3 = SimHost::start_with_tools(&[UDP_ECHO]);
+on_every_engine!(an_overlay_is_one_network_across_hosts);
+
+fn an_overlay_is_one_network_across_hosts(engine: Engine) {
+    let start = || SimHost::spec().engine(engine).tools(&[UDP_ECHO]).start();
+    let (h1, h2, h3) = (start(), start(), start());
     h1.start_rustnet(&[]);
     let join = format!("{}:7950", h1.addr);
     let token = h1.join_token();
@@ -125,7 +129,9 @@ fn an_overlay_is_one_network_across_hosts() {
             wait_until("web1 resolves on h1", 10, || {
                 resolves_to(&h1, "c1", "web1", &web1)
             });
-            for name in ["www", "web1.ov", "www.ov"] {
+            let short_id =
+                docker_ok(h2.docker(&["inspect", "-f", "{{.Id}}", "web1"]), "id")[..12].to_owned();
+            for name in ["www", "web1.ov", "www.ov", &short_id] {
                 assert_eq!(lookup(&h1, "c1", name), Ok(vec![web1.clone()]), "{name}");
             }
             wait_until("c3 resolves on h2", 10, || {
@@ -177,6 +183,22 @@ fn an_overlay_is_one_network_across_hosts() {
             );
             let _ = h1.docker(&["rm", "-f", "pl"]);
             let _ = h1.docker(&["network", "rm", "plain"]);
+            // A host-network container: as the host resolves.
+            let host_net = h1.docker(&[
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                IMAGE,
+                "nslookup",
+                UPSTREAM_NAME,
+            ]);
+            assert!(
+                host_net
+                    .as_ref()
+                    .is_ok_and(|out| out.contains(&UPSTREAM_ADDR.to_string())),
+                "{host_net:?}"
+            );
             // And on a rustnet bridge network beside the overlays.
             h1.create_network("rustnet", "rnbr", &["--subnet", "10.3.70.0/24"]);
             h1.run_container("br1", "rnbr", &[], &[]);
@@ -310,6 +332,25 @@ fn an_overlay_is_one_network_across_hosts() {
             h2.assert_pings("web1", &c1);
             h2.assert_pings("web1", "10.99.0.254");
             h1.assert_pings("c1", &web1);
+            // Every name outside rustnet still resolves, on overlays and
+            // Docker's own networks alike.
+            assert_eq!(
+                lookup(&h2, "web1", UPSTREAM_NAME),
+                Ok(vec![UPSTREAM_ADDR.to_string()]),
+                "an overlay container while rustnet is down"
+            );
+            docker_ok(
+                h2.docker(&["network", "create", "--subnet", "10.2.71.0/24", "plain2"]),
+                "plain2",
+            );
+            h2.run_container("pl2", "plain2", &[], &[]);
+            assert_eq!(
+                lookup(&h2, "pl2", UPSTREAM_NAME),
+                Ok(vec![UPSTREAM_ADDR.to_string()]),
+                "a container on Docker's own network while rustnet is down"
+            );
+            let _ = h2.docker(&["rm", "-f", "pl2"]);
+            let _ = h2.docker(&["network", "rm", "plain2"]);
             h2.start_rustnet(&joining);
             wait_until("names again on h2", 10, || {
                 resolves_to(&h2, "web1", "c1", &c1)

@@ -101,9 +101,9 @@ fn install(host: &SimHost, reference: &str, settings: &[&str]) {
 
 #[test]
 fn the_plugin_installs_from_a_registry_on_three_hosts() {
-    let h1 = SimHost::start_with_dockerd_args(&[INSECURE]);
-    let h2 = SimHost::start_with_dockerd_args(&[INSECURE]);
-    let h3 = SimHost::start_with_dockerd_args(&[INSECURE]);
+    let h1 = SimHost::spec().dockerd_args(&[INSECURE]).start();
+    let h2 = SimHost::spec().dockerd_args(&[INSECURE]).start();
+    let h3 = SimHost::spec().dockerd_args(&[INSECURE]).start();
     let _registry = Registry::start(&h1);
     let reference = format!("{}:5000/rustnet:e2e", h1.addr);
 

@@ -57,6 +57,7 @@ fn want(published: bool) -> Want {
             dns: vec![],
         }],
         ingress: None,
+        resolver: None,
     }
 }
 
@@ -80,6 +81,7 @@ async fn a_pass_observes_plans_applies_and_writes_the_firewall_once() {
             &Event::RouteLocalnet("rn-a".into()),
             &Event::Firewall(want(true).firewall),
             &Event::Ingress(None),
+            &Event::Resolver(None),
         ]
     );
 

@@ -1,19 +1,33 @@
 //! rustnet's resolver for overlay containers: names across hosts.
 //!
 //! Docker's embedded DNS answers the names it knows (same-host containers)
-//! and forwards the rest from inside the container to the container's
-//! upstream resolvers. On an overlay, that query leaves through the
-//! overlay's gateway, where rustnet's firewall sends it here instead, at a
-//! port that names the upstream it was going to (`firewall::DnsRedirect`):
+//! and forwards the rest to the container's upstream resolvers. It asks
+//! from inside the container the servers given with `--dns` or
+//! daemon.json's `dns` (every engine), and those of the host's resolv.conf
+//! up to Docker 27 (from 28 on it asks those from its own namespace, where
+//! no overlay sees them). On an overlay, a query asked from inside the
+//! container leaves through the overlay's gateway, where rustnet's
+//! firewall sends it here instead:
 //!
 //! ```text
 //!   container ─► 127.0.0.11 (Docker) ─► upstream:53 ─DNAT─► gateway:port (here)
+//!   container ─► 127.0.0.11 (Docker) ─► 169.254.53.53:53 ─REDIRECT─► port (here)
 //!        names of the container's overlays: answered from the tables
-//!        anything else: forwarded to that upstream, its answer unchanged
+//!        anything else: forwarded to that upstream (for the resolver
+//!        address: the host's resolvers), its answer unchanged
 //! ```
 //!
-//! Only containers of this host's overlays are served; anyone else's query
-//! is dropped, so this is no open resolver.
+//! The resolver address ([`RESOLVER_ADDR`]) is the one daemon.json entry
+//! engines from 28 on need. Queries to it come from any container of the
+//! host (daemon.json applies to all): those of containers on rustnet's
+//! overlays are answered as above, everyone else's forwarded to the host's
+//! resolvers. Queries to an upstream are served for containers of this
+//! host's overlays only; anyone else's is dropped.
+//!
+//! Every redirection holds only while this process does (see
+//! `rustnet_overlay::firewall`, liveness tokens): while rustnet is down,
+//! queries go where they were going (the resolver address's to the host's
+//! own upstream), so every name outside rustnet still resolves.
 
 mod directory;
 pub(crate) mod resolv;
@@ -31,14 +45,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Mutex, watch};
 
-use crate::host_view::DnsPorts;
+use rustnet_overlay::firewall::ResolverAddress;
+
+use crate::host_view::{DnsPorts, Taken};
 use crate::service::StoreState;
 use directory::{Answer, Question, resolve};
+
+/// The resolver address: the `dns` entry of daemon.json that engines from
+/// 28 on need for names across hosts. Link-local and owned by no host, so
+/// only this host and its containers reach it, through rustnet's rules.
+pub(crate) const RESOLVER_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 53, 53);
 
 /// The TTL of rustnet's answers, as Docker's embedded DNS gives its own.
 const TTL: u32 = 600;
 /// How long an upstream has to answer a forwarded query.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long each of the host's resolvers has, in turn, for a query to the
+/// resolver address.
+const HOST_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest DNS message (over TCP, or UDP with EDNS).
 const MAX_MESSAGE: usize = 65_535;
 
@@ -50,11 +74,34 @@ enum Decision {
     Drop,
 }
 
-/// The resolver: one UDP socket and one TCP listener per upstream.
+/// Where a listener's forwarded queries go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    /// The upstream they were going to; only containers of this host's
+    /// overlays are served.
+    Fixed(Ipv4Addr),
+    /// The host's own resolvers, in turn (queries to the resolver
+    /// address); every asker is served.
+    Host,
+}
+
+/// A liveness token: a transparent UDP socket and TCP listener bound to
+/// an address's port 53, held for the life of the process.
+#[derive(Debug)]
+struct Token {
+    _udp: std::net::UdpSocket,
+    _tcp: std::net::TcpListener,
+}
+
+/// The resolver: one UDP socket and one TCP listener per upstream, and
+/// one for the resolver address.
 #[derive(Debug)]
 pub(crate) struct Resolver {
     store: watch::Receiver<StoreState>,
-    ports: Mutex<BTreeMap<Ipv4Addr, u16>>,
+    ports: Mutex<BTreeMap<Ipv4Addr, Taken>>,
+    /// The resolver address's port, once it listens.
+    own: Mutex<Option<Taken>>,
+    tokens: std::sync::Mutex<Vec<Token>>,
 }
 
 impl Resolver {
@@ -62,6 +109,8 @@ impl Resolver {
         Arc::new(Self {
             store,
             ports: Mutex::default(),
+            own: Mutex::default(),
+            tokens: std::sync::Mutex::default(),
         })
     }
 
@@ -75,10 +124,11 @@ impl Resolver {
             if ports.contains_key(upstream) {
                 continue;
             }
-            match self.listen(*upstream).await {
+            match self.listen(Upstream::Fixed(*upstream)).await {
                 Ok(port) => {
-                    tracing::info!(%upstream, port, "taking overlay DNS queries to this upstream");
-                    ports.insert(*upstream, port);
+                    let guarded = self.hold_token(*upstream);
+                    tracing::info!(%upstream, port, guarded, "taking overlay DNS queries to this upstream");
+                    ports.insert(*upstream, Taken { port, guarded });
                 }
                 Err(e) => {
                     tracing::warn!(%upstream, error = %e, "cannot take this upstream's DNS queries")
@@ -91,8 +141,53 @@ impl Resolver {
             .collect()
     }
 
+    /// Where queries to the resolver address go now: to this resolver
+    /// (listening from the first call on, for good) while the process
+    /// lives, and to the host's own resolvers as resolv.conf names them now.
+    pub(crate) async fn resolver_address(self: &Arc<Self>) -> ResolverAddress {
+        let mut own = self.own.lock().await;
+        if own.is_none() {
+            match self.listen(Upstream::Host).await {
+                Ok(port) => {
+                    let guarded = self.hold_token(RESOLVER_ADDR);
+                    tracing::info!(address = %RESOLVER_ADDR, port, guarded, "serving the resolver address");
+                    *own = Some(Taken { port, guarded });
+                }
+                Err(e) => {
+                    tracing::warn!(address = %RESOLVER_ADDR, error = %e, "cannot serve the resolver address");
+                }
+            }
+        }
+        let servers = resolv::Servers::of_host();
+        ResolverAddress {
+            addr: RESOLVER_ADDR,
+            port: own.filter(|t| t.guarded).map(|t| t.port),
+            upstream: servers.routed().first().copied(),
+            local_upstream: servers.local().first().copied(),
+        }
+    }
+
+    /// Takes `addr`'s liveness token; whether it could. An address of
+    /// this host's own is never taken (its port 53 belongs to whatever
+    /// resolver runs there, now or later).
+    fn hold_token(&self, addr: Ipv4Addr) -> bool {
+        if std::net::UdpSocket::bind((addr, 0)).is_ok() {
+            return false;
+        }
+        match token(addr) {
+            Ok(token) => {
+                crate::lock(&self.tokens).push(token);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "no liveness token: its queries go to rustnet even while it is down");
+                false
+            }
+        }
+    }
+
     /// A UDP socket and a TCP listener on one free port, served for good.
-    async fn listen(self: &Arc<Self>, upstream: Ipv4Addr) -> std::io::Result<u16> {
+    async fn listen(self: &Arc<Self>, upstream: Upstream) -> std::io::Result<u16> {
         let mut last = None;
         for _ in 0..8 {
             let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
@@ -109,7 +204,7 @@ impl Resolver {
         Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
     }
 
-    async fn serve_udp(self: Arc<Self>, socket: Arc<UdpSocket>, upstream: Ipv4Addr) {
+    async fn serve_udp(self: Arc<Self>, socket: Arc<UdpSocket>, upstream: Upstream) {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             let (len, from) = match socket.recv_from(&mut buf).await {
@@ -123,13 +218,13 @@ impl Resolver {
             let query = buf[..len].to_vec();
             let (resolver, socket) = (self.clone(), socket.clone());
             tokio::spawn(async move {
-                let reply = match resolver.decide(*from.ip(), &query) {
+                let reply = match resolver.decide(*from.ip(), &query, upstream) {
                     Decision::Drop => return,
                     Decision::Reply(reply) => reply,
                     Decision::Forward => match forward_udp(upstream, &query).await {
                         Ok(reply) => reply,
                         Err(e) => {
-                            tracing::debug!(%upstream, error = %e, "dns: forward");
+                            tracing::debug!(?upstream, error = %e, "dns: forward");
                             return;
                         }
                     },
@@ -141,7 +236,7 @@ impl Resolver {
         }
     }
 
-    async fn serve_tcp(self: Arc<Self>, listener: TcpListener, upstream: Ipv4Addr) {
+    async fn serve_tcp(self: Arc<Self>, listener: TcpListener, upstream: Upstream) {
         loop {
             let (stream, from) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -170,10 +265,10 @@ impl Resolver {
         &self,
         mut stream: TcpStream,
         from: SocketAddrV4,
-        upstream: Ipv4Addr,
+        upstream: Upstream,
     ) -> std::io::Result<()> {
         while let Some(query) = read_framed(&mut stream).await? {
-            let reply = match self.decide(*from.ip(), &query) {
+            let reply = match self.decide(*from.ip(), &query, upstream) {
                 Decision::Drop => return Ok(()),
                 Decision::Reply(reply) => reply,
                 Decision::Forward => forward_tcp(upstream, &query).await?,
@@ -184,10 +279,16 @@ impl Resolver {
     }
 
     /// Answers from the local replica of the tables: who asks decides what
-    /// they may find.
-    fn decide(&self, client: Ipv4Addr, query: &[u8]) -> Decision {
+    /// they may find. Queries to the resolver address from anyone else
+    /// are forwarded (before the store opens too).
+    fn decide(&self, client: Ipv4Addr, query: &[u8], upstream: Upstream) -> Decision {
+        let open = upstream == Upstream::Host;
         let StoreState::Open(store) = &*self.store.borrow() else {
-            return Decision::Drop;
+            return if open {
+                Decision::Forward
+            } else {
+                Decision::Drop
+            };
         };
         let host = store.id();
         let message = Message::from_vec(query).ok();
@@ -196,6 +297,7 @@ impl Resolver {
             .local(|state| resolve(state, host, client, &question))
             .flatten();
         match (answer, message) {
+            (None, _) if open => Decision::Forward,
             (None, _) => Decision::Drop,
             (Some(Answer::Forward), _) | (Some(_), None) => Decision::Forward,
             (Some(answer), Some(message)) => match reply(&message, &answer) {
@@ -269,29 +371,82 @@ fn reply(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
     reply.to_vec().ok()
 }
 
-async fn forward_udp(upstream: Ipv4Addr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+/// The servers a query to `upstream` is forwarded to, in turn, each with
+/// its time to answer.
+fn servers_for(upstream: Upstream) -> (Vec<Ipv4Addr>, Duration) {
+    match upstream {
+        Upstream::Fixed(ip) => (vec![ip], UPSTREAM_TIMEOUT),
+        Upstream::Host => (resolv::Servers::of_host().forward(), HOST_UPSTREAM_TIMEOUT),
+    }
+}
+
+async fn forward_udp(upstream: Upstream, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (servers, timeout) = servers_for(upstream);
+    let mut last = std::io::Error::other("the host names no resolver");
+    for server in servers {
+        match ask_udp(server, query, timeout).await {
+            Ok(reply) => return Ok(reply),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn ask_udp(server: Ipv4Addr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
-    socket.connect((upstream, 53)).await?;
+    socket.connect((server, 53)).await?;
     socket.send(query).await?;
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let len = tokio::time::timeout(UPSTREAM_TIMEOUT, socket.recv(&mut buf))
+    let len = tokio::time::timeout(timeout, socket.recv(&mut buf))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     buf.truncate(len);
     Ok(buf)
 }
 
-async fn forward_tcp(upstream: Ipv4Addr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+async fn forward_tcp(upstream: Upstream, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (servers, timeout) = servers_for(upstream);
+    let mut last = std::io::Error::other("the host names no resolver");
+    for server in servers {
+        match ask_tcp(server, query, timeout).await {
+            Ok(reply) => return Ok(reply),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn ask_tcp(server: Ipv4Addr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
     let exchange = async {
-        let mut stream = TcpStream::connect((upstream, 53)).await?;
+        let mut stream = TcpStream::connect((server, 53)).await?;
         write_framed(&mut stream, query).await?;
         read_framed(&mut stream)
             .await?
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
     };
-    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
+/// `addr`:53's liveness token: sockets that receive nothing (the address
+/// is not this host's) but that `-m socket --transparent` finds while
+/// they are open.
+fn token(addr: Ipv4Addr) -> std::io::Result<Token> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let at = SocketAddr::from((addr, 53));
+    let udp = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    udp.set_ip_transparent_v4(true)?;
+    udp.bind(&at.into())?;
+    let tcp = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    tcp.set_ip_transparent_v4(true)?;
+    tcp.set_reuse_address(true)?;
+    tcp.bind(&at.into())?;
+    tcp.listen(1)?;
+    Ok(Token {
+        _udp: udp.into(),
+        _tcp: tcp.into(),
+    })
 }
 
 /// One length-prefixed DNS message; `None` at a clean end of stream.

@@ -29,13 +29,65 @@ pub(crate) fn nameservers(text: &str) -> Vec<Ipv4Addr> {
 /// The upstreams Docker forwards to from inside a container: loopback ones
 /// are queried from dockerd's own namespace and never pass a network.
 pub(crate) fn host_resolvers() -> Vec<Ipv4Addr> {
-    let read = |path: &str| std::fs::read_to_string(Path::new(path)).unwrap_or_default();
-    let mut servers = nameservers(&read(RESOLV_CONF));
-    if servers == [SYSTEMD_STUB] {
-        servers = nameservers(&read(SYSTEMD_RESOLV_CONF));
+    Servers::of_host().routed()
+}
+
+/// The host's resolvers, as its resolv.conf files name them now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Servers {
+    /// /etc/resolv.conf's, as the host's own processes use them.
+    own: Vec<Ipv4Addr>,
+    /// systemd-resolved's upstreams, when /etc/resolv.conf names only its
+    /// stub.
+    behind_stub: Vec<Ipv4Addr>,
+}
+
+impl Servers {
+    /// Read from this host's files.
+    pub(crate) fn of_host() -> Self {
+        let read = |path: &str| std::fs::read_to_string(Path::new(path)).unwrap_or_default();
+        Self::from_texts(&read(RESOLV_CONF), &read(SYSTEMD_RESOLV_CONF))
     }
-    servers.retain(|s| !s.is_loopback());
-    servers
+
+    /// From the texts of /etc/resolv.conf and systemd-resolved's file.
+    pub(crate) fn from_texts(resolv_conf: &str, systemd: &str) -> Self {
+        let own = nameservers(resolv_conf);
+        let behind_stub = if own == [SYSTEMD_STUB] {
+            nameservers(systemd)
+        } else {
+            Vec::new()
+        };
+        Self { own, behind_stub }
+    }
+
+    /// The ones a container or a routed packet can reach: not loopback
+    /// (the stub's upstreams in its place), as Docker finds them.
+    pub(crate) fn routed(&self) -> Vec<Ipv4Addr> {
+        let mut servers = if self.behind_stub.is_empty() {
+            self.own.clone()
+        } else {
+            self.behind_stub.clone()
+        };
+        servers.retain(|s| !s.is_loopback());
+        servers
+    }
+
+    /// The ones the host's own processes ask, in order.
+    pub(crate) fn local(&self) -> Vec<Ipv4Addr> {
+        self.own.clone()
+    }
+
+    /// Where rustnet (in the host's namespace) forwards, in turn: as the
+    /// host resolves, then the routed ones it has not tried.
+    pub(crate) fn forward(&self) -> Vec<Ipv4Addr> {
+        let mut servers = self.own.clone();
+        for routed in self.routed() {
+            if !servers.contains(&routed) {
+                servers.push(routed);
+            }
+        }
+        servers
+    }
 }
 
 #[cfg(test)]
@@ -50,5 +102,27 @@ mod tests {
             nameservers(text),
             [Ipv4Addr::new(10, 255, 255, 53), Ipv4Addr::new(192, 0, 2, 1)]
         );
+    }
+
+    #[test]
+    fn behind_systemd_resolved_the_stub_is_asked_first_and_routed_packets_go_upstream() {
+        let servers = Servers::from_texts("nameserver 127.0.0.53\n", "nameserver 192.0.2.9\n");
+        let upstream = Ipv4Addr::new(192, 0, 2, 9);
+        assert_eq!(servers.routed(), [upstream]);
+        assert_eq!(servers.local(), [SYSTEMD_STUB]);
+        assert_eq!(servers.forward(), [SYSTEMD_STUB, upstream]);
+    }
+
+    #[test]
+    fn a_plain_host_uses_its_own_servers_everywhere_and_loopback_ones_only_locally() {
+        let servers = Servers::from_texts(
+            "nameserver 127.0.0.1\nnameserver 10.0.0.2\n",
+            "nameserver 192.0.2.9\n",
+        );
+        let (lo, lan) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(servers.routed(), [lan]);
+        assert_eq!(servers.local(), [lo, lan]);
+        assert_eq!(servers.forward(), [lo, lan]);
+        assert!(Servers::from_texts("", "").forward().is_empty());
     }
 }

@@ -72,8 +72,22 @@ fn tables(internal: bool, joined: bool) -> State {
     state
 }
 
-fn dns_ports() -> DnsPorts {
-    DnsPorts::from([("10.99.0.254".parse().unwrap(), 40001)])
+fn dns_ports() -> DnsView {
+    DnsView {
+        ports: DnsPorts::from([(
+            "10.99.0.254".parse().unwrap(),
+            Taken {
+                port: 40001,
+                guarded: true,
+            },
+        )]),
+        resolver: Some(ResolverAddress {
+            addr: RESOLVER_ADDR,
+            port: Some(40002),
+            upstream: Some("10.99.0.254".parse().unwrap()),
+            local_upstream: Some("10.99.0.254".parse().unwrap()),
+        }),
+    }
 }
 
 /// `tables` plus overlay `ov1` on this host and one endpoint on it, with
@@ -109,7 +123,11 @@ fn with_overlay(internal: bool) -> State {
             host_port: 8080,
         }],
         joined: true,
-        dns: vec!["10.99.0.53".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+        dns: vec![
+            "10.99.0.53".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+            RESOLVER_ADDR.into(),
+        ],
         container: None,
     };
     state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
@@ -132,8 +150,10 @@ fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_brid
         [DnsRedirect {
             upstream: "10.99.0.254".parse().unwrap(),
             to: "10.0.80.1:40001".parse().unwrap(),
+            guarded: true,
         }]
     );
+    assert_eq!(want.resolver, dns_ports().resolver, "host-wide, as given");
     assert!(
         want.firewall[0].dns.is_empty(),
         "bridge networks: DNS as before"
@@ -144,7 +164,7 @@ fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_brid
             "10.99.0.53".parse::<Ipv4Addr>().unwrap(),
             "10.99.0.254".parse().unwrap()
         ],
-        "the host's resolvers and every --dns, loopback left to Docker"
+        "the host's resolvers and every --dns, loopback left to Docker, the resolver address apart"
     );
 }
 

@@ -204,8 +204,8 @@ fn main() {
         probe.display()
     );
     let probe = probe.display().to_string();
-    let a = SimHost::start_with_tools(&[&iperf3, &probe]);
-    let b = SimHost::start_with_tools(&[&iperf3, &probe]);
+    let a = SimHost::spec().tools(&[&iperf3, &probe]).start();
+    let b = SimHost::spec().tools(&[&iperf3, &probe]).start();
     // Swarm's overlay takes UDP 4789; rustnet's moves aside.
     a.start_rustnet(&[("RUSTNET_VXLAN_PORT", "4790")]);
     let join = format!("{}:7950", a.addr);
