@@ -72,6 +72,15 @@ impl Docker {
         Ok(value)
     }
 
+    /// The engine's version (`GET /version`), say `28.5.2`.
+    pub(crate) async fn version(&self) -> anyhow::Result<String> {
+        let version = self.call(Method::GET, "/version", None).await?;
+        version["Version"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("docker GET /version: no Version"))
+    }
+
     /// The name of the network with id `id`.
     pub(crate) async fn network_name(&self, id: &str) -> anyhow::Result<String> {
         let network = self

@@ -31,7 +31,7 @@ const LEAK_GRACE: Duration = Duration::from_secs(20);
 /// Learns forever: a task follows Docker's events, another sweeps.
 pub(crate) async fn learn(service: Arc<Service>, docker: Docker) {
     let wake = Arc::new(Notify::new());
-    tokio::spawn(follow_events(docker.clone(), wake.clone()));
+    tokio::spawn(follow_events(service.clone(), docker.clone(), wake.clone()));
     let mut missing = Missing::default();
     loop {
         if let Err(e) = sweep(&service, &docker, &mut missing).await {
@@ -44,8 +44,14 @@ pub(crate) async fn learn(service: Arc<Service>, docker: Docker) {
     }
 }
 
-async fn follow_events(docker: Docker, wake: Arc<Notify>) {
+/// Follows Docker's events, noting the engine's version each time it
+/// connects (dockerd may have been upgraded since).
+async fn follow_events(service: Arc<Service>, docker: Docker, wake: Arc<Notify>) {
     loop {
+        match docker.version().await {
+            Ok(version) => service.set_engine(version),
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "docker version"),
+        }
         if let Err(e) = docker.events(|| wake.notify_one()).await {
             tracing::debug!(error = %format!("{e:#}"), "docker events; reconnecting");
         }

@@ -28,6 +28,7 @@ pub(crate) fn render(status: &Value) -> String {
     ));
     out.push_str(&rotation_text(&status["tls"]["ca_rotation"]));
     out.push_str(&members_text(status));
+    out.push_str(&names_text(&status["names"]));
     out.push_str(&errors_text(status, unix_now()));
     for a in status["allocations"]
         .as_array()
@@ -112,6 +113,35 @@ pub(crate) fn render(status: &Value) -> String {
         }
     }
     out
+}
+
+/// Names across hosts: whether this host's engine reaches rustnet's
+/// resolver, and if not, the daemon.json line it needs and who misses it.
+fn names_text(names: &Value) -> String {
+    if names.is_null() {
+        return "names across hosts: off (RUSTNET_NAMES=false)\n".to_owned();
+    }
+    let engine = names["engine"].as_str().unwrap_or("(not known yet)");
+    let setting = names["setting"].as_str().unwrap_or("?");
+    let missing: Vec<&str> = names["missing_for"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match names["needs_setting"].as_bool() {
+        None => format!("names across hosts: Docker {engine}\n"),
+        Some(false) => format!(
+            "names across hosts: ok (Docker {engine} asks the host's resolvers from inside each container)\n"
+        ),
+        Some(true) if missing.is_empty() => format!(
+            "names across hosts: Docker {engine} needs {setting} in /etc/docker/daemon.json; every overlay container here has it\n"
+        ),
+        Some(true) => format!(
+            "names across hosts: MISSING SETTING: Docker {engine} asks the host's resolvers from its own namespace; add {setting} to /etc/docker/daemon.json and restart dockerd (containers started since get it). Without it these containers resolve only this host's names of their overlays: {}\n",
+            missing.join(", ")
+        ),
+    }
 }
 
 /// One line per member: id, address, role, and on the leader how far
@@ -264,6 +294,31 @@ mod tests {
             "last errors:\n  5 s ago (3 times) reconcile: boom\n  1 s ago request /NetworkDriver.Join: no such endpoint\n"
         );
         assert_eq!(errors_text(&json!({}), 100), "last errors: none\n");
+    }
+
+    #[test]
+    fn render_says_when_the_dns_setting_is_missing_and_for_whom() {
+        let names = |needs: Value, missing: Value| {
+            json!({
+                "resolver_address": "169.254.53.53",
+                "engine": "28.5.2",
+                "needs_setting": needs,
+                "setting": "\"dns\": [\"169.254.53.53\"]",
+                "missing_for": missing,
+            })
+        };
+        let missing = names_text(&names(json!(true), json!(["web1", "c2"])));
+        assert!(missing.starts_with("names across hosts: MISSING SETTING: Docker 28.5.2"), "{missing}");
+        assert!(missing.contains("add \"dns\": [\"169.254.53.53\"] to /etc/docker/daemon.json"), "{missing}");
+        assert!(missing.ends_with("their overlays: web1, c2\n"), "{missing}");
+        let ok = names_text(&names(json!(true), json!([])));
+        assert!(ok.contains("every overlay container here has it"), "{ok}");
+        let old = names_text(&names(json!(false), json!([])));
+        assert!(old.starts_with("names across hosts: ok"), "{old}");
+        assert_eq!(
+            names_text(&Value::Null),
+            "names across hosts: off (RUSTNET_NAMES=false)\n"
+        );
     }
 
     #[test]

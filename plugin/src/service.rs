@@ -63,6 +63,8 @@ pub(crate) struct Service {
     pub(crate) recent: crate::recent::Recent,
     /// What the last successful pass applied, and when.
     applied: std::sync::Mutex<Option<(Want, std::time::Instant)>>,
+    /// The local Docker engine's version, once it has told it.
+    engine: std::sync::Mutex<Option<String>>,
 }
 
 impl Service {
@@ -78,6 +80,16 @@ impl Service {
             resolver: None,
             recent: crate::recent::Recent::default(),
             applied: std::sync::Mutex::new(None),
+            engine: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Notes the local Docker engine's version.
+    pub(crate) fn set_engine(&self, version: String) {
+        let mut engine = crate::lock(&self.engine);
+        if engine.as_deref() != Some(version.as_str()) {
+            tracing::info!(%version, "docker engine");
+            *engine = Some(version);
         }
     }
 
@@ -268,7 +280,9 @@ impl Service {
     pub(crate) async fn status(&self) -> Result<Status, ApiError> {
         let store = self.store().await?;
         let host = store.id();
-        let (view, ca, rotation) = store
+        let engine = crate::lock(&self.engine).clone();
+        let names_on = self.resolver.is_some();
+        let (view, ca, rotation, names) = store
             .read(|state| {
                 let ca = state.ca().map(|ca| ca.fingerprint.clone());
                 let rotation = state.ca_rotation().map(|r| {
@@ -277,7 +291,9 @@ impl Service {
                         "waiting_for": r.pending,
                     })
                 });
-                (crate::status::view(state, host), ca, rotation)
+                let names = names_on
+                    .then(|| crate::dns::setting::names_view(state, host, engine.as_deref()));
+                (crate::status::view(state, host), ca, rotation, names)
             })
             .await?;
         Ok(Status {
@@ -295,6 +311,7 @@ impl Service {
                 "ca_rotation": rotation,
             }),
             errors: self.recent.list(),
+            names,
         })
     }
 
@@ -315,6 +332,8 @@ pub(crate) struct Status {
     replication: std::collections::BTreeMap<String, u64>,
     tls: Value,
     errors: Vec<crate::recent::Seen>,
+    /// Names across hosts on this host (`None`: `RUSTNET_NAMES=false`).
+    names: Option<crate::dns::setting::NamesView>,
 }
 
 fn unexpected(response: &Response) -> ApiError {

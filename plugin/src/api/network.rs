@@ -37,6 +37,8 @@ const VALID_OPTIONS: [&str; 5] = [OPT_MODE, OPT_MTU, OPT_VNI, OPT_BRIDGE_NAME, O
 /// (moby libnetwork/netlabel).
 const GENERIC: &str = "com.docker.network.generic";
 const INTERNAL: &str = "com.docker.network.internal";
+/// Docker 28 and later: `false` for an IPv6-only network (`--ipv4=false`).
+const ENABLE_IPV4: &str = "com.docker.network.enable_ipv4";
 const PORTMAP: &str = "com.docker.network.portmap";
 const DNS_SERVERS: &str = "com.docker.network.endpoint.dnsservers";
 
@@ -105,6 +107,16 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
     fn try_from(raw: RawCreateNetwork) -> Result<Self, ApiError> {
         let id = docker_id("NetworkID", raw.network_id)?;
         let options = raw.options.unwrap_or_default();
+        if options
+            .get(ENABLE_IPV4)
+            .is_some_and(|v| v == &Value::Bool(false) || v == "false")
+        {
+            return Err(ApiError::Unsupported(
+                "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: rustnet \
+                 serves IPv4 only; create the network without --ipv4=false"
+                    .to_owned(),
+            ));
+        }
         let generic = generic_options(options.get(GENERIC))?;
         if let Some(key) = generic
             .keys()

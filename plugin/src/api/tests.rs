@@ -492,7 +492,23 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
         body["IPv6Data"] = json!([{"AddressSpace": "rustnet-local", "Pool": "fd00:42::/64", "Gateway": "fd00:42::1/64"}]);
         body.to_string()
     };
+    // Docker 28's `docker network create --ipv4=false --ipv6 ...`: no
+    // IPv4 data at all.
+    let ipv6_only = {
+        let mut body: Value = serde_json::from_str(&other(json!({"mode": "overlay"}))).unwrap();
+        body["Options"]["com.docker.network.enable_ipv4"] = json!(false);
+        body["Options"]["com.docker.network.enable_ipv6"] = json!(true);
+        body["IPv4Data"] = json!([]);
+        body["IPv6Data"] = json!([{"AddressSpace": "rustnet-local", "Pool": "fd00:42::/64", "Gateway": "fd00:42::1/64"}]);
+        body.to_string()
+    };
     let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        (
+            "/NetworkDriver.CreateNetwork",
+            ipv6_only,
+            StatusCode::BAD_REQUEST,
+            "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: rustnet serves IPv4 only; create the network without --ipv4=false",
+        ),
         (
             "/NetworkDriver.CreateNetwork",
             ipv6,

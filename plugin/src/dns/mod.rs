@@ -31,6 +31,7 @@
 
 mod directory;
 pub(crate) mod resolv;
+pub(crate) mod setting;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
