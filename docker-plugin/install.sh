@@ -62,3 +62,4 @@ chmod 0700 "$state"
 docker plugin enable "$name" >/dev/null
 [[ $name == *:* ]] || name=$name:latest
 echo "plugin $name enabled: docker network create -d $name --ipam-driver $name ..."
+scripts/check-dns-setting.sh || true

@@ -25,6 +25,7 @@ for setting in "$@"; do
 done
 mkdir -p /var/lib/rustnet
 chmod 0700 /var/lib/rustnet
+scripts/check-dns-setting.sh || true
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable rustnet.service

@@ -11,6 +11,10 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 scripts/install-deps.sh
+# The newer engines the end-to-end matrix runs (Debian's trixie and sid
+# docker.io, unpacked under target/engines, not installed); prints their
+# versions.
+scripts/fetch-engines.sh
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --document-private-items

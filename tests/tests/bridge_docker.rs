@@ -2,11 +2,11 @@
 //! --ipam-driver rustnet`, driven with the docker CLI on simulated hosts.
 
 // Each end-to-end scenario reads as one story, start to finish.
-#![allow(clippy::too_many_lines)]
+#![allow(clippy::too_many_lines, clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Cases, SimHost, docker_ok, run, wait_until};
+use rustnet_tests::{Engine, on_every_engine, Cases, SimHost, docker_ok, run, wait_until};
 
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
 
@@ -29,7 +29,9 @@ fn eventually(what: &str, mut f: impl FnMut() -> Result<String, String>) -> Stri
     }
 }
 
-/// Links and firewall rules left by rustnet on `host`.
+/// Links and firewall rules left by rustnet on `host`, but the resolver
+/// address's (host-wide, kept while rustnet is installed: see
+/// [`resolver_rules`]).
 fn leftovers(host: &SimHost) -> Vec<String> {
     let links = run(host.cmd("ip").args(["-o", "link", "show"])).unwrap_or_default();
     let rules = run(&mut host.cmd("iptables-save")).unwrap_or_default();
@@ -41,15 +43,30 @@ fn leftovers(host: &SimHost) -> Vec<String> {
                 || l.contains(": rnc")
                 || l.contains("alias rustnet")
         })
-        .chain(rules.lines().filter(|l| l.contains("RUSTNET")))
+        .chain(
+            rules
+                .lines()
+                .filter(|l| l.contains("RUSTNET") && !l.contains("RUSTNET-RESOLVER")),
+        )
         .map(str::to_owned)
         .collect()
 }
 
-#[test]
-fn bridge_mode_on_a_real_dockerd() {
-    let host = SimHost::spec().tools(&[UDP_ECHO]).start();
-    let peer = SimHost::start();
+/// The resolver address's rules on `host`.
+fn resolver_rules(host: &SimHost) -> Vec<String> {
+    let rules = run(host.cmd("iptables-save").args(["-t", "nat"])).unwrap_or_default();
+    rules
+        .lines()
+        .filter(|l| l.starts_with("-A") && l.contains("RUSTNET-RESOLVER"))
+        .map(str::to_owned)
+        .collect()
+}
+
+on_every_engine!(bridge_mode_on_a_real_dockerd);
+
+fn bridge_mode_on_a_real_dockerd(engine: Engine) {
+    let host = SimHost::spec().engine(engine).tools(&[UDP_ECHO]).start();
+    let peer = SimHost::start_on(engine);
     host.start_rustnet(&[]);
     let mut cases = Cases::new(|| host.reset());
 
@@ -268,6 +285,13 @@ fn bridge_mode_on_a_real_dockerd() {
             let links = run(host.cmd("ip").args(["-o", "link", "show"])).unwrap_or_default();
             assert!(!links.contains("rntest0"), "{links}");
             assert_eq!(leftovers(&host), Vec::<String>::new());
+            // The resolver address stays, so that a container whose
+            // daemon.json names it resolves with or without rustnet.
+            let resolver = resolver_rules(&host);
+            assert!(
+                resolver.iter().any(|r| r.contains("-d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.99.0.254:53")),
+                "{resolver:?}"
+            );
         },
     );
 

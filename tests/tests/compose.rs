@@ -4,9 +4,13 @@
 //! other (and a container on another host) by name, a service scaled, and
 //! nothing left after `down`.
 
+// Scenarios run as a test per engine (on_every_engine!), where a failed
+// expect or unwrap is a failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::process::Command;
 
-use rustnet_tests::{IMAGE, SimHost, run, wait_until};
+use rustnet_tests::{Engine, on_every_engine, IMAGE, SimHost, run, wait_until};
 
 const COMPOSE_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -25,14 +29,15 @@ fn ok(result: Result<String, String>, what: &str) -> String {
     result.unwrap_or_else(|e| panic!("docker-compose {what}: {e}"))
 }
 
-#[test]
-fn the_compose_example_runs_on_rustnet_networks() {
+on_every_engine!(the_compose_example_runs_on_rustnet_networks);
+
+fn the_compose_example_runs_on_rustnet_networks(engine: Engine) {
     assert!(
         run(Command::new("docker-compose").arg("version")).is_ok(),
         "docker-compose is missing: scripts/test.sh installs Debian's docker-compose"
     );
-    let h1 = SimHost::start();
-    let h2 = SimHost::start();
+    let h1 = SimHost::start_on(engine);
+    let h2 = SimHost::start_on(engine);
     h1.start_rustnet(&[]);
     let join = format!("{}:7950", h1.addr);
     let token = h1.join_token();

@@ -2,12 +2,12 @@
 //! Docker's own bridge driver (`--ipam-driver rustnet`).
 
 // Each end-to-end scenario reads as one story, start to finish.
-#![allow(clippy::too_many_lines)]
+#![allow(clippy::too_many_lines, clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
-use rustnet_tests::{Cases, SimHost, docker_ok, wait_until};
+use rustnet_tests::{Engine, on_every_engine, Cases, SimHost, docker_ok, wait_until};
 use serde_json::Value;
 
 const IMAGE: &str = "rustnet-test/busybox:latest";
@@ -88,9 +88,10 @@ fn pool_ids(host: &SimHost) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn ipam_driver_on_a_real_dockerd() {
-    let host = SimHost::start();
+on_every_engine!(ipam_driver_on_a_real_dockerd);
+
+fn ipam_driver_on_a_real_dockerd(engine: Engine) {
+    let host = SimHost::start_on(engine);
     host.start_rustnet(&[]);
     let mut cases = Cases::new(|| host.reset());
 
@@ -280,6 +281,11 @@ fn ipam_driver_on_a_real_dockerd() {
         for c in ["k1", "k2"] {
             docker_ok(run_container(&host, c, "keep", &[]), "run");
         }
+        // Once rustnet has learned both holders' names (in the background).
+        wait_until("k1 and k2 named", 10, || {
+            let text = serde_json::to_string(&pools(&host)).unwrap_or_default();
+            text.contains("container k1") && text.contains("container k2")
+        });
         let before = pools(&host);
         host.kill_rustnet();
         host.start_rustnet(&[]);

@@ -3,22 +3,23 @@
 //! everywhere, resynchronised after a plugin outage.
 
 // Each end-to-end scenario reads as one story, start to finish.
-#![allow(clippy::too_many_lines)]
+#![allow(clippy::too_many_lines, clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Cases, IMAGE, SimHost, docker_ok, run, wait_until};
+use rustnet_tests::{Engine, on_every_engine, Cases, IMAGE, SimHost, docker_ok, run, wait_until};
 
 fn has_network(host: &SimHost, name: &str) -> bool {
     host.docker(&["network", "inspect", name]).is_ok()
 }
 
-#[test]
-fn overlay_networks_across_three_hosts() {
-    let h1 = SimHost::start();
-    let h2 = SimHost::start();
-    let h3 = SimHost::start();
+on_every_engine!(overlay_networks_across_three_hosts);
+
+fn overlay_networks_across_three_hosts(engine: Engine) {
+    let h1 = SimHost::start_on(engine);
+    let h2 = SimHost::start_on(engine);
+    let h3 = SimHost::start_on(engine);
     // Swarm's overlay, started later beside rustnet's, takes UDP 4789.
     let port = ("RUSTNET_VXLAN_PORT", "4790");
     h1.start_rustnet(&[port]);
@@ -355,7 +356,7 @@ fn overlay_networks_across_three_hosts() {
                 .to_owned();
             // A host on the underlay that is not a member sends VXLAN frames
             // of that overlay to h1.
-            let intruder = SimHost::start();
+            let intruder = SimHost::start_on(engine);
             let ip = |args: &[&str]| {
                 run(intruder.cmd("ip").args(args)).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
             };

@@ -4,11 +4,15 @@
 //! SETTING=VALUE...` on three hosts, which form one cluster with an overlay
 //! across them.
 
+// The scenario runs as a test per engine, where a failed expect or unwrap
+// is a failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{SimHost, docker_ok, run, rustnet_bin, wait_until};
+use rustnet_tests::{Engine, SimHost, docker_ok, run, rustnet_bin, wait_until};
 
 const PUSH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker-plugin/push.sh");
 const INSTALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker-plugin/install.sh");
@@ -100,10 +104,18 @@ fn install(host: &SimHost, reference: &str, settings: &[&str]) {
 }
 
 #[test]
-fn the_plugin_installs_from_a_registry_on_three_hosts() {
-    let h1 = SimHost::spec().dockerd_args(&[INSECURE]).start();
-    let h2 = SimHost::spec().dockerd_args(&[INSECURE]).start();
-    let h3 = SimHost::spec().dockerd_args(&[INSECURE]).start();
+fn the_plugin_installs_from_a_registry_on_three_hosts_on_docker_20_10() {
+    the_plugin_installs_from_a_registry_on_three_hosts(Engine::Bookworm);
+}
+
+#[test]
+fn the_plugin_installs_from_a_registry_on_three_hosts_on_docker_28() {
+    the_plugin_installs_from_a_registry_on_three_hosts(Engine::Sid);
+}
+
+fn the_plugin_installs_from_a_registry_on_three_hosts(engine: Engine) {
+    let start = || SimHost::spec().engine(engine).dockerd_args(&[INSECURE]).start();
+    let (h1, h2, h3) = (start(), start(), start());
     let _registry = Registry::start(&h1);
     let reference = format!("{}:5000/rustnet:e2e", h1.addr);
 

@@ -7,6 +7,8 @@ use std::path::Path;
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 const SYSTEMD_RESOLV_CONF: &str = "/run/systemd/resolve/resolv.conf";
+/// The same file as the managed plugin sees it (its `host-run` mount).
+const SYSTEMD_RESOLV_CONF_IN_PLUGIN: &str = "/host/run/systemd/resolve/resolv.conf";
 const SYSTEMD_STUB: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
 
 /// The IPv4 `nameserver`s of a resolv.conf text, in order.
@@ -45,8 +47,12 @@ pub(crate) struct Servers {
 impl Servers {
     /// Read from this host's files.
     pub(crate) fn of_host() -> Self {
-        let read = |path: &str| std::fs::read_to_string(Path::new(path)).unwrap_or_default();
-        Self::from_texts(&read(RESOLV_CONF), &read(SYSTEMD_RESOLV_CONF))
+        let read = |path: &str| std::fs::read_to_string(Path::new(path)).ok();
+        let systemd = read(SYSTEMD_RESOLV_CONF).or_else(|| read(SYSTEMD_RESOLV_CONF_IN_PLUGIN));
+        Self::from_texts(
+            &read(RESOLV_CONF).unwrap_or_default(),
+            &systemd.unwrap_or_default(),
+        )
     }
 
     /// From the texts of /etc/resolv.conf and systemd-resolved's file.
