@@ -308,8 +308,14 @@ mod tests {
             })
         };
         let missing = names_text(&names(json!(true), json!(["web1", "c2"])));
-        assert!(missing.starts_with("names across hosts: MISSING SETTING: Docker 28.5.2"), "{missing}");
-        assert!(missing.contains("add \"dns\": [\"169.254.53.53\"] to /etc/docker/daemon.json"), "{missing}");
+        assert!(
+            missing.starts_with("names across hosts: MISSING SETTING: Docker 28.5.2"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains("add \"dns\": [\"169.254.53.53\"] to /etc/docker/daemon.json"),
+            "{missing}"
+        );
         assert!(missing.ends_with("their overlays: web1, c2\n"), "{missing}");
         let ok = names_text(&names(json!(true), json!([])));
         assert!(ok.contains("every overlay container here has it"), "{ok}");

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Engine, on_every_engine, Cases, SimHost, docker_ok, run, wait_until};
+use rustnet_tests::{Cases, Engine, SimHost, docker_ok, on_every_engine, run, wait_until};
 
 const UDP_ECHO: &str = env!("CARGO_BIN_EXE_udp-echo");
 

@@ -10,7 +10,7 @@
 
 use std::process::Command;
 
-use rustnet_tests::{Engine, on_every_engine, IMAGE, SimHost, run, wait_until};
+use rustnet_tests::{Engine, IMAGE, SimHost, on_every_engine, run, wait_until};
 
 const COMPOSE_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -4,12 +4,15 @@
 //! both; and dockerd restarted under rustnet networks in use, with and
 //! without `--live-restore`.
 
-// Each end-to-end scenario reads as one story, start to finish.
-#![allow(clippy::too_many_lines)]
+// Each end-to-end scenario reads as one story, start to finish; it runs as
+// a test per engine (on_every_engine!), where a failed expect is a failure.
+#![allow(clippy::too_many_lines, clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use rustnet_tests::{Engine, on_every_engine, Cases, SimHost, UPSTREAM_ADDR, UPSTREAM_NAME, docker_ok, wait_until};
+use rustnet_tests::{
+    Cases, Engine, SimHost, UPSTREAM_ADDR, UPSTREAM_NAME, docker_ok, on_every_engine, wait_until,
+};
 
 /// What `-d` and `--ipam-driver` take for a managed plugin named rustnet on
 /// Docker 20.10 (see the README).
@@ -146,7 +149,7 @@ fn managed_plugin_host_service_and_dockerd_restarts(engine: Engine) {
             SERVICE,
             "plain",
         ]);
-        let error = plain.expect_err("Docker 20.10 resolves -d rustnet only to a legacy plugin");
+        let error = plain.expect_err("Docker resolves -d rustnet only to a legacy plugin");
         assert!(error.contains("could not resolve driver"), "{error}");
         h1.create_network(MANAGED, "mp", &["--subnet", "10.0.90.0/24"]);
         h1.run_container("mp-a", "mp", &[], &[]);

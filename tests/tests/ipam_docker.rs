@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
-use rustnet_tests::{Engine, on_every_engine, Cases, SimHost, docker_ok, wait_until};
+use rustnet_tests::{Cases, Engine, SimHost, docker_ok, on_every_engine, wait_until};
 use serde_json::Value;
 
 const IMAGE: &str = "rustnet-test/busybox:latest";

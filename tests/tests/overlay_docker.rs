@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{Engine, on_every_engine, Cases, IMAGE, SimHost, docker_ok, run, wait_until};
+use rustnet_tests::{Cases, Engine, IMAGE, SimHost, docker_ok, on_every_engine, run, wait_until};
 
 fn has_network(host: &SimHost, name: &str) -> bool {
     host.docker(&["network", "inspect", name]).is_ok()

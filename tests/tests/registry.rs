@@ -114,7 +114,12 @@ fn the_plugin_installs_from_a_registry_on_three_hosts_on_docker_28() {
 }
 
 fn the_plugin_installs_from_a_registry_on_three_hosts(engine: Engine) {
-    let start = || SimHost::spec().engine(engine).dockerd_args(&[INSECURE]).start();
+    let start = || {
+        SimHost::spec()
+            .engine(engine)
+            .dockerd_args(&[INSECURE])
+            .start()
+    };
     let (h1, h2, h3) = (start(), start(), start());
     let _registry = Registry::start(&h1);
     let reference = format!("{}:5000/rustnet:e2e", h1.addr);

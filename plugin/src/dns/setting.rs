@@ -160,9 +160,16 @@ mod tests {
             },
         };
         named.apply(&name).unwrap();
-        assert_eq!(names_view(&named, HOST, Some("28.5.2")).missing_for, ["web1"]);
+        assert_eq!(
+            names_view(&named, HOST, Some("28.5.2")).missing_for,
+            ["web1"]
+        );
         // Up to 27, the host's servers are asked from the container.
-        assert!(names_view(&state, HOST, Some("26.1.5")).missing_for.is_empty());
+        assert!(
+            names_view(&state, HOST, Some("26.1.5"))
+                .missing_for
+                .is_empty()
+        );
         // Until Docker has told its version, nothing is judged.
         let unknown = names_view(&state, HOST, None);
         assert_eq!(unknown.needs_setting, None);
