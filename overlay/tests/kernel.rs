@@ -93,6 +93,7 @@ async fn converge(netlink: &Netlink, desired: &Desired) -> usize {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
 fn bridge_and_veth_are_built_as_planned_and_seen_as_built() {
     in_fresh_netns(|| async {
         let netlink = Netlink::connect("kernel-test").unwrap();
@@ -135,6 +136,7 @@ fn bridge_and_veth_are_built_as_planned_and_seen_as_built() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
 fn leftovers_are_removed_and_foreign_links_left_alone() {
     in_fresh_netns(|| async {
         let netlink = Netlink::connect("kernel-test").unwrap();
@@ -151,6 +153,7 @@ fn leftovers_are_removed_and_foreign_links_left_alone() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
 fn a_deleted_bridge_is_rebuilt_and_its_ports_reattached() {
     in_fresh_netns(|| async {
         let netlink = Netlink::connect("kernel-test").unwrap();
@@ -165,6 +168,7 @@ fn a_deleted_bridge_is_rebuilt_and_its_ports_reattached() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
 fn the_resolver_address_goes_to_rustnet_while_it_runs_and_to_the_host_otherwise() {
     in_fresh_netns(|| async {
         let iptables = Iptables;
@@ -209,6 +213,7 @@ fn the_resolver_address_goes_to_rustnet_while_it_runs_and_to_the_host_otherwise(
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
 fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
     in_fresh_netns(|| async {
         let iptables = Iptables;
@@ -337,6 +342,7 @@ fn remote(last: u8) -> rustnet_overlay::Remote {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
 fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
     in_fresh_netns(|| async {
         sh("ip link set lo up");
@@ -371,6 +377,7 @@ fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
 /// beside a network's MTU lookup), on a multi-threaded runtime as the
 /// daemon's, must all succeed.
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
 fn reads_at_once_through_one_connection_all_succeed() {
     in_fresh_netns_on(tokio::runtime::Builder::new_multi_thread, || async {
         let netlink = Netlink::connect("kernel-test").unwrap();

@@ -127,14 +127,17 @@ macro_rules! on_every_engine {
     ($scenario:ident) => {
         mod $scenario {
             #[test]
+            #[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
             fn docker_20_10() {
                 super::$scenario($crate::Engine::Bookworm);
             }
             #[test]
+            #[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
             fn docker_26() {
                 super::$scenario($crate::Engine::Trixie);
             }
             #[test]
+            #[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
             fn docker_28() {
                 super::$scenario($crate::Engine::Sid);
             }

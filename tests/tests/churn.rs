@@ -51,6 +51,7 @@ fn footprint(host: &SimHost) -> Footprint {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn container_churn_leaves_nothing_behind() {
     let cycles: usize = std::env::var("RUSTNET_CHURN_CYCLES")
         .ok()

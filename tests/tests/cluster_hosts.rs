@@ -66,6 +66,7 @@ fn cut(host: &SimHost, action: &str) {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn a_cluster_of_simulated_hosts() {
     let h1 = SimHost::start();
     let h2 = SimHost::start();

@@ -27,6 +27,7 @@ fn signal(pid: u32, signal: &str) {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn a_starved_follower_does_not_unseat_the_leader() {
     let (hosts, _) = BareHost::three_voters();
     let (leader, term) = leadership(&hosts[0]).expect("the cluster has a leader");
@@ -58,6 +59,7 @@ fn a_starved_follower_does_not_unseat_the_leader() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn a_leader_killed_as_the_cluster_forms_comes_back() {
     const POOL: &str = "10.91.0.0/16";
     let (mut hosts, join) = BareHost::three_voters();

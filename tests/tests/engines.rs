@@ -33,6 +33,7 @@ fn status_text(host: &SimHost) -> String {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn docker_28_needs_the_dns_line_and_says_so() {
     let engine = Engine::Sid;
     assert!(engine.needs_dns_setting(), "{engine} is older than 28");

@@ -104,11 +104,13 @@ fn install(host: &SimHost, reference: &str, settings: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn the_plugin_installs_from_a_registry_on_three_hosts_on_docker_20_10() {
     the_plugin_installs_from_a_registry_on_three_hosts(Engine::Bookworm);
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn the_plugin_installs_from_a_registry_on_three_hosts_on_docker_28() {
     the_plugin_installs_from_a_registry_on_three_hosts(Engine::Sid);
 }

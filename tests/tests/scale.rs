@@ -8,6 +8,7 @@
 use rustnet_tests::scale::{Scale, run};
 
 #[test]
+#[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn a_filled_cluster_takes_back_a_follower_and_a_new_member() {
     let scale = Scale {
         docker_hosts: 1,
