@@ -35,6 +35,11 @@ apt_cache_private() {
         -o Dir::Cache="$apt_dir/cache" "$@"
 }
 
+# One fetch at a time (test processes may ask at once).
+mkdir -p "$root"
+exec 9>"$root/.lock"
+flock 9
+
 fetched=()
 for suite in "${suites[@]}"; do
     [ -x "$root/$suite/usr/sbin/dockerd" ] || fetched+=("$suite")
