@@ -11,6 +11,7 @@ use rustnet_ipam::store::{Store, StoreConfig};
 use rustnet_ipam::{Command, DefaultPool};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (mounts a tmpfs): scripts/test.sh runs it"]
 async fn a_full_disk_stops_the_store_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mount = Process::new("mount")
