@@ -134,6 +134,9 @@ fn names_text(names: &Value) -> String {
         Some(false) => format!(
             "names across hosts: ok (Docker {engine} asks the host's resolvers from inside each container)\n"
         ),
+        Some(true) if names["checked"].as_u64() == Some(0) => format!(
+            "names across hosts: Docker {engine} needs {setting} in /etc/docker/daemon.json (no overlay container here to check it by yet)\n"
+        ),
         Some(true) if missing.is_empty() => format!(
             "names across hosts: Docker {engine} needs {setting} in /etc/docker/daemon.json; every overlay container here has it\n"
         ),
@@ -304,6 +307,7 @@ mod tests {
                 "engine": "28.5.2",
                 "needs_setting": needs,
                 "setting": "\"dns\": [\"169.254.53.53\"]",
+                "checked": 2,
                 "missing_for": missing,
             })
         };
@@ -319,6 +323,13 @@ mod tests {
         assert!(missing.ends_with("their overlays: web1, c2\n"), "{missing}");
         let ok = names_text(&names(json!(true), json!([])));
         assert!(ok.contains("every overlay container here has it"), "{ok}");
+        let mut none = names(json!(true), json!([]));
+        none["checked"] = json!(0);
+        let none = names_text(&none);
+        assert!(
+            none.contains("no overlay container here to check it by yet"),
+            "{none}"
+        );
         let old = names_text(&names(json!(false), json!([])));
         assert!(old.starts_with("names across hosts: ok"), "{old}");
         assert_eq!(

@@ -30,6 +30,8 @@ pub(crate) struct NamesView {
     pub needs_setting: Option<bool>,
     /// The line daemon.json needs.
     pub setting: String,
+    /// How many endpoints of this host's routed overlays were judged.
+    pub checked: usize,
     /// Containers on this host's overlays none of whose DNS servers pass
     /// the overlay: they resolve only same-host names of it.
     pub missing_for: Vec<String>,
@@ -45,30 +47,35 @@ pub(crate) fn needs_setting(version: &str) -> Option<bool> {
 /// The names view of `host` on Docker `engine`.
 pub(crate) fn names_view(state: &State, host: HostId, engine: Option<&str>) -> NamesView {
     let needs = engine.and_then(needs_setting);
-    let missing_for = if needs == Some(true) {
+    let (checked, missing_for) = if needs == Some(true) {
         missing_for(state, host)
     } else {
-        Vec::new()
+        (0, Vec::new())
     };
     NamesView {
         resolver_address: RESOLVER_ADDR,
         engine: engine.map(str::to_owned),
         needs_setting: needs,
         setting: format!("\"dns\": [\"{RESOLVER_ADDR}\"]"),
+        checked,
         missing_for,
     }
 }
 
 /// The containers (or endpoints, while unnamed) of this host's routed
 /// overlays with no DNS server a query from inside the container reaches
-/// through the overlay. Docker gives no servers for `--internal` networks'
-/// endpoints, so those are not judged.
-fn missing_for(state: &State, host: HostId) -> Vec<String> {
+/// through the overlay, and how many endpoints were judged. Docker gives
+/// no servers for `--internal` networks' endpoints, so those are not
+/// judged.
+fn missing_for(state: &State, host: HostId) -> (usize, Vec<String>) {
     let tables = state.tables();
-    let mut missing: Vec<String> = tables
+    let judged: Vec<_> = tables
         .networks_of(host)
         .filter(|n| n.mode == Mode::Overlay && !n.internal)
         .flat_map(|n| tables.endpoints_of(&n.id))
+        .collect();
+    let mut missing: Vec<String> = judged
+        .iter()
         .filter(|e| !e.dns.iter().any(passes_the_overlay))
         .map(|e| {
             e.container
@@ -78,7 +85,7 @@ fn missing_for(state: &State, host: HostId) -> Vec<String> {
         .collect();
     missing.sort_unstable();
     missing.dedup();
-    missing
+    (judged.len(), missing)
 }
 
 /// Whether a query to `server` from inside a container leaves through its
@@ -148,6 +155,7 @@ mod tests {
         let view = names_view(&state, HOST, Some("28.5.2"));
         assert_eq!(view.needs_setting, Some(true));
         assert_eq!(view.missing_for, ["endpoint ep1ep1ep1ep1"]);
+        assert_eq!(view.checked, 1);
         assert_eq!(view.setting, "\"dns\": [\"169.254.53.53\"]");
         let mut named = state.clone();
         let name = Command::NameEndpoint {
@@ -174,6 +182,11 @@ mod tests {
         let unknown = names_view(&state, HOST, None);
         assert_eq!(unknown.needs_setting, None);
         assert!(unknown.missing_for.is_empty());
+        // No overlay container here: nothing to judge yet.
+        assert_eq!(
+            names_view(&State::default(), HOST, Some("28.5.2")).checked,
+            0
+        );
     }
 
     #[test]
