@@ -5,7 +5,7 @@
 //! neighbour entry, or firewall rule.
 //!
 //! `RUSTNET_CHURN_CYCLES` sets the number of cycles: the suite runs 100,
-//! `RUSTNET_CHURN_CYCLES=10000 cargo test -p rustnet-tests --test churn`
+//! `RUSTNET_CHURN_CYCLES=10000 cargo test -p rustnet-tests --test churn -- --include-ignored`
 //! is the long run.
 
 use rustnet_tests::{IMAGE, SimHost, docker_ok, wait_until};
