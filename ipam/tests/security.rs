@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rustnet_ipam::store::{JoinReply, JoinRequest, NodeCert, RemoteError};
-use rustnet_ipam::{Command, CommandResult, HolderKind, IpamError, Proposal, Response};
+use rustnet_ipam::{Admission, Command, CommandResult, HolderKind, IpamError, Proposal, Response};
 use rustnet_proto::{ClusterClient, Payload, RaftClient};
 use tokio::net::TcpListener;
 
@@ -324,6 +324,24 @@ async fn a_replication_stream_is_cut_when_its_member_is_removed() {
         .any(|m| m.id == fourth.store.id())
     {
         assert!(Instant::now() < deadline, "the removal never reached n2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The membership changes when its entry is appended; the certificate
+    // is revoked when n2 applies the removal, which may come a moment
+    // later: wait for that too.
+    let fingerprint = fourth.store.cert().unwrap().fingerprint;
+    let revoked = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        nodes[1]
+            .store
+            .local(|s| matches!(s.admission(&fingerprint, now), Admission::Refused))
+            .unwrap_or(false)
+    };
+    while !revoked() {
+        assert!(Instant::now() < deadline, "n2 never applied the removal");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
