@@ -54,18 +54,8 @@ impl Iptables {
     /// this host) removes the rule.
     pub async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
         // A hook for another port (the setting changed) goes first.
-        let hooks = iptables_output(&["-t", "filter", "-S", "INPUT"])
-            .await
-            .unwrap_or_default();
-        for line in hooks
-            .lines()
-            .filter(|l| l.ends_with(&format!("-j {VXLAN_CHAIN}")))
-        {
-            let rule = line.trim_start_matches("-A INPUT ").to_owned();
-            if ingress.is_none_or(|i| i.hook().2 != rule) {
-                let _ = delete("filter", "INPUT", &rule).await;
-            }
-        }
+        let wanted = ingress.map(|i| i.hook().2);
+        drop_other_hooks("filter", "INPUT", VXLAN_CHAIN, wanted.as_slice()).await;
         match ingress {
             Some(ingress) => {
                 restore(&ingress.restore_script()).await?;
@@ -95,19 +85,12 @@ impl Iptables {
             ("PREROUTING", RESOLVER_CHAIN),
             ("OUTPUT", RESOLVER_OUT_CHAIN),
         ] {
-            let hooks = iptables_output(&["-t", "nat", "-S", chain])
-                .await
-                .unwrap_or_default();
-            let prefix = format!("-A {chain} ");
-            for line in hooks
-                .lines()
-                .filter(|l| l.ends_with(&format!("-j {target}")))
-            {
-                let rule = line.trim_start_matches(&prefix).to_owned();
-                if !wanted.iter().any(|(_, c, r)| *c == chain && *r == rule) {
-                    let _ = delete("nat", chain, &rule).await;
-                }
-            }
+            let keep: Vec<String> = wanted
+                .iter()
+                .filter(|(_, c, _)| *c == chain)
+                .map(|(_, _, rule)| rule.clone())
+                .collect();
+            drop_other_hooks("nat", chain, target, &keep).await;
         }
         match resolver {
             Some(resolver) => {
@@ -175,6 +158,23 @@ impl Iptables {
         ] {
             let _ = iptables(&["-t", table, "-F", chain]).await;
             let _ = iptables(&["-t", table, "-X", chain]).await;
+        }
+    }
+}
+
+/// Deletes every jump from `chain` to `target` but the `keep` rules (a
+/// hook written for an earlier setting); what cannot be read or deleted is
+/// left for the next pass.
+async fn drop_other_hooks(table: &str, chain: &str, target: &str, keep: &[String]) {
+    let hooks = iptables_output(&["-t", table, "-S", chain])
+        .await
+        .unwrap_or_default();
+    let prefix = format!("-A {chain} ");
+    let jump = format!("-j {target}");
+    for line in hooks.lines().filter(|l| l.ends_with(&jump)) {
+        let rule = line.trim_start_matches(&prefix);
+        if !keep.iter().any(|k| k == rule) {
+            let _ = delete(table, chain, rule).await;
         }
     }
 }

@@ -183,13 +183,13 @@ impl Service {
         let Some(resolver) = &self.resolver else {
             return DnsView::default();
         };
-        let host_resolvers = resolv::host_resolvers();
+        let servers = resolv::Servers::of_host();
         let upstreams = store
-            .local(|s| dns_upstreams(s, store.id(), &host_resolvers))
+            .local(|s| dns_upstreams(s, store.id(), &servers.routed()))
             .unwrap_or_default();
         DnsView {
             ports: resolver.ensure(&upstreams).await,
-            resolver: Some(resolver.resolver_address().await),
+            resolver: Some(resolver.resolver_address(&servers).await),
         }
     }
 

@@ -144,8 +144,11 @@ impl Resolver {
 
     /// Where queries to the resolver address go now: to this resolver
     /// (listening from the first call on, for good) while the process
-    /// lives, and to the host's own resolvers as resolv.conf names them now.
-    pub(crate) async fn resolver_address(self: &Arc<Self>) -> ResolverAddress {
+    /// lives, and to the host's own resolvers, `servers`.
+    pub(crate) async fn resolver_address(
+        self: &Arc<Self>,
+        servers: &resolv::Servers,
+    ) -> ResolverAddress {
         let mut own = self.own.lock().await;
         if own.is_none() {
             match self.listen(Upstream::Host).await {
@@ -159,7 +162,6 @@ impl Resolver {
                 }
             }
         }
-        let servers = resolv::Servers::of_host();
         ResolverAddress {
             addr: RESOLVER_ADDR,
             port: own.filter(|t| t.guarded).map(|t| t.port),
@@ -381,16 +383,26 @@ fn servers_for(upstream: Upstream) -> (Vec<Ipv4Addr>, Duration) {
     }
 }
 
-async fn forward_udp(upstream: Upstream, query: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Asks `upstream`'s servers in turn with `ask` (one server, its time to
+/// answer); the first answer, or the last failure.
+async fn in_turn<F, Fut>(upstream: Upstream, ask: F) -> std::io::Result<Vec<u8>>
+where
+    F: Fn(Ipv4Addr, Duration) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<Vec<u8>>>,
+{
     let (servers, timeout) = servers_for(upstream);
     let mut last = std::io::Error::other("the host names no resolver");
     for server in servers {
-        match ask_udp(server, query, timeout).await {
+        match ask(server, timeout).await {
             Ok(reply) => return Ok(reply),
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+async fn forward_udp(upstream: Upstream, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    in_turn(upstream, |server, timeout| ask_udp(server, query, timeout)).await
 }
 
 async fn ask_udp(server: Ipv4Addr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
@@ -406,15 +418,7 @@ async fn ask_udp(server: Ipv4Addr, query: &[u8], timeout: Duration) -> std::io::
 }
 
 async fn forward_tcp(upstream: Upstream, query: &[u8]) -> std::io::Result<Vec<u8>> {
-    let (servers, timeout) = servers_for(upstream);
-    let mut last = std::io::Error::other("the host names no resolver");
-    for server in servers {
-        match ask_tcp(server, query, timeout).await {
-            Ok(reply) => return Ok(reply),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+    in_turn(upstream, |server, timeout| ask_tcp(server, query, timeout)).await
 }
 
 async fn ask_tcp(server: Ipv4Addr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {

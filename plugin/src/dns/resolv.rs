@@ -28,12 +28,6 @@ pub(crate) fn nameservers(text: &str) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// The upstreams Docker forwards to from inside a container: loopback ones
-/// are queried from dockerd's own namespace and never pass a network.
-pub(crate) fn host_resolvers() -> Vec<Ipv4Addr> {
-    Servers::of_host().routed()
-}
-
 /// The host's resolvers, as its resolv.conf files name them now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Servers {
@@ -66,8 +60,9 @@ impl Servers {
         Self { own, behind_stub }
     }
 
-    /// The ones a container or a routed packet can reach: not loopback
-    /// (the stub's upstreams in its place), as Docker finds them.
+    /// The ones a container or a routed packet can reach, as Docker finds
+    /// them (up to 27 it asks these from inside the container): not
+    /// loopback (the stub's upstreams in its place).
     pub(crate) fn routed(&self) -> Vec<Ipv4Addr> {
         let mut servers = if self.behind_stub.is_empty() {
             self.own.clone()
