@@ -30,6 +30,9 @@ if ! $quick; then
     mkdir -p target
     nice -n 19 scripts/prepare-tools.sh >target/prepare-tools.log 2>&1 &
     prepared=$!
+    # The previous release's binary, from this repository's history, for
+    # the upgrade test (which waits for it, or builds it if this failed).
+    nice -n 10 scripts/previous-release.sh >target/previous-release.log 2>&1 &
 fi
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings

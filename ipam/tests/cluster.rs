@@ -392,6 +392,7 @@ async fn a_write_stream_answers_every_write_it_carries_once_by_its_tag() {
             // Proposal ids of their own: a repeated id is a retry.
             let proposal = Proposal::new(tag + 1_000_000, command);
             Payload {
+                format: rustnet_ipam::FORMAT,
                 data: serde_json::to_vec(&(tag, proposal)).unwrap(),
             }
         })

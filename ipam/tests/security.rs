@@ -26,6 +26,7 @@ async fn write_as(addr: &str, cert: &NodeCert, command: Command, claimed: u64) -
         ..Proposal::new(rand_id(), command)
     };
     let payload = Payload {
+        format: rustnet_ipam::FORMAT,
         data: serde_json::to_vec(&proposal).unwrap(),
     };
     let reply = ClusterClient::new(channel_as(addr, cert))
@@ -49,6 +50,7 @@ async fn stream_write_as(
         ..Proposal::new(rand_id(), command)
     };
     let tagged = Payload {
+        format: rustnet_ipam::FORMAT,
         data: serde_json::to_vec(&(7u64, proposal)).unwrap(),
     };
     let mut answers = ClusterClient::new(channel_as(addr, cert))
@@ -179,6 +181,7 @@ async fn enrollment_names_no_identity_and_a_certificate_joins_only_as_its_own() 
         cluster: None,
     };
     let payload = Payload {
+        format: rustnet_ipam::FORMAT,
         data: serde_json::to_vec(&ask).unwrap(),
     };
     let reply = ClusterClient::new(channel_as(&nodes[0].addr, &cert))
@@ -310,6 +313,7 @@ async fn a_replication_stream_is_cut_when_its_member_is_removed() {
     };
     writes
         .unbounded_send(Payload {
+            format: rustnet_ipam::FORMAT,
             data: serde_json::to_vec(&(1u64, Proposal::new(rand_id(), own))).unwrap(),
         })
         .unwrap();
@@ -348,6 +352,7 @@ async fn a_replication_stream_is_cut_when_its_member_is_removed() {
     // The next message on the stream that is still open is refused, before
     // it is even read as a request.
     tx.unbounded_send(Payload {
+        format: rustnet_ipam::FORMAT,
         data: b"{}".to_vec(),
     })
     .unwrap();
@@ -532,6 +537,7 @@ async fn ask_as<T: serde::de::DeserializeOwned>(
     data: serde_json::Value,
 ) -> Result<T, RemoteError> {
     let payload = Payload {
+        format: rustnet_ipam::FORMAT,
         data: serde_json::to_vec(&data).unwrap(),
     };
     let mut client = ClusterClient::new(channel_as(addr, cert));

@@ -180,14 +180,20 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
                 name,
                 aliases,
             };
-            tracing::info!(endpoint = %endpoint_id, container = %learned.name, "learned who uses an endpoint");
-            store
-                .write(Command::NameEndpoint {
-                    host,
-                    id: endpoint_id.clone(),
-                    container: learned,
-                })
-                .await?;
+            let command = Command::NameEndpoint {
+                host,
+                id: endpoint_id.clone(),
+                container: learned,
+            };
+            // While a member of an older release cannot read it (an
+            // upgrade under way, rustnet status says so): learned again
+            // once every member can.
+            if let Err(e) = store.admit_format(&command) {
+                tracing::debug!(endpoint = %endpoint_id, error = %e, "naming waits");
+                continue;
+            }
+            tracing::info!(endpoint = %endpoint_id, %command, "learned who uses an endpoint");
+            store.write(command).await?;
             crate::metrics::endpoint_named(&endpoint_id);
         }
     }
@@ -208,6 +214,9 @@ async fn name_addresses(service: &Service, docker: &Docker) -> anyhow::Result<()
         let seen = docker.network_containers(&network).await?;
         let commands = store.local(|s| to_name(s, host, &seen)).unwrap_or_default();
         for command in commands {
+            if store.admit_format(&command).is_err() {
+                continue;
+            }
             tracing::info!(%command, "learned who uses an address");
             store.write(command).await?;
         }

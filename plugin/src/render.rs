@@ -166,12 +166,33 @@ fn members_text(status: &Value) -> String {
             .map(|n| format!(", {n} entries behind"))
             .unwrap_or_default();
         out.push_str(&format!(
-            "  member {} {} {role}{behind}\n",
+            "  member {} {} {role}{behind}{}\n",
             member["id"],
-            member["addr"].as_str().unwrap_or("?")
+            member["addr"].as_str().unwrap_or("?"),
+            version_text(status, &member["id"])
         ));
     }
+    if let Some(waiting) = status["upgrade"]["waiting"].as_str() {
+        out.push_str(&format!("  {waiting}\n"));
+    }
     out
+}
+
+/// `, release 0.2.0 (format 2)` for a member that said, `, version
+/// unknown (why)` for one that did not; nothing without an answer.
+fn version_text(status: &Value, id: &Value) -> String {
+    let answers = status["upgrade"]["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let Some(answer) = answers.iter().find(|a| a["id"] == *id) else {
+        return String::new();
+    };
+    match (answer["release"].as_str(), answer["error"].as_str()) {
+        (Some(release), _) => format!(", release {release} (format {})", answer["format"]),
+        (None, Some(error)) => format!(", version unknown ({error})"),
+        (None, None) => String::new(),
+    }
 }
 
 fn unix_now() -> u64 {
@@ -259,6 +280,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn render_shows_each_members_version_and_what_waits_for_the_upgrade() {
+        let status = json!({
+            "cluster": { "members": [
+                { "id": 1, "addr": "10.0.0.1:7950", "voter": true },
+                { "id": 2, "addr": "10.0.0.2:7950", "voter": true },
+                { "id": 3, "addr": "10.0.0.3:7950", "voter": true }] },
+            "upgrade": { "format": 2, "cluster_format": 1,
+                "members": [{ "id": 1, "release": "0.2.0", "format": 2 },
+                            { "id": 2, "release": "0.1", "format": 1 },
+                            { "id": 3, "error": "connection refused" }],
+                "waiting": "upgrade under way: the cluster writes format 1" },
+        });
+        let text = render(&status);
+        for line in [
+            "member 1 10.0.0.1:7950 voter, release 0.2.0 (format 2)\n",
+            "member 2 10.0.0.2:7950 voter, release 0.1 (format 1)\n",
+            "member 3 10.0.0.3:7950 voter, version unknown (connection refused)\n",
+            "  upgrade under way: the cluster writes format 1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
+    }
 
     #[test]
     fn render_shows_lag_names_and_published_ports() {

@@ -312,6 +312,7 @@ impl Service {
             }),
             errors: self.recent.list(),
             names,
+            upgrade: store.upgrade_view().await,
         })
     }
 
@@ -334,6 +335,8 @@ pub(crate) struct Status {
     errors: Vec<crate::recent::Seen>,
     /// Names across hosts on this host (`None`: `RUSTNET_NAMES=false`).
     names: Option<crate::dns::setting::NamesView>,
+    /// Each member's version, and what waits while they differ.
+    upgrade: rustnet_ipam::store::UpgradeView,
 }
 
 fn unexpected(response: &Response) -> ApiError {

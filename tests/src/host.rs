@@ -36,6 +36,9 @@ pub struct SimHost {
     engine: Engine,
     index: u8,
     rustnet: Mutex<Option<Child>>,
+    /// The rustnet binary this host runs, when not the one under test (a
+    /// previous release, in the upgrade test).
+    release: Mutex<Option<PathBuf>>,
     /// The plugin socket, as seen from the host's mount namespace.
     socket: Mutex<String>,
     underlay: String,
@@ -119,6 +122,7 @@ impl HostSpec {
             engine: self.engine,
             index,
             rustnet: Mutex::new(None),
+            release: Mutex::new(None),
             socket: Mutex::new(SOCKET.to_owned()),
             underlay,
             veth,
@@ -411,6 +415,24 @@ impl SimHost {
         }
     }
 
+    /// Runs `binary` as this host's rustnet (daemon and CLI) from its next
+    /// start on; `None`: the binary under test.
+    pub fn use_rustnet(&self, binary: Option<PathBuf>) {
+        *self
+            .release
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = binary;
+    }
+
+    /// The rustnet binary this host runs.
+    pub fn rustnet_bin(&self) -> PathBuf {
+        self.release
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(rustnet_bin)
+    }
+
     /// Starts this host's rustnet daemon without waiting for it.
     pub fn spawn_rustnet(&self, env: &[(&str, &str)]) {
         let mut slot = self.rustnet_slot();
@@ -420,7 +442,7 @@ impl SimHost {
             .append(true)
             .open(self.dir.join("rustnet.log"))
             .unwrap_or_else(|e| panic!("open rustnet.log: {e}"));
-        let mut cmd = self.cmd(&rustnet_bin().display().to_string());
+        let mut cmd = self.cmd(&self.rustnet_bin().display().to_string());
         cmd.arg("daemon")
             .env("RUSTNET_SOCKET", SOCKET)
             .env("RUSTNET_STATE_DIR", self.dir.join("state"))
@@ -505,7 +527,7 @@ impl SimHost {
     pub fn try_status(&self) -> Result<Value, String> {
         let socket = self.socket();
         let out = run(self
-            .cmd(&rustnet_bin().display().to_string())
+            .cmd(&self.rustnet_bin().display().to_string())
             .args(["status", "--json", "--socket", &socket]))?;
         serde_json::from_str(&out).map_err(|e| format!("status is not JSON ({e}): {out}"))
     }
@@ -514,7 +536,7 @@ impl SimHost {
     pub fn join_token(&self) -> String {
         let socket = self.socket();
         run(self
-            .cmd(&rustnet_bin().display().to_string())
+            .cmd(&self.rustnet_bin().display().to_string())
             .args(["status", "--token", "--socket", &socket]))
         .unwrap_or_else(|e| panic!("rustnet status --token on {}: {e}", self.netns))
     }

@@ -23,5 +23,8 @@ mod upstream;
 pub use bare::{BareHost, rss_kib};
 pub use engine::Engine;
 pub use host::{HostSpec, IMAGE, RESOLVER_ADDR, SimHost};
-pub use run::{Cases, docker_ok, plugin_call, require_root, run, run_ok, rustnet_bin, wait_until};
+pub use run::{
+    Cases, docker_ok, plugin_call, previous_release, require_root, run, run_ok, rustnet_bin,
+    wait_until,
+};
 pub use upstream::{UPSTREAM_ADDR, UPSTREAM_NAME};

@@ -48,6 +48,17 @@ pub fn rustnet_bin() -> PathBuf {
     path
 }
 
+/// The previous release's rustnet binary (the main branch before formats
+/// were numbered, commit d6f0e30), built from the repository's history by
+/// `scripts/previous-release.sh` once and cached under target/previous.
+pub fn previous_release() -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/previous-release.sh");
+    let path = run(&mut Command::new(script)).unwrap_or_else(|e| {
+        panic!("the previous release could not be built from the repository's history: {e}")
+    });
+    PathBuf::from(path.lines().last().unwrap_or_default())
+}
+
 /// Polls `f` every 250 ms until it holds; panics after `secs` seconds.
 pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let start = std::time::Instant::now();

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize, de};
 
+use crate::format::FORMAT;
 use crate::{ClusterCa, Endpoint, HostId, IpamError, JoinToken, Network, PortBinding};
 
 /// A block of address space from which networks created without `--subnet`
@@ -137,8 +138,9 @@ pub enum Command {
     InitJoinToken { token: JoinToken },
     /// Replaces the join token (`rustnet cluster rotate-token`).
     RotateJoinToken { token: JoinToken },
-    /// Sets the cluster's CA unless it has one (at bootstrap); its key, if
-    /// sent, is not kept.
+    /// Sets the cluster's CA unless it has one (at bootstrap). This release
+    /// sends the certificate alone; releases of format 1 sent the key too,
+    /// which stays in the state until [`Command::SealCa`].
     InitCa { ca: ClusterCa },
     /// Drops the CA key that a state from before kept (written by the
     /// leader once it holds the key itself).
@@ -174,6 +176,9 @@ pub enum Command {
     Joined { host: HostId },
     /// Records the Docker name of overlay `key`.
     NameOverlay { key: String, name: String },
+    /// Every member reads `format` now: commands of that format may be
+    /// written (by the leader, once each member said so; never lowered).
+    RaiseFormat { format: u32 },
     /// Docker's ReleaseAddress: only the holding host may release.
     ReleaseAddress {
         host: HostId,
@@ -211,6 +216,7 @@ impl Command {
             Self::Joined { .. } => "joined",
             Self::NameOverlay { .. } => "name-overlay",
             Self::ReleaseAddress { .. } => "release-address",
+            Self::RaiseFormat { .. } => "raise-format",
         }
     }
 }
@@ -243,7 +249,41 @@ impl Command {
             | Self::RotateCa { .. }
             | Self::RetireCa { .. }
             | Self::SealCa
+            | Self::RaiseFormat { .. }
             | Self::NameOverlay { .. } => None,
+        }
+    }
+
+    /// The format a member must read for this command to be written: 1
+    /// for the commands every release has known, 2 for those added with
+    /// format 2 (members of format 1 cannot decode them).
+    pub fn format(&self) -> u32 {
+        match self {
+            Self::ForgetNetwork { .. }
+            | Self::NameEndpoint { .. }
+            | Self::NameAddress { .. }
+            | Self::SealCa
+            | Self::RotateCa { .. }
+            | Self::RetireCa { .. }
+            | Self::AssignHostId { .. }
+            | Self::Joined { .. }
+            | Self::RaiseFormat { .. } => 2,
+            Self::RequestPool { .. }
+            | Self::ReleasePool { .. }
+            | Self::RequestAddress { .. }
+            | Self::CreateNetwork(_)
+            | Self::DeleteNetwork { .. }
+            | Self::CreateEndpoint(_)
+            | Self::DeleteEndpoint { .. }
+            | Self::SetJoined { .. }
+            | Self::ForgetHost { .. }
+            | Self::RegisterHost { .. }
+            | Self::InitJoinToken { .. }
+            | Self::RotateJoinToken { .. }
+            | Self::InitCa { .. }
+            | Self::AdmitCert { .. }
+            | Self::NameOverlay { .. }
+            | Self::ReleaseAddress { .. } => 1,
         }
     }
 }
@@ -298,6 +338,7 @@ impl fmt::Display for Command {
             Self::RotateCa { ca, .. } => write!(f, "rotate-ca to {}", ca.fingerprint),
             Self::RetireCa { previous } => write!(f, "retire-ca {previous}"),
             Self::SealCa => write!(f, "seal-ca"),
+            Self::RaiseFormat { format } => write!(f, "raise-format to {format}"),
             Self::AssignHostId { at } => write!(f, "assign-host-id at {at}"),
             Self::Joined { host } => write!(f, "joined {host}"),
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),
@@ -334,15 +375,32 @@ impl fmt::Display for Command {
 /// and kept across its retries, so a write retried after a lost reply (a
 /// leader change, a forwarding timeout) is applied once. Id 0 means "no
 /// id": log entries written before ids existed were bare commands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Written as `{"v": FORMAT, "id", "command", "by"}`: the format first, so
+/// a reader refuses an entry of a later format before it meets a command
+/// it does not know (releases of format 1 skip `v`, as any unknown field).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
     pub id: u64,
     pub command: Command,
     /// The member that forwarded this write to the leader, as its
     /// certificate names it (set by the leader, never by the sender);
     /// `None` when the leader's own code proposed it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<HostId>,
+}
+
+impl Serialize for Proposal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("v", &FORMAT)?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("command", &self.command)?;
+        if let Some(by) = self.by {
+            map.serialize_entry("by", &by)?;
+        }
+        map.end()
+    }
 }
 
 impl Proposal {
@@ -407,6 +465,10 @@ impl<'de> de::Visitor<'de> for ProposalVisitor {
                 Key::Command if command.is_some() => {
                     return Err(de::Error::duplicate_field("command"));
                 }
+                Key::Format => {
+                    let found: u32 = map.next_value()?;
+                    crate::format::check("a log entry", found).map_err(de::Error::custom)?;
+                }
                 Key::Id => id = Some(map.next_value()?),
                 Key::Command => command = Some(map.next_value()?),
                 Key::By => by = map.next_value()?,
@@ -429,6 +491,7 @@ impl<'de> de::Visitor<'de> for ProposalVisitor {
 /// A key of a proposal's map; any other is a command's name (or a field
 /// to skip).
 enum Key {
+    Format,
     Id,
     Command,
     By,
@@ -447,6 +510,7 @@ impl<'de> Deserialize<'de> for Key {
 
             fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
                 Ok(match key {
+                    "v" => Key::Format,
                     "id" => Key::Id,
                     "command" => Key::Command,
                     "by" => Key::By,

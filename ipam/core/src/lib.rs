@@ -20,6 +20,7 @@
 mod addr;
 mod command;
 mod error;
+pub mod format;
 mod mac;
 mod members;
 mod network;
@@ -46,6 +47,7 @@ pub(crate) fn retain<K: Ord + Clone, V: Clone>(
 
 pub use command::{Command, CommandResult, DefaultPool, HolderKind, Proposal, Response};
 pub use error::IpamError;
+pub use format::{FORMAT, FormatError, OLDEST_FORMAT};
 pub use mac::{Mac, MacError};
 pub use members::{
     Admission, CaRotation, ENROLLMENT_WINDOW_SECS, Enrollments, MAX_PENDING_ENROLLMENTS, PeerCert,

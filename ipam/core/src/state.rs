@@ -55,6 +55,10 @@ pub struct State {
     /// When each member's certificate became valid (unix seconds).
     #[serde(default)]
     cert_times: BTreeMap<HostId, u64>,
+    /// The format every member reads (none: 1, a cluster of releases from
+    /// before formats were numbered): commands of a later one wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<u32>,
 }
 
 impl State {
@@ -120,7 +124,17 @@ impl State {
                 Ok(Response::Done)
             }
             Command::InitCa { ca } => {
-                self.ca.get_or_insert_with(|| ca.public());
+                // The key a release of format 1 sent stays until the voters
+                // hold it and the leader seals it; in a cluster of format 2
+                // (where every member keeps the key in its own db) a key
+                // is never kept.
+                let format_1 = self.cluster_format() < 2;
+                self.ca
+                    .get_or_insert_with(|| if format_1 { ca.clone() } else { ca.public() });
+                Ok(Response::Done)
+            }
+            Command::RaiseFormat { format } => {
+                self.format = Some(self.cluster_format().max(*format));
                 Ok(Response::Done)
             }
             Command::SealCa => {
@@ -221,6 +235,11 @@ impl State {
                 Ok(Response::Done)
             }
         }
+    }
+
+    /// The format every member of the cluster reads: what may be written.
+    pub fn cluster_format(&self) -> u32 {
+        self.format.unwrap_or(crate::format::OLDEST_FORMAT)
     }
 
     /// The underlay address of `host`.

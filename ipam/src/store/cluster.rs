@@ -136,6 +136,11 @@ impl Store {
             .await
             .map_err(StoreError::raft)?;
         self.set_cluster_id(&format!("{:016x}", rand::random::<u64>()))?;
+        // Its only member reads this release's format.
+        self.write(Command::RaiseFormat {
+            format: crate::FORMAT,
+        })
+        .await?;
         let token = token.map_or_else(JoinToken::generate, |t| split_token(t).0);
         self.write(Command::InitJoinToken { token }).await?;
         self.ensure_cert().await
@@ -928,6 +933,9 @@ async fn keep_cert_fresh(store: Store) {
         }
         if let Err(e) = store.keep_ca_keys().await {
             tracing::warn!(error = %e, "keeping the CA key");
+        }
+        if let Err(e) = store.keep_format().await {
+            tracing::warn!(error = %e, "raising the cluster's format");
         }
         if let Err(e) = store.renew_if_due().await {
             tracing::warn!(error = %e, "renewing this member's certificate");

@@ -152,6 +152,27 @@ impl Db {
         txn.commit().map_err(io::Error::other)
     }
 
+    /// Replaces the snapshot with one in the single record of format 1 (meta
+    /// and data in one meta record, as release 0.1 reads it): written while
+    /// the cluster's format is 1, so that a host put back on that release
+    /// finds its snapshot.
+    pub(crate) fn put_snapshot_record<T: Serialize>(&self, record: &T) -> io::Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+        let txn = self.inner.begin_write().map_err(io::Error::other)?;
+        {
+            let mut table = txn.open_table(META).map_err(io::Error::other)?;
+            table
+                .insert(KEY_SNAPSHOT, bytes.as_slice())
+                .map_err(io::Error::other)?;
+            table.remove(KEY_SNAPSHOT_META).map_err(io::Error::other)?;
+            txn.open_table(SNAPSHOT)
+                .map_err(io::Error::other)?
+                .remove(SNAPSHOT_DATA)
+                .map_err(io::Error::other)?;
+        }
+        txn.commit().map_err(io::Error::other)
+    }
+
     /// The snapshot's meta and data, if there is one in the current form.
     pub(crate) fn get_snapshot<M: DeserializeOwned>(&self) -> io::Result<Option<(M, Vec<u8>)>> {
         let Some(meta) = self.get_meta::<M>(KEY_SNAPSHOT_META)? else {

@@ -68,6 +68,18 @@ pub enum StoreError {
     NoCaKey,
     #[error("unexpected answer of the state machine: {0:?}")]
     Unexpected(Response),
+    /// The command is of a format not every member reads yet: it waits
+    /// until every host runs a release that does.
+    #[error(
+        "{command} waits for the upgrade: it needs every member to read format {needs}, and \
+         the cluster reads format {cluster} until every host runs this release \
+         (rustnet status shows each member's version)"
+    )]
+    Upgrading {
+        command: &'static str,
+        needs: u32,
+        cluster: u32,
+    },
 }
 
 impl StoreError {
@@ -214,6 +226,8 @@ pub enum PeerError {
     Remote(#[source] RemoteError),
     #[error("{0}")]
     Tls(#[source] TlsError),
+    #[error(transparent)]
+    Format(#[from] crate::FormatError),
 }
 
 /// Why a certificate could not be made or checked.

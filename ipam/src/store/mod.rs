@@ -30,6 +30,7 @@ mod state_machine;
 mod tls;
 mod transport;
 mod types;
+mod upgrade;
 
 pub use cluster::{ClusterView, JoinReply, JoinRequest, Member, RaftView, enroll};
 pub use db::Db;
@@ -43,3 +44,4 @@ pub use server::{ClusterService, RaftService, services, spawn_server};
 pub use state_machine::StateMachine;
 pub use tls::{NodeCert, SERVER_NAME};
 pub use types::TypeConfig;
+pub use upgrade::{MemberAnswer, MemberVersion, UpgradeView};

@@ -124,13 +124,19 @@ pub(crate) fn tls_endpoint(addr: &str, tls: ClientTlsConfig) -> Result<Endpoint,
         .map(|e| e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true))
 }
 
+/// `value` as a payload of this release's format.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Payload, PeerError> {
     serde_json::to_vec(value)
-        .map(|data| Payload { data })
+        .map(|data| Payload {
+            data,
+            format: crate::FORMAT,
+        })
         .map_err(PeerError::Encode)
 }
 
+/// A payload's value, if its format is one this release reads.
 pub(crate) fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, PeerError> {
+    crate::format::check("a message from a peer", payload.format)?;
     serde_json::from_slice(&payload.data).map_err(PeerError::Decode)
 }
 
@@ -218,19 +224,68 @@ impl PeerClient {
         F: FnOnce(RaftClient<Channel>, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Payload>, tonic::Status>>,
     {
-        let client = self
-            .peers
-            .raft(&self.addr)
-            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(ttl);
-        let reply = rpc(client, request).await.map_err(|status| {
+        let reply = self.send(message, ttl, rpc).await?.map_err(|status| {
             tracing::debug!(peer = self.target, addr = %self.addr, %status, "raft rpc failed");
             self.unreachable(status.message())
         })?;
         let answer: Result<Resp, RemoteError> =
             decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+
+    /// Sends `message` on `rpc`: the peer's reply or its status.
+    async fn send<M, F, Fut>(
+        &self,
+        message: M,
+        ttl: Duration,
+        rpc: F,
+    ) -> Result<Result<tonic::Response<Payload>, tonic::Status>, RPCError<TypeConfig>>
+    where
+        F: FnOnce(RaftClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Payload>, tonic::Status>>,
+    {
+        let client = self
+            .peers
+            .raft(&self.addr)
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(ttl);
+        Ok(rpc(client, request).await)
+    }
+
+    /// A whole snapshot in one message, as members of format 1 take it
+    /// (they have no InstallSnapshotChunk): its data as plain JSON, the
+    /// snapshot format they read.
+    async fn whole_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+        ttl: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let state = super::state_machine::decode_state(&snapshot.snapshot).map_err(streaming)?;
+        let message = SnapshotMessage {
+            vote,
+            meta: snapshot.meta,
+            data: serde_json::to_vec(&state).map_err(streaming)?,
+        };
+        tracing::info!(
+            peer = self.target,
+            bytes = message.data.len(),
+            "sending a whole snapshot (the peer is of format 1)"
+        );
+        let reply = self
+            .send(
+                encode(&message).map_err(streaming)?,
+                ttl,
+                |mut c, r| async move { c.install_snapshot(r).await },
+            )
+            .await
+            .map_err(streaming)?
+            .map_err(streaming)?;
+        // Members of format 1 answer `Result<_, String>`.
+        let answer: Result<SnapshotResponse<TypeConfig>, String> =
+            decode(reply.get_ref()).map_err(streaming)?;
+        answer.map_err(streaming)
     }
 
     /// Sends one serde payload on `rpc` and decodes the peer's
@@ -417,7 +472,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let data = snapshot.snapshot;
+        let data = &snapshot.snapshot;
         let total = data.len() as u64;
         tracing::info!(peer = self.target, bytes = total, "sending a snapshot");
         let mut offset = 0usize;
@@ -432,13 +487,25 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             let chunk = SnapshotChunk {
                 header: encode(&header).map_err(streaming)?.data,
                 data: data.get(offset..end).unwrap_or_default().to_vec(),
+                format: crate::FORMAT,
             };
-            let answer: Option<SnapshotResponse<TypeConfig>> = self
-                .call_with(chunk, option.hard_ttl(), |mut c, r| async move {
+            let reply = self
+                .send(chunk, option.hard_ttl(), |mut c, r| async move {
                     c.install_snapshot_chunk(r).await
                 })
                 .await
                 .map_err(streaming)?;
+            let reply = match reply {
+                Err(status) if status.code() == tonic::Code::Unimplemented && offset == 0 => {
+                    let ttl = option.hard_ttl();
+                    return self.whole_snapshot(vote, snapshot, ttl).await;
+                }
+                other => other.map_err(|status| streaming(self.unreachable(status.message())))?,
+            };
+            let answer: Option<SnapshotResponse<TypeConfig>> =
+                decode::<Result<_, RemoteError>>(reply.get_ref())
+                    .map_err(streaming)?
+                    .map_err(streaming)?;
             if end >= data.len() {
                 return answer.ok_or_else(|| streaming("the peer did not install the snapshot"));
             }

@@ -333,6 +333,7 @@ impl Store {
 
     /// Replicates `command`; the state machine's answer, whatever it is.
     async fn write_result(&self, command: Command) -> Result<CommandResult, StoreError> {
+        self.admit_format(&command)?;
         // Never 0, which marks entries written before ids existed.
         let id = rand::random::<u64>().max(1);
         let proposal = Proposal::new(id, command);
@@ -372,6 +373,8 @@ impl Store {
         &self,
         proposal: Proposal,
     ) -> Result<CommandResult, RemoteError> {
+        self.admit_format(&proposal.command)
+            .map_err(|e| RemoteError::Failed(e.to_string()))?;
         self.raft
             .client_write(proposal)
             .await

@@ -105,6 +105,22 @@ fn input<T: DeserializeOwned>(request: &Request<Payload>) -> Result<T, Status> {
     decode(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// Refuses a host joining with a release whose format is below the
+/// cluster's: it could not read the log (a downgrade, or a host installed
+/// with an old release).
+fn too_old(store: &Store, request: &Request<Payload>) -> Result<(), Status> {
+    let theirs = request.get_ref().format.max(crate::OLDEST_FORMAT);
+    let cluster = store.cluster_format();
+    if theirs >= cluster {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "this host runs a release of format {theirs}, and the cluster writes format {cluster}, \
+         which that release cannot read: install the cluster's release (or a later one) on it \
+         (downgrades are not supported)"
+    )))
+}
+
 fn output<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
     encode(value)
         .map(Response::new)
@@ -327,8 +343,11 @@ impl Raft for RaftService {
 
 impl RaftService {
     async fn install_chunk(&self, chunk: SnapshotChunk) -> Result<Response<Payload>, Status> {
-        let header: ChunkHeader = decode(&Payload { data: chunk.header })
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let header: ChunkHeader = decode(&Payload {
+            data: chunk.header,
+            format: chunk.format,
+        })
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let Some(data) = self.receive(&header, chunk.data)? else {
             return output(&Ok::<Option<()>, RemoteError>(None));
         };
@@ -519,12 +538,14 @@ impl Cluster for ClusterService {
         if request.get_ref().data.len() > MAX_ENROLL_BYTES {
             return Err(Status::invalid_argument("enrollment request too large"));
         }
+        too_old(&self.store, &request)?;
         let _turn = self.enrollments.turn()?;
         let ask: EnrollRequest = input(&request)?;
         output(&self.store.handle_enroll(ask).await)
     }
 
     async fn join(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        too_old(&self.store, &request)?;
         let sender = member(&self.store, &request)?;
         let ask: JoinRequest = input(&request)?;
         output(&self.store.handle_join(ask, sender).await)
@@ -540,6 +561,11 @@ impl Cluster for ClusterService {
         let sender = member(&self.store, &request)?;
         let fingerprint: String = input(&request)?;
         output(&self.store.handle_ca_key(&fingerprint, sender))
+    }
+
+    async fn version(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        member(&self.store, &request)?;
+        output(&super::MemberVersion::own())
     }
 
     async fn remove(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {

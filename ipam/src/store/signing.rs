@@ -251,7 +251,13 @@ impl Store {
         if keys != before {
             self.set_ca_keys(&keys)?;
         }
-        if !ca.key_pem.is_empty() && self.is_leader() && keys.contains_key(&ca.fingerprint) {
+        // Sealed once every member reads SealCa: until then members of
+        // format 1, which sign with the key in the state, keep it.
+        if !ca.key_pem.is_empty()
+            && self.is_leader()
+            && keys.contains_key(&ca.fingerprint)
+            && self.admit_format(&Command::SealCa).is_ok()
+        {
             self.write(Command::SealCa).await?;
             tracing::info!("the CA key is no longer in the replicated state: voters hold it");
         }

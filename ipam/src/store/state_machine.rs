@@ -5,8 +5,10 @@
 //! re-applies the committed log that follows it.
 //!
 //! A snapshot's data is the state as JSON (so fields added later decode
-//! with their defaults), deflated behind a 4-byte tag: about a tenth of the
-//! JSON. Data without the tag is a snapshot from before compression.
+//! with their defaults), deflated behind a 4-byte tag that names its
+//! format, `RNZ2`: about a tenth of the JSON. Format 1 wrote plain JSON
+//! (before compression) or `RNZ1`; a later format's tag is refused by
+//! name ([`crate::FormatError`]).
 
 use std::io;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -93,8 +95,8 @@ fn poisoned() -> io::Error {
     io::Error::other("state machine lock poisoned")
 }
 
-/// Marks compressed snapshot data.
-const COMPRESSED: &[u8; 4] = b"RNZ1";
+/// Marks compressed snapshot data; the last byte is the format's digit.
+const COMPRESSED: &[u8; 3] = b"RNZ";
 
 /// The snapshot in the store: its own table, or the single record of
 /// before.
@@ -105,14 +107,36 @@ fn stored(db: &Db) -> io::Result<Option<StoredSnapshot>> {
     db.get_meta::<StoredSnapshot>(KEY_SNAPSHOT)
 }
 
+/// Stores a snapshot: while the cluster's format is 1, as plain JSON in
+/// the single record release 0.1 reads (a host can go back to it until
+/// the upgrade ends); else in its own table. Hands the data back.
+fn store(
+    db: &Db,
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+    format_1: bool,
+    durability: redb::Durability,
+) -> io::Result<Vec<u8>> {
+    if format_1 {
+        let record = StoredSnapshot { meta, data };
+        db.put_snapshot_record(&record)?;
+        return Ok(record.data);
+    }
+    match durability {
+        redb::Durability::None => db.put_snapshot_lazily(&meta, &data)?,
+        _ => db.put_snapshot(&meta, &data)?,
+    }
+    Ok(data)
+}
+
 /// The state as snapshot data.
 pub(crate) fn encode(state: &State) -> io::Result<Vec<u8>> {
     // The JSON goes to the encoder in large pieces, never whole (it is
     // ten times the snapshot): fed serde's small writes directly, the
     // encoder clears its output's spare capacity on each (most of a
     // snapshot's cost when measured).
-    let deflate =
-        flate2::write::DeflateEncoder::new(COMPRESSED.to_vec(), flate2::Compression::fast());
+    let tag = [COMPRESSED.as_slice(), &[format_digit(crate::FORMAT)]].concat();
+    let deflate = flate2::write::DeflateEncoder::new(tag, flate2::Compression::fast());
     let mut json = io::BufWriter::with_capacity(ENCODE_PIECE, deflate);
     serde_json::to_writer(&mut json, state).map_err(io::Error::other)?;
     json.into_inner()
@@ -124,11 +148,22 @@ pub(crate) fn encode(state: &State) -> io::Result<Vec<u8>> {
 /// decoder reads).
 const ENCODE_PIECE: usize = 256 << 10;
 
-/// Snapshot data as the state, compressed or not.
+/// The tag's last byte for `format` (`'2'` for 2).
+fn format_digit(format: u32) -> u8 {
+    b'0'.saturating_add(u8::try_from(format).unwrap_or(u8::MAX))
+}
+
+/// Snapshot data as the state, compressed or not, if its format is one
+/// this release reads.
 pub(crate) fn decode_state(data: &[u8]) -> io::Result<State> {
-    match data.strip_prefix(COMPRESSED.as_slice()) {
+    let tagged = data
+        .strip_prefix(COMPRESSED.as_slice())
+        .and_then(|rest| rest.split_first());
+    match tagged {
         // Parsed as it is inflated: the JSON is never whole in memory.
-        Some(compressed) => {
+        Some((digit, compressed)) => {
+            let format = u32::from(digit.saturating_sub(b'0'));
+            crate::format::check("a snapshot", format).map_err(io::Error::other)?;
             let json = io::BufReader::with_capacity(
                 ENCODE_PIECE,
                 flate2::read::DeflateDecoder::new(compressed),
@@ -170,11 +205,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // writer waits for: at the normal priority, and without an fsync
         // of its own (the log's next round takes it to disk, before the
         // purge that follows it). With one, it held the writer 1-5.6 ms.
-        let data = crate::background::run("rustnet-snapshot", move || encode(&state)).await??;
+        let format_1 = state.cluster_format() < 2;
+        let data = crate::background::run("rustnet-snapshot", move || {
+            if format_1 {
+                serde_json::to_vec(&state).map_err(io::Error::other)
+            } else {
+                encode(&state)
+            }
+        })
+        .await??;
         let (db, stored_meta) = (self.db.clone(), meta.clone());
         let data = tokio::task::spawn_blocking(move || {
-            db.put_snapshot_lazily(&stored_meta, &data)?;
-            io::Result::Ok(data)
+            store(&db, stored_meta, data, format_1, redb::Durability::None)
         })
         .await
         .map_err(io::Error::other)??;
@@ -237,7 +279,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
         let applied = decode(meta, &snapshot)?;
-        self.db.put_snapshot(meta, &snapshot)?;
+        let format_1 = applied.state.cluster_format() < 2;
+        let snapshot = if format_1 && snapshot.starts_with(COMPRESSED) {
+            serde_json::to_vec(&applied.state).map_err(io::Error::other)?
+        } else {
+            snapshot
+        };
+        let snapshot = store(
+            &self.db,
+            meta.clone(),
+            snapshot,
+            format_1,
+            redb::Durability::Immediate,
+        )?;
         tracing::info!(bytes = snapshot.len(), "snapshot installed");
         *self.state_mut()? = applied;
         // The state it replaced and the decoding's garbage.
@@ -305,5 +359,18 @@ mod tests {
         assert_eq!(decode_state(&compact).unwrap(), state);
         assert_eq!(decode_state(&json).unwrap(), state);
         assert!(decode_state(b"RNZ1garbage").is_err());
+        assert!(compact.starts_with(b"RNZ2"));
+        // Format 1 deflated behind RNZ1: still read.
+        let mut format_1 = compact.clone();
+        format_1[3] = b'1';
+        assert_eq!(decode_state(&format_1).unwrap(), state);
+        // A later format is refused by name.
+        let mut later = compact;
+        later[3] = b'3';
+        let refused = decode_state(&later).unwrap_err().to_string();
+        assert!(
+            refused.contains("a snapshot was written in format 3"),
+            "{refused}"
+        );
     }
 }

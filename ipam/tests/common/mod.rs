@@ -256,6 +256,7 @@ pub async fn call_as(
     use rustnet_proto::{ClusterClient, Payload, RaftClient};
     let channel = channel(addr, ca_pem, identity);
     let payload = || Payload {
+        format: rustnet_ipam::FORMAT,
         data: b"{}".to_vec(),
     };
     vec![

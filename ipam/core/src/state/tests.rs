@@ -1297,7 +1297,14 @@ fn the_replicated_state_keeps_no_ca_key() {
         key_pem: format!("{name}-key"),
         ..test_ca(name)
     };
+    // A cluster of format 1 keeps the key its bootstrap sent (the voters
+    // take it from there, then the leader seals it).
     let mut s = State::default();
+    s.apply(&Command::InitCa { ca: keyed("a") }).unwrap();
+    assert_eq!(s.ca(), Some(&keyed("a")));
+    // A cluster of format 2 never keeps one.
+    let mut s = State::default();
+    s.apply(&Command::RaiseFormat { format: 2 }).unwrap();
     s.apply(&Command::InitCa { ca: keyed("a") }).unwrap();
     assert_eq!(s.ca(), Some(&test_ca("a")), "InitCa kept the key");
     s.apply(&Command::RotateCa {
