@@ -309,7 +309,7 @@ async fn a_new_member_catches_up_from_a_large_snapshot_in_pieces() {
     );
     acked.push(address);
     check(&fourth.store, &acked).await;
-    let size = std::fs::metadata(fourth.dir.join("raft.redb"))
+    let size = std::fs::metadata(fourth.dir.join(rustnet_ipam::store::STATE_FILE))
         .unwrap()
         .len();
     println!("the new member's state file: {size} bytes");

@@ -237,7 +237,16 @@ pub struct Network {
     pub internal: bool,
     pub published: Vec<Published>,
     pub dns: Vec<DnsRedirect>,
+    /// The network's containers that send their DNS queries from
+    /// [`LEGACY_BRIDGE`] (a release from before one-interface overlays
+    /// started them with a second interface there), by their address on
+    /// it: their queries to the `dns` upstreams go to the resolver too.
+    pub legacy_sources: Vec<Ipv4Addr>,
 }
+
+/// The bridge of the second interface that overlay containers of releases
+/// before one-interface overlays have (their default route).
+pub const LEGACY_BRIDGE: &str = "docker_gwbridge";
 
 /// The hooks into the built-in chains: (table, chain, rule).
 pub fn hooks() -> Vec<(&'static str, &'static str, String)> {
@@ -318,6 +327,16 @@ pub fn nat_rules(networks: &[Network]) -> Vec<String> {
                     "-A {DNS_CHAIN} -d {}/32 -i {} -p {proto} -m {proto} --dport 53{guard} -j DNAT --to-destination {}",
                     redirect.upstream, net.bridge, redirect.to
                 ));
+                // To the port on docker_gwbridge's own address (REDIRECT):
+                // the resolver's reply leaves from that address, which
+                // is what the connection tracking expects back.
+                for source in &net.legacy_sources {
+                    rules.push(format!(
+                        "-A {DNS_CHAIN} -s {source}/32 -d {}/32 -i {LEGACY_BRIDGE} -p {proto} -m {proto} --dport 53{guard} -j REDIRECT --to-ports {}",
+                        redirect.upstream,
+                        redirect.to.port()
+                    ));
+                }
             }
         }
     }
@@ -540,6 +559,7 @@ mod tests {
             internal,
             published: vec![],
             dns: vec![],
+            legacy_sources: vec![],
         }
     }
 
@@ -669,6 +689,29 @@ mod tests {
     }
 
     #[test]
+    fn queries_of_containers_with_a_legacy_second_interface_go_to_the_resolver_too() {
+        let mut net = network("rn-o", "10.0.45.0/24", false);
+        net.dns = vec![DnsRedirect {
+            upstream: "10.99.0.254".parse().unwrap(),
+            to: "10.0.45.1:40001".parse().unwrap(),
+            guarded: true,
+        }];
+        net.legacy_sources = vec!["172.18.0.3".parse().unwrap()];
+        let rules = nat_rules(&[net]);
+        let dns: Vec<&String> = rules.iter().filter(|r| r.contains("RUSTNET-DNS")).collect();
+        assert_eq!(
+            dns,
+            [
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p udp -m udp --dport 53 -m socket --transparent -j DNAT --to-destination 10.0.45.1:40001",
+                "-A RUSTNET-DNS -s 172.18.0.3/32 -d 10.99.0.254/32 -i docker_gwbridge -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40001",
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-o -p tcp -m tcp --dport 53 -m socket --transparent -j DNAT --to-destination 10.0.45.1:40001",
+                "-A RUSTNET-DNS -s 172.18.0.3/32 -d 10.99.0.254/32 -i docker_gwbridge -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40001",
+            ],
+            "only those containers' queries, never another container's on docker_gwbridge"
+        );
+    }
+
+    #[test]
     fn the_resolver_address_has_a_guarded_redirect_and_a_fallback_each_way() {
         let mut resolver = ResolverAddress {
             addr: Ipv4Addr::new(169, 254, 53, 53),
@@ -743,6 +786,7 @@ mod intact_tests {
             internal: false,
             published: vec![],
             dns: vec![],
+            legacy_sources: vec![],
         }];
         let ingress = VxlanIngress {
             port: 4790,

@@ -233,6 +233,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
                 to: "10.0.42.1:40001".parse().unwrap(),
                 guarded: true,
             }],
+            legacy_sources: vec![],
         };
         iptables
             .apply(std::slice::from_ref(&network), &[])
@@ -281,6 +282,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             internal: false,
             published: vec![],
             dns: vec![],
+            legacy_sources: vec![],
         };
         iptables
             .apply(std::slice::from_ref(&new), &inherited)

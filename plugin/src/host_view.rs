@@ -41,6 +41,9 @@ pub(crate) struct Taken {
 pub(crate) struct DnsView {
     pub ports: DnsPorts,
     pub resolver: Option<ResolverAddress>,
+    /// By network id: the addresses on docker_gwbridge of its containers
+    /// that an earlier release started with a second interface there.
+    pub legacy: BTreeMap<String, Vec<Ipv4Addr>>,
 }
 
 /// What this host's kernel should hold for `state`: a bridge per network
@@ -117,6 +120,12 @@ pub(crate) fn host_view(
                 } else {
                     Vec::new()
                 },
+                legacy_sources: dns
+                    .legacy
+                    .get(&network.id)
+                    .filter(|_| overlay)
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
     }

@@ -144,6 +144,9 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
         .flat_map(|(_, e)| e.iter().map(|e| e.id.as_str()))
         .collect();
     missing.keep(&known);
+    // Which containers are on which of this host's networks, as Docker
+    // shows them.
+    let mut on: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (network, ours) in endpoints.iter().filter(|(_, e)| !e.is_empty()) {
         let seen = match docker.network_containers(network).await {
             Ok(seen) => seen,
@@ -153,6 +156,11 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
                 continue;
             }
         };
+        for attached in &seen {
+            on.entry(attached.container.clone())
+                .or_default()
+                .push(network.clone());
+        }
         let shown: BTreeSet<String> = seen.iter().map(|a| a.endpoint.clone()).collect();
         for id in missing.look(ours, &shown, Instant::now(), LEAK_GRACE) {
             let commands = store.local(|s| release(s, host, &id)).unwrap_or_default();
@@ -197,7 +205,42 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
             crate::metrics::endpoint_named(&endpoint_id);
         }
     }
+    note_legacy(service, docker, &on).await;
     name_addresses(service, docker).await
+}
+
+/// Finds the containers of this host's networks that also sit on
+/// docker_gwbridge (started by a release before one-interface overlays:
+/// their DNS queries leave from there) and tells the resolver.
+async fn note_legacy(service: &Service, docker: &Docker, on: &BTreeMap<String, Vec<String>>) {
+    // No docker_gwbridge (the usual case): nobody has a legacy interface.
+    let gateways = docker
+        .network_containers(rustnet_overlay::firewall::LEGACY_BRIDGE)
+        .await
+        .unwrap_or_default();
+    service.note_legacy(legacy(&gateways, on)).await;
+}
+
+/// The legacy interfaces of the containers `on` this host's networks,
+/// from docker_gwbridge's containers (pure).
+fn legacy(gateways: &[Attached], on: &BTreeMap<String, Vec<String>>) -> crate::dns::Legacy {
+    let mut legacy = crate::dns::Legacy::default();
+    for attached in gateways {
+        let (Some(std::net::IpAddr::V4(address)), Some(networks)) =
+            (attached.address, on.get(&attached.container))
+        else {
+            continue;
+        };
+        legacy.owners.insert(address, attached.container.clone());
+        for network in networks {
+            legacy
+                .by_network
+                .entry(network.clone())
+                .or_default()
+                .push(address);
+        }
+    }
+    legacy
 }
 
 /// Names the holders of this host's addresses in IPAM-only networks
@@ -440,5 +483,31 @@ mod tests {
         assert!(!stale(Some(&web), "c1", "web"));
         assert!(stale(Some(&web), "c1", "web-renamed"));
         assert!(stale(Some(&web), "c2", "web"));
+    }
+
+    #[test]
+    fn containers_on_docker_gwbridge_and_a_network_here_have_a_legacy_interface() {
+        let attached = |container: &str, address: &str| Attached {
+            container: container.into(),
+            name: container.into(),
+            endpoint: format!("ep-{container}"),
+            address: Some(address.parse().unwrap()),
+        };
+        let gateways = [
+            attached("old", "172.18.0.3"),
+            attached("swarm", "172.18.0.4"),
+        ];
+        let on = BTreeMap::from([("old".to_owned(), vec!["net1".to_owned(), "net2".to_owned()])]);
+        let found = legacy(&gateways, &on);
+        let old: std::net::Ipv4Addr = "172.18.0.3".parse().unwrap();
+        // Only rustnet's containers: a swarm container there is not asked.
+        assert_eq!(found.owners, BTreeMap::from([(old, "old".to_owned())]));
+        assert_eq!(
+            found.by_network,
+            BTreeMap::from([
+                ("net1".to_owned(), vec![old]),
+                ("net2".to_owned(), vec![old])
+            ])
+        );
     }
 }

@@ -190,6 +190,20 @@ impl Service {
         DnsView {
             ports: resolver.ensure(&upstreams).await,
             resolver: Some(resolver.resolver_address(&servers).await),
+            legacy: resolver.legacy_sources(),
+        }
+    }
+
+    /// Notes the overlay containers with a legacy second interface (from
+    /// the learner); the data path follows when that changed.
+    pub(crate) async fn note_legacy(&self, legacy: crate::dns::Legacy) {
+        let Some(resolver) = &self.resolver else {
+            return;
+        };
+        if resolver.set_legacy(legacy)
+            && let Err(e) = self.reconcile(&[]).await
+        {
+            tracing::warn!(error = %e, "reconcile for legacy interfaces");
         }
     }
 

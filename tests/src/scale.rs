@@ -44,7 +44,7 @@ pub struct Report {
     pub fill_rate: f64,
     /// Each daemon's resident set once the endpoints are made, KiB.
     pub rss_kib: Vec<(String, u64)>,
-    /// The first member's state file (raft.redb), bytes.
+    /// The first member's state file (state.redb), bytes.
     pub state_bytes: u64,
     /// A follower killed, `while_down` endpoints made, started again:
     /// from its start to its first answer (linearizable: caught up).
@@ -235,7 +235,7 @@ pub fn run(scale: Scale) -> Report {
         .collect();
     rss.extend(bare.iter().map(|h| rss_of(h.addr.clone(), h.pid())));
     let state_bytes =
-        std::fs::metadata(docker[0].dir().join("state/raft.redb")).map_or(0, |m| m.len());
+        std::fs::metadata(docker[0].dir().join("state/state.redb")).map_or(0, |m| m.len());
 
     // A follower down while the cluster moves on, then back.
     bare[1].kill();

@@ -1,14 +1,19 @@
-//! Churn without leaks: container create/remove cycles across three hosts
-//! on bridge and overlay networks, with a plugin kill -9 (and a container
-//! removed while it is down) and a dockerd restart on some host every so
-//! often; afterwards no host holds a leaked address, endpoint, link, FDB or
-//! neighbour entry, or firewall rule.
+//! Churn without leaks: container create/remove cycles on three hosts at
+//! once (each host its own share of the cycles), on bridge and overlay
+//! networks by turns, with a plugin kill -9 (and a container removed while
+//! it is down) and a dockerd restart on each host every so often;
+//! afterwards no host holds a leaked address, endpoint, link, FDB or
+//! neighbour entry, or firewall rule. The figures (what each host held and
+//! its rustnet's RSS, before and after) are printed at the end.
 //!
-//! `RUSTNET_CHURN_CYCLES` sets the number of cycles: the suite runs 100,
-//! `RUSTNET_CHURN_CYCLES=10000 cargo test -p rustnet-tests --test churn -- --include-ignored`
-//! is the long run.
+//! `RUSTNET_CHURN_CYCLES` sets the number of cycles: the suite runs 240,
+//! `RUSTNET_BIN=target/release/rustnet RUSTNET_CHURN_CYCLES=10000 cargo test
+//! -p rustnet-tests --test churn -- --include-ignored` is the long run
+//! (docs/churn.md has its figures).
 
-use rustnet_tests::{IMAGE, SimHost, docker_ok, wait_until};
+use std::time::{Duration, Instant};
+
+use rustnet_tests::{IMAGE, SimHost, docker_ok, rss_kib, wait_until};
 
 /// What a host holds of rustnet's, counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,13 +55,70 @@ fn footprint(host: &SimHost) -> Footprint {
     }
 }
 
+/// One host's share of the churn: cycles `first`, `first + step`, ...
+/// below `cycles`; the runs refused (right after a fault only).
+fn churn(host: &SimHost, h: usize, cycles: usize, step: usize, env: &[(&str, &str)]) -> usize {
+    // The container of this host's previous cycle.
+    let mut previous: Option<String> = None;
+    let mut refused = 0;
+    for (n, c) in (h..cycles).step_by(step).enumerate() {
+        let net = if n % 2 == 0 {
+            "ov".to_owned()
+        } else {
+            format!("b{h}")
+        };
+        let name = format!("c{c}");
+        let run = host.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &net,
+            IMAGE,
+            "sleep",
+            "3600",
+        ]);
+        if run.is_err() {
+            refused += 1;
+            let _ = host.docker(&["rm", "-f", &name]);
+        }
+        if let Some(old) = previous.take() {
+            let _ = host.docker(&["rm", "-f", &old]);
+        }
+        if run.is_ok() {
+            previous = Some(name.clone());
+        }
+        // Faults at other moments on each host.
+        if (n + 7 * h) % 50 == 49 {
+            // kill -9 this host's plugin, and remove its latest container
+            // while it is down.
+            host.kill_rustnet();
+            if let Some(old) = previous.take() {
+                let _ = host.docker_within(120, &["rm", "-f", &old]);
+            }
+            host.start_rustnet(env);
+        }
+        if (n + 11 * h) % 75 == 74 {
+            if let Some(old) = previous.take() {
+                let _ = host.docker(&["rm", "-f", &old]);
+            }
+            host.restart_dockerd(&[]);
+        }
+    }
+    if let Some(old) = previous.take() {
+        docker_ok(host.docker(&["rm", "-f", &old]), "rm");
+    }
+    refused
+}
+
 #[test]
 #[ignore = "needs root, network namespaces and dockerd: scripts/test.sh runs it"]
 fn container_churn_leaves_nothing_behind() {
     let cycles: usize = std::env::var("RUSTNET_CHURN_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(240);
     let hosts = [SimHost::start(), SimHost::start(), SimHost::start()];
     hosts[0].start_rustnet(&[]);
     let join = format!("{}:7950", hosts[0].addr);
@@ -82,68 +144,32 @@ fn container_churn_leaves_nothing_behind() {
             .all(|h| h.docker(&["network", "inspect", "ov"]).is_ok())
     });
     let baseline: Vec<Footprint> = hosts.iter().map(footprint).collect();
+    let rss_before: Vec<u64> = hosts
+        .iter()
+        .map(|h| h.rustnet_pid().and_then(rss_kib).unwrap_or(0))
+        .collect();
 
-    // (host, container) of the container of the previous cycle.
-    let mut previous: Option<(usize, String)> = None;
-    let mut refused = 0;
-    for c in 0..cycles {
-        let h = c % hosts.len();
-        let host = &hosts[h];
-        let net = if c % 2 == 0 {
-            "ov".to_owned()
-        } else {
-            format!("b{h}")
-        };
-        let name = format!("c{c}");
-        let run = host.docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            &net,
-            IMAGE,
-            "sleep",
-            "3600",
-        ]);
-        if run.is_err() {
-            // Only right after a fault (the plugin or dockerd restarting).
-            refused += 1;
-            let _ = host.docker(&["rm", "-f", &name]);
-        }
-        if let Some((ph, pname)) = previous.take() {
-            let _ = hosts[ph].docker(&["rm", "-f", &pname]);
-        }
-        if run.is_ok() {
-            previous = Some((h, name.clone()));
-        }
-        if c % 50 == 49 {
-            // kill -9 the plugin of the host that runs the latest
-            // container, and remove that container while it is down.
-            let (vh, vname) = previous.take().unwrap_or((h, name.clone()));
-            hosts[vh].kill_rustnet();
-            let _ = hosts[vh].docker_within(120, &["rm", "-f", &vname]);
-            hosts[vh].start_rustnet(&env);
-        }
-        if c % 75 == 74 {
-            let vh = (c / 75) % hosts.len();
-            if let Some((ph, pname)) = previous.take() {
-                let _ = hosts[ph].docker(&["rm", "-f", &pname]);
-            }
-            hosts[vh].restart_dockerd(&[]);
-        }
-    }
-    if let Some((ph, pname)) = previous.take() {
-        docker_ok(hosts[ph].docker(&["rm", "-f", &pname]), "rm");
-    }
+    let started = Instant::now();
+    let refused: usize = std::thread::scope(|s| {
+        let runs: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(h, host)| s.spawn(move || churn(host, h, cycles, 3, &env)))
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("a host's churn panicked"))
+            .sum()
+    });
+    let took = started.elapsed();
     assert!(refused <= cycles / 10, "{refused} of {cycles} runs refused");
+    let mut after = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
         // Leaks of the kill -9 are released in the background (after
         // Docker has not shown them for 20 s).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(90);
         let mut now = footprint(host);
-        while now != baseline[i] && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_secs(1));
+        while now != baseline[i] && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
             now = footprint(host);
         }
         assert_eq!(
@@ -155,6 +181,17 @@ fn container_churn_leaves_nothing_behind() {
             left.trim().is_empty(),
             "containers left on host {i}: {left}"
         );
+        after.push(now);
     }
-    eprintln!("churn: {cycles} cycles, {refused} runs refused around faults, no leaks");
+    eprintln!(
+        "churn: {cycles} cycles in {:.0} s on 3 hosts at once, {refused} runs refused around faults, no leaks",
+        took.as_secs_f64()
+    );
+    for (i, host) in hosts.iter().enumerate() {
+        let rss_after = host.rustnet_pid().and_then(rss_kib).unwrap_or(0);
+        eprintln!(
+            "churn: host {i}: before {:?}, after {:?}; rustnet RSS {} KiB before, {} KiB after",
+            baseline[i], after[i], rss_before[i], rss_after
+        );
+    }
 }

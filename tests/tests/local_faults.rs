@@ -20,13 +20,13 @@ fn local_faults_are_reported_and_repaired() {
         "a corrupt state file: a clear error and a non-zero exit",
         || {
             std::fs::create_dir_all(&state).unwrap();
-            std::fs::write(state.join("raft.redb"), b"this is not a database").unwrap();
+            std::fs::write(state.join("state.redb"), b"this is not a database").unwrap();
             host.spawn_rustnet(&[]);
             let status = host.rustnet_exit(30).expect("the daemon is still running");
             assert!(!status.success(), "{status}");
             let log = host.log_tail("rustnet.log");
             assert!(
-                log.contains("the state store failed") && log.contains("raft.redb"),
+                log.contains("the state store failed") && log.contains("state.redb"),
                 "{log}"
             );
             std::fs::remove_dir_all(&state).unwrap();

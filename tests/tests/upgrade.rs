@@ -4,11 +4,12 @@
 //! on each; then one host at a time is stopped and started on this
 //! release. At every step each member answers, the running containers
 //! keep talking, a new container starts on every host and no address is
-//! held twice; after the last, the cluster writes this release's format,
-//! names resolve across hosts (for the containers started before too), the
-//! voters hold the CA key (a CA rotation goes through and every member
-//! renews), a host of the previous release is refused with a clear error
-//! and a host of this release enrolls.
+//! held twice (and the first upgraded host, put back on the previous
+//! release, is refused); after the last, the cluster writes this
+//! release's format, names resolve across hosts (containers started
+//! before included), the voters hold the CA key (a CA rotation goes
+//! through and every member renews), a host of the previous release is
+//! refused with a clear error and a host of this release enrolls.
 
 // The scenario reads as one story, start to finish.
 #![allow(clippy::too_many_lines, clippy::expect_used, clippy::unwrap_used)]
@@ -89,6 +90,35 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
     );
 
     for step in 0..3 {
+        if step == 1 {
+            cases.run(
+                "a host put back on the previous release is refused, and comes back",
+                || {
+                    h1.stop_rustnet();
+                    h1.use_rustnet(Some(previous.clone()));
+                    h1.spawn_rustnet(&[]);
+                    // Release 0.1 says it has no state store, and serves
+                    // nothing from the state it cannot read.
+                    let said = (0..120).any(|_| {
+                        let log = h1.log_tail("rustnet.log");
+                        log.contains("no state store") && log.contains("Is a directory") || {
+                            std::thread::sleep(std::time::Duration::from_millis(250));
+                            false
+                        }
+                    });
+                    assert!(said, "{}", h1.log_tail("rustnet.log"));
+                    h1.kill_rustnet();
+                    let note =
+                        std::fs::read_to_string(h1.dir().join("state/raft.redb/README")).unwrap();
+                    assert!(note.contains("Downgrades are not supported"), "{note}");
+                    // The others kept serving; this release takes over again.
+                    all_talk(&hosts, &containers);
+                    h1.use_rustnet(None);
+                    h1.start_rustnet(&[]);
+                    all_talk(&hosts, &containers);
+                },
+            );
+        }
         cases.run(
             &format!(
                 "with {} of 3 hosts upgraded, every member serves, containers talk, new ones start",
@@ -160,32 +190,39 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
     );
 
     cases.run(
-        "names resolve across hosts, for containers started before the upgrade too",
+        "names resolve across hosts, containers started before the upgrade included",
         || {
+            // Asked from a container an upgraded host started, and from
+            // one release 0.1 started (which asks from its second
+            // interface, on docker_gwbridge).
             let before1 = h2.ip_of("before1", "ov");
             let before2 = h3.ip_of("before2", "ov");
-            let resolved = (0..120).any(|_| {
-                let ok = h1
-                    .lookup("before0", "before1")
-                    .is_ok_and(|ips| ips == [before1.clone()])
-                    && h1
-                        .lookup("before0", "before2")
-                        .is_ok_and(|ips| ips == [before2.clone()]);
-                if !ok {
+            let step0 = h3.ip_of("step0-2", "ov");
+            let finds = |asker: &str, name: &str, ip: &str| {
+                h1.lookup(asker, name).is_ok_and(|ips| ips == [ip])
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut resolved = false;
+            while !resolved && std::time::Instant::now() < deadline {
+                resolved = ["step0-0", "before0"].iter().all(|asker| {
+                    finds(asker, "before1", &before1)
+                        && finds(asker, "before2", &before2)
+                        && finds(asker, "step0-2", &step0)
+                });
+                if !resolved {
                     std::thread::sleep(std::time::Duration::from_millis(250));
                 }
-                ok
-            });
+            }
             assert!(
                 resolved,
-                "before1 and before2 do not resolve on h1: {:?}\n{}\n{}",
+                "containers of h2 and h3 do not resolve on h1: {:?} {:?}\n{}",
+                h1.lookup("step0-0", "before1"),
                 h1.lookup("before0", "before1"),
-                h1.status(),
                 h1.log_tail("rustnet.log")
             );
             let step2 = h1.ip_of("step2-0", "ov");
             wait_until("a new container resolves on h3", 30, || {
-                h3.lookup("before2", "step2-0")
+                h3.lookup("step2-2", "step2-0")
                     .is_ok_and(|ips| ips == [step2.clone()])
             });
         },

@@ -38,7 +38,8 @@ pub use error::{PeerError, Refusal, RemoteError, StoreError, TlsError, Unavailab
 pub use log_store::LogStore;
 pub use network::{GrpcNetwork, Peers};
 pub use node::{
-    CERT_LIFETIME, SNAPSHOT_CHUNK, Store, StoreConfig, WriteObserver, WriteOutcome, raft_config,
+    CERT_LIFETIME, SNAPSHOT_CHUNK, STATE_FILE, Store, StoreConfig, WriteObserver, WriteOutcome,
+    raft_config,
 };
 pub use server::{ClusterService, RaftService, services, spawn_server};
 pub use state_machine::StateMachine;

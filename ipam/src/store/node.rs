@@ -523,17 +523,38 @@ impl Store {
     }
 }
 
+/// The database file in a state dir.
+pub const STATE_FILE: &str = "state.redb";
+
+/// Where release 0.1 (format 1) kept it: on upgrade, the file moves to
+/// [`STATE_FILE`] and a directory takes its place, so that release 0.1
+/// started on this state dir again refuses to start (it cannot open a
+/// directory) instead of running on state it cannot read.
+const FORMAT_1_FILE: &str = "raft.redb";
+
+/// What the directory in release 0.1's place says to whoever looks.
+const FORMAT_1_NOTE: &str = "This rustnet state directory was upgraded: its state is in \
+    ../state.redb, written in a format that rustnet 0.1 cannot read. Downgrades are not \
+    supported: run rustnet 0.2 or later on this host.\n";
+
 /// Opens (creating it on first start) the database in `dir`.
 pub(crate) fn open_db(dir: &Path) -> Result<Db, StoreError> {
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let file = dir.join("raft.redb");
-    Db::open(&file).map_err(|source| StoreError::Open {
-        path: file.display().to_string(),
-        source,
-    })
+    let failed = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Open { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(failed(dir))?;
+    let file = dir.join(STATE_FILE);
+    let format_1 = dir.join(FORMAT_1_FILE);
+    if format_1.is_file() && !file.exists() {
+        std::fs::rename(&format_1, &file).map_err(failed(&format_1))?;
+        tracing::info!(from = %format_1.display(), to = %file.display(), "state file of release 0.1 moved");
+    }
+    if !format_1.exists() {
+        std::fs::create_dir(&format_1).map_err(failed(&format_1))?;
+        std::fs::write(format_1.join("README"), FORMAT_1_NOTE).map_err(failed(&format_1))?;
+    }
+    Db::open(&file).map_err(failed(&file))
 }
 
 /// Seconds since the Unix epoch, by this host's clock.

@@ -55,6 +55,7 @@ fn want(published: bool) -> Want {
             internal: false,
             published: published.into_iter().collect(),
             dns: vec![],
+            legacy_sources: vec![],
         }],
         ingress: None,
         resolver: None,

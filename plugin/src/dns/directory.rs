@@ -44,13 +44,27 @@ struct Record<'a> {
 /// Answers `question` for the container at `client` on this `host`;
 /// `None` when `client` is no container endpoint here (nobody else may use
 /// the resolver).
+#[cfg(test)]
 pub(crate) fn resolve(
     state: &State,
     host: HostId,
     client: Ipv4Addr,
     question: &Question,
 ) -> Option<Answer> {
-    let (records, internal) = records_for(state, host, client)?;
+    resolve_for(state, host, client, None, question)
+}
+
+/// As [`resolve`], for a client that may also be container `owner` asking
+/// from an address that is no endpoint's (its second interface, on
+/// docker_gwbridge, from a release before one-interface overlays).
+pub(crate) fn resolve_for(
+    state: &State,
+    host: HostId,
+    client: Ipv4Addr,
+    owner: Option<&str>,
+    question: &Question,
+) -> Option<Answer> {
+    let (records, internal) = records_for(state, host, client, owner)?;
     let answer = match question {
         Question::A(name) => match find(&records, name) {
             ips if ips.is_empty() => Answer::Forward,
@@ -81,13 +95,21 @@ pub(crate) fn resolve(
 
 /// The records of every overlay the client's container is on, and
 /// whether the client asks from an `--internal` network.
-fn records_for(state: &State, host: HostId, client: Ipv4Addr) -> Option<(Vec<Record<'_>>, bool)> {
+fn records_for<'s>(
+    state: &'s State,
+    host: HostId,
+    client: Ipv4Addr,
+    owner: Option<&str>,
+) -> Option<(Vec<Record<'s>>, bool)> {
     let tables = state.tables();
     let local = |e: &&Endpoint| e.host == host;
+    let of_owner =
+        |e: &&Endpoint| owner.is_some_and(|id| e.container.as_ref().is_some_and(|c| c.id == id));
     let me = tables
         .endpoints()
         .filter(local)
-        .find(|e| v4(e.address) == Some(client))?;
+        .find(|e| v4(e.address) == Some(client))
+        .or_else(|| tables.endpoints().filter(local).find(of_owner))?;
     let internal = tables.network(&me.network_id).is_none_or(|n| n.internal);
     // The container's endpoints here; just the one while Docker has not
     // been asked who it is.

@@ -50,7 +50,7 @@ use rustnet_overlay::firewall::ResolverAddress;
 
 use crate::host_view::{DnsPorts, Taken};
 use crate::service::StoreState;
-use directory::{Answer, Question, resolve};
+use directory::{Answer, Question, resolve_for};
 
 /// The resolver address: the `dns` entry of daemon.json that engines from
 /// 28 on need for names across hosts. Link-local and owned by no host, so
@@ -103,6 +103,20 @@ pub(crate) struct Resolver {
     /// The resolver address's port, once it listens.
     own: Mutex<Option<Taken>>,
     tokens: std::sync::Mutex<Vec<Token>>,
+    /// Overlay containers asking from a second interface on docker_gwbridge.
+    legacy: std::sync::Mutex<Legacy>,
+}
+
+/// Overlay containers that an earlier release started with a second
+/// interface on docker_gwbridge (their default route, so their queries
+/// come from there), as this host's Docker shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Legacy {
+    /// By address on docker_gwbridge: the container's id.
+    pub(crate) owners: BTreeMap<Ipv4Addr, String>,
+    /// By rustnet network id: the docker_gwbridge addresses of its
+    /// containers.
+    pub(crate) by_network: BTreeMap<String, Vec<Ipv4Addr>>,
 }
 
 impl Resolver {
@@ -112,7 +126,22 @@ impl Resolver {
             ports: Mutex::default(),
             own: Mutex::default(),
             tokens: std::sync::Mutex::default(),
+            legacy: std::sync::Mutex::default(),
         })
+    }
+
+    /// Notes the overlay containers with a legacy second interface; whether
+    /// that changed what the resolver knows.
+    pub(crate) fn set_legacy(&self, legacy: Legacy) -> bool {
+        let mut known = crate::lock(&self.legacy);
+        let changed = *known != legacy;
+        *known = legacy;
+        changed
+    }
+
+    /// By network id, the legacy addresses whose queries come here.
+    pub(crate) fn legacy_sources(&self) -> BTreeMap<String, Vec<Ipv4Addr>> {
+        crate::lock(&self.legacy).by_network.clone()
     }
 
     /// Takes the queries to each of `upstreams` (listening once per
@@ -296,8 +325,9 @@ impl Resolver {
         let host = store.id();
         let message = Message::from_vec(query).ok();
         let question = message.as_ref().map_or(Question::Other, question_of);
+        let owner = crate::lock(&self.legacy).owners.get(&client).cloned();
         let answer = store
-            .local(|state| resolve(state, host, client, &question))
+            .local(|state| resolve_for(state, host, client, owner.as_deref(), &question))
             .flatten();
         match (answer, message) {
             (None, _) if open => Decision::Forward,

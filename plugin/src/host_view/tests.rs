@@ -87,6 +87,16 @@ fn dns_ports() -> DnsView {
             upstream: Some("10.99.0.254".parse().unwrap()),
             local_upstream: Some("10.99.0.254".parse().unwrap()),
         }),
+        legacy: BTreeMap::from([
+            (
+                "net1net1net1net1".into(),
+                vec!["172.18.0.3".parse().unwrap()],
+            ),
+            (
+                "ov1ov1ov1ov1ov1o".into(),
+                vec!["172.18.0.4".parse().unwrap()],
+            ),
+        ]),
     }
 }
 
@@ -154,8 +164,13 @@ fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_brid
         }]
     );
     assert_eq!(want.resolver, dns_ports().resolver, "host-wide, as given");
+    assert_eq!(
+        firewall.legacy_sources,
+        ["172.18.0.4".parse::<Ipv4Addr>().unwrap()],
+        "its containers' queries from a legacy docker_gwbridge interface too"
+    );
     assert!(
-        want.firewall[0].dns.is_empty(),
+        want.firewall[0].dns.is_empty() && want.firewall[0].legacy_sources.is_empty(),
         "bridge networks: DNS as before"
     );
     assert_eq!(
@@ -224,6 +239,7 @@ fn the_host_view_has_this_hosts_networks_only() {
                 container_port: 53,
             }],
             dns: vec![],
+            legacy_sources: vec![],
         }]
     );
 }

@@ -100,7 +100,7 @@ fn render(scale: Scale, r: &Report) -> String {
         ),
         ("daemon RSS, min", mib(at(0))),
         (
-            "state file of a member (raft.redb)",
+            "state file of a member (state.redb)",
             format!("{} KiB", r.state_bytes / 1024),
         ),
         (

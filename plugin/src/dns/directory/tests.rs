@@ -200,3 +200,22 @@ fn an_internal_overlay_resolves_its_names_and_lets_no_query_out() {
     assert_eq!(ask(&s, "10.0.82.2", a("example.org")), Some(Answer::Refuse));
     assert_eq!(ask(&s, "10.0.82.2", Question::Other), Some(Answer::Refuse));
 }
+
+#[test]
+fn a_container_asking_from_its_legacy_second_interface_is_known_by_its_id() {
+    let s = cluster();
+    let legacy: Ipv4Addr = "172.18.0.3".parse().unwrap();
+    // c1 (id-c1) asks from docker_gwbridge: the same answers as from its
+    // overlay address.
+    assert_eq!(
+        resolve_for(&s, H1, legacy, Some("id-c1"), &a("web1")),
+        Some(at("10.0.80.3"))
+    );
+    assert_eq!(
+        resolve_for(&s, H1, legacy, Some("id-c1"), &a("db")),
+        Some(Answer::Forward)
+    );
+    // Anyone else there, or a container of another host, is no client.
+    assert_eq!(resolve_for(&s, H1, legacy, None, &a("web1")), None);
+    assert_eq!(resolve_for(&s, H1, legacy, Some("id-web1"), &a("c1")), None);
+}
