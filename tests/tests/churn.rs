@@ -89,6 +89,9 @@ fn churn(host: &SimHost, h: usize, cycles: usize, step: usize, env: &[(&str, &st
         if run.is_ok() {
             previous = Some(name.clone());
         }
+        if n % 500 == 499 {
+            eprintln!("churn: host {h}: {} cycles, {refused} refused", n + 1);
+        }
         // Faults at other moments on each host.
         if (n + 7 * h) % 50 == 49 {
             // kill -9 this host's plugin, and remove its latest container

@@ -34,6 +34,8 @@ pub(crate) const KEY_CLUSTER_ID: &str = "cluster_id";
 pub(crate) const KEY_CERT: &str = "cert";
 /// The cluster CA keys a voter holds, by CA fingerprint.
 pub(crate) const KEY_CA_KEYS: &str = "ca_keys";
+/// The latest format written to this file (none: format 1).
+pub(crate) const KEY_FORMAT: &str = "format";
 /// The members' certificates the cluster vouched for when this node
 /// enrolled or joined, until it has caught up (catch_up.rs).
 pub(crate) const KEY_VOUCHED: &str = "vouched";

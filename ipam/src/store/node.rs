@@ -17,7 +17,7 @@ use openraft::errors::LinearizableReadError;
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 
 use super::catch_up::{CatchUp, admit};
-use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID, KEY_VOUCHED};
+use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_FORMAT, KEY_NODE_ID, KEY_VOUCHED};
 use super::error::{PeerError, RemoteError, StoreError, Unavailable};
 use super::forward::Forwarder;
 use super::network::{GrpcNetwork, Peers, decode, encode, request};
@@ -554,7 +554,19 @@ pub(crate) fn open_db(dir: &Path) -> Result<Db, StoreError> {
         std::fs::create_dir(&format_1).map_err(failed(&format_1))?;
         std::fs::write(format_1.join("README"), FORMAT_1_NOTE).map_err(failed(&format_1))?;
     }
-    Db::open(&file).map_err(failed(&file))
+    let db = Db::open(&file).map_err(failed(&file))?;
+    // The file names the latest format that wrote to it (none: format 1).
+    let written: u32 = db
+        .get_meta(KEY_FORMAT)
+        .map_err(failed(&file))?
+        .unwrap_or(crate::OLDEST_FORMAT);
+    crate::format::check("the state file", written)
+        .map_err(|e| failed(&file)(std::io::Error::other(e)))?;
+    if written < crate::FORMAT {
+        db.put_meta(KEY_FORMAT, &crate::FORMAT)
+            .map_err(failed(&file))?;
+    }
+    Ok(db)
 }
 
 /// Seconds since the Unix epoch, by this host's clock.

@@ -79,3 +79,43 @@ async fn state_and_identity_survive_a_restart() {
     assert_eq!(request_address(&store, "new").await, "10.0.42.121/24");
     store.shutdown().await;
 }
+
+#[test]
+fn a_state_file_of_format_1_moves_and_its_old_place_refuses_release_0_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("raft.redb");
+    Db::open(&old)
+        .unwrap()
+        .put_meta(KEY_NODE_ID, &7u64)
+        .unwrap();
+    let db = open_db(dir.path()).unwrap();
+    assert_eq!(db.get_meta::<u64>(KEY_NODE_ID).unwrap(), Some(7));
+    assert_eq!(db.get_meta::<u32>(KEY_FORMAT).unwrap(), Some(crate::FORMAT));
+    drop(db);
+    assert!(dir.path().join(STATE_FILE).is_file());
+    assert!(old.is_dir(), "release 0.1 cannot open a directory");
+    let note = std::fs::read_to_string(old.join("README")).unwrap();
+    assert!(note.contains("Downgrades are not supported"), "{note}");
+    // Opened again: the same file.
+    let db = open_db(dir.path()).unwrap();
+    assert_eq!(db.get_meta::<u64>(KEY_NODE_ID).unwrap(), Some(7));
+}
+
+#[test]
+fn a_state_file_of_a_later_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).unwrap();
+    db.put_meta(KEY_FORMAT, &(crate::FORMAT + 1)).unwrap();
+    drop(db);
+    let Err(refused) = open_db(dir.path()) else {
+        panic!("a later format was opened");
+    };
+    let text = crate::store::chain(&refused);
+    assert!(
+        text.contains(&format!(
+            "the state file was written in format {}",
+            crate::FORMAT + 1
+        )),
+        "{text}"
+    );
+}
