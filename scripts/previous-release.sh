@@ -16,6 +16,10 @@ if [ -x "$out/rustnet" ]; then
     exit 0
 fi
 if ! git -C "$root" cat-file -e "$commit^{commit}" 2>/dev/null; then
+    # A shallow clone: its origin may still have the history.
+    git -C "$root" fetch --quiet --unshallow 2>/dev/null || true
+fi
+if ! git -C "$root" cat-file -e "$commit^{commit}" 2>/dev/null; then
     echo "previous-release: commit $commit is not in this clone's history (a shallow clone?): run git fetch --unshallow" >&2
     exit 1
 fi

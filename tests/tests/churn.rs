@@ -95,12 +95,22 @@ fn churn(host: &SimHost, h: usize, cycles: usize, step: usize, env: &[(&str, &st
         // Faults at other moments on each host.
         if (n + 7 * h) % 50 == 49 {
             // kill -9 this host's plugin, and remove its latest container
-            // while it is down.
+            // while it is down: Docker's first calls fail, and it retries
+            // until the plugin is back (it does not wait its whole retry
+            // window, 30 s and more, for nothing).
             host.kill_rustnet();
-            if let Some(old) = previous.take() {
-                let _ = host.docker_within(120, &["rm", "-f", &old]);
-            }
-            host.start_rustnet(env);
+            std::thread::scope(|s| {
+                let removal = previous.take().map(|old| {
+                    s.spawn(move || {
+                        let _ = host.docker_within(120, &["rm", "-f", &old]);
+                    })
+                });
+                std::thread::sleep(Duration::from_secs(2));
+                host.start_rustnet(env);
+                if let Some(removal) = removal {
+                    let _ = removal.join();
+                }
+            });
         }
         if (n + 11 * h) % 75 == 74 {
             if let Some(old) = previous.take() {
