@@ -41,9 +41,7 @@ struct Record<'a> {
     ip: Ipv4Addr,
 }
 
-/// Answers `question` for the container at `client` on this `host`;
-/// `None` when `client` is no container endpoint here (nobody else may use
-/// the resolver).
+/// [`resolve_for`] for a client that is a container endpoint's address.
 #[cfg(test)]
 pub(crate) fn resolve(
     state: &State,
@@ -54,9 +52,11 @@ pub(crate) fn resolve(
     resolve_for(state, host, client, None, question)
 }
 
-/// As [`resolve`], for a client that may also be container `owner` asking
-/// from an address that is no endpoint's (its second interface, on
-/// docker_gwbridge, from a release before one-interface overlays).
+/// Answers `question` for the container at `client` on this `host`, or
+/// for container `owner` asking from an address that is no endpoint's (its
+/// second interface, on docker_gwbridge, from a release before
+/// one-interface overlays); `None` when neither is a container endpoint
+/// here (nobody else may use the resolver).
 pub(crate) fn resolve_for(
     state: &State,
     host: HostId,
