@@ -213,11 +213,16 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
 /// docker_gwbridge (started by a release before one-interface overlays:
 /// their DNS queries leave from there) and tells the resolver.
 async fn note_legacy(service: &Service, docker: &Docker, on: &BTreeMap<String, Vec<String>>) {
-    // No docker_gwbridge (the usual case): nobody has a legacy interface.
-    let gateways = docker
-        .network_containers(rustnet_overlay::firewall::LEGACY_BRIDGE)
-        .await
-        .unwrap_or_default();
+    // No container here, or no docker_gwbridge (the usual case): nobody
+    // has a legacy interface.
+    let gateways = if on.is_empty() {
+        Vec::new()
+    } else {
+        docker
+            .network_containers(rustnet_overlay::firewall::LEGACY_BRIDGE)
+            .await
+            .unwrap_or_default()
+    };
     service.note_legacy(legacy(&gateways, on)).await;
 }
 

@@ -25,6 +25,6 @@ pub use engine::Engine;
 pub use host::{HostSpec, IMAGE, RESOLVER_ADDR, SimHost};
 pub use run::{
     Cases, docker_ok, plugin_call, previous_release, require_root, run, run_ok, rustnet_bin,
-    wait_until,
+    wait_until, within,
 };
 pub use upstream::{UPSTREAM_ADDR, UPSTREAM_NAME};

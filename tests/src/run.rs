@@ -60,15 +60,21 @@ pub fn previous_release() -> PathBuf {
 }
 
 /// Polls `f` every 250 ms until it holds; panics after `secs` seconds.
-pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    assert!(within(secs, f), "{what}: not within {secs} s");
+}
+
+/// Polls `f` every 250 ms until it holds or `secs` seconds have passed;
+/// whether it held (for a caller that says more when it did not).
+pub fn within(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
     while !f() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
+        if start.elapsed() >= std::time::Duration::from_secs(secs) {
+            return false;
+        }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+    true
 }
 
 /// Runs a command; stdout on success, stderr (and stdout) on failure.

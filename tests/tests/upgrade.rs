@@ -16,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use rustnet_tests::{Cases, SimHost, previous_release, require_root, run, wait_until};
+use rustnet_tests::{Cases, SimHost, previous_release, require_root, run, wait_until, within};
 
 const SUBNET: &str = "10.0.90.0/24";
 
@@ -99,12 +99,9 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
                     h1.spawn_rustnet(&[]);
                     // Release 0.1 says it has no state store, and serves
                     // nothing from the state it cannot read.
-                    let said = (0..120).any(|_| {
+                    let said = within(30, || {
                         let log = h1.log_tail("rustnet.log");
-                        log.contains("no state store") && log.contains("Is a directory") || {
-                            std::thread::sleep(std::time::Duration::from_millis(250));
-                            false
-                        }
+                        log.contains("no state store") && log.contains("Is a directory")
                     });
                     assert!(said, "{}", h1.log_tail("rustnet.log"));
                     h1.kill_rustnet();
@@ -201,18 +198,13 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
             let finds = |asker: &str, name: &str, ip: &str| {
                 h1.lookup(asker, name).is_ok_and(|ips| ips == [ip])
             };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            let mut resolved = false;
-            while !resolved && std::time::Instant::now() < deadline {
-                resolved = ["step0-0", "before0"].iter().all(|asker| {
+            let resolved = within(30, || {
+                ["step0-0", "before0"].iter().all(|asker| {
                     finds(asker, "before1", &before1)
                         && finds(asker, "before2", &before2)
                         && finds(asker, "step0-2", &step0)
-                });
-                if !resolved {
-                    std::thread::sleep(std::time::Duration::from_millis(250));
-                }
-            }
+                })
+            });
             assert!(
                 resolved,
                 "containers of h2 and h3 do not resolve on h1: {:?} {:?}\n{}",
@@ -274,12 +266,9 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
                 ("RUSTNET_JOIN_TIMEOUT", "5"),
             ]);
             let refused = "runs a release of format 1, and the cluster writes format 2";
-            let said = (0..120).any(|_| {
-                let log = std::fs::read_to_string(h4.dir().join("rustnet.log")).unwrap_or_default();
-                log.contains(refused) || {
-                    std::thread::sleep(std::time::Duration::from_millis(250));
-                    false
-                }
+            let said = within(30, || {
+                std::fs::read_to_string(h4.dir().join("rustnet.log"))
+                    .is_ok_and(|log| log.contains(refused))
             });
             assert!(said, "{}", h4.log_tail("rustnet.log"));
             h4.kill_rustnet();

@@ -113,25 +113,13 @@ impl Db {
 
     /// Replaces the snapshot: its meta (serde) and data (raw bytes) in one
     /// transaction, and drops a snapshot of the old single-record form.
-    pub(crate) fn put_snapshot<M: Serialize>(&self, meta: &M, data: &[u8]) -> io::Result<()> {
-        self.put_snapshot_with(meta, data, redb::Durability::Immediate)
-    }
-
-    /// Like [`Db::put_snapshot`], without an fsync of its own: the snapshot
-    /// reaches the disk with the next durable commit (the log's next
-    /// round), or is lost whole in a crash before it, and with it whatever
-    /// was written after it (the purge of the log it covers: commits reach
-    /// the disk in their order), which leaves the snapshot before it and
-    /// the whole log since: the same state.
-    pub(crate) fn put_snapshot_lazily<M: Serialize>(
-        &self,
-        meta: &M,
-        data: &[u8],
-    ) -> io::Result<()> {
-        self.put_snapshot_with(meta, data, redb::Durability::None)
-    }
-
-    fn put_snapshot_with<M: Serialize>(
+    /// With [`redb::Durability::None`], without an fsync of its own: the
+    /// snapshot reaches the disk with the next durable commit (the log's
+    /// next round), or is lost whole in a crash before it, and with it
+    /// whatever was written after it (the purge of the log it covers:
+    /// commits reach the disk in their order), which leaves the snapshot
+    /// before it and the whole log since: the same state.
+    pub(crate) fn put_snapshot_with<M: Serialize>(
         &self,
         meta: &M,
         data: &[u8],

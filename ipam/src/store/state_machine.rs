@@ -122,10 +122,7 @@ fn store(
         db.put_snapshot_record(&record)?;
         return Ok(record.data);
     }
-    match durability {
-        redb::Durability::None => db.put_snapshot_lazily(&meta, &data)?,
-        _ => db.put_snapshot(&meta, &data)?,
-    }
+    db.put_snapshot_with(&meta, &data, durability)?;
     Ok(data)
 }
 

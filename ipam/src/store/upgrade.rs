@@ -91,16 +91,14 @@ impl Store {
 
     /// Every member's version, asked now (this member's own without
     /// asking); a member that does not answer, with why.
-    pub async fn member_versions(&self) -> Vec<(HostId, Result<MemberVersion, String>)> {
+    pub async fn member_versions(&self) -> Vec<MemberAnswer> {
         let asks = self.members().into_iter().map(|member| async move {
-            if member.id == self.id {
-                return (member.id, Ok(MemberVersion::own()));
-            }
-            let version = self
-                .member_version(&member.addr)
-                .await
-                .map_err(|e| e.to_string());
-            (member.id, version)
+            let answer = if member.id == self.id {
+                Ok(MemberVersion::own())
+            } else {
+                self.member_version(&member.addr).await
+            };
+            MemberAnswer::new(member.id, answer.map_err(|e| e.to_string()))
         });
         futures::future::join_all(asks).await
     }
@@ -112,21 +110,16 @@ impl Store {
         if !self.is_leader() || self.cluster_format() >= FORMAT {
             return Ok(());
         }
-        let versions = self.member_versions().await;
-        let lowest = versions
+        let answers = self.member_versions().await;
+        let behind: Vec<String> = answers
             .iter()
-            .map(|(_, v)| v.as_ref().map_or(0, |v| v.format))
-            .min()
-            .unwrap_or(0);
-        if lowest < FORMAT {
-            let behind: Vec<String> = versions
-                .iter()
-                .filter(|(_, v)| v.as_ref().map_or(true, |v| v.format < FORMAT))
-                .map(|(id, v)| match v {
-                    Ok(v) => format!("{id} (format {})", v.format),
-                    Err(e) => format!("{id} (no answer: {e})"),
-                })
-                .collect();
+            .filter(|a| !a.reads(FORMAT))
+            .map(|a| match (&a.version, &a.error) {
+                (Some(v), _) => format!("{} (format {})", a.id, v.format),
+                (None, e) => format!("{} (no answer: {})", a.id, e.as_deref().unwrap_or("?")),
+            })
+            .collect();
+        if !behind.is_empty() {
             tracing::debug!(behind = %behind.join(", "), "the cluster's format waits for members");
             return Ok(());
         }
@@ -162,31 +155,37 @@ pub struct MemberAnswer {
     pub error: Option<String>,
 }
 
+impl MemberAnswer {
+    fn new(id: HostId, answer: Result<MemberVersion, String>) -> Self {
+        match answer {
+            Ok(version) => Self {
+                id,
+                version: Some(version),
+                error: None,
+            },
+            Err(error) => Self {
+                id,
+                version: None,
+                error: Some(error),
+            },
+        }
+    }
+
+    /// Whether the member said it reads `format`.
+    fn reads(&self, format: u32) -> bool {
+        self.version.as_ref().is_some_and(|v| v.format >= format)
+    }
+}
+
 impl Store {
     /// Every member's version and what waits for the upgrade to finish.
     pub async fn upgrade_view(&self) -> UpgradeView {
         let cluster_format = self.cluster_format();
-        let members: Vec<MemberAnswer> = self
-            .member_versions()
-            .await
-            .into_iter()
-            .map(|(id, answer)| match answer {
-                Ok(version) => MemberAnswer {
-                    id,
-                    version: Some(version),
-                    error: None,
-                },
-                Err(error) => MemberAnswer {
-                    id,
-                    version: None,
-                    error: Some(error),
-                },
-            })
-            .collect();
+        let members = self.member_versions().await;
         let waiting = (cluster_format < FORMAT).then(|| {
             let behind: Vec<String> = members
                 .iter()
-                .filter(|m| m.version.as_ref().is_none_or(|v| v.format < FORMAT))
+                .filter(|m| !m.reads(FORMAT))
                 .map(|m| m.id.to_string())
                 .collect();
             format!(
