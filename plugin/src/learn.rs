@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustnet_ipam::{Command, Container, Endpoint, HolderKind, HostId, State};
+use rustnet_ipam::{Command, Container, Endpoint, HostId, State};
 use tokio::sync::Notify;
 
 use crate::docker::{Attached, Docker};
@@ -279,7 +279,7 @@ fn unnamed(state: &State, host: HostId) -> bool {
     state.pools().any(|p| {
         p.addresses.iter().any(|(address, h)| {
             h.host == host
-                && h.kind != HolderKind::Gateway
+                && !h.kind.is_shared()
                 && h.container.is_none()
                 && tables.endpoint_at(*address).is_none()
         })
@@ -294,7 +294,7 @@ fn to_name(state: &State, host: HostId, seen: &[Attached]) -> Vec<Command> {
             let address = a.address?;
             let holder = state.holder(address)?;
             let wanted = holder.host == host
-                && holder.kind != HolderKind::Gateway
+                && !holder.kind.is_shared()
                 && holder.container.as_deref() != Some(a.name.as_str());
             wanted.then(|| Command::NameAddress {
                 host,
@@ -313,7 +313,7 @@ fn stale(known: Option<&Container>, id: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use rustnet_ipam::{DefaultPool, Mac, Mode, Network, Response};
+    use rustnet_ipam::{DefaultPool, HolderKind, Mac, Mode, Network, Response};
 
     use super::*;
 

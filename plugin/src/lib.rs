@@ -32,6 +32,7 @@ mod host_view;
 mod learn;
 mod metrics;
 mod naming;
+mod opening;
 mod propagate;
 mod recent;
 mod render;

@@ -5,7 +5,7 @@
 //! doing; requests that need the store wait for it, bounded in time.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use rustnet_ipam::store::{Store, StoreError, Unavailable};
@@ -65,6 +65,8 @@ pub(crate) struct Service {
     applied: std::sync::Mutex<Option<(Want, std::time::Instant)>>,
     /// The local Docker engine's version, once it has told it.
     engine: std::sync::Mutex<Option<String>>,
+    /// The pools this host's Docker is creating a network on.
+    openings: std::sync::Mutex<crate::opening::Openings>,
 }
 
 impl Service {
@@ -81,6 +83,7 @@ impl Service {
             recent: crate::recent::Recent::default(),
             applied: std::sync::Mutex::new(None),
             engine: std::sync::Mutex::new(None),
+            openings: std::sync::Mutex::default(),
         }
     }
 
@@ -254,24 +257,29 @@ impl Service {
             })
             .await?;
         match response {
-            Response::Pool { pool_id, subnet } => Ok((pool_id, subnet)),
+            Response::Pool { pool_id, subnet } => {
+                crate::lock(&self.openings).opened(&pool_id, Instant::now());
+                Ok((pool_id, subnet))
+            }
             other => Err(unexpected(&other)),
         }
     }
 
     pub(crate) async fn release_pool(&self, pool_id: String) -> Result<(), ApiError> {
+        crate::lock(&self.openings).closed(&pool_id);
         self.apply(|host| Command::ReleasePool { host, pool_id })
             .await
             .map(drop)
     }
 
     pub(crate) async fn request_address(&self, request: AddressRequest) -> Result<IpNet, ApiError> {
+        let kind = crate::lock(&self.openings).kind(&request.pool_id, request.kind, Instant::now());
         let response = self
             .apply(|host| Command::RequestAddress {
                 host,
                 pool_id: request.pool_id,
                 address: request.address,
-                kind: request.kind,
+                kind,
             })
             .await?;
         match response {

@@ -204,7 +204,7 @@ fn ipam_driver_on_a_real_dockerd(engine: Engine) {
             // Aux addresses are no container's.
             assert!(
                 holder("10.0.43.2")
-                    .is_some_and(|h| h.starts_with("an --ip or --aux-address reservation on ")),
+                    .is_some_and(|h| h.starts_with("the network's --aux-address reservation on ")),
                 "{:?}",
                 holder("10.0.43.2")
             );

@@ -62,8 +62,14 @@ pub enum HolderKind {
     /// The network's gateway.
     Gateway,
     /// An address asked for by value with nothing said about it: Docker
-    /// 20.10 sends `--ip` and `--aux-address` requests alike (no options).
+    /// up to 28 sends `--ip` and `--aux-address` requests alike (no
+    /// options); taken as this outside a network's creation.
     Static,
+    /// An `--aux-address` (a router, a host on the subnet): asked for by
+    /// value while the host's Docker creates the network. Like the gateway,
+    /// one reservation for every host that created a network on the
+    /// subnet, kept until the last of them releases it.
+    Aux,
     /// A container endpoint, by the name Docker gives it (newer Dockers do).
     Endpoint { name: Option<String> },
 }
@@ -268,6 +274,10 @@ impl Command {
             | Self::AssignHostId { .. }
             | Self::Joined { .. }
             | Self::RaiseFormat { .. } => 2,
+            Self::RequestAddress {
+                kind: HolderKind::Aux,
+                ..
+            } => 2,
             Self::RequestPool { .. }
             | Self::ReleasePool { .. }
             | Self::RequestAddress { .. }

@@ -46,6 +46,15 @@ pub enum IpamError {
     AddressOutsidePool { address: IpAddr, subnet: IpNet },
     #[error("address {address} is the network or broadcast address of {subnet}")]
     ReservedAddress { address: IpAddr, subnet: IpNet },
+    #[error(
+        "subnet {subnet} has gateway {existing} ({holder}); this network asked for {requested}: one subnet is one network, with one gateway on every host"
+    )]
+    GatewayMismatch {
+        subnet: IpNet,
+        existing: IpAddr,
+        requested: IpAddr,
+        holder: String,
+    },
     #[error("address {address} is already in use by {holder}")]
     AddressInUse { address: IpAddr, holder: String },
     #[error("pool {subnet} is exhausted: all {size} addresses of {range} are in use")]

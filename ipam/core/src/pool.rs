@@ -43,6 +43,7 @@ impl Holder {
         match &self.kind {
             HolderKind::Gateway => format!("the network's gateway on {host}"),
             HolderKind::Static => format!("an --ip or --aux-address reservation on {host}"),
+            HolderKind::Aux => format!("the network's --aux-address reservation on {host}"),
             HolderKind::Endpoint { name: Some(name) } => format!("container {name} on {host}"),
             HolderKind::Endpoint { name: None } => format!("a container endpoint on {host}"),
         }
@@ -144,13 +145,23 @@ impl Pool {
             });
         }
         if let Some(current) = self.addresses.get(&address) {
-            // Every host of a shared (overlay) subnet asks for the same
-            // gateway; it is one address, held by the first.
-            if current.kind == HolderKind::Gateway && holder.kind == HolderKind::Gateway {
+            // Every host of a shared subnet asks for the same gateway and
+            // aux addresses; each is one reservation, held by the first.
+            if current.kind.is_shared() && holder.kind == current.kind {
                 return Ok(self.with_prefix(address));
             }
             return Err(IpamError::AddressInUse {
                 address,
+                holder: current.describe(names),
+            });
+        }
+        if holder.kind == HolderKind::Gateway
+            && let Some((existing, current)) = self.gateway()
+        {
+            return Err(IpamError::GatewayMismatch {
+                subnet: self.subnet,
+                existing,
+                requested: address,
                 holder: current.describe(names),
             });
         }
@@ -163,6 +174,13 @@ impl Pool {
     /// Docker's own IPAM does, but never a recently released one while a
     /// fresh one is left.
     pub(crate) fn take_any(&mut self, holder: Holder) -> Result<IpNet, IpamError> {
+        // A host that names no gateway on a subnet another host already
+        // created gets that host's gateway: one network, one gateway.
+        if holder.kind == HolderKind::Gateway
+            && let Some((gateway, _)) = self.gateway()
+        {
+            return Ok(self.with_prefix(gateway));
+        }
         let range = self.range.unwrap_or(self.subnet);
         let Some((lo, hi)) = usable(self.subnet) else {
             return Err(IpamError::SubnetTooSmall {
@@ -222,10 +240,38 @@ impl Pool {
         })
     }
 
+    /// The subnet's gateway and who holds it, if one was asked for.
+    fn gateway(&self) -> Option<(IpAddr, &Holder)> {
+        self.addresses
+            .iter()
+            .find(|(_, h)| h.kind == HolderKind::Gateway)
+            .map(|(a, h)| (*a, h))
+    }
+
+    /// Another host that still references the pool, to hand `host`'s share
+    /// of the shared reservations to.
+    fn heir(&self, host: HostId) -> Option<HostId> {
+        self.refs.keys().copied().find(|h| *h != host)
+    }
+
     /// Drops what `host` holds (a host removed from the cluster): those
-    /// addresses are fresh again.
+    /// addresses are fresh again, but for the gateway and aux addresses
+    /// that other hosts of the subnet still use.
     pub(crate) fn forget(&mut self, host: HostId) {
         self.refs.remove(&host);
+        if let Some(heir) = self.heir(host) {
+            let shared: Vec<IpAddr> = self
+                .addresses
+                .iter()
+                .filter(|(_, h)| h.host == host && h.kind.is_shared())
+                .map(|(a, _)| *a)
+                .collect();
+            for address in shared {
+                if let Some(holder) = self.addresses.get_mut(&address) {
+                    holder.host = heir;
+                }
+            }
+        }
         crate::retain(&mut self.addresses, |_, holder| holder.host != host);
         self.fresh = FreshHint::default();
     }
@@ -242,7 +288,23 @@ impl Pool {
                 address,
                 pool_id: self.id(),
             }),
-            Some(holder) if holder.host != host && holder.kind == HolderKind::Gateway => Ok(()),
+            // A shared reservation stays while another host uses the
+            // subnet; it passes to that host when its holder lets go.
+            Some(holder) if holder.kind.is_shared() => {
+                match self.heir(host) {
+                    Some(heir) if holder.host == host => {
+                        let mut holder = holder.clone();
+                        holder.host = heir;
+                        self.addresses.insert(address, holder);
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.addresses.remove(&address);
+                        self.released.push(address);
+                    }
+                }
+                Ok(())
+            }
             Some(holder) if holder.host != host => Err(IpamError::NotHolder {
                 address,
                 holder: holder.describe(names),

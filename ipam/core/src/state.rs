@@ -712,6 +712,13 @@ impl HolderKind {
             name: Some(name.into()),
         }
     }
+
+    /// Whether every host of a shared subnet holds this address together
+    /// (the gateway, `--aux-address`es) rather than one host for one
+    /// container.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Gateway | Self::Aux)
+    }
 }
 
 mod invariants;

@@ -28,6 +28,7 @@ pub(super) const GLOBAL_SPACE: &str = "rustnet-global";
 const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
 const GATEWAY_TYPE: &str = "com.docker.network.gateway";
 const ENDPOINT_NAME: &str = "com.docker.network.endpoint.name";
+const ENDPOINT_MAC: &str = "com.docker.network.endpoint.macaddress";
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
@@ -41,7 +42,9 @@ pub(super) fn routes() -> Router<Arc<Service>> {
 
 async fn capabilities() -> Json<Value> {
     // State is persistent: Docker must not replay pools and addresses.
-    Json(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false }))
+    // Asking for the MAC makes every container's request carry options
+    // (the MAC), so that one by value with none is an --aux-address.
+    Json(json!({ "RequiresMACAddress": true, "RequiresRequestReplay": false }))
 }
 
 async fn address_spaces() -> Json<Value> {
@@ -128,9 +131,10 @@ impl TryFrom<RawRequestAddress> for AddressRequest {
             HolderKind::Gateway
         } else if let Some(name) = options.get(ENDPOINT_NAME) {
             HolderKind::endpoint(name.as_str())
-        } else if address.is_some() {
-            // Docker 20.10 asks for --aux-address and --ip addresses alike,
-            // with no options at all (seen in its requests).
+        } else if address.is_some() && !options.contains_key(ENDPOINT_MAC) {
+            // An address by value with nothing said: an --aux-address, or
+            // a container's --ip from a Docker that registered rustnet
+            // before it asked for MACs (see `opening`).
             HolderKind::Static
         } else {
             HolderKind::Endpoint { name: None }

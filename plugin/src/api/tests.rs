@@ -107,7 +107,7 @@ async fn handshake_and_capabilities_answer_empty_bodies_without_a_store() {
         ),
         (
             "/IpamDriver.GetCapabilities",
-            json!({"RequiresMACAddress": false, "RequiresRequestReplay": false}),
+            json!({"RequiresMACAddress": true, "RequiresRequestReplay": false}),
         ),
         (
             "/IpamDriver.GetDefaultAddressSpaces",

@@ -705,6 +705,148 @@ fn hosts_of_a_shared_subnet_share_its_gateway() {
     );
 }
 
+/// Docker's own macvlan on three hosts, each running the same
+/// `network create --gateway .254 --aux-address router=.253`.
+fn lan(s: &mut State, host: HostId) {
+    pool(s, host, "10.99.0.0/24", Some("10.99.0.64/26")).unwrap();
+    request(
+        s,
+        host,
+        "10.99.0.0/24",
+        Some("10.99.0.254"),
+        HolderKind::Gateway,
+    )
+    .unwrap();
+    request(
+        s,
+        host,
+        "10.99.0.0/24",
+        Some("10.99.0.253"),
+        HolderKind::Aux,
+    )
+    .unwrap();
+}
+
+const H3: HostId = 3;
+
+#[test]
+fn hosts_of_a_shared_subnet_share_its_aux_addresses() {
+    let mut s = State::default();
+    for host in [H1, H2, H3] {
+        lan(&mut s, host);
+    }
+    let pool = s.pool("10.99.0.0/24").unwrap();
+    assert_eq!(pool.addresses.len(), 2, "one gateway, one aux: {pool:?}");
+    // Asked for by value as a container would be: refused, with the reason.
+    let err = request(
+        &mut s,
+        H2,
+        "10.99.0.0/24",
+        Some("10.99.0.253"),
+        HolderKind::Static,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--aux-address reservation on host 1"), "{err}");
+    // The first host leaves: the reservations pass to the others.
+    release(&mut s, H1, "10.99.0.0/24", "10.99.0.253").unwrap();
+    release(&mut s, H1, "10.99.0.0/24", "10.99.0.254").unwrap();
+    s.apply(&Command::ReleasePool {
+        host: H1,
+        pool_id: "10.99.0.0/24".into(),
+    })
+    .unwrap();
+    for address in ["10.99.0.253", "10.99.0.254"] {
+        let holder = s.holder(ip(address)).expect("still reserved");
+        assert!(holder.kind.is_shared() && holder.host != H1, "{holder:?}");
+    }
+    // The second host's container cannot get them either.
+    let got = addr(request(
+        &mut s,
+        H2,
+        "10.99.0.0/24",
+        None,
+        HolderKind::endpoint("c"),
+    ));
+    assert_eq!(got, "10.99.0.64/24");
+    // A removed host hands its share on too.
+    s.apply(&Command::ForgetHost { host: H2 }).unwrap();
+    assert_eq!(s.holder(ip("10.99.0.253")).map(|h| h.host), Some(H3));
+    assert!(
+        s.holder(ip("10.99.0.64")).is_none(),
+        "H2's container is gone"
+    );
+    // The last host lets go: the pool is gone.
+    release(&mut s, H3, "10.99.0.0/24", "10.99.0.253").unwrap();
+    release(&mut s, H3, "10.99.0.0/24", "10.99.0.254").unwrap();
+    s.apply(&Command::ReleasePool {
+        host: H3,
+        pool_id: "10.99.0.0/24".into(),
+    })
+    .unwrap();
+    assert!(s.pool("10.99.0.0/24").is_none());
+}
+
+#[test]
+fn a_shared_subnet_has_one_gateway() {
+    let mut s = State::default();
+    pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
+    pool(&mut s, H2, "10.0.42.0/24", None).unwrap();
+    let first = addr(request(
+        &mut s,
+        H1,
+        "10.0.42.0/24",
+        None,
+        HolderKind::Gateway,
+    ));
+    // The second host names none: it gets the first host's.
+    let second = addr(request(
+        &mut s,
+        H2,
+        "10.0.42.0/24",
+        None,
+        HolderKind::Gateway,
+    ));
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        ("10.0.42.1/24", "10.0.42.1/24")
+    );
+    // Another one is refused, and changes nothing.
+    let before = s.clone();
+    let err = request(
+        &mut s,
+        H2,
+        "10.0.42.0/24",
+        Some("10.0.42.9"),
+        HolderKind::Gateway,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("has gateway 10.0.42.1") && err.contains("asked for 10.0.42.9"),
+        "{err}"
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn aux_reservations_need_format_2() {
+    let aux = Command::RequestAddress {
+        host: H1,
+        pool_id: "10.0.42.0/24".into(),
+        address: Some(ip("10.0.42.9")),
+        kind: HolderKind::Aux,
+    };
+    assert_eq!(aux.format(), 2);
+    let plain = Command::RequestAddress {
+        host: H1,
+        pool_id: "10.0.42.0/24".into(),
+        address: Some(ip("10.0.42.9")),
+        kind: HolderKind::Static,
+    };
+    assert_eq!(plain.format(), 1);
+}
+
 #[test]
 fn a_retried_proposal_is_applied_once() {
     let mut s = State::default();
