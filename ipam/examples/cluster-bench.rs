@@ -62,12 +62,8 @@ async fn node(
 ) -> anyhow::Result<Node> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let config = StoreConfig {
-        addr: listener.local_addr()?.to_string(),
-        timeout: Duration::from_secs(10),
-        voters: 3,
         join_patience: Duration::from_secs(10),
-        snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
-        cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
+        ..StoreConfig::new(listener.local_addr()?.to_string())
     };
     if let Some((seeds, token)) = join {
         rustnet_ipam::store::enroll(dir, &config, seeds, Some(token)).await?;

@@ -22,12 +22,9 @@ async fn a_full_disk_stops_the_store_with_the_reason() {
     assert!(mount.success(), "mount a tmpfs (this test needs root)");
     let unmount = scopeguard(dir.path());
     let config = StoreConfig {
-        addr: "127.0.0.1:1".to_owned(),
         timeout: Duration::from_secs(3),
-        voters: 3,
         join_patience: Duration::from_secs(3),
-        snapshot_chunk: 1 << 20,
-        cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
+        ..StoreConfig::new("127.0.0.1:1")
     };
     let store = Store::open(&dir.path().join("state"), config)
         .await

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
 use crate::client::PluginClient;
 use crate::render::render;
+use crate::status::Status;
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
@@ -34,7 +35,10 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
         let every = std::time::Duration::from_secs(secs.max(1));
         loop {
             let shown = match args.socket.ask("/Rustnet.Status").await {
-                Ok(reply) => render(&reply),
+                Ok(reply) => match serde_json::from_value::<Status>(reply) {
+                    Ok(status) => render(&status),
+                    Err(e) => format!("rustnet: status reply: {e}\n"),
+                },
                 Err(e) => format!("rustnet: {e:#}\n"),
             };
             // Home the cursor and clear the screen, then draw.
@@ -47,7 +51,8 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
     } else {
-        print!("{}", render(&reply));
+        let status: Status = serde_json::from_value(reply).context("status reply")?;
+        print!("{}", render(&status));
     }
     Ok(())
 }

@@ -20,7 +20,9 @@ use crate::config::DaemonConfig;
 use crate::datapath::DataPath;
 use crate::docker::Docker;
 use crate::error::ApiError;
-use crate::service::{Service, Settings, StoreState};
+use crate::metrics::Metrics;
+use crate::service::{Service, Settings};
+use crate::store::StoreState;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
@@ -41,12 +43,14 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         vxlan_port: config.vxlan_port,
     };
     tracing::info!(underlay = %advertised, mtu = ?datapath.mtu_of(advertised).await, "underlay");
-    let mut service = Service::new(rx.clone(), settings, datapath);
+    let metrics = Metrics::default();
+    let timeout = settings.timeout;
+    let mut service = Service::new(rx.clone(), settings, datapath, metrics.clone());
     if config.names {
-        service = service.with_resolver(crate::dns::Resolver::new(rx));
+        service = service.with_resolver(crate::dns::Resolver::new(rx.clone()));
     }
     let service = Arc::new(service);
-    let store_task = tokio::spawn(open_store(config.clone(), tx));
+    let store_task = tokio::spawn(open_store(config.clone(), tx, metrics.clone()));
     tokio::spawn(rebuild(service.clone()));
     tokio::spawn(crate::propagate::follow_changes(service.clone()));
     let docker = Docker::new(&config.docker_socket, &config.driver_name);
@@ -54,9 +58,8 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::learn::learn(service.clone(), docker));
     tokio::spawn(rustnet_ipam::memory::keep_trimmed());
     if let Some(addr) = config.metrics_addr {
-        let service = service.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, service).await {
+            if let Err(e) = crate::metrics::serve(addr, metrics, rx, timeout).await {
                 tracing::error!(%addr, error = %format!("{e:#}"), "metrics not served");
             }
         });
@@ -189,10 +192,11 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
 async fn open_store(
     config: DaemonConfig,
     tx: watch::Sender<StoreState>,
+    metrics: Metrics,
 ) -> Result<Store, Option<String>> {
-    match start_store(&config).await {
+    match start_store(&config, &metrics).await {
         Ok(store) => {
-            tx.send_replace(StoreState::Open(store.clone()));
+            tx.send_replace(StoreState::Open(Arc::new(store.clone())));
             Ok(store)
         }
         Err(e) => {
@@ -212,15 +216,13 @@ async fn open_store(
 
 /// Opens the store, serves the peer protocol, and bootstraps a one-node
 /// cluster or joins the one RUSTNET_JOIN names.
-async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
+async fn start_store(config: &DaemonConfig, metrics: &Metrics) -> anyhow::Result<Store> {
     let addr = SocketAddr::new(config.advertise_addr(), config.peer_port);
     let store_config = StoreConfig {
-        addr: addr.to_string(),
         timeout: config.request_timeout(),
         voters: config.voters,
         join_patience: Duration::from_secs(config.join_timeout_secs.max(1)),
-        snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
-        cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
+        ..StoreConfig::new(addr.to_string())
     };
     // The state holds the join token: root only.
     std::fs::create_dir_all(&config.state_dir)
@@ -240,7 +242,7 @@ async fn start_store(config: &DaemonConfig) -> anyhow::Result<Store> {
         .await?;
     }
     let store = Store::open(&config.state_dir, store_config).await?;
-    store.observe_writes(crate::metrics::write_observer());
+    store.observe_writes(metrics.write_observer());
     tracing::info!(host = store.id(), state_dir = %config.state_dir.display(), "state store open");
     let listener = TcpListener::bind(addr)
         .await

@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::naming::{bridge_name, veth_names};
 use crate::request::{EndpointRequest, Joined, NetworkRequest};
 use crate::service::Service;
+use crate::store::Replicated;
 
 /// Default MTU of a bridge network, as Docker's bridge driver.
 pub(crate) const DEFAULT_MTU: u32 = 1500;
@@ -94,7 +95,7 @@ impl<'a> Driver<'a> {
     }
 
     /// The bridge of this host's network `id`, from the local replica.
-    fn bridge_of(store: &rustnet_ipam::store::Store, id: &str) -> Option<String> {
+    fn bridge_of(store: &dyn Replicated, id: &str) -> Option<String> {
         store
             .local(|s| s.tables().network(id).map(|n| n.bridge.clone()))
             .flatten()
@@ -151,9 +152,9 @@ impl<'a> Driver<'a> {
             container: None,
         };
         let mac = endpoint.mac;
-        let bridge = Self::bridge_of(&store, &endpoint.network_id).unwrap_or_default();
+        let bridge = Self::bridge_of(store.as_ref(), &endpoint.network_id).unwrap_or_default();
         store.write(Command::CreateEndpoint(endpoint)).await?;
-        crate::metrics::endpoint_created(&request.id);
+        self.service.metrics().endpoint_created(&request.id);
         if let Err(e) = self.build(&bridge, &[&request.id]).await {
             let id = request.id;
             self.undo(Command::DeleteEndpoint {
@@ -230,7 +231,7 @@ impl<'a> Driver<'a> {
         let routes = match (network.internal, network.mode, network.gateway) {
             (true, Mode::Overlay, Some(g)) => self
                 .service
-                .dns_upstreams(&store)
+                .dns_upstreams(store.as_ref())
                 .await
                 .into_iter()
                 .map(|upstream| (upstream, g.addr()))

@@ -4,31 +4,28 @@
 //! protocol's promise on every answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use hyper::Request;
-use rustnet_ipam::store::{Store, StoreConfig};
 use rustnet_overlay::{Report, Want};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::datapath::DataPath;
 use crate::error::ApiError;
-use crate::service::{Service, Settings, StoreState};
+use crate::store::StoreState;
 
 /// Every path the plugin socket serves.
 pub const PATHS: &[&str] = crate::api::PATHS;
 
-/// The plugin's router over a fresh one-node store (in a temporary
-/// directory, removed on drop) and a data path that touches nothing.
+/// The plugin's router over a store in memory and a data path that
+/// touches nothing.
 #[derive(Debug)]
 pub struct Api {
     runtime: tokio::runtime::Runtime,
     router: axum::Router,
-    dir: std::path::PathBuf,
     _store: watch::Sender<StoreState>,
 }
 
@@ -53,43 +50,16 @@ impl DataPath for NullPath {
 }
 
 impl Api {
-    /// Opens and bootstraps the store.
+    /// A service over a store in memory.
     pub fn new() -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let dir = std::env::temp_dir().join(format!(
-            "rustnet-fuzz-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let config = StoreConfig {
-            addr: "127.0.0.1:1".into(),
-            timeout: Duration::from_secs(10),
-            voters: 3,
-            join_patience: Duration::from_secs(5),
-            snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
-            cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
-        };
-        let store = runtime.block_on(async {
-            let store = Store::open(&dir.join("state"), config).await?;
-            store.bootstrap(None).await?;
-            anyhow::Ok(store)
-        })?;
-        let (tx, rx) = watch::channel(StoreState::Open(store));
-        let settings = Settings {
-            defaults: vec!["10.128.0.0/9:24".parse().map_err(anyhow::Error::msg)?],
-            timeout: Duration::from_secs(2),
-            mtu: None,
-            vtep: None,
-            vxlan_port: 4789,
-        };
-        let service = Arc::new(Service::new(rx, settings, Arc::new(NullPath)));
+        let (service, tx) = crate::fixture::service(true, Arc::new(NullPath));
         Ok(Self {
             runtime,
             router: crate::api::router(service),
-            dir,
             _store: tx,
         })
     }
@@ -120,11 +90,5 @@ impl Api {
             return Err(format!("{path}: {status} without an error: {reply}"));
         }
         Ok((status, reply))
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -12,8 +12,12 @@ use rustnet_overlay::firewall::{
 };
 use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan, Want};
 
-use crate::dns::RESOLVER_ADDR;
 use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
+
+/// The resolver address: the `dns` entry of daemon.json that engines from
+/// 28 on need for names across hosts. Link-local and owned by no host, so
+/// only this host and its containers reach it, through rustnet's rules.
+pub(crate) const RESOLVER_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 53, 53);
 
 /// Where this host's VXLAN traffic goes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -128,7 +128,7 @@ fn release(state: &State, host: HostId, id: &str) -> Vec<Command> {
 /// Asks Docker about every network of this host, records what changed,
 /// and frees what Docker has not shown for a while.
 async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> anyhow::Result<()> {
-    let store = service.store().await?;
+    let store = service.cluster().await?;
     let host = store.id();
     let endpoints: Vec<(String, Vec<Endpoint>)> = store
         .local(|s| {
@@ -202,7 +202,7 @@ async fn sweep(service: &Service, docker: &Docker, missing: &mut Missing) -> any
             }
             tracing::info!(endpoint = %endpoint_id, %command, "learned who uses an endpoint");
             store.write(command).await?;
-            crate::metrics::endpoint_named(&endpoint_id);
+            service.metrics().endpoint_named(&endpoint_id);
         }
     }
     note_legacy(service, docker, &on).await;
@@ -252,7 +252,7 @@ fn legacy(gateways: &[Attached], on: &BTreeMap<String, Vec<String>>) -> crate::d
 /// (Docker's bridge driver with rustnet's IPAM), so that "address in use"
 /// can say which container: Docker 20.10's RequestAddress does not.
 async fn name_addresses(service: &Service, docker: &Docker) -> anyhow::Result<()> {
-    let store = service.store().await?;
+    let store = service.cluster().await?;
     let host = store.id();
     // Nothing to ask Docker while every address of this host is named.
     if !store.local(|s| unnamed(s, host)).unwrap_or(false) {
@@ -313,22 +313,15 @@ fn stale(known: Option<&Container>, id: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use rustnet_ipam::{DefaultPool, HolderKind, Mac, Mode, Network, Response};
+    use rustnet_ipam::{DefaultPool, HolderKind, Mac, Network, Response};
 
     use super::*;
 
     fn endpoint(id: &str) -> Endpoint {
         Endpoint {
-            id: id.into(),
-            network_id: "net1".into(),
-            host: 1,
-            address: Some("10.0.42.2/24".parse().unwrap()),
-            address6: None,
             mac: Mac::random(),
-            ports: vec![],
             joined: true,
-            dns: vec![],
-            container: None,
+            ..rustnet_ipam_core::fixture::endpoint(id, "net1", 1)
         }
     }
 
@@ -380,18 +373,8 @@ mod tests {
         };
         state.apply(&take).unwrap();
         let network = Network {
-            id: "net1".into(),
-            host: 1,
-            mode: Mode::Bridge,
-            bridge: "rn-net1".into(),
-            subnet: Some("10.0.42.0/24".parse().unwrap()),
             gateway: None,
-            subnet6: None,
-            gateway6: None,
-            mtu: 1500,
-            internal: false,
-            overlay: None,
-            vni: None,
+            ..rustnet_ipam_core::fixture::network("net1", 1)
         };
         state.apply(&Command::CreateNetwork(network)).unwrap();
         state

@@ -27,6 +27,7 @@ mod dns;
 mod docker;
 mod driver;
 mod error;
+mod fixture;
 pub mod fuzz;
 mod host_view;
 mod learn;
@@ -39,6 +40,7 @@ mod render;
 mod request;
 mod service;
 mod status;
+mod store;
 
 use std::process::ExitCode;
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -3,10 +3,13 @@
 //! the propagation and name-learning lags are counted as they happen; the
 //! Raft figures, the pools and the endpoints are read from the store at
 //! each scrape. Encoded by prometheus-client (OpenMetrics text).
+//!
+//! [`Metrics`] is a handle: the daemon makes one and hands it to the
+//! service (which its callers reach it through) and to the server.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,8 +25,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rustnet_ipam::store::{Store, WriteObserver, WriteOutcome};
+use tokio::sync::watch;
 
-use crate::service::Service;
+use crate::store::{Replicated, StoreState, open_store};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
@@ -72,18 +76,32 @@ struct Counted {
     unnamed: Mutex<HashMap<String, Instant>>,
 }
 
-static COUNTED: LazyLock<Counted> = LazyLock::new(|| Counted {
-    requests: Family::default(),
-    request_seconds: Family::new_with_constructor(latency),
-    reconciles: Family::default(),
-    reconcile_seconds: latency(),
-    firewall_rewrites: Counter::default(),
-    writes: Family::default(),
-    write_seconds: Family::new_with_constructor(latency),
-    propagation_seconds: latency(),
-    name_learning_seconds: latency(),
-    unnamed: Mutex::default(),
-});
+impl Default for Counted {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency),
+            reconciles: Family::default(),
+            reconcile_seconds: latency(),
+            firewall_rewrites: Counter::default(),
+            writes: Family::default(),
+            write_seconds: Family::new_with_constructor(latency),
+            propagation_seconds: latency(),
+            name_learning_seconds: latency(),
+            unnamed: Mutex::default(),
+        }
+    }
+}
+
+/// The process's metrics: a handle, cloned where something is counted.
+#[derive(Clone, Default)]
+pub(crate) struct Metrics(Arc<Counted>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
 
 /// Endpoints created here and not named yet that are remembered: beyond
 /// it (endpoints deleted before Docker showed them), the list starts over.
@@ -93,78 +111,84 @@ fn outcome(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }
 }
 
-/// One plugin request, answered `ok` or not, in `took`. Paths Docker does
-/// not call count as `other` (no label per made-up path).
-pub(crate) fn request(path: &str, ok: bool, took: Duration) {
-    let known = crate::api::PATHS.contains(&path) || path.starts_with("/Rustnet.");
-    let path = if known { path } else { "other" }.to_owned();
-    COUNTED
-        .requests
-        .get_or_create(&Request {
-            path: path.clone(),
-            outcome: outcome(ok),
-        })
-        .inc();
-    COUNTED
-        .request_seconds
-        .get_or_create(&Path { path })
-        .observe(took.as_secs_f64());
-}
-
-/// One reconcile pass; `firewall` when it rewrote the rules.
-pub(crate) fn reconcile(ok: bool, firewall: bool, took: Duration) {
-    COUNTED
-        .reconciles
-        .get_or_create(&Outcome {
-            outcome: outcome(ok),
-        })
-        .inc();
-    COUNTED.reconcile_seconds.observe(took.as_secs_f64());
-    if firewall {
-        COUNTED.firewall_rewrites.inc();
-    }
-}
-
-/// Counts every replicated write by command and outcome, with its latency.
-pub(crate) fn write_observer() -> WriteObserver {
-    Arc::new(|command, outcome: WriteOutcome, took: Duration| {
-        COUNTED
-            .writes
-            .get_or_create(&Write {
-                command,
-                outcome: outcome.as_str(),
+impl Metrics {
+    /// One plugin request to `path` (a path Docker calls, or `other`: no
+    /// label per made-up path), answered `ok` or not, in `took`.
+    pub(crate) fn request(&self, path: &str, ok: bool, took: Duration) {
+        let counted = &self.0;
+        counted
+            .requests
+            .get_or_create(&Request {
+                path: path.to_owned(),
+                outcome: outcome(ok),
             })
             .inc();
-        COUNTED
-            .write_seconds
-            .get_or_create(&Kind { command })
+        counted
+            .request_seconds
+            .get_or_create(&Path {
+                path: path.to_owned(),
+            })
             .observe(took.as_secs_f64());
-    })
-}
-
-/// An overlay replicated to this host reached its Docker `took` after this
-/// host first had it.
-pub(crate) fn propagated(took: Duration) {
-    COUNTED.propagation_seconds.observe(took.as_secs_f64());
-}
-
-/// Endpoint `id` was created on this host now (its container's name is
-/// not known yet).
-pub(crate) fn endpoint_created(id: &str) {
-    let mut unnamed = crate::lock(&COUNTED.unnamed);
-    if unnamed.len() >= UNNAMED_KEPT {
-        unnamed.clear();
     }
-    unnamed.insert(id.to_owned(), Instant::now());
-}
 
-/// Endpoint `id`'s container name was replicated: the name-learning lag,
-/// for an endpoint created by this process.
-pub(crate) fn endpoint_named(id: &str) {
-    if let Some(created) = crate::lock(&COUNTED.unnamed).remove(id) {
-        COUNTED
-            .name_learning_seconds
-            .observe(created.elapsed().as_secs_f64());
+    /// One reconcile pass; `firewall` when it rewrote the rules.
+    pub(crate) fn reconcile(&self, ok: bool, firewall: bool, took: Duration) {
+        let counted = &self.0;
+        counted
+            .reconciles
+            .get_or_create(&Outcome {
+                outcome: outcome(ok),
+            })
+            .inc();
+        counted.reconcile_seconds.observe(took.as_secs_f64());
+        if firewall {
+            counted.firewall_rewrites.inc();
+        }
+    }
+
+    /// Counts every replicated write by command and outcome, with its
+    /// latency.
+    pub(crate) fn write_observer(&self) -> WriteObserver {
+        let counted = self.0.clone();
+        Arc::new(move |command, outcome: WriteOutcome, took: Duration| {
+            counted
+                .writes
+                .get_or_create(&Write {
+                    command,
+                    outcome: outcome.as_str(),
+                })
+                .inc();
+            counted
+                .write_seconds
+                .get_or_create(&Kind { command })
+                .observe(took.as_secs_f64());
+        })
+    }
+
+    /// An overlay replicated to this host reached its Docker `took` after
+    /// this host first had it.
+    pub(crate) fn propagated(&self, took: Duration) {
+        self.0.propagation_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Endpoint `id` was created on this host now (its container's name is
+    /// not known yet).
+    pub(crate) fn endpoint_created(&self, id: &str) {
+        let mut unnamed = crate::lock(&self.0.unnamed);
+        if unnamed.len() >= UNNAMED_KEPT {
+            unnamed.clear();
+        }
+        unnamed.insert(id.to_owned(), Instant::now());
+    }
+
+    /// Endpoint `id`'s container name was replicated: the name-learning
+    /// lag, for an endpoint created by this process.
+    pub(crate) fn endpoint_named(&self, id: &str) {
+        if let Some(created) = crate::lock(&self.0.unnamed).remove(id) {
+            self.0
+                .name_learning_seconds
+                .observe(created.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -190,8 +214,7 @@ struct Endpoints {
 }
 
 /// The metrics counted as things happen (shared handles).
-fn register_counted(registry: &mut Registry) {
-    let counted = &*COUNTED;
+fn register_counted(registry: &mut Registry, counted: &Counted) {
     registry.register(
         "requests",
         "Plugin requests by path and outcome",
@@ -241,9 +264,9 @@ fn register_counted(registry: &mut Registry) {
 
 /// A registry for one scrape: the counted metrics (shared handles) and
 /// the figures read from `store` now.
-fn scrape(store: Option<&Store>) -> Registry {
+fn scrape(metrics: &Metrics, store: Option<&Store>) -> Registry {
     let mut registry = Registry::with_prefix("rustnet");
-    register_counted(&mut registry);
+    register_counted(&mut registry, &metrics.0);
     let Some(store) = store else {
         return registry;
     };
@@ -328,10 +351,19 @@ fn scrape(store: Option<&Store>) -> Registry {
     registry
 }
 
-async fn serve_metrics(Extract(service): Extract<Arc<Service>>) -> impl IntoResponse {
-    let store = service.store().await.ok();
+/// What the `/metrics` handler reads: the counted metrics and the store.
+#[derive(Clone)]
+struct Scraped {
+    metrics: Metrics,
+    store: watch::Receiver<StoreState>,
+    timeout: Duration,
+}
+
+async fn serve_metrics(Extract(scraped): Extract<Scraped>) -> impl IntoResponse {
+    let store = open_store(&scraped.store, scraped.timeout).await.ok();
+    let raft = store.as_deref().and_then(Replicated::raft);
     let mut text = String::new();
-    let _ = encode(&mut text, &scrape(store.as_ref()));
+    let _ = encode(&mut text, &scrape(&scraped.metrics, raft));
     (
         [(
             header::CONTENT_TYPE,
@@ -341,13 +373,23 @@ async fn serve_metrics(Extract(service): Extract<Arc<Service>>) -> impl IntoResp
     )
 }
 
-/// Serves `/metrics` on `addr` until the process ends.
-pub(crate) async fn serve(addr: SocketAddr, service: Arc<Service>) -> anyhow::Result<()> {
+/// Serves `/metrics` on `addr` until the process ends, with the figures
+/// of `store` (waited for at most `timeout` at each scrape).
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    store: watch::Receiver<StoreState>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics");
     let router = Router::new()
         .route("/metrics", get(serve_metrics))
-        .with_state(service);
+        .with_state(Scraped {
+            metrics,
+            store,
+            timeout,
+        });
     axum::serve(listener, router).await?;
     Ok(())
 }
@@ -358,26 +400,27 @@ mod tests {
 
     #[test]
     fn counted_metrics_are_encoded_and_move() {
-        request("/IpamDriver.RequestAddress", true, Duration::from_millis(3));
-        request(
+        let metrics = Metrics::default();
+        metrics.request("/IpamDriver.RequestAddress", true, Duration::from_millis(3));
+        metrics.request(
             "/IpamDriver.RequestAddress",
             false,
             Duration::from_millis(1),
         );
-        reconcile(true, true, Duration::from_millis(2));
-        let observe = write_observer();
+        metrics.reconcile(true, true, Duration::from_millis(2));
+        let observe = metrics.write_observer();
         observe(
             "request-address",
             WriteOutcome::Rejected,
             Duration::from_millis(4),
         );
-        propagated(Duration::from_millis(30));
-        endpoint_created("ep-metrics");
-        endpoint_named("ep-metrics");
+        metrics.propagated(Duration::from_millis(30));
+        metrics.endpoint_created("ep-metrics");
+        metrics.endpoint_named("ep-metrics");
         // Named again, or never created here: no second observation.
-        endpoint_named("ep-metrics");
+        metrics.endpoint_named("ep-metrics");
         let mut text = String::new();
-        encode(&mut text, &scrape(None)).unwrap();
+        encode(&mut text, &scrape(&metrics, None)).unwrap();
         assert!(
             text.contains(
                 r#"rustnet_requests_total{path="/IpamDriver.RequestAddress",outcome="ok"} "#

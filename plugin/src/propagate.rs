@@ -24,7 +24,7 @@ use crate::service::Service;
 pub(crate) async fn follow_changes(service: Arc<Service>) {
     let mut seen = None;
     loop {
-        let Ok(store) = service.store().await else {
+        let Ok(store) = service.cluster().await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
@@ -102,7 +102,7 @@ pub(crate) async fn propagate(service: Arc<Service>, docker: Docker) {
                 RETRY_LAST
             }
         };
-        match service.store().await {
+        match service.cluster().await {
             Ok(store) => {
                 if let Some(applied) = store.next_change(seen, wait).await {
                     seen = Some(applied);
@@ -120,7 +120,7 @@ async fn propagate_once(
     docker: &Docker,
     pending: &mut HashMap<String, Instant>,
 ) -> anyhow::Result<bool> {
-    let store = service.store().await?;
+    let store = service.cluster().await?;
     let host = store.id();
     // This host's replica, as the change that woke this pass left it: a
     // linearizable read would cost the leader one per member and change.
@@ -156,7 +156,7 @@ async fn propagate_once(
             && result.is_ok()
             && let Some(since) = pending.remove(&overlay.key)
         {
-            crate::metrics::propagated(since.elapsed());
+            service.metrics().propagated(since.elapsed());
         }
         if let Err(e) = result {
             done = false;
@@ -230,18 +230,13 @@ mod tests {
 
     fn network() -> Network {
         Network {
-            id: "net1".into(),
-            host: 1,
             mode: Mode::Overlay,
-            bridge: "rn-net1".into(),
             subnet: None,
             gateway: None,
-            subnet6: None,
-            gateway6: None,
             mtu: 1450,
-            internal: false,
             overlay: Some("10.70.0.0/24".into()),
             vni: Some(4096),
+            ..rustnet_ipam_core::fixture::network("net1", 1)
         }
     }
 

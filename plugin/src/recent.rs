@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many distinct errors are kept.
 const KEPT: usize = 10;
@@ -16,7 +16,7 @@ const KEPT: usize = 10;
 const LONGEST: usize = 500;
 
 /// One error, as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Seen {
     /// Where it happened: `request /NetworkDriver.Join`, `reconcile`, ...
     pub(crate) source: String,
@@ -70,7 +70,7 @@ fn truncate(message: &str) -> String {
     format!("{}...", &message[..end])
 }
 
-/// The daemon's last errors (one per [`crate::service::Service`]).
+/// The daemon's last errors (one per service).
 #[derive(Debug, Default)]
 pub(crate) struct Recent(Mutex<Kept>);
 

@@ -1,178 +1,149 @@
 //! The human-readable form of `rustnet status`.
 
-use serde_json::Value;
+use rustnet_ipam::HostId;
+use rustnet_ipam::store::UpgradeView;
+
+use crate::dns::setting::NamesView;
+use crate::recent::Seen;
+use crate::status::{EndpointView, Rotation, Status};
 
 /// The human-readable form of the status reply.
-pub(crate) fn render(status: &Value) -> String {
-    let mut out = format!(
-        "host {} ({})\n",
-        status["name"].as_str().unwrap_or("?"),
-        status["host"]
-    );
-    let cluster = &status["cluster"];
+pub(crate) fn render(status: &Status) -> String {
+    let view = &status.view;
+    let mut out = format!("host {} ({})\n", or_unknown(&view.name), view.host);
+    let cluster = &status.cluster;
     out.push_str(&format!(
         "cluster {} term {}, this node: {}, leader: {}\n",
-        cluster["cluster"].as_str().unwrap_or("-"),
-        cluster["term"],
-        cluster["state"].as_str().unwrap_or("?"),
-        cluster["leader"]
+        cluster.cluster.as_deref().unwrap_or("-"),
+        cluster.term,
+        or_unknown(&cluster.state),
+        cluster
+            .leader
+            .map_or_else(|| "null".to_owned(), |l| l.to_string())
     ));
-    let short = |v: &Value| {
-        v.as_str()
+    let short = |v: &Option<String>| {
+        v.as_deref()
             .map_or("none".to_owned(), |f| f[..f.len().min(16)].to_owned())
     };
     out.push_str(&format!(
         "mutual TLS: cluster CA {}, this member's certificate {}\n",
-        short(&status["tls"]["ca"]),
-        short(&status["tls"]["certificate"])
+        short(&status.tls.ca),
+        short(&status.tls.certificate)
     ));
-    out.push_str(&rotation_text(&status["tls"]["ca_rotation"]));
+    out.push_str(&rotation_text(status.tls.ca_rotation.as_ref()));
     out.push_str(&members_text(status));
-    out.push_str(&names_text(&status["names"]));
-    out.push_str(&errors_text(status, unix_now()));
-    for a in status["allocations"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+    out.push_str(&names_text(status.names.as_ref()));
+    out.push_str(&errors_text(&status.errors, unix_now()));
+    for a in &view.allocations {
         out.push_str(&format!(
             "  {} address(es) held by {}\n",
-            a["addresses"],
-            a["name"].as_str().unwrap_or("?")
+            a.addresses,
+            or_unknown(&a.name)
         ));
     }
-    let networks = status["networks"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    out.push_str(&format!("{} network(s) on this host\n", networks.len()));
-    for network in networks {
+    out.push_str(&format!(
+        "{} network(s) on this host\n",
+        view.networks.len()
+    ));
+    for network in &view.networks {
         out.push_str(&format!(
             "  {} bridge {} subnet {}{}\n",
-            network["id"]
-                .as_str()
-                .map(|id| id.get(..12).unwrap_or(id))
-                .unwrap_or("?"),
-            network["bridge"].as_str().unwrap_or("?"),
-            network["subnet"].as_str().unwrap_or("-"),
-            if network["internal"] == true {
-                " internal"
-            } else {
-                ""
-            }
+            short_id(&network.id),
+            or_unknown(&network.bridge),
+            network
+                .subnet
+                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            if network.internal { " internal" } else { "" }
         ));
-        for endpoint in network["endpoints"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let ports = ports_text(endpoint);
+        for endpoint in &network.endpoints {
             out.push_str(&format!(
-                "    {} {} {} {}{}{ports}\n",
-                endpoint["id"]
-                    .as_str()
-                    .map(|id| id.get(..12).unwrap_or(id))
-                    .unwrap_or("?"),
-                endpoint["container"]
-                    .as_str()
+                "    {} {} {} {}{}{}\n",
+                short_id(&endpoint.id),
+                endpoint
+                    .container
+                    .as_deref()
                     .unwrap_or("(container not known yet)"),
-                endpoint["address"].as_str().unwrap_or("-"),
-                endpoint["mac"].as_str().unwrap_or("-"),
-                if endpoint["joined"] == true {
-                    " joined"
-                } else {
-                    ""
-                }
+                endpoint
+                    .address
+                    .map_or_else(|| "-".to_owned(), |a| a.to_string()),
+                endpoint.mac,
+                if endpoint.joined { " joined" } else { "" },
+                ports_text(endpoint)
             ));
         }
     }
-    let pools = status["pools"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    out.push_str(&format!("{} pool(s)\n", pools.len()));
-    for pool in pools {
-        let range = pool["range"]
-            .as_str()
+    out.push_str(&format!("{} pool(s)\n", view.pools.len()));
+    for pool in &view.pools {
+        let range = pool
+            .range
             .map(|r| format!(" range {r}"))
             .unwrap_or_default();
-        out.push_str(&format!(
-            "  {}{range}\n",
-            pool["pool"].as_str().unwrap_or("?")
-        ));
-        for address in pool["addresses"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        out.push_str(&format!("  {}{range}\n", or_unknown(&pool.pool)));
+        for held in &pool.addresses {
             out.push_str(&format!(
                 "    {:<40} {}\n",
-                address["address"].as_str().unwrap_or("?"),
-                address["holder"].as_str().unwrap_or("?")
+                held.address.to_string(),
+                held.holder
             ));
         }
     }
     out
 }
 
+fn or_unknown(text: &str) -> &str {
+    if text.is_empty() { "?" } else { text }
+}
+
+/// A Docker id as `docker ps` shortens it.
+fn short_id(id: &str) -> &str {
+    or_unknown(id.get(..12).unwrap_or(id))
+}
+
 /// Names across hosts: whether this host's engine reaches rustnet's
 /// resolver, and if not, the daemon.json line it needs and who misses it.
-fn names_text(names: &Value) -> String {
-    if names.is_null() {
+fn names_text(names: Option<&NamesView>) -> String {
+    let Some(names) = names else {
         return "names across hosts: off (RUSTNET_NAMES=false)\n".to_owned();
-    }
-    let engine = names["engine"].as_str().unwrap_or("(not known yet)");
-    let setting = names["setting"].as_str().unwrap_or("?");
-    let missing: Vec<&str> = names["missing_for"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    match names["needs_setting"].as_bool() {
+    };
+    let engine = names.engine.as_deref().unwrap_or("(not known yet)");
+    let setting = &names.setting;
+    match names.needs_setting {
         None => format!("names across hosts: Docker {engine}\n"),
         Some(false) => format!(
             "names across hosts: ok (Docker {engine} asks the host's resolvers from inside each container)\n"
         ),
-        Some(true) if names["checked"].as_u64() == Some(0) => format!(
+        Some(true) if names.checked == 0 => format!(
             "names across hosts: Docker {engine} needs {setting} in /etc/docker/daemon.json (no overlay container here to check it by yet)\n"
         ),
-        Some(true) if missing.is_empty() => format!(
+        Some(true) if names.missing_for.is_empty() => format!(
             "names across hosts: Docker {engine} needs {setting} in /etc/docker/daemon.json; every overlay container here has it\n"
         ),
         Some(true) => format!(
             "names across hosts: MISSING SETTING: Docker {engine} asks the host's resolvers from its own namespace; add {setting} to /etc/docker/daemon.json and restart dockerd (containers started since get it). Without it these containers resolve only this host's names of their overlays: {}\n",
-            missing.join(", ")
+            names.missing_for.join(", ")
         ),
     }
 }
 
 /// One line per member: id, address, role, and on the leader how far
 /// behind it is.
-fn members_text(status: &Value) -> String {
+fn members_text(status: &Status) -> String {
     let mut out = String::new();
-    for member in status["cluster"]["members"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let role = if member["voter"] == true {
-            "voter"
-        } else {
-            "learner"
-        };
-        let behind = status["replication"][member["id"].to_string()]
-            .as_u64()
+    for member in &status.cluster.members {
+        let role = if member.voter { "voter" } else { "learner" };
+        let behind = status
+            .replication
+            .get(&member.id.to_string())
             .map(|n| format!(", {n} entries behind"))
             .unwrap_or_default();
         out.push_str(&format!(
             "  member {} {} {role}{behind}{}\n",
-            member["id"],
-            member["addr"].as_str().unwrap_or("?"),
-            version_text(status, &member["id"])
+            member.id,
+            or_unknown(&member.addr),
+            version_text(&status.upgrade, member.id)
         ));
     }
-    if let Some(waiting) = status["upgrade"]["waiting"].as_str() {
+    if let Some(waiting) = &status.upgrade.waiting {
         out.push_str(&format!("  {waiting}\n"));
     }
     out
@@ -180,16 +151,12 @@ fn members_text(status: &Value) -> String {
 
 /// `, release 0.2.0 (format 2)` for a member that said, `, version
 /// unknown (why)` for one that did not; nothing without an answer.
-fn version_text(status: &Value, id: &Value) -> String {
-    let answers = status["upgrade"]["members"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let Some(answer) = answers.iter().find(|a| a["id"] == *id) else {
+fn version_text(upgrade: &UpgradeView, id: HostId) -> String {
+    let Some(answer) = upgrade.members.iter().find(|a| a.id == id) else {
         return String::new();
     };
-    match (answer["release"].as_str(), answer["error"].as_str()) {
-        (Some(release), _) => format!(", release {release} (format {})", answer["format"]),
+    match (&answer.version, &answer.error) {
+        (Some(v), _) => format!(", release {} (format {})", v.release, v.format),
         (None, Some(error)) => format!(", version unknown ({error})"),
         (None, None) => String::new(),
     }
@@ -203,25 +170,20 @@ fn unix_now() -> u64 {
 
 /// The daemon's last errors, newest last, with how long ago each was last
 /// seen (`now` in Unix seconds) and how often.
-fn errors_text(status: &Value, now: u64) -> String {
-    let errors = status["errors"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+fn errors_text(errors: &[Seen], now: u64) -> String {
     if errors.is_empty() {
         return "last errors: none\n".to_owned();
     }
     let mut out = "last errors:\n".to_owned();
     for error in errors {
-        let ago = now.saturating_sub(error["last"].as_u64().unwrap_or(now));
-        let times = match error["count"].as_u64().unwrap_or(1) {
-            1 => String::new(),
+        let ago = now.saturating_sub(error.last);
+        let times = match error.count {
+            0 | 1 => String::new(),
             n => format!(" ({n} times)"),
         };
         out.push_str(&format!(
             "  {ago} s ago{times} {}: {}\n",
-            error["source"].as_str().unwrap_or("?"),
-            error["message"].as_str().unwrap_or("?")
+            error.source, error.message
         ));
     }
     out
@@ -229,19 +191,14 @@ fn errors_text(status: &Value, now: u64) -> String {
 
 /// An endpoint's published ports, ` ports 8080->80/tcp,...`, or nothing
 /// (Docker does not show a remote driver's ports in `docker ps`).
-fn ports_text(endpoint: &Value) -> String {
-    let ports: Vec<String> = endpoint["ports"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+fn ports_text(endpoint: &EndpointView) -> String {
+    let ports: Vec<String> = endpoint
+        .ports
         .iter()
         .map(|p| {
-            let ip = p["host_ip"]
-                .as_str()
-                .map(|ip| format!("{ip}:"))
-                .unwrap_or_default();
-            let proto = p["proto"].as_str().unwrap_or("?").to_lowercase();
-            format!("{ip}{}->{}/{proto}", p["host_port"], p["container_port"])
+            let ip = p.host_ip.map(|ip| format!("{ip}:")).unwrap_or_default();
+            let proto = format!("{:?}", p.proto).to_lowercase();
+            format!("{ip}{}->{}/{proto}", p.host_port, p.container_port)
         })
         .collect();
     if ports.is_empty() {
@@ -252,18 +209,16 @@ fn ports_text(endpoint: &Value) -> String {
 }
 
 /// A CA rotation under way, if any: who has yet to renew.
-fn rotation_text(rotation: &Value) -> String {
-    if !rotation.is_object() {
+fn rotation_text(rotation: Option<&Rotation>) -> String {
+    let Some(rotation) = rotation else {
         return String::new();
-    }
-    let waiting: Vec<String> = rotation["waiting_for"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    };
+    let waiting: Vec<String> = rotation
+        .waiting_for
         .iter()
         .map(ToString::to_string)
         .collect();
-    let from = rotation["from"].as_str().unwrap_or("?");
+    let from = &rotation.from;
     format!(
         "CA rotation from {}: {}\n",
         &from[..from.len().min(16)],
@@ -277,13 +232,18 @@ fn rotation_text(rotation: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
+    /// A status reply as the CLI reads it; parts left out default.
+    fn status(reply: Value) -> Status {
+        serde_json::from_value(reply).unwrap()
+    }
+
     #[test]
     fn render_shows_each_members_version_and_what_waits_for_the_upgrade() {
-        let status = json!({
+        let reply = json!({
             "cluster": { "members": [
                 { "id": 1, "addr": "10.0.0.1:7950", "voter": true },
                 { "id": 2, "addr": "10.0.0.2:7950", "voter": true },
@@ -294,7 +254,7 @@ mod tests {
                             { "id": 3, "error": "connection refused" }],
                 "waiting": "upgrade under way: the cluster writes format 1" },
         });
-        let text = render(&status);
+        let text = render(&status(reply));
         for line in [
             "member 1 10.0.0.1:7950 voter, release 0.2.0 (format 2)\n",
             "member 2 10.0.0.2:7950 voter, release 0.1 (format 1)\n",
@@ -307,7 +267,7 @@ mod tests {
 
     #[test]
     fn render_shows_lag_names_and_published_ports() {
-        let status = json!({
+        let reply = json!({
             "name": "a", "host": 1,
             "cluster": { "state": "leader", "leader": 1,
                 "members": [{ "id": 2, "addr": "10.0.0.2:7950", "voter": true }] },
@@ -318,7 +278,7 @@ mod tests {
                     "ports": [{ "proto": "Tcp", "host_ip": null, "host_port": 8080, "container_port": 80 },
                               { "proto": "Udp", "host_ip": "127.0.0.1", "host_port": 53, "container_port": 53 }] }] }],
         });
-        let text = render(&status);
+        let text = render(&status(reply));
         assert!(
             text.contains("member 2 10.0.0.2:7950 voter, 3 entries behind"),
             "{text}"
@@ -331,17 +291,17 @@ mod tests {
 
     #[test]
     fn render_shows_the_last_errors() {
-        let status = json!({
+        let reply = json!({
             "errors": [
                 { "source": "reconcile", "message": "boom", "first": 90, "last": 95, "count": 3 },
                 { "source": "request /NetworkDriver.Join", "message": "no such endpoint", "first": 99, "last": 99, "count": 1 },
             ],
         });
         assert_eq!(
-            errors_text(&status, 100),
+            errors_text(&status(reply).errors, 100),
             "last errors:\n  5 s ago (3 times) reconcile: boom\n  1 s ago request /NetworkDriver.Join: no such endpoint\n"
         );
-        assert_eq!(errors_text(&json!({}), 100), "last errors: none\n");
+        assert_eq!(errors_text(&[], 100), "last errors: none\n");
     }
 
     #[test]
@@ -356,7 +316,9 @@ mod tests {
                 "missing_for": missing,
             })
         };
-        let missing = names_text(&names(json!(true), json!(["web1", "c2"])));
+        let text =
+            |names: Value| names_text(Some(&serde_json::from_value::<NamesView>(names).unwrap()));
+        let missing = text(names(json!(true), json!(["web1", "c2"])));
         assert!(
             missing.starts_with("names across hosts: MISSING SETTING: Docker 28.5.2"),
             "{missing}"
@@ -366,45 +328,45 @@ mod tests {
             "{missing}"
         );
         assert!(missing.ends_with("their overlays: web1, c2\n"), "{missing}");
-        let ok = names_text(&names(json!(true), json!([])));
+        let ok = text(names(json!(true), json!([])));
         assert!(ok.contains("every overlay container here has it"), "{ok}");
         let mut none = names(json!(true), json!([]));
         none["checked"] = json!(0);
-        let none = names_text(&none);
+        let none = text(none);
         assert!(
             none.contains("no overlay container here to check it by yet"),
             "{none}"
         );
-        let old = names_text(&names(json!(false), json!([])));
+        let old = text(names(json!(false), json!([])));
         assert!(old.starts_with("names across hosts: ok"), "{old}");
         assert_eq!(
-            names_text(&Value::Null),
+            names_text(None),
             "names across hosts: off (RUSTNET_NAMES=false)\n"
         );
     }
 
     #[test]
     fn render_shows_a_ca_rotation_under_way() {
-        let status = json!({
+        let reply = json!({
             "tls": {"ca": "bb", "ca_rotation": {"from": "aaaaaaaaaaaaaaaaaaaaaa", "waiting_for": [2, 3]}},
         });
-        let text = render(&status);
+        let text = render(&status(reply));
         assert!(
             text.contains("CA rotation from aaaaaaaaaaaaaaaa: waiting for host(s) 2, 3 to renew"),
             "{text}"
         );
-        assert!(!render(&json!({"tls": {"ca": "bb"}})).contains("CA rotation"));
+        assert!(!render(&status(json!({"tls": {"ca": "bb"}}))).contains("CA rotation"));
     }
 
     #[test]
     fn render_shows_members_and_tls() {
-        let status = json!({
+        let reply = json!({
             "name": "a (10.0.0.1)", "host": 1,
             "cluster": { "cluster": "c1", "term": 2, "state": "Leader", "leader": 1,
                 "members": [{ "id": 1, "addr": "10.0.0.1:7950", "voter": true }] },
             "tls": { "ca": "0123456789abcdef0123", "certificate": null },
         });
-        let text = render(&status);
+        let text = render(&status(reply));
         assert!(text.contains("member 1 10.0.0.1:7950 voter\n"), "{text}");
         assert!(
             text.contains(

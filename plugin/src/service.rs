@@ -8,25 +8,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use rustnet_ipam::store::{Store, StoreError, Unavailable};
+use rustnet_ipam::store::{Store, StoreError};
 use rustnet_ipam::{Command, DefaultPool, Response};
 use rustnet_overlay::{Report, Want};
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::datapath::DataPath;
 use crate::dns::{Resolver, resolv};
 use crate::error::ApiError;
 use crate::host_view::{DnsView, Underlay, dns_upstreams, host_view};
+use crate::metrics::Metrics;
 use crate::request::{AddressRelease, AddressRequest, PoolRequest};
-
-/// What the store is doing: opening, open, or failed for good.
-#[derive(Debug, Clone)]
-pub(crate) enum StoreState {
-    Opening,
-    Open(Store),
-    Failed(String),
-}
+use crate::status::{Rotation, Status, Tls};
+use crate::store::{Replicated, StoreState, open_store, raft};
 
 /// This host's settings the service uses.
 #[derive(Debug, Clone)]
@@ -51,7 +45,7 @@ const UNCHANGED_REPASS: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// The plugin's service: the replicated store, this host's data path and
 /// its settings. The IPAM calls are here; the network driver's are in
-/// [`crate::driver::Driver`], on top of this.
+/// `driver.rs`, on top of this.
 #[derive(Debug)]
 pub(crate) struct Service {
     store: watch::Receiver<StoreState>,
@@ -67,6 +61,7 @@ pub(crate) struct Service {
     engine: std::sync::Mutex<Option<String>>,
     /// The pools this host's Docker is creating a network on.
     openings: std::sync::Mutex<crate::opening::Openings>,
+    metrics: Metrics,
 }
 
 impl Service {
@@ -74,6 +69,7 @@ impl Service {
         store: watch::Receiver<StoreState>,
         settings: Settings,
         datapath: Arc<dyn DataPath>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             store,
@@ -84,6 +80,7 @@ impl Service {
             applied: std::sync::Mutex::new(None),
             engine: std::sync::Mutex::new(None),
             openings: std::sync::Mutex::default(),
+            metrics,
         }
     }
 
@@ -100,6 +97,11 @@ impl Service {
     pub(crate) fn with_resolver(mut self, resolver: Arc<Resolver>) -> Self {
         self.resolver = Some(resolver);
         self
+    }
+
+    /// Where what happens is counted.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub(crate) fn settings(&self) -> &Settings {
@@ -128,7 +130,7 @@ impl Service {
             let store = self.store().await?;
             let host = store.id();
             let underlay = self.underlay();
-            let dns = self.dns_ports(&store).await;
+            let dns = self.dns_ports(store.as_ref()).await;
             let want = store
                 .read(|s| host_view(s, host, required, underlay, &dns))
                 .await?;
@@ -141,7 +143,8 @@ impl Service {
             *crate::lock(&self.applied) = Some((want, std::time::Instant::now()));
         }
         let firewall = report.as_ref().is_ok_and(|r| r.firewall);
-        crate::metrics::reconcile(report.is_ok(), firewall, started.elapsed());
+        self.metrics
+            .reconcile(report.is_ok(), firewall, started.elapsed());
         match &report {
             Ok(report) => {
                 for conflict in &report.conflicts {
@@ -167,7 +170,7 @@ impl Service {
         let store = self.store().await?;
         let host = store.id();
         let underlay = self.underlay();
-        let dns = self.dns_ports(&store).await;
+        let dns = self.dns_ports(store.as_ref()).await;
         let view = store.local(|s| host_view(s, host, &[], underlay, &dns));
         let unchanged = crate::lock(&self.applied)
             .as_ref()
@@ -182,7 +185,7 @@ impl Service {
 
     /// The upstreams of this host's overlay containers, each with the port
     /// the resolver takes its queries on, and the resolver address.
-    async fn dns_ports(&self, store: &Store) -> DnsView {
+    async fn dns_ports(&self, store: &dyn Replicated) -> DnsView {
         let Some(resolver) = &self.resolver else {
             return DnsView::default();
         };
@@ -212,28 +215,20 @@ impl Service {
 
     /// The addresses whose queries the resolver takes now: every upstream
     /// and the resolver address.
-    pub(crate) async fn dns_upstreams(&self, store: &Store) -> Vec<std::net::Ipv4Addr> {
+    pub(crate) async fn dns_upstreams(&self, store: &dyn Replicated) -> Vec<std::net::Ipv4Addr> {
         let view = self.dns_ports(store).await;
         let own = view.resolver.map(|r| r.addr);
         view.ports.into_keys().chain(own).collect()
     }
 
     /// The open store, waiting (bounded) while it opens.
-    pub(crate) async fn store(&self) -> Result<Store, ApiError> {
-        let mut rx = self.store.clone();
-        let ready = rx.wait_for(|s| !matches!(s, StoreState::Opening));
-        let state = match tokio::time::timeout(self.settings.timeout, ready).await {
-            Ok(Ok(state)) => state.clone(),
-            Ok(Err(_)) => StoreState::Failed("store task ended".to_owned()),
-            Err(_) => StoreState::Opening,
-        };
-        match state {
-            StoreState::Open(store) => Ok(store),
-            StoreState::Opening => {
-                Err(StoreError::from(Unavailable::Opening(self.settings.timeout)).into())
-            }
-            StoreState::Failed(e) => Err(ApiError::NoStore(e)),
-        }
+    pub(crate) async fn store(&self) -> Result<Arc<dyn Replicated>, ApiError> {
+        open_store(&self.store, self.settings.timeout).await
+    }
+
+    /// The open store's Raft cluster, for what only a cluster has.
+    pub(crate) async fn cluster(&self) -> Result<Store, ApiError> {
+        Ok(raft(self.store().await?.as_ref())?.clone())
     }
 
     async fn apply(&self, command: impl FnOnce(u64) -> Command) -> Result<Response, ApiError> {
@@ -307,58 +302,44 @@ impl Service {
         let (view, ca, rotation, names) = store
             .read(|state| {
                 let ca = state.ca().map(|ca| ca.fingerprint.clone());
-                let rotation = state.ca_rotation().map(|r| {
-                    serde_json::json!({
-                        "from": r.previous_fingerprint,
-                        "waiting_for": r.pending,
-                    })
+                let rotation = state.ca_rotation().map(|r| Rotation {
+                    from: r.previous_fingerprint.clone(),
+                    waiting_for: r.pending.clone(),
                 });
                 let names = names_on
                     .then(|| crate::dns::setting::names_view(state, host, engine.as_deref()));
                 (crate::status::view(state, host), ca, rotation, names)
             })
             .await?;
-        Ok(Status {
+        let mut status = Status {
             view,
-            cluster: store.cluster_view(),
-            // On the leader: how many log entries each member is behind.
-            replication: store
+            tls: Tls {
+                ca,
+                certificate: None,
+                ca_rotation: rotation,
+            },
+            errors: self.recent.list(),
+            names,
+            ..Status::default()
+        };
+        // What only a cluster has (a store in memory has none of it).
+        if let Some(raft) = store.raft() {
+            status.cluster = raft.cluster_view();
+            status.replication = raft
                 .raft_view()
                 .behind()
                 .map(|(id, n)| (id.to_string(), n))
-                .collect(),
-            tls: serde_json::json!({
-                "ca": ca,
-                "certificate": store.cert().map(|c| c.fingerprint),
-                "ca_rotation": rotation,
-            }),
-            errors: self.recent.list(),
-            names,
-            upgrade: store.upgrade_view().await,
-        })
+                .collect();
+            status.tls.certificate = raft.cert().map(|c| c.fingerprint);
+            status.upgrade = raft.upgrade_view().await;
+        }
+        Ok(status)
     }
 
     /// Removes `node` from the cluster and frees what it held.
     pub(crate) async fn remove_node(&self, node: u64) -> Result<(), ApiError> {
-        Ok(self.store().await?.remove(node).await?)
+        Ok(self.cluster().await?.remove(node).await?)
     }
-}
-
-/// What `rustnet status` answers: the replicated state's view of this
-/// host, the cluster as this member sees it, its certificates and its
-/// latest errors.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct Status {
-    #[serde(flatten)]
-    view: crate::status::View,
-    cluster: rustnet_ipam::store::ClusterView,
-    replication: std::collections::BTreeMap<String, u64>,
-    tls: Value,
-    errors: Vec<crate::recent::Seen>,
-    /// Names across hosts on this host (`None`: `RUSTNET_NAMES=false`).
-    names: Option<crate::dns::setting::NamesView>,
-    /// Each member's version, and what waits while they differ.
-    upgrade: rustnet_ipam::store::UpgradeView,
 }
 
 fn unexpected(response: &Response) -> ApiError {

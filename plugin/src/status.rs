@@ -1,73 +1,121 @@
-//! What `rustnet status` reports of the replicated state, as the daemon
-//! answers it: this host, its networks, the pools and who holds what.
+//! What `rustnet status` reports: one type ([`Status`]) that the daemon
+//! answers, the CLI reads back and the renderer shows. Its view of the
+//! replicated state: this host, its networks, the pools and who holds
+//! what.
 //!
 //! The view is copied out of the state, under its lock, in plain records
 //! (one string per held address) and serialized straight to the reply
 //! after the lock is released: built as a tree of JSON values, it took
 //! 26 MB for a moment at 10,000 addresses (heaptrack).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use rustnet_ipam::store::{ClusterView, UpgradeView};
 use rustnet_ipam::{HostId, Mac, PortBinding, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::dns::setting::NamesView;
+use crate::recent::Seen;
+
+/// What `rustnet status` answers: the replicated state's view of this
+/// host, the cluster as this member sees it, its certificates and its
+/// latest errors. Every part defaults when missing, so that a reply of a
+/// release that lacks a part still reads.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Status {
+    #[serde(flatten)]
+    pub view: View,
+    pub cluster: ClusterView,
+    /// On the leader: how many log entries each member is behind.
+    pub replication: BTreeMap<String, u64>,
+    pub tls: Tls,
+    pub errors: Vec<Seen>,
+    /// Names across hosts on this host (`None`: `RUSTNET_NAMES=false`).
+    pub names: Option<NamesView>,
+    /// Each member's version, and what waits while they differ.
+    pub upgrade: UpgradeView,
+}
+
+/// The cluster's CA and this member's certificate (fingerprints).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Tls {
+    pub ca: Option<String>,
+    pub certificate: Option<String>,
+    pub ca_rotation: Option<Rotation>,
+}
+
+/// A CA rotation under way: the CA before, and who has yet to renew.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Rotation {
+    pub from: String,
+    pub waiting_for: BTreeSet<HostId>,
+}
 
 /// The status of one host as the daemon reports it: its name, its
 /// networks with their endpoints, and every pool of the cluster with its
 /// holders.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct View {
-    host: HostId,
-    name: String,
-    networks: Vec<NetworkView>,
-    pools: Vec<PoolView>,
-    allocations: Vec<Allocations>,
+    pub host: HostId,
+    pub name: String,
+    pub networks: Vec<NetworkView>,
+    pub pools: Vec<PoolView>,
+    pub allocations: Vec<Allocations>,
 }
 
-#[derive(Debug, Serialize)]
-struct NetworkView {
-    id: String,
-    bridge: String,
-    subnet: Option<IpNet>,
-    gateway: Option<IpNet>,
-    mtu: u32,
-    internal: bool,
-    endpoints: Vec<EndpointView>,
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct NetworkView {
+    pub id: String,
+    pub bridge: String,
+    pub subnet: Option<IpNet>,
+    pub gateway: Option<IpNet>,
+    pub mtu: u32,
+    pub internal: bool,
+    pub endpoints: Vec<EndpointView>,
 }
 
-#[derive(Debug, Serialize)]
-struct EndpointView {
-    id: String,
-    address: Option<IpNet>,
-    mac: Mac,
-    joined: bool,
-    ports: Vec<PortBinding>,
-    container: Option<String>,
-    aliases: Option<Vec<String>>,
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct EndpointView {
+    pub id: String,
+    pub address: Option<IpNet>,
+    pub mac: Mac,
+    pub joined: bool,
+    pub ports: Vec<PortBinding>,
+    pub container: Option<String>,
+    pub aliases: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
-struct PoolView {
-    pool: String,
-    range: Option<IpNet>,
-    hosts: BTreeMap<HostId, u32>,
-    addresses: Vec<Held>,
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct PoolView {
+    pub pool: String,
+    pub range: Option<IpNet>,
+    pub hosts: BTreeMap<HostId, u32>,
+    pub addresses: Vec<Held>,
 }
 
-#[derive(Debug, Serialize)]
-struct Held {
-    address: IpAddr,
-    host: HostId,
-    holder: String,
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Held {
+    pub address: IpAddr,
+    pub host: HostId,
+    pub holder: String,
 }
 
 /// How many addresses a host holds.
-#[derive(Debug, Serialize)]
-struct Allocations {
-    host: HostId,
-    name: String,
-    addresses: usize,
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Allocations {
+    pub host: HostId,
+    pub name: String,
+    pub addresses: usize,
 }
 
 /// The status of `host` in `state`.

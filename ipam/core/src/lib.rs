@@ -11,7 +11,8 @@
 //! `pool` and `addr` are the allocator and its address arithmetic;
 //! `network` holds the network and endpoint tables; `command` the commands
 //! and answers that travel through Raft; `error` why a command is refused;
-//! `token` the join token and CA records; `mac` the MAC type. Every address
+//! `token` the join token and CA records; `mac` the MAC type; `fixture`
+//! (feature `fixtures`) builders for tests. Every address
 //! is chosen inside [`State::apply`] from replicated state alone (no clock,
 //! no randomness, no I/O), so two hosts proposing at the same time can
 //! never be given the same address. The crate `rustnet-ipam` replicates
@@ -20,6 +21,8 @@
 mod addr;
 mod command;
 mod error;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixture;
 pub mod format;
 mod mac;
 mod members;

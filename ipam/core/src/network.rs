@@ -453,34 +453,13 @@ mod tests {
 
     fn network(id: &str, bridge: &str) -> Network {
         Network {
-            id: id.into(),
-            host: 1,
-            mode: Mode::Bridge,
             bridge: bridge.into(),
-            subnet: Some("10.0.42.0/24".parse().unwrap()),
-            gateway: Some("10.0.42.1/24".parse().unwrap()),
-            subnet6: None,
-            gateway6: None,
-            mtu: 1500,
-            internal: false,
-            overlay: None,
-            vni: None,
+            ..crate::fixture::network(id, 1)
         }
     }
 
     fn endpoint(id: &str, network_id: &str) -> Endpoint {
-        Endpoint {
-            id: id.into(),
-            network_id: network_id.into(),
-            host: 1,
-            address: Some("10.0.42.2/24".parse().unwrap()),
-            address6: None,
-            mac: crate::Mac([2, 0, 0, 0, 0, 1]),
-            ports: vec![],
-            joined: false,
-            dns: vec![],
-            container: None,
-        }
+        crate::fixture::endpoint(id, network_id, 1)
     }
 
     #[test]

@@ -100,7 +100,8 @@ impl RaftView {
 }
 
 /// The cluster as this node sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClusterView {
     pub cluster: Option<String>,
     pub this: HostId,

@@ -73,6 +73,23 @@ pub struct StoreConfig {
     pub cert_lifetime: Duration,
 }
 
+impl StoreConfig {
+    /// A node other members reach at `addr`, with the defaults: requests
+    /// bounded at 10 s, 3 voters, joins tried for 5 s, snapshots sent in
+    /// [`SNAPSHOT_CHUNK`] pieces, certificates of [`CERT_LIFETIME`]. Set
+    /// what differs with `StoreConfig { timeout, ..StoreConfig::new(addr) }`.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            timeout: Duration::from_secs(10),
+            voters: 3,
+            join_patience: Duration::from_secs(5),
+            snapshot_chunk: SNAPSHOT_CHUNK,
+            cert_lifetime: CERT_LIFETIME,
+        }
+    }
+}
+
 /// Member certificates are valid for 90 days.
 pub const CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 

@@ -133,7 +133,8 @@ impl Store {
 }
 
 /// Where a cluster stands in an upgrade, for `rustnet status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UpgradeView {
     /// The format this member writes.
     pub format: u32,

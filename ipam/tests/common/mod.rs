@@ -30,13 +30,12 @@ pub fn config(addr: &str) -> StoreConfig {
 /// A node's settings, with member certificates valid for `lifetime`.
 pub fn config_lived(addr: &str, lifetime: Duration) -> StoreConfig {
     StoreConfig {
-        addr: addr.to_owned(),
         timeout: Duration::from_secs(8),
-        voters: 3,
         join_patience: Duration::from_secs(3),
         // Small pieces, so that every snapshot sent here takes several.
         snapshot_chunk: 16 << 10,
         cert_lifetime: lifetime,
+        ..StoreConfig::new(addr)
     }
 }
 

@@ -8,10 +8,9 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::parse;
+use super::wire::{Empty, RawRemove, TokenReply};
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -24,47 +23,49 @@ pub(super) fn routes() -> Router<Arc<Service>> {
         .route("/Rustnet.RotateCa", post(rotate_ca))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawRemove {
-    node: u64,
-}
-
 /// `rustnet cluster remove|leave`.
 async fn remove_node(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let raw = parse::<RawRemove>(&body)?;
     service.remove_node(raw.node).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `rustnet status --token`: the cluster's join token (the socket is
 /// root-only).
-async fn join_token(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
-    let token = service.store().await?.join_token().await?;
-    Ok(Json(json!({ "Token": token.reveal() })))
+async fn join_token(State(service): State<Arc<Service>>) -> Result<Json<TokenReply>, ApiError> {
+    let token = service.cluster().await?.join_token().await?;
+    Ok(Json(TokenReply {
+        token: token.reveal().to_owned(),
+    }))
 }
 
 /// `rustnet cluster rotate-token`: a new join token; the old one stops
 /// admitting hosts.
-async fn rotate_join_token(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
-    let token = service.store().await?.rotate_join_token().await?;
+async fn rotate_join_token(
+    State(service): State<Arc<Service>>,
+) -> Result<Json<TokenReply>, ApiError> {
+    let token = service.cluster().await?.rotate_join_token().await?;
     tracing::info!("join token rotated");
-    Ok(Json(json!({ "Token": token.reveal() })))
+    Ok(Json(TokenReply {
+        token: token.reveal().to_owned(),
+    }))
 }
 
 /// `rustnet cluster rotate-ca`: a new cluster CA; members renew under it
 /// within seconds. The join token's CA pin changes: the new token.
-async fn rotate_ca(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
-    let token = service.store().await?.rotate_ca().await?;
-    Ok(Json(json!({ "Token": token.reveal() })))
+async fn rotate_ca(State(service): State<Arc<Service>>) -> Result<Json<TokenReply>, ApiError> {
+    let token = service.cluster().await?.rotate_ca().await?;
+    Ok(Json(TokenReply {
+        token: token.reveal().to_owned(),
+    }))
 }
 
 /// `rustnet status`: this host, and every pool with who holds what.
 async fn status(
     State(service): State<Arc<Service>>,
-) -> Result<Json<crate::service::Status>, ApiError> {
+) -> Result<Json<crate::status::Status>, ApiError> {
     Ok(Json(service.status().await?))
 }

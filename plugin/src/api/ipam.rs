@@ -11,10 +11,12 @@ use axum::extract::State;
 use axum::routing::post;
 use ipnet::IpNet;
 use rustnet_ipam::HolderKind;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::parse;
+use super::wire::{
+    AddressReply, AddressSpaces, Empty, IpamCapabilities, PoolReply, RawPoolId, RawReleaseAddress,
+    RawRequestAddress, RawRequestPool,
+};
 use crate::error::ApiError;
 use crate::request::{AddressRelease, AddressRequest, PoolRequest};
 use crate::service::Service;
@@ -40,29 +42,21 @@ pub(super) fn routes() -> Router<Arc<Service>> {
         .route("/IpamDriver.ReleaseAddress", post(release_address))
 }
 
-async fn capabilities() -> Json<Value> {
+async fn capabilities() -> Json<IpamCapabilities> {
     // State is persistent: Docker must not replay pools and addresses.
     // Asking for the MAC makes every container's request carry options
     // (the MAC), so that one by value with none is an --aux-address.
-    Json(json!({ "RequiresMACAddress": true, "RequiresRequestReplay": false }))
+    Json(IpamCapabilities {
+        requires_mac_address: true,
+        requires_request_replay: false,
+    })
 }
 
-async fn address_spaces() -> Json<Value> {
-    Json(
-        json!({ "LocalDefaultAddressSpace": LOCAL_SPACE, "GlobalDefaultAddressSpace": GLOBAL_SPACE }),
-    )
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawRequestPool {
-    address_space: String,
-    pool: String,
-    sub_pool: String,
-    #[serde(default)]
-    options: Option<HashMap<String, String>>,
-    #[serde(rename = "V6")]
-    v6: bool,
+async fn address_spaces() -> Json<AddressSpaces> {
+    Json(AddressSpaces {
+        local_default_address_space: LOCAL_SPACE,
+        global_default_address_space: GLOBAL_SPACE,
+    })
 }
 
 impl TryFrom<RawRequestPool> for PoolRequest {
@@ -100,24 +94,6 @@ impl TryFrom<RawRequestPool> for PoolRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawPoolId {
-    #[serde(rename = "PoolID")]
-    pool_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawRequestAddress {
-    #[serde(rename = "PoolID")]
-    pool_id: String,
-    #[serde(default)]
-    address: String,
-    #[serde(default)]
-    options: Option<HashMap<String, String>>,
-}
-
 impl TryFrom<RawRequestAddress> for AddressRequest {
     type Error = ApiError;
 
@@ -145,14 +121,6 @@ impl TryFrom<RawRequestAddress> for AddressRequest {
             kind,
         })
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawReleaseAddress {
-    #[serde(rename = "PoolID")]
-    pool_id: String,
-    address: String,
 }
 
 impl TryFrom<RawReleaseAddress> for AddressRelease {
@@ -196,37 +164,42 @@ fn pool_id(text: String) -> Result<String, ApiError> {
 async fn request_pool(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PoolReply>, ApiError> {
     let request = PoolRequest::try_from(parse::<RawRequestPool>(&body)?)?;
     let (pool_id, subnet) = service.request_pool(request).await?;
-    Ok(Json(
-        json!({ "PoolID": pool_id, "Pool": subnet.to_string(), "Data": {} }),
-    ))
+    Ok(Json(PoolReply {
+        pool_id,
+        pool: subnet.to_string(),
+        data: Empty {},
+    }))
 }
 
 async fn release_pool(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let raw = parse::<RawPoolId>(&body)?;
     service.release_pool(pool_id(raw.pool_id)?).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 async fn request_address(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AddressReply>, ApiError> {
     let request = AddressRequest::try_from(parse::<RawRequestAddress>(&body)?)?;
     let address = service.request_address(request).await?;
-    Ok(Json(json!({ "Address": address.to_string(), "Data": {} })))
+    Ok(Json(AddressReply {
+        address: address.to_string(),
+        data: Empty {},
+    }))
 }
 
 async fn release_address(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let release = AddressRelease::try_from(parse::<RawReleaseAddress>(&body)?)?;
     service.release_address(release).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }

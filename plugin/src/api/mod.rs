@@ -9,6 +9,7 @@
 mod admin;
 mod ipam;
 mod network;
+mod wire;
 
 use std::sync::Arc;
 
@@ -84,7 +85,9 @@ async fn in_span(
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span).await;
     let ok = response.status().is_success();
-    crate::metrics::request(&path, ok, started.elapsed());
+    service
+        .metrics()
+        .request(metric_path(&path), ok, started.elapsed());
     if ok {
         return response;
     }
@@ -101,8 +104,20 @@ async fn in_span(
     axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
+/// The path a request is counted under: a path the socket serves, or
+/// `other` (no label per made-up path).
+fn metric_path(path: &str) -> &str {
+    if PATHS.contains(&path) || path.starts_with("/Rustnet.") {
+        path
+    } else {
+        "other"
+    }
+}
+
 async fn activate() -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "Implements": ["NetworkDriver", "IpamDriver"] }))
+    axum::Json(wire::Activated {
+        implements: ["NetworkDriver", "IpamDriver"],
+    })
 }
 
 async fn not_found(uri: Uri) -> ApiError {

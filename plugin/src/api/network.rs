@@ -13,11 +13,15 @@ use axum::extract::State;
 use axum::routing::post;
 use ipnet::IpNet;
 use rustnet_ipam::{Mac, Mode, PortBinding, Proto};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ipam::{GLOBAL_SPACE, LOCAL_SPACE};
 use super::parse;
+use super::wire::{
+    DriverCapabilities, Empty, EndpointInfo, EndpointReply, InterfaceName, InterfaceReply,
+    JoinReply, RawCreateEndpoint, RawCreateNetwork, RawIds, RawIpamData, RawPortBinding,
+    StaticRoute,
+};
 use crate::driver::Driver;
 use crate::error::ApiError;
 use crate::request::{EndpointRequest, NetworkRequest};
@@ -63,42 +67,22 @@ pub(super) fn routes() -> Router<Arc<Service>> {
 /// Scope `local`: a `global` remote driver makes `docker network create`
 /// fail outside swarm ("This node is not a swarm manager", Docker 20.10).
 /// ConnectivityScope `global`: networks can span hosts.
-async fn capabilities() -> Json<Value> {
-    Json(json!({ "Scope": "local", "ConnectivityScope": "global" }))
+async fn capabilities() -> Json<DriverCapabilities> {
+    Json(DriverCapabilities {
+        scope: "local",
+        connectivity_scope: "global",
+    })
 }
 
 /// Published ports are programmed at Join; discovery is swarm's business.
-async fn nothing() -> Json<Value> {
-    Json(json!({}))
+async fn nothing() -> Json<Empty> {
+    Json(Empty {})
 }
 
 async fn swarm_only() -> ApiError {
     ApiError::Unsupported(
         "rustnet networks are not swarm-scoped; AllocateNetwork is not used".to_owned(),
     )
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawIpamData {
-    #[serde(default)]
-    address_space: String,
-    pool: String,
-    #[serde(default)]
-    gateway: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawCreateNetwork {
-    #[serde(rename = "NetworkID")]
-    network_id: String,
-    #[serde(default)]
-    options: Option<HashMap<String, Value>>,
-    #[serde(rename = "IPv4Data", default)]
-    ipv4_data: Option<Vec<RawIpamData>>,
-    #[serde(rename = "IPv6Data", default)]
-    ipv6_data: Option<Vec<RawIpamData>>,
 }
 
 impl TryFrom<RawCreateNetwork> for NetworkRequest {
@@ -286,41 +270,6 @@ fn docker_id(field: &'static str, id: String) -> Result<String, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawIds {
-    #[serde(rename = "NetworkID")]
-    network_id: String,
-    #[serde(rename = "EndpointID", default)]
-    endpoint_id: Option<String>,
-    #[serde(default)]
-    options: Option<HashMap<String, Value>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawInterface {
-    #[serde(default)]
-    address: String,
-    #[serde(rename = "AddressIPv6", default)]
-    address_ipv6: String,
-    #[serde(default)]
-    mac_address: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawCreateEndpoint {
-    #[serde(rename = "NetworkID")]
-    network_id: String,
-    #[serde(rename = "EndpointID")]
-    endpoint_id: String,
-    #[serde(default)]
-    interface: Option<RawInterface>,
-    #[serde(default)]
-    options: Option<HashMap<String, Value>>,
-}
-
 impl TryFrom<RawCreateEndpoint> for EndpointRequest {
     type Error = ApiError;
 
@@ -369,16 +318,6 @@ fn dns_servers(value: Option<&Value>) -> Result<Vec<IpAddr>, ApiError> {
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawPortBinding {
-    proto: u64,
-    port: u16,
-    #[serde(rename = "HostIP", default)]
-    host_ip: String,
-    host_port: u16,
-}
-
 /// `com.docker.network.portmap`: `[{"Proto":6,"Port":80,"HostIP":"","HostPort":8080,...}]`.
 fn port_map(value: Option<&Value>) -> Result<Vec<PortBinding>, ApiError> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
@@ -422,36 +361,36 @@ fn port_map(value: Option<&Value>) -> Result<Vec<PortBinding>, ApiError> {
 async fn create_network(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let request = NetworkRequest::try_from(parse::<RawCreateNetwork>(&body)?)?;
     Driver::new(&service).create_network(request).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 async fn delete_network(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
     Driver::new(&service)
         .delete_network(docker_id("NetworkID", raw.network_id)?)
         .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 async fn create_endpoint(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EndpointReply>, ApiError> {
     let request = EndpointRequest::try_from(parse::<RawCreateEndpoint>(&body)?)?;
     // Docker refuses a reply that sets a field it already set ("driver
     // modified interface"): return the MAC only when rustnet chose it.
-    match Driver::new(&service).create_endpoint(request).await? {
-        Some(mac) => Ok(Json(
-            json!({ "Interface": { "MacAddress": mac.to_string() } }),
-        )),
-        None => Ok(Json(json!({ "Interface": null }))),
-    }
+    let chosen = Driver::new(&service).create_endpoint(request).await?;
+    Ok(Json(EndpointReply {
+        interface: chosen.map(|mac| InterfaceReply {
+            mac_address: mac.to_string(),
+        }),
+    }))
 }
 
 fn endpoint_id(raw: &RawIds) -> Result<String, ApiError> {
@@ -466,48 +405,51 @@ fn endpoint_id(raw: &RawIds) -> Result<String, ApiError> {
 async fn delete_endpoint(
     State(service): State<Arc<Service>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
     Driver::new(&service)
         .delete_endpoint(endpoint_id(&raw)?)
         .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
-async fn endpoint_info(body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn endpoint_info(body: Bytes) -> Result<Json<EndpointInfo>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
     endpoint_id(&raw)?;
-    Ok(Json(json!({ "Value": {} })))
+    Ok(Json(EndpointInfo { value: Empty {} }))
 }
 
-async fn join(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn join(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Json<JoinReply>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
     let id = endpoint_id(&raw)?;
     let ports = port_map(raw.options.as_ref().and_then(|o| o.get(PORTMAP)))?;
     let joined = Driver::new(&service).join(id, ports).await?;
-    let mut reply = json!({ "InterfaceName": { "SrcName": joined.interface, "DstPrefix": "eth" } });
-    if let Some(gateway) = joined.gateway {
-        reply["Gateway"] = json!(gateway.to_string());
-    }
-    if let Some(gateway6) = joined.gateway6 {
-        reply["GatewayIPv6"] = json!(gateway6.to_string());
-    }
-    if !joined.routes.is_empty() {
-        // RouteType 0: through a next hop (moby libnetwork/types).
-        let routes: Vec<Value> = joined
+    Ok(Json(JoinReply {
+        interface_name: InterfaceName {
+            src_name: joined.interface,
+            dst_prefix: "eth",
+        },
+        gateway: joined.gateway.map(|g| g.to_string()),
+        gateway_ipv6: joined.gateway6.map(|g| g.to_string()),
+        static_routes: joined
             .routes
             .iter()
-            .map(|(to, via)| json!({ "Destination": format!("{to}/32"), "RouteType": 0, "NextHop": via.to_string() }))
-            .collect();
-        reply["StaticRoutes"] = json!(routes);
-    }
-    Ok(Json(reply))
+            .map(|(to, via)| StaticRoute {
+                destination: format!("{to}/32"),
+                route_type: 0,
+                next_hop: via.to_string(),
+            })
+            .collect(),
+    }))
 }
 
-async fn leave(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn leave(State(service): State<Arc<Service>>, body: Bytes) -> Result<Json<Empty>, ApiError> {
     let raw = parse::<RawIds>(&body)?;
     Driver::new(&service).leave(endpoint_id(&raw)?).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// Docker's protocol numbers (moby libnetwork/types).

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use rustnet_ipam::store::{Store, StoreConfig};
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -16,7 +15,7 @@ use super::PATHS;
 use crate::client::PluginClient;
 use crate::daemon::serve;
 use crate::datapath::RecordingPath;
-use crate::service::{Service, Settings, StoreState};
+use crate::store::StoreState;
 
 struct Harness {
     plane: Arc<RecordingPath>,
@@ -31,31 +30,8 @@ async fn harness(store: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("rustnet.sock");
     let listener = UnixListener::bind(&socket).unwrap();
-    let (tx, rx) = watch::channel(StoreState::Opening);
-    if store {
-        let config = StoreConfig {
-            addr: "127.0.0.1:1".into(),
-            timeout: Duration::from_secs(10),
-            voters: 3,
-            join_patience: Duration::from_secs(5),
-            snapshot_chunk: rustnet_ipam::store::SNAPSHOT_CHUNK,
-            cert_lifetime: rustnet_ipam::store::CERT_LIFETIME,
-        };
-        let store = Store::open(&dir.path().join("state"), config)
-            .await
-            .unwrap();
-        store.bootstrap(None).await.unwrap();
-        tx.send_replace(StoreState::Open(store));
-    }
-    let settings = Settings {
-        defaults: vec!["10.128.0.0/9:24".parse().unwrap()],
-        timeout: Duration::from_secs(2),
-        mtu: None,
-        vtep: None,
-        vxlan_port: 4789,
-    };
     let plane = Arc::new(RecordingPath::default());
-    let service = Arc::new(Service::new(rx, settings, plane.clone()));
+    let (service, tx) = crate::fixture::service(store, plane.clone());
     tokio::spawn(serve(listener, service, std::future::pending()));
     Harness {
         plane,

@@ -48,14 +48,10 @@ use tokio::sync::{Mutex, watch};
 
 use rustnet_overlay::firewall::ResolverAddress;
 
+pub(crate) use crate::host_view::RESOLVER_ADDR;
 use crate::host_view::{DnsPorts, Taken};
-use crate::service::StoreState;
+use crate::store::StoreState;
 use directory::{Answer, Question, resolve_for};
-
-/// The resolver address: the `dns` entry of daemon.json that engines from
-/// 28 on need for names across hosts. Link-local and owned by no host, so
-/// only this host and its containers reach it, through rustnet's rules.
-pub(crate) const RESOLVER_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 53, 53);
 
 /// The TTL of rustnet's answers, as Docker's embedded DNS gives its own.
 const TTL: u32 = 600;

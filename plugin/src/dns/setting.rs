@@ -11,7 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use rustnet_ipam::{HostId, Mode, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::RESOLVER_ADDR;
 
@@ -20,7 +20,7 @@ use super::RESOLVER_ADDR;
 const ASKS_FROM_ITS_OWN_NAMESPACE: u32 = 28;
 
 /// What `rustnet status` says of names across hosts on this host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct NamesView {
     /// The address daemon.json's `dns` names where the engine needs it.
     pub resolver_address: Ipv4Addr,
@@ -100,7 +100,8 @@ fn short(id: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use rustnet_ipam::{Command, Container, Endpoint, Mac, Network};
+    use rustnet_ipam::{Command, Container, Endpoint, Network};
+    use rustnet_ipam_core::fixture;
 
     use super::*;
 
@@ -109,31 +110,18 @@ mod tests {
     fn state(internal: bool, dns: &[&str]) -> State {
         let mut state = State::default();
         let network = Network {
-            id: "ov1ov1ov1ov1ov1o".into(),
-            host: HOST,
-            mode: Mode::Overlay,
             bridge: "rn-ov1".into(),
-            subnet: Some("10.0.80.0/24".parse().unwrap()),
             gateway: Some("10.0.80.1/24".parse().unwrap()),
-            subnet6: None,
-            gateway6: None,
-            mtu: 1450,
             internal,
-            overlay: Some("10.0.80.0/24".into()),
             vni: Some(4096),
+            ..fixture::overlay("ov1ov1ov1ov1ov1o", HOST, "10.0.80.0/24")
         };
         state.apply(&Command::CreateNetwork(network)).unwrap();
         let endpoint = Endpoint {
-            id: "ep1ep1ep1ep1ep1ep1".into(),
-            network_id: "ov1ov1ov1ov1ov1o".into(),
-            host: HOST,
             address: Some("10.0.80.2/24".parse().unwrap()),
-            address6: None,
-            mac: Mac([2, 0, 0, 0, 0, 1]),
-            ports: vec![],
             joined: true,
             dns: dns.iter().map(|d| d.parse().unwrap()).collect(),
-            container: None,
+            ..fixture::endpoint("ep1ep1ep1ep1ep1ep1", "ov1ov1ov1ov1ov1o", HOST)
         };
         state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
         state

@@ -1,4 +1,5 @@
 use rustnet_ipam::{Command, Mac, Network, PortBinding, Proto, State};
+use rustnet_ipam_core::fixture;
 
 use super::*;
 use crate::naming::bridge_name;
@@ -12,47 +13,22 @@ const UNDERLAY: Underlay = Underlay {
 fn tables(internal: bool, joined: bool) -> State {
     let mut state = State::default();
     let network = Network {
-        id: "net1net1net1net1".into(),
-        host: HOST,
-        mode: Mode::Bridge,
         bridge: bridge_name("net1net1net1net1"),
-        subnet: Some("10.0.42.0/24".parse().unwrap()),
-        gateway: Some("10.0.42.1/24".parse().unwrap()),
-        subnet6: None,
-        gateway6: None,
         mtu: 1450,
         internal,
-        overlay: None,
-        vni: None,
+        ..fixture::network("net1net1net1net1", HOST)
     };
     state.apply(&Command::CreateNetwork(network)).unwrap();
-    let mut other_host = Network {
-        id: "net2net2net2net2".into(),
-        host: HOST + 1,
-        mode: Mode::Bridge,
+    let other_host = Network {
         bridge: "rn-other".into(),
         subnet: Some("10.0.43.0/24".parse().unwrap()),
         gateway: None,
-        subnet6: None,
-        gateway6: None,
-        mtu: 1500,
-        internal: false,
-        overlay: None,
-        vni: None,
+        ..fixture::network("net2net2net2net2", HOST + 1)
     };
-    other_host.host = HOST + 1;
     state.apply(&Command::CreateNetwork(other_host)).unwrap();
     let endpoint = Endpoint {
-        id: "ep1ep1ep1ep1ep1ep1".into(),
-        network_id: "net1net1net1net1".into(),
-        host: HOST,
-        address: Some("10.0.42.2/24".parse().unwrap()),
-        address6: None,
         mac: Mac([2, 0, 0, 0, 0, 7]),
-        ports: vec![],
-        joined: false,
-        dns: vec![],
-        container: None,
+        ..fixture::endpoint("ep1ep1ep1ep1ep1ep1", "net1net1net1net1", HOST)
     };
     state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
     if joined {
@@ -105,18 +81,11 @@ fn dns_ports() -> DnsView {
 fn with_overlay(internal: bool) -> State {
     let mut state = tables(false, false);
     let overlay = Network {
-        id: "ov1ov1ov1ov1ov1o".into(),
-        host: HOST,
-        mode: Mode::Overlay,
         bridge: bridge_name("ov1ov1ov1ov1ov1o"),
-        subnet: Some("10.0.80.0/24".parse().unwrap()),
         gateway: Some("10.0.80.1/24".parse().unwrap()),
-        subnet6: None,
-        gateway6: None,
-        mtu: 1450,
         internal,
-        overlay: Some("10.0.80.0/24".into()),
         vni: Some(4096),
+        ..fixture::overlay("ov1ov1ov1ov1ov1o", HOST, "10.0.80.0/24")
     };
     state.apply(&Command::CreateNetwork(overlay)).unwrap();
     let endpoint = Endpoint {
@@ -272,18 +241,9 @@ fn vxlan_ingress_only_with_an_overlay_and_from_members() {
         "bridge networks only"
     );
     let overlay = Network {
-        id: "ov1ov1ov1ov1ov1o".into(),
-        host: HOST,
-        mode: Mode::Overlay,
         bridge: bridge_name("ov1ov1ov1ov1ov1o"),
-        subnet: Some("10.0.80.0/24".parse().unwrap()),
-        gateway: None,
-        subnet6: None,
-        gateway6: None,
-        mtu: 1450,
-        internal: false,
-        overlay: Some("10.0.80.0/24".into()),
         vni: Some(4096),
+        ..fixture::overlay("ov1ov1ov1ov1ov1o", HOST, "10.0.80.0/24")
     };
     state.apply(&Command::CreateNetwork(overlay)).unwrap();
     let ingress = vxlan_ingress(&state, HOST, 4790).unwrap();

@@ -914,31 +914,14 @@ fn a_taken_address_names_the_container_its_host_learned() {
     )
     .unwrap();
     let network = crate::Network {
-        id: "net1".into(),
-        host: H1,
-        mode: crate::Mode::Bridge,
-        bridge: "rn-net1".into(),
-        subnet: Some(net("10.0.42.0/24")),
         gateway: None,
-        subnet6: None,
-        gateway6: None,
-        mtu: 1500,
-        internal: false,
-        overlay: None,
-        vni: None,
+        ..crate::fixture::network("net1", H1)
     };
     s.apply(&Command::CreateNetwork(network)).unwrap();
     let endpoint = Endpoint {
-        id: "ep1".into(),
-        network_id: "net1".into(),
-        host: H1,
         address: Some(net("10.0.42.9/24")),
-        address6: None,
         mac: crate::Mac::random(),
-        ports: vec![],
-        joined: false,
-        dns: vec![],
-        container: None,
+        ..crate::fixture::endpoint("ep1", "net1", H1)
     };
     s.apply(&Command::CreateEndpoint(endpoint.clone())).unwrap();
     let taken = |s: &mut State| {
@@ -1015,8 +998,6 @@ fn table_command(op: &TableOp) -> Command {
     let network_id = |host: HostId, n: u8| format!("net{host}{n}");
     match op.clone() {
         TableOp::Network { host, n, overlay } => Command::CreateNetwork(crate::Network {
-            id: network_id(host, n),
-            host,
             mode: if overlay {
                 crate::Mode::Overlay
             } else {
@@ -1025,12 +1006,9 @@ fn table_command(op: &TableOp) -> Command {
             bridge: format!("rn-{host}{n}"),
             subnet: Some(net(&format!("10.0.{n}.0/24"))),
             gateway: Some(net(&format!("10.0.{n}.1/24"))),
-            subnet6: None,
-            gateway6: None,
             mtu: 1450,
-            internal: false,
             overlay: overlay.then(|| format!("10.0.{n}.0/24")),
-            vni: None,
+            ..crate::fixture::network(&network_id(host, n), host)
         }),
         TableOp::DeleteNetwork { host, n } => Command::DeleteNetwork {
             host,
@@ -1041,16 +1019,9 @@ fn table_command(op: &TableOp) -> Command {
             id: network_id(host, n),
         },
         TableOp::Endpoint { host, n, e } => Command::CreateEndpoint(Endpoint {
-            id: format!("ep{e}"),
-            network_id: network_id(host, n),
-            host,
             address: Some(net(&format!("10.0.{n}.{}/24", 10 + e))),
-            address6: None,
             mac: crate::Mac([2, 0, 0, 0, n, e]),
-            ports: vec![],
-            joined: false,
-            dns: vec![],
-            container: None,
+            ..crate::fixture::endpoint(&format!("ep{e}"), &network_id(host, n), host)
         }),
         TableOp::DeleteEndpoint { host, e } => Command::DeleteEndpoint {
             host,

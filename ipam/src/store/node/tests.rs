@@ -5,12 +5,8 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn open(dir: &Path) -> Result<Store, StoreError> {
     let config = StoreConfig {
-        addr: "127.0.0.1:1".into(),
         timeout: TIMEOUT,
-        voters: 3,
-        join_patience: Duration::from_secs(5),
-        snapshot_chunk: crate::store::SNAPSHOT_CHUNK,
-        cert_lifetime: crate::store::CERT_LIFETIME,
+        ..StoreConfig::new("127.0.0.1:1")
     };
     let store = Store::open(dir, config).await?;
     store.bootstrap(None).await?;

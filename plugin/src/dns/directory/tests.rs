@@ -1,4 +1,5 @@
 use rustnet_ipam::{Command, Container, Mac, Network};
+use rustnet_ipam_core::fixture;
 
 use super::*;
 
@@ -11,18 +12,8 @@ fn overlay(state: &mut State, host: HostId, id: &str, key: &str, name: &str) {
 
 fn overlay_with(state: &mut State, host: HostId, id: &str, key: &str, name: &str, internal: bool) {
     let network = Network {
-        id: id.into(),
-        host,
-        mode: Mode::Overlay,
-        bridge: format!("rn-{id}"),
-        subnet: Some(key.parse().unwrap()),
-        gateway: None,
-        subnet6: None,
-        gateway6: None,
-        mtu: 1450,
         internal,
-        overlay: Some(key.into()),
-        vni: None,
+        ..fixture::overlay(id, host, key)
     };
     state.apply(&Command::CreateNetwork(network)).unwrap();
     state
@@ -44,16 +35,9 @@ fn container(
 ) {
     let id = format!("ep-{network}-{name}");
     let endpoint = Endpoint {
-        id: id.clone(),
-        network_id: network.into(),
-        host,
         address: Some(format!("{ip}/24").parse().unwrap()),
-        address6: None,
         mac: Mac::random(),
-        ports: vec![],
-        joined: false,
-        dns: vec![],
-        container: None,
+        ..fixture::endpoint(&id, network, host)
     };
     state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
     let join = Command::SetJoined {
