@@ -89,7 +89,7 @@ pub(crate) fn admit(
     fingerprint: &str,
     catch_up: &CatchUp,
 ) -> Admission {
-    let now = super::node::unix_now();
+    let now = super::clock::unix_now();
     match state.admission(fingerprint, now) {
         Admission::Refused if catch_up.behind() || catching_up(state, id, own) => {
             let cert = super::tls::peer_cert(der);

@@ -18,54 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_NODE_ID, KEY_VOUCHED};
 use super::error::{PeerError, Refusal, RemoteError, StoreError, TlsError};
-use super::network::{decode, encode, request};
 use super::tls::{NodeCert, Trust};
+use super::wire::{EnrollReply, EnrollRequest, JoinReply, JoinRequest, call};
 use super::{Store, StoreConfig};
 use crate::{Command, HostId, JoinToken, State, check_join_token, pinned, split_token};
 
 /// How long a member renewing under a rotated CA waits before presenting
 /// its new certificate: every replica learns it meanwhile.
 const RENEWAL_GRACE_ON_ROTATION: Duration = Duration::from_secs(3);
-
-/// A node asking to join.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JoinRequest {
-    pub node_id: HostId,
-    pub addr: String,
-    /// The cluster the joining node's state belongs to, if any.
-    pub cluster: Option<String>,
-}
-
-/// A new host asking for its id and certificate: it names neither, the
-/// cluster assigns both.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct EnrollRequest {
-    pub addr: String,
-    /// The join token's secret (never its CA part).
-    pub token: Option<JoinToken>,
-}
-
-/// What an enrolled host receives: the id the cluster gave it, and a
-/// certificate bound to that id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct EnrollReply {
-    pub id: HostId,
-    pub cert: NodeCert,
-    /// The members' certificates, which the new host admits while it
-    /// catches up (catch_up.rs).
-    #[serde(default)]
-    pub vouched: Vec<String>,
-}
-
-/// What a joining node learns: the cluster it is now part of.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JoinReply {
-    pub cluster: String,
-    /// The members' certificates, which the joining host admits while it
-    /// catches up (catch_up.rs).
-    #[serde(default)]
-    pub vouched: Vec<String>,
-}
 
 /// One member, as `rustnet status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,7 +169,7 @@ impl Store {
             // member's certificate (it is catching up): nothing to do yet.
             return Ok(());
         }
-        let left = cert.not_after.saturating_sub(super::node::unix_now());
+        let left = cert.not_after.saturating_sub(super::clock::unix_now());
         let aged = cert.not_after == 0 || left <= self.config.cert_lifetime.as_secs() / 3;
         if !aged && !rotated {
             return self.keep_trust(cert, &trust);
@@ -356,7 +316,7 @@ impl Store {
         if !has_ca {
             return Err(StoreError::Missing("CA").into());
         }
-        let at = super::node::unix_now();
+        let at = super::clock::unix_now();
         let id = match self.write(Command::AssignHostId { at }).await? {
             crate::Response::Host { id } => id,
             other => return Err(StoreError::Unexpected(other).into()),
@@ -412,7 +372,7 @@ impl Store {
     /// another cluster); seeds that do not answer prove nothing.
     async fn check_same_ca(&self, seeds: &[String], cert: &NodeCert) -> Result<(), StoreError> {
         for seed in seeds {
-            if let Ok(false) = super::tls::chains_to(seed, &cert.ca_pem).await {
+            if let Ok(false) = super::transport::chains_to(seed, &cert.ca_pem).await {
                 return Err(StoreError::Refused {
                     action: "join",
                     by: seed.clone(),
@@ -425,10 +385,7 @@ impl Store {
 
     async fn send_join(&self, to: &str, ask: &JoinRequest) -> Result<JoinReply, PeerError> {
         let mut client = self.peers.cluster(to)?;
-        let reply = client
-            .join(request(encode(ask)?, self.config.timeout))
-            .await?;
-        decode::<Result<JoinReply, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+        call(ask, self.config.timeout, |r| client.join(r)).await
     }
 
     /// Handles a join on this member: forwarded to the leader, which adds
@@ -543,10 +500,7 @@ impl Store {
 
     async fn send_remove(&self, to: &str, node: HostId) -> Result<(), PeerError> {
         let mut client = self.peers.cluster(to)?;
-        let reply = client
-            .remove(request(encode(&node)?, self.config.timeout))
-            .await?;
-        decode::<Result<(), RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+        call(&node, self.config.timeout, |r| client.remove(r)).await
     }
 
     /// On the leader: takes `node` out of the membership, revokes its
@@ -907,17 +861,15 @@ async fn send_enroll(
     pin: Option<&str>,
     timeout: Duration,
 ) -> Result<EnrollReply, PeerError> {
-    let ca = super::tls::fetch_ca(to, pin)
+    let ca = super::transport::fetch_ca(to, pin)
         .await
         .map_err(PeerError::Tls)?;
     let channel = super::network::tls_endpoint(to, super::tls::trust(&ca))?
         .connect()
         .await
         .map_err(PeerError::Connect)?;
-    let reply = rustnet_proto::ClusterClient::new(channel)
-        .enroll(request(encode(ask)?, timeout))
-        .await?;
-    decode::<Result<EnrollReply, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+    let mut client = rustnet_proto::ClusterClient::new(channel);
+    call(ask, timeout, |r| client.enroll(r)).await
 }
 
 /// Background duty of every member: renew its certificate before it

@@ -14,13 +14,8 @@ use rustnet_ipam_core::{CommandResult, Proposal};
 use rustnet_proto::Payload;
 
 use super::error::{PeerError, RemoteError};
-use super::network::{Peers, decode, encode, request};
-
-/// A forwarded write, as it travels: its tag and the proposal.
-pub(crate) type Tagged = (u64, Proposal);
-
-/// The leader's answer to a forwarded write, as it travels back.
-pub(crate) type TaggedAnswer = (u64, Result<CommandResult, RemoteError>);
+use super::network::Peers;
+use super::wire::{Tagged, TaggedAnswer, call, decode, encode};
 
 /// What waits for the leader's answers, by tag; `None` once the stream has
 /// ended (nothing waits on it any more).
@@ -239,6 +234,5 @@ async fn write_unary(
     timeout: Duration,
 ) -> Result<CommandResult, PeerError> {
     let mut client = peers.cluster(leader)?;
-    let reply = client.write(request(encode(proposal)?, timeout)).await?;
-    decode::<Result<CommandResult, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+    call(proposal, timeout, |r| client.write(r)).await
 }

@@ -17,6 +17,7 @@
 //! it. Nothing here knows about Docker or netlink.
 
 mod catch_up;
+mod clock;
 mod cluster;
 mod db;
 mod error;
@@ -31,8 +32,9 @@ mod tls;
 mod transport;
 mod types;
 mod upgrade;
+mod wire;
 
-pub use cluster::{ClusterView, JoinReply, JoinRequest, Member, RaftView, enroll};
+pub use cluster::{ClusterView, Member, RaftView, enroll};
 pub use db::Db;
 pub use error::{PeerError, Refusal, RemoteError, StoreError, TlsError, Unavailable, chain};
 pub use log_store::LogStore;
@@ -46,3 +48,4 @@ pub use state_machine::StateMachine;
 pub use tls::{NodeCert, SERVER_NAME};
 pub use types::TypeConfig;
 pub use upgrade::{MemberAnswer, MemberVersion, UpgradeView};
+pub use wire::{JoinReply, JoinRequest};

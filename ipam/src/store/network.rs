@@ -24,9 +24,9 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::TypeConfig;
 use super::error::{PeerError, RemoteError};
-use super::server::StreamAnswer;
 use super::tls::NodeCert;
 use super::transport::{MemberCheck, client_config, dial};
+use super::wire::{StreamAnswer, decode, encode};
 
 type Vote = openraft::alias::VoteOf<TypeConfig>;
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
@@ -122,29 +122,6 @@ pub(crate) fn tls_endpoint(addr: &str, tls: ClientTlsConfig) -> Result<Endpoint,
         .tls_config(tls)
         .map_err(address)
         .map(|e| e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true))
-}
-
-/// `value` as a payload of this release's format.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Payload, PeerError> {
-    serde_json::to_vec(value)
-        .map(|data| Payload {
-            data,
-            format: crate::FORMAT,
-        })
-        .map_err(PeerError::Encode)
-}
-
-/// A payload's value, if its format is one this release reads.
-pub(crate) fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, PeerError> {
-    crate::format::check("a message from a peer", payload.format)?;
-    serde_json::from_slice(&payload.data).map_err(PeerError::Decode)
-}
-
-/// A gRPC request that gives up at `deadline`.
-pub(crate) fn request(payload: Payload, deadline: Duration) -> tonic::Request<Payload> {
-    let mut request = tonic::Request::new(payload);
-    request.set_timeout(deadline);
-    request
 }
 
 /// The factory openraft asks for a client per peer.

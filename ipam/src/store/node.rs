@@ -17,11 +17,13 @@ use openraft::errors::LinearizableReadError;
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 
 use super::catch_up::{CatchUp, admit};
+use super::clock::unix_now;
 use super::db::{KEY_CERT, KEY_CLUSTER_ID, KEY_FORMAT, KEY_NODE_ID, KEY_VOUCHED};
 use super::error::{PeerError, RemoteError, StoreError, Unavailable};
 use super::forward::Forwarder;
-use super::network::{GrpcNetwork, Peers, decode, encode, request};
+use super::network::{GrpcNetwork, Peers};
 use super::tls::NodeCert;
+use super::wire::call;
 use super::{Db, LogStore, StateMachine, TypeConfig};
 use crate::{Admission, Command, CommandResult, HostId, Proposal, Response, State};
 
@@ -461,10 +463,7 @@ impl Store {
 
     async fn remote_read_index(&self, leader: &str) -> Result<u64, PeerError> {
         let mut client = self.peers.cluster(leader)?;
-        let reply = client
-            .read_index(request(encode(&())?, self.config.timeout))
-            .await?;
-        decode::<Result<u64, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+        call(&(), self.config.timeout, |r| client.read_index(r)).await
     }
 
     /// Sleeps until a leader is known, at most half a second (a retry loop
@@ -584,13 +583,6 @@ pub(crate) fn open_db(dir: &Path) -> Result<Db, StoreError> {
             .map_err(failed(&file))?;
     }
     Ok(db)
-}
-
-/// Seconds since the Unix epoch, by this host's clock.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The node id kept in the store, created once: a node's identity survives

@@ -6,16 +6,18 @@
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
+use openraft::raft::AppendEntriesRequest;
 use rustnet_proto::{Cluster, ClusterServer, Payload, Raft, RaftServer, SnapshotChunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::error::RemoteError;
-use super::network::{ChunkHeader, SnapshotMessage, decode, encode};
+use super::network::{ChunkHeader, SnapshotMessage};
+use super::wire::{
+    EnrollRequest, IssueRequest, JoinRequest, StreamAnswer, Tagged, TaggedAnswer, decode, encode,
+};
 use super::{Store, TypeConfig};
-use crate::store::cluster::{EnrollRequest, JoinRequest};
 use crate::{Admission, HostId, Proposal};
 
 /// Serves `store`'s peer protocol on `listener` until `shutdown` completes,
@@ -193,9 +195,6 @@ impl std::fmt::Debug for RaftService {
 
 /// The answers of a pipelined replication stream.
 type Answers = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Payload, Status>> + Send>>;
-
-/// One answer of a replication stream, as [`super::network`] reads it.
-pub(crate) type StreamAnswer = Result<StreamAppendResult<TypeConfig>, RemoteError>;
 
 impl RaftService {
     /// Hands a leader's stream of AppendEntries requests to Raft, which
@@ -425,7 +424,7 @@ impl ClusterService {
 }
 
 /// A write of the stream being applied: its tag and the leader's answer.
-type Running = futures::future::BoxFuture<'static, super::forward::TaggedAnswer>;
+type Running = futures::future::BoxFuture<'static, TaggedAnswer>;
 
 /// The answers of a member's write stream, which apply its writes as they
 /// are polled: the task that sends the answers reads the writes and waits
@@ -448,7 +447,7 @@ impl Applying {
         if self.store.admission(&self.leaf, &self.fingerprint) == Admission::Refused {
             return Err(not_a_member(&self.fingerprint));
         }
-        let (tag, mut proposal): super::forward::Tagged =
+        let (tag, mut proposal): Tagged =
             decode(payload).map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Who sends it is what its certificate says, whatever it claims.
         proposal.by = Some(self.sender);
@@ -553,7 +552,7 @@ impl Cluster for ClusterService {
 
     async fn issue(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let sender = member(&self.store, &request)?;
-        let ask: super::signing::IssueRequest = input(&request)?;
+        let ask: IssueRequest = input(&request)?;
         output(&self.store.handle_issue(ask, sender).await)
     }
 

@@ -17,21 +17,13 @@
 use std::collections::BTreeMap;
 
 use openraft::async_runtime::WatchReceiver;
-use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::db::KEY_CA_KEYS;
 use super::error::{PeerError, Refusal, RemoteError, StoreError, Unavailable};
-use super::network::{decode, encode, request};
 use super::tls::{NodeCert, Trust};
+use super::wire::{IssueRequest, call};
 use crate::{ClusterCa, Command, HostId};
-
-/// A member asking the leader for a certificate of `host`: itself
-/// (renewal), or a host that just enrolled through it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct IssueRequest {
-    pub host: HostId,
-}
 
 /// CA keys this node holds, by the CA's fingerprint.
 type CaKeys = BTreeMap<String, String>;
@@ -156,13 +148,10 @@ impl Store {
 
     async fn send_issue(&self, to: &str, host: HostId) -> Result<NodeCert, PeerError> {
         let mut client = self.peers.cluster(to)?;
-        let reply = client
-            .issue(request(
-                encode(&IssueRequest { host })?,
-                self.config.timeout,
-            ))
-            .await?;
-        decode::<Result<NodeCert, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+        call(&IssueRequest { host }, self.config.timeout, |r| {
+            client.issue(r)
+        })
+        .await
     }
 
     /// Handles a member's request for a certificate of `ask.host`: only for
@@ -210,13 +199,8 @@ impl Store {
 
     async fn send_ca_key(&self, to: &str, fingerprint: &str) -> Result<Option<String>, PeerError> {
         let mut client = self.peers.cluster(to)?;
-        let reply = client
-            .ca_key(request(
-                encode(&fingerprint)?,
-                self.config.timeout.min(FETCH_TIMEOUT),
-            ))
-            .await?;
-        decode::<Result<Option<String>, RemoteError>>(reply.get_ref())?.map_err(PeerError::Remote)
+        let timeout = self.config.timeout.min(FETCH_TIMEOUT);
+        call(&fingerprint, timeout, |r| client.ca_key(r)).await
     }
 
     /// Keeps the CA key where it belongs (run every few seconds): a voter

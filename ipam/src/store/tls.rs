@@ -1,4 +1,5 @@
-//! Mutual TLS between members.
+//! Mutual TLS between members: the certificates (the CA, issuing, cross-
+//! signing, fingerprints); transport.rs makes and checks the handshakes.
 //!
 //! ```text
 //!   bootstrap: CA (in the replicated state) ─► certificate for itself
@@ -11,19 +12,14 @@
 //! All members share one DNS name in their certificates, [`SERVER_NAME`]:
 //! peers are found by address, and who they are is the fingerprint.
 
-use std::sync::Arc;
-
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Certificate, ClientTlsConfig};
 
-use super::error::{Refusal, TlsError};
+use super::error::TlsError;
 use crate::{ClusterCa, HostId};
 
 /// The name every member's certificate carries and every client checks.
@@ -160,7 +156,7 @@ pub(super) fn issue(
     params
         .distinguished_name
         .push(DnType::CommonName, format!("rustnet member {host}"));
-    let now = super::node::unix_now();
+    let now = super::clock::unix_now();
     let not_after = now.saturating_add(lifetime.as_secs());
     // An hour back, for clocks a little behind.
     let not_before = now.saturating_sub(3600);
@@ -207,121 +203,6 @@ fn timestamp(unix: u64) -> Result<time::OffsetDateTime, TlsError> {
         .ok_or_else(|| TlsError::Decode(format!("time {unix} out of range")))
 }
 
-/// The CA certificate a member at `addr` presents, as PEM, read from a TLS
-/// handshake before anything is sent; with `pin`, refused unless its
-/// fingerprint is `pin`. A host enrolls only with a CA it checked this way
-/// (or, without a pin, the one it first sees).
-pub(super) async fn fetch_ca(addr: &str, pin: Option<&str>) -> Result<String, TlsError> {
-    let chain = fetch_chain(addr).await?;
-    let ca = chain
-        .last()
-        .filter(|_| chain.len() > 1)
-        .ok_or_else(|| TlsError::NoCa {
-            addr: addr.to_owned(),
-        })?;
-    let seen = fingerprint(ca);
-    if let Some(pin) = pin.filter(|pin| **pin != seen) {
-        return Err(TlsError::Pinned(Refusal::CaPin {
-            addr: addr.to_owned(),
-            seen,
-            pin: pin.to_owned(),
-        }));
-    }
-    Ok(pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec())))
-}
-
-/// Whether the member at `addr` presents a chain to one of the CAs in
-/// `roots_pem` (its certificate's membership aside): `false` for a member
-/// of another cluster; an error when it cannot be asked.
-pub(super) async fn chains_to(addr: &str, roots_pem: &str) -> Result<bool, TlsError> {
-    let chain = fetch_chain(addr).await?;
-    let Some((leaf, intermediates)) = chain.split_first() else {
-        return Ok(false);
-    };
-    let verifier = super::transport::server_verifier(roots_pem)?;
-    let name = ServerName::try_from(SERVER_NAME)?;
-    Ok(verifier
-        .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
-        .is_ok())
-}
-
-/// The certificates a member at `addr` presents, read from a TLS handshake
-/// before anything is sent.
-async fn fetch_chain(addr: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(RecordChain(provider)))
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|source| TlsError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    let name = ServerName::try_from(SERVER_NAME)?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|source| TlsError::Handshake {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-    Ok(chain.iter().map(|c| c.clone().into_owned()).collect())
-}
-
-/// Accepts the server's chain so that it can be read; the caller checks
-/// the CA against its pin, and the real connection verifies everything.
-#[derive(Debug)]
-struct RecordChain(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for RecordChain {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,52 +214,13 @@ mod tests {
         }
     }
 
-    /// Whether the chain of `cert` leads to a CA in `roots_pem`.
-    fn verifies(cert: &NodeCert, roots_pem: &str) -> bool {
-        use rustls::pki_types::pem::PemObject;
-        let chain: Vec<CertificateDer<'_>> =
-            CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let verifier = super::super::transport::server_verifier(roots_pem).unwrap();
-        let name = ServerName::try_from(SERVER_NAME).unwrap();
-        verifier
-            .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
-            .is_ok()
-    }
-
-    #[test]
-    fn during_a_rotation_a_renewed_certificate_chains_to_either_ca() {
-        let day = std::time::Duration::from_secs(86400);
-        let (old, new) = (new_ca().unwrap(), new_ca().unwrap());
-        let before = issue(&old, &alone(&old), 1, day).unwrap();
-        let cross = cross_sign(&old, &new).unwrap();
-        let rotating = Trust {
-            roots_pem: format!("{}{}", new.cert_pem, old.cert_pem),
-            chain_tail_pem: format!("{}\n{}", cross.trim_end(), new.cert_pem),
-        };
-        let renewed = issue(&new, &rotating, 1, day).unwrap();
-        assert_eq!(renewed.issuer, new.fingerprint);
-        // A member that has not applied the rotation trusts only the old
-        // CA: the cross-signed certificate leads it there.
-        assert!(verifies(&renewed, &old.cert_pem));
-        assert!(verifies(&renewed, &new.cert_pem));
-        assert!(verifies(&before, &rotating.roots_pem));
-        // Once the old CA is retired, its certificates lead nowhere.
-        assert!(!verifies(&before, &new.cert_pem));
-        // Enrolling hosts pin the CA that comes last in the chain.
-        assert!(renewed.chain_pem.ends_with(&new.cert_pem));
-        let without_cross = issue(&new, &alone(&new), 2, day).unwrap();
-        assert!(!verifies(&without_cross, &old.cert_pem));
-    }
-
     #[test]
     fn issued_certificates_chain_to_the_ca_and_differ() {
         let ca = new_ca().unwrap();
         let day = std::time::Duration::from_secs(86400);
         let a = issue(&ca, &alone(&ca), 1, day).unwrap();
         let b = issue(&ca, &alone(&ca), 2, day).unwrap();
-        assert!(a.not_after >= super::super::node::unix_now() + 86000);
+        assert!(a.not_after >= super::super::clock::unix_now() + 86000);
         assert_ne!(a.fingerprint, b.fingerprint);
         assert!(a.chain_pem.ends_with(&ca.cert_pem));
         assert!(!format!("{a:?} {ca:?}").contains("PRIVATE KEY"));

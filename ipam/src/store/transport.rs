@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
+use super::error::Refusal;
 use super::error::TlsError;
 use super::tls::{NodeCert, SERVER_NAME, fingerprint};
 
@@ -75,12 +76,16 @@ pub(crate) fn client_config(
     check: MemberCheck,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
-    let inner = server_verifier(&cert.ca_pem)?;
+    let verifier = PeerVerifier {
+        chain: Some(server_verifier(&cert.ca_pem)?),
+        member: Some(check),
+        provider: provider.clone(),
+    };
     let (chain, key) = identity(cert)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(MemberVerifier { inner, check }))
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
@@ -211,21 +216,93 @@ fn config_for(
     }
 }
 
-/// Verifies the server's chain as usual, then that its certificate is a
-/// current member's: a certificate of the CA alone is not enough (a
-/// removed member still has one).
-struct MemberVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    check: MemberCheck,
+/// The CA certificate a member at `addr` presents, as PEM, read from a TLS
+/// handshake before anything is sent; with `pin`, refused unless its
+/// fingerprint is `pin`. A host enrolls only with a CA it checked this way
+/// (or, without a pin, the one it first sees).
+pub(super) async fn fetch_ca(addr: &str, pin: Option<&str>) -> Result<String, TlsError> {
+    let chain = fetch_chain(addr).await?;
+    let ca = chain
+        .last()
+        .filter(|_| chain.len() > 1)
+        .ok_or_else(|| TlsError::NoCa {
+            addr: addr.to_owned(),
+        })?;
+    let seen = fingerprint(ca);
+    if let Some(pin) = pin.filter(|pin| **pin != seen) {
+        return Err(TlsError::Pinned(Refusal::CaPin {
+            addr: addr.to_owned(),
+            seen,
+            pin: pin.to_owned(),
+        }));
+    }
+    Ok(pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec())))
 }
 
-impl std::fmt::Debug for MemberVerifier {
+/// Whether the member at `addr` presents a chain to one of the CAs in
+/// `roots_pem` (its certificate's membership aside): `false` for a member
+/// of another cluster; an error when it cannot be asked.
+pub(super) async fn chains_to(addr: &str, roots_pem: &str) -> Result<bool, TlsError> {
+    let chain = fetch_chain(addr).await?;
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Ok(false);
+    };
+    let verifier = super::transport::server_verifier(roots_pem)?;
+    let name = ServerName::try_from(SERVER_NAME)?;
+    Ok(verifier
+        .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
+        .is_ok())
+}
+
+/// The certificates a member at `addr` presents, read from a TLS handshake
+/// before anything is sent.
+async fn fetch_chain(addr: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let provider = provider();
+    let anything = PeerVerifier {
+        chain: None,
+        member: None,
+        provider: provider.clone(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(anything))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|source| TlsError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let name = ServerName::try_from(SERVER_NAME)?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|source| TlsError::Handshake {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    Ok(chain.iter().map(|c| c.clone().into_owned()).collect())
+}
+
+/// How this member checks a server's certificate: that its chain leads
+/// to the CA (`chain`), then that it is a current member's (`member`); with
+/// neither, it accepts any chain, to read it (`fetch_chain`). Handshake
+/// signatures are always verified.
+struct PeerVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    member: Option<MemberCheck>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl std::fmt::Debug for PeerVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MemberVerifier")
+        f.write_str("PeerVerifier")
     }
 }
 
-impl ServerCertVerifier for MemberVerifier {
+impl ServerCertVerifier for PeerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -234,21 +311,18 @@ impl ServerCertVerifier for MemberVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        if (self.check)(end_entity) {
-            Ok(verified)
-        } else {
-            let fingerprint = fingerprint(end_entity);
-            Err(rustls::Error::General(format!(
-                "the peer's certificate {fingerprint} is not a current member's"
-            )))
+        if let Some(chain) = &self.chain {
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         }
+        if let Some(member) = &self.member
+            && !member(end_entity)
+        {
+            let fingerprint = fingerprint(end_entity);
+            return Err(rustls::Error::General(format!(
+                "the peer's certificate {fingerprint} is not a current member's"
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -257,7 +331,12 @@ impl ServerCertVerifier for MemberVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -266,17 +345,71 @@ impl ServerCertVerifier for MemberVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tls::{Trust, cross_sign, issue, new_ca};
     use super::*;
+    use crate::ClusterCa;
+
+    fn alone(ca: &ClusterCa) -> Trust {
+        Trust {
+            roots_pem: ca.cert_pem.clone(),
+            chain_tail_pem: ca.cert_pem.clone(),
+        }
+    }
+
+    /// Whether the chain of `cert` leads to a CA in `roots_pem`.
+    fn verifies(cert: &NodeCert, roots_pem: &str) -> bool {
+        let chain: Vec<CertificateDer<'_>> =
+            CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let verifier = server_verifier(roots_pem).unwrap();
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        verifier
+            .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn during_a_rotation_a_renewed_certificate_chains_to_either_ca() {
+        let day = std::time::Duration::from_secs(86400);
+        let (old, new) = (new_ca().unwrap(), new_ca().unwrap());
+        let before = issue(&old, &alone(&old), 1, day).unwrap();
+        let cross = cross_sign(&old, &new).unwrap();
+        let rotating = Trust {
+            roots_pem: format!("{}{}", new.cert_pem, old.cert_pem),
+            chain_tail_pem: format!("{}\n{}", cross.trim_end(), new.cert_pem),
+        };
+        let renewed = issue(&new, &rotating, 1, day).unwrap();
+        assert_eq!(renewed.issuer, new.fingerprint);
+        // A member that has not applied the rotation trusts only the old
+        // CA: the cross-signed certificate leads it there.
+        assert!(verifies(&renewed, &old.cert_pem));
+        assert!(verifies(&renewed, &new.cert_pem));
+        assert!(verifies(&before, &rotating.roots_pem));
+        // Once the old CA is retired, its certificates lead nowhere.
+        assert!(!verifies(&before, &new.cert_pem));
+        // Enrolling hosts pin the CA that comes last in the chain.
+        assert!(renewed.chain_pem.ends_with(&new.cert_pem));
+        let without_cross = issue(&new, &alone(&new), 2, day).unwrap();
+        assert!(!verifies(&without_cross, &old.cert_pem));
+    }
 
     /// A member dialing a peer whose certificate is of the CA but not a
     /// current member's (a removed host's, say) refuses the handshake.

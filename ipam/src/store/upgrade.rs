@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::error::{PeerError, StoreError};
-use super::network::{decode, encode, request};
+use super::wire::{decode, encode, request};
 use crate::{Command, FORMAT, HostId, OLDEST_FORMAT};
 
 /// What a member runs: the release and the format it writes.
