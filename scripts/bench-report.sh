@@ -34,7 +34,7 @@ done
 scripts/install-deps.sh
 command -v iperf3 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null
 cargo build --release --locked -p rustnet -p rustnet-tests --bins
-cargo build --release --locked -p rustnet-ipam --example cluster-bench
+cargo build --release --locked -p rustnet-store --example cluster-bench
 if [ -n "$baseline" ]; then
     rev=$(git rev-parse --short "$baseline^{commit}")
     src=target/bench-baseline/src
@@ -42,7 +42,7 @@ if [ -n "$baseline" ]; then
     mkdir -p "$src"
     git archive "$rev" | tar -x -C "$src"
     (cd "$src" && CARGO_TARGET_DIR=$PWD/../target cargo build --release --locked \
-        -p rustnet-ipam --example cluster-bench)
+        -p rustnet-store --example cluster-bench)
     args+=(--baseline "$PWD/target/bench-baseline/target/release/examples" "$rev")
 fi
 RUSTNET_BIN=$PWD/target/release/rustnet \

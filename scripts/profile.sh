@@ -32,7 +32,7 @@ fi
 if ! command -v inferno-flamegraph >/dev/null; then
     cargo install --locked inferno
 fi
-cargo build --release --locked -p rustnet-ipam --example cluster-bench
+cargo build --release --locked -p rustnet-store --example cluster-bench
 
 out=target/profile
 mkdir -p "$out"

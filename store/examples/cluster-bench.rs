@@ -15,7 +15,7 @@
 //! (for `bench-report`).
 //!
 //! ```text
-//! cargo run --release -p rustnet-ipam --example cluster-bench [ALLOCATIONS [CLIENTS...]]
+//! cargo run --release -p rustnet-store --example cluster-bench [ALLOCATIONS [CLIENTS...]]
 //! ```
 //!
 //! ALLOCATIONS per row, 3,000 by default: a row of 64 clients then lasts a
@@ -30,8 +30,8 @@
 
 use std::time::{Duration, Instant};
 
-use rustnet_ipam::store::{Store, StoreConfig, spawn_server};
-use rustnet_ipam::{Command, HolderKind, Response};
+use rustnet_ipam_core::{Command, HolderKind, Response};
+use rustnet_store::{Store, StoreConfig, spawn_server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -58,7 +58,7 @@ struct Node {
 /// A node in `dir`; with `join`, enrolled through those seeds and joined.
 async fn node(
     dir: &std::path::Path,
-    join: Option<(&[String], &rustnet_ipam::JoinToken)>,
+    join: Option<(&[String], &rustnet_ipam_core::JoinToken)>,
 ) -> anyhow::Result<Node> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let config = StoreConfig {
@@ -66,7 +66,7 @@ async fn node(
         ..StoreConfig::new(listener.local_addr()?.to_string())
     };
     if let Some((seeds, token)) = join {
-        rustnet_ipam::store::enroll(dir, &config, seeds, Some(token)).await?;
+        rustnet_store::enroll(dir, &config, seeds, Some(token)).await?;
     }
     let store = Store::open(dir, config).await?;
     let (tx, rx) = oneshot::channel::<()>();

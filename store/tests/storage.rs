@@ -7,8 +7,8 @@
 use std::process::Command as Process;
 use std::time::Duration;
 
-use rustnet_ipam::store::{Store, StoreConfig};
-use rustnet_ipam::{Command, DefaultPool};
+use rustnet_ipam_core::{Command, DefaultPool};
+use rustnet_store::{Store, StoreConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (mounts a tmpfs): scripts/test.sh runs it"]

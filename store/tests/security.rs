@@ -12,9 +12,11 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rustnet_ipam::store::{JoinReply, JoinRequest, NodeCert, RemoteError};
-use rustnet_ipam::{Admission, Command, CommandResult, HolderKind, IpamError, Proposal, Response};
+use rustnet_ipam_core::{
+    Admission, Command, CommandResult, HolderKind, IpamError, Proposal, Response,
+};
 use rustnet_proto::{ClusterClient, Payload, RaftClient};
+use rustnet_store::{JoinReply, JoinRequest, NodeCert, RemoteError};
 use tokio::net::TcpListener;
 
 /// Forwards `command` to the leader at `addr` as the member whose
@@ -26,7 +28,7 @@ async fn write_as(addr: &str, cert: &NodeCert, command: Command, claimed: u64) -
         ..Proposal::new(rand_id(), command)
     };
     let payload = Payload {
-        format: rustnet_ipam::FORMAT,
+        format: rustnet_ipam_core::FORMAT,
         data: serde_json::to_vec(&proposal).unwrap(),
     };
     let reply = ClusterClient::new(channel_as(addr, cert))
@@ -50,7 +52,7 @@ async fn stream_write_as(
         ..Proposal::new(rand_id(), command)
     };
     let tagged = Payload {
-        format: rustnet_ipam::FORMAT,
+        format: rustnet_ipam_core::FORMAT,
         data: serde_json::to_vec(&(7u64, proposal)).unwrap(),
     };
     let mut answers = ClusterClient::new(channel_as(addr, cert))
@@ -72,7 +74,7 @@ fn rand_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-async fn held_by(store: &rustnet_ipam::store::Store, address: IpAddr) -> Option<u64> {
+async fn held_by(store: &rustnet_store::Store, address: IpAddr) -> Option<u64> {
     store
         .read(|s| s.holder(address).map(|h| h.host))
         .await
@@ -167,7 +169,7 @@ async fn enrollment_names_no_identity_and_a_certificate_joins_only_as_its_own() 
     let addr = listener.local_addr().unwrap().to_string();
     let dir = root.path().join("newcomer");
     let seeds = [nodes[1].addr.clone()];
-    rustnet_ipam::store::enroll(&dir, &config(&addr), &seeds, Some(&token))
+    rustnet_store::enroll(&dir, &config(&addr), &seeds, Some(&token))
         .await
         .unwrap();
     let newcomer = start(dir, listener).await;
@@ -181,7 +183,7 @@ async fn enrollment_names_no_identity_and_a_certificate_joins_only_as_its_own() 
         cluster: None,
     };
     let payload = Payload {
-        format: rustnet_ipam::FORMAT,
+        format: rustnet_ipam_core::FORMAT,
         data: serde_json::to_vec(&ask).unwrap(),
     };
     let reply = ClusterClient::new(channel_as(&nodes[0].addr, &cert))
@@ -240,7 +242,7 @@ async fn a_removed_host_cannot_come_back_with_what_it_held() {
     let rotated = nodes[0].store.join_token().await.unwrap();
     assert_ne!(rotated, token);
     let dir = root.path().join("n4-again");
-    let err = rustnet_ipam::store::enroll(&dir, &config(&addr), &seeds, Some(&token))
+    let err = rustnet_store::enroll(&dir, &config(&addr), &seeds, Some(&token))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("wrong join token"), "{err}");
@@ -313,7 +315,7 @@ async fn a_replication_stream_is_cut_when_its_member_is_removed() {
     };
     writes
         .unbounded_send(Payload {
-            format: rustnet_ipam::FORMAT,
+            format: rustnet_ipam_core::FORMAT,
             data: serde_json::to_vec(&(1u64, Proposal::new(rand_id(), own))).unwrap(),
         })
         .unwrap();
@@ -352,7 +354,7 @@ async fn a_replication_stream_is_cut_when_its_member_is_removed() {
     // The next message on the stream that is still open is refused, before
     // it is even read as a request.
     tx.unbounded_send(Payload {
-        format: rustnet_ipam::FORMAT,
+        format: rustnet_ipam_core::FORMAT,
         data: b"{}".to_vec(),
     })
     .unwrap();
@@ -466,7 +468,7 @@ async fn the_ca_rotates_under_a_running_cluster() {
     assert!(
         matches!(
             again,
-            Err(rustnet_ipam::store::StoreError::Rejected(
+            Err(rustnet_store::StoreError::Rejected(
                 IpamError::CaRotationUnderWay { .. }
             ))
         ),
@@ -537,7 +539,7 @@ async fn ask_as<T: serde::de::DeserializeOwned>(
     data: serde_json::Value,
 ) -> Result<T, RemoteError> {
     let payload = Payload {
-        format: rustnet_ipam::FORMAT,
+        format: rustnet_ipam_core::FORMAT,
         data: serde_json::to_vec(&data).unwrap(),
     };
     let mut client = ClusterClient::new(channel_as(addr, cert));
@@ -687,7 +689,7 @@ async fn learners_hold_no_ca_key() {
 async fn a_member_down_across_renewals_catches_up() {
     let root = tempfile::tempdir().unwrap();
     let short = Duration::from_secs(15);
-    let long = rustnet_ipam::store::CERT_LIFETIME;
+    let long = rustnet_store::CERT_LIFETIME;
     let first = start_lived(root.path(), "n1", short).await;
     first.store.bootstrap(None).await.unwrap();
     let token = first.store.join_token().await.unwrap();

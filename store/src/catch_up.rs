@@ -117,7 +117,7 @@ mod tests {
 
     use super::*;
     use crate::Command;
-    use crate::store::tls::{Trust, issue, new_ca};
+    use crate::tls::{Trust, issue, new_ca};
 
     /// A certificate of the CA for `host`, with its DER form.
     fn member(ca: &crate::ClusterCa, host: HostId) -> (NodeCert, Vec<u8>) {

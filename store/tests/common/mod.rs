@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rustnet_ipam::store::{Store, StoreConfig, StoreError, spawn_server};
-use rustnet_ipam::{Command, HolderKind, Response};
+use rustnet_ipam_core::{Command, HolderKind, Response};
+use rustnet_store::{Store, StoreConfig, StoreError, spawn_server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -24,7 +24,7 @@ pub struct Node {
 }
 
 pub fn config(addr: &str) -> StoreConfig {
-    config_lived(addr, rustnet_ipam::store::CERT_LIFETIME)
+    config_lived(addr, rustnet_store::CERT_LIFETIME)
 }
 
 /// A node's settings, with member certificates valid for `lifetime`.
@@ -45,9 +45,9 @@ pub async fn join_fresh(
     root: &std::path::Path,
     name: &str,
     seeds: &[String],
-    token: Option<&rustnet_ipam::JoinToken>,
+    token: Option<&rustnet_ipam_core::JoinToken>,
 ) -> Result<Node, StoreError> {
-    join_fresh_lived(root, name, seeds, token, rustnet_ipam::store::CERT_LIFETIME).await
+    join_fresh_lived(root, name, seeds, token, rustnet_store::CERT_LIFETIME).await
 }
 
 /// [`join_fresh`], with member certificates valid for `lifetime`.
@@ -55,14 +55,14 @@ pub async fn join_fresh_lived(
     root: &std::path::Path,
     name: &str,
     seeds: &[String],
-    token: Option<&rustnet_ipam::JoinToken>,
+    token: Option<&rustnet_ipam_core::JoinToken>,
     lifetime: Duration,
 ) -> Result<Node, StoreError> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let dir = root.join(name);
     let settings = config_lived(&addr, lifetime);
-    rustnet_ipam::store::enroll(&dir, &settings, seeds, token).await?;
+    rustnet_store::enroll(&dir, &settings, seeds, token).await?;
     let node = start_with(dir, listener, settings).await;
     node.store.join(seeds).await?;
     Ok(node)
@@ -231,7 +231,7 @@ fn channel(
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
-        .domain_name(rustnet_ipam::store::SERVER_NAME);
+        .domain_name(rustnet_store::SERVER_NAME);
     if let Some(identity) = identity {
         tls = tls.identity(identity);
     }
@@ -243,7 +243,7 @@ fn channel(
 }
 
 /// A channel to `addr` presenting `cert`.
-pub fn channel_as(addr: &str, cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Channel {
+pub fn channel_as(addr: &str, cert: &rustnet_store::NodeCert) -> tonic::transport::Channel {
     channel(addr, &cert.ca_pem, Some(identity(cert)))
 }
 
@@ -255,7 +255,7 @@ pub async fn call_as(
     use rustnet_proto::{ClusterClient, Payload, RaftClient};
     let channel = channel(addr, ca_pem, identity);
     let payload = || Payload {
-        format: rustnet_ipam::FORMAT,
+        format: rustnet_ipam_core::FORMAT,
         data: b"{}".to_vec(),
     };
     vec![
@@ -286,7 +286,7 @@ pub async fn call_as(
     ]
 }
 
-pub fn identity(cert: &rustnet_ipam::store::NodeCert) -> tonic::transport::Identity {
+pub fn identity(cert: &rustnet_store::NodeCert) -> tonic::transport::Identity {
     tonic::transport::Identity::from_pem(&cert.chain_pem, &cert.key_pem)
 }
 

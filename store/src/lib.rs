@@ -1,5 +1,7 @@
-//! Replication of [`State`](crate::State) with openraft over gRPC,
-//! persisted in redb.
+//! rustnet's replicated store: the state machine of `rustnet-ipam-core`
+//! (networks, endpoints, pools, hosts, the CA) replicated with openraft
+//! over gRPC between members that know each other by mutual TLS, and kept
+//! on disk in redb. Nothing here knows about Docker or netlink.
 //!
 //! ```text
 //!   Store::write(Command) ──(not leader: gRPC Cluster.Write)──► leader
@@ -14,8 +16,22 @@
 //!
 //! The state machine itself lives in memory: on start it is restored from
 //! the last snapshot and openraft re-applies the committed log that follows
-//! it. Nothing here knows about Docker or netlink.
+//! it.
+//!
+//! One file per concern, each importing only those below it: `clock`,
+//! `types`, `error`, `db`; `tls` (certificates), `transport` (handshakes),
+//! `wire` (every peer message, and `call`); `log_store` and
+//! `state_machine` (openraft's storage); `network` (the Raft client),
+//! `catch_up`, `forward` (writes to the leader); `node` (the `Store`),
+//! then `cluster` (membership), `signing` (the CA key and certificates),
+//! `upgrade` (formats across members); `server` (the peer protocol's
+//! server) on top. `background` and `memory` are the process's side work
+//! (snapshot encoding at low priority, giving freed memory back).
 
+// The core's types, as `crate::State` and so on, in every file.
+use rustnet_ipam_core::*;
+
+pub mod background;
 mod catch_up;
 mod clock;
 mod cluster;
@@ -23,6 +39,7 @@ mod db;
 mod error;
 mod forward;
 mod log_store;
+pub mod memory;
 mod network;
 mod node;
 mod server;

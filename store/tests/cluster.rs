@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::*;
-use rustnet_ipam::store::{Store, StoreError};
-use rustnet_ipam::{Command, HolderKind};
+use rustnet_ipam_core::{Command, HolderKind};
+use rustnet_store::{Store, StoreError};
 use tokio::net::TcpListener;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -135,7 +135,7 @@ async fn joins_that_cannot_work_are_refused() {
         err.to_string().contains("needs the cluster's join token"),
         "{err}"
     );
-    let wrong = rustnet_ipam::JoinToken::generate();
+    let wrong = rustnet_ipam_core::JoinToken::generate();
     let Err(err) = join_fresh(root.path(), "c", seeds, Some(&wrong)).await else {
         panic!("joined with a wrong token");
     };
@@ -309,7 +309,7 @@ async fn a_new_member_catches_up_from_a_large_snapshot_in_pieces() {
     );
     acked.push(address);
     check(&fourth.store, &acked).await;
-    let size = std::fs::metadata(fourth.dir.join(rustnet_ipam::store::STATE_FILE))
+    let size = std::fs::metadata(fourth.dir.join(rustnet_store::STATE_FILE))
         .unwrap()
         .len();
     println!("the new member's state file: {size} bytes");
@@ -372,9 +372,9 @@ async fn every_write_is_observed_with_its_kind_and_outcome() {
 /// last write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_stream_answers_every_write_it_carries_once_by_its_tag() {
-    use rustnet_ipam::store::RemoteError;
-    use rustnet_ipam::{CommandResult, Proposal, Response};
+    use rustnet_ipam_core::{CommandResult, Proposal, Response};
     use rustnet_proto::{ClusterClient, Payload};
+    use rustnet_store::RemoteError;
 
     let root = tempfile::tempdir().unwrap();
     let nodes = cluster_of_three(root.path()).await;
@@ -392,7 +392,7 @@ async fn a_write_stream_answers_every_write_it_carries_once_by_its_tag() {
             // Proposal ids of their own: a repeated id is a retry.
             let proposal = Proposal::new(tag + 1_000_000, command);
             Payload {
-                format: rustnet_ipam::FORMAT,
+                format: rustnet_ipam_core::FORMAT,
                 data: serde_json::to_vec(&(tag, proposal)).unwrap(),
             }
         })

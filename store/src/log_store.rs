@@ -526,7 +526,7 @@ mod tests {
     use openraft::type_config::TypeConfigExt;
 
     use super::*;
-    use crate::store::StateMachine;
+    use crate::StateMachine;
 
     struct Builder;
 

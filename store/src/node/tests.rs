@@ -106,7 +106,7 @@ fn a_state_file_of_a_later_format_is_refused_by_name() {
     let Err(refused) = open_db(dir.path()) else {
         panic!("a later format was opened");
     };
-    let text = crate::store::chain(&refused);
+    let text = crate::chain(&refused);
     assert!(
         text.contains(&format!(
             "the state file was written in format {}",
