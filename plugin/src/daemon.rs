@@ -250,13 +250,16 @@ async fn start_store(config: &DaemonConfig, metrics: &Metrics) -> anyhow::Result
     spawn_server(&store, listener, std::future::pending());
     tracing::info!(%addr, "serving peers");
     if seeds.is_empty() {
-        store.bootstrap(config.join_token.as_ref()).await?;
+        store
+            .membership()
+            .bootstrap(config.join_token.as_ref())
+            .await?;
     } else {
-        store.join(&seeds).await?;
+        store.membership().join(&seeds).await?;
     }
     register(&store, config).await;
     // A cluster from before join tokens gets one now.
-    if let Err(e) = store.ensure_join_token().await {
+    if let Err(e) = store.membership().ensure_join_token().await {
         tracing::warn!(error = %e, "make sure the cluster has a join token");
     }
     Ok(store)

@@ -338,7 +338,7 @@ impl Service {
 
     /// Removes `node` from the cluster and frees what it held.
     pub(crate) async fn remove_node(&self, node: u64) -> Result<(), ApiError> {
-        Ok(self.cluster().await?.remove(node).await?)
+        Ok(self.cluster().await?.membership().remove(node).await?)
     }
 }
 

@@ -74,7 +74,7 @@ async fn node(
         let _ = rx.await;
     });
     if let Some((seeds, _)) = join {
-        store.join(seeds).await?;
+        store.membership().join(seeds).await?;
     }
     Ok(Node {
         store,
@@ -241,9 +241,9 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<String>>>()?;
     let root = tempfile::tempdir()?;
     let mut nodes = vec![node(&root.path().join("n0"), None).await?];
-    nodes[0].store.bootstrap(None).await?;
+    nodes[0].store.membership().bootstrap(None).await?;
     let seed = nodes[0].store.addr().to_owned();
-    let token = nodes[0].store.join_token().await?;
+    let token = nodes[0].store.membership().join_token().await?;
     for i in 1..3 {
         let seeds = std::slice::from_ref(&seed);
         nodes.push(node(&root.path().join(format!("n{i}")), Some((seeds, &token))).await?);

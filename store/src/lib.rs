@@ -51,16 +51,17 @@ mod types;
 mod upgrade;
 mod wire;
 
-pub use cluster::{ClusterView, Member, RaftView, enroll};
+pub use cluster::{Membership, enroll};
 pub use db::Db;
 pub use error::{PeerError, Refusal, RemoteError, StoreError, TlsError, Unavailable, chain};
 pub use log_store::LogStore;
 pub use network::{GrpcNetwork, Peers};
 pub use node::{
-    CERT_LIFETIME, SNAPSHOT_CHUNK, STATE_FILE, Store, StoreConfig, WriteObserver, WriteOutcome,
-    raft_config,
+    CERT_LIFETIME, ClusterView, Member, RaftView, SNAPSHOT_CHUNK, STATE_FILE, Store, StoreConfig,
+    WriteObserver, WriteOutcome, raft_config,
 };
 pub use server::{ClusterService, RaftService, services, spawn_server};
+pub use signing::Signing;
 pub use state_machine::StateMachine;
 pub use tls::{NodeCert, SERVER_NAME};
 pub use types::TypeConfig;

@@ -7,6 +7,7 @@
 //! read index. Both are bounded by the request timeout and fail with
 //! [`StoreError::Unavailable`] when no quorum answers.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::LinearizableReadError;
-use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
+use openraft::{Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
 
 use super::catch_up::{CatchUp, admit};
 use super::clock::unix_now;
@@ -135,7 +137,7 @@ pub struct Store {
     pub(crate) config: Arc<StoreConfig>,
     /// One membership change at a time on this node (joins, removals and
     /// promotions would otherwise collide: openraft allows one at a time).
-    pub(crate) membership: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) changes: Arc<tokio::sync::Mutex<()>>,
     /// This member's certificate, once it has one.
     pub(crate) cert: Arc<tokio::sync::watch::Sender<Option<NodeCert>>>,
     /// Told of every write, once set.
@@ -201,7 +203,7 @@ impl Store {
             db,
             peers,
             config: Arc::new(config),
-            membership: Arc::default(),
+            changes: Arc::default(),
             cert: Arc::new(cert),
             observer: Arc::default(),
             catch_up,
@@ -595,6 +597,135 @@ fn node_id(db: &Db) -> std::io::Result<HostId> {
     let id = (rand::random::<u64>() >> 11).max(1);
     db.put_meta(KEY_NODE_ID, &id)?;
     Ok(id)
+}
+
+/// One member, as `rustnet status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: HostId,
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// This node's Raft figures.
+#[derive(Debug, Clone)]
+pub struct RaftView {
+    /// leader, follower, candidate, learner or shutdown.
+    pub state: &'static str,
+    pub term: u64,
+    pub leader: Option<HostId>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// On the leader: each peer's replicated index.
+    pub matched: Vec<(HostId, Option<u64>)>,
+}
+
+impl RaftView {
+    /// On the leader: how many log entries each peer is behind.
+    pub fn behind(&self) -> impl Iterator<Item = (HostId, u64)> + '_ {
+        let last = self.last_log_index.unwrap_or(0);
+        self.matched
+            .iter()
+            .map(move |(id, matched)| (*id, last.saturating_sub(matched.unwrap_or(0))))
+    }
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterView {
+    pub cluster: Option<String>,
+    pub this: HostId,
+    pub leader: Option<HostId>,
+    pub state: String,
+    pub term: u64,
+    pub members: Vec<Member>,
+}
+
+impl Store {
+    /// Every member with its address and role.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<HostId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect()
+    }
+
+    /// This node's Raft figures, for metrics.
+    pub fn raft_view(&self) -> RaftView {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        RaftView {
+            state: state_name(metrics.state),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            committed_index: metrics.local_committed.map(|l| l.index),
+            applied_index: metrics.last_applied.map(|l| l.index),
+            matched: metrics
+                .replication
+                .iter()
+                .flatten()
+                .map(|(id, log)| (*id, log.map(|l| l.index)))
+                .collect(),
+        }
+    }
+
+    /// The cluster as this node sees it, for `rustnet status`.
+    pub fn cluster_view(&self) -> ClusterView {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let state = state_name(metrics.state);
+        ClusterView {
+            cluster: self.cluster_id().ok().flatten(),
+            this: self.id,
+            leader: metrics.current_leader,
+            state: state.to_owned(),
+            term: metrics.current_term,
+            members: self.members(),
+        }
+    }
+
+    /// Whether this node is a voter of the cluster (as far as it knows).
+    pub(crate) fn is_voter(&self) -> bool {
+        self.named_in(|m| m.voter_ids().any(|id| id == self.id))
+    }
+
+    /// Whether this node is a learner of the cluster (as far as it knows):
+    /// not merely absent from a membership it has yet to learn.
+    pub(crate) fn is_learner(&self) -> bool {
+        self.named_in(|m| m.learner_ids().any(|id| id == self.id))
+    }
+
+    /// `named` asked of the membership this node knows, without copying it.
+    fn named_in(
+        &self,
+        named: impl FnOnce(&openraft::Membership<HostId, openraft::BasicNode>) -> bool,
+    ) -> bool {
+        named(
+            self.raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership(),
+        )
+    }
+}
+
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
 }
 
 #[cfg(test)]

@@ -540,26 +540,26 @@ impl Cluster for ClusterService {
         too_old(&self.store, &request)?;
         let _turn = self.enrollments.turn()?;
         let ask: EnrollRequest = input(&request)?;
-        output(&self.store.handle_enroll(ask).await)
+        output(&self.store.membership().handle_enroll(ask).await)
     }
 
     async fn join(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         too_old(&self.store, &request)?;
         let sender = member(&self.store, &request)?;
         let ask: JoinRequest = input(&request)?;
-        output(&self.store.handle_join(ask, sender).await)
+        output(&self.store.membership().handle_join(ask, sender).await)
     }
 
     async fn issue(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let sender = member(&self.store, &request)?;
         let ask: IssueRequest = input(&request)?;
-        output(&self.store.handle_issue(ask, sender).await)
+        output(&self.store.signing().handle_issue(ask, sender).await)
     }
 
     async fn ca_key(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let sender = member(&self.store, &request)?;
         let fingerprint: String = input(&request)?;
-        output(&self.store.handle_ca_key(&fingerprint, sender))
+        output(&self.store.signing().handle_ca_key(&fingerprint, sender))
     }
 
     async fn version(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
@@ -570,6 +570,6 @@ impl Cluster for ClusterService {
     async fn remove(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         member(&self.store, &request)?;
         let node: u64 = input(&request)?;
-        output(&self.store.handle_remove(node).await)
+        output(&self.store.membership().handle_remove(node).await)
     }
 }

@@ -111,12 +111,13 @@ async fn joins_that_cannot_work_are_refused() {
 
     // A node bootstrapped on its own belongs to another cluster.
     let a = fresh(root.path(), "a").await;
-    a.store.bootstrap(None).await.unwrap();
+    a.store.membership().bootstrap(None).await.unwrap();
     let b = fresh(root.path(), "b").await;
-    b.store.bootstrap(None).await.unwrap();
-    let token = a.store.join_token().await.unwrap();
+    b.store.membership().bootstrap(None).await.unwrap();
+    let token = a.store.membership().join_token().await.unwrap();
     let err = b
         .store
+        .membership()
         .join(std::slice::from_ref(&a.addr))
         .await
         .unwrap_err();
@@ -145,7 +146,7 @@ async fn joins_that_cannot_work_are_refused() {
     assert_eq!(a.store.members().len(), 1);
 
     // After a rotation the old token is refused and the new one admits.
-    let rotated = a.store.rotate_join_token().await.unwrap();
+    let rotated = a.store.membership().rotate_join_token().await.unwrap();
     assert_ne!(rotated, token);
     let Err(err) = join_fresh(root.path(), "c", seeds, Some(&token)).await else {
         panic!("joined with a rotated token");
@@ -161,7 +162,7 @@ async fn joins_that_cannot_work_are_refused() {
 async fn a_removed_host_frees_what_it_held_and_learners_fill_in() {
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster_of_three(root.path()).await;
-    let token = nodes[0].store.join_token().await.unwrap();
+    let token = nodes[0].store.membership().join_token().await.unwrap();
     let fourth = join_fresh(root.path(), "n4", &[nodes[1].addr.clone()], Some(&token))
         .await
         .unwrap();
@@ -178,7 +179,7 @@ async fn a_removed_host_frees_what_it_held_and_learners_fill_in() {
     let dead = nodes[2].store.id();
     let dead_addr = allocate(&nodes[2].store, "on-n3".into()).await.unwrap();
     nodes[2].kill().await;
-    nodes[0].store.remove(dead).await.unwrap();
+    nodes[0].store.membership().remove(dead).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let members = nodes[0].store.members();
@@ -237,7 +238,7 @@ async fn peers_without_a_current_members_certificate_are_refused() {
         .unwrap();
     let forged = tonic::transport::Identity::from_pem(selfsigned.pem(), key.serialize_pem());
     let other = fresh(root.path(), "other").await;
-    other.store.bootstrap(None).await.unwrap();
+    other.store.membership().bootstrap(None).await.unwrap();
     let foreign = identity(&other.store.cert().unwrap());
     for client in [forged, foreign] {
         for result in call_as(&addr, &ca, Some(client)).await {
@@ -252,7 +253,7 @@ async fn peers_without_a_current_members_certificate_are_refused() {
     let removed = nodes[2].store.cert().unwrap();
     let id = nodes[2].store.id();
     nodes[2].kill().await;
-    nodes[0].store.remove(id).await.unwrap();
+    nodes[0].store.membership().remove(id).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let results = call_as(&addr, &ca, Some(identity(&removed))).await;
@@ -283,7 +284,7 @@ async fn a_new_member_catches_up_from_a_large_snapshot_in_pieces() {
         acked.extend(storm(&stores, 200, &format!("r{round}")).await);
     }
     assert!(acked.len() >= 10_000, "only {} allocations", acked.len());
-    let token = nodes[0].store.join_token().await.unwrap();
+    let token = nodes[0].store.membership().join_token().await.unwrap();
 
     // An empty state dir: the log before the last snapshot is purged, so
     // the new member can only catch up by installing the snapshot.
@@ -325,7 +326,7 @@ async fn pause_after(error: &StoreError) {
 async fn every_write_is_observed_with_its_kind_and_outcome() {
     let root = tempfile::tempdir().unwrap();
     let node = fresh(root.path(), "n1").await;
-    node.store.bootstrap(None).await.unwrap();
+    node.store.membership().bootstrap(None).await.unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     node.store

@@ -161,7 +161,7 @@ async fn a_member_may_change_only_what_its_own_host_holds() {
 async fn enrollment_names_no_identity_and_a_certificate_joins_only_as_its_own() {
     let root = tempfile::tempdir().unwrap();
     let nodes = cluster_of_three(root.path()).await;
-    let token = nodes[0].store.join_token().await.unwrap();
+    let token = nodes[0].store.membership().join_token().await.unwrap();
     let ids: Vec<u64> = nodes.iter().map(|n| n.store.id()).collect();
 
     // A new host gets a fresh id from the cluster, above every member's.
@@ -197,7 +197,7 @@ async fn enrollment_names_no_identity_and_a_certificate_joins_only_as_its_own() 
     assert_eq!(nodes[0].store.members().len(), 3);
 
     // As itself it joins.
-    newcomer.store.join(&seeds).await.unwrap();
+    newcomer.store.membership().join(&seeds).await.unwrap();
     assert!(
         nodes[0]
             .store
@@ -211,7 +211,7 @@ async fn enrollment_names_no_identity_and_a_certificate_joins_only_as_its_own() 
 async fn a_removed_host_cannot_come_back_with_what_it_held() {
     let root = tempfile::tempdir().unwrap();
     let nodes = cluster_of_three(root.path()).await;
-    let token = nodes[0].store.join_token().await.unwrap();
+    let token = nodes[0].store.membership().join_token().await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let seeds = [nodes[0].addr.clone()];
@@ -220,7 +220,12 @@ async fn a_removed_host_cannot_come_back_with_what_it_held() {
         .unwrap();
     let removed_id = fourth.store.id();
     let removed_cert = fourth.store.cert().unwrap();
-    nodes[0].store.remove(removed_id).await.unwrap();
+    nodes[0]
+        .store
+        .membership()
+        .remove(removed_id)
+        .await
+        .unwrap();
 
     // Its certificate is refused by every member, at once.
     for node in &nodes {
@@ -239,7 +244,7 @@ async fn a_removed_host_cannot_come_back_with_what_it_held() {
     }
     // The token it held (the one `rustnet status --token` showed) no longer
     // enrolls: removal rotated it.
-    let rotated = nodes[0].store.join_token().await.unwrap();
+    let rotated = nodes[0].store.membership().join_token().await.unwrap();
     assert_ne!(rotated, token);
     let dir = root.path().join("n4-again");
     let err = rustnet_store::enroll(&dir, &config(&addr), &seeds, Some(&token))
@@ -258,7 +263,7 @@ async fn a_removed_host_cannot_come_back_with_what_it_held() {
 async fn a_replication_stream_is_cut_when_its_member_is_removed() {
     let root = tempfile::tempdir().unwrap();
     let nodes = cluster_of_three(root.path()).await;
-    let token = nodes[0].store.join_token().await.unwrap();
+    let token = nodes[0].store.membership().join_token().await.unwrap();
     let seeds = [nodes[0].addr.clone()];
     let fourth = join_fresh(root.path(), "n4", &seeds, Some(&token))
         .await
@@ -293,7 +298,12 @@ async fn a_replication_stream_is_cut_when_its_member_is_removed() {
             .unwrap();
         (tx, answers.into_inner())
     };
-    nodes[0].store.remove(fourth.store.id()).await.unwrap();
+    nodes[0]
+        .store
+        .membership()
+        .remove(fourth.store.id())
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while nodes[lead]
         .store
@@ -368,8 +378,8 @@ async fn certificates_renew_themselves_under_a_running_cluster() {
     // Certificates of 15 s: each member renews when 5 s are left.
     let lifetime = Duration::from_secs(15);
     let first = start_lived(root.path(), "n1", lifetime).await;
-    first.store.bootstrap(None).await.unwrap();
-    let token = first.store.join_token().await.unwrap();
+    first.store.membership().bootstrap(None).await.unwrap();
+    let token = first.store.membership().join_token().await.unwrap();
     let mut nodes = vec![first];
     for name in ["n2", "n3"] {
         let seeds = [nodes[0].addr.clone()];
@@ -439,7 +449,7 @@ async fn the_ca_rotates_under_a_running_cluster() {
     let root = tempfile::tempdir().unwrap();
     let nodes = cluster_of_three(root.path()).await;
     let stores: Vec<_> = nodes.iter().map(|n| n.store.clone()).collect();
-    let old_token = nodes[0].store.join_token().await.unwrap();
+    let old_token = nodes[0].store.membership().join_token().await.unwrap();
     let old_certs: Vec<NodeCert> = nodes.iter().map(|n| n.store.cert().unwrap()).collect();
 
     let done = Arc::new(AtomicBool::new(false));
@@ -458,13 +468,14 @@ async fn the_ca_rotates_under_a_running_cluster() {
             (asked, acked)
         }
     });
-    let token = nodes[1].store.rotate_ca().await.unwrap();
+    nodes[1].store.signing().rotate_ca().await.unwrap();
+    let token = nodes[1].store.membership().join_token().await.unwrap();
     assert_ne!(
         token.reveal(),
         old_token.reveal(),
         "the token still pins the old CA"
     );
-    let again = nodes[2].store.rotate_ca().await;
+    let again = nodes[2].store.signing().rotate_ca().await;
     assert!(
         matches!(
             again,
@@ -552,6 +563,11 @@ async fn ask_as<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&reply.get_ref().data).unwrap()
 }
 
+/// Whether `node` holds the cluster's CA key.
+fn holds_key(node: &Node) -> bool {
+    node.store.signing().holds_ca_key()
+}
+
 /// Learners hold no CA key: the key is in no replicated state, only in the
 /// voters' own dbs; a learner gets its renewed certificate, and a host
 /// enrolling through it gets its first, from the leader; a learner asking
@@ -563,8 +579,8 @@ async fn learners_hold_no_ca_key() {
     // Certificates of 15 s: each member renews when 5 s are left.
     let lifetime = Duration::from_secs(15);
     let first = start_lived(root.path(), "n1", lifetime).await;
-    first.store.bootstrap(None).await.unwrap();
-    let token = first.store.join_token().await.unwrap();
+    first.store.membership().bootstrap(None).await.unwrap();
+    let token = first.store.membership().join_token().await.unwrap();
     let mut nodes = vec![first];
     for name in ["n2", "n3", "n4"] {
         let seeds = [nodes[0].addr.clone()];
@@ -576,7 +592,7 @@ async fn learners_hold_no_ca_key() {
     create_pool(&nodes[0].store).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let voters_hold = nodes[..3].iter().all(|n| n.store.holds_ca_key());
+        let voters_hold = nodes[..3].iter().all(holds_key);
         let members = nodes[0].store.members();
         let is_learner = members
             .iter()
@@ -590,7 +606,7 @@ async fn learners_hold_no_ca_key() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(!nodes[3].store.holds_ca_key(), "the learner holds a CA key");
+    assert!(!holds_key(&nodes[3]), "the learner holds a CA key");
     for node in &nodes {
         let ca = node.store.read(|s| s.ca().cloned()).await.unwrap().unwrap();
         assert!(
@@ -618,7 +634,7 @@ async fn learners_hold_no_ca_key() {
     allocate(&nodes[3].store, "after-renewal".into())
         .await
         .unwrap();
-    assert!(!nodes[3].store.holds_ca_key(), "the learner holds a CA key");
+    assert!(!holds_key(&nodes[3]), "the learner holds a CA key");
 
     // Attacks with the learner's certificate: a certificate of another
     // member, the CA key.
@@ -660,7 +676,12 @@ async fn learners_hold_no_ca_key() {
     let gone_id = nodes[gone].store.id();
     nodes[gone].kill().await;
     let lead = leader(&nodes[..3]).await;
-    nodes[lead].store.remove(gone_id).await.unwrap();
+    nodes[lead]
+        .store
+        .membership()
+        .remove(gone_id)
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let promoted = loop {
         let promoted = [&nodes[3], &newcomer].into_iter().find(|n| {
@@ -669,7 +690,7 @@ async fn learners_hold_no_ca_key() {
                 .iter()
                 .any(|m| m.id == n.store.id() && m.voter)
         });
-        if let Some(node) = promoted.filter(|n| n.store.holds_ca_key()) {
+        if let Some(node) = promoted.filter(|n| holds_key(n)) {
             break node;
         }
         assert!(
@@ -691,8 +712,8 @@ async fn a_member_down_across_renewals_catches_up() {
     let short = Duration::from_secs(15);
     let long = rustnet_store::CERT_LIFETIME;
     let first = start_lived(root.path(), "n1", short).await;
-    first.store.bootstrap(None).await.unwrap();
-    let token = first.store.join_token().await.unwrap();
+    first.store.membership().bootstrap(None).await.unwrap();
+    let token = first.store.membership().join_token().await.unwrap();
     let mut nodes = vec![first];
     // n1 and n2 renew every 10 s; n3's own certificates last 90 days.
     for (name, lifetime) in [("n2", short), ("n3", long)] {
@@ -756,7 +777,7 @@ fn super_long_from_now() -> u64 {
 async fn the_only_holder_of_the_ca_key_keeps_it_across_restarts() {
     let root = tempfile::tempdir().unwrap();
     let mut node = fresh(root.path(), "n1").await;
-    node.store.bootstrap(None).await.unwrap();
+    node.store.membership().bootstrap(None).await.unwrap();
     for round in 0..3 {
         let deadline = Instant::now() + Duration::from_secs(10);
         // Sealed out of the replicated state: only the member's db has it.
@@ -775,13 +796,16 @@ async fn the_only_holder_of_the_ca_key_keeps_it_across_restarts() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(node.store.holds_ca_key(), "round {round}: the key is lost");
+        assert!(
+            node.store.signing().holds_ca_key(),
+            "round {round}: the key is lost"
+        );
         node.kill().await;
         let copy = root.path().join(format!("n1-restart{round}"));
         node = restart_copy_to(&node, copy, config(&node.addr)).await;
         // Its duties have run at start and once more since.
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
-    assert!(node.store.holds_ca_key(), "the key is lost");
-    node.store.rotate_ca().await.unwrap();
+    assert!(node.store.signing().holds_ca_key(), "the key is lost");
+    node.store.signing().rotate_ca().await.unwrap();
 }

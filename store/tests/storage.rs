@@ -29,7 +29,7 @@ async fn a_full_disk_stops_the_store_with_the_reason() {
     let store = Store::open(&dir.path().join("state"), config)
         .await
         .unwrap();
-    store.bootstrap(None).await.unwrap();
+    store.membership().bootstrap(None).await.unwrap();
     let fill = Process::new("dd")
         .args(["if=/dev/zero", "bs=64k"])
         .arg(format!("of={}", dir.path().join("filler").display()))

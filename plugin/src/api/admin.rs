@@ -36,7 +36,7 @@ async fn remove_node(
 /// `rustnet status --token`: the cluster's join token (the socket is
 /// root-only).
 async fn join_token(State(service): State<Arc<Service>>) -> Result<Json<TokenReply>, ApiError> {
-    let token = service.cluster().await?.join_token().await?;
+    let token = service.cluster().await?.membership().join_token().await?;
     Ok(Json(TokenReply {
         token: token.reveal().to_owned(),
     }))
@@ -47,7 +47,12 @@ async fn join_token(State(service): State<Arc<Service>>) -> Result<Json<TokenRep
 async fn rotate_join_token(
     State(service): State<Arc<Service>>,
 ) -> Result<Json<TokenReply>, ApiError> {
-    let token = service.cluster().await?.rotate_join_token().await?;
+    let token = service
+        .cluster()
+        .await?
+        .membership()
+        .rotate_join_token()
+        .await?;
     tracing::info!("join token rotated");
     Ok(Json(TokenReply {
         token: token.reveal().to_owned(),
@@ -57,7 +62,9 @@ async fn rotate_join_token(
 /// `rustnet cluster rotate-ca`: a new cluster CA; members renew under it
 /// within seconds. The join token's CA pin changes: the new token.
 async fn rotate_ca(State(service): State<Arc<Service>>) -> Result<Json<TokenReply>, ApiError> {
-    let token = service.cluster().await?.rotate_ca().await?;
+    let cluster = service.cluster().await?;
+    cluster.signing().rotate_ca().await?;
+    let token = cluster.membership().join_token().await?;
     Ok(Json(TokenReply {
         token: token.reveal().to_owned(),
     }))

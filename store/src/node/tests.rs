@@ -9,7 +9,7 @@ async fn open(dir: &Path) -> Result<Store, StoreError> {
         ..StoreConfig::new("127.0.0.1:1")
     };
     let store = Store::open(dir, config).await?;
-    store.bootstrap(None).await?;
+    store.membership().bootstrap(None).await?;
     Ok(store)
 }
 

@@ -64,7 +64,7 @@ pub async fn join_fresh_lived(
     let settings = config_lived(&addr, lifetime);
     rustnet_store::enroll(&dir, &settings, seeds, token).await?;
     let node = start_with(dir, listener, settings).await;
-    node.store.join(seeds).await?;
+    node.store.membership().join(seeds).await?;
     Ok(node)
 }
 
@@ -142,8 +142,8 @@ impl Node {
 
 pub async fn cluster_of_three(root: &std::path::Path) -> Vec<Node> {
     let first = fresh(root, "n1").await;
-    first.store.bootstrap(None).await.unwrap();
-    let token = first.store.join_token().await.unwrap();
+    first.store.membership().bootstrap(None).await.unwrap();
+    let token = first.store.membership().join_token().await.unwrap();
     let mut nodes = vec![first];
     for name in ["n2", "n3"] {
         let node = join_fresh(root, name, &[nodes[0].addr.clone()], Some(&token))
