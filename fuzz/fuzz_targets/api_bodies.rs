@@ -1,5 +1,5 @@
 //! Arbitrary bodies to every path of the plugin socket, in process, over
-//! one real store: every answer is JSON, every failure a non-200 with a
+//! a store in memory: every answer is JSON, every failure a non-200 with a
 //! non-empty `{"Err": "..."}` (checked by `Api::call`), and nothing panics.
 #![no_main]
 

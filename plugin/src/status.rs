@@ -98,7 +98,9 @@ pub(crate) struct EndpointView {
 pub(crate) struct PoolView {
     pub pool: String,
     pub range: Option<IpNet>,
-    pub hosts: BTreeMap<HostId, u32>,
+    /// References per host, by host id (a string: the view is flattened
+    /// into the status, and a flattened map reads only string keys).
+    pub hosts: BTreeMap<String, u32>,
     pub addresses: Vec<Held>,
 }
 
@@ -149,7 +151,7 @@ pub(crate) fn view(state: &State, host: HostId) -> View {
         .map(|p| PoolView {
             pool: p.id(),
             range: p.range,
-            hosts: p.refs.clone(),
+            hosts: p.refs.iter().map(|(h, n)| (h.to_string(), *n)).collect(),
             addresses: p
                 .addresses
                 .iter()
@@ -176,5 +178,42 @@ pub(crate) fn view(state: &State, host: HostId) -> View {
         networks,
         pools,
         allocations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustnet_ipam::{Command, Response};
+
+    use super::*;
+
+    /// What the daemon answers, the CLI reads back whole: a pool held by
+    /// two hosts, the reservations, a network with an endpoint.
+    #[test]
+    fn the_status_the_daemon_answers_reads_back() {
+        let mut state = State::default();
+        for host in [1, 2] {
+            let pool = Command::RequestPool {
+                host,
+                pool: Some("10.0.42.0/24".parse().unwrap()),
+                range: None,
+                v6: false,
+                defaults: vec![],
+            };
+            assert!(matches!(state.apply(&pool), Ok(Response::Pool { .. })));
+        }
+        let network = rustnet_ipam_core::fixture::network("net1", 1);
+        state.apply(&Command::CreateNetwork(network)).unwrap();
+        let endpoint = rustnet_ipam_core::fixture::endpoint("ep1", "net1", 1);
+        state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+        let status = Status {
+            view: view(&state, 1),
+            ..Status::default()
+        };
+        let json = serde_json::to_string(&status).unwrap();
+        let back: Status = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.view.pools[0].hosts.len(), 2, "{json}");
+        assert_eq!(back.view.networks[0].endpoints[0].id, "ep1");
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }
 }
