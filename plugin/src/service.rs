@@ -242,13 +242,14 @@ impl Service {
         &self,
         request: PoolRequest,
     ) -> Result<(String, IpNet), ApiError> {
+        let defaults = self.defaults_for(request.v6).await?;
         let response = self
             .apply(|host| Command::RequestPool {
                 host,
                 pool: request.pool,
                 range: request.range,
                 v6: request.v6,
-                defaults: self.settings.defaults.clone(),
+                defaults,
             })
             .await?;
         match response {
@@ -258,6 +259,21 @@ impl Service {
             }
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// The default pools a pool request takes from: the settings', and for
+    /// IPv6, where the settings name no IPv6 pool, the cluster's unique
+    /// local /48 (a store in memory has no cluster, so none).
+    async fn defaults_for(&self, v6: bool) -> Result<Vec<DefaultPool>, ApiError> {
+        let mut defaults = self.settings.defaults.clone();
+        let configured = defaults.iter().any(|d| matches!(d.base, IpNet::V6(_)));
+        if v6 && !configured {
+            let store = self.store().await?;
+            if let Some(id) = store.raft().and_then(|r| r.cluster_id().ok().flatten()) {
+                defaults.push(DefaultPool::cluster_ula(&id));
+            }
+        }
+        Ok(defaults)
     }
 
     pub(crate) async fn release_pool(&self, pool_id: String) -> Result<(), ApiError> {

@@ -56,6 +56,27 @@ impl std::str::FromStr for DefaultPool {
     }
 }
 
+impl DefaultPool {
+    /// The cluster's own IPv6 pool: a unique local /48 (RFC 4193, `fd` and
+    /// a 40-bit global id) taken from the cluster's id, which is random and
+    /// the same on every member, handed out as /64s, one per network.
+    pub fn cluster_ula(cluster_id: &str) -> Self {
+        // FNV-1a of the id: any id gives 40 well-mixed bits.
+        let hash = cluster_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let global = u128::from(hash & 0xff_ffff_ffff);
+        let base = (0xfd_u128 << 120) | (global << 80);
+        Self {
+            base: IpNet::V6(ipnet::Ipv6Net::new_assert(
+                std::net::Ipv6Addr::from(base),
+                48,
+            )),
+            size: 64,
+        }
+    }
+}
+
 /// What an address is held for: shown in errors ("in use by ...").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HolderKind {

@@ -848,6 +848,47 @@ fn aux_reservations_need_format_2() {
 }
 
 #[test]
+fn an_ipv6_pool_without_a_subnet_is_a_64_of_the_clusters_ula() {
+    let ula = DefaultPool::cluster_ula("2f1c0a9e4b7d6c11");
+    assert_eq!(
+        ula,
+        DefaultPool::cluster_ula("2f1c0a9e4b7d6c11"),
+        "the same on every member"
+    );
+    assert_ne!(ula.base, DefaultPool::cluster_ula("2f1c0a9e4b7d6c12").base);
+    assert!(net("fd00::/8").contains(&ula.base) && ula.base.prefix_len() == 48);
+    let mut s = State::default();
+    let request = |s: &mut State, host| {
+        s.apply(&Command::RequestPool {
+            host,
+            pool: None,
+            range: None,
+            v6: true,
+            defaults: vec![defaults()[0], ula],
+        })
+    };
+    let (Ok(Response::Pool { subnet: a, .. }), Ok(Response::Pool { subnet: b, .. })) =
+        (request(&mut s, H1), request(&mut s, H2))
+    else {
+        panic!("no IPv6 pools");
+    };
+    assert!(
+        ula.base.contains(&a) && ula.base.contains(&b) && a != b,
+        "{a} {b}"
+    );
+    assert_eq!((a.prefix_len(), b.prefix_len()), (64, 64));
+    // Without the cluster's pool, IPv6 needs --subnet, as before.
+    let none = s.apply(&Command::RequestPool {
+        host: H1,
+        pool: None,
+        range: None,
+        v6: true,
+        defaults: defaults(),
+    });
+    assert!(none.unwrap_err().to_string().contains("no free IPv6 pool"));
+}
+
+#[test]
 fn a_retried_proposal_is_applied_once() {
     let mut s = State::default();
     pool(&mut s, H1, "10.0.42.0/24", None).unwrap();
