@@ -139,6 +139,15 @@ impl Trust {
             },
         })
     }
+
+    /// `ca` alone, as a cluster with no rotation under way trusts it.
+    #[cfg(test)]
+    pub(crate) fn alone(ca: &ClusterCa) -> Self {
+        Self {
+            roots_pem: ca.cert_pem.clone(),
+            chain_tail_pem: ca.cert_pem.clone(),
+        }
+    }
 }
 
 /// A certificate of `ca` for member `host`, with a new key, valid for
@@ -207,19 +216,12 @@ fn timestamp(unix: u64) -> Result<time::OffsetDateTime, TlsError> {
 mod tests {
     use super::*;
 
-    fn alone(ca: &ClusterCa) -> Trust {
-        Trust {
-            roots_pem: ca.cert_pem.clone(),
-            chain_tail_pem: ca.cert_pem.clone(),
-        }
-    }
-
     #[test]
     fn issued_certificates_chain_to_the_ca_and_differ() {
         let ca = new_ca().unwrap();
         let day = std::time::Duration::from_secs(86400);
-        let a = issue(&ca, &alone(&ca), 1, day).unwrap();
-        let b = issue(&ca, &alone(&ca), 2, day).unwrap();
+        let a = issue(&ca, &Trust::alone(&ca), 1, day).unwrap();
+        let b = issue(&ca, &Trust::alone(&ca), 2, day).unwrap();
         assert!(a.not_after >= super::super::clock::unix_now() + 86000);
         assert_ne!(a.fingerprint, b.fingerprint);
         assert!(a.chain_pem.ends_with(&ca.cert_pem));

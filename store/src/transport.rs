@@ -364,14 +364,6 @@ impl ServerCertVerifier for PeerVerifier {
 mod tests {
     use super::super::tls::{Trust, cross_sign, issue, new_ca};
     use super::*;
-    use crate::ClusterCa;
-
-    fn alone(ca: &ClusterCa) -> Trust {
-        Trust {
-            roots_pem: ca.cert_pem.clone(),
-            chain_tail_pem: ca.cert_pem.clone(),
-        }
-    }
 
     /// Whether the chain of `cert` leads to a CA in `roots_pem`.
     fn verifies(cert: &NodeCert, roots_pem: &str) -> bool {
@@ -390,7 +382,7 @@ mod tests {
     fn during_a_rotation_a_renewed_certificate_chains_to_either_ca() {
         let day = std::time::Duration::from_secs(86400);
         let (old, new) = (new_ca().unwrap(), new_ca().unwrap());
-        let before = issue(&old, &alone(&old), 1, day).unwrap();
+        let before = issue(&old, &Trust::alone(&old), 1, day).unwrap();
         let cross = cross_sign(&old, &new).unwrap();
         let rotating = Trust {
             roots_pem: format!("{}{}", new.cert_pem, old.cert_pem),
@@ -407,7 +399,7 @@ mod tests {
         assert!(!verifies(&before, &new.cert_pem));
         // Enrolling hosts pin the CA that comes last in the chain.
         assert!(renewed.chain_pem.ends_with(&new.cert_pem));
-        let without_cross = issue(&new, &alone(&new), 2, day).unwrap();
+        let without_cross = issue(&new, &Trust::alone(&new), 2, day).unwrap();
         assert!(!verifies(&without_cross, &old.cert_pem));
     }
 
@@ -415,14 +407,11 @@ mod tests {
     /// current member's (a removed host's, say) refuses the handshake.
     #[tokio::test]
     async fn a_member_dials_only_a_current_members_certificate() {
-        let ca = super::super::tls::new_ca().unwrap();
+        let ca = new_ca().unwrap();
         let day = Duration::from_secs(86400);
-        let trust = super::super::tls::Trust {
-            roots_pem: ca.cert_pem.clone(),
-            chain_tail_pem: ca.cert_pem.clone(),
-        };
-        let ours = super::super::tls::issue(&ca, &trust, 1, day).unwrap();
-        let theirs = super::super::tls::issue(&ca, &trust, 2, day).unwrap();
+        let trust = Trust::alone(&ca);
+        let ours = issue(&ca, &trust, 1, day).unwrap();
+        let theirs = issue(&ca, &trust, 2, day).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (_tx, cert) = watch::channel(Some(theirs.clone()));
