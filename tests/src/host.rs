@@ -541,6 +541,20 @@ impl SimHost {
         .unwrap_or_else(|e| panic!("rustnet status --token on {}: {e}", self.netns))
     }
 
+    /// Starts rustnet on this host, a new cluster, then on each of `others`
+    /// joined to it, one after another; answers how to join it again.
+    pub fn start_cluster(&self, others: &[&Self]) -> Joining {
+        self.start_rustnet(&[]);
+        let joining = Joining {
+            join: format!("{}:7950", self.addr),
+            token: self.join_token(),
+        };
+        for host in others {
+            host.start_rustnet(&joining.env());
+        }
+        joining
+    }
+
     /// `rustnet status --json` on this host.
     pub fn status(&self) -> Value {
         self.try_status()
@@ -643,6 +657,23 @@ impl Drop for SimHost {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         remove_place(&self.netns, &self.veth, &self.underlay, &self.dir);
+    }
+}
+
+/// How a host joins a cluster: a member's peer address and the join token.
+#[derive(Debug, Clone)]
+pub struct Joining {
+    join: String,
+    token: String,
+}
+
+impl Joining {
+    /// `RUSTNET_JOIN` and `RUSTNET_JOIN_TOKEN`, for `start_rustnet`.
+    pub fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("RUSTNET_JOIN", self.join.as_str()),
+            ("RUSTNET_JOIN_TOKEN", self.token.as_str()),
+        ]
     }
 }
 

@@ -22,7 +22,7 @@ mod upstream;
 
 pub use bare::{BareHost, rss_kib};
 pub use engine::Engine;
-pub use host::{HostSpec, IMAGE, RESOLVER_ADDR, SimHost};
+pub use host::{HostSpec, IMAGE, Joining, RESOLVER_ADDR, SimHost};
 pub use run::{
     Cases, docker_ok, plugin_call, previous_release, require_root, run, run_ok, rustnet_bin,
     wait_until, within,

@@ -39,10 +39,7 @@ fn docker_28_needs_the_dns_line_and_says_so() {
     assert!(engine.needs_dns_setting(), "{engine} is older than 28");
     let start = || SimHost::spec().engine(engine).dns_setting(false).start();
     let (h1, h2) = (start(), start());
-    h1.start_rustnet(&[]);
-    let join = format!("{}:7950", h1.addr);
-    let token = h1.join_token();
-    h2.start_rustnet(&[("RUSTNET_JOIN", &join), ("RUSTNET_JOIN_TOKEN", &token)]);
+    h1.start_cluster(&[&h2]);
     let mut cases = Cases::new(|| {});
 
     cases.run(

@@ -46,10 +46,7 @@ on_every_engine!(ipv6_pools_from_the_clusters_unique_local_prefix);
 fn ipv6_pools_from_the_clusters_unique_local_prefix(engine: Engine) {
     let h1 = SimHost::start_on(engine);
     let h2 = SimHost::start_on(engine);
-    h1.start_rustnet(&[]);
-    let join = format!("{}:7950", h1.addr);
-    let token = h1.join_token();
-    h2.start_rustnet(&[("RUSTNET_JOIN", &join), ("RUSTNET_JOIN_TOKEN", &token)]);
+    h1.start_cluster(&[&h2]);
     let mut cases = Cases::new(|| {});
 
     cases.run(

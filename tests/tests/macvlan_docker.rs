@@ -93,15 +93,7 @@ fn docker_macvlan_shares_one_pool_across_hosts(engine: Engine) {
     let h1 = SimHost::start_on(engine);
     let h2 = SimHost::start_on(engine);
     let h3 = SimHost::start_on(engine);
-    h1.start_rustnet(&[]);
-    let join = format!("{}:7950", h1.addr);
-    let token = h1.join_token();
-    let joining = [
-        ("RUSTNET_JOIN", join.as_str()),
-        ("RUSTNET_JOIN_TOKEN", &token),
-    ];
-    h2.start_rustnet(&joining);
-    h3.start_rustnet(&joining);
+    let joining = h1.start_cluster(&[&h2, &h3]);
     let hosts = [&h1, &h2, &h3];
     let every_reservation: BTreeSet<String> = AUX
         .iter()
@@ -199,7 +191,7 @@ fn docker_macvlan_shares_one_pool_across_hosts(engine: Engine) {
         "a plugin kill -9 and a dockerd restart keep the pool whole",
         || {
             h2.kill_rustnet();
-            h2.start_rustnet(&joining);
+            h2.start_rustnet(&joining.env());
             docker_ok(run_on_lan(&h2, "after-kill", &[]), "run after kill");
             docker_ok(
                 run_on_lan(&h3, "always", &["--restart", "always"]),

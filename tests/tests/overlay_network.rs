@@ -41,15 +41,7 @@ on_every_engine!(an_overlay_is_one_network_across_hosts);
 fn an_overlay_is_one_network_across_hosts(engine: Engine) {
     let start = || SimHost::spec().engine(engine).tools(&[UDP_ECHO]).start();
     let (h1, h2, h3) = (start(), start(), start());
-    h1.start_rustnet(&[]);
-    let join = format!("{}:7950", h1.addr);
-    let token = h1.join_token();
-    let joining = [
-        ("RUSTNET_JOIN", join.as_str()),
-        ("RUSTNET_JOIN_TOKEN", &token),
-    ];
-    h2.start_rustnet(&joining);
-    h3.start_rustnet(&joining);
+    let joining = h1.start_cluster(&[&h2, &h3]);
     let mut cases = Cases::new(|| {});
 
     cases.run(
@@ -351,7 +343,7 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
             );
             let _ = h2.docker(&["rm", "-f", "pl2"]);
             let _ = h2.docker(&["network", "rm", "plain2"]);
-            h2.start_rustnet(&joining);
+            h2.start_rustnet(&joining.env());
             wait_until("names again on h2", 10, || {
                 resolves_to(&h2, "web1", "c1", &c1)
             });
