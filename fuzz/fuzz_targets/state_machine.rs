@@ -55,6 +55,7 @@ enum Op {
         network: u8,
         subnet: u8,
         overlay: bool,
+        flood: bool,
     },
     DeleteNetwork {
         host: u8,
@@ -198,6 +199,7 @@ fn command(op: &Op) -> Command {
             network,
             subnet: s,
             overlay,
+            flood,
         } => {
             let subnet = subnet(s);
             Command::CreateNetwork(Network {
@@ -213,6 +215,11 @@ fn command(op: &Op) -> Command {
                 internal: false,
                 overlay: overlay.then(|| subnet.to_string()),
                 vni: None,
+                multicast: if flood {
+                    rustnet_ipam_core::Multicast::Flood
+                } else {
+                    rustnet_ipam_core::Multicast::Off
+                },
             })
         }
         Op::DeleteNetwork { host: h, network } => Command::DeleteNetwork {

@@ -244,6 +244,10 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
         Op::SetUp { link } => existing(observed, link).map(|l| l.up = true),
         Op::DeleteLink { name } => {
             observed.links.remove(name);
+            // The device's entries go with it.
+            observed.fdb.retain(|(device, _), _| device != name);
+            observed.floods.retain(|(device, _)| device != name);
+            observed.neighbours.retain(|(device, _), _| device != name);
             Ok(())
         }
         Op::AddFdb { device, mac, vtep } => {
@@ -252,6 +256,15 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
         }
         Op::DelFdb { device, mac, .. } => {
             observed.fdb.remove(&(device.clone(), *mac));
+            Ok(())
+        }
+        Op::AddFlood { device, vtep } => {
+            existing(observed, device)?;
+            observed.floods.insert((device.clone(), *vtep));
+            Ok(())
+        }
+        Op::DelFlood { device, vtep } => {
+            observed.floods.remove(&(device.clone(), *vtep));
             Ok(())
         }
         Op::AddNeighbour { device, ip, mac } => {

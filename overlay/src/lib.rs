@@ -26,7 +26,7 @@ mod reconcile;
 pub mod sysctl;
 
 pub use iptables::Iptables;
-pub use model::{Bridge, Desired, Link, LinkKind, Observed, Op, Remote, Veth, Vxlan};
+pub use model::{Bridge, Desired, Flood, Link, LinkKind, Observed, Op, Remote, Veth, Vxlan};
 pub use netlink::{Kernel, Netlink};
 pub use plan::{Conflict, PlanError, plan, plan_isolated};
 pub use reconcile::{Firewall, Pass, Reconciler, Report, Want};

@@ -1,6 +1,6 @@
 //! What the planner reasons about: wanted links, seen links, operations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -34,7 +34,8 @@ pub struct Veth {
 
 /// The VXLAN device of an overlay on this host, a port of its bridge.
 /// Learning is off and ARP is answered from the static neighbour entries
-/// (proxy), so nothing floods and nothing is learned behind rustnet's back.
+/// (proxy), so nothing is learned behind rustnet's back, and nothing
+/// floods but to the [`Flood`] entries of an overlay with multicast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vxlan {
     pub name: String,
@@ -56,6 +57,15 @@ pub struct Remote {
     pub vtep: Ipv4Addr,
 }
 
+/// A copy of every broadcast, multicast and unknown-unicast frame of an
+/// overlay's VXLAN device goes to `vtep` (an all-zero FDB entry: head-end
+/// replication, one entry per host with endpoints on the overlay).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Flood {
+    pub device: String,
+    pub vtep: Ipv4Addr,
+}
+
 /// Everything this host's networks need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
@@ -63,6 +73,7 @@ pub struct Desired {
     pub veths: Vec<Veth>,
     pub vxlans: Vec<Vxlan>,
     pub remotes: Vec<Remote>,
+    pub floods: Vec<Flood>,
 }
 
 /// A kind of link, as far as the planner cares.
@@ -99,8 +110,10 @@ pub struct Link {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub links: BTreeMap<String, Link>,
-    /// (device, MAC) -> VTEP.
+    /// (device, MAC) -> VTEP, for every MAC but the all-zero one.
     pub fdb: BTreeMap<(String, [u8; 6]), Ipv4Addr>,
+    /// The all-zero FDB entries: (device, VTEP).
+    pub floods: BTreeSet<(String, Ipv4Addr)>,
     /// (device, IP) -> MAC.
     pub neighbours: BTreeMap<(String, Ipv4Addr), [u8; 6]>,
 }
@@ -133,6 +146,15 @@ pub enum Op {
     DelFdb {
         device: String,
         mac: [u8; 6],
+        vtep: Ipv4Addr,
+    },
+    /// Appends `vtep` to the device's all-zero FDB entry.
+    AddFlood {
+        device: String,
+        vtep: Ipv4Addr,
+    },
+    DelFlood {
+        device: String,
         vtep: Ipv4Addr,
     },
     AddNeighbour {
@@ -191,6 +213,8 @@ impl fmt::Display for Op {
             Self::DelFdb { device, mac, vtep } => {
                 write!(f, "delete fdb {} dst {vtep} on {device}", mac_text(mac))
             }
+            Self::AddFlood { device, vtep } => write!(f, "add flood to {vtep} on {device}"),
+            Self::DelFlood { device, vtep } => write!(f, "delete flood to {vtep} on {device}"),
             Self::AddNeighbour { device, ip, mac } => {
                 write!(f, "add neighbour {ip} lladdr {} on {device}", mac_text(mac))
             }

@@ -105,15 +105,12 @@ impl Netlink {
 }
 
 impl Netlink {
-    /// The permanent FDB and neighbour entries on rustnet's VXLAN devices.
-    async fn observe_remotes(
-        &self,
-        vxlans: &BTreeMap<u32, String>,
-    ) -> Result<(Fdb, Neighbours), Error> {
-        let mut fdb = BTreeMap::new();
-        let mut neighbours = BTreeMap::new();
+    /// The permanent FDB (all-zero ones apart) and neighbour entries on
+    /// rustnet's VXLAN devices.
+    async fn observe_remotes(&self, vxlans: &BTreeMap<u32, String>) -> Result<Remotes, Error> {
+        let mut remotes = Remotes::default();
         if vxlans.is_empty() {
-            return Ok((fdb, neighbours));
+            return Ok(remotes);
         }
         let _dumping = self.dumping.lock().await;
         for family in [AddressFamily::Bridge, AddressFamily::Inet] {
@@ -152,14 +149,49 @@ impl Netlink {
                 let (Some(mac), Some(ip)) = (mac, ip) else {
                     continue;
                 };
-                if family == AddressFamily::Bridge {
-                    fdb.insert((device.clone(), mac), ip);
+                if family != AddressFamily::Bridge {
+                    remotes.neighbours.insert((device.clone(), ip), mac);
+                } else if mac == FLOOD_MAC {
+                    remotes.floods.insert((device.clone(), ip));
                 } else {
-                    neighbours.insert((device.clone(), ip), mac);
+                    remotes.fdb.insert((device.clone(), mac), ip);
                 }
             }
         }
-        Ok((fdb, neighbours))
+        Ok(remotes)
+    }
+
+    /// Appends `vtep` to the all-zero FDB entry of `device` (or removes
+    /// it): rtnetlink's request replaces the entry's one destination, and
+    /// head-end replication needs one per host (NLM_F_APPEND).
+    async fn flood(&self, add: bool, device: &str, vtep: Ipv4Addr) -> Result<(), Error> {
+        use rtnetlink::packet_core::{
+            NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+        };
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        if !add {
+            return self.fdb(false, device, &FLOOD_MAC, vtep).await;
+        }
+        let what = format!("add flood to {vtep} on {device}");
+        let index = self.required_index(device).await?;
+        let mut message = fdb_entry(index, &FLOOD_MAC, vtep);
+        message.header.state = NeighbourState::Permanent;
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(message));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+        let mut handle = self.handle.clone();
+        let mut response = handle
+            .request(request)
+            .map_err(|e| netlink_err(what.clone(), e))?;
+        while let Some(message) = futures::StreamExt::next(&mut response).await {
+            if let NetlinkPayload::Error(e) = message.payload {
+                // EEXIST: already there.
+                if e.raw_code() == -17 {
+                    return Ok(());
+                }
+                return Err(netlink_err(what, rtnetlink::Error::NetlinkError(e)));
+            }
+        }
+        Ok(())
     }
 
     /// A permanent FDB entry (NTF_SELF: on the VXLAN device itself).
@@ -188,18 +220,7 @@ impl Netlink {
                 .replace();
             return request.execute().await.map_err(|e| netlink_err(what, e));
         }
-        let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Bridge;
-        message.header.ifindex = index;
-        message.header.flags = NeighbourFlags::Own;
-        message
-            .attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        message
-            .attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                vtep,
-            )));
+        let message = fdb_entry(index, mac, vtep);
         ignore_missing(self.handle.neighbours().del(message).execute().await)
             .map_err(|e| netlink_err(what, e))
     }
@@ -254,8 +275,31 @@ fn ignore_missing(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink:
     }
 }
 
-type Fdb = BTreeMap<(String, [u8; 6]), Ipv4Addr>;
-type Neighbours = BTreeMap<(String, Ipv4Addr), [u8; 6]>;
+/// The entries on rustnet's VXLAN devices, as [`Observed`] holds them.
+#[derive(Default)]
+struct Remotes {
+    fdb: BTreeMap<(String, [u8; 6]), Ipv4Addr>,
+    floods: std::collections::BTreeSet<(String, Ipv4Addr)>,
+    neighbours: BTreeMap<(String, Ipv4Addr), [u8; 6]>,
+}
+
+/// The MAC of the FDB entries that take every frame without one of its
+/// own (broadcast, multicast, unknown unicast).
+const FLOOD_MAC: [u8; 6] = [0; 6];
+
+/// The FDB entry of `mac` behind `vtep` on the VXLAN device `index`
+/// itself (NTF_SELF).
+fn fdb_entry(index: u32, mac: &[u8; 6], vtep: Ipv4Addr) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Bridge;
+    message.header.ifindex = index;
+    message.header.flags = NeighbourFlags::Own;
+    message.attributes = vec![
+        NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(vtep)),
+    ];
+    message
+}
 
 fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
     Error::Netlink { op, source }
@@ -264,11 +308,12 @@ fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
 impl Kernel for Netlink {
     async fn observe(&self) -> Result<Observed, Error> {
         let (links, vxlans) = self.observe_links().await?;
-        let (fdb, neighbours) = self.observe_remotes(&vxlans).await?;
+        let remotes = self.observe_remotes(&vxlans).await?;
         Ok(Observed {
             links,
-            fdb,
-            neighbours,
+            fdb: remotes.fdb,
+            floods: remotes.floods,
+            neighbours: remotes.neighbours,
         })
     }
 
@@ -409,6 +454,8 @@ impl Netlink {
             }
             Op::AddFdb { device, mac, vtep } => self.fdb(true, device, mac, *vtep).await,
             Op::DelFdb { device, mac, vtep } => self.fdb(false, device, mac, *vtep).await,
+            Op::AddFlood { device, vtep } => self.flood(true, device, *vtep).await,
+            Op::DelFlood { device, vtep } => self.flood(false, device, *vtep).await,
             Op::AddNeighbour { device, ip, mac } => self.neighbour(true, device, *ip, mac).await,
             Op::DelNeighbour { device, ip, mac } => self.neighbour(false, device, *ip, mac).await,
             Op::SetMtu { link, mtu } => {

@@ -2,6 +2,7 @@
 //! kernel match, and nothing when it already does.
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 
 use crate::model::{Bridge, Desired, LinkKind, Observed, Op, Veth, Vxlan};
 
@@ -117,6 +118,12 @@ fn without(desired: &Desired, failed: &BTreeSet<&str>) -> Desired {
             .filter(|r| vxlans.iter().any(|v| v.name == r.device))
             .cloned()
             .collect(),
+        floods: desired
+            .floods
+            .iter()
+            .filter(|f| vxlans.iter().any(|v| v.name == f.device))
+            .cloned()
+            .collect(),
         vxlans,
     }
 }
@@ -162,10 +169,24 @@ fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(
     Ok(())
 }
 
-/// Static FDB and neighbour entries: stale ones go, missing ones come.
-/// Entries of a VXLAN device that is itself going away go with it.
+/// Static FDB, flood and neighbour entries: stale ones go, missing ones
+/// come. Entries of a VXLAN device that is itself going away go with it.
 fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
     let kept = |device: &str| desired.vxlans.iter().any(|v| v.name == device);
+    let flooded = |device: &str, vtep: &Ipv4Addr| {
+        desired
+            .floods
+            .iter()
+            .any(|f| f.device == device && f.vtep == *vtep)
+    };
+    for (device, vtep) in observed.floods.iter().filter(|(d, _)| kept(d)) {
+        if !flooded(device, vtep) {
+            ops.push(Op::DelFlood {
+                device: device.clone(),
+                vtep: *vtep,
+            });
+        }
+    }
     let wanted = |device: &str, mac: &[u8; 6]| {
         desired
             .remotes
@@ -191,6 +212,14 @@ fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
                 device: device.clone(),
                 ip: *ip,
                 mac: *mac,
+            });
+        }
+    }
+    for f in &desired.floods {
+        if !observed.floods.contains(&(f.device.clone(), f.vtep)) {
+            ops.push(Op::AddFlood {
+                device: f.device.clone(),
+                vtep: f.vtep,
             });
         }
     }

@@ -331,6 +331,7 @@ fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
         }],
         veths: vec![],
         remotes,
+        floods: vec![],
     }
 }
 
@@ -371,6 +372,42 @@ fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
         assert!(!fdb.contains("02:42:00:00:00:03"), "{fdb}");
         assert!(fdb.contains("02:42:00:00:00:02 dst 192.0.2.2"), "{fdb}");
         assert!(!sh("ip neigh show dev rnx4096").contains("10.0.70.3"));
+    });
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
+fn an_overlay_with_multicast_floods_to_each_host_with_endpoints() {
+    in_fresh_netns(|| async {
+        sh("ip link set lo up");
+        let netlink = Netlink::connect("kernel-test").unwrap();
+        let flood = |last: u8| rustnet_overlay::Flood {
+            device: "rnx4096".into(),
+            vtep: format!("192.0.2.{last}").parse().unwrap(),
+        };
+        let with = |floods| Desired {
+            floods,
+            ..overlay(vec![remote(2), remote(3)])
+        };
+        converge(&netlink, &with(vec![flood(2), flood(3)])).await;
+        let fdb = sh("bridge fdb show dev rnx4096");
+        for vtep in ["192.0.2.2", "192.0.2.3"] {
+            assert!(
+                fdb.contains(&format!("00:00:00:00:00:00 dst {vtep} self permanent")),
+                "one all-zero entry per host: {fdb}"
+            );
+        }
+        assert!(fdb.contains("02:42:00:00:00:02 dst 192.0.2.2"), "{fdb}");
+        // One host goes: its copy only.
+        converge(&netlink, &with(vec![flood(3)])).await;
+        let fdb = sh("bridge fdb show dev rnx4096");
+        assert!(!fdb.contains("00:00:00:00:00:00 dst 192.0.2.2"), "{fdb}");
+        assert!(fdb.contains("00:00:00:00:00:00 dst 192.0.2.3"), "{fdb}");
+        // Multicast off again: no copies, the static entries stay.
+        converge(&netlink, &with(vec![])).await;
+        let fdb = sh("bridge fdb show dev rnx4096");
+        assert!(!fdb.contains("00:00:00:00:00:00"), "{fdb}");
+        assert!(fdb.contains("02:42:00:00:00:03 dst 192.0.2.3"), "{fdb}");
     });
 }
 

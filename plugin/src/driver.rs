@@ -68,6 +68,7 @@ impl<'a> Driver<'a> {
             internal: request.internal,
             overlay,
             vni: request.vni,
+            multicast: request.multicast,
         };
         let (id, bridge) = (network.id.clone(), network.bridge.clone());
         store.write(Command::CreateNetwork(network)).await?;

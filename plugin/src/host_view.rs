@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use ipnet::IpNet;
-use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Network, State};
+use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Multicast, Network, State};
 use rustnet_overlay::firewall::{
     DnsRedirect, Network as FirewallNetwork, Published, ResolverAddress, VxlanIngress,
 };
-use rustnet_overlay::{Bridge, Desired, Remote, Veth, Vxlan, Want};
+use rustnet_overlay::{Bridge, Desired, Flood, Remote, Veth, Vxlan, Want};
 
 use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
 
@@ -95,7 +95,11 @@ pub(crate) fn host_view(
                 mtu: network.mtu,
                 bridge: network.bridge.clone(),
             });
-            desired.remotes.extend(remotes(state, host, key, &device));
+            let remotes = remotes(state, host, key, &device);
+            if network.multicast == Multicast::Flood {
+                desired.floods.extend(floods(&remotes));
+            }
+            desired.remotes.extend(remotes);
         }
         let endpoints: Vec<&Endpoint> = tables.endpoints_of(&network.id).collect();
         for endpoint in &endpoints {
@@ -178,6 +182,22 @@ pub(crate) fn dns_upstreams(
     upstreams.sort_unstable();
     upstreams.dedup();
     upstreams
+}
+
+/// One copy of each broadcast and multicast frame for every other host
+/// with endpoints on the overlay (and for none without).
+fn floods(remotes: &[Remote]) -> Vec<Flood> {
+    let vteps: std::collections::BTreeSet<(&str, Ipv4Addr)> = remotes
+        .iter()
+        .map(|r| (r.device.as_str(), r.vtep))
+        .collect();
+    vteps
+        .into_iter()
+        .map(|(device, vtep)| Flood {
+            device: device.to_owned(),
+            vtep,
+        })
+        .collect()
 }
 
 /// Every endpoint of overlay `key` on the other hosts, behind their VTEPs.

@@ -193,7 +193,10 @@ async fn apply_step(
         }
         Step::Create => {
             let name = overlay.name.clone().unwrap_or_default();
-            let options = json!({ "mode": "overlay", "rustnet.overlay": overlay.key, "vni": overlay.vni.to_string() });
+            let mut options = json!({ "mode": "overlay", "rustnet.overlay": overlay.key, "vni": overlay.vni.to_string() });
+            if !overlay.multicast.is_off() {
+                options["multicast"] = json!(overlay.multicast.to_string());
+            }
             let gateway = overlay.gateway.map(|g| g.addr().to_string());
             tracing::info!(%name, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
             docker
@@ -225,6 +228,7 @@ mod tests {
             name: name.map(str::to_owned),
             removing,
             origin,
+            multicast: rustnet_ipam::Multicast::Off,
         }
     }
 

@@ -149,7 +149,7 @@ fn members_text(status: &Status) -> String {
     out
 }
 
-/// `, release 0.2.0 (format 2)` for a member that said, `, version
+/// `, release 0.3.0 (format 3)` for a member that said, `, version
 /// unknown (why)` for one that did not; nothing without an answer.
 fn version_text(upgrade: &UpgradeView, id: HostId) -> String {
     let Some(answer) = upgrade.members.iter().find(|a| a.id == id) else {

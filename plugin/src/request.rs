@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use rustnet_ipam::{HolderKind, Mac, Mode, PortBinding};
+use rustnet_ipam::{HolderKind, Mac, Mode, Multicast, PortBinding};
 
 /// RequestPool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub(crate) struct NetworkRequest {
     pub vni: Option<u32>,
     /// `-o rustnet.overlay=`: the overlay to bind to (set by propagation).
     pub overlay: Option<String>,
+    /// `-o multicast=`: what an overlay does with broadcast and multicast.
+    pub multicast: Multicast,
 }
 
 /// CreateEndpoint.

@@ -132,7 +132,11 @@ pub(crate) fn encode(state: &State) -> io::Result<Vec<u8>> {
     // ten times the snapshot): fed serde's small writes directly, the
     // encoder clears its output's spare capacity on each (most of a
     // snapshot's cost when measured).
-    let tag = [COMPRESSED.as_slice(), &[format_digit(crate::FORMAT)]].concat();
+    // Tagged with the cluster's format, which every member reads: a
+    // member of the format before still installs it while the cluster
+    // upgrades (nothing of a later format is in the state until then).
+    let format = state.cluster_format().clamp(2, crate::FORMAT);
+    let tag = [COMPRESSED.as_slice(), &[format_digit(format)]].concat();
     let deflate = flate2::write::DeflateEncoder::new(tag, flate2::Compression::fast());
     let mut json = io::BufWriter::with_capacity(ENCODE_PIECE, deflate);
     serde_json::to_writer(&mut json, state).map_err(io::Error::other)?;
@@ -356,17 +360,23 @@ mod tests {
         assert_eq!(decode_state(&compact).unwrap(), state);
         assert_eq!(decode_state(&json).unwrap(), state);
         assert!(decode_state(b"RNZ1garbage").is_err());
-        assert!(compact.starts_with(b"RNZ2"));
+        assert!(
+            compact.starts_with(b"RNZ2"),
+            "a cluster of format 1 or 2: what release 0.2 reads"
+        );
+        let mut raised = state.clone();
+        raised.apply(&Command::RaiseFormat { format: 3 }).unwrap();
+        assert!(encode(&raised).unwrap().starts_with(b"RNZ3"));
         // Format 1 deflated behind RNZ1: still read.
         let mut format_1 = compact.clone();
         format_1[3] = b'1';
         assert_eq!(decode_state(&format_1).unwrap(), state);
         // A later format is refused by name.
         let mut later = compact;
-        later[3] = b'3';
+        later[3] = b'4';
         let refused = decode_state(&later).unwrap_err().to_string();
         assert!(
-            refused.contains("a snapshot was written in format 3"),
+            refused.contains("a snapshot was written in format 4"),
             "{refused}"
         );
     }

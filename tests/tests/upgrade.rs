@@ -19,6 +19,8 @@ use std::collections::BTreeSet;
 use rustnet_tests::{Cases, SimHost, previous_release, require_root, run, wait_until, within};
 
 const SUBNET: &str = "10.0.90.0/24";
+/// The format this release writes (release 0.1 wrote format 1).
+const FORMAT: u64 = 3;
 
 /// Every container's address on the overlay, across `hosts`: none twice.
 fn distinct_addresses(hosts: &[&SimHost], containers: &[(usize, String)]) {
@@ -150,7 +152,7 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
                         .map(|m| m["format"].as_u64().unwrap_or(0))
                         .collect();
                     assert_eq!(
-                        formats.iter().filter(|f| **f == 2).count(),
+                        formats.iter().filter(|f| **f == FORMAT).count(),
                         step + 1,
                         "{upgrade}"
                     );
@@ -163,11 +165,15 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
     cases.run(
         "once every host runs this release, the cluster writes its format",
         || {
-            wait_until("the cluster's format is 2 on every host", 30, || {
-                hosts
-                    .iter()
-                    .all(|h| upgrade_status(h)["cluster_format"] == 2)
-            });
+            wait_until(
+                "the cluster writes this release's format on every host",
+                30,
+                || {
+                    hosts
+                        .iter()
+                        .all(|h| upgrade_status(h)["cluster_format"] == FORMAT)
+                },
+            );
             for host in hosts {
                 let upgrade = upgrade_status(host);
                 assert!(upgrade["waiting"].is_null(), "{upgrade}");
@@ -178,7 +184,7 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
                 ]))
                 .unwrap();
                 assert_eq!(
-                    text.matches("(format 2)").count(),
+                    text.matches(&format!("(format {FORMAT})")).count(),
                     3,
                     "every member's version: {text}"
                 );
@@ -265,10 +271,11 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
                 ("RUSTNET_JOIN_TOKEN", &token),
                 ("RUSTNET_JOIN_TIMEOUT", "5"),
             ]);
-            let refused = "runs a release of format 1, and the cluster writes format 2";
+            let refused =
+                format!("runs a release of format 1, and the cluster writes format {FORMAT}");
             let said = within(30, || {
                 std::fs::read_to_string(h4.dir().join("rustnet.log"))
-                    .is_ok_and(|log| log.contains(refused))
+                    .is_ok_and(|log| log.contains(&refused))
             });
             assert!(said, "{}", h4.log_tail("rustnet.log"));
             h4.kill_rustnet();

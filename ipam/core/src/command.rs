@@ -283,9 +283,11 @@ impl Command {
 
     /// The format a member must read for this command to be written: 1
     /// for the commands every release has known, 2 for those added with
-    /// format 2 (members of format 1 cannot decode them).
+    /// format 2 (members of format 1 cannot decode them), 3 for an overlay
+    /// with multicast (members of format 2 would drop the setting).
     pub fn format(&self) -> u32 {
         match self {
+            Self::CreateNetwork(network) if !network.multicast.is_off() => 3,
             Self::ForgetNetwork { .. }
             | Self::NameEndpoint { .. }
             | Self::NameAddress { .. }
@@ -407,9 +409,10 @@ impl fmt::Display for Command {
 /// leader change, a forwarding timeout) is applied once. Id 0 means "no
 /// id": log entries written before ids existed were bare commands.
 ///
-/// Written as `{"v": FORMAT, "id", "command", "by"}`: the format first, so
-/// a reader refuses an entry of a later format before it meets a command
-/// it does not know (releases of format 1 skip `v`, as any unknown field).
+/// Written as `{"v", "id", "command", "by"}`, `v` the oldest format that
+/// reads it ([`Proposal::format`]) and first, so a reader refuses an entry
+/// of a later format before it meets a command it does not know (releases
+/// of format 1 skip `v`, as any unknown field).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
     pub id: u64,
@@ -424,7 +427,7 @@ impl Serialize for Proposal {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("v", &FORMAT)?;
+        map.serialize_entry("v", &self.format())?;
         map.serialize_entry("id", &self.id)?;
         map.serialize_entry("command", &self.command)?;
         if let Some(by) = self.by {
@@ -435,6 +438,12 @@ impl Serialize for Proposal {
 }
 
 impl Proposal {
+    /// The oldest format that reads this entry: its command's, and at
+    /// least 2 (format 1 wrote no `v`).
+    pub fn format(&self) -> u32 {
+        self.command.format().clamp(2, FORMAT)
+    }
+
     /// A write proposed by this member's own code.
     pub fn new(id: u64, command: Command) -> Self {
         Self {

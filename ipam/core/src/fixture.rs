@@ -20,6 +20,7 @@ pub fn network(id: &str, host: HostId) -> Network {
         internal: false,
         overlay: None,
         vni: None,
+        multicast: crate::Multicast::Off,
     }
 }
 

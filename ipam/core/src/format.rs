@@ -6,11 +6,19 @@
 //!             the format (entries `{"id","command"}` or bare commands,
 //!             snapshots plain JSON or deflated behind `RNZ1`, messages
 //!             without a format)
-//!   format 2  this release: entries `{"v":2,...}`, snapshots behind
-//!             `RNZ2`, messages with `format = 2`; adds the commands of
+//!   format 2  entries `{"v":2,...}`, snapshots behind `RNZ2`, messages
+//!             with `format = 2`; adds the commands of
 //!             [`crate::Command::format`] 2 (names learned from Docker,
 //!             enrollment by id, CA rotation and sealing, RaiseFormat)
+//!   format 3  this release: overlays with `multicast` (an entry creating
+//!             one is `{"v":3,...}`, a snapshot of a cluster of format 3
+//!             is behind `RNZ3`)
 //! ```
+//!
+//! An entry names the oldest format that reads it (its command's, at least
+//! 2) and a snapshot its cluster's format, not the writer's: while a
+//! cluster upgrades, members of the format before read what the upgraded
+//! ones write.
 //!
 //! A member writes what every member can read: commands of a format above
 //! the cluster's ([`crate::State::cluster_format`]) wait until every member
@@ -22,7 +30,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The format this release writes.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// The oldest format this release reads: it reads every format the project
 /// has written.

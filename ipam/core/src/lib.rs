@@ -56,8 +56,8 @@ pub use members::{
     Admission, CaRotation, ENROLLMENT_WINDOW_SECS, Enrollments, MAX_PENDING_ENROLLMENTS, PeerCert,
 };
 pub use network::{
-    Container, Endpoint, FIRST_VNI, MAX_VNI, Mode, Network, NetworkError, Overlay, PortBinding,
-    Proto, Tables,
+    Container, Endpoint, FIRST_VNI, MAX_VNI, Mode, Multicast, Network, NetworkError, Overlay,
+    PortBinding, Proto, Tables,
 };
 pub use pool::{Holder, Pool};
 pub use state::State;

@@ -21,6 +21,35 @@ pub enum Mode {
     Overlay,
 }
 
+/// What an overlay does with broadcast and multicast frames (`-o
+/// multicast=`): dropped at the host (`Off`, the default, as swarm's
+/// overlay), or copied to every other host with an endpoint on the overlay
+/// (`Flood`: head-end replication).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Multicast {
+    #[default]
+    Off,
+    Flood,
+}
+
+impl Multicast {
+    /// Off, the value every record from before the setting means: not
+    /// written, so such records read the same in every release.
+    pub fn is_off(&self) -> bool {
+        *self == Self::Off
+    }
+}
+
+impl fmt::Display for Multicast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Flood => "flood",
+        })
+    }
+}
+
 /// The first VNI rustnet hands out (below are commonly used by hand).
 pub const FIRST_VNI: u32 = 4096;
 /// The largest VNI VXLAN can carry (24 bits).
@@ -43,6 +72,9 @@ pub struct Overlay {
     /// from its Docker once it has no containers on it; no new endpoints.
     pub removing: bool,
     pub origin: HostId,
+    /// Set by the overlay's first network, for every host.
+    #[serde(default, skip_serializing_if = "Multicast::is_off")]
+    pub multicast: Multicast,
 }
 
 /// A network created on `host` by Docker's CreateNetwork.
@@ -68,6 +100,9 @@ pub struct Network {
     pub overlay: Option<String>,
     #[serde(default)]
     pub vni: Option<u32>,
+    /// For an overlay: asked for with `-o multicast=`, then the overlay's.
+    #[serde(default, skip_serializing_if = "Multicast::is_off")]
+    pub multicast: Multicast,
 }
 
 /// A transport protocol of a published port.
@@ -160,6 +195,15 @@ pub enum NetworkError {
     NoFreeVni,
     #[error("no overlay {key} in the cluster (was it removed?)")]
     UnknownOverlay { key: String },
+    #[error(
+        "overlay {key} exists with multicast={existing}; its first network sets multicast for \
+         every host: remove the overlay and create it again with -o multicast={requested}"
+    )]
+    MulticastMismatch {
+        key: String,
+        existing: Multicast,
+        requested: Multicast,
+    },
 }
 
 /// The tables, changed only through [`crate::State::apply`].
@@ -235,7 +279,9 @@ impl Tables {
     fn try_create_network(&mut self, network: &Network) -> Result<(), NetworkError> {
         let mut network = network.clone();
         if let Some(key) = network.overlay.clone() {
-            network.vni = Some(self.bind_overlay(&key, &network)?);
+            let (vni, multicast) = self.bind_overlay(&key, &network)?;
+            network.vni = Some(vni);
+            network.multicast = multicast;
         }
         let network = &network;
         if let Some(existing) = self.networks.get(&network.id) {
@@ -260,22 +306,35 @@ impl Tables {
         Ok(())
     }
 
-    /// The VNI of overlay `key` for `network`, creating the overlay when
-    /// this is its first network.
-    fn bind_overlay(&mut self, key: &str, network: &Network) -> Result<u32, NetworkError> {
+    /// The VNI and multicast of overlay `key` for `network`, creating the
+    /// overlay when this is its first network. A later network takes the
+    /// overlay's unless it asked for others, which is refused.
+    fn bind_overlay(
+        &mut self,
+        key: &str,
+        network: &Network,
+    ) -> Result<(u32, Multicast), NetworkError> {
         if let Some(overlay) = self.overlays.get(key) {
             if overlay.removing && !self.networks.contains_key(&network.id) {
                 let name = overlay.name.clone().unwrap_or_else(|| key.to_owned());
                 return Err(NetworkError::Removing { name });
             }
-            return match network.vni {
-                Some(requested) if requested != overlay.vni => Err(NetworkError::VniMismatch {
+            if let Some(requested) = network.vni.filter(|v| *v != overlay.vni) {
+                return Err(NetworkError::VniMismatch {
                     key: key.to_owned(),
                     existing: overlay.vni,
                     requested,
-                }),
-                _ => Ok(overlay.vni),
-            };
+                });
+            }
+            // Off is also what a network that says nothing asks for.
+            if !network.multicast.is_off() && network.multicast != overlay.multicast {
+                return Err(NetworkError::MulticastMismatch {
+                    key: key.to_owned(),
+                    existing: overlay.multicast,
+                    requested: network.multicast,
+                });
+            }
+            return Ok((overlay.vni, overlay.multicast));
         }
         let vni = match network.vni {
             Some(vni) => {
@@ -305,9 +364,10 @@ impl Tables {
                 name: None,
                 removing: false,
                 origin: network.host,
+                multicast: network.multicast,
             },
         );
-        Ok(vni)
+        Ok((vni, network.multicast))
     }
 
     /// Records the Docker name of an overlay, learned on its origin host.
@@ -572,6 +632,34 @@ mod tests {
             t.create_network(&other).unwrap_err().to_string(),
             "vni 4096 is already used by overlay 10.0.42.0/24"
         );
+    }
+
+    #[test]
+    fn the_first_network_of_an_overlay_sets_its_multicast_for_every_host() {
+        let mut t = Tables::default();
+        let flood = |id: &str, host| Network {
+            multicast: Multicast::Flood,
+            ..overlay_network(id, host, None)
+        };
+        t.create_network(&flood("a1", 1)).unwrap();
+        assert_eq!(
+            t.overlay("10.0.42.0/24").unwrap().multicast,
+            Multicast::Flood
+        );
+        // A host saying nothing (a user's create there) gets the overlay's.
+        t.create_network(&overlay_network("b1", 2, None)).unwrap();
+        assert_eq!(t.network("b1").unwrap().multicast, Multicast::Flood);
+        t.create_network(&flood("c1", 3)).unwrap();
+        // An overlay without multicast takes no flooding network later.
+        let mut u = Tables::default();
+        u.create_network(&overlay_network("a1", 1, None)).unwrap();
+        let before = u.clone();
+        assert_eq!(
+            u.create_network(&flood("b1", 2)).unwrap_err().to_string(),
+            "overlay 10.0.42.0/24 exists with multicast=off; its first network sets multicast for \
+             every host: remove the overlay and create it again with -o multicast=flood"
+        );
+        assert_eq!(u, before, "a refused network changes nothing");
     }
 
     #[test]

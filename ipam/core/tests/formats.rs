@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rustnet_ipam_core::{Command, FORMAT, Proposal, State};
+use rustnet_ipam_core::{Command, FORMAT, Multicast, Network, Proposal, State};
 use serde_json::Value;
 
 /// Log entries (proposals, one bare command) and the state after applying
@@ -42,8 +42,27 @@ fn a_format_1_log_applies_to_the_state_format_1_had() {
 fn entries_name_their_format_first_and_later_formats_are_refused() {
     let proposal = Proposal::new(7, Command::RaiseFormat { format: FORMAT });
     let text = serde_json::to_string(&proposal).unwrap();
-    assert!(text.starts_with(&format!("{{\"v\":{FORMAT},")), "{text}");
+    assert!(text.starts_with("{\"v\":2,"), "{text}");
     assert_eq!(serde_json::from_str::<Proposal>(&text).unwrap(), proposal);
+    // An entry names the oldest format that reads it: a release of
+    // format 2 reads this one, and not one creating a multicast overlay.
+    let flood = Proposal::new(
+        8,
+        Command::CreateNetwork(Network {
+            multicast: Multicast::Flood,
+            ..fixture_overlay()
+        }),
+    );
+    let text = serde_json::to_string(&flood).unwrap();
+    assert!(text.starts_with("{\"v\":3,"), "{text}");
+    assert!(text.contains("\"multicast\":\"flood\""), "{text}");
+    assert_eq!(serde_json::from_str::<Proposal>(&text).unwrap(), flood);
+    let plain = Proposal::new(9, Command::CreateNetwork(fixture_overlay()));
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(
+        text.starts_with("{\"v\":2,") && !text.contains("multicast"),
+        "an overlay without multicast reads as format 2 wrote it: {text}"
+    );
     // A later format's entry, even with a command this release does not
     // know, is refused for its format, not for the command.
     let later = format!(
@@ -57,6 +76,10 @@ fn entries_name_their_format_first_and_later_formats_are_refused() {
         refused.contains(&format!("a log entry was written in format {}", FORMAT + 1)),
         "{refused}"
     );
+}
+
+fn fixture_overlay() -> Network {
+    rustnet_ipam_core::fixture::overlay("n", 1, "10.0.42.0/24")
 }
 
 #[test]

@@ -254,6 +254,7 @@ fn overlay(remotes: Vec<Remote>) -> Desired {
         }],
         veths: vec![],
         remotes,
+        floods: vec![],
     }
 }
 
@@ -337,6 +338,43 @@ fn a_peer_leaving_removes_its_entries_only() {
                 mac: [2, 0, 0, 0, 0, 3]
             },
         ]
+    );
+}
+
+fn flood(vtep: &str) -> crate::Flood {
+    crate::Flood {
+        device: "rnx4096".into(),
+        vtep: vtep.parse().unwrap(),
+    }
+}
+
+#[test]
+fn flood_entries_follow_the_hosts_with_endpoints() {
+    let mut observed = Observed::default();
+    let with = |floods: Vec<crate::Flood>| Desired {
+        floods,
+        ..overlay(vec![remote(2, "10.99.0.2"), remote(3, "10.99.0.3")])
+    };
+    converge(&with(vec![flood("10.99.0.2")]), &mut observed);
+    let ops = converge(
+        &with(vec![flood("10.99.0.2"), flood("10.99.0.3")]),
+        &mut observed,
+    );
+    assert_eq!(
+        ops,
+        [Op::AddFlood {
+            device: "rnx4096".into(),
+            vtep: "10.99.0.3".parse().unwrap()
+        }]
+    );
+    let ops = converge(&with(vec![flood("10.99.0.3")]), &mut observed);
+    assert_eq!(
+        ops,
+        [Op::DelFlood {
+            device: "rnx4096".into(),
+            vtep: "10.99.0.2".parse().unwrap()
+        }],
+        "a host without endpoints any more gets no copies; the static entries stay"
     );
 }
 
@@ -458,7 +496,8 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
     let networks = proptest::collection::btree_map(0u8..4, network, 0..4);
     let veths = proptest::collection::vec((0u8..4, 0u8..8, any::<bool>()), 0..6);
     let remotes = proptest::collection::vec((0u8..4, 1u8..20, 1u8..4), 0..8);
-    (networks, veths, remotes).prop_map(|(networks, veths, remotes)| {
+    let floods = proptest::collection::btree_set((0u8..4, 1u8..4), 0..6);
+    (networks, veths, remotes, floods).prop_map(|(networks, veths, remotes, floods)| {
         let mut desired = Desired::default();
         for (n, (_, overlay, mtu, fixed_mac)) in &networks {
             let name = format!("rn-n{n}");
@@ -504,6 +543,15 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
                     device,
                     mac: [2, 0, 0, 0, n, last],
                     ip,
+                    vtep: format!("10.99.0.{vtep}").parse().unwrap(),
+                });
+            }
+        }
+        for (n, vtep) in floods {
+            let device = format!("rnx{}", 4096 + u32::from(n));
+            if desired.vxlans.iter().any(|v| v.name == device) {
+                desired.floods.push(crate::Flood {
+                    device,
                     vtep: format!("10.99.0.{vtep}").parse().unwrap(),
                 });
             }

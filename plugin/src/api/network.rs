@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use ipnet::IpNet;
-use rustnet_ipam::{Mac, Mode, PortBinding, Proto};
+use rustnet_ipam::{Mac, Mode, Multicast, PortBinding, Proto};
 use serde_json::Value;
 
 use super::ipam::{GLOBAL_SPACE, LOCAL_SPACE};
@@ -35,7 +35,15 @@ pub(super) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 /// Set by rustnet when it creates an overlay on another host: the
 /// cluster-wide key of the overlay the new local network binds to.
 pub(super) const OPT_OVERLAY: &str = "rustnet.overlay";
-const VALID_OPTIONS: [&str; 5] = [OPT_MODE, OPT_MTU, OPT_VNI, OPT_BRIDGE_NAME, OPT_OVERLAY];
+pub(super) const OPT_MULTICAST: &str = "multicast";
+const VALID_OPTIONS: [&str; 6] = [
+    OPT_MODE,
+    OPT_MTU,
+    OPT_VNI,
+    OPT_BRIDGE_NAME,
+    OPT_OVERLAY,
+    OPT_MULTICAST,
+];
 
 /// Keys libnetwork puts in CreateNetwork/CreateEndpoint/Join options
 /// (moby libnetwork/netlabel).
@@ -123,7 +131,7 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 ));
             }
         };
-        let overlay_only = [OPT_VNI, OPT_OVERLAY]
+        let overlay_only = [OPT_VNI, OPT_OVERLAY, OPT_MULTICAST]
             .into_iter()
             .find(|k| generic.contains_key(*k));
         if let (Mode::Bridge, Some(key)) = (mode, overlay_only) {
@@ -133,6 +141,18 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 format!("{key} applies to mode=overlay only"),
             ));
         }
+        let multicast = match generic.get(OPT_MULTICAST).map(String::as_str) {
+            None | Some("off") => Multicast::Off,
+            Some("flood") => Multicast::Flood,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "option multicast",
+                    other,
+                    "valid values: flood (copies to every host with containers on the overlay), \
+                     off (the default)",
+                ));
+            }
+        };
         let vni = generic.get(OPT_VNI).map(|v| vni(v)).transpose()?;
         if mode == Mode::Overlay {
             // With Docker's default IPAM every host would hand out the same
@@ -173,6 +193,7 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             mode,
             vni,
             overlay: generic.get(OPT_OVERLAY).cloned(),
+            multicast,
             bridge,
             mtu,
             internal,

@@ -264,3 +264,62 @@ fn vxlan_ingress_only_with_an_overlay_and_from_members() {
         ["10.99.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
     );
 }
+
+#[test]
+fn an_overlay_with_multicast_floods_to_each_other_host_with_endpoints_once() {
+    let mut state = State::default();
+    let key = "10.0.80.0/24";
+    for host in [HOST, 8, 9, 10] {
+        let addr = Some(format!("10.99.0.{host}").parse().unwrap());
+        let name = format!("h{host}");
+        state
+            .apply(&Command::RegisterHost { host, name, addr })
+            .unwrap();
+        let network = Network {
+            multicast: Multicast::Flood,
+            ..fixture::overlay(&format!("ov{host}"), host, key)
+        };
+        state.apply(&Command::CreateNetwork(network)).unwrap();
+    }
+    // Two endpoints on host 8, one on 10, none on 9.
+    for (n, host) in [(2u8, 8), (3, 8), (4, 10), (5, HOST)] {
+        let endpoint = Endpoint {
+            address: Some(format!("10.0.80.{n}/24").parse().unwrap()),
+            mac: Mac([2, 0, 0, 0, 0, n]),
+            ..fixture::endpoint(&format!("ep{n}"), &format!("ov{host}"), host)
+        };
+        state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    }
+    let underlay = Underlay {
+        vtep: Some("10.99.0.7".parse().unwrap()),
+        port: 4789,
+    };
+    let want = host_view(&state, HOST, &[], underlay, &DnsView::default());
+    let floods: Vec<Ipv4Addr> = want.links.floods.iter().map(|f| f.vtep).collect();
+    assert_eq!(
+        floods,
+        [
+            "10.99.0.8".parse::<Ipv4Addr>().unwrap(),
+            "10.99.0.10".parse().unwrap()
+        ],
+        "one copy per host with endpoints; none to 9, none to this host"
+    );
+    assert_eq!(want.links.remotes.len(), 3);
+    // The same overlay without multicast floods nowhere.
+    let mut off = State::default();
+    for command in [
+        Command::RegisterHost {
+            host: 8,
+            name: "h8".into(),
+            addr: Some("10.99.0.8".parse().unwrap()),
+        },
+        Command::CreateNetwork(fixture::overlay("ov7", HOST, key)),
+        Command::CreateNetwork(fixture::overlay("ov8", 8, key)),
+        Command::CreateEndpoint(fixture::endpoint("ep2", "ov8", 8)),
+    ] {
+        off.apply(&command).unwrap();
+    }
+    let want = host_view(&off, HOST, &[], underlay, &DnsView::default());
+    assert_eq!(want.links.remotes.len(), 1);
+    assert!(want.links.floods.is_empty());
+}
