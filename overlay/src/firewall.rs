@@ -242,6 +242,9 @@ pub struct Network {
     /// started them with a second interface there), by their address on
     /// it: their queries to the `dns` upstreams go to the resolver too.
     pub legacy_sources: Vec<Ipv4Addr>,
+    /// The network's IPv6 subnet and published ports, when it has one
+    /// (rules in ip6tables: [`crate::firewall6`]).
+    pub ipv6: Option<crate::firewall6::Ipv6Side>,
 }
 
 /// The bridge of the second interface that overlay containers of releases
@@ -276,30 +279,47 @@ pub fn filter_rules(networks: &[Network]) -> Vec<String> {
 /// The filter rules of `networks`, isolated from the `inherited` bridges
 /// too (rustnet's, from a lost or replaced state directory).
 pub fn filter_rules_among(networks: &[Network], inherited: &[String]) -> Vec<String> {
-    let mut rules = Vec::new();
-    for net in networks {
-        let b = &net.bridge;
-        rules.push(format!("-i {b} -o {b} -j ACCEPT"));
-        let others = networks
-            .iter()
-            .map(|n| n.bridge.as_str())
-            .chain(inherited.iter().map(String::as_str))
-            .filter(|o| o != b);
-        for other in others.chain(DOCKER_BRIDGES.iter().copied()) {
-            rules.push(format!("-i {b} -o {other} -j DROP"));
-            rules.push(format!("-i {other} -o {b} -j DROP"));
-        }
-        if net.internal {
-            rules.push(format!("-i {b} -j DROP"));
-            rules.push(format!("-o {b} -j DROP"));
-            continue;
-        }
-        for p in &net.published {
-            rules.push(format!(
-                "-d {}/32 -o {b} -p {} -m {} --dport {} -j ACCEPT",
-                p.container_ip, p.proto, p.proto, p.container_port
-            ));
-        }
+    networks
+        .iter()
+        .flat_map(|net| {
+            let b = &net.bridge;
+            let accepts = net.published.iter().map(move |p| {
+                format!(
+                    "-d {}/32 -o {b} -p {} -m {} --dport {} -j ACCEPT",
+                    p.container_ip, p.proto, p.proto, p.container_port
+                )
+            });
+            network_rules(net, networks, inherited, accepts)
+        })
+        .collect()
+}
+
+/// The filter rules of one network, in order, as `-A RUSTNET ...` lines:
+/// accepted within, isolated from every other rustnet bridge (`networks`
+/// and `inherited`) and Docker's, and then closed (`--internal`) or open
+/// to its egress, replies and the `published` rules (its ports).
+pub(crate) fn network_rules(
+    net: &Network,
+    networks: &[Network],
+    inherited: &[String],
+    published: impl Iterator<Item = String>,
+) -> Vec<String> {
+    let b = &net.bridge;
+    let mut rules = vec![format!("-i {b} -o {b} -j ACCEPT")];
+    let others = networks
+        .iter()
+        .map(|n| n.bridge.as_str())
+        .chain(inherited.iter().map(String::as_str))
+        .filter(|o| o != b);
+    for other in others.chain(DOCKER_BRIDGES.iter().copied()) {
+        rules.push(format!("-i {b} -o {other} -j DROP"));
+        rules.push(format!("-i {other} -o {b} -j DROP"));
+    }
+    if net.internal {
+        rules.push(format!("-i {b} -j DROP"));
+        rules.push(format!("-o {b} -j DROP"));
+    } else {
+        rules.extend(published);
         rules.push(format!(
             "-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
         ));
@@ -560,6 +580,7 @@ mod tests {
             published: vec![],
             dns: vec![],
             legacy_sources: vec![],
+            ipv6: None,
         }
     }
 
@@ -787,6 +808,7 @@ mod intact_tests {
             published: vec![],
             dns: vec![],
             legacy_sources: vec![],
+            ipv6: None,
         }];
         let ingress = VxlanIngress {
             port: 4790,

@@ -4,11 +4,11 @@
 
 use tokio::process::Command;
 
-use crate::Error;
 use crate::firewall::{
     DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, INPUT_CHAIN, Network, POSTROUTING_CHAIN, RESOLVER_CHAIN,
     RESOLVER_OUT_CHAIN, ResolverAddress, VXLAN_CHAIN, VxlanIngress, hooks, restore_script_with,
 };
+use crate::{Error, firewall6};
 
 /// The iptables executor.
 #[derive(Debug, Clone, Default)]
@@ -27,25 +27,69 @@ impl Iptables {
         let carried = if inherited.is_empty() {
             Vec::new()
         } else {
-            let saved = save().await.unwrap_or_default();
+            let saved = save(V4).await.unwrap_or_default();
             crate::firewall::carried_rules(&saved, inherited, networks)
         };
-        restore(&restore_script_with(networks, inherited, &carried)).await?;
-        self.ensure_hooks().await
+        restore(V4, &restore_script_with(networks, inherited, &carried)).await?;
+        self.ensure_hooks().await?;
+        self.apply6(networks, inherited).await
+    }
+
+    /// The IPv6 side ([`crate::firewall6`]): rustnet's ip6tables chains
+    /// hold the rules of the networks with an IPv6 subnet, and IPv6 is
+    /// routed; with none, nothing of rustnet is in ip6tables.
+    async fn apply6(&self, networks: &[Network], inherited: &[String]) -> Result<(), Error> {
+        if !firewall6::wanted(networks) {
+            self.remove6().await;
+            return Ok(());
+        }
+        crate::sysctl::enable_ipv6_forward()?;
+        restore(V6, &firewall6::restore_script(networks, inherited)).await?;
+        if iptables(V6, &["-t", "filter", "-L", "DOCKER-USER", "-n"])
+            .await
+            .is_err()
+        {
+            iptables(V6, &["-t", "filter", "-N", "DOCKER-USER"]).await?;
+        }
+        ensure(V6, ("filter", "FORWARD", "-j DOCKER-USER".to_owned())).await?;
+        for hook in firewall6::hooks() {
+            ensure(V6, hook).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes rustnet's ip6tables hooks and chains, if any.
+    async fn remove6(&self) {
+        let listed = ["-t", "nat", "-S", POSTROUTING_CHAIN];
+        if iptables(V6, &listed).await.is_err() {
+            // No chain of rustnet's (or no ip6tables): nothing to remove.
+            return;
+        }
+        for (table, chain, rule) in firewall6::hooks() {
+            while delete(V6, table, chain, &rule).await.is_ok() {}
+        }
+        for (table, chain) in [
+            ("filter", FILTER_CHAIN),
+            ("nat", POSTROUTING_CHAIN),
+            ("nat", DNAT_CHAIN),
+        ] {
+            let _ = iptables(V6, &["-t", table, "-F", chain]).await;
+            let _ = iptables(V6, &["-t", table, "-X", chain]).await;
+        }
     }
 
     async fn ensure_hooks(&self) -> Result<(), Error> {
         // Docker creates DOCKER-USER and keeps its jump first in FORWARD; if
         // Docker has not run yet, do the same (Docker keeps an existing one).
-        if iptables(&["-t", "filter", "-L", "DOCKER-USER", "-n"])
+        if iptables(V4, &["-t", "filter", "-L", "DOCKER-USER", "-n"])
             .await
             .is_err()
         {
-            iptables(&["-t", "filter", "-N", "DOCKER-USER"]).await?;
+            iptables(V4, &["-t", "filter", "-N", "DOCKER-USER"]).await?;
         }
-        ensure(("filter", "FORWARD", "-j DOCKER-USER".to_owned())).await?;
+        ensure(V4, ("filter", "FORWARD", "-j DOCKER-USER".to_owned())).await?;
         for hook in hooks() {
-            ensure(hook).await?;
+            ensure(V4, hook).await?;
         }
         Ok(())
     }
@@ -55,11 +99,11 @@ impl Iptables {
     pub async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
         // A hook for another port (the setting changed) goes first.
         let wanted = ingress.map(|i| i.hook().2);
-        drop_other_hooks("filter", "INPUT", VXLAN_CHAIN, wanted.as_slice()).await;
+        drop_other_hooks(V4, "filter", "INPUT", VXLAN_CHAIN, wanted.as_slice()).await;
         match ingress {
             Some(ingress) => {
-                restore(&ingress.restore_script()).await?;
-                ensure(ingress.hook()).await?;
+                restore(V4, &ingress.restore_script()).await?;
+                ensure(V4, ingress.hook()).await?;
                 let guard = ingress.gateway_guard();
                 if !guard_present(&guard).await {
                     ebtables("-A", &guard).await?;
@@ -67,8 +111,8 @@ impl Iptables {
                 Ok(())
             }
             None => {
-                let _ = iptables(&["-t", "filter", "-F", VXLAN_CHAIN]).await;
-                let _ = iptables(&["-t", "filter", "-X", VXLAN_CHAIN]).await;
+                let _ = iptables(V4, &["-t", "filter", "-F", VXLAN_CHAIN]).await;
+                let _ = iptables(V4, &["-t", "filter", "-X", VXLAN_CHAIN]).await;
                 self.remove_gateway_guards().await;
                 Ok(())
             }
@@ -90,20 +134,20 @@ impl Iptables {
                 .filter(|(_, c, _)| *c == chain)
                 .map(|(_, _, rule)| rule.clone())
                 .collect();
-            drop_other_hooks("nat", chain, target, &keep).await;
+            drop_other_hooks(V4, "nat", chain, target, &keep).await;
         }
         match resolver {
             Some(resolver) => {
-                restore(&resolver.restore_script()).await?;
+                restore(V4, &resolver.restore_script()).await?;
                 for hook in wanted {
-                    ensure(hook).await?;
+                    ensure(V4, hook).await?;
                 }
                 Ok(())
             }
             None => {
                 for chain in [RESOLVER_CHAIN, RESOLVER_OUT_CHAIN] {
-                    let _ = iptables(&["-t", "nat", "-F", chain]).await;
-                    let _ = iptables(&["-t", "nat", "-X", chain]).await;
+                    let _ = iptables(V4, &["-t", "nat", "-F", chain]).await;
+                    let _ = iptables(V4, &["-t", "nat", "-X", chain]).await;
                 }
                 Ok(())
             }
@@ -119,14 +163,20 @@ impl Iptables {
         ingress: Option<&VxlanIngress>,
         resolver: Option<&ResolverAddress>,
     ) -> bool {
-        let Some(saved) = save().await else {
+        let Some(saved) = save(V4).await else {
             return false;
         };
         let guarded = match ingress {
             Some(ingress) => guard_present(&ingress.gateway_guard()).await,
             None => true,
         };
-        guarded && crate::firewall::intact_among(&saved, networks, inherited, ingress, resolver)
+        let ipv6 = !firewall6::wanted(networks)
+            || save(V6)
+                .await
+                .is_some_and(|saved| firewall6::intact(&saved, networks, inherited));
+        guarded
+            && ipv6
+            && crate::firewall::intact_among(&saved, networks, inherited, ingress, resolver)
     }
 
     /// Removes the gateway guard, whatever its device pattern and prefix
@@ -147,7 +197,7 @@ impl Iptables {
     /// Removes every hook and chain of rustnet; what is already gone is fine.
     pub async fn remove(&self) {
         for (table, chain, rule) in hooks() {
-            while delete(table, chain, &rule).await.is_ok() {}
+            while delete(V4, table, chain, &rule).await.is_ok() {}
         }
         for (table, chain) in [
             ("filter", FILTER_CHAIN),
@@ -156,17 +206,18 @@ impl Iptables {
             ("nat", DNAT_CHAIN),
             ("nat", DNS_CHAIN),
         ] {
-            let _ = iptables(&["-t", table, "-F", chain]).await;
-            let _ = iptables(&["-t", table, "-X", chain]).await;
+            let _ = iptables(V4, &["-t", table, "-F", chain]).await;
+            let _ = iptables(V4, &["-t", table, "-X", chain]).await;
         }
+        self.remove6().await;
     }
 }
 
 /// Deletes every jump from `chain` to `target` but the `keep` rules (a
 /// hook written for an earlier setting); what cannot be read or deleted is
 /// left for the next pass.
-async fn drop_other_hooks(table: &str, chain: &str, target: &str, keep: &[String]) {
-    let hooks = iptables_output(&["-t", table, "-S", chain])
+async fn drop_other_hooks(tools: Tools, table: &str, chain: &str, target: &str, keep: &[String]) {
+    let hooks = iptables_output(tools, &["-t", table, "-S", chain])
         .await
         .unwrap_or_default();
     let prefix = format!("-A {chain} ");
@@ -174,48 +225,72 @@ async fn drop_other_hooks(table: &str, chain: &str, target: &str, keep: &[String
     for line in hooks.lines().filter(|l| l.ends_with(&jump)) {
         let rule = line.trim_start_matches(&prefix);
         if !keep.iter().any(|k| k == rule) {
-            let _ = delete(table, chain, rule).await;
+            let _ = delete(tools, table, chain, rule).await;
         }
     }
 }
 
-async fn ensure((table, chain, rule): (&str, &str, String)) -> Result<(), Error> {
+/// The commands of one address family.
+#[derive(Debug, Clone, Copy)]
+struct Tools {
+    iptables: &'static str,
+    restore: &'static str,
+    save: &'static str,
+}
+
+const V4: Tools = Tools {
+    iptables: "iptables",
+    restore: "iptables-restore",
+    save: "iptables-save",
+};
+
+const V6: Tools = Tools {
+    iptables: "ip6tables",
+    restore: "ip6tables-restore",
+    save: "ip6tables-save",
+};
+
+async fn ensure(tools: Tools, (table, chain, rule): (&str, &str, String)) -> Result<(), Error> {
     let spec: Vec<&str> = rule.split_whitespace().collect();
     let check = [&["-t", table, "-C", chain][..], &spec].concat();
-    if iptables(&check).await.is_ok() {
+    if iptables(tools, &check).await.is_ok() {
         return Ok(());
     }
-    iptables(&[&["-t", table, "-I", chain, "1"][..], &spec].concat()).await
+    iptables(
+        tools,
+        &[&["-t", table, "-I", chain, "1"][..], &spec].concat(),
+    )
+    .await
 }
 
-async fn delete(table: &str, chain: &str, rule: &str) -> Result<(), Error> {
+async fn delete(tools: Tools, table: &str, chain: &str, rule: &str) -> Result<(), Error> {
     let spec: Vec<&str> = rule.split_whitespace().collect();
-    iptables(&[&["-t", table, "-D", chain][..], &spec].concat()).await
+    iptables(tools, &[&["-t", table, "-D", chain][..], &spec].concat()).await
 }
 
-async fn iptables(args: &[&str]) -> Result<(), Error> {
-    let out = Command::new("iptables").arg("-w").args(args).output().await;
-    check(&format!("iptables {}", args.join(" ")), out)
+async fn iptables(tools: Tools, args: &[&str]) -> Result<(), Error> {
+    iptables_output(tools, args).await.map(drop)
 }
 
-/// Runs iptables and returns what it printed.
-async fn iptables_output(args: &[&str]) -> Result<String, Error> {
-    let out = Command::new("iptables").arg("-w").args(args).output().await;
+/// Runs iptables (or ip6tables) and returns what it printed.
+async fn iptables_output(tools: Tools, args: &[&str]) -> Result<String, Error> {
+    let out = Command::new(tools.iptables)
+        .arg("-w")
+        .args(args)
+        .output()
+        .await;
     let text = out
         .as_ref()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    check(&format!("iptables {}", args.join(" ")), out).map(|()| text)
+    check(&format!("{} {}", tools.iptables, args.join(" ")), out).map(|()| text)
 }
 
 /// `iptables-save` of the filter and nat tables; `None` when it fails.
-async fn save() -> Option<String> {
+async fn save(tools: Tools) -> Option<String> {
     let mut saved = String::new();
     for table in ["filter", "nat"] {
-        let out = Command::new("iptables-save")
-            .args(["-t", table])
-            .output()
-            .await;
+        let out = Command::new(tools.save).args(["-t", table]).output().await;
         match out {
             Ok(out) if out.status.success() => {
                 saved.push_str(&String::from_utf8_lossy(&out.stdout));
@@ -240,14 +315,14 @@ async fn guard_present(rule: &[String]) -> bool {
     ebtables("--check", rule).await.is_ok()
 }
 
-async fn restore(script: &str) -> Result<(), Error> {
+async fn restore(tools: Tools, script: &str) -> Result<(), Error> {
     use tokio::io::AsyncWriteExt;
-    let command = "iptables-restore --noflush";
+    let command = format!("{} --noflush", tools.restore);
     let spawn_err = |e: std::io::Error| Error::Command {
-        command: command.to_owned(),
+        command: command.clone(),
         message: e.to_string(),
     };
-    let mut child = Command::new("iptables-restore")
+    let mut child = Command::new(tools.restore)
         .args(["-w", "--noflush"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -260,7 +335,7 @@ async fn restore(script: &str) -> Result<(), Error> {
             .await
             .map_err(spawn_err)?;
     }
-    check(command, child.wait_with_output().await)
+    check(&command, child.wait_with_output().await)
 }
 
 fn check(command: &str, out: std::io::Result<std::process::Output>) -> Result<(), Error> {

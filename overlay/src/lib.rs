@@ -18,6 +18,7 @@
 
 pub mod fake;
 pub mod firewall;
+pub mod firewall6;
 mod iptables;
 mod model;
 mod netlink;

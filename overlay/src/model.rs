@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -48,13 +48,22 @@ pub struct Vxlan {
 }
 
 /// A remote endpoint seen through a VXLAN device: its MAC lives behind
-/// `vtep` (static FDB entry) and its IP has that MAC (static neighbour).
+/// `vtep` (static FDB entry) and its IPs have that MAC (static neighbours:
+/// the VXLAN device answers ARP and neighbour solicitations with them).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Remote {
     pub device: String,
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
     pub vtep: Ipv4Addr,
+}
+
+impl Remote {
+    /// Its addresses, each a static neighbour entry.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(IpAddr::V4(self.ip)).chain(self.ip6.map(IpAddr::V6))
+    }
 }
 
 /// A copy of every broadcast, multicast and unknown-unicast frame of an
@@ -115,7 +124,7 @@ pub struct Observed {
     /// The all-zero FDB entries: (device, VTEP).
     pub floods: BTreeSet<(String, Ipv4Addr)>,
     /// (device, IP) -> MAC.
-    pub neighbours: BTreeMap<(String, Ipv4Addr), [u8; 6]>,
+    pub neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
 }
 
 /// One kernel change. The executor performs them in order, deciding nothing.
@@ -159,12 +168,12 @@ pub enum Op {
     },
     AddNeighbour {
         device: String,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: [u8; 6],
     },
     DelNeighbour {
         device: String,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: [u8; 6],
     },
     SetMtu {

@@ -113,7 +113,11 @@ impl Netlink {
             return Ok(remotes);
         }
         let _dumping = self.dumping.lock().await;
-        for family in [AddressFamily::Bridge, AddressFamily::Inet] {
+        for family in [
+            AddressFamily::Bridge,
+            AddressFamily::Inet,
+            AddressFamily::Inet6,
+        ] {
             let mut request = self.handle.neighbours().get();
             request.message_mut().header.family = family;
             let mut entries = request.execute();
@@ -135,13 +139,16 @@ impl Netlink {
                             mac = <[u8; 6]>::try_from(lla.as_slice()).ok()
                         }
                         NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                            ip = Some(*v4)
+                            ip = Some(IpAddr::V4(*v4))
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                            ip = Some(IpAddr::V6(*v6))
                         }
                         // In an AF_BRIDGE dump the VTEP comes as raw bytes.
                         NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
                             ip = <[u8; 4]>::try_from(bytes.as_slice())
                                 .ok()
-                                .map(Ipv4Addr::from);
+                                .map(|b| IpAddr::V4(Ipv4Addr::from(b)));
                         }
                         _ => {}
                     }
@@ -149,12 +156,17 @@ impl Netlink {
                 let (Some(mac), Some(ip)) = (mac, ip) else {
                     continue;
                 };
-                if family != AddressFamily::Bridge {
-                    remotes.neighbours.insert((device.clone(), ip), mac);
-                } else if mac == FLOOD_MAC {
-                    remotes.floods.insert((device.clone(), ip));
-                } else {
-                    remotes.fdb.insert((device.clone(), mac), ip);
+                match (family, ip) {
+                    (AddressFamily::Bridge, IpAddr::V4(vtep)) if mac == FLOOD_MAC => {
+                        remotes.floods.insert((device.clone(), vtep));
+                    }
+                    (AddressFamily::Bridge, IpAddr::V4(vtep)) => {
+                        remotes.fdb.insert((device.clone(), mac), vtep);
+                    }
+                    (AddressFamily::Bridge, IpAddr::V6(_)) => {}
+                    (_, ip) => {
+                        remotes.neighbours.insert((device.clone(), ip), mac);
+                    }
                 }
             }
         }
@@ -225,12 +237,13 @@ impl Netlink {
             .map_err(|e| netlink_err(what, e))
     }
 
-    /// A permanent neighbour entry: the VXLAN device answers ARP with it.
+    /// A permanent neighbour entry: the VXLAN device answers ARP (IPv4)
+    /// and neighbour solicitations (IPv6) with it.
     async fn neighbour(
         &self,
         add: bool,
         device: &str,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: &[u8; 6],
     ) -> Result<(), Error> {
         let what = format!(
@@ -242,17 +255,21 @@ impl Netlink {
             let request = self
                 .handle
                 .neighbours()
-                .add(index, IpAddr::V4(ip))
+                .add(index, ip)
                 .link_layer_address(mac);
             let request = request.state(NeighbourState::Permanent).replace();
             return request.execute().await.map_err(|e| netlink_err(what, e));
         }
         let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Inet;
+        let (family, destination) = match ip {
+            IpAddr::V4(v4) => (AddressFamily::Inet, NeighbourAddress::Inet(v4)),
+            IpAddr::V6(v6) => (AddressFamily::Inet6, NeighbourAddress::Inet6(v6)),
+        };
+        message.header.family = family;
         message.header.ifindex = index;
         message
             .attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+            .push(NeighbourAttribute::Destination(destination));
         ignore_missing(self.handle.neighbours().del(message).execute().await)
             .map_err(|e| netlink_err(what, e))
     }
@@ -280,7 +297,7 @@ fn ignore_missing(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink:
 struct Remotes {
     fdb: BTreeMap<(String, [u8; 6]), Ipv4Addr>,
     floods: std::collections::BTreeSet<(String, Ipv4Addr)>,
-    neighbours: BTreeMap<(String, Ipv4Addr), [u8; 6]>,
+    neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
 }
 
 /// The MAC of the FDB entries that take every frame without one of its

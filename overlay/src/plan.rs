@@ -206,7 +206,7 @@ fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
         let kept = desired
             .remotes
             .iter()
-            .any(|r| &r.device == device && &r.ip == ip && &r.mac == mac);
+            .any(|r| &r.device == device && r.ips().any(|i| i == *ip) && &r.mac == mac);
         if !kept {
             ops.push(Op::DelNeighbour {
                 device: device.clone(),
@@ -231,12 +231,14 @@ fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
                 vtep: r.vtep,
             });
         }
-        if observed.neighbours.get(&(r.device.clone(), r.ip)) != Some(&r.mac) {
-            ops.push(Op::AddNeighbour {
-                device: r.device.clone(),
-                ip: r.ip,
-                mac: r.mac,
-            });
+        for ip in r.ips() {
+            if observed.neighbours.get(&(r.device.clone(), ip)) != Some(&r.mac) {
+                ops.push(Op::AddNeighbour {
+                    device: r.device.clone(),
+                    ip,
+                    mac: r.mac,
+                });
+            }
         }
     }
 }

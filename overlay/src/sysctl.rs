@@ -37,6 +37,14 @@ pub fn enable_ip_forward() -> Result<(), Error> {
     write("/proc/sys/net/ipv4/ip_forward", "1")
 }
 
+/// Routing of IPv6, for networks with an IPv6 subnet, as Docker enables
+/// it for its own: on a host that takes its IPv6 default route from router
+/// advertisements, set `accept_ra` to 2 on that interface first (the kernel
+/// ignores advertisements on a router otherwise).
+pub fn enable_ipv6_forward() -> Result<(), Error> {
+    write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+}
+
 /// Lets packets from 127.0.0.1 (published ports reached at localhost,
 /// DNATed in OUTPUT) be routed out of `bridge`; Docker does the same on its
 /// bridges when it DNATs loopback traffic.

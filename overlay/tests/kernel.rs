@@ -234,6 +234,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
                 guarded: true,
             }],
             legacy_sources: vec![],
+            ipv6: None,
         };
         iptables
             .apply(std::slice::from_ref(&network), &[])
@@ -283,6 +284,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             published: vec![],
             dns: vec![],
             legacy_sources: vec![],
+            ipv6: None,
         };
         iptables
             .apply(std::slice::from_ref(&new), &inherited)
@@ -340,6 +342,7 @@ fn remote(last: u8) -> rustnet_overlay::Remote {
         device: "rnx4096".into(),
         mac: [2, 0x42, 0, 0, 0, last],
         ip: format!("10.0.70.{last}").parse().unwrap(),
+        ip6: Some(format!("fd00:70::{last}").parse().unwrap()),
         vtep: format!("192.0.2.{last}").parse().unwrap(),
     }
 }
@@ -366,12 +369,18 @@ fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
             sh("ip neigh show dev rnx4096")
                 .contains("10.0.70.3 lladdr 02:42:00:00:00:03 PERMANENT")
         );
+        assert!(
+            sh("ip -6 neigh show dev rnx4096")
+                .contains("fd00:70::3 lladdr 02:42:00:00:00:03 PERMANENT"),
+            "an IPv6 address has its static entry too"
+        );
         // A peer leaves: its entries go, the other's stay.
         converge(&netlink, &overlay(vec![remote(2)])).await;
         let fdb = sh("bridge fdb show dev rnx4096");
         assert!(!fdb.contains("02:42:00:00:00:03"), "{fdb}");
         assert!(fdb.contains("02:42:00:00:00:02 dst 192.0.2.2"), "{fdb}");
         assert!(!sh("ip neigh show dev rnx4096").contains("10.0.70.3"));
+        assert!(!sh("ip -6 neigh show dev rnx4096").contains("fd00:70::3"));
     });
 }
 

@@ -42,6 +42,13 @@ pub(crate) struct Docker {
     client: Client<UnixConnector, Full<Bytes>>,
 }
 
+/// A subnet of a network to create, with its gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pool {
+    pub subnet: String,
+    pub gateway: Option<String>,
+}
+
 impl Docker {
     pub(crate) fn new(socket: &Path, driver: &str) -> Self {
         Self {
@@ -97,18 +104,25 @@ impl Docker {
         &self,
         name: &str,
         options: Value,
-        subnet: &str,
-        gateway: Option<String>,
+        pools: Vec<Pool>,
     ) -> anyhow::Result<()> {
-        let mut config = json!({ "Subnet": subnet });
-        if let Some(gateway) = gateway {
-            config["Gateway"] = json!(gateway);
-        }
+        let ipv6 = pools.iter().any(|p| p.subnet.contains(':'));
+        let configs: Vec<Value> = pools
+            .into_iter()
+            .map(|pool| {
+                let mut config = json!({ "Subnet": pool.subnet });
+                if let Some(gateway) = pool.gateway {
+                    config["Gateway"] = json!(gateway);
+                }
+                config
+            })
+            .collect();
         let body = json!({
             "Name": name,
             "Driver": self.driver,
             "CheckDuplicate": true,
-            "IPAM": { "Driver": self.driver, "Config": [config] },
+            "EnableIPv6": ipv6,
+            "IPAM": { "Driver": self.driver, "Config": configs },
             "Options": options,
         });
         self.call(Method::POST, "/networks/create", Some(body))

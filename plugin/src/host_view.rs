@@ -10,6 +10,7 @@ use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Multicast, Network, State};
 use rustnet_overlay::firewall::{
     DnsRedirect, Network as FirewallNetwork, Published, ResolverAddress, VxlanIngress,
 };
+use rustnet_overlay::firewall6::{Ipv6Side, Published6};
 use rustnet_overlay::{Bridge, Desired, Flood, Remote, Veth, Vxlan, Want};
 
 use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
@@ -134,6 +135,17 @@ pub(crate) fn host_view(
                     .filter(|_| overlay)
                     .cloned()
                     .unwrap_or_default(),
+                ipv6: match network.subnet6 {
+                    Some(IpNet::V6(subnet)) => Some(Ipv6Side {
+                        subnet,
+                        published: endpoints
+                            .iter()
+                            .filter(|e| e.joined && !network.internal)
+                            .flat_map(|e| published6(e))
+                            .collect(),
+                    }),
+                    _ => None,
+                },
             });
         }
     }
@@ -218,6 +230,10 @@ fn remotes(state: &State, host: HostId, key: &str, device: &str) -> Vec<Remote> 
                 device: device.to_owned(),
                 mac: e.mac.octets(),
                 ip: ip.addr(),
+                ip6: match e.address6 {
+                    Some(IpNet::V6(ip6)) => Some(ip6.addr()),
+                    _ => None,
+                },
                 vtep,
             })
         })
@@ -231,6 +247,8 @@ fn published(endpoint: &Endpoint) -> Vec<Published> {
     endpoint
         .ports
         .iter()
+        // A port published on an IPv6 host address is IPv6's alone.
+        .filter(|p| !matches!(p.host_ip, Some(IpAddr::V6(_))))
         .map(|p| Published {
             proto: p.proto.to_string(),
             host_ip: match p.host_ip {
@@ -240,6 +258,35 @@ fn published(endpoint: &Endpoint) -> Vec<Published> {
             host_port: p.host_port,
             container_ip: address.addr(),
             container_port: p.container_port,
+        })
+        .collect()
+}
+
+/// The endpoint's published ports on its IPv6 address, on the host's IPv6
+/// addresses (all, or the one `-p` names).
+fn published6(endpoint: &Endpoint) -> Vec<Published6> {
+    let Some(IpNet::V6(address)) = endpoint.address6 else {
+        return Vec::new();
+    };
+    endpoint
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let host_ip = match p.host_ip {
+                None => None,
+                Some(IpAddr::V6(ip)) if ip.is_unspecified() => None,
+                Some(IpAddr::V6(ip)) => Some(ip),
+                // An IPv4 host address: not published on IPv6.
+                Some(IpAddr::V4(ip)) if ip.is_unspecified() => None,
+                Some(IpAddr::V4(_)) => return None,
+            };
+            Some(Published6 {
+                proto: p.proto.to_string(),
+                host_ip,
+                host_port: p.host_port,
+                container_ip: address.addr(),
+                container_port: p.container_port,
+            })
         })
         .collect()
 }

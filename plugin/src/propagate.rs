@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rustnet_ipam::{Command, Network, Overlay};
 use serde_json::json;
 
-use crate::docker::Docker;
+use crate::docker::{Docker, Pool};
 use crate::naming::vxlan_name;
 use crate::service::Service;
 
@@ -197,11 +197,20 @@ async fn apply_step(
             if !overlay.multicast.is_off() {
                 options["multicast"] = json!(overlay.multicast.to_string());
             }
-            let gateway = overlay.gateway.map(|g| g.addr().to_string());
+            let pools = [
+                (Some(overlay.subnet), overlay.gateway),
+                (overlay.subnet6, overlay.gateway6),
+            ]
+            .into_iter()
+            .filter_map(|(subnet, gateway)| {
+                Some(Pool {
+                    subnet: subnet?.to_string(),
+                    gateway: gateway.map(|g| g.addr().to_string()),
+                })
+            })
+            .collect();
             tracing::info!(%name, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
-            docker
-                .create_overlay(&name, options, &overlay.subnet.to_string(), gateway)
-                .await?;
+            docker.create_overlay(&name, options, pools).await?;
         }
         Step::Remove { network_id } => {
             tracing::info!(network = %network_id, "removing an overlay removed elsewhere");
@@ -229,6 +238,8 @@ mod tests {
             removing,
             origin,
             multicast: rustnet_ipam::Multicast::Off,
+            subnet6: None,
+            gateway6: None,
         }
     }
 

@@ -283,11 +283,16 @@ impl Command {
 
     /// The format a member must read for this command to be written: 1
     /// for the commands every release has known, 2 for those added with
-    /// format 2 (members of format 1 cannot decode them), 3 for an overlay
-    /// with multicast (members of format 2 would drop the setting).
+    /// format 2 (members of format 1 cannot decode them), 3 for a network
+    /// with multicast or IPv6 (members of format 2 would drop the setting
+    /// or refuse the network).
     pub fn format(&self) -> u32 {
         match self {
-            Self::CreateNetwork(network) if !network.multicast.is_off() => 3,
+            Self::CreateNetwork(network)
+                if !network.multicast.is_off() || network.subnet6.is_some() =>
+            {
+                3
+            }
             Self::ForgetNetwork { .. }
             | Self::NameEndpoint { .. }
             | Self::NameAddress { .. }

@@ -10,9 +10,9 @@
 //!             with `format = 2`; adds the commands of
 //!             [`crate::Command::format`] 2 (names learned from Docker,
 //!             enrollment by id, CA rotation and sealing, RaiseFormat)
-//!   format 3  this release: overlays with `multicast` (an entry creating
-//!             one is `{"v":3,...}`, a snapshot of a cluster of format 3
-//!             is behind `RNZ3`)
+//!   format 3  this release: networks with `multicast` or IPv6 (an entry
+//!             creating one is `{"v":3,...}`, a snapshot of a cluster of
+//!             format 3 is behind `RNZ3`)
 //! ```
 //!
 //! An entry names the oldest format that reads it (its command's, at least

@@ -75,6 +75,11 @@ pub struct Overlay {
     /// Set by the overlay's first network, for every host.
     #[serde(default, skip_serializing_if = "Multicast::is_off")]
     pub multicast: Multicast,
+    /// The IPv6 subnet and gateway of a dual-stack overlay (`--ipv6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<IpNet>,
 }
 
 /// A network created on `host` by Docker's CreateNetwork.
@@ -195,6 +200,15 @@ pub enum NetworkError {
     NoFreeVni,
     #[error("no overlay {key} in the cluster (was it removed?)")]
     UnknownOverlay { key: String },
+    #[error(
+        "overlay {key} has IPv6 subnet {existing}, not {requested}: create it on this host with \
+         --ipv6 --subnet {existing}"
+    )]
+    Ipv6Mismatch {
+        key: String,
+        existing: String,
+        requested: String,
+    },
     #[error(
         "overlay {key} exists with multicast={existing}; its first network sets multicast for \
          every host: remove the overlay and create it again with -o multicast={requested}"
@@ -334,6 +348,15 @@ impl Tables {
                     requested: network.multicast,
                 });
             }
+            if let (Some(existing), Some(requested)) = (overlay.subnet6, network.subnet6)
+                && existing != requested
+            {
+                return Err(NetworkError::Ipv6Mismatch {
+                    key: key.to_owned(),
+                    existing: existing.to_string(),
+                    requested: requested.to_string(),
+                });
+            }
             return Ok((overlay.vni, overlay.multicast));
         }
         let vni = match network.vni {
@@ -365,6 +388,8 @@ impl Tables {
                 removing: false,
                 origin: network.host,
                 multicast: network.multicast,
+                subnet6: network.subnet6,
+                gateway6: network.gateway6,
             },
         );
         Ok((vni, network.multicast))
@@ -660,6 +685,34 @@ mod tests {
              every host: remove the overlay and create it again with -o multicast=flood"
         );
         assert_eq!(u, before, "a refused network changes nothing");
+    }
+
+    #[test]
+    fn a_dual_stack_overlay_has_one_ipv6_subnet_on_every_host() {
+        let mut t = Tables::default();
+        let dual = |id: &str, host, subnet6: &str| Network {
+            subnet6: subnet6.parse().ok(),
+            gateway6: None,
+            ..overlay_network(id, host, None)
+        };
+        t.create_network(&dual("a1", 1, "fd00:42::/64")).unwrap();
+        let overlay = t.overlay("10.0.42.0/24").unwrap();
+        assert_eq!(overlay.subnet6, "fd00:42::/64".parse().ok());
+        t.create_network(&dual("b1", 2, "fd00:42::/64")).unwrap();
+        let before = t.clone();
+        assert_eq!(
+            t.create_network(&dual("c1", 3, "fd00:43::/64"))
+                .unwrap_err()
+                .to_string(),
+            "overlay 10.0.42.0/24 has IPv6 subnet fd00:42::/64, not fd00:43::/64: create it on \
+             this host with --ipv6 --subnet fd00:42::/64"
+        );
+        assert_eq!(t, before);
+        assert_eq!(
+            crate::Command::CreateNetwork(dual("d1", 4, "fd00:42::/64")).format(),
+            3,
+            "a release of format 2 would refuse or half-build it"
+        );
     }
 
     #[test]

@@ -263,6 +263,7 @@ fn remote(last: u8, vtep: &str) -> Remote {
         device: "rnx4096".into(),
         mac: [2, 0, 0, 0, 0, last],
         ip: format!("10.0.70.{last}").parse().unwrap(),
+        ip6: None,
         vtep: vtep.parse().unwrap(),
     }
 }
@@ -543,6 +544,7 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
                     device,
                     mac: [2, 0, 0, 0, n, last],
                     ip,
+                    ip6: (vtep == 2).then(|| format!("fd00:{n}::{last}").parse().unwrap()),
                     vtep: format!("10.99.0.{vtep}").parse().unwrap(),
                 });
             }

@@ -104,8 +104,8 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             .is_some_and(|v| v == &Value::Bool(false) || v == "false")
         {
             return Err(ApiError::Unsupported(
-                "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: rustnet \
-                 serves IPv4 only; create the network without --ipv4=false"
+                "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: give \
+                 the network IPv4 too (--ipv6 alone makes it dual-stack)"
                     .to_owned(),
             ));
         }
@@ -180,13 +180,12 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             .is_some_and(|v| v == &Value::Bool(true) || v == "true");
         let (subnet, gateway) = ipam_data(raw.ipv4_data.as_deref(), "IPv4Data")?;
         let (subnet6, gateway6) = ipam_data(raw.ipv6_data.as_deref(), "IPv6Data")?;
-        if let Some(subnet6) = subnet6 {
-            // Half a network would be worse than none: rustnet's isolation,
-            // NAT and publishing rules are IPv4 (iptables) only.
-            return Err(ApiError::Unsupported(format!(
-                "IPv6 ({subnet6}) is not supported on rustnet networks: their isolation, NAT and \
-                 port publishing are IPv4 only; create the network without --ipv6"
-            )));
+        if subnet6.is_some_and(|s| !matches!(s, IpNet::V6(_))) {
+            return Err(ApiError::invalid(
+                "IPv6Data",
+                subnet6.map(|s| s.to_string()).unwrap_or_default(),
+                "not an IPv6 subnet",
+            ));
         }
         Ok(Self {
             id,
@@ -357,17 +356,13 @@ fn port_map(value: Option<&Value>) -> Result<Vec<PortBinding>, ApiError> {
                     p.port, p.port
                 )));
             }
+            // Every address of the host, or one (`-p [::]:...` is IPv6's).
             let host_ip = match p.host_ip.as_str() {
                 "" | "0.0.0.0" => None,
-                text => match text.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(ip)) => Some(IpAddr::V4(ip)),
-                    Ok(IpAddr::V6(_)) => {
-                        return Err(ApiError::Unsupported(format!(
-                            "publishing on IPv6 address {text} is not supported"
-                        )));
-                    }
-                    Err(e) => return Err(ApiError::invalid("HostIP", text, e)),
-                },
+                text => Some(
+                    text.parse::<IpAddr>()
+                        .map_err(|e| ApiError::invalid("HostIP", text, e))?,
+                ),
             };
             Ok(PortBinding {
                 proto,

@@ -463,9 +463,9 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
     let mut on_unknown = create_endpoint("", json!(null));
     on_unknown["NetworkID"] =
         json!("2222222222222222222222222222222222222222222222222222222222222222");
-    let ipv6 = {
+    let ipv6_of_ipv4 = {
         let mut body: Value = serde_json::from_str(&other(json!({}))).unwrap();
-        body["IPv6Data"] = json!([{"AddressSpace": "rustnet-local", "Pool": "fd00:42::/64", "Gateway": "fd00:42::1/64"}]);
+        body["IPv6Data"] = json!([{"AddressSpace": "rustnet-local", "Pool": "10.9.0.0/24"}]);
         body.to_string()
     };
     // Docker 28's `docker network create --ipv4=false --ipv6 ...`: no
@@ -483,13 +483,13 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
             "/NetworkDriver.CreateNetwork",
             ipv6_only,
             StatusCode::BAD_REQUEST,
-            "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: rustnet serves IPv4 only; create the network without --ipv4=false",
+            "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: give the network IPv4 too (--ipv6 alone makes it dual-stack)",
         ),
         (
             "/NetworkDriver.CreateNetwork",
-            ipv6,
+            ipv6_of_ipv4,
             StatusCode::BAD_REQUEST,
-            "IPv6 (fd00:42::/64) is not supported on rustnet networks: their isolation, NAT and port publishing are IPv4 only; create the network without --ipv6",
+            "invalid IPv6Data \"10.9.0.0/24\": not an IPv6 subnet",
         ),
         (
             "/NetworkDriver.CreateNetwork",

@@ -2,7 +2,7 @@
 //! overlays it is on, on every host, by name, alias and `name.network`, as
 //! Docker's embedded DNS resolves same-host ones.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use rustnet_ipam::{Endpoint, HostId, Mode, State};
@@ -20,7 +20,8 @@ pub(crate) enum Question {
 /// The directory's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
-    Addresses(Vec<Ipv4Addr>),
+    /// Of the asked family: IPv4 for A, IPv6 for AAAA.
+    Addresses(Vec<IpAddr>),
     /// The name is known, with no address of the asked family.
     NoData,
     /// The name of an address (`name.network`).
@@ -67,12 +68,15 @@ pub(crate) fn resolve_for(
     let (records, internal) = records_for(state, host, client, owner)?;
     let answer = match question {
         Question::A(name) => match find(&records, name) {
-            ips if ips.is_empty() => Answer::Forward,
-            ips => Answer::Addresses(ips),
+            found if found.is_empty() => Answer::Forward,
+            found => Answer::Addresses(addresses(&found, |r| Some(IpAddr::V4(r.ip)))),
         },
         Question::Aaaa(name) => match find(&records, name) {
-            ips if ips.is_empty() => Answer::Forward,
-            _ => Answer::NoData,
+            found if found.is_empty() => Answer::Forward,
+            found => match addresses(&found, |r| v6(r.endpoint.address6).map(IpAddr::V6)) {
+                ips if ips.is_empty() => Answer::NoData,
+                ips => Answer::Addresses(ips),
+            },
         },
         Question::Ptr(ip) => records
             .iter()
@@ -151,31 +155,38 @@ fn records_for<'s>(
     Some((records, internal))
 }
 
-/// The addresses of `name`: a name or alias on any of the networks, or
+/// The records of `name`: a name or alias on any of the networks, or
 /// `prefix.network` for each way of splitting it (names and network names
 /// may hold dots), as Docker tries them.
-fn find(records: &[Record<'_>], name: &str) -> Vec<Ipv4Addr> {
+fn find<'r, 's>(records: &'r [Record<'s>], name: &str) -> Vec<&'r Record<'s>> {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    let mut ips: Vec<Ipv4Addr> = records
+    let mut found: Vec<&Record<'_>> = records
         .iter()
         .filter(|r| answers_to(r.endpoint, &name))
-        .map(|r| r.ip)
         .collect();
-    if ips.is_empty() {
+    if found.is_empty() {
         for (dot, _) in name.match_indices('.') {
             let (prefix, network) = (&name[..dot], &name[dot + 1..]);
-            ips.extend(
+            found.extend(
                 records
                     .iter()
                     .filter(|r| r.network.eq_ignore_ascii_case(network))
-                    .filter(|r| answers_to(r.endpoint, prefix))
-                    .map(|r| r.ip),
+                    .filter(|r| answers_to(r.endpoint, prefix)),
             );
-            if !ips.is_empty() {
+            if !found.is_empty() {
                 break;
             }
         }
     }
+    found
+}
+
+/// The addresses `address` gives of the `found` records, sorted, once each.
+fn addresses(
+    found: &[&Record<'_>],
+    address: impl Fn(&Record<'_>) -> Option<IpAddr>,
+) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = found.iter().filter_map(|r| address(r)).collect();
     ips.sort_unstable();
     ips.dedup();
     ips
@@ -191,6 +202,13 @@ fn v4(address: Option<IpNet>) -> Option<Ipv4Addr> {
     match address?.addr() {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
+    }
+}
+
+fn v6(address: Option<IpNet>) -> Option<Ipv6Addr> {
+    match address?.addr() {
+        IpAddr::V6(v6) => Some(v6),
+        IpAddr::V4(_) => None,
     }
 }
 

@@ -34,13 +34,13 @@ pub(crate) mod resolv;
 pub(crate) mod setting;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -385,7 +385,11 @@ fn reply(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
     match answer {
         Answer::Addresses(ips) => {
             for ip in ips {
-                reply.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
+                let data = match ip {
+                    IpAddr::V4(v4) => RData::A(A(*v4)),
+                    IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                };
+                reply.add_answer(Record::from_rdata(name.clone(), TTL, data));
             }
         }
         Answer::Name(target) => {
@@ -535,7 +539,7 @@ mod tests {
     #[test]
     fn replies_carry_the_query_id_question_and_answers() {
         let asked = query("web1.", RecordType::A);
-        let ips = Answer::Addresses(vec![Ipv4Addr::new(10, 0, 80, 3)]);
+        let ips = Answer::Addresses(vec![IpAddr::V4(Ipv4Addr::new(10, 0, 80, 3))]);
         let bytes = reply(&asked, &ips).unwrap();
         let got = Message::from_vec(&bytes).unwrap();
         assert_eq!(got.id(), 4242);

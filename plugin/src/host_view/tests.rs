@@ -209,6 +209,7 @@ fn the_host_view_has_this_hosts_networks_only() {
             }],
             dns: vec![],
             legacy_sources: vec![],
+            ipv6: None,
         }]
     );
 }

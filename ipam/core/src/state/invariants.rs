@@ -11,7 +11,8 @@ impl State {
     /// referenced; every held or released address is a usable address of
     /// its pool, held at most once, never both held and released, and the
     /// released queue is no longer than the pool; every endpoint sits on a
-    /// network of its own host; every overlay a network names exists.
+    /// network of its own host; every overlay a network names exists, and
+    /// the network has the overlay's VNI and multicast.
     pub fn invariants(&self) -> Result<(), String> {
         let pools: Vec<_> = self.pools.values().collect();
         for (i, a) in pools.iter().enumerate() {
@@ -57,12 +58,19 @@ impl State {
                 }
             }
         }
-        let overlays: BTreeSet<&str> = tables.overlays().map(|o| o.key.as_str()).collect();
-        if let Some(n) = tables
-            .networks()
-            .find(|n| n.overlay.as_deref().is_some_and(|k| !overlays.contains(k)))
-        {
-            return Err(format!("network {} names a missing overlay", n.id));
+        for n in tables.networks() {
+            let Some(key) = n.overlay.as_deref() else {
+                continue;
+            };
+            let Some(overlay) = tables.overlay(key) else {
+                return Err(format!("network {} names a missing overlay", n.id));
+            };
+            if n.vni != Some(overlay.vni) || n.multicast != overlay.multicast {
+                return Err(format!(
+                    "network {} differs from its overlay {key} in VNI or multicast",
+                    n.id
+                ));
+            }
         }
         let fingerprints: BTreeSet<&String> = self.certs.values().collect();
         if fingerprints.len() != self.certs.len() {

@@ -203,3 +203,39 @@ fn a_container_asking_from_its_legacy_second_interface_is_known_by_its_id() {
     assert_eq!(resolve_for(&s, H1, legacy, None, &a("web1")), None);
     assert_eq!(resolve_for(&s, H1, legacy, Some("id-web1"), &a("c1")), None);
 }
+
+#[test]
+fn a_dual_stack_container_has_an_aaaa_record_across_hosts() {
+    let mut s = State::default();
+    overlay(&mut s, H1, "f1", "10.0.80.0/24", "front");
+    overlay(&mut s, H2, "f2", "10.0.80.0/24", "front");
+    container(&mut s, H1, "f1", "10.0.80.2", "c1", &[]);
+    let endpoint = Endpoint {
+        address: Some("10.0.80.3/24".parse().unwrap()),
+        address6: Some("fd00:80::3/64".parse().unwrap()),
+        mac: Mac::random(),
+        ..fixture::endpoint("ep-web", "f2", H2)
+    };
+    s.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    let join = Command::SetJoined {
+        host: H2,
+        id: "ep-web".into(),
+        ports: Some(vec![]),
+    };
+    s.apply(&join).unwrap();
+    let named = Command::NameEndpoint {
+        host: H2,
+        id: "ep-web".into(),
+        container: Container {
+            id: "id-web".into(),
+            name: "web".into(),
+            aliases: vec![],
+        },
+    };
+    s.apply(&named).unwrap();
+    assert_eq!(
+        ask(&s, "10.0.80.2", Question::Aaaa("web.front".into())),
+        Some(at("fd00:80::3"))
+    );
+    assert_eq!(ask(&s, "10.0.80.2", a("web")), Some(at("10.0.80.3")));
+}

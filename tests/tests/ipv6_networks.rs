@@ -1,0 +1,169 @@
+//! Dual-stack rustnet networks (`--ipv6`) on three simulated hosts whose
+//! underlay has IPv6 too (fd99::K): on a bridge network, containers talk
+//! over IPv6 by name, two networks stay apart, `--internal` keeps its
+//! containers in, egress is masqueraded, `-p` publishes on the host's IPv6
+//! address; on an overlay, containers on different hosts talk over IPv6
+//! (ping and TCP) and find each other's IPv6 address by name. On every
+//! engine of the matrix (20.10, 26, 28).
+
+// Each end-to-end scenario reads as one story, start to finish; it runs as
+// a test per engine (on_every_engine!), where a failed expect is a failure.
+#![allow(clippy::too_many_lines, clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::Ipv6Addr;
+
+use rustnet_tests::{Cases, Engine, SimHost, docker_ok, on_every_engine, run, wait_until, within};
+
+/// The host's IPv6 address on the underlay.
+fn underlay6(host: &SimHost) -> String {
+    let index = host.addr.rsplit('.').next().expect("10.99.0.K");
+    format!("fd99::{index}")
+}
+
+fn ip6_of(host: &SimHost, container: &str, net: &str) -> String {
+    let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").GlobalIPv6Address}}}}");
+    let ip = docker_ok(
+        host.docker(&["inspect", "-f", &format, container]),
+        "inspect container",
+    );
+    let ip = ip.trim().to_owned();
+    assert!(
+        ip.contains(':'),
+        "{container} has no IPv6 address on {net}: {ip:?}"
+    );
+    ip
+}
+
+fn pings6(host: &SimHost, container: &str, target: &str) -> bool {
+    host.exec(container, &["ping", "-6", "-c", "1", "-W", "2", target])
+        .is_ok()
+}
+
+fn create(host: &SimHost, name: &str, extra: &[&str]) {
+    host.create_network("rustnet", name, &[&["--ipv6"], extra].concat());
+}
+
+on_every_engine!(dual_stack_networks_carry_ipv6_like_ipv4);
+
+fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
+    let start = || SimHost::spec().engine(engine).start();
+    let (h1, h2, h3) = (start(), start(), start());
+    for host in [&h1, &h2, &h3] {
+        let address = format!("{}/64", underlay6(host));
+        run(host
+            .cmd("ip")
+            .args(["-6", "addr", "add", &address, "dev", "ul0", "nodad"]))
+        .expect("underlay IPv6 address");
+    }
+    h1.start_cluster(&[&h2, &h3]);
+    let mut cases = Cases::new(|| {});
+
+    cases.run(
+        "containers of a dual-stack bridge network talk over IPv6, by name too",
+        || {
+            create(&h1, "br6", &["--subnet", "10.0.95.0/24"]);
+            h1.run_container("a1", "br6", &[], &[]);
+            h1.run_container("a2", "br6", &[], &[]);
+            let a2 = ip6_of(&h1, "a2", "br6");
+            assert!(a2.starts_with("fd"), "a unique local address: {a2}");
+            assert!(pings6(&h1, "a1", &a2), "a1 -> {a2}");
+            assert!(pings6(&h1, "a1", "a2"), "a1 -> a2 by name (AAAA)");
+        },
+    );
+
+    cases.run(
+        "egress over IPv6 is masqueraded; --internal keeps its containers in",
+        || {
+            let h2_underlay = underlay6(&h2);
+            assert!(pings6(&h1, "a1", &h2_underlay), "a1 -> {h2_underlay}");
+            create(
+                &h1,
+                "in6",
+                &[
+                    "--internal",
+                    "--subnet",
+                    "10.0.97.0/24",
+                    "--subnet",
+                    "fd00:97::/64",
+                ],
+            );
+            h1.run_container("i1", "in6", &[], &[]);
+            h1.run_container("i2", "in6", &[], &[]);
+            assert!(pings6(&h1, "i1", &ip6_of(&h1, "i2", "in6")), "inside");
+            assert!(
+                !pings6(&h1, "i1", &h2_underlay),
+                "out of an internal network"
+            );
+        },
+    );
+
+    cases.run("two IPv6 networks stay apart", || {
+        create(&h1, "other6", &["--subnet", "10.0.98.0/24"]);
+        h1.run_container("o1", "other6", &[], &[]);
+        let a2 = ip6_of(&h1, "a2", "br6");
+        assert!(!pings6(&h1, "o1", &a2), "other6 -> br6");
+        assert!(
+            !pings6(&h1, "a1", &ip6_of(&h1, "o1", "other6")),
+            "br6 -> other6"
+        );
+    });
+
+    cases.run("-p publishes on the host's IPv6 address too", || {
+        h1.run_container(
+            "web6",
+            "br6",
+            &["-p", "8086:80"],
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /www && echo over-ipv6 > /www/index.html && httpd -f -p 80 -h /www",
+            ],
+        );
+        let url = format!("http://[{}]:8086/", underlay6(&h1));
+        let served = within(10, || {
+            run(h2
+                .cmd("timeout")
+                .args(["5", "busybox", "wget", "-qO-", &url]))
+            .is_ok_and(|page| page.contains("over-ipv6"))
+        });
+        let rules = run(&mut h1.cmd("ip6tables-save")).unwrap_or_default();
+        assert!(
+            served,
+            "the page over IPv6 from h2, {url}; h1's ip6tables: {rules}"
+        );
+    });
+
+    cases.run(
+        "on a dual-stack overlay, containers on different hosts talk over IPv6 and find each other's IPv6 address by name",
+        || {
+            create(
+                &h1,
+                "ov6",
+                &["-o", "mode=overlay", "--subnet", "10.0.96.0/24"],
+            );
+            wait_until("ov6 on h2 and h3", 5, || {
+                h2.docker(&["network", "inspect", "ov6"]).is_ok()
+                    && h3.docker(&["network", "inspect", "ov6"]).is_ok()
+            });
+            let serve = "mkdir -p /www && echo overlay-ipv6 > /www/index.html && httpd -f -p 80 -h /www";
+            h2.run_container("w2", "ov6", &[], &["sh", "-c", serve]);
+            h3.run_container("c3", "ov6", &[], &[]);
+            let w2 = ip6_of(&h2, "w2", "ov6");
+            let c3 = ip6_of(&h3, "c3", "ov6");
+            let prefix = |ip: &str| ip.parse::<Ipv6Addr>().unwrap().segments()[..4].to_vec();
+            assert_eq!(prefix(&w2), prefix(&c3), "one /64 on every host: {w2}, {c3}");
+            wait_until("c3 -> w2 over IPv6", 10, || pings6(&h3, "c3", &w2));
+            let page = docker_ok(
+                h3.exec("c3", &["timeout", "5", "wget", "-qO-", &format!("http://[{w2}]/")]),
+                "TCP over IPv6 across hosts",
+            );
+            assert!(page.contains("overlay-ipv6"), "{page}");
+            wait_until("w2 by name, over IPv6, from h3", 10, || {
+                pings6(&h3, "c3", "w2")
+            });
+            let gateway = docker_ok(h3.exec("c3", &["ip", "-6", "route"]), "route");
+            assert!(gateway.contains("default via "), "{gateway}");
+        },
+    );
+    cases.finish();
+}
