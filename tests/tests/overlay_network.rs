@@ -258,7 +258,10 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
             // Published on the container's host only.
             let elsewhere = format!("http://{}:8090/", h3.addr);
             assert!(run(h2.cmd("timeout").args(["3", "busybox", "wget", "-qO-", &elsewhere])).is_err());
-            // Docker does not show a remote driver's ports; rustnet status does.
+            // Docker does not show a remote driver's ports; rustnet status
+            // does, with the container's name once it has learned it (in
+            // the background, a moment after the container started).
+            wait_until("h1 learns pub", 10, || learned(&h1, "pub"));
             let shown = docker_ok(
                 run(h1.cmd(&rustnet_tests::rustnet_bin().display().to_string()).args(["status", "--socket", &h1.socket()])),
                 "rustnet status",
