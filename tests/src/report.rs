@@ -15,6 +15,20 @@ pub fn result_line(stdout: &str) -> Option<Value> {
         .and_then(|json| serde_json::from_str(json).ok())
 }
 
+/// The receiver's throughput in an iperf3 report, in Gbit/s (`-f g`);
+/// NaN when there is none.
+pub fn iperf_gbits(output: &str) -> f64 {
+    output
+        .lines()
+        .find(|l| l.contains("receiver"))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let unit = words.iter().position(|w| *w == "Gbits/sec")?;
+            words.get(unit.checked_sub(1)?)?.parse().ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
 /// The numbers of a JSON array field; empty when absent.
 pub fn numbers(v: &Value, key: &str) -> Vec<f64> {
     v[key]
@@ -213,6 +227,14 @@ pub fn nest(markdown: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iperf_reports_give_the_receivers_rate() {
+        let out = "[  5]   0.00-5.00   sec  7.2 GBytes  12.4 Gbits/sec    0   sender\n\
+                   [  5]   0.00-5.00   sec  7.2 GBytes  12.3 Gbits/sec         receiver\n";
+        assert!((iperf_gbits(out) - 12.3).abs() < 1e-9);
+        assert!(iperf_gbits("iperf3: error - unable to connect").is_nan());
+    }
 
     #[test]
     fn the_last_result_line_is_read() {

@@ -26,6 +26,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustnet_tests::report::iperf_gbits;
 use rustnet_tests::{IMAGE, SimHost, run, run_ok};
 
 fn docker(host: &SimHost, args: &[&str]) -> String {
@@ -157,19 +158,7 @@ fn throughput(a: &SimHost, b: &SimHost, net: &str) -> f64 {
         ],
     );
     docker(a, &["rm", "-f", &server]);
-    receiver_gbits(&out)
-}
-
-fn receiver_gbits(iperf_output: &str) -> f64 {
-    iperf_output
-        .lines()
-        .find(|l| l.contains("receiver"))
-        .and_then(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let unit = words.iter().position(|w| *w == "Gbits/sec")?;
-            words.get(unit - 1)?.parse().ok()
-        })
-        .unwrap_or(f64::NAN)
+    iperf_gbits(&out)
 }
 
 /// iperf3 between the hosts themselves: the ceiling.
@@ -182,7 +171,7 @@ fn underlay_throughput(a: &SimHost, b: &SimHost) -> f64 {
     std::thread::sleep(Duration::from_millis(500));
     let out = run(b.cmd("iperf3").args(["-c", &a.addr, "-t", "5", "-f", "g"])).unwrap_or_default();
     let _ = server.wait();
-    receiver_gbits(&out)
+    iperf_gbits(&out)
 }
 
 fn main() {
