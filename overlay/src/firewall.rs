@@ -233,7 +233,8 @@ impl ResolverAddress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     pub bridge: String,
-    pub subnet: Ipv4Net,
+    /// `None` for an IPv6-only network.
+    pub subnet: Option<Ipv4Net>,
     pub internal: bool,
     pub published: Vec<Published>,
     pub dns: Vec<DnsRedirect>,
@@ -362,10 +363,11 @@ pub fn nat_rules(networks: &[Network]) -> Vec<String> {
     }
     for net in networks.iter().filter(|n| !n.internal) {
         let b = &net.bridge;
-        rules.push(format!(
-            "-A {POSTROUTING_CHAIN} -s {} ! -o {b} -j MASQUERADE",
-            net.subnet
-        ));
+        if let Some(subnet) = net.subnet {
+            rules.push(format!(
+                "-A {POSTROUTING_CHAIN} -s {subnet} ! -o {b} -j MASQUERADE"
+            ));
+        }
         if net.published.is_empty() {
             continue;
         }
@@ -575,7 +577,7 @@ mod tests {
     fn network(bridge: &str, subnet: &str, internal: bool) -> Network {
         Network {
             bridge: bridge.into(),
-            subnet: subnet.parse().unwrap(),
+            subnet: subnet.parse().ok(),
             internal,
             published: vec![],
             dns: vec![],
@@ -803,7 +805,7 @@ mod intact_tests {
     fn flushed_chains_and_lost_hooks_are_noticed() {
         let networks = [Network {
             bridge: "rn-a".into(),
-            subnet: "10.0.42.0/24".parse().unwrap(),
+            subnet: "10.0.42.0/24".parse().ok(),
             internal: false,
             published: vec![],
             dns: vec![],

@@ -171,7 +171,7 @@ mod tests {
     fn network(bridge: &str, subnet6: Option<&str>, internal: bool) -> Network {
         Network {
             bridge: bridge.into(),
-            subnet: "10.0.42.0/24".parse().unwrap(),
+            subnet: "10.0.42.0/24".parse().ok(),
             internal,
             published: vec![],
             dns: vec![],

@@ -114,7 +114,13 @@ pub(crate) fn host_view(
                 required: required.contains(&endpoint.id.as_str()),
             });
         }
-        if let Some(IpNet::V4(subnet)) = network.subnet {
+        let subnet = match network.subnet {
+            Some(IpNet::V4(subnet)) => Some(subnet),
+            _ => None,
+        };
+        // Every network with an address family has its rules (an
+        // IPv6-only one its isolation and its IPv6 side).
+        if subnet.is_some() || network.subnet6.is_some() {
             firewall.push(FirewallNetwork {
                 bridge: network.bridge.clone(),
                 subnet,

@@ -3,8 +3,9 @@
 //! over IPv6 by name, two networks stay apart, `--internal` keeps its
 //! containers in, egress is masqueraded, `-p` publishes on the host's IPv6
 //! address; on an overlay, containers on different hosts talk over IPv6
-//! (ping and TCP) and find each other's IPv6 address by name. On every
-//! engine of the matrix (20.10, 26, 28).
+//! (ping and TCP) and find each other's IPv6 address by name; on Docker 28,
+//! an IPv6-only bridge network works and an IPv6-only overlay is refused.
+//! On every engine of the matrix (20.10, 26, 28).
 
 // Each end-to-end scenario reads as one story, start to finish; it runs as
 // a test per engine (on_every_engine!), where a failed expect is a failure.
@@ -132,6 +133,64 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
             "the page over IPv6 from h2, {url}; h1's ip6tables: {rules}"
         );
     });
+
+    cases.run(
+        "IPv6-only networks where the engine has them (28): bridge yes, overlay refused",
+        || {
+            if engine != Engine::Sid {
+                // --ipv4=false arrived with Docker 28: nothing to test here.
+                let refused = h1
+                    .docker(&[
+                        "network",
+                        "create",
+                        "-d",
+                        "rustnet",
+                        "--ipv4=false",
+                        "--ipv6",
+                        "v6only",
+                    ])
+                    .expect_err("no --ipv4=false before 28");
+                assert!(!refused.is_empty());
+                return;
+            }
+            create(&h1, "v6only", &["--ipv4=false"]);
+            h1.run_container("s1", "v6only", &[], &[]);
+            h1.run_container("s2", "v6only", &[], &[]);
+            let v4 = docker_ok(
+                h1.exec("s1", &["ip", "-4", "addr", "show", "eth0"]),
+                "ip -4",
+            );
+            assert!(
+                !v4.contains("inet "),
+                "no IPv4 on an IPv6-only network: {v4}"
+            );
+            assert!(pings6(&h1, "s1", "s2"), "s1 -> s2 by name");
+            assert!(pings6(&h1, "s1", &underlay6(&h2)), "egress");
+            assert!(
+                !pings6(&h1, "s1", &ip6_of(&h1, "a2", "br6")),
+                "isolated from br6"
+            );
+            let refused = h1
+                .docker(&[
+                    "network",
+                    "create",
+                    "-d",
+                    "rustnet",
+                    "--ipam-driver",
+                    "rustnet",
+                    "--ipv4=false",
+                    "--ipv6",
+                    "-o",
+                    "mode=overlay",
+                    "ov6only",
+                ])
+                .expect_err("an IPv6-only overlay");
+            assert!(
+                refused.contains("IPv6-only overlays (--ipv4=false) are not supported"),
+                "{refused}"
+            );
+        },
+    );
 
     cases.run(
         "on a dual-stack overlay, containers on different hosts talk over IPv6 and find each other's IPv6 address by name",

@@ -51,7 +51,7 @@ fn want(published: bool) -> Want {
         },
         firewall: vec![Network {
             bridge: "rn-a".into(),
-            subnet: "10.0.42.0/24".parse().unwrap(),
+            subnet: "10.0.42.0/24".parse().ok(),
             internal: false,
             published: published.into_iter().collect(),
             dns: vec![],

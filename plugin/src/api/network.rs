@@ -99,16 +99,9 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
     fn try_from(raw: RawCreateNetwork) -> Result<Self, ApiError> {
         let id = docker_id("NetworkID", raw.network_id)?;
         let options = raw.options.unwrap_or_default();
-        if options
+        let ipv6_only = options
             .get(ENABLE_IPV4)
-            .is_some_and(|v| v == &Value::Bool(false) || v == "false")
-        {
-            return Err(ApiError::Unsupported(
-                "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: give \
-                 the network IPv4 too (--ipv6 alone makes it dual-stack)"
-                    .to_owned(),
-            ));
-        }
+            .is_some_and(|v| v == &Value::Bool(false) || v == "false");
         let generic = generic_options(options.get(GENERIC))?;
         if let Some(key) = generic
             .keys()
@@ -153,6 +146,13 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 ));
             }
         };
+        if ipv6_only && mode == Mode::Overlay {
+            return Err(ApiError::Unsupported(
+                "IPv6-only overlays (--ipv4=false) are not supported: an overlay needs IPv4 too \
+                 (--ipv6 alone makes it dual-stack); IPv6-only works in bridge mode"
+                    .to_owned(),
+            ));
+        }
         let vni = generic.get(OPT_VNI).map(|v| vni(v)).transpose()?;
         if mode == Mode::Overlay {
             // With Docker's default IPAM every host would hand out the same
@@ -180,6 +180,11 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             .is_some_and(|v| v == &Value::Bool(true) || v == "true");
         let (subnet, gateway) = ipam_data(raw.ipv4_data.as_deref(), "IPv4Data")?;
         let (subnet6, gateway6) = ipam_data(raw.ipv6_data.as_deref(), "IPv6Data")?;
+        if ipv6_only && subnet6.is_none() {
+            return Err(ApiError::Unsupported(
+                "an IPv6-only network (--ipv4=false) needs --ipv6".to_owned(),
+            ));
+        }
         if subnet6.is_some_and(|s| !matches!(s, IpNet::V6(_))) {
             return Err(ApiError::invalid(
                 "IPv6Data",

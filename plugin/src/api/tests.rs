@@ -483,7 +483,7 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
             "/NetworkDriver.CreateNetwork",
             ipv6_only,
             StatusCode::BAD_REQUEST,
-            "IPv6-only networks (--ipv4=false) are not supported on rustnet networks: give the network IPv4 too (--ipv6 alone makes it dual-stack)",
+            "IPv6-only overlays (--ipv4=false) are not supported: an overlay needs IPv4 too (--ipv6 alone makes it dual-stack); IPv6-only works in bridge mode",
         ),
         (
             "/NetworkDriver.CreateNetwork",

@@ -198,7 +198,7 @@ fn the_host_view_has_this_hosts_networks_only() {
         firewall,
         [FirewallNetwork {
             bridge: "rn-net1net1net1".into(),
-            subnet: "10.0.42.0/24".parse().unwrap(),
+            subnet: "10.0.42.0/24".parse().ok(),
             internal: false,
             published: vec![Published {
                 proto: "udp".into(),
