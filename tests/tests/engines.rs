@@ -1,7 +1,8 @@
 //! What changed in Docker 28, as a user meets it on two simulated hosts
 //! running it: without the daemon.json line names across hosts are missing
 //! and `rustnet status` says so and for whom; with it they work; an
-//! IPv6-only network is refused with a clear error.
+//! IPv6-only bridge network is created and an IPv6-only overlay refused
+//! with a clear error.
 
 // The scenario reads as one story, start to finish.
 #![allow(clippy::too_many_lines)]
@@ -121,27 +122,37 @@ fn docker_28_needs_the_dns_line_and_says_so() {
         },
     );
 
-    cases.run("an IPv6-only network is refused with a clear error", || {
-        let refused = h1.docker(&[
-            "network",
-            "create",
-            "-d",
-            "rustnet",
-            "--ipv4=false",
-            "--ipv6",
-            "--subnet",
-            "fd00:75::/64",
-            "v6only",
-        ]);
-        let error = refused.expect_err("an IPv6-only rustnet network");
-        assert!(
-            error.contains(
-                "IPv6-only networks (--ipv4=false) are not supported on rustnet networks"
-            ),
-            "{error}"
-        );
-        assert!(h1.docker(&["network", "inspect", "v6only"]).is_err());
-    });
+    cases.run(
+        "an IPv6-only bridge network is created; an IPv6-only overlay is refused clearly",
+        || {
+            let v6only = |name: &str, extra: &[&str]| {
+                let args = [
+                    &[
+                        "network",
+                        "create",
+                        "-d",
+                        "rustnet",
+                        "--ipam-driver",
+                        "rustnet",
+                    ][..],
+                    &["--ipv4=false", "--ipv6", "--subnet", "fd00:75::/64"],
+                    extra,
+                    &[name],
+                ]
+                .concat();
+                h1.docker(&args)
+            };
+            docker_ok(v6only("v6only", &[]), "an IPv6-only bridge network");
+            docker_ok(h1.docker(&["network", "rm", "v6only"]), "removed");
+            let error =
+                v6only("v6overlay", &["-o", "mode=overlay"]).expect_err("an IPv6-only overlay");
+            assert!(
+                error.contains("IPv6-only overlays (--ipv4=false) are not supported"),
+                "{error}"
+            );
+            assert!(h1.docker(&["network", "inspect", "v6overlay"]).is_err());
+        },
+    );
 
     cases.finish();
 }
