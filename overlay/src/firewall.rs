@@ -35,9 +35,9 @@
 //! without anyone removing it.
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// The filter chain jumped to from DOCKER-USER.
 pub const FILTER_CHAIN: &str = "RUSTNET";
@@ -245,7 +245,26 @@ pub struct Network {
     pub legacy_sources: Vec<Ipv4Addr>,
     /// The network's IPv6 subnet and published ports, when it has one
     /// (rules in ip6tables: [`crate::firewall6`]).
-    pub ipv6: Option<crate::firewall6::Ipv6Side>,
+    pub ipv6: Option<Ipv6Side>,
+}
+
+/// A network's IPv6 side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Side {
+    pub subnet: Ipv6Net,
+    pub published: Vec<Published6>,
+}
+
+/// A published port of a container's IPv6 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published6 {
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: String,
+    /// `None`: every IPv6 address of the host.
+    pub host_ip: Option<Ipv6Addr>,
+    pub host_port: u16,
+    pub container_ip: Ipv6Addr,
+    pub container_port: u16,
 }
 
 /// The bridge of the second interface that overlay containers of releases

@@ -17,30 +17,8 @@
 //! Nothing of rustnet is in ip6tables while no network has an IPv6 subnet.
 
 use std::fmt::Write;
-use std::net::Ipv6Addr;
-
-use ipnet::Ipv6Net;
 
 use crate::firewall::{DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, network_rules};
-
-/// A network's IPv6 side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ipv6Side {
-    pub subnet: Ipv6Net,
-    pub published: Vec<Published6>,
-}
-
-/// A published port of a container's IPv6 address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published6 {
-    /// `tcp`, `udp` or `sctp`.
-    pub proto: String,
-    /// `None`: every IPv6 address of the host.
-    pub host_ip: Option<Ipv6Addr>,
-    pub host_port: u16,
-    pub container_ip: Ipv6Addr,
-    pub container_port: u16,
-}
 
 /// Whether any network has an IPv6 subnet (else rustnet has nothing in
 /// ip6tables).
@@ -167,6 +145,7 @@ pub fn intact(saved: &str, networks: &[Network], inherited: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::{Ipv6Side, Published6};
 
     fn network(bridge: &str, subnet6: Option<&str>, internal: bool) -> Network {
         Network {

@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use ipnet::IpNet;
 use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Multicast, Network, State};
 use rustnet_overlay::firewall::{
-    DnsRedirect, Network as FirewallNetwork, Published, ResolverAddress, VxlanIngress,
+    DnsRedirect, Ipv6Side, Network as FirewallNetwork, Published, Published6, ResolverAddress,
+    VxlanIngress,
 };
-use rustnet_overlay::firewall6::{Ipv6Side, Published6};
 use rustnet_overlay::{Bridge, Desired, Flood, Remote, Veth, Vxlan, Want};
 
 use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
