@@ -35,9 +35,9 @@
 //! without anyone removing it.
 
 use std::fmt::Write;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// The filter chain jumped to from DOCKER-USER.
 pub const FILTER_CHAIN: &str = "RUSTNET";
@@ -302,11 +302,12 @@ pub fn filter_rules_among(networks: &[Network], inherited: &[String]) -> Vec<Str
     networks
         .iter()
         .flat_map(|net| {
-            let b = &net.bridge;
-            let accepts = net.published.iter().map(move |p| {
-                format!(
-                    "-d {}/32 -o {b} -p {} -m {} --dport {} -j ACCEPT",
-                    p.container_ip, p.proto, p.proto, p.container_port
+            let accepts = net.published.iter().map(|p| {
+                accept_published(
+                    &net.bridge,
+                    &p.proto,
+                    p.container_ip.into(),
+                    p.container_port,
                 )
             });
             network_rules(net, networks, inherited, accepts)
@@ -395,17 +396,38 @@ pub fn nat_rules(networks: &[Network]) -> Vec<String> {
             "-A {POSTROUTING_CHAIN} -o {b} -m addrtype --src-type LOCAL -j MASQUERADE"
         ));
         for p in &net.published {
-            let dest = p
-                .host_ip
-                .map(|ip| format!("-d {ip}/32 "))
-                .unwrap_or_default();
-            rules.push(format!(
-                "-A {DNAT_CHAIN} {dest}! -i {b} -p {} -m {} --dport {} -j DNAT --to-destination {}:{}",
-                p.proto, p.proto, p.host_port, p.container_ip, p.container_port
-            ));
+            let to = SocketAddr::new(p.container_ip.into(), p.container_port);
+            let host_ip = p.host_ip.map(IpAddr::V4);
+            rules.push(dnat_published(b, &p.proto, host_ip, p.host_port, to));
         }
     }
     rules
+}
+
+/// The filter rule that lets a published port of `bridge` into its
+/// container at `container`.
+pub(crate) fn accept_published(bridge: &str, proto: &str, container: IpAddr, port: u16) -> String {
+    format!(
+        "-d {} -o {bridge} -p {proto} -m {proto} --dport {port} -j ACCEPT",
+        IpNet::from(container)
+    )
+}
+
+/// The nat rule that sends `host_port` on `host_ip` (every local address
+/// when `None`) from outside `bridge` to the container at `to`.
+pub(crate) fn dnat_published(
+    bridge: &str,
+    proto: &str,
+    host_ip: Option<IpAddr>,
+    host_port: u16,
+    to: SocketAddr,
+) -> String {
+    let dest = host_ip
+        .map(|ip| format!("-d {} ", IpNet::from(ip)))
+        .unwrap_or_default();
+    format!(
+        "-A {DNAT_CHAIN} {dest}! -i {bridge} -p {proto} -m {proto} --dport {host_port} -j DNAT --to-destination {to}"
+    )
 }
 
 /// The INPUT rule against CVE-2020-8558: nothing from outside reaches

@@ -17,8 +17,12 @@
 //! Nothing of rustnet is in ip6tables while no network has an IPv6 subnet.
 
 use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::firewall::{DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, network_rules};
+use crate::firewall::{
+    DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, accept_published, dnat_published,
+    network_rules,
+};
 
 /// Whether any network has an IPv6 subnet (else rustnet has nothing in
 /// ip6tables).
@@ -52,11 +56,12 @@ pub fn filter_rules(networks: &[Network], inherited: &[String]) -> Vec<String> {
         .iter()
         .filter_map(|n| n.ipv6.as_ref().map(|v6| (n, v6)))
         .flat_map(|(net, v6)| {
-            let b = &net.bridge;
-            let accepts = v6.published.iter().map(move |p| {
-                format!(
-                    "-d {}/128 -o {b} -p {} -m {} --dport {} -j ACCEPT",
-                    p.container_ip, p.proto, p.proto, p.container_port
+            let accepts = v6.published.iter().map(|p| {
+                accept_published(
+                    &net.bridge,
+                    &p.proto,
+                    p.container_ip.into(),
+                    p.container_port,
                 )
             });
             network_rules(net, networks, inherited, accepts)
@@ -79,14 +84,9 @@ pub fn nat_rules(networks: &[Network]) -> Vec<String> {
             v6.subnet
         ));
         for p in &v6.published {
-            let dest = p
-                .host_ip
-                .map(|ip| format!("-d {ip}/128 "))
-                .unwrap_or_default();
-            rules.push(format!(
-                "-A {DNAT_CHAIN} {dest}! -i {b} -p {} -m {} --dport {} -j DNAT --to-destination [{}]:{}",
-                p.proto, p.proto, p.host_port, p.container_ip, p.container_port
-            ));
+            let to = SocketAddr::new(p.container_ip.into(), p.container_port);
+            let host_ip = p.host_ip.map(IpAddr::V6);
+            rules.push(dnat_published(b, &p.proto, host_ip, p.host_port, to));
         }
     }
     rules

@@ -31,7 +31,7 @@ impl Iptables {
             crate::firewall::carried_rules(&saved, inherited, networks)
         };
         restore(V4, &restore_script_with(networks, inherited, &carried)).await?;
-        self.ensure_hooks().await?;
+        ensure_hooks(V4, hooks()).await?;
         self.apply6(networks, inherited).await
     }
 
@@ -45,17 +45,7 @@ impl Iptables {
         }
         crate::sysctl::enable_ipv6_forward()?;
         restore(V6, &firewall6::restore_script(networks, inherited)).await?;
-        if iptables(V6, &["-t", "filter", "-L", "DOCKER-USER", "-n"])
-            .await
-            .is_err()
-        {
-            iptables(V6, &["-t", "filter", "-N", "DOCKER-USER"]).await?;
-        }
-        ensure(V6, ("filter", "FORWARD", "-j DOCKER-USER".to_owned())).await?;
-        for hook in firewall6::hooks() {
-            ensure(V6, hook).await?;
-        }
-        Ok(())
+        ensure_hooks(V6, firewall6::hooks()).await
     }
 
     /// Removes rustnet's ip6tables hooks and chains, if any.
@@ -65,33 +55,12 @@ impl Iptables {
             // No chain of rustnet's (or no ip6tables): nothing to remove.
             return;
         }
-        for (table, chain, rule) in firewall6::hooks() {
-            while delete(V6, table, chain, &rule).await.is_ok() {}
-        }
-        for (table, chain) in [
+        let chains = [
             ("filter", FILTER_CHAIN),
             ("nat", POSTROUTING_CHAIN),
             ("nat", DNAT_CHAIN),
-        ] {
-            let _ = iptables(V6, &["-t", table, "-F", chain]).await;
-            let _ = iptables(V6, &["-t", table, "-X", chain]).await;
-        }
-    }
-
-    async fn ensure_hooks(&self) -> Result<(), Error> {
-        // Docker creates DOCKER-USER and keeps its jump first in FORWARD; if
-        // Docker has not run yet, do the same (Docker keeps an existing one).
-        if iptables(V4, &["-t", "filter", "-L", "DOCKER-USER", "-n"])
-            .await
-            .is_err()
-        {
-            iptables(V4, &["-t", "filter", "-N", "DOCKER-USER"]).await?;
-        }
-        ensure(V4, ("filter", "FORWARD", "-j DOCKER-USER".to_owned())).await?;
-        for hook in hooks() {
-            ensure(V4, hook).await?;
-        }
-        Ok(())
+        ];
+        remove_chains(V6, firewall6::hooks(), &chains).await;
     }
 
     /// Admits VXLAN from `ingress`'s members only; `None` (no overlay on
@@ -196,20 +165,52 @@ impl Iptables {
 
     /// Removes every hook and chain of rustnet; what is already gone is fine.
     pub async fn remove(&self) {
-        for (table, chain, rule) in hooks() {
-            while delete(V4, table, chain, &rule).await.is_ok() {}
-        }
-        for (table, chain) in [
+        let chains = [
             ("filter", FILTER_CHAIN),
             ("filter", INPUT_CHAIN),
             ("nat", POSTROUTING_CHAIN),
             ("nat", DNAT_CHAIN),
             ("nat", DNS_CHAIN),
-        ] {
-            let _ = iptables(V4, &["-t", table, "-F", chain]).await;
-            let _ = iptables(V4, &["-t", table, "-X", chain]).await;
-        }
+        ];
+        remove_chains(V4, hooks(), &chains).await;
         self.remove6().await;
+    }
+}
+
+/// Writes the jumps into rustnet's chains (`hooks`). Docker creates
+/// DOCKER-USER and keeps its jump first in FORWARD; if Docker has not run
+/// yet (or, for IPv6, runs without ip6tables), do the same (Docker keeps
+/// an existing one).
+async fn ensure_hooks(
+    tools: Tools,
+    hooks: Vec<(&'static str, &'static str, String)>,
+) -> Result<(), Error> {
+    if iptables(tools, &["-t", "filter", "-L", "DOCKER-USER", "-n"])
+        .await
+        .is_err()
+    {
+        iptables(tools, &["-t", "filter", "-N", "DOCKER-USER"]).await?;
+    }
+    ensure(tools, ("filter", "FORWARD", "-j DOCKER-USER".to_owned())).await?;
+    for hook in hooks {
+        ensure(tools, hook).await?;
+    }
+    Ok(())
+}
+
+/// Deletes every one of the `hooks` and then the `chains`; what is
+/// already gone is fine.
+async fn remove_chains(
+    tools: Tools,
+    hooks: Vec<(&'static str, &'static str, String)>,
+    chains: &[(&str, &str)],
+) {
+    for (table, chain, rule) in hooks {
+        while delete(tools, table, chain, &rule).await.is_ok() {}
+    }
+    for (table, chain) in chains {
+        let _ = iptables(tools, &["-t", table, "-F", chain]).await;
+        let _ = iptables(tools, &["-t", table, "-X", chain]).await;
     }
 }
 

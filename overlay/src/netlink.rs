@@ -105,12 +105,15 @@ impl Netlink {
 }
 
 impl Netlink {
-    /// The permanent FDB (all-zero ones apart) and neighbour entries on
-    /// rustnet's VXLAN devices.
-    async fn observe_remotes(&self, vxlans: &BTreeMap<u32, String>) -> Result<Remotes, Error> {
-        let mut remotes = Remotes::default();
+    /// Adds to `remotes` the permanent FDB (all-zero ones apart, as
+    /// floods) and neighbour entries on rustnet's VXLAN devices.
+    async fn observe_remotes(
+        &self,
+        vxlans: &BTreeMap<u32, String>,
+        remotes: &mut Observed,
+    ) -> Result<(), Error> {
         if vxlans.is_empty() {
-            return Ok(remotes);
+            return Ok(());
         }
         let _dumping = self.dumping.lock().await;
         for family in [
@@ -170,7 +173,7 @@ impl Netlink {
                 }
             }
         }
-        Ok(remotes)
+        Ok(())
     }
 
     /// Appends `vtep` to the all-zero FDB entry of `device` (or removes
@@ -292,14 +295,6 @@ fn ignore_missing(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink:
     }
 }
 
-/// The entries on rustnet's VXLAN devices, as [`Observed`] holds them.
-#[derive(Default)]
-struct Remotes {
-    fdb: BTreeMap<(String, [u8; 6]), Ipv4Addr>,
-    floods: std::collections::BTreeSet<(String, Ipv4Addr)>,
-    neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
-}
-
 /// The MAC of the FDB entries that take every frame without one of its
 /// own (broadcast, multicast, unknown unicast).
 const FLOOD_MAC: [u8; 6] = [0; 6];
@@ -325,13 +320,12 @@ fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
 impl Kernel for Netlink {
     async fn observe(&self) -> Result<Observed, Error> {
         let (links, vxlans) = self.observe_links().await?;
-        let remotes = self.observe_remotes(&vxlans).await?;
-        Ok(Observed {
+        let mut observed = Observed {
             links,
-            fdb: remotes.fdb,
-            floods: remotes.floods,
-            neighbours: remotes.neighbours,
-        })
+            ..Observed::default()
+        };
+        self.observe_remotes(&vxlans, &mut observed).await?;
+        Ok(observed)
     }
 
     async fn apply(&self, op: &Op) -> Result<(), Error> {
