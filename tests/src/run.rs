@@ -92,6 +92,15 @@ pub fn run(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
+/// The host's iperf3 for the benchmarks, installed with apt when missing:
+/// its path.
+pub fn iperf3_installed() -> String {
+    if run(Command::new("iperf3").arg("--version")).is_err() {
+        run_ok(Command::new("apt-get").args(["install", "-y", "-qq", "iperf3"]));
+    }
+    run_ok(Command::new("sh").args(["-c", "command -v iperf3"]))
+}
+
 /// Runs a command that must succeed.
 pub fn run_ok(cmd: &mut Command) -> String {
     run(cmd).unwrap_or_else(|e| panic!("{cmd:?} failed: {e}"))

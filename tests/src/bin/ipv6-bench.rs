@@ -10,11 +10,10 @@
 //!
 //! The last line, `RESULT {...}`, holds every sample as JSON.
 
-use std::process::Command;
 use std::time::Duration;
 
 use rustnet_tests::report::iperf_gbits;
-use rustnet_tests::{IMAGE, SimHost, docker_ok, run, run_ok, wait_until};
+use rustnet_tests::{IMAGE, SimHost, docker_ok, iperf3_installed, wait_until};
 
 /// iperf3 for 5 s from a new container on `b` to `server` at `ip`.
 fn throughput(b: &SimHost, net: &str, ip: &str) -> f64 {
@@ -43,10 +42,7 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
-    if run(Command::new("iperf3").arg("--version")).is_err() {
-        run_ok(Command::new("apt-get").args(["install", "-y", "-qq", "iperf3"]));
-    }
-    let iperf3 = run_ok(Command::new("sh").args(["-c", "command -v iperf3"]));
+    let iperf3 = iperf3_installed();
     let a = SimHost::spec().tools(&[&iperf3]).start();
     let b = SimHost::spec().tools(&[&iperf3]).start();
     a.start_cluster(&[&b]);

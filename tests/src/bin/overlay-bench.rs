@@ -23,11 +23,10 @@
 // The benchmark reads as one story, start to finish.
 #![allow(clippy::too_many_lines)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustnet_tests::report::iperf_gbits;
-use rustnet_tests::{IMAGE, SimHost, run, run_ok};
+use rustnet_tests::{IMAGE, SimHost, iperf3_installed, run};
 
 fn docker(host: &SimHost, args: &[&str]) -> String {
     host.docker(args)
@@ -179,10 +178,7 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
-    if run(Command::new("iperf3").arg("--version")).is_err() {
-        run_ok(Command::new("apt-get").args(["install", "-y", "-qq", "iperf3"]));
-    }
-    let iperf3 = run_ok(Command::new("sh").args(["-c", "command -v iperf3"]));
+    let iperf3 = iperf3_installed();
     // Built beside this benchmark (`cargo build -p rustnet-tests --bins`).
     let probe = std::env::current_exe()
         .map(|exe| exe.with_file_name("dns-probe"))
