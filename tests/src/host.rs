@@ -314,16 +314,26 @@ impl SimHost {
     /// `docker network create -d DRIVER --ipam-driver DRIVER EXTRA... NAME`;
     /// panics on failure.
     pub fn create_network(&self, driver: &str, name: &str, extra: &[&str]) {
+        docker_ok(
+            self.try_create_network(driver, name, extra),
+            &format!("create {name} on {}", self.netns),
+        );
+    }
+
+    /// [`Self::create_network`], answering Docker's output or its error.
+    pub fn try_create_network(
+        &self,
+        driver: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<String, String> {
         let args = [
             &["network", "create", "-d", driver, "--ipam-driver", driver],
             extra,
             &[name],
         ]
         .concat();
-        docker_ok(
-            self.docker(&args),
-            &format!("create {name} on {}", self.netns),
-        );
+        self.docker(&args)
     }
 
     /// `docker network create -d rustnet --ipam-driver rustnet -o

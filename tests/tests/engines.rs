@@ -126,21 +126,11 @@ fn docker_28_needs_the_dns_line_and_says_so() {
         "an IPv6-only bridge network is created; an IPv6-only overlay is refused clearly",
         || {
             let v6only = |name: &str, extra: &[&str]| {
-                let args = [
-                    &[
-                        "network",
-                        "create",
-                        "-d",
-                        "rustnet",
-                        "--ipam-driver",
-                        "rustnet",
-                    ][..],
+                let options = [
                     &["--ipv4=false", "--ipv6", "--subnet", "fd00:75::/64"],
                     extra,
-                    &[name],
-                ]
-                .concat();
-                h1.docker(&args)
+                ];
+                h1.try_create_network("rustnet", name, &options.concat())
             };
             docker_ok(v6only("v6only", &[]), "an IPv6-only bridge network");
             docker_ok(h1.docker(&["network", "rm", "v6only"]), "removed");

@@ -180,20 +180,9 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
                 !pings6(&h1, "s1", &ip6_of(&h1, "a2", "br6")),
                 "isolated from br6"
             );
+            let options = ["--ipv4=false", "--ipv6", "-o", "mode=overlay"];
             let refused = h1
-                .docker(&[
-                    "network",
-                    "create",
-                    "-d",
-                    "rustnet",
-                    "--ipam-driver",
-                    "rustnet",
-                    "--ipv4=false",
-                    "--ipv6",
-                    "-o",
-                    "mode=overlay",
-                    "ov6only",
-                ])
+                .try_create_network("rustnet", "ov6only", &options)
                 .expect_err("an IPv6-only overlay");
             assert!(
                 refused.contains("IPv6-only overlays (--ipv4=false) are not supported"),

@@ -92,22 +92,16 @@ fn an_overlay_floods_multicast_to_the_hosts_with_containers(engine: Engine) {
                 "options",
             );
             assert!(options.contains("\"multicast\":\"flood\""), "{options}");
+            let options = [
+                "--subnet",
+                "10.0.92.0/24",
+                "-o",
+                "mode=overlay",
+                "-o",
+                "multicast=snoop",
+            ];
             let refused = h1
-                .docker(&[
-                    "network",
-                    "create",
-                    "-d",
-                    "rustnet",
-                    "--ipam-driver",
-                    "rustnet",
-                    "--subnet",
-                    "10.0.92.0/24",
-                    "-o",
-                    "mode=overlay",
-                    "-o",
-                    "multicast=snoop",
-                    "bad",
-                ])
+                .try_create_network("rustnet", "bad", &options)
                 .expect_err("an unknown multicast value");
             assert!(
                 refused.contains("invalid option multicast \"snoop\": valid values: flood"),
