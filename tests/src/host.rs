@@ -573,9 +573,15 @@ impl SimHost {
 
     /// The last lines of one of the host's logs.
     pub fn log_tail(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let text = self.log(name);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The whole of this host's log `name` (say `rustnet.log`); empty when
+    /// there is none yet.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
     }
 
     fn wait_for_dockerd(&self) {

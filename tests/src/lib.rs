@@ -24,7 +24,7 @@ pub use bare::{BareHost, rss_kib};
 pub use engine::Engine;
 pub use host::{HostSpec, IMAGE, Joining, RESOLVER_ADDR, SimHost};
 pub use run::{
-    Cases, docker_ok, iperf3_installed, plugin_call, previous_release, require_root, run, run_ok,
-    rustnet_bin, wait_until, within,
+    CLOSED_WITHOUT_REPLY, Cases, docker_ok, iperf3_installed, plugin_call, previous_release,
+    require_root, run, run_ok, rustnet_bin, wait_until, within,
 };
 pub use upstream::{UPSTREAM_ADDR, UPSTREAM_NAME};

@@ -172,6 +172,9 @@ impl<'a> Cases<'a> {
     }
 }
 
+/// `plugin_call`'s error when the connection ended before any reply.
+pub const CLOSED_WITHOUT_REPLY: &str = "the connection closed without a reply";
+
 /// One POST of `body` to `path` on the plugin socket `socket`, on a fresh
 /// connection (a daemon may die between calls), as dockerd sends it: the
 /// reply body on 200, else the status line and body.
@@ -196,6 +199,10 @@ pub fn plugin_call(
     let mut reader = BufReader::new(conn);
     let mut status = String::new();
     reader.read_line(&mut status).map_err(|e| e.to_string())?;
+    if status.is_empty() {
+        // The daemon went away (killed, say) with the request in hand.
+        return Err(CLOSED_WITHOUT_REPLY.to_owned());
+    }
     let mut rest = String::new();
     reader
         .read_to_string(&mut rest)

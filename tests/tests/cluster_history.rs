@@ -2,8 +2,9 @@
 //! of allocations from every one of five hosts while random members are cut
 //! off (firewall) or killed (kill -9) and brought back; then the whole
 //! history is checked: no address acknowledged twice, no acknowledged
-//! allocation lost, every request answered or failed within its deadline,
-//! and the cluster healthy after healing.
+//! allocation lost, every request answered or failed within its deadline
+//! (but for the one a killed daemon had in hand: it ends when the process
+//! does), no daemon panicked, and the cluster healthy after healing.
 
 // The history reads as one story, start to finish.
 #![allow(clippy::too_many_lines)]
@@ -12,7 +13,7 @@ use std::process::Child;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustnet_tests::cluster::{self, Answer};
-use rustnet_tests::{SimHost, run, wait_until};
+use rustnet_tests::{CLOSED_WITHOUT_REPLY, SimHost, run, wait_until};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_ipam-client");
 const POOL: &str = "10.72.0.0/16";
@@ -97,6 +98,8 @@ fn partitions_and_kills_keep_one_holder_and_every_acknowledged_allocation() {
     eprintln!("history seed: RUSTNET_HISTORY_SEED={seed}");
     let mut rng = Rng(seed);
     let mut history: Vec<(usize, usize, Answer)> = Vec::new();
+    // (round, host) of every daemon killed.
+    let mut killed: Vec<(usize, usize)> = Vec::new();
     for round in 0..ROUNDS {
         let storms: Vec<Child> = hosts
             .iter()
@@ -130,7 +133,10 @@ fn partitions_and_kills_keep_one_holder_and_every_acknowledged_allocation() {
         for &v in &victims {
             match fault {
                 Fault::CutOne | Fault::CutTwo => cluster::cut(&hosts[v], "-I", 7950),
-                Fault::KillOne | Fault::KillLeader => hosts[v].kill_rustnet(),
+                Fault::KillOne | Fault::KillLeader => {
+                    hosts[v].kill_rustnet();
+                    killed.push((round, v));
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(1000 + 100 * rng.below(16) as u64));
@@ -178,9 +184,15 @@ fn partitions_and_kills_keep_one_holder_and_every_acknowledged_allocation() {
         ROUNDS * PER_ROUND * hosts.len() + 5 * hosts.len(),
         "every request was answered"
     );
+    // A daemon killed with a request in hand closes its connection only
+    // when the process ends, which a loaded machine may delay (a thread in
+    // fsync finishes first): that request failed, it was not answered late.
+    let cut_by_kill = |round: usize, host: usize, a: &Answer| {
+        a.error == CLOSED_WITHOUT_REPLY && killed.contains(&(round, host))
+    };
     let late: Vec<&(usize, usize, Answer)> = history
         .iter()
-        .filter(|(_, _, a)| a.ms > DEADLINE_MS)
+        .filter(|(round, host, a)| a.ms > DEADLINE_MS && !cut_by_kill(*round, *host, a))
         .collect();
     assert!(late.is_empty(), "answered after the deadline: {late:?}");
     let mut acked: Vec<&str> = history
@@ -200,6 +212,14 @@ fn partitions_and_kills_keep_one_holder_and_every_acknowledged_allocation() {
         total > ROUNDS * PER_ROUND * 2,
         "the cluster should keep allocating through single faults: {total} acknowledged"
     );
+    for (i, host) in hosts.iter().enumerate() {
+        let log = host.log("rustnet.log");
+        assert!(
+            !log.contains("panicked"),
+            "rustnet on host {i} panicked:\n{}",
+            host.log_tail("rustnet.log")
+        );
+    }
     eprintln!(
         "history: {} requests, {total} acknowledged, none twice, none lost, none late",
         history.len()
