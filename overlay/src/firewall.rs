@@ -70,7 +70,8 @@ pub const VXLAN_CHAIN: &str = "RUSTNET-VXLAN";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanIngress {
     pub port: u16,
-    pub members: Vec<Ipv4Addr>,
+    /// Every member's underlay address, of either family.
+    pub members: Vec<IpAddr>,
     /// The VXLAN devices, as an ebtables interface pattern (`rnx+`).
     pub devices: String,
     /// The first three bytes of every gateway MAC.
@@ -103,15 +104,45 @@ impl VxlanIngress {
         )
     }
 
-    /// Input for `iptables-restore --noflush`: accept the members, drop the
-    /// rest.
+    /// Input for `iptables-restore --noflush`: accept the IPv4 members,
+    /// drop the rest.
     pub fn restore_script(&self) -> String {
+        self.script(false)
+    }
+
+    /// Input for `ip6tables-restore --noflush`: accept the IPv6 members,
+    /// drop the rest.
+    pub fn restore_script6(&self) -> String {
+        self.script(true)
+    }
+
+    /// Whether VXLAN may come over IPv6: a member advertises an IPv6
+    /// address (the IPv4 chain stays, dropping all there is to drop).
+    pub fn wants_ipv6(&self) -> bool {
+        self.members.iter().any(IpAddr::is_ipv6)
+    }
+
+    fn script(&self, v6: bool) -> String {
         let mut script = format!("*filter\n:{VXLAN_CHAIN} - [0:0]\n");
-        for member in &self.members {
-            let _ = writeln!(script, "-A {VXLAN_CHAIN} -s {member}/32 -j RETURN");
+        for member in self.members.iter().filter(|m| m.is_ipv6() == v6) {
+            let len = if v6 { 128 } else { 32 };
+            let _ = writeln!(script, "-A {VXLAN_CHAIN} -s {member}/{len} -j RETURN");
         }
         let _ = writeln!(script, "-A {VXLAN_CHAIN} -j DROP\nCOMMIT");
         script
+    }
+
+    /// Whether `saved` (`iptables-save`, or `ip6tables-save` for `v6`)
+    /// holds the chain with its rules, hooked from INPUT.
+    pub fn intact_in(&self, saved: &str, v6: bool) -> bool {
+        let prefix = format!("-A {VXLAN_CHAIN} ");
+        let rules = saved.lines().filter(|l| l.starts_with(&prefix)).count();
+        let members = self.members.iter().filter(|m| m.is_ipv6() == v6).count();
+        let suffix = format!(" -j {VXLAN_CHAIN}");
+        rules == members + 1
+            && saved
+                .lines()
+                .any(|l| l.starts_with("-A INPUT ") && l.ends_with(&suffix))
     }
 }
 
@@ -553,7 +584,7 @@ pub fn intact_among(
             });
     }
     if let Some(ingress) = ingress {
-        ok &= rules_in(VXLAN_CHAIN) == ingress.members.len() + 1 && hooked("INPUT", VXLAN_CHAIN);
+        ok &= ingress.intact_in(saved, false);
     }
     if let Some(resolver) = resolver {
         let rules = resolver.rules();
@@ -578,7 +609,11 @@ mod tests {
     fn vxlan_ingress_admits_members_only() {
         let ingress = VxlanIngress {
             port: 4790,
-            members: vec![Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2)],
+            members: vec![
+                "10.99.0.1".parse().unwrap(),
+                "10.99.0.2".parse().unwrap(),
+                "fd99::3".parse().unwrap(),
+            ],
             devices: "rnx+".into(),
             gateway_prefix: [0x02, 0x52, 0x4e],
         };
@@ -587,6 +622,13 @@ mod tests {
             "*filter\n:RUSTNET-VXLAN - [0:0]\n\
              -A RUSTNET-VXLAN -s 10.99.0.1/32 -j RETURN\n\
              -A RUSTNET-VXLAN -s 10.99.0.2/32 -j RETURN\n\
+             -A RUSTNET-VXLAN -j DROP\nCOMMIT\n"
+        );
+        assert!(ingress.wants_ipv6());
+        assert_eq!(
+            ingress.restore_script6(),
+            "*filter\n:RUSTNET-VXLAN - [0:0]\n\
+             -A RUSTNET-VXLAN -s fd99::3/128 -j RETURN\n\
              -A RUSTNET-VXLAN -j DROP\nCOMMIT\n"
         );
         assert_eq!(ingress.hook().2, "-p udp --dport 4790 -j RUSTNET-VXLAN");

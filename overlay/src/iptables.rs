@@ -64,11 +64,30 @@ impl Iptables {
     }
 
     /// Admits VXLAN from `ingress`'s members only; `None` (no overlay on
-    /// this host) removes the rule.
+    /// this host) removes the rule. IPv4 always; IPv6 (ip6tables) when a
+    /// member advertises an IPv6 address, and only then.
     pub async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
         // A hook for another port (the setting changed) goes first.
         let wanted = ingress.map(|i| i.hook().2);
         drop_other_hooks(V4, "filter", "INPUT", VXLAN_CHAIN, wanted.as_slice()).await;
+        match ingress.filter(|i| i.wants_ipv6()) {
+            Some(ingress) => {
+                let wanted = [ingress.hook().2];
+                drop_other_hooks(V6, "filter", "INPUT", VXLAN_CHAIN, &wanted).await;
+                restore(V6, &ingress.restore_script6()).await?;
+                ensure(V6, ingress.hook()).await?;
+            }
+            // Only a chain there is to remove: no ip6tables write else.
+            None if iptables(V6, &["-t", "filter", "-L", VXLAN_CHAIN, "-n"])
+                .await
+                .is_ok() =>
+            {
+                drop_other_hooks(V6, "filter", "INPUT", VXLAN_CHAIN, &[]).await;
+                let _ = iptables(V6, &["-t", "filter", "-F", VXLAN_CHAIN]).await;
+                let _ = iptables(V6, &["-t", "filter", "-X", VXLAN_CHAIN]).await;
+            }
+            None => {}
+        }
         match ingress {
             Some(ingress) => {
                 restore(V4, &ingress.restore_script()).await?;
@@ -139,10 +158,12 @@ impl Iptables {
             Some(ingress) => guard_present(&ingress.gateway_guard()).await,
             None => true,
         };
-        let ipv6 = !firewall6::wanted(networks)
-            || save(V6)
-                .await
-                .is_some_and(|saved| firewall6::intact(&saved, networks, inherited));
+        let ingress6 = ingress.filter(|i| i.wants_ipv6());
+        let ipv6 = !(firewall6::wanted(networks) || ingress6.is_some())
+            || save(V6).await.is_some_and(|saved| {
+                (!firewall6::wanted(networks) || firewall6::intact(&saved, networks, inherited))
+                    && ingress6.is_none_or(|i| i.intact_in(&saved, true))
+            });
         guarded
             && ipv6
             && crate::firewall::intact_among(&saved, networks, inherited, ingress, resolver)

@@ -40,8 +40,8 @@ pub struct Veth {
 pub struct Vxlan {
     pub name: String,
     pub vni: u32,
-    /// This host's underlay address (the tunnel's source).
-    pub local: Ipv4Addr,
+    /// This host's underlay address (the tunnel's source), IPv4 or IPv6.
+    pub local: IpAddr,
     pub port: u16,
     pub mtu: u32,
     pub bridge: String,
@@ -54,15 +54,20 @@ pub struct Vxlan {
 pub struct Remote {
     pub device: String,
     pub mac: [u8; 6],
-    pub ip: Ipv4Addr,
+    /// `None` on an IPv6-only overlay.
+    pub ip: Option<Ipv4Addr>,
     pub ip6: Option<Ipv6Addr>,
-    pub vtep: Ipv4Addr,
+    /// The underlay address of its host, of the local VTEP's family.
+    pub vtep: IpAddr,
 }
 
 impl Remote {
     /// Its addresses, each a static neighbour entry.
     pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        std::iter::once(IpAddr::V4(self.ip)).chain(self.ip6.map(IpAddr::V6))
+        self.ip
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(self.ip6.map(IpAddr::V6))
     }
 }
 
@@ -72,7 +77,7 @@ impl Remote {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Flood {
     pub device: String,
-    pub vtep: Ipv4Addr,
+    pub vtep: IpAddr,
 }
 
 /// Everything this host's networks need.
@@ -120,9 +125,9 @@ pub struct Link {
 pub struct Observed {
     pub links: BTreeMap<String, Link>,
     /// (device, MAC) -> VTEP, for every MAC but the all-zero one.
-    pub fdb: BTreeMap<(String, [u8; 6]), Ipv4Addr>,
+    pub fdb: BTreeMap<(String, [u8; 6]), IpAddr>,
     /// The all-zero FDB entries: (device, VTEP).
-    pub floods: BTreeSet<(String, Ipv4Addr)>,
+    pub floods: BTreeSet<(String, IpAddr)>,
     /// (device, IP) -> MAC.
     pub neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
 }
@@ -143,28 +148,28 @@ pub enum Op {
     CreateVxlan {
         name: String,
         vni: u32,
-        local: Ipv4Addr,
+        local: IpAddr,
         port: u16,
         mtu: u32,
     },
     AddFdb {
         device: String,
         mac: [u8; 6],
-        vtep: Ipv4Addr,
+        vtep: IpAddr,
     },
     DelFdb {
         device: String,
         mac: [u8; 6],
-        vtep: Ipv4Addr,
+        vtep: IpAddr,
     },
     /// Appends `vtep` to the device's all-zero FDB entry.
     AddFlood {
         device: String,
-        vtep: Ipv4Addr,
+        vtep: IpAddr,
     },
     DelFlood {
         device: String,
-        vtep: Ipv4Addr,
+        vtep: IpAddr,
     },
     AddNeighbour {
         device: String,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -149,9 +149,7 @@ impl Netlink {
                         }
                         // In an AF_BRIDGE dump the VTEP comes as raw bytes.
                         NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
-                            ip = <[u8; 4]>::try_from(bytes.as_slice())
-                                .ok()
-                                .map(|b| IpAddr::V4(Ipv4Addr::from(b)));
+                            ip = vtep_of(bytes);
                         }
                         _ => {}
                     }
@@ -159,15 +157,14 @@ impl Netlink {
                 let (Some(mac), Some(ip)) = (mac, ip) else {
                     continue;
                 };
-                match (family, ip) {
-                    (AddressFamily::Bridge, IpAddr::V4(vtep)) if mac == FLOOD_MAC => {
-                        remotes.floods.insert((device.clone(), vtep));
+                match family {
+                    AddressFamily::Bridge if mac == FLOOD_MAC => {
+                        remotes.floods.insert((device.clone(), ip));
                     }
-                    (AddressFamily::Bridge, IpAddr::V4(vtep)) => {
-                        remotes.fdb.insert((device.clone(), mac), vtep);
+                    AddressFamily::Bridge => {
+                        remotes.fdb.insert((device.clone(), mac), ip);
                     }
-                    (AddressFamily::Bridge, IpAddr::V6(_)) => {}
-                    (_, ip) => {
+                    _ => {
                         remotes.neighbours.insert((device.clone(), ip), mac);
                     }
                 }
@@ -179,7 +176,7 @@ impl Netlink {
     /// Appends `vtep` to the all-zero FDB entry of `device` (or removes
     /// it): rtnetlink's request replaces the entry's one destination, and
     /// head-end replication needs one per host (NLM_F_APPEND).
-    async fn flood(&self, add: bool, device: &str, vtep: Ipv4Addr) -> Result<(), Error> {
+    async fn flood(&self, add: bool, device: &str, vtep: IpAddr) -> Result<(), Error> {
         use rtnetlink::packet_core::{
             NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
         };
@@ -210,13 +207,7 @@ impl Netlink {
     }
 
     /// A permanent FDB entry (NTF_SELF: on the VXLAN device itself).
-    async fn fdb(
-        &self,
-        add: bool,
-        device: &str,
-        mac: &[u8; 6],
-        vtep: Ipv4Addr,
-    ) -> Result<(), Error> {
+    async fn fdb(&self, add: bool, device: &str, mac: &[u8; 6], vtep: IpAddr) -> Result<(), Error> {
         let what = format!(
             "{} fdb {} on {device}",
             if add { "add" } else { "delete" },
@@ -228,7 +219,7 @@ impl Netlink {
                 .handle
                 .neighbours()
                 .add_bridge(index, mac)
-                .destination(IpAddr::V4(vtep));
+                .destination(vtep);
             let request = request
                 .flags(NeighbourFlags::Own)
                 .state(NeighbourState::Permanent)
@@ -301,16 +292,29 @@ const FLOOD_MAC: [u8; 6] = [0; 6];
 
 /// The FDB entry of `mac` behind `vtep` on the VXLAN device `index`
 /// itself (NTF_SELF).
-fn fdb_entry(index: u32, mac: &[u8; 6], vtep: Ipv4Addr) -> NeighbourMessage {
+fn fdb_entry(index: u32, mac: &[u8; 6], vtep: IpAddr) -> NeighbourMessage {
     let mut message = NeighbourMessage::default();
     message.header.family = AddressFamily::Bridge;
     message.header.ifindex = index;
     message.header.flags = NeighbourFlags::Own;
     message.attributes = vec![
         NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
-        NeighbourAttribute::Destination(NeighbourAddress::Inet(vtep)),
+        NeighbourAttribute::Destination(match vtep {
+            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+        }),
     ];
     message
+}
+
+/// A VTEP as an AF_BRIDGE dump gives it: 4 or 16 raw bytes.
+fn vtep_of(bytes: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        return Some(IpAddr::V4(Ipv4Addr::from(v4)));
+    }
+    <[u8; 16]>::try_from(bytes)
+        .ok()
+        .map(|v6| IpAddr::V6(Ipv6Addr::from(v6)))
 }
 
 fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
@@ -453,8 +457,12 @@ impl Netlink {
                 port,
                 mtu,
             } => {
-                let message = LinkVxlan::new(name, *vni)
-                    .local(*local)
+                let message = LinkVxlan::new(name, *vni);
+                let message = match local {
+                    IpAddr::V4(v4) => message.local(*v4),
+                    IpAddr::V6(v6) => message.local6(*v6),
+                };
+                let message = message
                     .port(*port)
                     .learning(false)
                     .proxy(true)

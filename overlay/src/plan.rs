@@ -2,7 +2,7 @@
 //! kernel match, and nothing when it already does.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::model::{Bridge, Desired, LinkKind, Observed, Op, Veth, Vxlan};
 
@@ -173,7 +173,7 @@ fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(
 /// come. Entries of a VXLAN device that is itself going away go with it.
 fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
     let kept = |device: &str| desired.vxlans.iter().any(|v| v.name == device);
-    let flooded = |device: &str, vtep: &Ipv4Addr| {
+    let flooded = |device: &str, vtep: &IpAddr| {
         desired
             .floods
             .iter()

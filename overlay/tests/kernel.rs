@@ -341,7 +341,7 @@ fn remote(last: u8) -> rustnet_overlay::Remote {
     rustnet_overlay::Remote {
         device: "rnx4096".into(),
         mac: [2, 0x42, 0, 0, 0, last],
-        ip: format!("10.0.70.{last}").parse().unwrap(),
+        ip: format!("10.0.70.{last}").parse().ok(),
         ip6: Some(format!("fd00:70::{last}").parse().unwrap()),
         vtep: format!("192.0.2.{last}").parse().unwrap(),
     }
@@ -417,6 +417,64 @@ fn an_overlay_with_multicast_floods_to_each_host_with_endpoints() {
         let fdb = sh("bridge fdb show dev rnx4096");
         assert!(!fdb.contains("00:00:00:00:00:00"), "{fdb}");
         assert!(fdb.contains("02:42:00:00:00:03 dst 192.0.2.3"), "{fdb}");
+    });
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
+fn an_overlay_runs_over_an_ipv6_underlay() {
+    in_fresh_netns(|| async {
+        sh("ip link set lo up");
+        let netlink = Netlink::connect("kernel-test").unwrap();
+        // An IPv6 VTEP, one dual-stack remote and one IPv6-only remote
+        // (on an IPv6-only overlay), flooding to both hosts.
+        let mut desired = overlay(vec![
+            rustnet_overlay::Remote {
+                vtep: "fd99::2".parse().unwrap(),
+                ..remote(2)
+            },
+            rustnet_overlay::Remote {
+                ip: None,
+                vtep: "fd99::3".parse().unwrap(),
+                ..remote(3)
+            },
+        ]);
+        desired.vxlans[0].local = "::1".parse().unwrap();
+        desired.floods = ["fd99::2", "fd99::3"]
+            .map(|vtep| rustnet_overlay::Flood {
+                device: "rnx4096".into(),
+                vtep: vtep.parse().unwrap(),
+            })
+            .to_vec();
+        converge(&netlink, &desired).await;
+        let link = sh("ip -d -o link show rnx4096");
+        assert!(link.contains("local ::1"), "the tunnel's source: {link}");
+        let fdb = sh("bridge fdb show dev rnx4096");
+        for want in [
+            "02:42:00:00:00:02 dst fd99::2 self permanent",
+            "02:42:00:00:00:03 dst fd99::3 self permanent",
+            "00:00:00:00:00:00 dst fd99::2 self permanent",
+            "00:00:00:00:00:00 dst fd99::3 self permanent",
+        ] {
+            assert!(fdb.contains(want), "{want} in:\n{fdb}");
+        }
+        let neigh = sh("ip neigh show dev rnx4096");
+        assert!(neigh.contains("10.0.70.2 lladdr"), "{neigh}");
+        assert!(!neigh.contains("10.0.70.3"), "IPv6-only: {neigh}");
+        assert!(
+            sh("ip -6 neigh show dev rnx4096")
+                .contains("fd00:70::3 lladdr 02:42:00:00:00:03 PERMANENT")
+        );
+        // Read back as written: a second pass changes nothing.
+        let ops = plan(&desired, &netlink.observe().await.unwrap()).unwrap();
+        assert!(ops.is_empty(), "{ops:?}");
+        // A host goes: its entries go, the other's stay.
+        desired.remotes.truncate(1);
+        desired.floods.truncate(1);
+        converge(&netlink, &desired).await;
+        let fdb = sh("bridge fdb show dev rnx4096");
+        assert!(!fdb.contains("fd99::3"), "{fdb}");
+        assert!(fdb.contains("00:00:00:00:00:00 dst fd99::2"), "{fdb}");
     });
 }
 

@@ -1,6 +1,6 @@
 //! `rustnet daemon`: bind the socket first, then open the store.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,10 +36,7 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         defaults: config.default_pools.clone(),
         timeout: config.request_timeout(),
         mtu: config.mtu,
-        vtep: match advertised {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        },
+        vtep: Some(advertised),
         vxlan_port: config.vxlan_port,
     };
     tracing::info!(underlay = %advertised, mtu = ?datapath.mtu_of(advertised).await, "underlay");

@@ -107,6 +107,7 @@ impl Docker {
         pools: Vec<Pool>,
     ) -> anyhow::Result<()> {
         let ipv6 = pools.iter().any(|p| p.subnet.contains(':'));
+        let ipv4 = pools.iter().any(|p| !p.subnet.contains(':'));
         let configs: Vec<Value> = pools
             .into_iter()
             .map(|pool| {
@@ -117,7 +118,7 @@ impl Docker {
                 config
             })
             .collect();
-        let body = json!({
+        let mut body = json!({
             "Name": name,
             "Driver": self.driver,
             "CheckDuplicate": true,
@@ -125,6 +126,11 @@ impl Docker {
             "IPAM": { "Driver": self.driver, "Config": configs },
             "Options": options,
         });
+        if !ipv4 {
+            // An IPv6-only overlay (Docker 28 and later; older engines
+            // ignore the field, and rustnet refuses the IPv4 they add).
+            body["EnableIPv4"] = json!(false);
+        }
         self.call(Method::POST, "/networks/create", Some(body))
             .await
             .map(drop)
@@ -145,9 +151,11 @@ impl Docker {
                     container: container.clone(),
                     name: c["Name"].as_str()?.to_owned(),
                     endpoint: c["EndpointID"].as_str()?.to_owned(),
-                    address: c["IPv4Address"]
-                        .as_str()
-                        .and_then(|a| a.split('/').next()?.parse().ok()),
+                    // The IPv4 address, or the IPv6 one on an IPv6-only
+                    // network.
+                    address: [&c["IPv4Address"], &c["IPv6Address"]]
+                        .into_iter()
+                        .find_map(|a| a.as_str()?.split('/').next()?.parse().ok()),
                 })
             })
             .collect())

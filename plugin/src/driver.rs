@@ -11,8 +11,6 @@
 //! A request that fails after step 1 undoes its table change, so no half-
 //! built state stays behind.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 use rustnet_ipam::{Command, Endpoint, Mac, Mode, Network, PortBinding};
 
@@ -24,8 +22,10 @@ use crate::store::Replicated;
 
 /// Default MTU of a bridge network, as Docker's bridge driver.
 pub(crate) const DEFAULT_MTU: u32 = 1500;
-/// Outer Ethernet, IP, UDP and VXLAN headers.
+/// Outer Ethernet, IPv4, UDP and VXLAN headers.
 pub(crate) const VXLAN_OVERHEAD: u32 = 50;
+/// The same over an IPv6 underlay (its header is 20 bytes longer).
+pub(crate) const VXLAN6_OVERHEAD: u32 = 70;
 
 /// The network-driver calls, on `service`'s store and data path.
 #[derive(Debug, Clone, Copy)]
@@ -46,9 +46,9 @@ impl<'a> Driver<'a> {
                 request
                     .overlay
                     .clone()
-                    .or_else(|| request.subnet.map(|s| s.to_string()))
+                    .or_else(|| request.subnet.or(request.subnet6).map(|s| s.to_string()))
                     .ok_or_else(|| {
-                        ApiError::Unsupported("an overlay network needs an IPv4 subnet".to_owned())
+                        ApiError::Unsupported("an overlay network needs a subnet".to_owned())
                     })?,
             ),
         };
@@ -104,17 +104,20 @@ impl<'a> Driver<'a> {
 
     /// `-o com.docker.network.driver.mtu`, else RUSTNET_MTU, else 1500 for
     /// a bridge and the underlay's MTU (as it is now) minus VXLAN's 50 for
-    /// an overlay.
+    /// an overlay (70 over an IPv6 underlay).
     async fn mtu_for(&self, request: &NetworkRequest) -> u32 {
         if let Some(mtu) = request.mtu.or(self.service.settings().mtu) {
             return mtu;
         }
         match (request.mode, self.service.settings().vtep) {
             (Mode::Overlay, Some(vtep)) => {
-                let underlay = self.service.datapath().mtu_of(IpAddr::V4(vtep)).await;
-                underlay
-                    .unwrap_or(DEFAULT_MTU)
-                    .saturating_sub(VXLAN_OVERHEAD)
+                let underlay = self.service.datapath().mtu_of(vtep).await;
+                let overhead = if vtep.is_ipv6() {
+                    VXLAN6_OVERHEAD
+                } else {
+                    VXLAN_OVERHEAD
+                };
+                underlay.unwrap_or(DEFAULT_MTU).saturating_sub(overhead)
             }
             (Mode::Overlay, None) => DEFAULT_MTU - VXLAN_OVERHEAD,
             (Mode::Bridge, _) => DEFAULT_MTU,

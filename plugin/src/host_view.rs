@@ -23,7 +23,8 @@ pub(crate) const RESOLVER_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 53, 53);
 /// Where this host's VXLAN traffic goes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Underlay {
-    pub vtep: Option<Ipv4Addr>,
+    /// IPv4 or IPv6: VXLAN goes to the other hosts' addresses of its family.
+    pub vtep: Option<IpAddr>,
     pub port: u16,
 }
 
@@ -96,7 +97,7 @@ pub(crate) fn host_view(
                 mtu: network.mtu,
                 bridge: network.bridge.clone(),
             });
-            let remotes = remotes(state, host, key, &device);
+            let remotes = remotes(state, host, key, &device, local);
             if network.multicast == Multicast::Flood {
                 desired.floods.extend(floods(&remotes));
             }
@@ -205,7 +206,7 @@ pub(crate) fn dns_upstreams(
 /// One copy of each broadcast and multicast frame for every other host
 /// with endpoints on the overlay (and for none without).
 fn floods(remotes: &[Remote]) -> Vec<Flood> {
-    let vteps: std::collections::BTreeSet<(&str, Ipv4Addr)> = remotes
+    let vteps: std::collections::BTreeSet<(&str, IpAddr)> = remotes
         .iter()
         .map(|r| (r.device.as_str(), r.vtep))
         .collect();
@@ -218,28 +219,31 @@ fn floods(remotes: &[Remote]) -> Vec<Flood> {
         .collect()
 }
 
-/// Every endpoint of overlay `key` on the other hosts, behind their VTEPs.
-fn remotes(state: &State, host: HostId, key: &str, device: &str) -> Vec<Remote> {
+/// Every endpoint of overlay `key` on the other hosts, behind their VTEPs:
+/// those of `local`'s family (a VXLAN device sends over one).
+fn remotes(state: &State, host: HostId, key: &str, device: &str, local: IpAddr) -> Vec<Remote> {
     let tables = state.tables();
     tables
         .bound_to(key)
         .filter(|n| n.host != host)
         .flat_map(|n| tables.endpoints_of(&n.id))
         .filter_map(|e| {
-            let Some(IpAddr::V4(vtep)) = state.vtep(e.host) else {
-                return None;
+            let vtep = state
+                .vtep(e.host)
+                .filter(|v| v.is_ipv6() == local.is_ipv6())?;
+            let ip = match e.address {
+                Some(IpNet::V4(ip)) => Some(ip.addr()),
+                _ => None,
             };
-            let Some(IpNet::V4(ip)) = e.address else {
-                return None;
+            let ip6 = match e.address6 {
+                Some(IpNet::V6(ip6)) => Some(ip6.addr()),
+                _ => None,
             };
-            Some(Remote {
+            (ip.is_some() || ip6.is_some()).then(|| Remote {
                 device: device.to_owned(),
                 mac: e.mac.octets(),
-                ip: ip.addr(),
-                ip6: match e.address6 {
-                    Some(IpNet::V6(ip6)) => Some(ip6.addr()),
-                    _ => None,
-                },
+                ip,
+                ip6,
                 vtep,
             })
         })
@@ -306,13 +310,7 @@ pub(crate) fn vxlan_ingress(state: &State, host: HostId, port: u16) -> Option<Vx
         .any(|n| n.mode == Mode::Overlay);
     has_overlay.then(|| VxlanIngress {
         port,
-        members: state
-            .vteps()
-            .filter_map(|a| match a {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            })
-            .collect(),
+        members: state.vteps().collect(),
         devices: format!("{VXLAN_PREFIX}+"),
         gateway_prefix: Mac::GATEWAY_PREFIX,
     })

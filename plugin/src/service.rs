@@ -32,7 +32,7 @@ pub(crate) struct Settings {
     /// RUSTNET_MTU: the MTU of networks that do not set one.
     pub mtu: Option<u32>,
     /// This host's underlay address (VXLAN source), if IPv4.
-    pub vtep: Option<std::net::Ipv4Addr>,
+    pub vtep: Option<std::net::IpAddr>,
     /// RUSTNET_VXLAN_PORT.
     pub vxlan_port: u16,
 }

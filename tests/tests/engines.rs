@@ -1,8 +1,7 @@
 //! What changed in Docker 28, as a user meets it on two simulated hosts
 //! running it: without the daemon.json line names across hosts are missing
-//! and `rustnet status` says so and for whom; with it they work; an
-//! IPv6-only bridge network is created and an IPv6-only overlay refused
-//! with a clear error.
+//! and `rustnet status` says so and for whom; with it they work; IPv6-only
+//! bridge and overlay networks are created, the overlay on both hosts.
 
 // The scenario reads as one story, start to finish.
 #![allow(clippy::too_many_lines)]
@@ -123,7 +122,7 @@ fn docker_28_needs_the_dns_line_and_says_so() {
     );
 
     cases.run(
-        "an IPv6-only bridge network is created; an IPv6-only overlay is refused clearly",
+        "IPv6-only networks are created, an overlay on both hosts without IPv4",
         || {
             let v6only = |name: &str, extra: &[&str]| {
                 let options = [
@@ -134,13 +133,24 @@ fn docker_28_needs_the_dns_line_and_says_so() {
             };
             docker_ok(v6only("v6only", &[]), "an IPv6-only bridge network");
             docker_ok(h1.docker(&["network", "rm", "v6only"]), "removed");
-            let error =
-                v6only("v6overlay", &["-o", "mode=overlay"]).expect_err("an IPv6-only overlay");
-            assert!(
-                error.contains("IPv6-only overlays (--ipv4=false) are not supported"),
-                "{error}"
+            docker_ok(
+                v6only("v6overlay", &["-o", "mode=overlay"]),
+                "an IPv6-only overlay",
             );
-            assert!(h1.docker(&["network", "inspect", "v6overlay"]).is_err());
+            wait_until("v6overlay on h2", 10, || {
+                h2.docker(&["network", "inspect", "v6overlay"]).is_ok()
+            });
+            let shape = docker_ok(
+                h2.docker(&[
+                    "network",
+                    "inspect",
+                    "-f",
+                    "{{.EnableIPv4}} {{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                    "v6overlay",
+                ]),
+                "inspect on h2",
+            );
+            assert_eq!(shape.trim(), "false true fd00:75::/64");
         },
     );
 

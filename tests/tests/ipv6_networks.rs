@@ -4,7 +4,7 @@
 //! containers in, egress is masqueraded, `-p` publishes on the host's IPv6
 //! address; on an overlay, containers on different hosts talk over IPv6
 //! (ping and TCP) and find each other's IPv6 address by name; on Docker 28,
-//! an IPv6-only bridge network works and an IPv6-only overlay is refused.
+//! IPv6-only bridge and overlay networks work.
 //! On every engine of the matrix (20.10, 26, 28).
 
 // Each end-to-end scenario reads as one story, start to finish; it runs as
@@ -145,7 +145,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
     });
 
     cases.run(
-        "IPv6-only networks where the engine has them (28): bridge yes, overlay refused",
+        "IPv6-only networks where the engine has them (28), bridge and overlay",
         || {
             if engine != Engine::Sid {
                 // --ipv4=false arrived with Docker 28: nothing to test here.
@@ -180,14 +180,16 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
                 !pings6(&h1, "s1", &ip6_of(&h1, "a2", "br6")),
                 "isolated from br6"
             );
-            let options = ["--ipv4=false", "--ipv6", "-o", "mode=overlay"];
-            let refused = h1
-                .try_create_network("rustnet", "ov6only", &options)
-                .expect_err("an IPv6-only overlay");
-            assert!(
-                refused.contains("IPv6-only overlays (--ipv4=false) are not supported"),
-                "{refused}"
-            );
+            // An IPv6-only overlay, over this IPv4 underlay.
+            create(&h1, "ov6only", &["--ipv4=false", "-o", "mode=overlay"]);
+            wait_until("ov6only on h2 and h3", 10, || {
+                h2.docker(&["network", "inspect", "ov6only"]).is_ok()
+                    && h3.docker(&["network", "inspect", "ov6only"]).is_ok()
+            });
+            h2.run_container("t2", "ov6only", &[], &[]);
+            h3.run_container("t3", "ov6only", &[], &[]);
+            reaches6(&h3, "t3", &ip6_of(&h2, "t2", "ov6only"));
+            reaches6(&h3, "t3", "t2");
         },
     );
 

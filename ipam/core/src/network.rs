@@ -62,6 +62,7 @@ pub const MAX_VNI: u32 = (1 << 24) - 1;
 pub struct Overlay {
     /// The key: the subnet in CIDR form.
     pub key: String,
+    /// The IPv4 subnet, or the IPv6 one of an IPv6-only overlay.
     pub subnet: IpNet,
     pub gateway: Option<IpNet>,
     pub vni: u32,
@@ -210,6 +211,11 @@ pub enum NetworkError {
         requested: String,
     },
     #[error(
+        "overlay {key} is IPv6-only and this network has IPv4 too: an IPv6-only overlay needs \
+         Docker 28 or later (--ipv4=false) on every host"
+    )]
+    Ipv6OnlyMismatch { key: String },
+    #[error(
         "overlay {key} exists with multicast={existing}; its first network sets multicast for \
          every host: remove the overlay and create it again with -o multicast={requested}"
     )]
@@ -357,6 +363,11 @@ impl Tables {
                     requested: requested.to_string(),
                 });
             }
+            if matches!(overlay.subnet, IpNet::V6(_)) && network.subnet.is_some() {
+                return Err(NetworkError::Ipv6OnlyMismatch {
+                    key: key.to_owned(),
+                });
+            }
             return Ok((overlay.vni, overlay.multicast));
         }
         let vni = match network.vni {
@@ -373,23 +384,34 @@ impl Tables {
                 .find(|v| !self.overlays.values().any(|o| o.vni == *v))
                 .ok_or(NetworkError::NoFreeVni)?,
         };
-        let subnet = network.subnet.ok_or_else(|| NetworkError::UnknownOverlay {
-            key: key.to_owned(),
-        })?;
+        // An IPv6-only overlay's subnet and gateway are its IPv6 ones.
+        let (subnet, gateway, subnet6, gateway6) = match network.subnet {
+            Some(subnet) => (subnet, network.gateway, network.subnet6, network.gateway6),
+            None => (
+                network
+                    .subnet6
+                    .ok_or_else(|| NetworkError::UnknownOverlay {
+                        key: key.to_owned(),
+                    })?,
+                network.gateway6,
+                None,
+                None,
+            ),
+        };
         self.overlays.insert(
             key.to_owned(),
             Overlay {
                 key: key.to_owned(),
                 subnet,
-                gateway: network.gateway,
+                gateway,
                 vni,
                 mtu: None,
                 name: None,
                 removing: false,
                 origin: network.host,
                 multicast: network.multicast,
-                subnet6: network.subnet6,
-                gateway6: network.gateway6,
+                subnet6,
+                gateway6,
             },
         );
         Ok((vni, network.multicast))
@@ -713,6 +735,38 @@ mod tests {
             3,
             "a release of format 2 would refuse or half-build it"
         );
+    }
+
+    #[test]
+    fn an_ipv6_only_overlay_is_keyed_by_its_ipv6_subnet() {
+        let mut t = Tables::default();
+        let only6 = |id: &str, host| Network {
+            subnet: None,
+            gateway: None,
+            subnet6: "fd00:44::/64".parse().ok(),
+            gateway6: "fd00:44::1/64".parse().ok(),
+            overlay: Some("fd00:44::/64".into()),
+            ..overlay_network(id, host, None)
+        };
+        t.create_network(&only6("a1", 1)).unwrap();
+        let overlay = t.overlay("fd00:44::/64").unwrap();
+        assert_eq!(overlay.subnet, "fd00:44::/64".parse().unwrap());
+        assert_eq!(overlay.gateway, "fd00:44::1/64".parse().ok());
+        assert_eq!(overlay.subnet6, None, "its one subnet is the IPv6 one");
+        t.create_network(&only6("b1", 2)).unwrap();
+        // An engine before 28 adds an IPv4 pool to what it creates.
+        let before = t.clone();
+        let dual = Network {
+            subnet: "10.0.44.0/24".parse().ok(),
+            ..only6("c1", 3)
+        };
+        assert_eq!(
+            t.create_network(&dual).unwrap_err().to_string(),
+            "overlay fd00:44::/64 is IPv6-only and this network has IPv4 too: an IPv6-only \
+             overlay needs Docker 28 or later (--ipv4=false) on every host"
+        );
+        assert_eq!(t, before);
+        assert_eq!(crate::Command::CreateNetwork(only6("d1", 4)).format(), 3);
     }
 
     #[test]

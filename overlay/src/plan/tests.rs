@@ -262,7 +262,7 @@ fn remote(last: u8, vtep: &str) -> Remote {
     Remote {
         device: "rnx4096".into(),
         mac: [2, 0, 0, 0, 0, last],
-        ip: format!("10.0.70.{last}").parse().unwrap(),
+        ip: format!("10.0.70.{last}").parse().ok(),
         ip6: None,
         vtep: vtep.parse().unwrap(),
     }
@@ -533,7 +533,7 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
         }
         for (n, last, vtep) in remotes {
             let device = format!("rnx{}", 4096 + u32::from(n));
-            let ip = format!("10.0.{n}.{last}").parse().unwrap();
+            let ip = format!("10.0.{n}.{last}").parse().ok();
             let wanted = desired.vxlans.iter().any(|v| v.name == device);
             let taken = desired
                 .remotes

@@ -146,19 +146,16 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 ));
             }
         };
-        if ipv6_only && mode == Mode::Overlay {
-            return Err(ApiError::Unsupported(
-                "IPv6-only overlays (--ipv4=false) are not supported: an overlay needs IPv4 too \
-                 (--ipv6 alone makes it dual-stack); IPv6-only works in bridge mode"
-                    .to_owned(),
-            ));
-        }
         let vni = generic.get(OPT_VNI).map(|v| vni(v)).transpose()?;
         if mode == Mode::Overlay {
             // With Docker's default IPAM every host would hand out the same
             // addresses: the IPAM data then names Docker's address space.
-            let space = raw
-                .ipv4_data
+            let data = if ipv6_only {
+                &raw.ipv6_data
+            } else {
+                &raw.ipv4_data
+            };
+            let space = data
                 .as_ref()
                 .and_then(|d| d.first())
                 .map(|d| d.address_space.as_str());

@@ -296,12 +296,12 @@ fn an_overlay_with_multicast_floods_to_each_other_host_with_endpoints_once() {
         port: 4789,
     };
     let want = host_view(&state, HOST, &[], underlay, &DnsView::default());
-    let floods: Vec<Ipv4Addr> = want.links.floods.iter().map(|f| f.vtep).collect();
+    let floods: Vec<IpAddr> = want.links.floods.iter().map(|f| f.vtep).collect();
     assert_eq!(
         floods,
         [
-            "10.99.0.8".parse::<Ipv4Addr>().unwrap(),
-            "10.99.0.10".parse().unwrap()
+            "10.99.0.8".parse::<IpAddr>().unwrap(),
+            "10.99.0.10".parse::<IpAddr>().unwrap()
         ],
         "one copy per host with endpoints; none to 9, none to this host"
     );
@@ -323,4 +323,41 @@ fn an_overlay_with_multicast_floods_to_each_other_host_with_endpoints_once() {
     let want = host_view(&off, HOST, &[], underlay, &DnsView::default());
     assert_eq!(want.links.remotes.len(), 1);
     assert!(want.links.floods.is_empty());
+}
+
+#[test]
+fn over_an_ipv6_underlay_the_tunnels_go_to_the_ipv6_hosts() {
+    let mut state = State::default();
+    let key = "10.0.81.0/24";
+    let hosts = [(HOST, "fd99::7"), (8, "fd99::8"), (9, "10.99.0.9")];
+    for (host, addr) in hosts {
+        let addr = Some(addr.parse().unwrap());
+        let name = format!("h{host}");
+        state
+            .apply(&Command::RegisterHost { host, name, addr })
+            .unwrap();
+        let overlay = fixture::overlay(&format!("ov{host}"), host, key);
+        state.apply(&Command::CreateNetwork(overlay)).unwrap();
+        let endpoint = Endpoint {
+            mac: Mac([2, 0, 0, 0, 0, 10 + u8::try_from(host).unwrap()]),
+            ..fixture::endpoint(&format!("ep{host}"), &format!("ov{host}"), host)
+        };
+        state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    }
+    let underlay = Underlay {
+        vtep: Some("fd99::7".parse().unwrap()),
+        port: 4789,
+    };
+    let want = host_view(&state, HOST, &[], underlay, &DnsView::default());
+    assert_eq!(want.links.vxlans.len(), 1);
+    assert_eq!(want.links.vxlans[0].local, underlay.vtep.unwrap());
+    let vteps: Vec<IpAddr> = want.links.remotes.iter().map(|r| r.vtep).collect();
+    assert_eq!(
+        vteps,
+        ["fd99::8".parse::<IpAddr>().unwrap()],
+        "host 9 advertises IPv4: no tunnel from an IPv6 VTEP reaches it"
+    );
+    let ingress = vxlan_ingress(&state, HOST, 4789).unwrap();
+    assert!(ingress.wants_ipv6());
+    assert_eq!(ingress.members.len(), 3, "{:?}", ingress.members);
 }
