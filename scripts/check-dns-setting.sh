@@ -38,4 +38,6 @@ dockerd (systemctl restart docker); containers started since get it:
 
 Every other name keeps resolving as the host resolves it, also while
 rustnet is down. \`rustnet status\` says which containers lack it.
+With IPv6-only networks (--ipv4=false), add rustnet's IPv6 resolver
+address as the second entry: "dns": ["$address", "fd53::53"].
 MSG

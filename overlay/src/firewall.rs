@@ -203,6 +203,66 @@ pub struct ResolverAddress {
     pub port: Option<u16>,
     pub upstream: Option<Ipv4Addr>,
     pub local_upstream: Option<Ipv4Addr>,
+    /// The IPv6 resolver address, for containers without IPv4 (IPv6-only
+    /// networks); `None` while no network of the host has IPv6.
+    pub v6: Option<Resolver6>,
+}
+
+/// The IPv6 resolver address: a unique local address no host owns, the
+/// second entry of daemon.json's `dns`, which an IPv6-only container's
+/// queries go to (the first, IPv4, is unreachable from it). Its queries
+/// go to rustnet's resolver (on this host, `port`) while rustnet holds its
+/// liveness token; there is no fallback while rustnet is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolver6 {
+    pub addr: Ipv6Addr,
+    pub port: Option<u16>,
+}
+
+impl Resolver6 {
+    /// The hook from the nat table's PREROUTING (ip6tables).
+    pub fn hook(&self) -> (&'static str, &'static str, String) {
+        let addr = self.addr;
+        (
+            "nat",
+            "PREROUTING",
+            format!("-d {addr}/128 -j {RESOLVER_CHAIN}"),
+        )
+    }
+
+    /// The chain's rules, as `-A CHAIN ...` lines.
+    pub fn rules(&self) -> Vec<String> {
+        let Some(port) = self.port else {
+            return Vec::new();
+        };
+        let addr = self.addr;
+        ["udp", "tcp"]
+            .map(|proto| {
+                format!(
+                    "-A {RESOLVER_CHAIN} -d {addr}/128 -p {proto} -m {proto} --dport 53 \
+                     {WHILE_RUSTNET_RUNS} -j REDIRECT --to-ports {port}"
+                )
+            })
+            .to_vec()
+    }
+
+    /// Input for `ip6tables-restore --noflush`: the chain, anew.
+    pub fn restore_script(&self) -> String {
+        let mut script = format!("*nat\n:{RESOLVER_CHAIN} - [0:0]\n");
+        for rule in self.rules() {
+            let _ = writeln!(script, "{rule}");
+        }
+        script.push_str("COMMIT\n");
+        script
+    }
+
+    /// Whether `saved` (`ip6tables-save`) holds the chain's rules and hook.
+    pub fn intact_in(&self, saved: &str) -> bool {
+        let prefix = format!("-A {RESOLVER_CHAIN} ");
+        let rules = saved.lines().filter(|l| l.starts_with(&prefix)).count();
+        let (_, chain, hook) = self.hook();
+        rules == self.rules().len() && saved.lines().any(|l| l == format!("-A {chain} {hook}"))
+    }
 }
 
 impl ResolverAddress {
@@ -824,6 +884,7 @@ mod tests {
             port: Some(40002),
             upstream: Some(Ipv4Addr::new(10, 99, 0, 254)),
             local_upstream: Some(Ipv4Addr::new(127, 0, 0, 53)),
+            v6: None,
         };
         assert_eq!(
             resolver.restore_script(),
@@ -850,6 +911,35 @@ mod tests {
         resolver.upstream = None;
         resolver.local_upstream = None;
         assert!(resolver.rules().is_empty());
+    }
+
+    #[test]
+    fn the_ipv6_resolver_address_goes_to_rustnet_while_it_runs() {
+        let mut resolver = Resolver6 {
+            addr: "fd53::53".parse().unwrap(),
+            port: Some(40004),
+        };
+        let script = resolver.restore_script();
+        assert_eq!(
+            script,
+            "*nat\n:RUSTNET-RESOLVER - [0:0]\n\
+             -A RUSTNET-RESOLVER -d fd53::53/128 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004\n\
+             -A RUSTNET-RESOLVER -d fd53::53/128 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004\n\
+             COMMIT\n"
+        );
+        let hook = resolver.hook();
+        assert_eq!(hook.2, "-d fd53::53/128 -j RUSTNET-RESOLVER");
+        let mut saved: Vec<String> = script
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_owned)
+            .collect();
+        saved.push(format!("-A {} {}", hook.1, hook.2));
+        assert!(resolver.intact_in(&saved.join("\n")));
+        assert!(!resolver.intact_in(&saved[1..].join("\n")), "a rule lost");
+        assert!(!resolver.intact_in(&saved[..2].join("\n")), "the hook lost");
+        resolver.port = None;
+        assert!(resolver.rules().is_empty(), "no resolver listening");
     }
 }
 

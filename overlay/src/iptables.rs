@@ -6,7 +6,8 @@ use tokio::process::Command;
 
 use crate::firewall::{
     DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, INPUT_CHAIN, Network, POSTROUTING_CHAIN, RESOLVER_CHAIN,
-    RESOLVER_OUT_CHAIN, ResolverAddress, VXLAN_CHAIN, VxlanIngress, hooks, restore_script_with,
+    RESOLVER_OUT_CHAIN, Resolver6, ResolverAddress, VXLAN_CHAIN, VxlanIngress, hooks,
+    restore_script_with,
 };
 use crate::{Error, firewall6};
 
@@ -124,6 +125,8 @@ impl Iptables {
                 .collect();
             drop_other_hooks(V4, "nat", chain, target, &keep).await;
         }
+        self.apply_resolver6(resolver.and_then(|r| r.v6.as_ref()))
+            .await?;
         match resolver {
             Some(resolver) => {
                 restore(V4, &resolver.restore_script()).await?;
@@ -136,6 +139,30 @@ impl Iptables {
                 for chain in [RESOLVER_CHAIN, RESOLVER_OUT_CHAIN] {
                     let _ = iptables(V4, &["-t", "nat", "-F", chain]).await;
                     let _ = iptables(V4, &["-t", "nat", "-X", chain]).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The IPv6 resolver address's chain and hook; `None` removes them
+    /// where there are any (no ip6tables write else).
+    async fn apply_resolver6(&self, resolver: Option<&Resolver6>) -> Result<(), Error> {
+        let keep: Vec<String> = resolver.map(|r| r.hook().2).into_iter().collect();
+        match resolver {
+            Some(resolver) => {
+                drop_other_hooks(V6, "nat", "PREROUTING", RESOLVER_CHAIN, &keep).await;
+                restore(V6, &resolver.restore_script()).await?;
+                ensure(V6, resolver.hook()).await
+            }
+            None => {
+                if iptables(V6, &["-t", "nat", "-L", RESOLVER_CHAIN, "-n"])
+                    .await
+                    .is_ok()
+                {
+                    drop_other_hooks(V6, "nat", "PREROUTING", RESOLVER_CHAIN, &[]).await;
+                    let _ = iptables(V6, &["-t", "nat", "-F", RESOLVER_CHAIN]).await;
+                    let _ = iptables(V6, &["-t", "nat", "-X", RESOLVER_CHAIN]).await;
                 }
                 Ok(())
             }
@@ -159,10 +186,12 @@ impl Iptables {
             None => true,
         };
         let ingress6 = ingress.filter(|i| i.wants_ipv6());
-        let ipv6 = !(firewall6::wanted(networks) || ingress6.is_some())
+        let resolver6 = resolver.and_then(|r| r.v6.as_ref());
+        let ipv6 = !(firewall6::wanted(networks) || ingress6.is_some() || resolver6.is_some())
             || save(V6).await.is_some_and(|saved| {
                 (!firewall6::wanted(networks) || firewall6::intact(&saved, networks, inherited))
                     && ingress6.is_none_or(|i| i.intact_in(&saved, true))
+                    && resolver6.is_none_or(|r| r.intact_in(&saved))
             });
         guarded
             && ipv6

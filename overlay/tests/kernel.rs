@@ -177,6 +177,7 @@ fn the_resolver_address_goes_to_rustnet_while_it_runs_and_to_the_host_otherwise(
             port: Some(40002),
             upstream: Some("10.99.0.254".parse().unwrap()),
             local_upstream: Some("127.0.0.53".parse().unwrap()),
+            v6: None,
         };
         iptables.apply_resolver(Some(&resolver)).await.unwrap();
         iptables.apply_resolver(Some(&resolver)).await.unwrap();
@@ -206,6 +207,33 @@ fn the_resolver_address_goes_to_rustnet_while_it_runs_and_to_the_host_otherwise(
             !rules.contains("--to-destination 10.99.0.254:53"),
             "{rules}"
         );
+        assert!(
+            !sh("ip6tables-save -t nat").contains("RUSTNET"),
+            "no IPv6 resolver address asked for, nothing in ip6tables"
+        );
+        // With an IPv6 network on the host: the IPv6 resolver address too.
+        let dual = ResolverAddress {
+            v6: Some(rustnet_overlay::firewall::Resolver6 {
+                addr: "fd53::53".parse().unwrap(),
+                port: Some(40004),
+            }),
+            ..moved
+        };
+        iptables.apply_resolver(Some(&dual)).await.unwrap();
+        iptables.apply_resolver(Some(&dual)).await.unwrap();
+        let rules6 = sh("ip6tables-save -t nat");
+        for want in [
+            "-A PREROUTING -d fd53::53/128 -j RUSTNET-RESOLVER",
+            "-A RUSTNET-RESOLVER -d fd53::53/128 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004",
+            "-A RUSTNET-RESOLVER -d fd53::53/128 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004",
+        ] {
+            assert_eq!(rules6.matches(want).count(), 1, "{want} once in:\n{rules6}");
+        }
+        assert!(iptables.intact(&[], &[], None, Some(&dual)).await);
+        sh("ip6tables -t nat -F RUSTNET-RESOLVER");
+        assert!(!iptables.intact(&[], &[], None, Some(&dual)).await);
+        iptables.apply_resolver(Some(&moved)).await.unwrap();
+        assert!(!sh("ip6tables-save -t nat").contains("RUSTNET"));
         iptables.apply_resolver(None).await.unwrap();
         let rules = sh("iptables-save -t nat");
         assert!(!rules.contains("RUSTNET-RESOLVER"), "{rules}");

@@ -3,7 +3,7 @@
 //! networks, VXLAN ingress), computed purely from the state.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use ipnet::IpNet;
 use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Multicast, Network, State};
@@ -19,6 +19,10 @@ use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
 /// 28 on need for names across hosts. Link-local and owned by no host, so
 /// only this host and its containers reach it, through rustnet's rules.
 pub(crate) const RESOLVER_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 53, 53);
+
+/// The IPv6 resolver address, daemon.json's second `dns` entry, for
+/// containers without IPv4: a unique local address owned by no host.
+pub(crate) const RESOLVER_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd53, 0, 0, 0, 0, 0, 0, 0x53);
 
 /// Where this host's VXLAN traffic goes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

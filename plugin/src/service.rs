@@ -193,9 +193,17 @@ impl Service {
         let upstreams = store
             .local(|s| dns_upstreams(s, store.id(), &servers.routed()))
             .unwrap_or_default();
+        // The IPv6 resolver address while a network here has IPv6.
+        let ipv6 = store
+            .local(|s| {
+                s.tables()
+                    .networks_of(store.id())
+                    .any(|n| n.subnet6.is_some())
+            })
+            .unwrap_or(false);
         DnsView {
             ports: resolver.ensure(&upstreams).await,
-            resolver: Some(resolver.resolver_address(&servers).await),
+            resolver: Some(resolver.resolver_address(&servers, ipv6).await),
             legacy: resolver.legacy_sources(),
         }
     }

@@ -49,6 +49,10 @@ pub struct SimHost {
 /// daemon.json's `dns` for names across hosts (the README's line).
 pub const RESOLVER_ADDR: &str = "169.254.53.53";
 
+/// rustnet's IPv6 resolver address, daemon.json's second `dns` entry, for
+/// containers of IPv6-only networks (the README's line for them).
+pub(crate) const RESOLVER_ADDR6: &str = "fd53::53";
+
 /// How to start a simulated host: [`SimHost::spec`], then
 /// [`HostSpec::start`].
 #[derive(Debug, Clone)]
@@ -853,7 +857,7 @@ fn spawn_holder(dir: &Path, resolver: Resolver, dns_setting: bool) -> Child {
             "cp {} /etc/docker/daemon.json; ",
             write(
                 "daemon.json",
-                format!("{{\"dns\": [\"{RESOLVER_ADDR}\"]}}\n")
+                format!("{{\"dns\": [\"{RESOLVER_ADDR}\", \"{RESOLVER_ADDR6}\"]}}\n")
             )
         )
     } else {

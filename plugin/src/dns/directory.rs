@@ -39,7 +39,8 @@ pub(crate) enum Answer {
 struct Record<'a> {
     network: &'a str,
     endpoint: &'a Endpoint,
-    ip: Ipv4Addr,
+    /// `None` on an IPv6-only overlay.
+    ip: Option<Ipv4Addr>,
 }
 
 /// [`resolve_for`] for a client that is a container endpoint's address.
@@ -47,9 +48,10 @@ struct Record<'a> {
 pub(crate) fn resolve(
     state: &State,
     host: HostId,
-    client: Ipv4Addr,
+    client: impl Into<IpAddr>,
     question: &Question,
 ) -> Option<Answer> {
+    let client = client.into();
     resolve_for(state, host, client, None, question)
 }
 
@@ -61,7 +63,7 @@ pub(crate) fn resolve(
 pub(crate) fn resolve_for(
     state: &State,
     host: HostId,
-    client: Ipv4Addr,
+    client: IpAddr,
     owner: Option<&str>,
     question: &Question,
 ) -> Option<Answer> {
@@ -69,7 +71,10 @@ pub(crate) fn resolve_for(
     let answer = match question {
         Question::A(name) => match find(&records, name) {
             found if found.is_empty() => Answer::Forward,
-            found => Answer::Addresses(addresses(&found, |r| Some(IpAddr::V4(r.ip)))),
+            found => match addresses(&found, |r| r.ip.map(IpAddr::V4)) {
+                ips if ips.is_empty() => Answer::NoData,
+                ips => Answer::Addresses(ips),
+            },
         },
         Question::Aaaa(name) => match find(&records, name) {
             found if found.is_empty() => Answer::Forward,
@@ -80,7 +85,7 @@ pub(crate) fn resolve_for(
         },
         Question::Ptr(ip) => records
             .iter()
-            .find(|r| r.ip == *ip)
+            .find(|r| r.ip == Some(*ip))
             .and_then(|r| {
                 Some(format!(
                     "{}.{}",
@@ -102,7 +107,7 @@ pub(crate) fn resolve_for(
 fn records_for<'s>(
     state: &'s State,
     host: HostId,
-    client: Ipv4Addr,
+    client: IpAddr,
     owner: Option<&str>,
 ) -> Option<(Vec<Record<'s>>, bool)> {
     let tables = state.tables();
@@ -112,7 +117,12 @@ fn records_for<'s>(
     let me = tables
         .endpoints()
         .filter(local)
-        .find(|e| v4(e.address) == Some(client))
+        .find(|e| {
+            [e.address, e.address6]
+                .iter()
+                .flatten()
+                .any(|a| a.addr() == client)
+        })
         .or_else(|| tables.endpoints().filter(local).find(of_owner))?;
     let internal = tables.network(&me.network_id).is_none_or(|n| n.internal);
     // The container's endpoints here; just the one while Docker has not
@@ -142,12 +152,11 @@ fn records_for<'s>(
                 tables
                     .endpoints_of(&bound.id)
                     .filter(|e| e.joined && e.container.is_some())
-                    .filter_map(|e| {
-                        Some(Record {
-                            network: name,
-                            endpoint: e,
-                            ip: v4(e.address)?,
-                        })
+                    .filter(|e| e.address.is_some() || e.address6.is_some())
+                    .map(|e| Record {
+                        network: name,
+                        endpoint: e,
+                        ip: v4(e.address),
                     }),
             );
         }

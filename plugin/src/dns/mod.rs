@@ -34,7 +34,7 @@ pub(crate) mod resolv;
 pub(crate) mod setting;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +46,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Mutex, watch};
 
-use rustnet_overlay::firewall::ResolverAddress;
+use rustnet_overlay::firewall::{Resolver6, ResolverAddress};
 
-pub(crate) use crate::host_view::RESOLVER_ADDR;
 use crate::host_view::{DnsPorts, Taken};
+pub(crate) use crate::host_view::{RESOLVER_ADDR, RESOLVER_ADDR6};
 use crate::store::StoreState;
 use directory::{Answer, Question, resolve_for};
 
@@ -98,6 +98,8 @@ pub(crate) struct Resolver {
     ports: Mutex<BTreeMap<Ipv4Addr, Taken>>,
     /// The resolver address's port, once it listens.
     own: Mutex<Option<Taken>>,
+    /// The IPv6 resolver address's port, once it listens.
+    own6: Mutex<Option<Taken>>,
     tokens: std::sync::Mutex<Vec<Token>>,
     /// Overlay containers asking from a second interface on docker_gwbridge.
     legacy: std::sync::Mutex<Legacy>,
@@ -121,6 +123,7 @@ impl Resolver {
             store,
             ports: Mutex::default(),
             own: Mutex::default(),
+            own6: Mutex::default(),
             tokens: std::sync::Mutex::default(),
             legacy: std::sync::Mutex::default(),
         })
@@ -150,7 +153,7 @@ impl Resolver {
             if ports.contains_key(upstream) {
                 continue;
             }
-            match self.listen(Upstream::Fixed(*upstream)).await {
+            match self.listen(Upstream::Fixed(*upstream), false).await {
                 Ok(port) => {
                     let guarded = self.hold_token(*upstream);
                     tracing::info!(%upstream, port, guarded, "taking overlay DNS queries to this upstream");
@@ -169,36 +172,61 @@ impl Resolver {
 
     /// Where queries to the resolver address go now: to this resolver
     /// (listening from the first call on, for good) while the process
-    /// lives, and to the host's own resolvers, `servers`.
+    /// lives, and to the host's own resolvers, `servers`; with `ipv6` (a
+    /// network here has IPv6), the IPv6 resolver address's too.
     pub(crate) async fn resolver_address(
         self: &Arc<Self>,
         servers: &resolv::Servers,
+        ipv6: bool,
     ) -> ResolverAddress {
-        let mut own = self.own.lock().await;
+        let port = self.serve_address(&self.own, RESOLVER_ADDR.into()).await;
+        let v6 = if ipv6 {
+            let port = self.serve_address(&self.own6, RESOLVER_ADDR6.into()).await;
+            Some(Resolver6 {
+                addr: RESOLVER_ADDR6,
+                port,
+            })
+        } else {
+            None
+        };
+        ResolverAddress {
+            addr: RESOLVER_ADDR,
+            port,
+            upstream: servers.routed().first().copied(),
+            local_upstream: servers.local().first().copied(),
+            v6,
+        }
+    }
+
+    /// The port this resolver serves resolver address `addr` on (listening
+    /// from the first call on, for good), while it holds the address's
+    /// liveness token.
+    async fn serve_address(
+        self: &Arc<Self>,
+        own: &Mutex<Option<Taken>>,
+        addr: IpAddr,
+    ) -> Option<u16> {
+        let mut own = own.lock().await;
         if own.is_none() {
-            match self.listen(Upstream::Host).await {
+            match self.listen(Upstream::Host, addr.is_ipv6()).await {
                 Ok(port) => {
-                    let guarded = self.hold_token(RESOLVER_ADDR);
-                    tracing::info!(address = %RESOLVER_ADDR, port, guarded, "serving the resolver address");
+                    let guarded = self.hold_token(addr);
+                    tracing::info!(address = %addr, port, guarded, "serving the resolver address");
                     *own = Some(Taken { port, guarded });
                 }
                 Err(e) => {
-                    tracing::warn!(address = %RESOLVER_ADDR, error = %e, "cannot serve the resolver address");
+                    tracing::warn!(address = %addr, error = %e, "cannot serve the resolver address");
                 }
             }
         }
-        ResolverAddress {
-            addr: RESOLVER_ADDR,
-            port: own.filter(|t| t.guarded).map(|t| t.port),
-            upstream: servers.routed().first().copied(),
-            local_upstream: servers.local().first().copied(),
-        }
+        own.filter(|t| t.guarded).map(|t| t.port)
     }
 
     /// Takes `addr`'s liveness token; whether it could. An address of
     /// this host's own is never taken (its port 53 belongs to whatever
     /// resolver runs there, now or later).
-    fn hold_token(&self, addr: Ipv4Addr) -> bool {
+    fn hold_token(&self, addr: impl Into<IpAddr>) -> bool {
+        let addr = addr.into();
         if std::net::UdpSocket::bind((addr, 0)).is_ok() {
             return false;
         }
@@ -214,13 +242,19 @@ impl Resolver {
         }
     }
 
-    /// A UDP socket and a TCP listener on one free port, served for good.
-    async fn listen(self: &Arc<Self>, upstream: Upstream) -> std::io::Result<u16> {
+    /// A UDP socket and a TCP listener on one free port (IPv6 ones for
+    /// `v6`), served for good.
+    async fn listen(self: &Arc<Self>, upstream: Upstream, v6: bool) -> std::io::Result<u16> {
+        let any = if v6 {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::from(Ipv4Addr::UNSPECIFIED)
+        };
         let mut last = None;
         for _ in 0..8 {
-            let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
+            let udp = UdpSocket::bind((any, 0)).await?;
             let port = udp.local_addr()?.port();
-            match TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await {
+            match TcpListener::bind((any, port)).await {
                 Ok(tcp) => {
                     tokio::spawn(self.clone().serve_udp(Arc::new(udp), upstream));
                     tokio::spawn(self.clone().serve_tcp(tcp, upstream));
@@ -242,11 +276,10 @@ impl Resolver {
                     continue;
                 }
             };
-            let SocketAddr::V4(from) = from else { continue };
             let query = buf[..len].to_vec();
             let (resolver, socket) = (self.clone(), socket.clone());
             tokio::spawn(async move {
-                let reply = match resolver.decide(*from.ip(), &query, upstream) {
+                let reply = match resolver.decide(from.ip().to_canonical(), &query, upstream) {
                     Decision::Drop => return,
                     Decision::Reply(reply) => reply,
                     Decision::Forward => match forward_udp(upstream, &query).await {
@@ -274,7 +307,6 @@ impl Resolver {
                     continue;
                 }
             };
-            let SocketAddr::V4(from) = from else { continue };
             let resolver = self.clone();
             tokio::spawn(async move {
                 let served = tokio::time::timeout(
@@ -292,11 +324,11 @@ impl Resolver {
     async fn serve_connection(
         &self,
         mut stream: TcpStream,
-        from: SocketAddrV4,
+        from: SocketAddr,
         upstream: Upstream,
     ) -> std::io::Result<()> {
         while let Some(query) = read_framed(&mut stream).await? {
-            let reply = match self.decide(*from.ip(), &query, upstream) {
+            let reply = match self.decide(from.ip().to_canonical(), &query, upstream) {
                 Decision::Drop => return Ok(()),
                 Decision::Reply(reply) => reply,
                 Decision::Forward => forward_tcp(upstream, &query).await?,
@@ -309,7 +341,7 @@ impl Resolver {
     /// Answers from the local replica of the tables: who asks decides what
     /// they may find. Queries to the resolver address from anyone else
     /// are forwarded (before the store opens too).
-    fn decide(&self, client: Ipv4Addr, query: &[u8], upstream: Upstream) -> Decision {
+    fn decide(&self, client: IpAddr, query: &[u8], upstream: Upstream) -> Decision {
         let open = upstream == Upstream::Host;
         let StoreState::Open(store) = &*self.store.borrow() else {
             return if open {
@@ -321,7 +353,10 @@ impl Resolver {
         let host = store.id();
         let message = Message::from_vec(query).ok();
         let question = message.as_ref().map_or(Question::Other, question_of);
-        let owner = crate::lock(&self.legacy).owners.get(&client).cloned();
+        let owner = match client {
+            IpAddr::V4(v4) => crate::lock(&self.legacy).owners.get(&v4).cloned(),
+            IpAddr::V6(_) => None,
+        };
         let answer = store
             .local(|state| resolve_for(state, host, client, owner.as_deref(), &question))
             .flatten();
@@ -467,14 +502,19 @@ async fn ask_tcp(server: Ipv4Addr, query: &[u8], timeout: Duration) -> std::io::
 /// `addr`:53's liveness token: sockets that receive nothing (the address
 /// is not this host's) but that `-m socket --transparent` finds while
 /// they are open.
-fn token(addr: Ipv4Addr) -> std::io::Result<Token> {
+fn token(addr: IpAddr) -> std::io::Result<Token> {
     use socket2::{Domain, Protocol, Socket, Type};
     let at = SocketAddr::from((addr, 53));
-    let udp = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    udp.set_ip_transparent_v4(true)?;
+    let domain = Domain::for_address(at);
+    let transparent = |socket: &Socket| match addr {
+        IpAddr::V4(_) => socket.set_ip_transparent_v4(true),
+        IpAddr::V6(_) => socket.set_ip_transparent_v6(true),
+    };
+    let udp = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    transparent(&udp)?;
     udp.bind(&at.into())?;
-    let tcp = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    tcp.set_ip_transparent_v4(true)?;
+    let tcp = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    transparent(&tcp)?;
     tcp.set_reuse_address(true)?;
     tcp.bind(&at.into())?;
     tcp.listen(1)?;

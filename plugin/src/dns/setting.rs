@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use rustnet_ipam::{HostId, Mode, State};
 use serde::{Deserialize, Serialize};
 
-use super::RESOLVER_ADDR;
+use super::{RESOLVER_ADDR, RESOLVER_ADDR6};
 
 /// The oldest Docker major version that asks the host's resolvers from
 /// its own namespace.
@@ -52,11 +52,21 @@ pub(crate) fn names_view(state: &State, host: HostId, engine: Option<&str>) -> N
     } else {
         (0, Vec::new())
     };
+    // An IPv6-only container reaches the IPv6 resolver address only.
+    let ipv6_only = state
+        .tables()
+        .networks_of(host)
+        .any(|n| n.subnet.is_none() && n.subnet6.is_some());
+    let setting = if ipv6_only {
+        format!("\"dns\": [\"{RESOLVER_ADDR}\", \"{RESOLVER_ADDR6}\"]")
+    } else {
+        format!("\"dns\": [\"{RESOLVER_ADDR}\"]")
+    };
     NamesView {
         resolver_address: RESOLVER_ADDR,
         engine: engine.map(str::to_owned),
         needs_setting: needs,
-        setting: format!("\"dns\": [\"{RESOLVER_ADDR}\"]"),
+        setting,
         checked,
         missing_for,
     }
@@ -76,7 +86,7 @@ fn missing_for(state: &State, host: HostId) -> (usize, Vec<String>) {
         .collect();
     let mut missing: Vec<String> = judged
         .iter()
-        .filter(|e| !e.dns.iter().any(passes_the_overlay))
+        .filter(|e| !e.dns.iter().any(|server| passes_the_overlay(server, e)))
         .map(|e| {
             e.container
                 .as_ref()
@@ -88,10 +98,16 @@ fn missing_for(state: &State, host: HostId) -> (usize, Vec<String>) {
     (judged.len(), missing)
 }
 
-/// Whether a query to `server` from inside a container leaves through its
-/// default route (a loopback one stays in the container).
-fn passes_the_overlay(server: &IpAddr) -> bool {
-    !server.is_loopback()
+/// Whether a query to `server` from inside the container of `endpoint`
+/// leaves through its default route: a loopback one stays in the
+/// container, and one of a family the endpoint has no address of has no
+/// route (an IPv4 server from an IPv6-only container).
+fn passes_the_overlay(server: &IpAddr, endpoint: &rustnet_ipam::Endpoint) -> bool {
+    let family = match server {
+        IpAddr::V4(_) => endpoint.address,
+        IpAddr::V6(_) => endpoint.address6,
+    };
+    !server.is_loopback() && family.is_some()
 }
 
 fn short(id: &str) -> &str {
@@ -188,5 +204,45 @@ mod tests {
         // Docker gives internal networks' endpoints no servers at all.
         let view = names_view(&state(true, &[]), HOST, Some("28.5.2"));
         assert!(view.missing_for.is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_only_container_needs_the_ipv6_resolver_address() {
+        let mut state = State::default();
+        let key = "fd00:80::/64";
+        let network = Network {
+            subnet: None,
+            gateway: None,
+            subnet6: key.parse().ok(),
+            overlay: Some(key.into()),
+            vni: Some(4097),
+            ..fixture::overlay("ov6ov6ov6ov6ov6o", HOST, key)
+        };
+        state.apply(&Command::CreateNetwork(network)).unwrap();
+        let endpoint = |dns: &[&str]| Endpoint {
+            address: None,
+            address6: Some("fd00:80::2/64".parse().unwrap()),
+            joined: true,
+            dns: dns.iter().map(|d| d.parse().unwrap()).collect(),
+            ..fixture::endpoint("ep6ep6ep6ep6ep6ep6", "ov6ov6ov6ov6ov6o", HOST)
+        };
+        let mut only4 = state.clone();
+        only4
+            .apply(&Command::CreateEndpoint(endpoint(&["169.254.53.53"])))
+            .unwrap();
+        let view = names_view(&only4, HOST, Some("28.5.2"));
+        assert_eq!(view.missing_for.len(), 1, "no route to an IPv4 server");
+        assert_eq!(view.setting, "\"dns\": [\"169.254.53.53\", \"fd53::53\"]");
+        state
+            .apply(&Command::CreateEndpoint(endpoint(&[
+                "169.254.53.53",
+                "fd53::53",
+            ])))
+            .unwrap();
+        assert!(
+            names_view(&state, HOST, Some("28.5.2"))
+                .missing_for
+                .is_empty()
+        );
     }
 }

@@ -62,6 +62,7 @@ fn dns_ports() -> DnsView {
             port: Some(40002),
             upstream: Some("10.99.0.254".parse().unwrap()),
             local_upstream: Some("10.99.0.254".parse().unwrap()),
+            v6: None,
         }),
         legacy: BTreeMap::from([
             (

@@ -81,7 +81,7 @@ fn cluster() -> State {
 }
 
 fn ask(s: &State, client: &str, q: Question) -> Option<Answer> {
-    resolve(s, H1, client.parse().unwrap(), &q)
+    resolve(s, H1, client.parse::<IpAddr>().unwrap(), &q)
 }
 
 fn a(name: &str) -> Question {
@@ -192,16 +192,19 @@ fn a_container_asking_from_its_legacy_second_interface_is_known_by_its_id() {
     // c1 (id-c1) asks from docker_gwbridge: the same answers as from its
     // overlay address.
     assert_eq!(
-        resolve_for(&s, H1, legacy, Some("id-c1"), &a("web1")),
+        resolve_for(&s, H1, legacy.into(), Some("id-c1"), &a("web1")),
         Some(at("10.0.80.3"))
     );
     assert_eq!(
-        resolve_for(&s, H1, legacy, Some("id-c1"), &a("db")),
+        resolve_for(&s, H1, legacy.into(), Some("id-c1"), &a("db")),
         Some(Answer::Forward)
     );
     // Anyone else there, or a container of another host, is no client.
-    assert_eq!(resolve_for(&s, H1, legacy, None, &a("web1")), None);
-    assert_eq!(resolve_for(&s, H1, legacy, Some("id-web1"), &a("c1")), None);
+    assert_eq!(resolve_for(&s, H1, legacy.into(), None, &a("web1")), None);
+    assert_eq!(
+        resolve_for(&s, H1, legacy.into(), Some("id-web1"), &a("c1")),
+        None
+    );
 }
 
 #[test]
@@ -238,4 +241,76 @@ fn a_dual_stack_container_has_an_aaaa_record_across_hosts() {
         Some(at("fd00:80::3"))
     );
     assert_eq!(ask(&s, "10.0.80.2", a("web")), Some(at("10.0.80.3")));
+}
+
+#[test]
+fn an_ipv6_only_container_finds_others_by_their_ipv6_address() {
+    let mut s = State::default();
+    let key = "fd00:44::/64";
+    for (host, id) in [(H1, "o1"), (H2, "o2")] {
+        let network = Network {
+            subnet: None,
+            gateway: None,
+            subnet6: key.parse().ok(),
+            overlay: Some(key.into()),
+            ..fixture::overlay(id, host, key)
+        };
+        state_apply(&mut s, Command::CreateNetwork(network));
+    }
+    for (host, network, ip, name) in [
+        (H1, "o1", "fd00:44::2", "c1"),
+        (H2, "o2", "fd00:44::3", "web1"),
+    ] {
+        let id = format!("ep-{name}");
+        let endpoint = Endpoint {
+            address: None,
+            address6: Some(format!("{ip}/64").parse().unwrap()),
+            mac: Mac::random(),
+            ..fixture::endpoint(&id, network, host)
+        };
+        state_apply(&mut s, Command::CreateEndpoint(endpoint));
+        state_apply(
+            &mut s,
+            Command::SetJoined {
+                host,
+                id: id.clone(),
+                ports: Some(vec![]),
+            },
+        );
+        let container = Container {
+            id: format!("id-{name}"),
+            name: name.into(),
+            aliases: vec![],
+        };
+        state_apply(
+            &mut s,
+            Command::NameEndpoint {
+                host,
+                id,
+                container,
+            },
+        );
+    }
+    assert_eq!(
+        ask(&s, "fd00:44::2", Question::Aaaa("web1".into())),
+        Some(Answer::Addresses(vec!["fd00:44::3".parse().unwrap()]))
+    );
+    assert_eq!(
+        ask(&s, "fd00:44::2", a("web1")),
+        Some(Answer::NoData),
+        "no IPv4 to give"
+    );
+    assert_eq!(
+        ask(&s, "fd00:44::2", a("example.com")),
+        Some(Answer::Forward)
+    );
+    assert_eq!(
+        ask(&s, "fd00:44::9", a("web1")),
+        None,
+        "not a container here"
+    );
+}
+
+fn state_apply(s: &mut State, command: Command) {
+    s.apply(&command).unwrap();
 }
