@@ -529,7 +529,7 @@ fn versus_p99(table: &mut Table, v: &Value, measure: &str, ours: &str, theirs: &
     ]);
 }
 
-fn overlay_section(runner: &mut Runner, size: Size, out: &Path) -> String {
+fn overlay_section(runner: &mut Runner, size: Size, out: &Path, goals: &mut Goals) -> String {
     let bench = runner.bin("overlay-bench");
     let Some((_, v)) = runner.run(&bench, &[size.overlay_runs.to_string()], false) else {
         return "## Overlay and bridge beside Docker\n\noverlay-bench failed: see below.\n"
@@ -564,6 +564,14 @@ fn overlay_section(runner: &mut Runner, size: Size, out: &Path) -> String {
         "same, p99 (ms)",
         "reach_rustnet_ms",
         "reach_swarm_ms",
+    );
+    let reach = Spread::of(&numbers(v, "reach_rustnet_ms"));
+    goals.check(
+        "reachability after `docker run -d` from another host, p50",
+        "≤ 20 ms",
+        reach,
+        " ms",
+        reach.is_some_and(|r| r.median <= 20.0),
     );
     versus(
         &mut t,
@@ -708,7 +716,7 @@ fn main() {
         cluster_section(&mut runner, size, baseline.as_ref(), &out, &mut goals),
         ipam_section(&mut runner, size),
         failover_section(&mut runner, size, &mut goals),
-        overlay_section(&mut runner, size, &out),
+        overlay_section(&mut runner, size, &out, &mut goals),
         scale_section(&mut runner, size),
     ];
     let mut report = format!(
