@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::engine::Engine;
-use crate::run::{docker_ok, run, run_ok, rustnet_bin};
+use crate::run::{docker_ok, run, run_ok, rustnet_bin, within};
 
 /// The busybox image every test container runs.
 pub const IMAGE: &str = "rustnet-test/busybox:latest";
 /// The plugin socket inside a host's private /run/docker.
 const SOCKET: &str = "/run/docker/plugins/rustnet.sock";
-const UNDERLAY_GATEWAY: &str = "10.99.0.254";
+/// The underlay's gateway, which is also every simulated host's resolver
+/// (`nameserver` of its resolv.conf).
+pub const UNDERLAY_GATEWAY: &str = "10.99.0.254";
 
 static NEXT_INDEX: AtomicU8 = AtomicU8::new(1);
 
@@ -391,6 +393,57 @@ impl SimHost {
         let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
         self.docker(&["inspect", "-f", &format, container])
             .unwrap_or_else(|e| panic!("inspect {container}: {e}"))
+    }
+
+    /// A container's IPv6 address on `net` (panics without one).
+    pub fn ip6_of(&self, container: &str, net: &str) -> String {
+        let format =
+            format!("{{{{(index .NetworkSettings.Networks \"{net}\").GlobalIPv6Address}}}}");
+        let ip = self
+            .docker(&["inspect", "-f", &format, container])
+            .unwrap_or_else(|e| panic!("inspect {container}: {e}"));
+        let ip = ip.trim().to_owned();
+        assert!(
+            ip.contains(':'),
+            "{container} has no IPv6 address on {net}: {ip:?}"
+        );
+        ip
+    }
+
+    /// Whether `container` gets a ping reply over IPv6 from `target` (an
+    /// address or a name) within `secs` seconds: a new address is
+    /// tentative (duplicate address detection) for a moment.
+    pub fn pings6_within(&self, container: &str, target: &str, secs: u64) -> bool {
+        within(secs, || {
+            self.exec(container, &["ping", "-6", "-c", "1", "-W", "2", target])
+                .is_ok()
+        })
+    }
+
+    /// Panics if `container`'s eth0 has an IPv4 address (an IPv6-only
+    /// network's container).
+    pub fn assert_no_ipv4(&self, container: &str) {
+        let v4 = self
+            .exec(container, &["ip", "-4", "addr", "show", "eth0"])
+            .unwrap_or_else(|e| panic!("ip -4 in {container}: {e}"));
+        assert!(!v4.contains("inet "), "IPv4 in {container}: {v4}");
+    }
+
+    /// This host's IPv6 address on the underlay, fd99::K for 10.99.0.K
+    /// (once [`Self::add_underlay6`] gave it).
+    pub fn underlay6(&self) -> String {
+        let index = self.addr.rsplit('.').next().unwrap_or_default();
+        format!("fd99::{index}")
+    }
+
+    /// Gives the underlay interface its IPv6 address too (no duplicate
+    /// address detection: usable at once).
+    pub fn add_underlay6(&self) {
+        let address = format!("{}/64", self.underlay6());
+        run(self
+            .cmd("ip")
+            .args(["-6", "addr", "add", &address, "dev", "ul0", "nodad"]))
+        .unwrap_or_else(|e| panic!("underlay IPv6 address on {}: {e}", self.netns));
     }
 
     /// `docker exec CONTAINER CMD...`.

@@ -15,37 +15,17 @@ use std::net::Ipv6Addr;
 
 use rustnet_tests::{Cases, Engine, SimHost, docker_ok, on_every_engine, run, wait_until, within};
 
-/// The host's IPv6 address on the underlay.
-fn underlay6(host: &SimHost) -> String {
-    let index = host.addr.rsplit('.').next().expect("10.99.0.K");
-    format!("fd99::{index}")
-}
-
-fn ip6_of(host: &SimHost, container: &str, net: &str) -> String {
-    let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").GlobalIPv6Address}}}}");
-    let ip = docker_ok(
-        host.docker(&["inspect", "-f", &format, container]),
-        "inspect container",
-    );
-    let ip = ip.trim().to_owned();
-    assert!(
-        ip.contains(':'),
-        "{container} has no IPv6 address on {net}: {ip:?}"
-    );
-    ip
-}
-
 fn pings6(host: &SimHost, container: &str, target: &str) -> bool {
     host.exec(container, &["ping", "-6", "-c", "1", "-W", "2", target])
         .is_ok()
 }
 
-/// `container` reaches `target` over IPv6 within 10 s: a container's new
-/// address is tentative (duplicate address detection) for a moment.
+/// `container` reaches `target` over IPv6 within 10 s.
 fn reaches6(host: &SimHost, container: &str, target: &str) {
-    wait_until(&format!("{container} -> {target} over IPv6"), 10, || {
-        pings6(host, container, target)
-    });
+    assert!(
+        host.pings6_within(container, target, 10),
+        "{container} -> {target} over IPv6: not within 10 s"
+    );
 }
 
 fn create(host: &SimHost, name: &str, extra: &[&str]) {
@@ -58,11 +38,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
     let start = || SimHost::spec().engine(engine).start();
     let (h1, h2, h3) = (start(), start(), start());
     for host in [&h1, &h2, &h3] {
-        let address = format!("{}/64", underlay6(host));
-        run(host
-            .cmd("ip")
-            .args(["-6", "addr", "add", &address, "dev", "ul0", "nodad"]))
-        .expect("underlay IPv6 address");
+        host.add_underlay6();
     }
     h1.start_cluster(&[&h2, &h3]);
     let mut cases = Cases::new(|| {});
@@ -73,7 +49,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
             create(&h1, "br6", &["--subnet", "10.0.95.0/24"]);
             h1.run_container("a1", "br6", &[], &[]);
             h1.run_container("a2", "br6", &[], &[]);
-            let a2 = ip6_of(&h1, "a2", "br6");
+            let a2 = h1.ip6_of("a2", "br6");
             assert!(a2.starts_with("fd"), "a unique local address: {a2}");
             reaches6(&h1, "a1", &a2);
             reaches6(&h1, "a1", "a2");
@@ -83,7 +59,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
     cases.run(
         "egress over IPv6 is masqueraded; --internal keeps its containers in",
         || {
-            let h2_underlay = underlay6(&h2);
+            let h2_underlay = h2.underlay6();
             reaches6(&h1, "a1", &h2_underlay);
             create(
                 &h1,
@@ -98,7 +74,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
             );
             h1.run_container("i1", "in6", &[], &[]);
             h1.run_container("i2", "in6", &[], &[]);
-            reaches6(&h1, "i1", &ip6_of(&h1, "i2", "in6"));
+            reaches6(&h1, "i1", &h1.ip6_of("i2", "in6"));
             assert!(
                 !pings6(&h1, "i1", &h2_underlay),
                 "out of an internal network"
@@ -110,11 +86,11 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
         create(&h1, "other6", &["--subnet", "10.0.98.0/24"]);
         h1.run_container("o1", "other6", &[], &[]);
         // o1 works (its address is in use), and yet not towards br6.
-        reaches6(&h1, "o1", &underlay6(&h2));
-        let a2 = ip6_of(&h1, "a2", "br6");
+        reaches6(&h1, "o1", &h2.underlay6());
+        let a2 = h1.ip6_of("a2", "br6");
         assert!(!pings6(&h1, "o1", &a2), "other6 -> br6");
         assert!(
-            !pings6(&h1, "a1", &ip6_of(&h1, "o1", "other6")),
+            !pings6(&h1, "a1", &h1.ip6_of("o1", "other6")),
             "br6 -> other6"
         );
     });
@@ -130,7 +106,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
                 "mkdir -p /www && echo over-ipv6 > /www/index.html && httpd -f -p 80 -h /www",
             ],
         );
-        let url = format!("http://[{}]:8086/", underlay6(&h1));
+        let url = format!("http://[{}]:8086/", h1.underlay6());
         let served = within(10, || {
             run(h2
                 .cmd("timeout")
@@ -166,18 +142,11 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
             create(&h1, "v6only", &["--ipv4=false"]);
             h1.run_container("s1", "v6only", &[], &[]);
             h1.run_container("s2", "v6only", &[], &[]);
-            let v4 = docker_ok(
-                h1.exec("s1", &["ip", "-4", "addr", "show", "eth0"]),
-                "ip -4",
-            );
-            assert!(
-                !v4.contains("inet "),
-                "no IPv4 on an IPv6-only network: {v4}"
-            );
+            h1.assert_no_ipv4("s1");
             reaches6(&h1, "s1", "s2");
-            reaches6(&h1, "s1", &underlay6(&h2));
+            reaches6(&h1, "s1", &h2.underlay6());
             assert!(
-                !pings6(&h1, "s1", &ip6_of(&h1, "a2", "br6")),
+                !pings6(&h1, "s1", &h1.ip6_of("a2", "br6")),
                 "isolated from br6"
             );
             // An IPv6-only overlay, over this IPv4 underlay.
@@ -188,7 +157,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
             });
             h2.run_container("t2", "ov6only", &[], &[]);
             h3.run_container("t3", "ov6only", &[], &[]);
-            reaches6(&h3, "t3", &ip6_of(&h2, "t2", "ov6only"));
+            reaches6(&h3, "t3", &h2.ip6_of("t2", "ov6only"));
             reaches6(&h3, "t3", "t2");
         },
     );
@@ -208,8 +177,8 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
             let serve = "mkdir -p /www && echo overlay-ipv6 > /www/index.html && httpd -f -p 80 -h /www";
             h2.run_container("w2", "ov6", &[], &["sh", "-c", serve]);
             h3.run_container("c3", "ov6", &[], &[]);
-            let w2 = ip6_of(&h2, "w2", "ov6");
-            let c3 = ip6_of(&h3, "c3", "ov6");
+            let w2 = h2.ip6_of("w2", "ov6");
+            let c3 = h3.ip6_of("c3", "ov6");
             let prefix = |ip: &str| ip.parse::<Ipv6Addr>().unwrap().segments()[..4].to_vec();
             assert_eq!(prefix(&w2), prefix(&c3), "one /64 on every host: {w2}, {c3}");
             wait_until("c3 -> w2 over IPv6", 10, || pings6(&h3, "c3", &w2));

@@ -12,20 +12,6 @@
 
 use rustnet_tests::{Cases, Engine, SimHost, docker_ok, on_every_engine, run, wait_until};
 
-/// The host's IPv6 address on the underlay.
-fn underlay6(host: &SimHost) -> String {
-    let index = host.addr.rsplit('.').next().expect("10.99.0.K");
-    format!("fd99::{index}")
-}
-
-fn add_underlay6(host: &SimHost) {
-    let address = format!("{}/64", underlay6(host));
-    run(host
-        .cmd("ip")
-        .args(["-6", "addr", "add", &address, "dev", "ul0", "nodad"]))
-    .expect("underlay IPv6 address");
-}
-
 /// Packets the rule of `ip6tables -L RUSTNET-VXLAN` with the word `word`
 /// (a target, a source address) took.
 fn vxlan6_packets(host: &SimHost, word: &str) -> u64 {
@@ -40,31 +26,20 @@ fn vxlan6_packets(host: &SimHost, word: &str) -> u64 {
     .unwrap_or(0)
 }
 
-fn ip6_of(host: &SimHost, container: &str, net: &str) -> String {
-    let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").GlobalIPv6Address}}}}");
-    let ip = docker_ok(
-        host.docker(&["inspect", "-f", &format, container]),
-        "inspect container",
-    );
-    let ip = ip.trim().to_owned();
-    assert!(ip.contains(':'), "{container} has no IPv6 address on {net}");
-    ip
-}
-
 on_every_engine!(overlays_run_over_an_ipv6_underlay);
 
 fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
     let start = || SimHost::spec().engine(engine).start();
     let (h1, h2, h3) = (start(), start(), start());
     for host in [&h1, &h2, &h3] {
-        add_underlay6(host);
+        host.add_underlay6();
     }
-    let first = underlay6(&h1);
+    let first = h1.underlay6();
     h1.start_rustnet(&[("RUSTNET_ADVERTISE_ADDR", &first)]);
     let join = format!("[{first}]:7950");
     let token = h1.join_token();
     for host in [&h2, &h3] {
-        let own = underlay6(host);
+        let own = host.underlay6();
         host.start_rustnet(&[
             ("RUSTNET_ADVERTISE_ADDR", &own),
             ("RUSTNET_JOIN", &join),
@@ -89,7 +64,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
             .filter_map(|m| m["addr"].as_str())
             .collect();
         for host in [&h1, &h2, &h3] {
-            let addr = format!("[{}]:7950", underlay6(host));
+            let addr = format!("[{}]:7950", host.underlay6());
             assert!(addrs.contains(&addr.as_str()), "{addr} in {addrs:?}");
         }
     });
@@ -117,7 +92,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
             // It came over IPv6: h2 admitted h3's VXLAN by its IPv6 address
             // (the IPv4 chain admits no one: no member advertises IPv4).
             assert!(
-                vxlan6_packets(&h2, &underlay6(&h3)) > 0,
+                vxlan6_packets(&h2, &h3.underlay6()) > 0,
                 "h2 took no VXLAN from h3 over IPv6: {}",
                 run(h2.cmd("ip6tables").args(["-S", "RUSTNET-VXLAN"])).unwrap_or_default()
             );
@@ -135,7 +110,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
             let details =
                 run(h2.cmd("ip").args(["-d", "link", "show", "type", "vxlan"])).unwrap_or_default();
             assert!(
-                details.contains(&format!("local {}", underlay6(&h2))),
+                details.contains(&format!("local {}", h2.underlay6())),
                 "{details}"
             );
             let vni = details
@@ -145,11 +120,11 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
                 .unwrap_or_else(|| panic!("no VXLAN device on h2: {details}"))
                 .to_owned();
             let intruder = SimHost::start_on(engine);
-            add_underlay6(&intruder);
+            intruder.add_underlay6();
             let ip = |args: &[&str]| {
                 run(intruder.cmd("ip").args(args)).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
             };
-            let (local, remote) = (underlay6(&intruder), underlay6(&h2));
+            let (local, remote) = (intruder.underlay6(), h2.underlay6());
             ip(&[
                 "link", "add", "vx0", "type", "vxlan", "id", &vni, "local", &local, "remote",
                 &remote, "dstport", "4789", "dev", "ul0",
@@ -194,19 +169,9 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
                 "mkdir -p /www && echo only-ipv6 > /www/index.html && httpd -f -p 80 -h /www";
             h2.run_container("s2", "only6", &[], &["sh", "-c", serve]);
             h3.run_container("s3", "only6", &[], &[]);
-            let v4 = docker_ok(
-                h3.exec("s3", &["ip", "-4", "addr", "show", "eth0"]),
-                "ip -4",
-            );
-            assert!(
-                !v4.contains("inet "),
-                "no IPv4 on an IPv6-only overlay: {v4}"
-            );
-            let s2 = ip6_of(&h2, "s2", "only6");
-            wait_until("s3 -> s2 over IPv6", 10, || {
-                h3.exec("s3", &["ping", "-6", "-c", "1", "-W", "2", &s2])
-                    .is_ok()
-            });
+            h3.assert_no_ipv4("s3");
+            let s2 = h2.ip6_of("s2", "only6");
+            assert!(h3.pings6_within("s3", &s2, 10), "s3 -> s2 over IPv6");
             let page = docker_ok(
                 h3.exec(
                     "s3",
@@ -215,10 +180,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
                 "TCP over an IPv6-only overlay",
             );
             assert!(page.contains("only-ipv6"), "{page}");
-            wait_until("s2 by name from h3", 10, || {
-                h3.exec("s3", &["ping", "-6", "-c", "1", "-W", "2", "s2"])
-                    .is_ok()
-            });
+            assert!(h3.pings6_within("s3", "s2", 10), "s2 by name from h3");
         },
     );
     cases.finish();
