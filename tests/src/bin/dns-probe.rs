@@ -1,7 +1,8 @@
 //! Times DNS lookups from inside a container for the benchmarks:
-//! `dns-probe NAME COUNT` sends COUNT A queries for NAME to Docker's
-//! embedded DNS (127.0.0.11), one after the other, and prints each
-//! round trip in microseconds; it fails on a query with no answer.
+//! `dns-probe NAME COUNT [SERVER]` sends COUNT A queries for NAME to
+//! Docker's embedded DNS (127.0.0.11; or to SERVER), one after the other,
+//! and prints each round trip in microseconds; it fails on a query with no
+//! answer.
 
 use std::net::UdpSocket;
 use std::str::FromStr;
@@ -16,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: u16 = args.get(2).map_or(Ok(10), |c| c.parse())?;
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     socket.set_read_timeout(Some(Duration::from_secs(5)))?;
-    socket.connect("127.0.0.11:53")?;
+    let server = args.get(3).map_or("127.0.0.11", String::as_str);
+    socket.connect((server, 53))?;
     let mut buf = [0u8; 4096];
     for id in 0..count {
         let mut query = Message::new();

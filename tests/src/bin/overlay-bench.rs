@@ -27,7 +27,7 @@
 use std::time::{Duration, Instant};
 
 use rustnet_tests::report::iperf_gbits;
-use rustnet_tests::{IMAGE, SimHost, iperf3_installed, run};
+use rustnet_tests::{IMAGE, SimHost, UNDERLAY_GATEWAY, iperf3_installed, run};
 
 fn docker(host: &SimHost, args: &[&str]) -> String {
     host.docker(args)
@@ -120,10 +120,19 @@ fn reachability(a: &SimHost, net: &str, ip: &str, prober: &mut Prober, i: usize)
 }
 
 /// `runs` lookups of `name` from inside `container`, each timed there
-/// (dns-probe: one A query to Docker's embedded DNS at a time).
-fn lookups(host: &SimHost, container: &str, name: &str, runs: usize) -> Vec<Duration> {
+/// (dns-probe: one A query at a time to Docker's embedded DNS, or to
+/// `server`).
+fn lookups(
+    host: &SimHost,
+    container: &str,
+    name: &str,
+    runs: usize,
+    server: Option<&str>,
+) -> Vec<Duration> {
     let runs = runs.to_string();
-    docker(host, &["exec", container, "dns-probe", name, &runs])
+    let mut args = vec!["exec", container, "dns-probe", name, &runs];
+    args.extend(server);
+    docker(host, &args)
         .lines()
         .filter_map(|l| l.trim().parse::<u64>().ok())
         .map(Duration::from_micros)
@@ -421,13 +430,24 @@ fn main() {
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let (mut far, mut near) = (Vec::new(), Vec::new());
+            let (mut far, mut near, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+            // The host's resolver, which rustnet's rules send to rustnet's
+            // resolver when asked from an overlay: rustnet's own share of
+            // a lookup, without Docker's forwarding.
+            let upstream = UNDERLAY_GATEWAY.to_string();
             for _ in 0..runs {
-                far.extend(lookups(&b, "probe-rn", "far", 5));
-                near.extend(lookups(&b, "probe-rn", "near", 5));
+                far.extend(lookups(&b, "probe-rn", "far", 5, None));
+                near.extend(lookups(&b, "probe-rn", "near", 5, None));
+                direct.extend(lookups(&b, "probe-rn", "far", 5, Some(&upstream)));
             }
             result.insert("lookup_far_ms".into(), ms(&far).into());
             result.insert("lookup_near_ms".into(), ms(&near).into());
+            result.insert("lookup_direct_ms".into(), ms(&direct).into());
+            println!(
+                "  name lookup straight to rustnet's resolver (no Docker forwarding): p50 {:?} p99 {:?}",
+                percentile(&mut direct, 500),
+                percentile(&mut direct, 990)
+            );
             println!(
                 "  name lookup: other host (rustnet) p50 {:?} p99 {:?}; same host (Docker) p50 {:?} p99 {:?}; ratio p50 {:.2}",
                 percentile(&mut far, 500),
