@@ -247,6 +247,10 @@ pub fn channel_as(addr: &str, cert: &rustnet_store::NodeCert) -> tonic::transpor
     channel(addr, &cert.ca_pem, Some(identity(cert)))
 }
 
+/// What one call of [`call_as`] may take: a server that leaves a call
+/// unanswered fails the test here, at once, naming the call.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
 pub async fn call_as(
     addr: &str,
     ca_pem: &str,
@@ -258,31 +262,58 @@ pub async fn call_as(
         format: rustnet_ipam_core::FORMAT,
         data: b"{}".to_vec(),
     };
+    let bounded = |call: &'static str, result: Result<Result<(), tonic::Status>, _>| {
+        result.unwrap_or_else(|_: tokio::time::error::Elapsed| {
+            panic!("{call} to {addr}: no answer within {ANSWER_WITHIN:?}")
+        })
+    };
     vec![
-        ClusterClient::new(channel.clone())
-            .write(payload())
+        bounded(
+            "write",
+            tokio::time::timeout(
+                ANSWER_WITHIN,
+                ClusterClient::new(channel.clone()).write(payload()),
+            )
             .await
-            .map(drop),
-        RaftClient::new(channel.clone())
-            .append_entries(payload())
+            .map(|r| r.map(drop)),
+        ),
+        bounded(
+            "append_entries",
+            tokio::time::timeout(
+                ANSWER_WITHIN,
+                RaftClient::new(channel.clone()).append_entries(payload()),
+            )
             .await
-            .map(drop),
+            .map(|r| r.map(drop)),
+        ),
         // A stream is refused when it opens, or (a member's, with the
         // malformed payload) in its first answer.
-        match RaftClient::new(channel.clone())
-            .append_stream(futures::stream::iter([payload()]))
-            .await
-        {
-            Ok(answers) => answers.into_inner().message().await.map(drop),
-            Err(status) => Err(status),
-        },
-        match ClusterClient::new(channel)
-            .write_stream(futures::stream::iter([payload()]))
-            .await
-        {
-            Ok(answers) => answers.into_inner().message().await.map(drop),
-            Err(status) => Err(status),
-        },
+        bounded(
+            "append_stream",
+            tokio::time::timeout(ANSWER_WITHIN, async {
+                match RaftClient::new(channel.clone())
+                    .append_stream(futures::stream::iter([payload()]))
+                    .await
+                {
+                    Ok(answers) => answers.into_inner().message().await.map(drop),
+                    Err(status) => Err(status),
+                }
+            })
+            .await,
+        ),
+        bounded(
+            "write_stream",
+            tokio::time::timeout(ANSWER_WITHIN, async {
+                match ClusterClient::new(channel)
+                    .write_stream(futures::stream::iter([payload()]))
+                    .await
+                {
+                    Ok(answers) => answers.into_inner().message().await.map(drop),
+                    Err(status) => Err(status),
+                }
+            })
+            .await,
+        ),
     ]
 }
 
