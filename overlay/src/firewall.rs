@@ -135,14 +135,8 @@ impl VxlanIngress {
     /// Whether `saved` (`iptables-save`, or `ip6tables-save` for `v6`)
     /// holds the chain with its rules, hooked from INPUT.
     pub fn intact_in(&self, saved: &str, v6: bool) -> bool {
-        let prefix = format!("-A {VXLAN_CHAIN} ");
-        let rules = saved.lines().filter(|l| l.starts_with(&prefix)).count();
         let members = self.members.iter().filter(|m| m.is_ipv6() == v6).count();
-        let suffix = format!(" -j {VXLAN_CHAIN}");
-        rules == members + 1
-            && saved
-                .lines()
-                .any(|l| l.starts_with("-A INPUT ") && l.ends_with(&suffix))
+        rules_in(saved.lines(), VXLAN_CHAIN) == members + 1 && hooked(saved, "INPUT", VXLAN_CHAIN)
     }
 }
 
@@ -258,10 +252,9 @@ impl Resolver6 {
 
     /// Whether `saved` (`ip6tables-save`) holds the chain's rules and hook.
     pub fn intact_in(&self, saved: &str) -> bool {
-        let prefix = format!("-A {RESOLVER_CHAIN} ");
-        let rules = saved.lines().filter(|l| l.starts_with(&prefix)).count();
         let (_, chain, hook) = self.hook();
-        rules == self.rules().len() && saved.lines().any(|l| l == format!("-A {chain} {hook}"))
+        rules_in(saved.lines(), RESOLVER_CHAIN) == self.rules().len()
+            && saved.lines().any(|l| l == format!("-A {chain} {hook}"))
     }
 }
 
@@ -596,6 +589,21 @@ pub fn carried_rules(saved: &str, inherited: &[String], networks: &[Network]) ->
         .collect()
 }
 
+/// How many of `lines` append to `chain` (`-A CHAIN ...`).
+pub(crate) fn rules_in<'a>(lines: impl IntoIterator<Item = &'a str>, chain: &str) -> usize {
+    let prefix = format!("-A {chain} ");
+    lines.into_iter().filter(|l| l.starts_with(&prefix)).count()
+}
+
+/// Whether `saved` (`iptables-save`) holds a jump from `chain` to
+/// `target`.
+pub(crate) fn hooked(saved: &str, chain: &str, target: &str) -> bool {
+    let (prefix, suffix) = (format!("-A {chain} "), format!(" -j {target}"));
+    saved
+        .lines()
+        .any(|l| l.starts_with(&prefix) && l.ends_with(&suffix))
+}
+
 /// Whether `saved` (`iptables-save` of the filter and nat tables) still
 /// holds everything of `networks` and `ingress`: each hook, and as many
 /// rules in each of rustnet's chains as it should have. Something else
@@ -614,33 +622,21 @@ pub fn intact_among(
     resolver: Option<&ResolverAddress>,
 ) -> bool {
     let kept: Vec<&str> = saved.lines().filter(|l| !mentions(l, inherited)).collect();
-    let rules_in = |chain: &str| {
-        let prefix = format!("-A {chain} ");
-        kept.iter().filter(|l| l.starts_with(&prefix)).count()
-    };
-    let hooked = |chain: &str, target: &str| {
-        let (prefix, suffix) = (format!("-A {chain} "), format!(" -j {target}"));
-        saved
-            .lines()
-            .any(|l| l.starts_with(&prefix) && l.ends_with(&suffix))
-    };
+    let kept_in = |chain: &str| rules_in(kept.iter().copied(), chain);
     let mut ok = true;
     if !networks.is_empty() {
         let nat = nat_rules(networks);
-        let nat_in = |chain: &str| {
-            let prefix = format!("-A {chain} ");
-            nat.iter().filter(|r| r.starts_with(&prefix)).count()
-        };
+        let nat_in = |chain: &str| rules_in(nat.iter().map(String::as_str), chain);
         let filter = filter_rules_among(networks, inherited);
-        ok &= rules_in(FILTER_CHAIN) == filter.iter().filter(|r| !mentions(r, inherited)).count()
-            && rules_in(INPUT_CHAIN) == 1
+        ok &= kept_in(FILTER_CHAIN) == filter.iter().filter(|r| !mentions(r, inherited)).count()
+            && kept_in(INPUT_CHAIN) == 1
             && [POSTROUTING_CHAIN, DNAT_CHAIN, DNS_CHAIN]
                 .iter()
-                .all(|c| rules_in(c) == nat_in(c))
-            && hooked("FORWARD", "DOCKER-USER")
+                .all(|c| kept_in(c) == nat_in(c))
+            && hooked(saved, "FORWARD", "DOCKER-USER")
             && hooks().iter().all(|(_, chain, rule)| {
                 rule.rsplit_once("-j ")
-                    .is_some_and(|(_, target)| hooked(chain, target))
+                    .is_some_and(|(_, target)| hooked(saved, chain, target))
             });
     }
     if let Some(ingress) = ingress {
@@ -648,15 +644,11 @@ pub fn intact_among(
     }
     if let Some(resolver) = resolver {
         let rules = resolver.rules();
-        let expected = |chain: &str| {
-            let prefix = format!("-A {chain} ");
-            rules.iter().filter(|r| r.starts_with(&prefix)).count()
-        };
         ok &= [RESOLVER_CHAIN, RESOLVER_OUT_CHAIN]
             .iter()
-            .all(|c| rules_in(c) == expected(c))
-            && hooked("PREROUTING", RESOLVER_CHAIN)
-            && hooked("OUTPUT", RESOLVER_OUT_CHAIN);
+            .all(|c| kept_in(c) == rules_in(rules.iter().map(String::as_str), c))
+            && hooked(saved, "PREROUTING", RESOLVER_CHAIN)
+            && hooked(saved, "OUTPUT", RESOLVER_OUT_CHAIN);
     }
     ok
 }

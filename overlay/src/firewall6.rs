@@ -20,8 +20,8 @@ use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::firewall::{
-    DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, accept_published, dnat_published,
-    network_rules,
+    DNAT_CHAIN, FILTER_CHAIN, Network, POSTROUTING_CHAIN, accept_published, dnat_published, hooked,
+    network_rules, rules_in,
 };
 
 /// Whether any network has an IPv6 subnet (else rustnet has nothing in
@@ -113,32 +113,19 @@ pub fn restore_script(networks: &[Network], inherited: &[String]) -> String {
 /// Whether `saved` (`ip6tables-save` of the filter and nat tables) still
 /// holds every rule and hook of `networks`.
 pub fn intact(saved: &str, networks: &[Network], inherited: &[String]) -> bool {
-    let count = |lines: &mut dyn Iterator<Item = &str>, chain: &str| {
-        let prefix = format!("-A {chain} ");
-        lines.filter(|l| l.starts_with(&prefix)).count()
-    };
     let filter = filter_rules(networks, inherited);
     let nat = nat_rules(networks);
     let expected = |chain: &str| {
-        if chain == FILTER_CHAIN {
-            count(&mut filter.iter().map(String::as_str), chain)
-        } else {
-            count(&mut nat.iter().map(String::as_str), chain)
-        }
-    };
-    let hooked = |chain: &str, target: &str| {
-        let (prefix, suffix) = (format!("-A {chain} "), format!(" -j {target}"));
-        saved
-            .lines()
-            .any(|l| l.starts_with(&prefix) && l.ends_with(&suffix))
+        let rules = if chain == FILTER_CHAIN { &filter } else { &nat };
+        rules_in(rules.iter().map(String::as_str), chain)
     };
     [FILTER_CHAIN, POSTROUTING_CHAIN, DNAT_CHAIN]
         .iter()
-        .all(|c| count(&mut saved.lines(), c) == expected(c))
-        && hooked("FORWARD", "DOCKER-USER")
+        .all(|c| rules_in(saved.lines(), c) == expected(c))
+        && hooked(saved, "FORWARD", "DOCKER-USER")
         && hooks().iter().all(|(_, chain, rule)| {
             rule.rsplit_once("-j ")
-                .is_some_and(|(_, target)| hooked(chain, target))
+                .is_some_and(|(_, target)| hooked(saved, chain, target))
         })
 }
 

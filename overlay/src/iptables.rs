@@ -68,31 +68,17 @@ impl Iptables {
     /// this host) removes the rule. IPv4 always; IPv6 (ip6tables) when a
     /// member advertises an IPv6 address, and only then.
     pub async fn apply_vxlan_ingress(&self, ingress: Option<&VxlanIngress>) -> Result<(), Error> {
-        // A hook for another port (the setting changed) goes first.
-        let wanted = ingress.map(|i| i.hook().2);
-        drop_other_hooks(V4, "filter", "INPUT", VXLAN_CHAIN, wanted.as_slice()).await;
         match ingress.filter(|i| i.wants_ipv6()) {
             Some(ingress) => {
-                let wanted = [ingress.hook().2];
-                drop_other_hooks(V6, "filter", "INPUT", VXLAN_CHAIN, &wanted).await;
-                restore(V6, &ingress.restore_script6()).await?;
-                ensure(V6, ingress.hook()).await?;
+                let script = ingress.restore_script6();
+                install(V6, &script, ingress.hook(), VXLAN_CHAIN).await?;
             }
             // Only a chain there is to remove: no ip6tables write else.
-            None if iptables(V6, &["-t", "filter", "-L", VXLAN_CHAIN, "-n"])
-                .await
-                .is_ok() =>
-            {
-                drop_other_hooks(V6, "filter", "INPUT", VXLAN_CHAIN, &[]).await;
-                let _ = iptables(V6, &["-t", "filter", "-F", VXLAN_CHAIN]).await;
-                let _ = iptables(V6, &["-t", "filter", "-X", VXLAN_CHAIN]).await;
-            }
-            None => {}
+            None => uninstall_if_any(V6, "filter", "INPUT", VXLAN_CHAIN).await,
         }
         match ingress {
             Some(ingress) => {
-                restore(V4, &ingress.restore_script()).await?;
-                ensure(V4, ingress.hook()).await?;
+                install(V4, &ingress.restore_script(), ingress.hook(), VXLAN_CHAIN).await?;
                 let guard = ingress.gateway_guard();
                 if !guard_present(&guard).await {
                     ebtables("-A", &guard).await?;
@@ -100,8 +86,7 @@ impl Iptables {
                 Ok(())
             }
             None => {
-                let _ = iptables(V4, &["-t", "filter", "-F", VXLAN_CHAIN]).await;
-                let _ = iptables(V4, &["-t", "filter", "-X", VXLAN_CHAIN]).await;
+                uninstall(V4, "filter", "INPUT", VXLAN_CHAIN).await;
                 self.remove_gateway_guards().await;
                 Ok(())
             }
@@ -137,8 +122,7 @@ impl Iptables {
             }
             None => {
                 for chain in [RESOLVER_CHAIN, RESOLVER_OUT_CHAIN] {
-                    let _ = iptables(V4, &["-t", "nat", "-F", chain]).await;
-                    let _ = iptables(V4, &["-t", "nat", "-X", chain]).await;
+                    drop_chain(V4, "nat", chain).await;
                 }
                 Ok(())
             }
@@ -148,22 +132,18 @@ impl Iptables {
     /// The IPv6 resolver address's chain and hook; `None` removes them
     /// where there are any (no ip6tables write else).
     async fn apply_resolver6(&self, resolver: Option<&Resolver6>) -> Result<(), Error> {
-        let keep: Vec<String> = resolver.map(|r| r.hook().2).into_iter().collect();
         match resolver {
             Some(resolver) => {
-                drop_other_hooks(V6, "nat", "PREROUTING", RESOLVER_CHAIN, &keep).await;
-                restore(V6, &resolver.restore_script()).await?;
-                ensure(V6, resolver.hook()).await
+                install(
+                    V6,
+                    &resolver.restore_script(),
+                    resolver.hook(),
+                    RESOLVER_CHAIN,
+                )
+                .await
             }
             None => {
-                if iptables(V6, &["-t", "nat", "-L", RESOLVER_CHAIN, "-n"])
-                    .await
-                    .is_ok()
-                {
-                    drop_other_hooks(V6, "nat", "PREROUTING", RESOLVER_CHAIN, &[]).await;
-                    let _ = iptables(V6, &["-t", "nat", "-F", RESOLVER_CHAIN]).await;
-                    let _ = iptables(V6, &["-t", "nat", "-X", RESOLVER_CHAIN]).await;
-                }
+                uninstall_if_any(V6, "nat", "PREROUTING", RESOLVER_CHAIN).await;
                 Ok(())
             }
         }
@@ -185,11 +165,12 @@ impl Iptables {
             Some(ingress) => guard_present(&ingress.gateway_guard()).await,
             None => true,
         };
+        let networks6 = firewall6::wanted(networks);
         let ingress6 = ingress.filter(|i| i.wants_ipv6());
         let resolver6 = resolver.and_then(|r| r.v6.as_ref());
-        let ipv6 = !(firewall6::wanted(networks) || ingress6.is_some() || resolver6.is_some())
+        let ipv6 = !(networks6 || ingress6.is_some() || resolver6.is_some())
             || save(V6).await.is_some_and(|saved| {
-                (!firewall6::wanted(networks) || firewall6::intact(&saved, networks, inherited))
+                (!networks6 || firewall6::intact(&saved, networks, inherited))
                     && ingress6.is_none_or(|i| i.intact_in(&saved, true))
                     && resolver6.is_none_or(|r| r.intact_in(&saved))
             });
@@ -259,9 +240,46 @@ async fn remove_chains(
         while delete(tools, table, chain, &rule).await.is_ok() {}
     }
     for (table, chain) in chains {
-        let _ = iptables(tools, &["-t", table, "-F", chain]).await;
-        let _ = iptables(tools, &["-t", table, "-X", chain]).await;
+        drop_chain(tools, table, chain).await;
     }
+}
+
+/// Makes `target` hold `script`'s rules, with `hook` its one jump from
+/// the hook's chain (a jump written for an earlier setting goes first).
+async fn install(
+    tools: Tools,
+    script: &str,
+    hook: (&'static str, &'static str, String),
+    target: &str,
+) -> Result<(), Error> {
+    let (table, chain) = (hook.0, hook.1);
+    drop_other_hooks(tools, table, chain, target, std::slice::from_ref(&hook.2)).await;
+    restore(tools, script).await?;
+    ensure(tools, hook).await
+}
+
+/// Removes chain `target` of `table` and every jump to it from `from`;
+/// what is already gone is fine.
+async fn uninstall(tools: Tools, table: &str, from: &str, target: &str) {
+    drop_other_hooks(tools, table, from, target, &[]).await;
+    drop_chain(tools, table, target).await;
+}
+
+/// [`uninstall`] where the chain exists, and nothing (no write) where it
+/// does not.
+async fn uninstall_if_any(tools: Tools, table: &str, from: &str, target: &str) {
+    if iptables(tools, &["-t", table, "-L", target, "-n"])
+        .await
+        .is_ok()
+    {
+        uninstall(tools, table, from, target).await;
+    }
+}
+
+/// Flushes and deletes `chain` of `table`; what is already gone is fine.
+async fn drop_chain(tools: Tools, table: &str, chain: &str) {
+    let _ = iptables(tools, &["-t", table, "-F", chain]).await;
+    let _ = iptables(tools, &["-t", table, "-X", chain]).await;
 }
 
 /// Deletes every jump from `chain` to `target` but the `keep` rules (a

@@ -255,15 +255,14 @@ impl Netlink {
             return request.execute().await.map_err(|e| netlink_err(what, e));
         }
         let mut message = NeighbourMessage::default();
-        let (family, destination) = match ip {
-            IpAddr::V4(v4) => (AddressFamily::Inet, NeighbourAddress::Inet(v4)),
-            IpAddr::V6(v6) => (AddressFamily::Inet6, NeighbourAddress::Inet6(v6)),
+        message.header.family = match ip {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
         };
-        message.header.family = family;
         message.header.ifindex = index;
         message
             .attributes
-            .push(NeighbourAttribute::Destination(destination));
+            .push(NeighbourAttribute::Destination(ip.into()));
         ignore_missing(self.handle.neighbours().del(message).execute().await)
             .map_err(|e| netlink_err(what, e))
     }
@@ -299,10 +298,7 @@ fn fdb_entry(index: u32, mac: &[u8; 6], vtep: IpAddr) -> NeighbourMessage {
     message.header.flags = NeighbourFlags::Own;
     message.attributes = vec![
         NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
-        NeighbourAttribute::Destination(match vtep {
-            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
-            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
-        }),
+        NeighbourAttribute::Destination(vtep.into()),
     ];
     message
 }
