@@ -235,14 +235,7 @@ fn remotes(state: &State, host: HostId, key: &str, device: &str, local: IpAddr) 
             let vtep = state
                 .vtep(e.host)
                 .filter(|v| v.is_ipv6() == local.is_ipv6())?;
-            let ip = match e.address {
-                Some(IpNet::V4(ip)) => Some(ip.addr()),
-                _ => None,
-            };
-            let ip6 = match e.address6 {
-                Some(IpNet::V6(ip6)) => Some(ip6.addr()),
-                _ => None,
-            };
+            let (ip, ip6) = (e.ipv4(), e.ipv6());
             (ip.is_some() || ip6.is_some()).then(|| Remote {
                 device: device.to_owned(),
                 mac: e.mac.octets(),
@@ -255,7 +248,7 @@ fn remotes(state: &State, host: HostId, key: &str, device: &str, local: IpAddr) 
 }
 
 fn published(endpoint: &Endpoint) -> Vec<Published> {
-    let Some(IpNet::V4(address)) = endpoint.address else {
+    let Some(address) = endpoint.ipv4() else {
         return Vec::new();
     };
     endpoint
@@ -270,7 +263,7 @@ fn published(endpoint: &Endpoint) -> Vec<Published> {
                 _ => None,
             },
             host_port: p.host_port,
-            container_ip: address.addr(),
+            container_ip: address,
             container_port: p.container_port,
         })
         .collect()
@@ -279,7 +272,7 @@ fn published(endpoint: &Endpoint) -> Vec<Published> {
 /// The endpoint's published ports on its IPv6 address, on the host's IPv6
 /// addresses (all, or the one `-p` names).
 fn published6(endpoint: &Endpoint) -> Vec<Published6> {
-    let Some(IpNet::V6(address)) = endpoint.address6 else {
+    let Some(address) = endpoint.ipv6() else {
         return Vec::new();
     };
     endpoint
@@ -298,7 +291,7 @@ fn published6(endpoint: &Endpoint) -> Vec<Published6> {
                 proto: p.proto.to_string(),
                 host_ip,
                 host_port: p.host_port,
-                container_ip: address.addr(),
+                container_ip: address,
                 container_port: p.container_port,
             })
         })

@@ -190,17 +190,16 @@ impl Service {
             return DnsView::default();
         };
         let servers = resolv::Servers::of_host();
-        let upstreams = store
-            .local(|s| dns_upstreams(s, store.id(), &servers.routed()))
-            .unwrap_or_default();
-        // The IPv6 resolver address while a network here has IPv6.
-        let ipv6 = store
+        // The IPv6 resolver address too while a network here has IPv6.
+        let (upstreams, ipv6) = store
             .local(|s| {
-                s.tables()
+                let ipv6 = s
+                    .tables()
                     .networks_of(store.id())
-                    .any(|n| n.subnet6.is_some())
+                    .any(|n| n.subnet6.is_some());
+                (dns_upstreams(s, store.id(), &servers.routed()), ipv6)
             })
-            .unwrap_or(false);
+            .unwrap_or_default();
         DnsView {
             ports: resolver.ensure(&upstreams).await,
             resolver: Some(resolver.resolver_address(&servers, ipv6).await),

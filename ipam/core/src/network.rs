@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use imbl::OrdMap;
 use ipnet::IpNet;
@@ -161,6 +161,24 @@ pub struct Endpoint {
     /// the background after the endpoint is made.
     #[serde(default)]
     pub container: Option<Container>,
+}
+
+impl Endpoint {
+    /// Its IPv4 address (none on an IPv6-only network).
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        match self.address? {
+            IpNet::V4(net) => Some(net.addr()),
+            IpNet::V6(_) => None,
+        }
+    }
+
+    /// Its IPv6 address (none without `--ipv6`).
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        match self.address6? {
+            IpNet::V6(net) => Some(net.addr()),
+            IpNet::V4(_) => None,
+        }
+    }
 }
 
 /// A container as Docker's embedded DNS knows it on one network.

@@ -2,9 +2,8 @@
 //! overlays it is on, on every host, by name, alias and `name.network`, as
 //! Docker's embedded DNS resolves same-host ones.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::IpNet;
 use rustnet_ipam::{Endpoint, HostId, Mode, State};
 
 /// What a query asks, as far as the directory answers it.
@@ -48,10 +47,9 @@ struct Record<'a> {
 pub(crate) fn resolve(
     state: &State,
     host: HostId,
-    client: impl Into<IpAddr>,
+    client: IpAddr,
     question: &Question,
 ) -> Option<Answer> {
-    let client = client.into();
     resolve_for(state, host, client, None, question)
 }
 
@@ -78,7 +76,7 @@ pub(crate) fn resolve_for(
         },
         Question::Aaaa(name) => match find(&records, name) {
             found if found.is_empty() => Answer::Forward,
-            found => match addresses(&found, |r| v6(r.endpoint.address6).map(IpAddr::V6)) {
+            found => match addresses(&found, |r| r.endpoint.ipv6().map(IpAddr::V6)) {
                 ips if ips.is_empty() => Answer::NoData,
                 ips => Answer::Addresses(ips),
             },
@@ -156,7 +154,7 @@ fn records_for<'s>(
                     .map(|e| Record {
                         network: name,
                         endpoint: e,
-                        ip: v4(e.address),
+                        ip: e.ipv4(),
                     }),
             );
         }
@@ -205,20 +203,6 @@ fn answers_to(endpoint: &Endpoint, name: &str) -> bool {
     endpoint.container.as_ref().is_some_and(|c| {
         c.name.eq_ignore_ascii_case(name) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     })
-}
-
-fn v4(address: Option<IpNet>) -> Option<Ipv4Addr> {
-    match address?.addr() {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
-    }
-}
-
-fn v6(address: Option<IpNet>) -> Option<Ipv6Addr> {
-    match address?.addr() {
-        IpAddr::V6(v6) => Some(v6),
-        IpAddr::V4(_) => None,
-    }
 }
 
 #[cfg(test)]
