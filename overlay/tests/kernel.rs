@@ -79,6 +79,13 @@ fn desired() -> Desired {
     }
 }
 
+/// Panics unless every one of `lines` is in `rules` exactly once.
+fn assert_each_once<'a>(rules: &str, lines: impl IntoIterator<Item = &'a str>) {
+    for line in lines {
+        assert_eq!(rules.matches(line).count(), 1, "{line} once in:\n{rules}");
+    }
+}
+
 async fn converge(netlink: &Netlink, desired: &Desired) -> usize {
     let ops = plan(desired, &netlink.observe().await.unwrap()).unwrap();
     for op in &ops {
@@ -182,16 +189,17 @@ fn the_resolver_address_goes_to_rustnet_while_it_runs_and_to_the_host_otherwise(
         iptables.apply_resolver(Some(&resolver)).await.unwrap();
         iptables.apply_resolver(Some(&resolver)).await.unwrap();
         let rules = sh("iptables-save -t nat");
-        for want in [
-            "-A PREROUTING -d 169.254.53.53/32 -j RUSTNET-RESOLVER",
-            "-A OUTPUT -d 169.254.53.53/32 -j RUSTNET-RESOLVER-OUT",
-            "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002",
-            "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002",
-            "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.99.0.254:53",
-            "-A RUSTNET-RESOLVER-OUT -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.53:53",
-        ] {
-            assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
-        }
+        assert_each_once(
+            &rules,
+            [
+                "-A PREROUTING -d 169.254.53.53/32 -j RUSTNET-RESOLVER",
+                "-A OUTPUT -d 169.254.53.53/32 -j RUSTNET-RESOLVER-OUT",
+                "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002",
+                "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40002",
+                "-A RUSTNET-RESOLVER -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.99.0.254:53",
+                "-A RUSTNET-RESOLVER-OUT -d 169.254.53.53/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.53:53",
+            ],
+        );
         assert!(iptables.intact(&[], &[], None, Some(&resolver)).await);
         sh("iptables -t nat -F RUSTNET-RESOLVER");
         assert!(!iptables.intact(&[], &[], None, Some(&resolver)).await);
@@ -222,13 +230,14 @@ fn the_resolver_address_goes_to_rustnet_while_it_runs_and_to_the_host_otherwise(
         iptables.apply_resolver(Some(&dual)).await.unwrap();
         iptables.apply_resolver(Some(&dual)).await.unwrap();
         let rules6 = sh("ip6tables-save -t nat");
-        for want in [
-            "-A PREROUTING -d fd53::53/128 -j RUSTNET-RESOLVER",
-            "-A RUSTNET-RESOLVER -d fd53::53/128 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004",
-            "-A RUSTNET-RESOLVER -d fd53::53/128 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004",
-        ] {
-            assert_eq!(rules6.matches(want).count(), 1, "{want} once in:\n{rules6}");
-        }
+        assert_each_once(
+            &rules6,
+            [
+                "-A PREROUTING -d fd53::53/128 -j RUSTNET-RESOLVER",
+                "-A RUSTNET-RESOLVER -d fd53::53/128 -p udp -m udp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004",
+                "-A RUSTNET-RESOLVER -d fd53::53/128 -p tcp -m tcp --dport 53 -m socket --transparent -j REDIRECT --to-ports 40004",
+            ],
+        );
         assert!(iptables.intact(&[], &[], None, Some(&dual)).await);
         sh("ip6tables -t nat -F RUSTNET-RESOLVER");
         assert!(!iptables.intact(&[], &[], None, Some(&dual)).await);
@@ -273,17 +282,18 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             .await
             .unwrap();
         let rules = sh("iptables-save");
-        for want in [
-            "-A FORWARD -j DOCKER-USER",
-            "-A DOCKER-USER -j RUSTNET",
-            "-A RUSTNET -i rn-test -o rn-test -j ACCEPT",
-            "-A POSTROUTING -j RUSTNET-POSTROUTING",
-            "-A RUSTNET-DNAT ! -i rn-test -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.42.2:80",
-            "-A PREROUTING -j RUSTNET-DNS",
-            "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-test -p udp -m udp --dport 53 -m socket --transparent -j DNAT --to-destination 10.0.42.1:40001",
-        ] {
-            assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
-        }
+        assert_each_once(
+            &rules,
+            [
+                "-A FORWARD -j DOCKER-USER",
+                "-A DOCKER-USER -j RUSTNET",
+                "-A RUSTNET -i rn-test -o rn-test -j ACCEPT",
+                "-A POSTROUTING -j RUSTNET-POSTROUTING",
+                "-A RUSTNET-DNAT ! -i rn-test -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.42.2:80",
+                "-A PREROUTING -j RUSTNET-DNS",
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rn-test -p udp -m udp --dport 53 -m socket --transparent -j DNAT --to-destination 10.0.42.1:40001",
+            ],
+        );
         // CVE-2020-8558: with route_localnet, nothing from outside reaches 127/8.
         assert!(rules.contains("-A INPUT -j RUSTNET-INPUT"), "{rules}");
         assert!(
@@ -324,19 +334,20 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
                 .await
         );
         let rules = sh("iptables-save");
-        for line in before
-            .lines()
-            .filter(|l| l.starts_with("-A RUSTNET") && l.contains("rn-test"))
-        {
-            assert_eq!(rules.matches(line).count(), 1, "{line} once in:\n{rules}");
-        }
-        for want in [
-            "-A RUSTNET -i rn-new -o rn-test -j DROP",
-            "-A RUSTNET -i rn-test -o rn-new -j DROP",
-            "-A RUSTNET-POSTROUTING -s 10.0.43.0/24 ! -o rn-new -j MASQUERADE",
-        ] {
-            assert_eq!(rules.matches(want).count(), 1, "{want} once in:\n{rules}");
-        }
+        assert_each_once(
+            &rules,
+            before
+                .lines()
+                .filter(|l| l.starts_with("-A RUSTNET") && l.contains("rn-test")),
+        );
+        assert_each_once(
+            &rules,
+            [
+                "-A RUSTNET -i rn-new -o rn-test -j DROP",
+                "-A RUSTNET -i rn-test -o rn-new -j DROP",
+                "-A RUSTNET-POSTROUTING -s 10.0.43.0/24 ! -o rn-new -j MASQUERADE",
+            ],
+        );
         iptables.apply(&[], &[]).await.unwrap();
         let rules = sh("iptables-save");
         assert!(!rules.contains("RUSTNET"), "{rules}");
