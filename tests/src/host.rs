@@ -446,6 +446,68 @@ impl SimHost {
         .unwrap_or_else(|e| panic!("underlay IPv6 address on {}: {e}", self.netns));
     }
 
+    /// Whether this host's Docker has network `name` (an overlay created
+    /// on another host, once it got here).
+    pub fn has_network(&self, name: &str) -> bool {
+        self.docker(&["network", "inspect", name]).is_ok()
+    }
+
+    /// `ip -d link show type vxlan`: this host's VXLAN devices in detail.
+    pub fn vxlan_details(&self) -> String {
+        run(self.cmd("ip").args(["-d", "link", "show", "type", "vxlan"])).unwrap_or_default()
+    }
+
+    /// The VNI of this host's first VXLAN device (panics without one).
+    pub fn vxlan_vni(&self) -> String {
+        let details = self.vxlan_details();
+        details
+            .split_whitespace()
+            .skip_while(|w| *w != "id")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no VXLAN device on {}: {details}", self.netns))
+            .to_owned()
+    }
+
+    /// Packets the rule of rustnet's VXLAN ingress chain with the word
+    /// `word` (its target, a member's address) took, in `tool`'s
+    /// (`iptables` or `ip6tables`) counters; 0 without such a rule.
+    pub fn vxlan_ingress_packets(&self, tool: &str, word: &str) -> u64 {
+        run(self
+            .cmd(tool)
+            .args(["-v", "-x", "-n", "-L", "RUSTNET-VXLAN"]))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.contains(&word))
+        .and_then(|words| words.first()?.parse().ok())
+        .unwrap_or(0)
+    }
+
+    /// Makes this host (no member of the cluster) send VXLAN frames of
+    /// `vni` to `remote` on `port`, from `local` (`None`: the kernel's
+    /// choice), through a device `vx0` holding `address`: an intruder on
+    /// the underlay.
+    pub fn add_vxlan_sender(
+        &self,
+        vni: &str,
+        local: Option<&str>,
+        remote: &str,
+        port: &str,
+        address: &str,
+    ) {
+        let ip = |args: &[&str]| {
+            run(self.cmd("ip").args(args)).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
+        };
+        let mut add = vec!["link", "add", "vx0", "type", "vxlan", "id", vni];
+        if let Some(local) = local {
+            add.extend(["local", local]);
+        }
+        add.extend(["remote", remote, "dstport", port, "dev", "ul0"]);
+        ip(&add);
+        ip(&["addr", "add", address, "dev", "vx0"]);
+        ip(&["link", "set", "vx0", "up"]);
+    }
+
     /// `docker exec CONTAINER CMD...`.
     pub fn exec(&self, container: &str, cmd: &[&str]) -> Result<String, String> {
         self.docker(&[&["exec", container], cmd].concat())

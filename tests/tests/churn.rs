@@ -152,9 +152,7 @@ fn container_churn_leaves_nothing_behind() {
     }
     hosts[0].create_overlay("ov", "10.61.0.0/24", &[]);
     wait_until("ov on every host", 10, || {
-        hosts
-            .iter()
-            .all(|h| h.docker(&["network", "inspect", "ov"]).is_ok())
+        hosts.iter().all(|h| h.has_network("ov"))
     });
     let baseline: Vec<Footprint> = hosts.iter().map(footprint).collect();
     let rss_before: Vec<u64> = hosts

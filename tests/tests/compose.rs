@@ -46,9 +46,7 @@ fn the_compose_example_runs_on_rustnet_networks(engine: Engine) {
         ("RUSTNET_JOIN_TOKEN", &token),
     ]);
     h1.create_overlay("ov", "10.0.80.0/24", &[]);
-    wait_until("ov on h2", 10, || {
-        h2.docker(&["network", "inspect", "ov"]).is_ok()
-    });
+    wait_until("ov on h2", 10, || h2.has_network("ov"));
     h2.run_container("far", "ov", &[], &[]);
 
     ok(compose(&h1, &["up", "-d"]), "up");

@@ -46,9 +46,7 @@ fn docker_28_needs_the_dns_line_and_says_so() {
         "without the line: same-host and outside names only, and status names who lacks it",
         || {
             h1.create_overlay("ov", "10.0.75.0/24", &[]);
-            wait_until("ov on h2", 5, || {
-                h2.docker(&["network", "inspect", "ov"]).is_ok()
-            });
+            wait_until("ov on h2", 5, || h2.has_network("ov"));
             h2.run_container("web1", "ov", &[], &[]);
             h1.run_container("c1", "ov", &[], &[]);
             h1.run_container("c1b", "ov", &[], &[]);
@@ -137,9 +135,7 @@ fn docker_28_needs_the_dns_line_and_says_so() {
                 v6only("v6overlay", &["-o", "mode=overlay"]),
                 "an IPv6-only overlay",
             );
-            wait_until("v6overlay on h2", 10, || {
-                h2.docker(&["network", "inspect", "v6overlay"]).is_ok()
-            });
+            wait_until("v6overlay on h2", 10, || h2.has_network("v6overlay"));
             let shape = docker_ok(
                 h2.docker(&[
                     "network",

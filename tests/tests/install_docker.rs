@@ -168,7 +168,7 @@ fn managed_plugin_host_service_and_dockerd_restarts(engine: Engine) {
             );
             for host in [&h2, &h3] {
                 wait_until(&format!("ov on {}", host.netns), 20, || {
-                    host.docker(&["network", "inspect", "ov"]).is_ok()
+                    host.has_network("ov")
                 });
             }
             let driver = |h: &SimHost| {
@@ -252,9 +252,7 @@ fn managed_plugin_host_service_and_dockerd_restarts(engine: Engine) {
                 "upov",
                 &["-o", "mode=overlay", "--subnet", "10.0.96.0/24"],
             );
-            wait_until("upov on h2", 20, || {
-                h2.docker(&["network", "inspect", "upov"]).is_ok()
-            });
+            wait_until("upov on h2", 20, || h2.has_network("upov"));
             h1.run_container("upov-1", "upov", &[], &[]);
             h2.run_container("upov-2", "upov", &[], &[]);
             let ov1 = h1.ip_of("upov-1", "upov");

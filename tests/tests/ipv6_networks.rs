@@ -152,8 +152,7 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
             // An IPv6-only overlay, over this IPv4 underlay.
             create(&h1, "ov6only", &["--ipv4=false", "-o", "mode=overlay"]);
             wait_until("ov6only on h2 and h3", 10, || {
-                h2.docker(&["network", "inspect", "ov6only"]).is_ok()
-                    && h3.docker(&["network", "inspect", "ov6only"]).is_ok()
+                h2.has_network("ov6only") && h3.has_network("ov6only")
             });
             h2.run_container("t2", "ov6only", &[], &[]);
             h3.run_container("t3", "ov6only", &[], &[]);
@@ -171,8 +170,8 @@ fn dual_stack_networks_carry_ipv6_like_ipv4(engine: Engine) {
                 &["-o", "mode=overlay", "--subnet", "10.0.96.0/24"],
             );
             wait_until("ov6 on h2 and h3", 5, || {
-                h2.docker(&["network", "inspect", "ov6"]).is_ok()
-                    && h3.docker(&["network", "inspect", "ov6"]).is_ok()
+                h2.has_network("ov6")
+                    && h3.has_network("ov6")
             });
             let serve = "mkdir -p /www && echo overlay-ipv6 > /www/index.html && httpd -f -p 80 -h /www";
             h2.run_container("w2", "ov6", &[], &["sh", "-c", serve]);

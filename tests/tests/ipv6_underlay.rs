@@ -12,20 +12,6 @@
 
 use rustnet_tests::{Cases, Engine, SimHost, docker_ok, on_every_engine, run, wait_until};
 
-/// Packets the rule of `ip6tables -L RUSTNET-VXLAN` with the word `word`
-/// (a target, a source address) took.
-fn vxlan6_packets(host: &SimHost, word: &str) -> u64 {
-    run(host
-        .cmd("ip6tables")
-        .args(["-v", "-x", "-n", "-L", "RUSTNET-VXLAN"]))
-    .unwrap_or_default()
-    .lines()
-    .map(|l| l.split_whitespace().collect::<Vec<_>>())
-    .find(|words| words.contains(&word))
-    .and_then(|words| words.first()?.parse().ok())
-    .unwrap_or(0)
-}
-
 on_every_engine!(overlays_run_over_an_ipv6_underlay);
 
 fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
@@ -74,8 +60,8 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
         || {
             h1.create_overlay("ov", "10.0.91.0/24", &[]);
             wait_until("ov on h2 and h3", 10, || {
-                h2.docker(&["network", "inspect", "ov"]).is_ok()
-                    && h3.docker(&["network", "inspect", "ov"]).is_ok()
+                h2.has_network("ov")
+                    && h3.has_network("ov")
             });
             let serve =
                 "mkdir -p /www && echo over-ipv6-underlay > /www/index.html && httpd -f -p 80 -h /www";
@@ -92,7 +78,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
             // It came over IPv6: h2 admitted h3's VXLAN by its IPv6 address
             // (the IPv4 chain admits no one: no member advertises IPv4).
             assert!(
-                vxlan6_packets(&h2, &h3.underlay6()) > 0,
+                h2.vxlan_ingress_packets("ip6tables", &h3.underlay6()) > 0,
                 "h2 took no VXLAN from h3 over IPv6: {}",
                 run(h2.cmd("ip6tables").args(["-S", "RUSTNET-VXLAN"])).unwrap_or_default()
             );
@@ -107,31 +93,21 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
     cases.run(
         "VXLAN from an IPv6 address outside the cluster is dropped",
         || {
-            let details =
-                run(h2.cmd("ip").args(["-d", "link", "show", "type", "vxlan"])).unwrap_or_default();
+            let details = h2.vxlan_details();
             assert!(
                 details.contains(&format!("local {}", h2.underlay6())),
                 "{details}"
             );
-            let vni = details
-                .split_whitespace()
-                .skip_while(|w| *w != "id")
-                .nth(1)
-                .unwrap_or_else(|| panic!("no VXLAN device on h2: {details}"))
-                .to_owned();
             let intruder = SimHost::start_on(engine);
             intruder.add_underlay6();
-            let ip = |args: &[&str]| {
-                run(intruder.cmd("ip").args(args)).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
-            };
-            let (local, remote) = (intruder.underlay6(), h2.underlay6());
-            ip(&[
-                "link", "add", "vx0", "type", "vxlan", "id", &vni, "local", &local, "remote",
-                &remote, "dstport", "4789", "dev", "ul0",
-            ]);
-            ip(&["addr", "add", "10.0.91.250/24", "dev", "vx0"]);
-            ip(&["link", "set", "vx0", "up"]);
-            let before = vxlan6_packets(&h2, "DROP");
+            intruder.add_vxlan_sender(
+                &h2.vxlan_vni(),
+                Some(&intruder.underlay6()),
+                &h2.underlay6(),
+                "4789",
+                "10.0.91.250/24",
+            );
+            let before = h2.vxlan_ingress_packets("ip6tables", "DROP");
             let w2 = h2.ip_of("w2", "ov");
             let out = run(intruder
                 .cmd("busybox")
@@ -142,7 +118,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
                 "a non-member reached w2, or ping did not run: {out:?}"
             );
             assert!(
-                vxlan6_packets(&h2, "DROP") > before,
+                h2.vxlan_ingress_packets("ip6tables", "DROP") > before,
                 "h2 dropped nothing from the intruder"
             );
             assert!(h3.pings_within("c3", &w2, 5), "members still talk");
@@ -162,8 +138,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
                 &["--ipv4=false", "--ipv6", "-o", "mode=overlay"],
             );
             wait_until("only6 on h2 and h3", 10, || {
-                h2.docker(&["network", "inspect", "only6"]).is_ok()
-                    && h3.docker(&["network", "inspect", "only6"]).is_ok()
+                h2.has_network("only6") && h3.has_network("only6")
             });
             let serve =
                 "mkdir -p /www && echo only-ipv6 > /www/index.html && httpd -f -p 80 -h /www";

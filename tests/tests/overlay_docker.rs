@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 
 use rustnet_tests::{Cases, Engine, IMAGE, SimHost, docker_ok, on_every_engine, run, wait_until};
 
-fn has_network(host: &SimHost, name: &str) -> bool {
-    host.docker(&["network", "inspect", name]).is_ok()
-}
-
 on_every_engine!(overlay_networks_across_three_hosts);
 
 fn overlay_networks_across_three_hosts(engine: Engine) {
@@ -41,7 +37,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             h1.create_overlay("ov1", "10.0.80.0/24", &[]);
             for host in &hosts[1..] {
                 wait_until(&format!("ov1 on {}", host.netns), 20, || {
-                    has_network(host, "ov1")
+                    host.has_network("ov1")
                 });
             }
         },
@@ -144,7 +140,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             h1.create_overlay("ov2", "10.0.81.0/24", &[]);
             for host in &hosts[1..] {
                 wait_until(&format!("ov2 on {}", host.netns), 20, || {
-                    has_network(host, "ov2")
+                    host.has_network("ov2")
                 });
             }
             h2.run_container("gone", "ov2", &[], &[]);
@@ -198,10 +194,10 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
                 let _ = h2.docker(&["rm", "-f", name]);
             }
             docker_ok(h1.docker(&["network", "rm", "ov1"]), "network rm ov1");
-            wait_until("ov1 gone from h3", 20, || !has_network(&h3, "ov1"));
+            wait_until("ov1 gone from h3", 20, || !h3.has_network("ov1"));
             // h2 still runs c2 on it: the network stays, working, and takes no
             // new containers.
-            assert!(has_network(&h2, "ov1"));
+            assert!(h2.has_network("ov1"));
             let err = h2
                 .docker(&[
                     "run",
@@ -218,10 +214,10 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             assert!(err.contains("is being removed"), "{err}");
             let _ = h2.docker(&["rm", "-f", "late"]);
             docker_ok(h2.docker(&["rm", "-f", "c2"]), "rm c2");
-            wait_until("ov1 gone from h2", 20, || !has_network(&h2, "ov1"));
+            wait_until("ov1 gone from h2", 20, || !h2.has_network("ov1"));
             std::thread::sleep(Duration::from_secs(3));
             assert!(
-                hosts.iter().all(|h| !has_network(h, "ov1")),
+                hosts.iter().all(|h| !h.has_network("ov1")),
                 "ov1 was re-created"
             );
         },
@@ -297,7 +293,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             ];
             docker_ok(h1.docker(&swarm), "swarm overlay");
             h1.create_overlay("ovc", "10.0.90.0/24", &[]);
-            wait_until("ovc on h2", 20, || has_network(&h2, "ovc"));
+            wait_until("ovc on h2", 20, || h2.has_network("ovc"));
             docker_ok(
                 h2.docker(&["network", "create", "--subnet", "10.2.90.0/24", "plain"]),
                 "bridge",
@@ -337,7 +333,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
         "VXLAN from outside the cluster is dropped while members' traffic flows",
         || {
             h1.create_overlay("ovx", "10.0.86.0/24", &[]);
-            wait_until("ovx on h2", 20, || has_network(&h2, "ovx"));
+            wait_until("ovx on h2", 20, || h2.has_network("ovx"));
             h1.run_container("x1", "ovx", &[], &[]);
             h2.run_container("x2", "ovx", &[], &[]);
             let x1 = h1.ip_of("x1", "ovx");
@@ -346,36 +342,11 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             for member in [&h1, &h2, &h3] {
                 assert!(rules.contains(&format!("-s {}/32", member.addr)), "{rules}");
             }
-            let details =
-                run(h1.cmd("ip").args(["-d", "link", "show", "type", "vxlan"])).unwrap_or_default();
-            let vni = details
-                .split_whitespace()
-                .skip_while(|w| *w != "id")
-                .nth(1)
-                .unwrap_or_else(|| panic!("no VXLAN device on h1: {details}"))
-                .to_owned();
             // A host on the underlay that is not a member sends VXLAN frames
             // of that overlay to h1.
             let intruder = SimHost::start_on(engine);
-            let ip = |args: &[&str]| {
-                run(intruder.cmd("ip").args(args)).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
-            };
-            ip(&[
-                "link", "add", "vx0", "type", "vxlan", "id", &vni, "remote", &h1.addr, "dstport",
-                port.1, "dev", "ul0",
-            ]);
-            ip(&["addr", "add", "10.0.86.250/24", "dev", "vx0"]);
-            ip(&["link", "set", "vx0", "up"]);
-            let dropped = || {
-                run(h1
-                    .cmd("iptables")
-                    .args(["-v", "-x", "-n", "-L", "RUSTNET-VXLAN"]))
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.contains("DROP"))
-                .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-            };
+            intruder.add_vxlan_sender(&h1.vxlan_vni(), None, &h1.addr, port.1, "10.0.86.250/24");
+            let dropped = || h1.vxlan_ingress_packets("iptables", "DROP");
             let before = dropped();
             let out = run(intruder
                 .cmd("busybox")
@@ -406,7 +377,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
                 "vni=5555",
             ];
             h1.create_network("rustnet", "ovf", &pinned);
-            wait_until("ovf on h3", 20, || has_network(&h3, "ovf"));
+            wait_until("ovf on h3", 20, || h3.has_network("ovf"));
             h1.run_container("f1", "ovf", &[], &[]);
             h3.run_container("f3", "ovf", &[], &[]);
             let f1 = h1.ip_of("f1", "ovf");
@@ -414,15 +385,15 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             // h2 cannot build it over the foreign link; everyone else keeps
             // it, and h2's other networks are built as usual.
             h1.create_overlay("ovg", "10.0.93.0/24", &[]);
-            wait_until("ovg on h2", 20, || has_network(&h2, "ovg"));
+            wait_until("ovg on h2", 20, || h2.has_network("ovg"));
             h2.run_container("g2", "ovg", &[], &[]);
             h1.run_container("g1", "ovg", &[], &[]);
             h2.assert_pings("g2", &h1.ip_of("g1", "ovg"));
             assert!(
-                !has_network(&h2, "ovf"),
+                !h2.has_network("ovf"),
                 "ovf built on h2 over a foreign rnx5555"
             );
-            assert!(has_network(&h1, "ovf") && has_network(&h3, "ovf"));
+            assert!(h1.has_network("ovf") && h3.has_network("ovf"));
             let link =
                 run(h2.cmd("ip").args(["-d", "link", "show", "rnx5555"])).unwrap_or_default();
             assert!(
@@ -434,7 +405,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             run(h2.cmd("ip").args(["link", "del", "rnx5555"]))
                 .unwrap_or_else(|e| panic!("remove the foreign bridge: {e}"));
             wait_until("ovf on h2 once the conflict is gone", 30, || {
-                has_network(&h2, "ovf")
+                h2.has_network("ovf")
             });
             h2.run_container("f2", "ovf", &[], &[]);
             h2.assert_pings("f2", &f1);
@@ -445,7 +416,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
         "a host removed from the cluster has its entries removed everywhere",
         || {
             h1.create_overlay("ovr", "10.0.91.0/24", &[]);
-            wait_until("ovr on h3", 20, || has_network(&h3, "ovr"));
+            wait_until("ovr on h3", 20, || h3.has_network("ovr"));
             h3.run_container("r3", "ovr", &[], &[]);
             let dst = format!("dst {}", h3.addr);
             let entries =

@@ -82,10 +82,9 @@ fn an_overlay_floods_multicast_to_the_hosts_with_containers(engine: Engine) {
             h1.create_overlay("mc", "10.0.90.0/24", &["-o", "multicast=flood"]);
             h1.create_overlay("quiet", "10.0.91.0/24", &[]);
             wait_until("both overlays on every host", 5, || {
-                [&h2, &h3, &h4].iter().all(|h| {
-                    h.docker(&["network", "inspect", "mc"]).is_ok()
-                        && h.docker(&["network", "inspect", "quiet"]).is_ok()
-                })
+                [&h2, &h3, &h4]
+                    .iter()
+                    .all(|h| h.has_network("mc") && h.has_network("quiet"))
             });
             let options = docker_ok(
                 h4.docker(&["network", "inspect", "-f", "{{json .Options}}", "mc"]),

@@ -50,8 +50,7 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
             h1.create_overlay("ov", "10.0.70.0/24", &[]);
             // No waiting for a poll: the change drives every host's Docker.
             wait_until("ov on h2 and h3", 2, || {
-                h2.docker(&["network", "inspect", "ov"]).is_ok()
-                    && h3.docker(&["network", "inspect", "ov"]).is_ok()
+                h2.has_network("ov") && h3.has_network("ov")
             });
             h2.run_container("web1", "ov", &["--network-alias", "www"], &[]);
             h1.run_container("c1", "ov", &[], &[]);
@@ -154,9 +153,7 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
         "names of networks a container is not on never resolve; other networks' DNS is unchanged",
         || {
             h1.create_overlay("other", "10.0.71.0/24", &[]);
-            wait_until("other on h3", 5, || {
-                h3.docker(&["network", "inspect", "other"]).is_ok()
-            });
+            wait_until("other on h3", 5, || h3.has_network("other"));
             h3.run_container("secret", "other", &[], &[]);
             let secret = h3.ip_of("secret", "other");
             wait_until("secret learned", 10, || learned(&h3, "secret"));
@@ -275,9 +272,7 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
         "an --internal overlay has names across hosts, no egress and no default route",
         || {
             h1.create_overlay("inner", "10.0.72.0/24", &["--internal"]);
-            wait_until("inner on h2", 5, || {
-                h2.docker(&["network", "inspect", "inner"]).is_ok()
-            });
+            wait_until("inner on h2", 5, || h2.has_network("inner"));
             h1.run_container("i1", "inner", &[], &[]);
             h2.run_container("i2", "inner", &[], &[]);
             let i2 = h2.ip_of("i2", "inner");

@@ -183,7 +183,7 @@ fn the_plugin_installs_from_a_registry_on_three_hosts(engine: Engine) {
     );
     for host in [&h1, &h3] {
         wait_until(&format!("ov on {}", host.netns), 20, || {
-            host.docker(&["network", "inspect", "ov"]).is_ok()
+            host.has_network("ov")
         });
     }
     h1.run_container("c1", "ov", &[], &[]);

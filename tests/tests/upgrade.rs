@@ -78,9 +78,7 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
         || {
             h1.create_overlay("ov", SUBNET, &[]);
             wait_until("ov on every host", 20, || {
-                hosts
-                    .iter()
-                    .all(|h| h.docker(&["network", "inspect", "ov"]).is_ok())
+                hosts.iter().all(|h| h.has_network("ov"))
             });
             for (i, host) in hosts.iter().enumerate() {
                 let name = format!("before{i}");
@@ -285,9 +283,7 @@ fn a_cluster_upgrades_one_host_at_a_time_from_the_previous_release() {
             .unwrap();
             h4.use_rustnet(None);
             h4.start_rustnet(&joining);
-            wait_until("ov on h4", 20, || {
-                h4.docker(&["network", "inspect", "ov"]).is_ok()
-            });
+            wait_until("ov on h4", 20, || h4.has_network("ov"));
             h4.run_container("late", "ov", &[], &[]);
             let before0 = h1.ip_of("before0", "ov");
             assert!(h4.pings_within("late", &before0, 10));
