@@ -86,7 +86,17 @@ pub async fn restart_copy_to(old: &Node, copy: PathBuf, config: StoreConfig) -> 
         .status()
         .unwrap();
     assert!(status.success());
-    let listener = TcpListener::bind(&old.addr).await.unwrap();
+    // The killed instance's accept loop lets go of the port shortly after
+    // its server stopped.
+    let mut attempts = 0;
+    let listener = loop {
+        match TcpListener::bind(&old.addr).await {
+            Ok(listener) => break listener,
+            Err(e) if attempts < 50 && e.kind() == std::io::ErrorKind::AddrInUse => attempts += 1,
+            Err(e) => panic!("bind {}: {e}", old.addr),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     start_with(copy, listener, config).await
 }
 
