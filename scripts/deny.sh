@@ -11,7 +11,7 @@ fi
 cargo deny check licenses bans sources
 db="${RUSTNET_ADVISORY_DB:-$HOME/.cargo/advisory-dbs}"
 if [ -d "$db" ] && [ -n "$(ls -A "$db" 2>/dev/null)" ]; then
-    cargo deny check --disable-fetch advisories
+    cargo deny --offline check advisories
 else
     echo "cargo deny: advisories NOT checked: no advisory database at $db" \
         "(clone https://github.com/rustsec/advisory-db there, or set RUSTNET_ADVISORY_DB)" >&2

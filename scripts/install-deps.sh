@@ -4,7 +4,7 @@
 # iptables (which brings ebtables), and Prometheus's Python client (its
 # parser checks a real scrape).
 set -euo pipefail
-packages=(docker.io docker-compose docker-registry busybox-static iproute2 iptables python3-prometheus-client)
+packages=(docker.io docker-compose docker-registry busybox-static iproute2 iptables python3-prometheus-client tcpdump)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

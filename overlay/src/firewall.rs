@@ -61,6 +61,12 @@ pub const RESOLVER_OUT_CHAIN: &str = "RUSTNET-RESOLVER-OUT";
 
 /// The filter chain jumped to from INPUT for the VXLAN port.
 pub const VXLAN_CHAIN: &str = "RUSTNET-VXLAN";
+/// Encrypted overlays' VXLAN that arrives outside the tunnel (filter
+/// table, from INPUT).
+pub const SEAL_IN_CHAIN: &str = "RUSTNET-SEAL-IN";
+/// Encrypted overlays' VXLAN about to leave outside the tunnel (filter
+/// table, from OUTPUT).
+pub const SEAL_OUT_CHAIN: &str = "RUSTNET-SEAL-OUT";
 
 /// Who may send VXLAN to this host: the cluster members' underlay
 /// addresses, on rustnet's VXLAN port. With it goes the gateway guard:
@@ -76,6 +82,52 @@ pub struct VxlanIngress {
     pub devices: String,
     /// The first three bytes of every gateway MAC.
     pub gateway_prefix: [u8; 3],
+    /// Where encrypted overlays' VXLAN may travel, while this host has one.
+    pub seal: Option<Seal>,
+}
+
+/// Encrypted overlays' VXLAN (UDP to `port`) travels through the tunnel
+/// device only: what arrives or would leave through any other interface
+/// is dropped. The rules stay while rustnet is down, so that a tunnel
+/// device gone with the process never lets the VXLAN out in clear by the
+/// default route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    pub port: u16,
+    /// The tunnel device.
+    pub device: String,
+}
+
+impl Seal {
+    /// The hooks: from INPUT and OUTPUT, UDP to the sealed port only.
+    pub fn hooks(&self) -> [(&'static str, &'static str, String); 2] {
+        let hook = |chain, target| {
+            (
+                "filter",
+                chain,
+                format!("-p udp --dport {} -j {target}", self.port),
+            )
+        };
+        [hook("INPUT", SEAL_IN_CHAIN), hook("OUTPUT", SEAL_OUT_CHAIN)]
+    }
+
+    /// Input for `iptables-restore --noflush` of each chain, as `hooks`.
+    pub fn restore_scripts(&self) -> [String; 2] {
+        let script = |chain: &str, side: &str| {
+            format!(
+                "*filter\n:{chain} - [0:0]\n-A {chain} {side} {} -j RETURN\n-A {chain} -j DROP\nCOMMIT\n",
+                self.device
+            )
+        };
+        [script(SEAL_IN_CHAIN, "-i"), script(SEAL_OUT_CHAIN, "-o")]
+    }
+
+    /// Whether `saved` (`iptables-save`) holds both chains, hooked.
+    pub fn intact_in(&self, saved: &str) -> bool {
+        [("INPUT", SEAL_IN_CHAIN), ("OUTPUT", SEAL_OUT_CHAIN)]
+            .iter()
+            .all(|(from, chain)| rules_in(saved.lines(), chain) == 2 && hooked(saved, from, chain))
+    }
 }
 
 impl VxlanIngress {
@@ -641,6 +693,9 @@ pub fn intact_among(
     }
     if let Some(ingress) = ingress {
         ok &= ingress.intact_in(saved, false);
+        if let Some(seal) = &ingress.seal {
+            ok &= seal.intact_in(saved);
+        }
     }
     if let Some(resolver) = resolver {
         let rules = resolver.rules();
@@ -668,6 +723,7 @@ mod tests {
             ],
             devices: "rnx+".into(),
             gateway_prefix: [0x02, 0x52, 0x4e],
+            seal: None,
         };
         assert_eq!(
             ingress.restore_script(),
@@ -936,6 +992,52 @@ mod tests {
 }
 
 #[cfg(test)]
+mod seal_tests {
+    use super::*;
+
+    #[test]
+    fn sealed_vxlan_passes_the_tunnel_device_only_both_ways() {
+        let seal = Seal {
+            port: 4790,
+            device: "rn-wg0".into(),
+        };
+        let [inbound, outbound] = seal.restore_scripts();
+        assert_eq!(
+            inbound,
+            "*filter\n:RUSTNET-SEAL-IN - [0:0]\n-A RUSTNET-SEAL-IN -i rn-wg0 -j RETURN\n\
+             -A RUSTNET-SEAL-IN -j DROP\nCOMMIT\n"
+        );
+        assert_eq!(
+            outbound,
+            "*filter\n:RUSTNET-SEAL-OUT - [0:0]\n-A RUSTNET-SEAL-OUT -o rn-wg0 -j RETURN\n\
+             -A RUSTNET-SEAL-OUT -j DROP\nCOMMIT\n"
+        );
+        let hooks = seal.hooks();
+        assert_eq!(hooks[0].1, "INPUT");
+        assert_eq!(hooks[0].2, "-p udp --dport 4790 -j RUSTNET-SEAL-IN");
+        assert_eq!(hooks[1].1, "OUTPUT");
+        assert_eq!(hooks[1].2, "-p udp --dport 4790 -j RUSTNET-SEAL-OUT");
+        let mut saved: Vec<String> = inbound
+            .lines()
+            .chain(outbound.lines())
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_owned)
+            .collect();
+        saved.extend(
+            hooks
+                .iter()
+                .map(|(_, from, rule)| format!("-A {from} {rule}")),
+        );
+        assert!(seal.intact_in(&saved.join("\n")));
+        assert!(!seal.intact_in(&saved[1..].join("\n")), "a rule lost");
+        assert!(
+            !seal.intact_in(&saved[..saved.len() - 1].join("\n")),
+            "the OUTPUT hook lost"
+        );
+    }
+}
+
+#[cfg(test)]
 mod intact_tests {
     use super::*;
 
@@ -982,6 +1084,7 @@ mod intact_tests {
             members: vec!["10.99.0.1".parse().unwrap()],
             devices: "rnx+".into(),
             gateway_prefix: [0x02, 0x52, 0x4e],
+            seal: None,
         };
         let full = saved(&networks, Some(&ingress));
         assert!(intact(&full, &networks, Some(&ingress)));

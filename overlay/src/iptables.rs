@@ -6,8 +6,8 @@ use tokio::process::Command;
 
 use crate::firewall::{
     DNAT_CHAIN, DNS_CHAIN, FILTER_CHAIN, INPUT_CHAIN, Network, POSTROUTING_CHAIN, RESOLVER_CHAIN,
-    RESOLVER_OUT_CHAIN, Resolver6, ResolverAddress, VXLAN_CHAIN, VxlanIngress, hooks,
-    restore_script_with,
+    RESOLVER_OUT_CHAIN, Resolver6, ResolverAddress, SEAL_IN_CHAIN, SEAL_OUT_CHAIN, VXLAN_CHAIN,
+    VxlanIngress, hooks, restore_script_with,
 };
 use crate::{Error, firewall6};
 
@@ -75,6 +75,18 @@ impl Iptables {
             }
             // Only a chain there is to remove: no ip6tables write else.
             None => uninstall_if_any(V6, "filter", "INPUT", VXLAN_CHAIN).await,
+        }
+        match ingress.and_then(|i| i.seal.as_ref()) {
+            Some(seal) => {
+                let [hook_in, hook_out] = seal.hooks();
+                let [script_in, script_out] = seal.restore_scripts();
+                install(V4, &script_in, hook_in, SEAL_IN_CHAIN).await?;
+                install(V4, &script_out, hook_out, SEAL_OUT_CHAIN).await?;
+            }
+            None => {
+                uninstall_if_any(V4, "filter", "INPUT", SEAL_IN_CHAIN).await;
+                uninstall_if_any(V4, "filter", "OUTPUT", SEAL_OUT_CHAIN).await;
+            }
         }
         match ingress {
             Some(ingress) => {

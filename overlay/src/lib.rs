@@ -25,6 +25,7 @@ mod netlink;
 mod plan;
 mod reconcile;
 pub mod sysctl;
+pub mod tunnel;
 
 pub use iptables::Iptables;
 pub use model::{Bridge, Desired, Flood, Link, LinkKind, Observed, Op, Remote, Veth, Vxlan};

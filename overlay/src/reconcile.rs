@@ -7,7 +7,8 @@
 //!     observe ─► plan(want.links, observed) ─► apply each Op (netlink)
 //!     firewall rules   only when the view changed since the last success
 //!     route_localnet   for networks with published ports
-//!     VXLAN ingress    only when it changed since the last success
+//!     VXLAN ingress    only when it changed since the last success (first,
+//!                      before the links, while it seals encrypted overlays)
 //! ```
 //!
 //! A network in conflict with the host (a foreign interface with a name it
@@ -202,6 +203,11 @@ impl<K: Kernel, F: Firewall> Pass<'_, K, F> {
     /// Makes the kernel hold `want`.
     pub async fn apply(mut self, want: Want) -> Result<Report, Error> {
         let mut report = Report::default();
+        // Encrypted overlays' VXLAN devices only once the rules that keep
+        // their traffic in the tunnel are there.
+        if want.ingress.as_ref().is_some_and(|i| i.seal.is_some()) {
+            self.ingress(want.ingress.clone()).await?;
+        }
         let links = self.links(&want.links, &mut report).await;
         let Some(inherited) = self.applied.inherited.clone() else {
             // The kernel was never read, so which bridges are inherited is

@@ -48,6 +48,9 @@ pub(crate) struct DaemonConfig {
     /// VXLAN UDP port.
     #[arg(long, env = "RUSTNET_VXLAN_PORT", default_value_t = 4789)]
     pub vxlan_port: u16,
+    /// WireGuard's UDP port, for encrypted overlays.
+    #[arg(long, env = "RUSTNET_WIREGUARD_PORT", default_value_t = 51871)]
+    pub wireguard_port: u16,
     /// Override the derived MTU.
     #[arg(long, env = "RUSTNET_MTU")]
     pub mtu: Option<u32>,

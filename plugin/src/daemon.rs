@@ -26,6 +26,12 @@ use crate::store::StoreState;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.vxlan_port != crate::encryption::SEALED_VXLAN_PORT,
+        "RUSTNET_VXLAN_PORT {} is the port of encrypted overlays' VXLAN (inside their tunnel): \
+         pick another",
+        config.vxlan_port
+    );
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), "listening");
     let (tx, rx) = watch::channel(StoreState::Opening);
@@ -42,13 +48,19 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     tracing::info!(underlay = %advertised, mtu = ?datapath.mtu_of(advertised).await, "underlay");
     let metrics = Metrics::default();
     let timeout = settings.timeout;
-    let mut service = Service::new(rx.clone(), settings, datapath, metrics.clone());
+    let encryption = Arc::new(
+        crate::encryption::Encryption::load(&config.state_dir, config.wireguard_port)
+            .context("WireGuard key")?,
+    );
+    let mut service =
+        Service::new(rx.clone(), settings, datapath, metrics.clone()).with_encryption(encryption);
     if config.names {
         service = service.with_resolver(crate::dns::Resolver::new(rx.clone()));
     }
     let service = Arc::new(service);
     let store_task = tokio::spawn(open_store(config.clone(), tx, metrics.clone()));
     tokio::spawn(rebuild(service.clone()));
+    tokio::spawn(publish_tunnel_key(service.clone()));
     tokio::spawn(crate::propagate::follow_changes(service.clone()));
     let docker = Docker::new(&config.docker_socket, &config.driver_name);
     tokio::spawn(crate::propagate::propagate(service.clone(), docker.clone()));
@@ -280,6 +292,48 @@ async fn rebuild(service: Arc<Service>) {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Publishes this host's WireGuard public key once the store is open,
+/// unless the cluster has it already; retried while the cluster cannot
+/// take it yet (a member of a release before encryption).
+async fn publish_tunnel_key(service: Arc<Service>) {
+    let Some(encryption) = service.encryption().cloned() else {
+        return;
+    };
+    let mut warned = false;
+    loop {
+        let store = match service.store().await {
+            Ok(store) => store,
+            Err(ApiError::NoStore(_)) => return,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let (host, key, port) = (store.id(), encryption.public_key(), encryption.port());
+        let published = store
+            .local(|s| {
+                s.tunnel_key(host)
+                    .is_some_and(|k| k.key == key && k.port == port)
+            })
+            .unwrap_or(false);
+        if published {
+            return;
+        }
+        match store.write(Command::SetTunnelKey { host, key, port }).await {
+            Ok(_) => {
+                tracing::info!(key = %encryption.public_key(), "WireGuard key published");
+                return;
+            }
+            Err(e) if !warned => {
+                tracing::warn!(error = %e, "WireGuard key not published yet; retrying");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

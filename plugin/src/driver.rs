@@ -14,11 +14,13 @@
 use ipnet::IpNet;
 use rustnet_ipam::{Command, Endpoint, Mac, Mode, Network, PortBinding};
 
+use crate::encryption::{WIREGUARD_OVERHEAD, WIREGUARD6_OVERHEAD};
 use crate::error::ApiError;
 use crate::naming::{bridge_name, veth_names};
 use crate::request::{EndpointRequest, Joined, NetworkRequest};
 use crate::service::Service;
 use crate::store::Replicated;
+use rustnet_overlay::tunnel::MAX_TUNNEL_MTU;
 
 /// Default MTU of a bridge network, as Docker's bridge driver.
 pub(crate) const DEFAULT_MTU: u32 = 1500;
@@ -52,6 +54,9 @@ impl<'a> Driver<'a> {
                     })?,
             ),
         };
+        if request.encrypted {
+            self.check_encryption(store.as_ref()).await?;
+        }
         let network = Network {
             bridge: request
                 .bridge
@@ -69,6 +74,7 @@ impl<'a> Driver<'a> {
             overlay,
             vni: request.vni,
             multicast: request.multicast,
+            encrypted: request.encrypted,
         };
         let (id, bridge) = (network.id.clone(), network.bridge.clone());
         store.write(Command::CreateNetwork(network)).await?;
@@ -81,6 +87,30 @@ impl<'a> Driver<'a> {
             })
             .await;
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Refuses an encrypted overlay on a host whose tunnel cannot run or
+    /// whose key the cluster does not have yet: it would not come up here.
+    async fn check_encryption(&self, store: &dyn Replicated) -> Result<(), ApiError> {
+        let refused = |why: String| {
+            ApiError::Unsupported(format!(
+                "an encrypted overlay cannot come up on this host: {why}"
+            ))
+        };
+        self.service.tunnel(store, true).await.map_err(refused)?;
+        let host = store.id();
+        let ours = self.service.encryption().map(|e| e.public_key());
+        let published = store
+            .local(|s| s.tunnel_key(host).map(|k| k.key.clone()))
+            .flatten();
+        if published.is_none() || published != ours {
+            return Err(refused(
+                "its WireGuard key is not in the cluster yet (every member needs a release \
+                 with encryption)"
+                    .to_owned(),
+            ));
         }
         Ok(())
     }
@@ -104,7 +134,8 @@ impl<'a> Driver<'a> {
 
     /// `-o com.docker.network.driver.mtu`, else RUSTNET_MTU, else 1500 for
     /// a bridge and the underlay's MTU (as it is now) minus VXLAN's 50 for
-    /// an overlay (70 over an IPv6 underlay).
+    /// an overlay (70 over an IPv6 underlay), and WireGuard's 60 more for
+    /// an encrypted one (80 over IPv6).
     async fn mtu_for(&self, request: &NetworkRequest) -> u32 {
         if let Some(mtu) = request.mtu.or(self.service.settings().mtu) {
             return mtu;
@@ -112,12 +143,23 @@ impl<'a> Driver<'a> {
         match (request.mode, self.service.settings().vtep) {
             (Mode::Overlay, Some(vtep)) => {
                 let underlay = self.service.datapath().mtu_of(vtep).await;
+                let underlay = underlay.unwrap_or(DEFAULT_MTU);
+                if request.encrypted {
+                    // IPv4 VXLAN inside WireGuard over the underlay.
+                    let wireguard = if vtep.is_ipv6() {
+                        WIREGUARD6_OVERHEAD
+                    } else {
+                        WIREGUARD_OVERHEAD
+                    };
+                    let tunnel = underlay.saturating_sub(wireguard).min(MAX_TUNNEL_MTU);
+                    return tunnel.saturating_sub(VXLAN_OVERHEAD);
+                }
                 let overhead = if vtep.is_ipv6() {
                     VXLAN6_OVERHEAD
                 } else {
                     VXLAN_OVERHEAD
                 };
-                underlay.unwrap_or(DEFAULT_MTU).saturating_sub(overhead)
+                underlay.saturating_sub(overhead)
             }
             (Mode::Overlay, None) => DEFAULT_MTU - VXLAN_OVERHEAD,
             (Mode::Bridge, _) => DEFAULT_MTU,

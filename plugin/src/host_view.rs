@@ -9,10 +9,11 @@ use ipnet::IpNet;
 use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Multicast, Network, State};
 use rustnet_overlay::firewall::{
     DnsRedirect, Ipv6Side, Network as FirewallNetwork, Published, Published6, ResolverAddress,
-    VxlanIngress,
+    Seal, VxlanIngress,
 };
 use rustnet_overlay::{Bridge, Desired, Flood, Remote, Veth, Vxlan, Want};
 
+use crate::encryption::{SEALED_VXLAN_PORT, TUNNEL_DEVICE, tunnel_address_of};
 use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
 
 /// The resolver address: the `dns` entry of daemon.json that engines from
@@ -30,6 +31,10 @@ pub(crate) struct Underlay {
     /// IPv4 or IPv6: VXLAN goes to the other hosts' addresses of its family.
     pub vtep: Option<IpAddr>,
     pub port: u16,
+    /// This host's address in the WireGuard tunnel, while the tunnel runs:
+    /// encrypted overlays' VXLAN goes from it, to the other hosts' (none:
+    /// encrypted overlays do not come up here).
+    pub tunnel: Option<Ipv4Addr>,
 }
 
 /// The upstream resolvers whose queries rustnet's own resolver takes, by
@@ -90,18 +95,30 @@ pub(crate) fn host_view(
                 .filter(|_| overlay)
                 .map(|vni| Mac::gateway(vni).octets()),
         });
-        if let (Some(key), Some(vni), Some(local)) = (&network.overlay, network.vni, underlay.vtep)
-        {
+        // An encrypted overlay's VXLAN runs between tunnel addresses only.
+        let (local, port) = if network.encrypted {
+            (underlay.tunnel.map(IpAddr::V4), SEALED_VXLAN_PORT)
+        } else {
+            (underlay.vtep, underlay.port)
+        };
+        if let (Some(key), Some(vni), Some(local)) = (&network.overlay, network.vni, local) {
             let device = vxlan_name(vni);
             desired.vxlans.push(Vxlan {
                 name: device.clone(),
                 vni,
                 local,
-                port: underlay.port,
+                port,
                 mtu: network.mtu,
                 bridge: network.bridge.clone(),
             });
-            let remotes = remotes(state, host, key, &device, local);
+            let vtep_of = |other: HostId| {
+                if network.encrypted {
+                    tunnel_address_of(state, other).map(IpAddr::V4)
+                } else {
+                    state.vtep(other).filter(|v| v.is_ipv6() == local.is_ipv6())
+                }
+            };
+            let remotes = remotes(state, host, key, &device, vtep_of);
             if network.multicast == Multicast::Flood {
                 desired.floods.extend(floods(&remotes));
             }
@@ -223,18 +240,22 @@ fn floods(remotes: &[Remote]) -> Vec<Flood> {
         .collect()
 }
 
-/// Every endpoint of overlay `key` on the other hosts, behind their VTEPs:
-/// those of `local`'s family (a VXLAN device sends over one).
-fn remotes(state: &State, host: HostId, key: &str, device: &str, local: IpAddr) -> Vec<Remote> {
+/// Every endpoint of overlay `key` on the other hosts, behind their VTEPs
+/// (`vtep_of` a host: none leaves its endpoints out).
+fn remotes(
+    state: &State,
+    host: HostId,
+    key: &str,
+    device: &str,
+    vtep_of: impl Fn(HostId) -> Option<IpAddr>,
+) -> Vec<Remote> {
     let tables = state.tables();
     tables
         .bound_to(key)
         .filter(|n| n.host != host)
         .flat_map(|n| tables.endpoints_of(&n.id))
         .filter_map(|e| {
-            let vtep = state
-                .vtep(e.host)
-                .filter(|v| v.is_ipv6() == local.is_ipv6())?;
+            let vtep = vtep_of(e.host)?;
             let (ip, ip6) = (e.ipv4(), e.ipv6());
             (ip.is_some() || ip6.is_some()).then(|| Remote {
                 device: device.to_owned(),
@@ -299,17 +320,25 @@ fn published6(endpoint: &Endpoint) -> Vec<Published6> {
 }
 
 /// Who may send VXLAN to `host`: every member's underlay address, while
-/// the host has an overlay network; `None` otherwise (pure).
+/// the host has an overlay network, and encrypted overlays' VXLAN through
+/// the tunnel only, while it has one of those; `None` otherwise (pure).
 pub(crate) fn vxlan_ingress(state: &State, host: HostId, port: u16) -> Option<VxlanIngress> {
-    let has_overlay = state
-        .tables()
+    let tables = state.tables();
+    let mut overlays = tables
         .networks_of(host)
-        .any(|n| n.mode == Mode::Overlay);
-    has_overlay.then(|| VxlanIngress {
+        .filter(|n| n.mode == Mode::Overlay)
+        .peekable();
+    overlays.peek()?;
+    let encrypted = overlays.any(|n| n.encrypted);
+    Some(VxlanIngress {
         port,
         members: state.vteps().collect(),
         devices: format!("{VXLAN_PREFIX}+"),
         gateway_prefix: Mac::GATEWAY_PREFIX,
+        seal: encrypted.then(|| Seal {
+            port: SEALED_VXLAN_PORT,
+            device: TUNNEL_DEVICE.to_owned(),
+        }),
     })
 }
 

@@ -26,6 +26,7 @@ mod datapath;
 mod dns;
 mod docker;
 mod driver;
+mod encryption;
 mod error;
 mod fixture;
 pub mod fuzz;

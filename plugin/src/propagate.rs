@@ -197,6 +197,9 @@ async fn apply_step(
             if !overlay.multicast.is_off() {
                 options["multicast"] = json!(overlay.multicast.to_string());
             }
+            if overlay.encrypted {
+                options["encrypted"] = json!("true");
+            }
             let pools = [
                 (Some(overlay.subnet), overlay.gateway),
                 (overlay.subnet6, overlay.gateway6),
@@ -240,6 +243,7 @@ mod tests {
             multicast: rustnet_ipam::Multicast::Off,
             subnet6: None,
             gateway6: None,
+            encrypted: false,
         }
     }
 

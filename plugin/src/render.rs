@@ -33,6 +33,7 @@ pub(crate) fn render(status: &Status) -> String {
     out.push_str(&rotation_text(status.tls.ca_rotation.as_ref()));
     out.push_str(&members_text(status));
     out.push_str(&names_text(status.names.as_ref()));
+    out.push_str(&encryption_text(status.encryption.as_ref()));
     out.push_str(&errors_text(&status.errors, unix_now()));
     for a in &view.allocations {
         out.push_str(&format!(
@@ -101,6 +102,19 @@ fn short_id(id: &str) -> &str {
 
 /// Names across hosts: whether this host's engine reaches rustnet's
 /// resolver, and if not, the daemon.json line it needs and who misses it.
+fn encryption_text(encryption: Option<&crate::encryption::EncryptionStatus>) -> String {
+    let Some(e) = encryption else {
+        return String::new();
+    };
+    let address = e
+        .address
+        .map_or_else(String::new, |a| format!(", tunnel address {a}"));
+    format!(
+        "encryption: WireGuard {}, public key {}, port {}{address}, peers {} ({} with a recent handshake)\n",
+        e.tunnel, e.public_key, e.port, e.peers, e.peers_up
+    )
+}
+
 fn names_text(names: Option<&NamesView>) -> String {
     let Some(names) = names else {
         return "names across hosts: off (RUSTNET_NAMES=false)\n".to_owned();

@@ -47,6 +47,8 @@ pub(crate) struct NetworkRequest {
     pub overlay: Option<String>,
     /// `-o multicast=`: what an overlay does with broadcast and multicast.
     pub multicast: Multicast,
+    /// `-o encrypted`: the overlay's VXLAN only inside WireGuard.
+    pub encrypted: bool,
 }
 
 /// CreateEndpoint.

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::datapath::DataPath;
 use crate::dns::{Resolver, resolv};
+use crate::encryption::Encryption;
 use crate::error::ApiError;
 use crate::host_view::{DnsView, Underlay, dns_upstreams, host_view};
 use crate::metrics::Metrics;
@@ -53,6 +54,8 @@ pub(crate) struct Service {
     datapath: Arc<dyn DataPath>,
     /// Names across hosts for overlay containers (off: `None`).
     resolver: Option<Arc<Resolver>>,
+    /// This host's WireGuard key and tunnel (none: no encrypted overlays).
+    encryption: Option<Arc<Encryption>>,
     /// The last errors met, for `rustnet status`.
     pub(crate) recent: crate::recent::Recent,
     /// What the last successful pass applied, and when.
@@ -76,6 +79,7 @@ impl Service {
             settings,
             datapath,
             resolver: None,
+            encryption: None,
             recent: crate::recent::Recent::default(),
             applied: std::sync::Mutex::new(None),
             engine: std::sync::Mutex::new(None),
@@ -99,6 +103,73 @@ impl Service {
         self
     }
 
+    /// Carries encrypted overlays through `encryption`'s tunnel.
+    pub(crate) fn with_encryption(mut self, encryption: Arc<Encryption>) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    pub(crate) fn encryption(&self) -> Option<&Arc<Encryption>> {
+        self.encryption.as_ref()
+    }
+
+    /// Starts the tunnel if the cluster has an encrypted overlay (or
+    /// `needed`, for one being created here); its address, or why
+    /// encrypted overlays cannot come up on this host.
+    pub(crate) async fn tunnel(
+        &self,
+        store: &dyn Replicated,
+        needed: bool,
+    ) -> Result<Option<std::net::Ipv4Addr>, String> {
+        let Some(encryption) = &self.encryption else {
+            return if needed {
+                Err("this rustnet runs without encryption".to_owned())
+            } else {
+                Ok(None)
+            };
+        };
+        let wanted = needed || store.local(crate::encryption::wanted).unwrap_or(false);
+        let Some(vtep) = self.settings.vtep.filter(|_| wanted) else {
+            return Ok(None);
+        };
+        let host = store.id();
+        let Some(address) = store
+            .local(|s| crate::encryption::tunnel_address_of(s, host))
+            .flatten()
+        else {
+            return Err(
+                "its WireGuard key is not in the cluster yet (every member needs a \
+                        release with encryption)"
+                    .to_owned(),
+            );
+        };
+        let mtu = self
+            .datapath
+            .mtu_of(vtep)
+            .await
+            .unwrap_or(crate::driver::DEFAULT_MTU);
+        encryption.ensure(address, vtep, mtu).await.map(Some)
+    }
+
+    /// Makes the tunnel's peers the other members with keys, as `store`
+    /// knows them, if the tunnel runs.
+    async fn follow_peers(&self, store: &dyn Replicated) {
+        let (Some(encryption), Some(vtep)) = (&self.encryption, self.settings.vtep) else {
+            return;
+        };
+        if encryption.address().await.is_none() {
+            return;
+        }
+        let host = store.id();
+        let peers = store
+            .local(|s| crate::encryption::tunnel_peers(s, host, vtep))
+            .unwrap_or_default();
+        if let Err(e) = encryption.set_peers(&peers).await {
+            tracing::warn!(error = %e, "WireGuard peers");
+            self.recent.record("encryption", &e);
+        }
+    }
+
     /// Where what happens is counted.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -108,11 +179,17 @@ impl Service {
         &self.settings
     }
 
-    /// Where this host's VXLAN traffic goes from.
-    pub(crate) fn underlay(&self) -> Underlay {
+    /// Where this host's VXLAN traffic goes from, with the tunnel's
+    /// address while the tunnel runs.
+    pub(crate) async fn underlay(&self) -> Underlay {
+        let tunnel = match &self.encryption {
+            Some(encryption) => encryption.address().await,
+            None => None,
+        };
         Underlay {
             vtep: self.settings.vtep,
             port: self.settings.vxlan_port,
+            tunnel,
         }
     }
 
@@ -129,7 +206,11 @@ impl Service {
         let want = async {
             let store = self.store().await?;
             let host = store.id();
-            let underlay = self.underlay();
+            if let Err(e) = self.tunnel(store.as_ref(), false).await {
+                self.recent.record("encryption", &e);
+            }
+            self.follow_peers(store.as_ref()).await;
+            let underlay = self.underlay().await;
             let dns = self.dns_ports(store.as_ref()).await;
             let want = store
                 .read(|s| host_view(s, host, required, underlay, &dns))
@@ -169,7 +250,9 @@ impl Service {
     pub(crate) async fn reconcile_after_change(&self) -> Result<Option<Report>, ApiError> {
         let store = self.store().await?;
         let host = store.id();
-        let underlay = self.underlay();
+        // A host removed from the cluster stops being a peer at once.
+        self.follow_peers(store.as_ref()).await;
+        let underlay = self.underlay().await;
         let dns = self.dns_ports(store.as_ref()).await;
         let view = store.local(|s| host_view(s, host, &[], underlay, &dns));
         let unchanged = crate::lock(&self.applied)
@@ -345,6 +428,9 @@ impl Service {
             names,
             ..Status::default()
         };
+        if let Some(encryption) = &self.encryption {
+            status.encryption = Some(encryption.status().await);
+        }
         // What only a cluster has (a store in memory has none of it).
         if let Some(raft) = store.raft() {
             status.cluster = raft.cluster_view();

@@ -37,6 +37,8 @@ pub(crate) struct Status {
     pub names: Option<NamesView>,
     /// Each member's version, and what waits while they differ.
     pub upgrade: UpgradeView,
+    /// This host's WireGuard tunnel for encrypted overlays.
+    pub encryption: Option<crate::encryption::EncryptionStatus>,
 }
 
 /// The cluster's CA and this member's certificate (fingerprints).

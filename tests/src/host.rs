@@ -508,6 +508,34 @@ impl SimHost {
         ip(&["link", "set", "vx0", "up"]);
     }
 
+    /// Starts recording every packet on this host's underlay interface
+    /// (tcpdump, whole packets): what went on the wire from and to it.
+    pub fn capture_underlay(&self, name: &str) -> Capture {
+        let path = self.dir.join(format!("{name}.pcap"));
+        let child = self
+            .cmd("tcpdump")
+            .args(["-i", "ul0", "-n", "--immediate-mode", "-U", "-s", "0", "-w"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(
+                File::create(path.with_extension("log"))
+                    .unwrap_or_else(|e| panic!("tcpdump log: {e}")),
+            )
+            .spawn()
+            .unwrap_or_else(|e| panic!("tcpdump on {}: {e}", self.netns));
+        // tcpdump writes the file's header once it listens.
+        let started = Instant::now();
+        while std::fs::metadata(&path).map_or(0, |m| m.len()) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "tcpdump on {} did not start",
+                self.netns
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Capture { child, path }
+    }
+
     /// `docker exec CONTAINER CMD...`.
     pub fn exec(&self, container: &str, cmd: &[&str]) -> Result<String, String> {
         self.docker(&[&["exec", container], cmd].concat())
@@ -1104,4 +1132,28 @@ fn ensure_underlay(pid: u32) -> String {
         Command::new("iptables").args(["-I", "FORWARD", "-i", &name, "-o", &name, "-j", "ACCEPT"]),
     );
     name
+}
+
+/// Packets recorded on an underlay interface (see
+/// [`SimHost::capture_underlay`]).
+#[derive(Debug)]
+pub struct Capture {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Capture {
+    /// Stops recording; the pcap file's bytes (headers and whole packets).
+    pub fn stop(mut self) -> Vec<u8> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        std::fs::read(&self.path).unwrap_or_else(|e| panic!("read {}: {e}", self.path.display()))
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }

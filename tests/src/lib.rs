@@ -22,7 +22,9 @@ mod upstream;
 
 pub use bare::{BareHost, rss_kib};
 pub use engine::Engine;
-pub use host::{HostSpec, IMAGE, Joining, RESOLVER_ADDR, SimHost, UNDERLAY_GATEWAY};
+pub use host::{
+    Capture, HostSpec, IMAGE, Joining, RESOLVER_ADDR, SimHost, UNDERLAY_GATEWAY, contains_bytes,
+};
 pub use run::{
     CLOSED_WITHOUT_REPLY, Cases, docker_ok, iperf3_installed, plugin_call, previous_release,
     require_root, run, run_ok, rustnet_bin, wait_until, within,

@@ -212,6 +212,13 @@ pub enum Command {
         pool_id: String,
         address: IpAddr,
     },
+    /// Publishes `host`'s WireGuard public key (base64) and listen port for
+    /// encrypted overlays; only the host itself may set or replace it.
+    SetTunnelKey {
+        host: HostId,
+        key: String,
+        port: u16,
+    },
 }
 
 impl Command {
@@ -244,6 +251,7 @@ impl Command {
             Self::NameOverlay { .. } => "name-overlay",
             Self::ReleaseAddress { .. } => "release-address",
             Self::RaiseFormat { .. } => "raise-format",
+            Self::SetTunnelKey { .. } => "set-tunnel-key",
         }
     }
 }
@@ -264,6 +272,7 @@ impl Command {
             | Self::NameAddress { host, .. }
             | Self::RegisterHost { host, .. }
             | Self::ReleaseAddress { host, .. }
+            | Self::SetTunnelKey { host, .. }
             | Self::ForgetHost { host } => Some(*host),
             Self::CreateNetwork(network) => Some(network.host),
             Self::CreateEndpoint(endpoint) => Some(endpoint.host),
@@ -285,9 +294,12 @@ impl Command {
     /// for the commands every release has known, 2 for those added with
     /// format 2 (members of format 1 cannot decode them), 3 for a network
     /// with multicast or IPv6 (members of format 2 would drop the setting
-    /// or refuse the network).
+    /// or refuse the network), 4 for encryption (tunnel keys, encrypted
+    /// overlays: members of format 3 would carry them in clear).
     pub fn format(&self) -> u32 {
         match self {
+            Self::SetTunnelKey { .. } => 4,
+            Self::CreateNetwork(network) if network.encrypted => 4,
             Self::CreateNetwork(network)
                 if !network.multicast.is_off() || network.subnet6.is_some() =>
             {
@@ -377,6 +389,9 @@ impl fmt::Display for Command {
             Self::RetireCa { previous } => write!(f, "retire-ca {previous}"),
             Self::SealCa => write!(f, "seal-ca"),
             Self::RaiseFormat { format } => write!(f, "raise-format to {format}"),
+            Self::SetTunnelKey { host, key, port } => {
+                write!(f, "set-tunnel-key {key} port {port} of host {host}")
+            }
             Self::AssignHostId { at } => write!(f, "assign-host-id at {at}"),
             Self::Joined { host } => write!(f, "joined {host}"),
             Self::CreateNetwork(n) => write!(f, "create-network {} by host {}", n.id, n.host),

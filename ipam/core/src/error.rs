@@ -71,6 +71,12 @@ pub enum IpamError {
     NotHeld { address: IpAddr },
     #[error("{by} may not {command}: it changes only what its own host holds")]
     NotAuthorized { by: String, command: String },
+    #[error("{key:?} is not a WireGuard public key (base64 of 32 bytes)")]
+    BadTunnelKey { key: String },
+    #[error("every tunnel address is taken: at most 16382 hosts carry encrypted overlays")]
+    NoTunnelSlot,
+    #[error("host {host} is not a member of the cluster")]
+    UnknownHost { host: crate::HostId },
     #[error("certificate {fingerprint} is already {host}'s")]
     CertInUse { fingerprint: String, host: String },
     #[error(

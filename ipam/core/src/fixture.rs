@@ -21,6 +21,7 @@ pub fn network(id: &str, host: HostId) -> Network {
         overlay: None,
         vni: None,
         multicast: crate::Multicast::Off,
+        encrypted: false,
     }
 }
 

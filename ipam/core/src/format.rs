@@ -10,9 +10,10 @@
 //!             with `format = 2`; adds the commands of
 //!             [`crate::Command::format`] 2 (names learned from Docker,
 //!             enrollment by id, CA rotation and sealing, RaiseFormat)
-//!   format 3  this release: networks with `multicast` or IPv6 (an entry
-//!             creating one is `{"v":3,...}`, a snapshot of a cluster of
-//!             format 3 is behind `RNZ3`)
+//!   format 3  networks with `multicast` or IPv6 (an entry creating one
+//!             is `{"v":3,...}`, a snapshot of a cluster of format 3 is
+//!             behind `RNZ3`)
+//!   format 4  this release: encryption (tunnel keys, encrypted overlays)
 //! ```
 //!
 //! An entry names the oldest format that reads it (its command's, at least
@@ -30,7 +31,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The format this release writes.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// The oldest format this release reads: it reads every format the project
 /// has written.

@@ -60,7 +60,7 @@ pub use network::{
     PortBinding, Proto, Tables,
 };
 pub use pool::{Holder, Pool};
-pub use state::State;
+pub use state::{MAX_TUNNEL_SLOT, State, TunnelKey};
 pub use token::{
     ClusterCa, JoinToken, TokenError, check as check_join_token, pinned, split as split_token,
 };

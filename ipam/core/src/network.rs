@@ -81,6 +81,14 @@ pub struct Overlay {
     pub subnet6: Option<IpNet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<IpNet>,
+    /// Set by the overlay's first network (`-o encrypted`), for every
+    /// host: its VXLAN travels only inside WireGuard between the hosts.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub encrypted: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// A network created on `host` by Docker's CreateNetwork.
@@ -109,6 +117,9 @@ pub struct Network {
     /// For an overlay: asked for with `-o multicast=`, then the overlay's.
     #[serde(default, skip_serializing_if = "Multicast::is_off")]
     pub multicast: Multicast,
+    /// For an overlay: asked for with `-o encrypted`, then the overlay's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub encrypted: bool,
 }
 
 /// A transport protocol of a published port.
@@ -242,6 +253,18 @@ pub enum NetworkError {
         existing: Multicast,
         requested: Multicast,
     },
+    #[error(
+        "overlay {key} exists unencrypted; its first network sets encryption for every host: \
+         remove the overlay and create it again with -o encrypted"
+    )]
+    EncryptionMismatch { key: String },
+}
+
+/// What a network takes from the overlay it binds to.
+struct Bound {
+    vni: u32,
+    multicast: Multicast,
+    encrypted: bool,
 }
 
 /// The tables, changed only through [`crate::State::apply`].
@@ -317,9 +340,10 @@ impl Tables {
     fn try_create_network(&mut self, network: &Network) -> Result<(), NetworkError> {
         let mut network = network.clone();
         if let Some(key) = network.overlay.clone() {
-            let (vni, multicast) = self.bind_overlay(&key, &network)?;
-            network.vni = Some(vni);
-            network.multicast = multicast;
+            let bound = self.bind_overlay(&key, &network)?;
+            network.vni = Some(bound.vni);
+            network.multicast = bound.multicast;
+            network.encrypted = bound.encrypted;
         }
         let network = &network;
         if let Some(existing) = self.networks.get(&network.id) {
@@ -344,14 +368,10 @@ impl Tables {
         Ok(())
     }
 
-    /// The VNI and multicast of overlay `key` for `network`, creating the
-    /// overlay when this is its first network. A later network takes the
-    /// overlay's unless it asked for others, which is refused.
-    fn bind_overlay(
-        &mut self,
-        key: &str,
-        network: &Network,
-    ) -> Result<(u32, Multicast), NetworkError> {
+    /// The VNI, multicast and encryption of overlay `key` for `network`,
+    /// creating the overlay when this is its first network. A later network
+    /// takes the overlay's unless it asked for others, which is refused.
+    fn bind_overlay(&mut self, key: &str, network: &Network) -> Result<Bound, NetworkError> {
         if let Some(overlay) = self.overlays.get(key) {
             if overlay.removing && !self.networks.contains_key(&network.id) {
                 let name = overlay.name.clone().unwrap_or_else(|| key.to_owned());
@@ -386,7 +406,17 @@ impl Tables {
                     key: key.to_owned(),
                 });
             }
-            return Ok((overlay.vni, overlay.multicast));
+            // Unencrypted is also what a network that says nothing asks for.
+            if network.encrypted && !overlay.encrypted {
+                return Err(NetworkError::EncryptionMismatch {
+                    key: key.to_owned(),
+                });
+            }
+            return Ok(Bound {
+                vni: overlay.vni,
+                multicast: overlay.multicast,
+                encrypted: overlay.encrypted,
+            });
         }
         let vni = match network.vni {
             Some(vni) => {
@@ -430,9 +460,14 @@ impl Tables {
                 multicast: network.multicast,
                 subnet6,
                 gateway6,
+                encrypted: network.encrypted,
             },
         );
-        Ok((vni, network.multicast))
+        Ok(Bound {
+            vni,
+            multicast: network.multicast,
+            encrypted: network.encrypted,
+        })
     }
 
     /// Records the Docker name of an overlay, learned on its origin host.
@@ -697,6 +732,32 @@ mod tests {
             t.create_network(&other).unwrap_err().to_string(),
             "vni 4096 is already used by overlay 10.0.42.0/24"
         );
+    }
+
+    #[test]
+    fn the_first_network_of_an_overlay_sets_its_encryption_for_every_host() {
+        let mut t = Tables::default();
+        let encrypted = |id: &str, host| Network {
+            encrypted: true,
+            ..overlay_network(id, host, None)
+        };
+        t.create_network(&encrypted("a1", 1)).unwrap();
+        assert!(t.overlay("10.0.42.0/24").unwrap().encrypted);
+        // A host saying nothing (a user's create there) gets the overlay's.
+        t.create_network(&overlay_network("b1", 2, None)).unwrap();
+        assert!(t.network("b1").unwrap().encrypted);
+        // An unencrypted overlay takes no encrypted network later.
+        let mut u = Tables::default();
+        u.create_network(&overlay_network("a1", 1, None)).unwrap();
+        let before = u.clone();
+        assert_eq!(
+            u.create_network(&encrypted("b1", 2))
+                .unwrap_err()
+                .to_string(),
+            "overlay 10.0.42.0/24 exists unencrypted; its first network sets encryption for \
+             every host: remove the overlay and create it again with -o encrypted"
+        );
+        assert_eq!(u, before, "a refused network changes nothing");
     }
 
     #[test]

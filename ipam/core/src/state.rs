@@ -59,6 +59,34 @@ pub struct State {
     /// before formats were numbered): commands of a later one wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     format: Option<u32>,
+    /// Each member's WireGuard public key and port, for encrypted overlays.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tunnel_keys: BTreeMap<HostId, TunnelKey>,
+}
+
+/// A member's WireGuard identity: its public key (base64 of 32 bytes),
+/// the UDP port it listens on at its underlay address, and its slot: a
+/// small number unique in the cluster, kept across keys (its tunnel
+/// address is made from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelKey {
+    pub key: String,
+    pub port: u16,
+    pub slot: u32,
+}
+
+/// The most hosts with tunnel keys at once.
+pub const MAX_TUNNEL_SLOT: u32 = 16_382;
+
+/// Whether `key` reads as a WireGuard key: base64 of 32 bytes, 44
+/// characters ending in one `=` (pure; the key itself is checked where it
+/// is used).
+fn is_tunnel_key(key: &str) -> bool {
+    key.len() == 44
+        && key.ends_with('=')
+        && key[..43]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 impl State {
@@ -109,6 +137,30 @@ impl State {
                 if let Some(addr) = addr {
                     self.vteps.insert(*host, *addr);
                 }
+                Ok(Response::Done)
+            }
+            Command::SetTunnelKey { host, key, port } => {
+                if !is_tunnel_key(key) {
+                    return Err(IpamError::BadTunnelKey { key: key.clone() });
+                }
+                if !self.hosts.contains_key(host) {
+                    return Err(IpamError::UnknownHost { host: *host });
+                }
+                // A host keeps its slot (its tunnel address) across keys.
+                let slot = match self.tunnel_keys.get(host) {
+                    Some(existing) => existing.slot,
+                    None => (1..=MAX_TUNNEL_SLOT)
+                        .find(|s| !self.tunnel_keys.values().any(|k| k.slot == *s))
+                        .ok_or(IpamError::NoTunnelSlot)?,
+                };
+                self.tunnel_keys.insert(
+                    *host,
+                    TunnelKey {
+                        key: key.clone(),
+                        port: *port,
+                        slot,
+                    },
+                );
                 Ok(Response::Done)
             }
             Command::NameOverlay { key, name } => {
@@ -245,6 +297,16 @@ impl State {
     /// The underlay address of `host`.
     pub fn vtep(&self, host: HostId) -> Option<IpAddr> {
         self.vteps.get(&host).copied()
+    }
+
+    /// `host`'s WireGuard key and port, once it published them.
+    pub fn tunnel_key(&self, host: HostId) -> Option<&TunnelKey> {
+        self.tunnel_keys.get(&host)
+    }
+
+    /// Every host that published a WireGuard key, with it.
+    pub fn hosts_with_tunnel_keys(&self) -> impl Iterator<Item = (HostId, &TunnelKey)> + '_ {
+        self.tunnel_keys.iter().map(|(host, key)| (*host, key))
     }
 
     /// Every member's underlay address.
@@ -528,6 +590,7 @@ impl State {
     fn forget(&mut self, host: HostId) {
         self.hosts.remove(&host);
         self.vteps.remove(&host);
+        self.tunnel_keys.remove(&host);
         self.drop_cert(host);
         self.enrollments.settle(host);
         self.tables.forget(host);

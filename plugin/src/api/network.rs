@@ -36,13 +36,16 @@ pub(super) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 /// cluster-wide key of the overlay the new local network binds to.
 pub(super) const OPT_OVERLAY: &str = "rustnet.overlay";
 pub(super) const OPT_MULTICAST: &str = "multicast";
-const VALID_OPTIONS: [&str; 6] = [
+/// Swarm's name: `-o encrypted` (empty) or `-o encrypted=true|false`.
+pub(super) const OPT_ENCRYPTED: &str = "encrypted";
+const VALID_OPTIONS: [&str; 7] = [
     OPT_MODE,
     OPT_MTU,
     OPT_VNI,
     OPT_BRIDGE_NAME,
     OPT_OVERLAY,
     OPT_MULTICAST,
+    OPT_ENCRYPTED,
 ];
 
 /// Keys libnetwork puts in CreateNetwork/CreateEndpoint/Join options
@@ -124,7 +127,7 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 ));
             }
         };
-        let overlay_only = [OPT_VNI, OPT_OVERLAY, OPT_MULTICAST]
+        let overlay_only = [OPT_VNI, OPT_OVERLAY, OPT_MULTICAST, OPT_ENCRYPTED]
             .into_iter()
             .find(|k| generic.contains_key(*k));
         if let (Mode::Bridge, Some(key)) = (mode, overlay_only) {
@@ -143,6 +146,17 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                     other,
                     "valid values: flood (copies to every host with containers on the overlay), \
                      off (the default)",
+                ));
+            }
+        };
+        let encrypted = match generic.get(OPT_ENCRYPTED).map(String::as_str) {
+            None | Some("false") => false,
+            Some("" | "true") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "option encrypted",
+                    other,
+                    "valid values: true (or no value), false",
                 ));
             }
         };
@@ -195,6 +209,7 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             vni,
             overlay: generic.get(OPT_OVERLAY).cloned(),
             multicast,
+            encrypted,
             bridge,
             mtu,
             internal,

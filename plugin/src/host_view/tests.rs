@@ -8,6 +8,7 @@ const HOST: HostId = 7;
 const UNDERLAY: Underlay = Underlay {
     vtep: None,
     port: 4789,
+    tunnel: None,
 };
 
 fn tables(internal: bool, joined: bool) -> State {
@@ -295,6 +296,7 @@ fn an_overlay_with_multicast_floods_to_each_other_host_with_endpoints_once() {
     let underlay = Underlay {
         vtep: Some("10.99.0.7".parse().unwrap()),
         port: 4789,
+        tunnel: None,
     };
     let want = host_view(&state, HOST, &[], underlay, &DnsView::default());
     let floods: Vec<IpAddr> = want.links.floods.iter().map(|f| f.vtep).collect();
@@ -348,6 +350,7 @@ fn over_an_ipv6_underlay_the_tunnels_go_to_the_ipv6_hosts() {
     let underlay = Underlay {
         vtep: Some("fd99::7".parse().unwrap()),
         port: 4789,
+        tunnel: None,
     };
     let want = host_view(&state, HOST, &[], underlay, &DnsView::default());
     assert_eq!(want.links.vxlans.len(), 1);
@@ -361,4 +364,67 @@ fn over_an_ipv6_underlay_the_tunnels_go_to_the_ipv6_hosts() {
     let ingress = vxlan_ingress(&state, HOST, 4789).unwrap();
     assert!(ingress.wants_ipv6());
     assert_eq!(ingress.members.len(), 3, "{:?}", ingress.members);
+}
+
+#[test]
+fn an_encrypted_overlay_runs_between_tunnel_addresses_of_hosts_with_keys_only() {
+    let mut state = State::default();
+    let key = "10.0.80.0/24";
+    for host in [HOST, 8, 9] {
+        let addr = Some(format!("10.99.0.{host}").parse().unwrap());
+        let name = format!("h{host}");
+        state
+            .apply(&Command::RegisterHost { host, name, addr })
+            .unwrap();
+        let network = Network {
+            encrypted: true,
+            ..fixture::overlay(&format!("ov{host}"), host, key)
+        };
+        state.apply(&Command::CreateNetwork(network)).unwrap();
+        let endpoint = Endpoint {
+            address: Some(format!("10.0.80.{host}/24").parse().unwrap()),
+            mac: Mac([2, 0, 0, 0, 0, u8::try_from(host).unwrap()]),
+            ..fixture::endpoint(&format!("ep{host}"), &format!("ov{host}"), host)
+        };
+        state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    }
+    // Host 9 has not published a key (yet): no way to it but in clear.
+    for host in [HOST, 8] {
+        state
+            .apply(&Command::SetTunnelKey {
+                host,
+                key: crate::encryption::encode_key(&[u8::try_from(host).unwrap(); 32]),
+                port: 51871,
+            })
+            .unwrap();
+    }
+    let up = Underlay {
+        vtep: Some("10.99.0.7".parse().unwrap()),
+        port: 4789,
+        tunnel: crate::encryption::tunnel_address_of(&state, HOST),
+    };
+    let want = host_view(&state, HOST, &[], up, &DnsView::default());
+    let vxlan = &want.links.vxlans[0];
+    assert_eq!(vxlan.local, "169.254.192.1".parse::<IpAddr>().unwrap());
+    assert_eq!(vxlan.port, crate::encryption::SEALED_VXLAN_PORT);
+    let remotes: Vec<(IpAddr, Option<std::net::Ipv4Addr>)> =
+        want.links.remotes.iter().map(|r| (r.vtep, r.ip)).collect();
+    assert_eq!(
+        remotes,
+        [(
+            "169.254.192.2".parse().unwrap(),
+            Some("10.0.80.8".parse().unwrap())
+        )]
+    );
+    let seal = want.ingress.as_ref().and_then(|i| i.seal.clone()).unwrap();
+    assert_eq!(seal.port, 7951);
+    assert_eq!(seal.device, "rn-wg0");
+    // Without a tunnel here the overlay does not come up (its bridge
+    // stays for Docker), and its VXLAN stays sealed.
+    let down = Underlay { tunnel: None, ..up };
+    let want = host_view(&state, HOST, &[], down, &DnsView::default());
+    assert!(want.links.vxlans.is_empty());
+    assert!(want.links.remotes.is_empty());
+    assert_eq!(want.links.bridges.len(), 1);
+    assert!(want.ingress.unwrap().seal.is_some());
 }

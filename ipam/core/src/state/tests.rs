@@ -1499,3 +1499,60 @@ fn the_certificates_admitted_now_are_each_members_latest_and_the_one_before() {
         );
     }
 }
+
+#[test]
+fn a_host_publishes_its_own_tunnel_key_and_loses_it_when_forgotten() {
+    const KEY: &str = "bm90IGEgcmVhbCBrZXksIGJ1dCBvZiBpdHMgc2hhcGU=";
+    let mut s = State::default();
+    for (host, name) in [(H1, "host-a"), (H2, "host-b")] {
+        s.apply(&Command::RegisterHost {
+            host,
+            name: name.into(),
+            addr: Some(ip("192.0.2.1")),
+        })
+        .unwrap();
+    }
+    let set = |host, key: &str| Command::SetTunnelKey {
+        host,
+        key: key.into(),
+        port: 51871,
+    };
+    // Only the host itself may set its key.
+    assert_eq!(
+        s.authorize(H2, &set(H1, KEY)).unwrap_err().to_string(),
+        format!(
+            "host-b may not set-tunnel-key {KEY} port 51871 of host 1: it changes only what its own host holds"
+        )
+    );
+    s.authorize(H1, &set(H1, KEY)).unwrap();
+    let before = s.clone();
+    assert_eq!(
+        s.apply(&set(H1, "short")).unwrap_err().to_string(),
+        "\"short\" is not a WireGuard public key (base64 of 32 bytes)"
+    );
+    assert_eq!(
+        s.apply(&set(9, KEY)).unwrap_err().to_string(),
+        "host 9 is not a member of the cluster"
+    );
+    assert_eq!(s, before, "a refused key changes nothing");
+    s.apply(&set(H1, KEY)).unwrap();
+    assert_eq!(s.tunnel_key(H1).unwrap().key, KEY);
+    assert_eq!(s.tunnel_key(H1).unwrap().port, 51871);
+    assert_eq!(s.tunnel_key(H1).unwrap().slot, 1);
+    s.apply(&set(H2, KEY)).unwrap();
+    assert_eq!(s.tunnel_key(H2).unwrap().slot, 2, "one slot per host");
+    let rotated = KEY.replace('b', "c");
+    s.apply(&set(H1, &rotated)).unwrap();
+    assert_eq!(s.tunnel_key(H1).unwrap().key, rotated);
+    assert_eq!(
+        s.tunnel_key(H1).unwrap().slot,
+        1,
+        "a new key keeps the slot"
+    );
+    assert_eq!(set(H1, KEY).format(), 4, "members of format 3 know no keys");
+    s.apply(&Command::ForgetHost { host: H1 }).unwrap();
+    assert!(
+        s.tunnel_key(H1).is_none(),
+        "a removed host's key goes with it"
+    );
+}

@@ -1,0 +1,340 @@
+//! The WireGuard tunnel between hosts that carries encrypted overlays:
+//! userspace WireGuard (gotatun) in this process, over a TUN device of
+//! its own.
+//!
+//! ```text
+//!   VXLAN of an encrypted overlay (local = this host's tunnel address)
+//!     │ route: tunnel subnet dev rn-wg0
+//!     ▼
+//!   TUN rn-wg0 ─► gotatun (Noise handshake, ChaCha20-Poly1305) ─► UDP to the
+//!                 peer's underlay address, WireGuard's own port
+//! ```
+//!
+//! Nothing here decides who the peers are: the caller computes them from
+//! the replicated state and hands over the whole set on every pass.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use gotatun::device::{Device, DeviceBuilder, Peer};
+use gotatun::packet::{Ip, Packet, PacketBufPool};
+use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
+use gotatun::udp::socket::UdpSocketFactory;
+use gotatun::x25519::{PublicKey, StaticSecret};
+use tokio::io::unix::AsyncFd;
+
+use crate::Error;
+
+/// How long setting peers waits for the handshakes it starts.
+const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The largest packet the tunnel carries: gotatun's packet buffers.
+pub const MAX_TUNNEL_MTU: u32 = 4000;
+
+/// A host at the other end: its public key, where it listens, and its
+/// tunnel address (the only source it may send from inside).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TunnelPeer {
+    pub key: [u8; 32],
+    pub endpoint: SocketAddr,
+    pub address: Ipv4Addr,
+}
+
+/// What the tunnel device should be: its name, this host's address in the
+/// tunnel subnet (with the subnet's prefix), its MTU, and the port it
+/// listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    pub device: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub mtu: u32,
+    pub port: u16,
+}
+
+/// One peer as the tunnel sees it, for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerState {
+    pub key: [u8; 32],
+    pub endpoint: Option<SocketAddr>,
+    /// Seconds since the last handshake, if there was one.
+    pub handshake_age: Option<u64>,
+    pub rx_bytes: usize,
+    pub tx_bytes: usize,
+}
+
+type Transports = (UdpSocketFactory, Tun, Tun);
+
+/// The running tunnel: the WireGuard device and its TUN.
+pub struct Tunnel {
+    spec: TunnelSpec,
+    device: Device<Transports>,
+    /// The peers last set, by key.
+    peers: tokio::sync::Mutex<BTreeMap<[u8; 32], TunnelPeer>>,
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel").field("spec", &self.spec).finish()
+    }
+}
+
+impl Tunnel {
+    /// Creates the TUN device, gives it its address and MTU, brings it up
+    /// and starts WireGuard on it with `private_key`, listening on
+    /// `spec.port`.
+    pub async fn start(spec: TunnelSpec, private_key: [u8; 32]) -> Result<Self, Error> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| Error::Command {
+            command: format!("tunnel {}: {what}", spec.device),
+            message: e.to_string(),
+        };
+        let tun = Tun::open(&spec.device, spec.mtu).map_err(|e| failed("open /dev/net/tun", &e))?;
+        configure_link(&spec)
+            .await
+            .map_err(|e| failed("configure", &e))?;
+        let device = DeviceBuilder::new()
+            .with_default_udp()
+            .with_ip(tun)
+            .with_listen_port(spec.port)
+            .with_private_key(StaticSecret::from(private_key))
+            // Its UDP socket and tasks start with the first peers (a
+            // device built without peers never starts them by itself).
+            .suspended(true)
+            .build()
+            .await
+            .map_err(|e| failed("start WireGuard", &e))?;
+        Ok(Self {
+            spec,
+            device,
+            peers: tokio::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// What the tunnel was started as.
+    pub fn spec(&self) -> &TunnelSpec {
+        &self.spec
+    }
+
+    /// Makes the tunnel's peers exactly `peers`: new ones added, changed
+    /// ones updated, the rest removed (a host removed from the cluster
+    /// loses its peer on the pass that learns of it).
+    pub async fn set_peers(&self, peers: &[TunnelPeer]) -> Result<(), Error> {
+        let mut current = self.peers.lock().await;
+        let wanted: BTreeMap<[u8; 32], TunnelPeer> =
+            peers.iter().map(|p| (p.key, p.clone())).collect();
+        if *current == wanted {
+            return Ok(());
+        }
+        let failed = |e: gotatun::device::Error| Error::Command {
+            command: format!("tunnel {}: set peers", self.spec.device),
+            message: e.to_string(),
+        };
+        for gone in current.keys().filter(|k| !wanted.contains_key(*k)) {
+            self.device
+                .remove_peer(&PublicKey::from(*gone))
+                .await
+                .map_err(failed)?;
+        }
+        for peer in wanted.values().filter(|p| current.get(&p.key) != Some(*p)) {
+            let update = Peer::new(PublicKey::from(peer.key))
+                .with_endpoint(peer.endpoint)
+                .with_allowed_ip(IpAddr::V4(peer.address).into());
+            self.device
+                .add_or_update_peer(update)
+                .await
+                .map_err(failed)?;
+        }
+        if current.is_empty() && !wanted.is_empty() {
+            self.device.resume().await.map_err(failed)?;
+        }
+        // A new peer (every peer, after this process started again) hears
+        // from this host at once: its sessions from before are gone here,
+        // and it would otherwise send into them until its own timers gave
+        // up on them (15 s and more).
+        // The initiations go at once; a peer that does not answer soon is
+        // left to WireGuard's own retries.
+        let new: Vec<PublicKey> = wanted
+            .keys()
+            .filter(|k| !current.contains_key(*k))
+            .map(|k| PublicKey::from(*k))
+            .collect();
+        let handshakes =
+            futures::future::join_all(new.iter().map(|k| self.device.force_handshake(k)));
+        let _ = tokio::time::timeout(HANDSHAKE_WAIT, handshakes).await;
+        *current = wanted;
+        Ok(())
+    }
+
+    /// Replaces this host's static key; sessions with every peer start
+    /// again with it (the peers must know the new public key first).
+    pub async fn set_key(&self, private_key: [u8; 32]) -> Result<(), Error> {
+        self.device
+            .set_private_key(StaticSecret::from(private_key))
+            .await
+            .map_err(|e| Error::Command {
+                command: format!("tunnel {}: set key", self.spec.device),
+                message: e.to_string(),
+            })
+    }
+
+    /// Every peer's endpoint, latest handshake and traffic.
+    pub async fn peer_states(&self) -> Vec<PeerState> {
+        self.device
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| PeerState {
+                key: p.peer.public_key.to_bytes(),
+                endpoint: p.peer.endpoint,
+                handshake_age: p.stats.last_handshake.map(|d| d.as_secs()),
+                rx_bytes: p.stats.rx_bytes,
+                tx_bytes: p.stats.tx_bytes,
+            })
+            .collect()
+    }
+
+    /// Stops WireGuard; the TUN device goes with the last handle on it.
+    pub async fn stop(self) {
+        self.device.stop().await;
+    }
+}
+
+/// The public key of `private_key`.
+pub fn public_key(private_key: [u8; 32]) -> [u8; 32] {
+    PublicKey::from(&StaticSecret::from(private_key)).to_bytes()
+}
+
+/// Gives the TUN device its address (the tunnel subnet's route with it)
+/// and MTU, and brings it up.
+async fn configure_link(spec: &TunnelSpec) -> Result<(), String> {
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|e| format!("netlink connection: {e}"))?;
+    tokio::spawn(connection);
+    let text = |e: rtnetlink::Error| e.to_string();
+    let link = handle
+        .link()
+        .get()
+        .match_name(spec.device.clone())
+        .execute()
+        .try_next()
+        .await
+        .map_err(text)?
+        .ok_or_else(|| format!("{} vanished", spec.device))?;
+    let index = link.header.index;
+    let present = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(text)?;
+    if present.is_empty() {
+        handle
+            .address()
+            .add(index, IpAddr::V4(spec.address), spec.prefix)
+            .execute()
+            .await
+            .map_err(text)?;
+    }
+    handle
+        .link()
+        .change(
+            rtnetlink::LinkUnspec::new_with_index(index)
+                .mtu(spec.mtu)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(text)
+}
+
+/// A TUN device (no packet information header), non-blocking on tokio.
+#[derive(Clone)]
+struct Tun {
+    file: Arc<AsyncFd<File>>,
+    mtu: u16,
+}
+
+impl Tun {
+    fn open(name: &str, mtu: u32) -> io::Result<Self> {
+        if name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "name too long"));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")?;
+        Ok(Self {
+            file: Arc::new(attach_tun(file, name)?),
+            mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+        })
+    }
+}
+
+/// Binds `file` (an open /dev/net/tun) to the TUN device `name`, creating
+/// it, and registers it with tokio's reactor.
+#[allow(unsafe_code)] // TUNSETIFF has no safe wrapper; tokio's registration is unsafe
+fn attach_tun(file: File, name: &str) -> io::Result<AsyncFd<File>> {
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    // SAFETY: ifreq is plain data, for which all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *slot = libc::c_char::from_ne_bytes([byte]);
+    }
+    request.ifr_ifru.ifru_flags = libc::c_short::try_from(libc::IFF_TUN | libc::IFF_NO_PI)
+        .map_err(|_| io::Error::other("TUN flags"))?;
+    // SAFETY: TUNSETIFF reads and writes the ifreq it is given, which
+    // lives for the call; the descriptor is `file`'s, open.
+    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &raw mut request) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the AsyncFd owns `file`: the descriptor stays open and is
+    // not closed elsewhere while registered.
+    unsafe { AsyncFd::register(file) }.map_err(io::Error::from)
+}
+
+impl IpSend for Tun {
+    async fn send(&mut self, packet: Packet<Ip>) -> io::Result<()> {
+        let bytes = packet.into_bytes();
+        loop {
+            let mut guard = self.file.writable().await?;
+            if let Ok(result) = guard.try_io(|file| file.get_ref().write(&bytes)) {
+                return result.map(drop);
+            }
+        }
+    }
+}
+
+impl IpRecv for Tun {
+    async fn recv<'a>(
+        &'a mut self,
+        pool: &mut PacketBufPool,
+    ) -> io::Result<impl Iterator<Item = Packet<Ip>> + Send + 'a> {
+        let mut packet = pool.get();
+        loop {
+            let mut guard = self.file.readable().await?;
+            if let Ok(result) = guard.try_io(|file| file.get_ref().read(&mut packet)) {
+                packet.truncate(result?);
+                break;
+            }
+        }
+        packet
+            .try_into_ip()
+            .map(std::iter::once)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    fn mtu(&self) -> MtuWatcher {
+        MtuWatcher::new(self.mtu)
+    }
+}
