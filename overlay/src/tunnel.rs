@@ -158,16 +158,12 @@ impl Tunnel {
         // from this host at once: its sessions from before are gone here,
         // and it would otherwise send into them until its own timers gave
         // up on them (15 s and more).
-        // The initiations go at once; a peer that does not answer soon is
-        // left to WireGuard's own retries.
         let new: Vec<PublicKey> = wanted
             .keys()
             .filter(|k| !current.contains_key(*k))
             .map(|k| PublicKey::from(*k))
             .collect();
-        let handshakes =
-            futures::future::join_all(new.iter().map(|k| self.device.force_handshake(k)));
-        let _ = tokio::time::timeout(HANDSHAKE_WAIT, handshakes).await;
+        self.handshake(&new).await;
         *current = wanted;
         Ok(())
     }
@@ -175,13 +171,46 @@ impl Tunnel {
     /// Replaces this host's static key; sessions with every peer start
     /// again with it (the peers must know the new public key first).
     pub async fn set_key(&self, private_key: [u8; 32]) -> Result<(), Error> {
+        let failed = |e: gotatun::device::Error| Error::Command {
+            command: format!("tunnel {}: set key", self.spec.device),
+            message: e.to_string(),
+        };
+        // A new key rebinds the UDP socket: suspended, the device only takes
+        // the key; the socket of before is let go a moment after the
+        // connection stops (its sending tasks end on their next turn), so
+        // the resume that binds it again is retried for a little while.
+        self.device.suspend().await;
         self.device
             .set_private_key(StaticSecret::from(private_key))
             .await
-            .map_err(|e| Error::Command {
-                command: format!("tunnel {}: set key", self.spec.device),
-                message: e.to_string(),
-            })
+            .map_err(failed)?;
+        let mut attempts = 0;
+        while let Err(e) = self.device.resume().await {
+            attempts += 1;
+            if attempts >= 50 {
+                return Err(failed(e));
+            }
+            self.device.suspend().await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let peers: Vec<PublicKey> = self
+            .peers
+            .lock()
+            .await
+            .keys()
+            .map(|k| PublicKey::from(*k))
+            .collect();
+        self.handshake(&peers).await;
+        Ok(())
+    }
+
+    /// Starts a handshake with each of `peers` at once: the initiations go
+    /// now, and a peer that does not answer soon is left to WireGuard's own
+    /// retries.
+    async fn handshake(&self, peers: &[PublicKey]) {
+        let handshakes =
+            futures::future::join_all(peers.iter().map(|k| self.device.force_handshake(k)));
+        let _ = tokio::time::timeout(HANDSHAKE_WAIT, handshakes).await;
     }
 
     /// Every peer's endpoint, latest handshake and traffic.

@@ -84,6 +84,9 @@ pub(crate) enum ClusterCmd {
     /// the new one within seconds, without downtime; prints the new join
     /// token (it pins the new CA).
     RotateCa(SocketArg),
+    /// Replace this host's WireGuard key (encrypted overlays): the new
+    /// public key goes to every member, sessions move to it at once.
+    RotateKey(SocketArg),
 }
 
 /// Where the host service listens.
@@ -153,6 +156,14 @@ pub(crate) async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Remove { node, socket } => (socket, node),
         ClusterCmd::RotateToken(socket) => {
             println!("{}", token(&socket, "/Rustnet.RotateToken").await?);
+            return Ok(());
+        }
+        ClusterCmd::RotateKey(socket) => {
+            let reply = socket.ask("/Rustnet.RotateKey").await?;
+            let key = reply["Key"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("the daemon's answer has no key"))?;
+            println!("this host's WireGuard public key is now {key}");
             return Ok(());
         }
         ClusterCmd::RotateCa(socket) => {

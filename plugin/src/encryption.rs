@@ -85,6 +85,7 @@ fn decode_key(text: &str) -> Option<[u8; 32]> {
 /// This host's WireGuard identity and, once started, its tunnel.
 #[derive(Debug)]
 pub(crate) struct Encryption {
+    key_path: std::path::PathBuf,
     private: std::sync::Mutex<[u8; 32]>,
     port: u16,
     tunnel: tokio::sync::Mutex<TunnelState>,
@@ -129,6 +130,7 @@ impl Encryption {
             Err(e) => return Err(e).with_context(|| format!("read {}", key_path.display())),
         };
         Ok(Self {
+            key_path,
             private: std::sync::Mutex::new(private),
             port,
             tunnel: tokio::sync::Mutex::default(),
@@ -142,6 +144,25 @@ impl Encryption {
 
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Makes a new private key and keeps it on disk in place of the one
+    /// before ([`Encryption::public_key`] answers the new one from now
+    /// on); the tunnel keeps the one before until [`Encryption::use_key`].
+    pub(crate) fn next_key(&self) -> anyhow::Result<[u8; 32]> {
+        let key: [u8; 32] = rand::random();
+        write_key(&self.key_path, &key)?;
+        *crate::lock(&self.private) = key;
+        Ok(key)
+    }
+
+    /// Gives the running tunnel (if any) `key`, and starts a handshake
+    /// with every peer under it.
+    pub(crate) async fn use_key(&self, key: [u8; 32]) -> Result<(), String> {
+        match &*self.tunnel.lock().await {
+            TunnelState::Up(tunnel) => tunnel.set_key(key).await.map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
     }
 
     /// Starts the tunnel of `host` once (MTU from the underlay's), and
@@ -316,6 +337,10 @@ mod tests {
         let first = Encryption::load(&dir, 51871).unwrap();
         let again = Encryption::load(&dir, 51871).unwrap();
         assert_eq!(first.public_key(), again.public_key());
+        first.next_key().unwrap();
+        assert_ne!(first.public_key(), again.public_key(), "a new key");
+        let after = Encryption::load(&dir, 51871).unwrap();
+        assert_eq!(first.public_key(), after.public_key(), "kept on disk");
         let path = dir.join("wireguard.key");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

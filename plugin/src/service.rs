@@ -170,6 +170,34 @@ impl Service {
         }
     }
 
+    /// Replaces this host's WireGuard key: kept on disk first, then
+    /// published (the peers take the new public key as they apply it),
+    /// then used by the tunnel, which starts a handshake with every peer
+    /// at once; the new public key.
+    pub(crate) async fn rotate_tunnel_key(&self) -> Result<String, ApiError> {
+        let encryption = self.encryption.as_ref().ok_or_else(|| {
+            ApiError::Unsupported("this rustnet runs without encryption".to_owned())
+        })?;
+        let store = self.store().await?;
+        let next = encryption.next_key().map_err(|e| {
+            ApiError::Unsupported(format!("cannot keep a new WireGuard key: {e:#}"))
+        })?;
+        let (host, key, port) = (store.id(), encryption.public_key(), encryption.port());
+        store
+            .write(Command::SetTunnelKey {
+                host,
+                key: key.clone(),
+                port,
+            })
+            .await?;
+        encryption
+            .use_key(next)
+            .await
+            .map_err(ApiError::Unsupported)?;
+        tracing::info!(%key, "WireGuard key rotated");
+        Ok(key)
+    }
+
     /// Where what happens is counted.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -5,7 +5,7 @@
 //! an unencrypted overlay does; plaintext VXLAN for the encrypted overlay
 //! from outside the tunnel is dropped; a plugin killed with SIGKILL sends
 //! nothing in clear while it is down and carries traffic encrypted once
-//! started again; a host removed from the cluster no longer reaches the
+//! started again; rotating hosts' keys keeps a TCP stream across them; a host removed from the cluster no longer reaches the
 //! overlay. On every engine of the matrix (20.10, 26, 28).
 
 // Each end-to-end scenario reads as one story, start to finish; it runs as
@@ -164,6 +164,81 @@ fn encrypted_overlays_never_travel_in_clear(engine: Engine) {
             );
             assert!(sealed(&h2) > before, "h2 dropped nothing of the intruder's");
             assert!(h3.pings_within("c3", &w2, 5), "members still talk");
+        },
+    );
+
+    cases.run(
+        "rotating a host's key loses no connection across it",
+        || {
+            let w2 = h2.ip_of("w2", "sec");
+            docker_ok(
+                h2.docker(&[
+                    "exec",
+                    "-d",
+                    "w2",
+                    "sh",
+                    "-c",
+                    "sleep 3600 | nc -l -p 5001 > /stream",
+                ]),
+                "stream server",
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let client = format!("yes rustnet-stream | nc {w2} 5001; echo $? > /nc-exit");
+            docker_ok(
+                h3.docker(&["exec", "-d", "c3", "sh", "-c", &client]),
+                "stream client",
+            );
+            let received = || {
+                h2.exec("w2", &["stat", "-c", "%s", "/stream"])
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let flows = (0..100).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                received() > 100_000
+            });
+            assert!(
+                flows,
+                "the stream does not flow: w2 {:?} {:?}, c3 {:?} {:?}",
+                h2.exec("w2", &["ps"]),
+                h2.exec("w2", &["ls", "-la", "/"]),
+                h3.exec("c3", &["ps"]),
+                h3.exec("c3", &["cat", "/nc-exit"]),
+            );
+            let before = [&h1, &h2, &h3].map(|h| h.status()["encryption"]["public_key"].clone());
+            for host in [&h3, &h2] {
+                let out = run(host.cmd(&rustnet_bin().display().to_string()).args([
+                    "cluster",
+                    "rotate-key",
+                    "--socket",
+                    &host.socket(),
+                ]))
+                .unwrap_or_else(|e| panic!("rotate-key: {e}"));
+                assert!(out.contains("public key is now"), "{out}");
+            }
+            let after = [&h1, &h2, &h3].map(|h| h.status()["encryption"]["public_key"].clone());
+            assert_eq!(before[0], after[0], "h1 kept its key");
+            assert_ne!(before[1], after[1], "h2 has a new key");
+            assert_ne!(before[2], after[2], "h3 has a new key");
+            let rotated = received();
+            wait_until("the stream flows on after the rotation", 10, || {
+                received() > rotated + 1_000_000
+            });
+            assert!(
+                h3.exec("c3", &["cat", "/nc-exit"]).is_err(),
+                "the stream's connection ended during the rotation"
+            );
+            assert!(
+                h1.pings_within("c1", "w2", 5),
+                "h1 reaches h2 under its new key"
+            );
+            assert!(
+                h1.pings_within("c1", "c3", 5),
+                "h1 reaches h3 under its new key"
+            );
+            let _ = h3.exec("c3", &["killall", "nc"]);
+            let _ = h2.exec("w2", &["killall", "nc"]);
         },
     );
 

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::routing::post;
 
 use super::parse;
-use super::wire::{Empty, RawRemove, TokenReply};
+use super::wire::{Empty, KeyReply, RawRemove, TokenReply};
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -21,6 +21,14 @@ pub(super) fn routes() -> Router<Arc<Service>> {
         .route("/Rustnet.Token", post(join_token))
         .route("/Rustnet.RotateToken", post(rotate_join_token))
         .route("/Rustnet.RotateCa", post(rotate_ca))
+        .route("/Rustnet.RotateKey", post(rotate_key))
+}
+
+/// `rustnet cluster rotate-key`: a new WireGuard key for this host.
+async fn rotate_key(State(service): State<Arc<Service>>) -> Result<Json<KeyReply>, ApiError> {
+    Ok(Json(KeyReply {
+        key: service.rotate_tunnel_key().await?,
+    }))
 }
 
 /// `rustnet cluster remove|leave`.

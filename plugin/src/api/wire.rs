@@ -229,3 +229,10 @@ pub(super) struct StaticRoute {
 pub(super) struct TokenReply {
     pub(super) token: String,
 }
+
+/// `rustnet cluster rotate-key`: this host's new WireGuard public key.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct KeyReply {
+    pub(super) key: String,
+}
