@@ -278,3 +278,53 @@ async fn rules_flushed_by_something_else_are_written_again() {
             .contains(&Event::Ingress(want(true).ingress))
     );
 }
+
+#[tokio::test]
+async fn sealing_rules_come_before_the_links_and_a_failure_builds_nothing() {
+    use crate::firewall::{Seal, VxlanIngress};
+    let (reconciler, _kernel, firewall, journal) = fake();
+    let mut sealed = want(false);
+    sealed.ingress = Some(VxlanIngress {
+        port: 4789,
+        members: vec!["10.99.0.1".parse().unwrap()],
+        devices: "rnx+".into(),
+        gateway_prefix: [0x02, 0x52, 0x4e],
+        seal: Some(Seal {
+            port: 7951,
+            device: "rn-wg0".into(),
+        }),
+    });
+    firewall.set_failing(true);
+    assert!(
+        reconciler
+            .begin()
+            .await
+            .apply(sealed.clone())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        journal.events(),
+        [Event::Ingress(sealed.ingress.clone())],
+        "no link is built while the rules that seal it are missing"
+    );
+    firewall.set_failing(false);
+    journal.clear();
+    reconciler
+        .begin()
+        .await
+        .apply(sealed.clone())
+        .await
+        .unwrap();
+    let events = journal.events();
+    assert_eq!(events[0], Event::Ingress(sealed.ingress.clone()));
+    assert_eq!(events[1], Event::Observe, "the links after the seal");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Ingress(_)))
+            .count(),
+        1,
+        "written once per change"
+    );
+}

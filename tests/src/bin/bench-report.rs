@@ -563,6 +563,13 @@ fn overlay_table(v: &Value) -> Table {
     versus(
         &mut t,
         v,
+        "reachability (ms): encrypted rustnet overlay (`-o encrypted`) vs the same overlay unencrypted",
+        "reach_encrypted_ms",
+        Some("reach_rustnet_ms"),
+    );
+    versus(
+        &mut t,
+        v,
         "name lookup (ms): a container on the other host (rustnet) vs on the same host (Docker's embedded DNS)",
         "lookup_far_ms",
         Some("lookup_near_ms"),
@@ -605,6 +612,15 @@ fn overlay_table(v: &Value) -> Table {
             &format!("iperf_rustnet_gbits_{mtu}"),
             Some(&format!("iperf_underlay_gbits_{mtu}")),
         );
+        versus(
+            &mut t,
+            v,
+            &format!(
+                "same, encrypted rustnet overlay (userspace WireGuard) vs the overlay unencrypted, MTU {mtu}"
+            ),
+            &format!("iperf_encrypted_gbits_{mtu}"),
+            Some(&format!("iperf_rustnet_gbits_{mtu}")),
+        );
     }
     t
 }
@@ -624,6 +640,14 @@ fn overlay_section(runner: &mut Runner, size: Size, out: &Path, goals: &mut Goal
         reach,
         " ms",
         reach.is_some_and(|r| r.median <= 20.0),
+    );
+    let sealed = Spread::of(&numbers(v, "iperf_encrypted_gbits_1500"));
+    goals.check(
+        "encrypted overlay (userspace WireGuard) iperf3 between hosts, MTU 1500",
+        "≥ 3 Gbit/s",
+        sealed,
+        " Gbit/s",
+        sealed.is_some_and(|r| r.median >= 3.0),
     );
     let mut s = format!(
         "## Overlay and bridge beside Docker\n\n`overlay-bench`: two simulated hosts, each with its own dockerd; rustnet's overlay (VXLAN port 4790) beside swarm's (4789) and Docker's bridge, {} runs each, alternated (iperf3: 3 to 5 runs of 5 s). Each cell: median (lowest–highest).\n\n{}",

@@ -10,7 +10,10 @@
 //! - network propagation: from `docker network create` returning on host A
 //!   until host B's Docker has the network;
 //! - iperf3 TCP throughput between containers on the two hosts, rustnet vs
-//!   swarm overlay vs the underlay itself, at underlay MTU 1500 and 9000.
+//!   swarm overlay vs the underlay itself, at underlay MTU 1500 and 9000;
+//! - an encrypted rustnet overlay (`-o encrypted`: VXLAN inside userspace
+//!   WireGuard) beside the same overlay unencrypted: reachability and
+//!   iperf3, alternated with the others.
 //!
 //! Every measure is repeated and alternated with the one it is compared
 //! with; the last line, `RESULT {...}`, holds every sample as JSON (for
@@ -295,9 +298,15 @@ fn main() {
         b.set_underlay_mtu(mtu);
         let overlay_mtu = (mtu - 50).to_string();
         let mtu_opt = format!("com.docker.network.driver.mtu={overlay_mtu}");
-        let (rn, sw) = (format!("rnov{mtu}"), format!("swov{mtu}"));
+        let (rn, sw, enc) = (
+            format!("rnov{mtu}"),
+            format!("swov{mtu}"),
+            format!("rnenc{mtu}"),
+        );
         let third = if mtu == 1500 { 97 } else { 98 };
         a.create_overlay(&rn, &format!("10.0.{third}.0/24"), &["-o", &mtu_opt]);
+        // The encrypted overlay's own MTU: WireGuard's 60 bytes more.
+        a.create_overlay(&enc, &format!("10.3.{third}.0/24"), &["-o", "encrypted"]);
         docker(
             &a,
             &[
@@ -314,7 +323,9 @@ fn main() {
             ],
         );
         let start = Instant::now();
-        while b.docker(&["network", "inspect", &rn]).is_err() {
+        while b.docker(&["network", "inspect", &rn]).is_err()
+            || b.docker(&["network", "inspect", &enc]).is_err()
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "{rn} did not reach host B"
@@ -351,25 +362,44 @@ fn main() {
                     "3600",
                 ],
             );
-            let (mut r, mut s) = (Vec::new(), Vec::new());
+            docker(
+                &b,
+                &[
+                    "run",
+                    "-d",
+                    "--name",
+                    "probe-enc",
+                    "--network",
+                    &enc,
+                    IMAGE,
+                    "sleep",
+                    "3600",
+                ],
+            );
+            let (mut r, mut s, mut e) = (Vec::new(), Vec::new(), Vec::new());
             let mut probe_rn = Prober::start(&b, "probe-rn");
             let mut probe_sw = Prober::start(&b, "probe-sw");
+            let mut probe_enc = Prober::start(&b, "probe-enc");
             for i in 0..runs {
                 // A new address each time: nothing cached from the last run.
                 let last = 100 + i % 150;
                 let ip = |net: u8| format!("10.{net}.{third}.{last}");
                 r.push(reachability(&a, &rn, &ip(0), &mut probe_rn, i));
                 s.push(reachability(&a, &sw, &ip(1), &mut probe_sw, i));
+                e.push(reachability(&a, &enc, &ip(3), &mut probe_enc, i));
             }
-            drop((probe_rn, probe_sw));
+            drop((probe_rn, probe_sw, probe_enc));
             result.insert("reach_rustnet_ms".into(), ms(&r).into());
             result.insert("reach_swarm_ms".into(), ms(&s).into());
+            result.insert("reach_encrypted_ms".into(), ms(&e).into());
             println!(
-                "  reachability after docker run -d: rustnet p50 {:?} p99 {:?}; swarm p50 {:?} p99 {:?}",
+                "  reachability after docker run -d: rustnet p50 {:?} p99 {:?}; swarm p50 {:?} p99 {:?}; rustnet encrypted p50 {:?} p99 {:?}",
                 percentile(&mut r, 500),
                 percentile(&mut r, 990),
                 percentile(&mut s, 500),
-                percentile(&mut s, 990)
+                percentile(&mut s, 990),
+                percentile(&mut e, 500),
+                percentile(&mut e, 990)
             );
             docker(
                 &a,
@@ -468,10 +498,12 @@ fn main() {
             );
         }
         let (mut t_rn, mut t_sw, mut t_ul) = (Vec::new(), Vec::new(), Vec::new());
+        let mut t_enc = Vec::new();
         for _ in 0..iperf_runs {
             t_rn.push(throughput(&a, &b, &rn));
             t_sw.push(throughput(&a, &b, &sw));
             t_ul.push(underlay_throughput(&a, &b));
+            t_enc.push(throughput(&a, &b, &enc));
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -480,13 +512,20 @@ fn main() {
         result.insert(format!("iperf_rustnet_gbits_{mtu}"), t_rn.clone().into());
         result.insert(format!("iperf_swarm_gbits_{mtu}"), t_sw.clone().into());
         result.insert(format!("iperf_underlay_gbits_{mtu}"), t_ul.clone().into());
+        result.insert(format!("iperf_encrypted_gbits_{mtu}"), t_enc.clone().into());
         let (m_rn, m_sw, m_ul) = (median(&mut t_rn), median(&mut t_sw), median(&mut t_ul));
+        let m_enc = median(&mut t_enc);
         println!(
             "  iperf3 TCP, median of {iperf_runs}: rustnet {m_rn:.2} Gbit/s, swarm {m_sw:.2} Gbit/s, underlay {m_ul:.2} Gbit/s (rustnet/swarm {:.2}, rustnet/underlay {:.2})",
             m_rn / m_sw,
             m_rn / m_ul
         );
-        for c in ["probe-rn", "probe-sw"] {
+        println!(
+            "  iperf3 TCP, encrypted rustnet overlay: {m_enc:.2} Gbit/s ({:.2} of the unencrypted overlay, {:.2} of the underlay)",
+            m_enc / m_rn,
+            m_enc / m_ul
+        );
+        for c in ["probe-rn", "probe-sw", "probe-enc"] {
             let _ = a.docker(&["rm", "-f", c]);
             let _ = b.docker(&["rm", "-f", c]);
         }
