@@ -56,6 +56,12 @@ enum Op {
         subnet: u8,
         overlay: bool,
         flood: bool,
+        encrypted: bool,
+    },
+    /// A host publishes a WireGuard key: a well-formed one, or not.
+    SetTunnelKey {
+        host: u8,
+        key: u8,
     },
     DeleteNetwork {
         host: u8,
@@ -200,6 +206,7 @@ fn command(op: &Op) -> Command {
             subnet: s,
             overlay,
             flood,
+            encrypted,
         } => {
             let subnet = subnet(s);
             Command::CreateNetwork(Network {
@@ -220,6 +227,7 @@ fn command(op: &Op) -> Command {
                 } else {
                     rustnet_ipam_core::Multicast::Off
                 },
+                encrypted,
             })
         }
         Op::DeleteNetwork { host: h, network } => Command::DeleteNetwork {
@@ -293,6 +301,15 @@ fn command(op: &Op) -> Command {
         },
         Op::SealCa => Command::SealCa,
         Op::Joined { host: h } => Command::Joined { host: host(h) },
+        Op::SetTunnelKey { host: h, key } => Command::SetTunnelKey {
+            host: host(h),
+            key: if key % 5 == 0 {
+                "not a key".to_owned()
+            } else {
+                format!("{}=", char::from(b'A' + key % 26).to_string().repeat(43))
+            },
+            port: 51871,
+        },
     }
 }
 

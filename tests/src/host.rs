@@ -536,6 +536,19 @@ impl SimHost {
         Capture { child, path }
     }
 
+    /// Panics unless three pings from this host's root namespace to
+    /// `target` (through an intruder's VXLAN device) all go unanswered.
+    pub fn assert_no_reply_from(&self, target: &str, what: &str) {
+        let out = run(self
+            .cmd("busybox")
+            .args(["ping", "-c", "3", "-W", "1", target]));
+        assert!(
+            out.as_ref()
+                .is_err_and(|e| e.contains("0 packets received")),
+            "{what} reached {target}, or ping did not run: {out:?}"
+        );
+    }
+
     /// `docker exec CONTAINER CMD...`.
     pub fn exec(&self, container: &str, cmd: &[&str]) -> Result<String, String> {
         self.docker(&[&["exec", container], cmd].concat())

@@ -268,16 +268,21 @@ fn vxlan_ingress_only_with_an_overlay_and_from_members() {
     );
 }
 
+/// Registers `host` with underlay address 10.99.0.`host`.
+fn register_at_its_address(state: &mut State, host: HostId) {
+    let addr = Some(format!("10.99.0.{host}").parse().unwrap());
+    let name = format!("h{host}");
+    state
+        .apply(&Command::RegisterHost { host, name, addr })
+        .unwrap();
+}
+
 #[test]
 fn an_overlay_with_multicast_floods_to_each_other_host_with_endpoints_once() {
     let mut state = State::default();
     let key = "10.0.80.0/24";
     for host in [HOST, 8, 9, 10] {
-        let addr = Some(format!("10.99.0.{host}").parse().unwrap());
-        let name = format!("h{host}");
-        state
-            .apply(&Command::RegisterHost { host, name, addr })
-            .unwrap();
+        register_at_its_address(&mut state, host);
         let network = Network {
             multicast: Multicast::Flood,
             ..fixture::overlay(&format!("ov{host}"), host, key)
@@ -371,11 +376,7 @@ fn an_encrypted_overlay_runs_between_tunnel_addresses_of_hosts_with_keys_only() 
     let mut state = State::default();
     let key = "10.0.80.0/24";
     for host in [HOST, 8, 9] {
-        let addr = Some(format!("10.99.0.{host}").parse().unwrap());
-        let name = format!("h{host}");
-        state
-            .apply(&Command::RegisterHost { host, name, addr })
-            .unwrap();
+        register_at_its_address(&mut state, host);
         let network = Network {
             encrypted: true,
             ..fixture::overlay(&format!("ov{host}"), host, key)
