@@ -33,6 +33,8 @@ const TUNNEL_NET: Ipv4Addr = Ipv4Addr::new(169, 254, 192, 0);
 const TUNNEL_PREFIX: u8 = 18;
 /// The UDP port of encrypted overlays' VXLAN, inside the tunnel only.
 pub(crate) const SEALED_VXLAN_PORT: u16 = 7951;
+/// The underlay's MTU where it cannot be read.
+pub(crate) const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// WireGuard's own header and tag over an IPv4 underlay.
 pub(crate) const WIREGUARD_OVERHEAD: u32 = 60;
 /// The same over an IPv6 underlay.

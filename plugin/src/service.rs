@@ -147,7 +147,7 @@ impl Service {
             .datapath
             .mtu_of(vtep)
             .await
-            .unwrap_or(crate::driver::DEFAULT_MTU);
+            .unwrap_or(crate::encryption::DEFAULT_UNDERLAY_MTU);
         encryption.ensure(address, vtep, mtu).await.map(Some)
     }
 
