@@ -14,13 +14,12 @@
 use ipnet::IpNet;
 use rustnet_ipam::{Command, Endpoint, Mac, Mode, Network, PortBinding};
 
-use crate::encryption::{WIREGUARD_OVERHEAD, WIREGUARD6_OVERHEAD};
+use crate::encryption::{KEY_NOT_PUBLISHED, tunnel_mtu};
 use crate::error::ApiError;
 use crate::naming::{bridge_name, veth_names};
 use crate::request::{EndpointRequest, Joined, NetworkRequest};
 use crate::service::Service;
 use crate::store::Replicated;
-use rustnet_overlay::tunnel::MAX_TUNNEL_MTU;
 
 /// Default MTU of a bridge network, as Docker's bridge driver.
 pub(crate) const DEFAULT_MTU: u32 = 1500;
@@ -105,12 +104,9 @@ impl<'a> Driver<'a> {
         let published = store
             .local(|s| s.tunnel_key(host).map(|k| k.key.clone()))
             .flatten();
-        if published.is_none() || published != ours {
-            return Err(refused(
-                "its WireGuard key is not in the cluster yet (every member needs a release \
-                 with encryption)"
-                    .to_owned(),
-            ));
+        // A key being replaced (rotate-key under way) is not ours yet.
+        if published != ours {
+            return Err(refused(KEY_NOT_PUBLISHED.to_owned()));
         }
         Ok(())
     }
@@ -146,13 +142,7 @@ impl<'a> Driver<'a> {
                 let underlay = underlay.unwrap_or(DEFAULT_MTU);
                 if request.encrypted {
                     // IPv4 VXLAN inside WireGuard over the underlay.
-                    let wireguard = if vtep.is_ipv6() {
-                        WIREGUARD6_OVERHEAD
-                    } else {
-                        WIREGUARD_OVERHEAD
-                    };
-                    let tunnel = underlay.saturating_sub(wireguard).min(MAX_TUNNEL_MTU);
-                    return tunnel.saturating_sub(VXLAN_OVERHEAD);
+                    return tunnel_mtu(underlay, vtep).saturating_sub(VXLAN_OVERHEAD);
                 }
                 let overhead = if vtep.is_ipv6() {
                     VXLAN6_OVERHEAD

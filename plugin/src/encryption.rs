@@ -36,9 +36,26 @@ pub(crate) const SEALED_VXLAN_PORT: u16 = 7951;
 /// The underlay's MTU where it cannot be read.
 pub(crate) const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// WireGuard's own header and tag over an IPv4 underlay.
-pub(crate) const WIREGUARD_OVERHEAD: u32 = 60;
+const WIREGUARD_OVERHEAD: u32 = 60;
 /// The same over an IPv6 underlay.
-pub(crate) const WIREGUARD6_OVERHEAD: u32 = 80;
+const WIREGUARD6_OVERHEAD: u32 = 80;
+
+/// Why an encrypted overlay cannot come up while this host's key is not
+/// the cluster's.
+pub(crate) const KEY_NOT_PUBLISHED: &str =
+    "its WireGuard key is not in the cluster yet (every member needs a release with encryption)";
+
+/// The MTU of the tunnel over an underlay of `underlay_mtu` whose family is
+/// `underlay`'s (pure): WireGuard's header and tag off, at most what the
+/// userspace tunnel carries.
+pub(crate) fn tunnel_mtu(underlay_mtu: u32, underlay: IpAddr) -> u32 {
+    let overhead = if underlay.is_ipv6() {
+        WIREGUARD6_OVERHEAD
+    } else {
+        WIREGUARD_OVERHEAD
+    };
+    underlay_mtu.saturating_sub(overhead).min(MAX_TUNNEL_MTU)
+}
 
 /// The tunnel address of the host with tunnel slot `slot` (pure).
 pub(crate) fn tunnel_address(slot: u32) -> Option<Ipv4Addr> {
@@ -181,16 +198,11 @@ impl Encryption {
             TunnelState::Failed(why) => return Err(why.clone()),
             TunnelState::Stopped => {}
         }
-        let overhead = if underlay.is_ipv6() {
-            WIREGUARD6_OVERHEAD
-        } else {
-            WIREGUARD_OVERHEAD
-        };
         let spec = TunnelSpec {
             device: TUNNEL_DEVICE.to_owned(),
             address,
             prefix: TUNNEL_PREFIX,
-            mtu: underlay_mtu.saturating_sub(overhead).min(MAX_TUNNEL_MTU),
+            mtu: tunnel_mtu(underlay_mtu, underlay),
             port: self.port,
         };
         let private = *crate::lock(&self.private);
@@ -285,6 +297,15 @@ mod tests {
         );
         assert_eq!(tunnel_address(0), None);
         assert_eq!(tunnel_address(16383), None, "the block's broadcast");
+    }
+
+    #[test]
+    fn the_tunnel_leaves_room_for_wireguard_and_stays_within_its_buffers() {
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "fd00::1".parse().unwrap();
+        assert_eq!(tunnel_mtu(1500, v4), 1440);
+        assert_eq!(tunnel_mtu(1500, v6), 1420);
+        assert_eq!(tunnel_mtu(9000, v4), MAX_TUNNEL_MTU);
     }
 
     #[test]

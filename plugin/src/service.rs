@@ -132,16 +132,16 @@ impl Service {
         let Some(vtep) = self.settings.vtep.filter(|_| wanted) else {
             return Ok(None);
         };
+        // Running: nothing to read (every pass asks).
+        if let Some(address) = encryption.address().await {
+            return Ok(Some(address));
+        }
         let host = store.id();
         let Some(address) = store
             .local(|s| crate::encryption::tunnel_address_of(s, host))
             .flatten()
         else {
-            return Err(
-                "its WireGuard key is not in the cluster yet (every member needs a \
-                        release with encryption)"
-                    .to_owned(),
-            );
+            return Err(crate::encryption::KEY_NOT_PUBLISHED.to_owned());
         };
         let mtu = self
             .datapath
@@ -278,8 +278,6 @@ impl Service {
     pub(crate) async fn reconcile_after_change(&self) -> Result<Option<Report>, ApiError> {
         let store = self.store().await?;
         let host = store.id();
-        // A host removed from the cluster stops being a peer at once.
-        self.follow_peers(store.as_ref()).await;
         let underlay = self.underlay().await;
         let dns = self.dns_ports(store.as_ref()).await;
         let view = store.local(|s| host_view(s, host, &[], underlay, &dns));
@@ -289,6 +287,10 @@ impl Service {
                 view.as_ref() == Some(want) && at.elapsed() < UNCHANGED_REPASS
             });
         if unchanged {
+            // The peers may change while the view does not (a host without
+            // endpoints here removed, or publishing its key): a removed
+            // host stops being a peer at once. A pass follows them itself.
+            self.follow_peers(store.as_ref()).await;
             return Ok(None);
         }
         self.reconcile(&[]).await.map(Some)
