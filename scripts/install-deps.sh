@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what rustnet's build, demo and tests need on Debian 12, if missing:
 # Docker Engine, docker-compose and docker-registry, busybox (test image), iproute2 and
-# iptables (which brings ebtables), and Prometheus's Python client (its
-# parser checks a real scrape).
+# iptables (which brings ebtables), Prometheus's Python client (its
+# parser checks a real scrape), tcpdump (captures of the underlay) and QEMU
+# (VMs booting Debian's own kernel, scripts/vm-image.sh).
 set -euo pipefail
-packages=(docker.io docker-compose docker-registry busybox-static iproute2 iptables python3-prometheus-client tcpdump)
+packages=(docker.io docker-compose docker-registry busybox-static iproute2 iptables python3-prometheus-client tcpdump qemu-system-x86)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,13 +1,15 @@
-//! The WireGuard tunnel between hosts that carries encrypted overlays:
-//! userspace WireGuard (gotatun) in this process, over a TUN device of
-//! its own.
+//! The WireGuard tunnel between hosts that carries encrypted overlays: the
+//! kernel's WireGuard where the kernel has it, else userspace WireGuard
+//! (gotatun) in this process over a TUN device of its own. Both speak the
+//! same protocol: a kernel host and a userspace host are peers like any.
 //!
 //! ```text
 //!   VXLAN of an encrypted overlay (local = this host's tunnel address)
 //!     │ route: tunnel subnet dev rn-wg0
 //!     ▼
-//!   TUN rn-wg0 ─► gotatun (Noise handshake, ChaCha20-Poly1305) ─► UDP to the
-//!                 peer's underlay address, WireGuard's own port
+//!   rn-wg0: kernel `wireguard` link        (kernel.rs, generic netlink)
+//!        or TUN ─► gotatun in this process (Noise handshake, ChaCha20-Poly1305)
+//!     ─► UDP to the peer's underlay address, WireGuard's own port
 //! ```
 //!
 //! Nothing here decides who the peers are: the caller computes them from
@@ -33,6 +35,8 @@ use nix::sys::socket::{setsockopt, sockopt};
 use tokio::io::unix::AsyncFd;
 
 use crate::Error;
+
+mod kernel;
 
 /// The most packets one read of the TUN device hands over.
 const RECV_BATCH: usize = 64;
@@ -73,6 +77,51 @@ pub struct PeerState {
     pub handshake_age: Option<u64>,
     pub rx_bytes: usize,
     pub tx_bytes: usize,
+    /// The addresses it may send from inside, with their prefixes.
+    pub allowed: Vec<(IpAddr, u8)>,
+}
+
+/// Which WireGuard to run: the setting `RUSTNET_WIREGUARD`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Implementation {
+    /// The kernel's where it has WireGuard, else userspace.
+    #[default]
+    Auto,
+    /// The kernel's, or none.
+    Kernel,
+    /// Userspace, even where the kernel has WireGuard.
+    Userspace,
+}
+
+impl std::str::FromStr for Implementation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "kernel" => Ok(Self::Kernel),
+            "userspace" => Ok(Self::Userspace),
+            other => Err(format!(
+                "unknown WireGuard implementation {other:?}: auto, kernel or userspace"
+            )),
+        }
+    }
+}
+
+/// The WireGuard a running tunnel uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Kernel,
+    Userspace,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Kernel => "kernel",
+            Self::Userspace => "userspace",
+        })
+    }
 }
 
 type Transports = (BigBuffers, Tun, Tun);
@@ -115,12 +164,20 @@ impl UdpTransportFactory for BigBuffers {
     }
 }
 
-/// The running tunnel: the WireGuard device and its TUN.
+/// The running tunnel: the kernel's WireGuard link, or the userspace
+/// WireGuard device and its TUN.
 pub struct Tunnel {
     spec: TunnelSpec,
-    device: Device<Transports>,
-    /// The peers last set, by key.
-    peers: tokio::sync::Mutex<BTreeMap<[u8; 32], TunnelPeer>>,
+    backend: Backend,
+    /// Why the kernel's WireGuard is not used, when it is not.
+    kernel_unavailable: Option<String>,
+    /// The peers last set, by key (none before the first).
+    peers: tokio::sync::Mutex<Option<BTreeMap<[u8; 32], TunnelPeer>>>,
+}
+
+enum Backend {
+    Kernel(kernel::KernelWireGuard),
+    Userspace(Device<Transports>),
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -130,16 +187,45 @@ impl std::fmt::Debug for Tunnel {
 }
 
 impl Tunnel {
-    /// Creates the TUN device, gives it its address and MTU, brings it up
-    /// and starts WireGuard on it with `private_key`, listening on
-    /// `spec.port`.
-    pub async fn start(spec: TunnelSpec, private_key: [u8; 32]) -> Result<Self, Error> {
+    /// Starts WireGuard with `private_key` on `spec.port`, the kernel's or
+    /// userspace as `implementation` says (`Auto`: the kernel's where it
+    /// has it), on the device `spec.device` with its address and MTU, up.
+    pub async fn start(
+        spec: TunnelSpec,
+        private_key: [u8; 32],
+        implementation: Implementation,
+    ) -> Result<Self, Error> {
         let failed = |what: &str, e: &dyn std::fmt::Display| Error::Command {
             command: format!("tunnel {}: {what}", spec.device),
             message: e.to_string(),
         };
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(|e| failed("netlink connection", &e))?;
+        tokio::spawn(connection);
+        let mut kernel_unavailable = None;
+        if implementation != Implementation::Userspace {
+            match kernel::KernelWireGuard::create(&handle, &spec.device, private_key, spec.port)
+                .await
+            {
+                Ok(wg) => {
+                    configure_link(&handle, &spec)
+                        .await
+                        .map_err(|e| failed("configure", &e))?;
+                    return Ok(Self {
+                        spec,
+                        backend: Backend::Kernel(wg),
+                        kernel_unavailable: None,
+                        peers: tokio::sync::Mutex::new(None),
+                    });
+                }
+                Err(e) if implementation == Implementation::Kernel => {
+                    return Err(failed("kernel WireGuard", &e));
+                }
+                Err(e) => kernel_unavailable = Some(e.to_string()),
+            }
+        }
         let tun = Tun::open(&spec.device, spec.mtu).map_err(|e| failed("open /dev/net/tun", &e))?;
-        configure_link(&spec)
+        configure_link(&handle, &spec)
             .await
             .map_err(|e| failed("configure", &e))?;
         let device = DeviceBuilder::new()
@@ -155,9 +241,23 @@ impl Tunnel {
             .map_err(|e| failed("start WireGuard", &e))?;
         Ok(Self {
             spec,
-            device,
-            peers: tokio::sync::Mutex::new(BTreeMap::new()),
+            backend: Backend::Userspace(device),
+            kernel_unavailable,
+            peers: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The WireGuard this tunnel runs.
+    pub fn kind(&self) -> Kind {
+        match self.backend {
+            Backend::Kernel(_) => Kind::Kernel,
+            Backend::Userspace(_) => Kind::Userspace,
+        }
+    }
+
+    /// Why the kernel's WireGuard is not used, if it was tried and is not.
+    pub fn kernel_unavailable(&self) -> Option<&str> {
+        self.kernel_unavailable.as_deref()
     }
 
     /// What the tunnel was started as.
@@ -172,110 +272,136 @@ impl Tunnel {
         let mut current = self.peers.lock().await;
         let wanted: BTreeMap<[u8; 32], TunnelPeer> =
             peers.iter().map(|p| (p.key, p.clone())).collect();
-        if *current == wanted {
+        if current.as_ref() == Some(&wanted) {
             return Ok(());
         }
-        let failed = |e: gotatun::device::Error| Error::Command {
+        let failed = |e: &dyn std::fmt::Display| Error::Command {
             command: format!("tunnel {}: set peers", self.spec.device),
             message: e.to_string(),
         };
-        for gone in current.keys().filter(|k| !wanted.contains_key(*k)) {
-            self.device
-                .remove_peer(&PublicKey::from(*gone))
-                .await
-                .map_err(failed)?;
+        match &self.backend {
+            // The kernel's link may hold peers of a run before: it is
+            // asked what it has.
+            Backend::Kernel(wg) => wg.set_peers(peers).await.map_err(|e| failed(&e))?,
+            Backend::Userspace(device) => {
+                let before = current.clone().unwrap_or_default();
+                set_userspace_peers(device, &before, &wanted)
+                    .await
+                    .map_err(|e| failed(&e))?;
+            }
         }
-        for peer in wanted.values().filter(|p| current.get(&p.key) != Some(*p)) {
-            let update = Peer::new(PublicKey::from(peer.key))
-                .with_endpoint(peer.endpoint)
-                .with_allowed_ip(IpAddr::V4(peer.address).into());
-            self.device
-                .add_or_update_peer(update)
-                .await
-                .map_err(failed)?;
-        }
-        if current.is_empty() && !wanted.is_empty() {
-            self.device.resume().await.map_err(failed)?;
-        }
-        // A new peer (every peer, after this process started again) hears
-        // from this host at once: its sessions from before are gone here,
-        // and it would otherwise send into them until its own timers gave
-        // up on them (15 s and more).
-        let new: Vec<PublicKey> = wanted
-            .keys()
-            .filter(|k| !current.contains_key(*k))
-            .map(|k| PublicKey::from(*k))
-            .collect();
-        self.handshake(&new).await;
-        *current = wanted;
+        *current = Some(wanted);
         Ok(())
     }
 
     /// Replaces this host's static key; sessions with every peer start
     /// again with it (the peers must know the new public key first).
     pub async fn set_key(&self, private_key: [u8; 32]) -> Result<(), Error> {
-        let failed = |e: gotatun::device::Error| Error::Command {
+        let failed = |e: &dyn std::fmt::Display| Error::Command {
             command: format!("tunnel {}: set key", self.spec.device),
             message: e.to_string(),
+        };
+        let device = match &self.backend {
+            Backend::Kernel(wg) => return wg.set_key(private_key).await.map_err(|e| failed(&e)),
+            Backend::Userspace(device) => device,
         };
         // A new key rebinds the UDP socket: suspended, the device only takes
         // the key; the socket of before is let go a moment after the
         // connection stops (its sending tasks end on their next turn), so
         // the resume that binds it again is retried for a little while.
-        self.device.suspend().await;
-        self.device
+        device.suspend().await;
+        device
             .set_private_key(StaticSecret::from(private_key))
             .await
-            .map_err(failed)?;
+            .map_err(|e| failed(&e))?;
         let mut attempts = 0;
-        while let Err(e) = self.device.resume().await {
+        while let Err(e) = device.resume().await {
             attempts += 1;
             if attempts >= 50 {
-                return Err(failed(e));
+                return Err(failed(&e));
             }
-            self.device.suspend().await;
+            device.suspend().await;
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let peers: Vec<PublicKey> = self
             .peers
             .lock()
             .await
-            .keys()
+            .iter()
+            .flat_map(BTreeMap::keys)
             .map(|k| PublicKey::from(*k))
             .collect();
-        self.handshake(&peers).await;
+        handshake(device, &peers).await;
         Ok(())
-    }
-
-    /// Starts a handshake with each of `peers` at once: the initiations go
-    /// now, and a peer that does not answer soon is left to WireGuard's own
-    /// retries.
-    async fn handshake(&self, peers: &[PublicKey]) {
-        let handshakes =
-            futures::future::join_all(peers.iter().map(|k| self.device.force_handshake(k)));
-        let _ = tokio::time::timeout(HANDSHAKE_WAIT, handshakes).await;
     }
 
     /// Every peer's endpoint, latest handshake and traffic.
     pub async fn peer_states(&self) -> Vec<PeerState> {
-        self.device
-            .peers()
-            .await
-            .into_iter()
-            .map(|p| PeerState {
-                key: p.peer.public_key.to_bytes(),
-                endpoint: p.peer.endpoint,
-                handshake_age: p.stats.last_handshake.map(|d| d.as_secs()),
-                rx_bytes: p.stats.rx_bytes,
-                tx_bytes: p.stats.tx_bytes,
-            })
-            .collect()
+        match &self.backend {
+            Backend::Kernel(wg) => wg.peer_states().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "WireGuard peers of the kernel link");
+                Vec::new()
+            }),
+            Backend::Userspace(device) => device
+                .peers()
+                .await
+                .into_iter()
+                .map(|p| PeerState {
+                    key: p.peer.public_key.to_bytes(),
+                    endpoint: p.peer.endpoint,
+                    handshake_age: p.stats.last_handshake.map(|d| d.as_secs()),
+                    rx_bytes: p.stats.rx_bytes,
+                    tx_bytes: p.stats.tx_bytes,
+                    allowed: p
+                        .peer
+                        .allowed_ips
+                        .iter()
+                        .map(|ip| (ip.ip(), ip.prefix()))
+                        .collect(),
+                })
+                .collect(),
+        }
     }
+}
 
-    /// Stops WireGuard; the TUN device goes with the last handle on it.
-    pub async fn stop(self) {
-        self.device.stop().await;
+/// Takes the userspace device's peers from `current` to `wanted`.
+async fn set_userspace_peers(
+    device: &Device<Transports>,
+    current: &BTreeMap<[u8; 32], TunnelPeer>,
+    wanted: &BTreeMap<[u8; 32], TunnelPeer>,
+) -> Result<(), gotatun::device::Error> {
+    for gone in current.keys().filter(|k| !wanted.contains_key(*k)) {
+        device.remove_peer(&PublicKey::from(*gone)).await?;
     }
+    for peer in wanted.values().filter(|p| current.get(&p.key) != Some(*p)) {
+        let update = Peer::new(PublicKey::from(peer.key))
+            .with_endpoint(peer.endpoint)
+            .with_allowed_ip(IpAddr::V4(peer.address).into());
+        device.add_or_update_peer(update).await?;
+    }
+    if current.is_empty() && !wanted.is_empty() {
+        device.resume().await?;
+    }
+    // A new peer (every peer, after this process started again) hears
+    // from this host at once: its sessions from before are gone here,
+    // and it would otherwise send into them until its own timers gave
+    // up on them (15 s and more). The kernel's link outlives a restart,
+    // and starts a handshake with the first packet to a new peer.
+    let new: Vec<PublicKey> = wanted
+        .keys()
+        .filter(|k| !current.contains_key(*k))
+        .map(|k| PublicKey::from(*k))
+        .collect();
+    handshake(device, &new).await;
+    Ok(())
+}
+
+/// Starts a handshake with each of `peers` at once: the initiations go
+/// now, and a peer that does not answer soon is left to WireGuard's own
+/// retries.
+async fn handshake(device: &Device<Transports>, peers: &[PublicKey]) {
+    let handshakes = futures::future::join_all(peers.iter().map(|k| device.force_handshake(k)));
+    let _ = tokio::time::timeout(HANDSHAKE_WAIT, handshakes).await;
 }
 
 /// The public key of `private_key`.
@@ -285,10 +411,7 @@ pub fn public_key(private_key: [u8; 32]) -> [u8; 32] {
 
 /// Gives the TUN device its address (the tunnel subnet's route with it)
 /// and MTU, and brings it up.
-async fn configure_link(spec: &TunnelSpec) -> Result<(), String> {
-    let (connection, handle, _) =
-        rtnetlink::new_connection().map_err(|e| format!("netlink connection: {e}"))?;
-    tokio::spawn(connection);
+async fn configure_link(handle: &rtnetlink::Handle, spec: &TunnelSpec) -> Result<(), String> {
     let text = |e: rtnetlink::Error| e.to_string();
     let link = handle
         .link()

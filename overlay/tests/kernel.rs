@@ -549,3 +549,57 @@ fn reads_at_once_through_one_connection_all_succeed() {
         }
     });
 }
+
+/// The tunnel runs the kernel's WireGuard where the kernel has it and
+/// userspace where not, saying why (this test machine's kernel has none:
+/// the VM test `kernel_wireguard` runs the kernel's end to end); asked for
+/// the kernel's where there is none, it refuses; asked for userspace, it
+/// runs userspace.
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
+fn the_tunnel_runs_the_kernels_wireguard_or_says_why_not() {
+    use rustnet_overlay::tunnel::{Implementation, Kind, Tunnel, TunnelSpec};
+    in_fresh_netns(|| async {
+        let kernel_has_it = Command::new("ip")
+            .args(["link", "add", "rn-wgprobe", "type", "wireguard"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if kernel_has_it {
+            sh("ip link del rn-wgprobe");
+        }
+        let spec = |n: u8| TunnelSpec {
+            device: format!("rn-wg{n}"),
+            address: std::net::Ipv4Addr::new(169, 254, 192, n + 1),
+            prefix: 18,
+            mtu: 1420,
+            port: 51871 + u16::from(n),
+        };
+        let auto = Tunnel::start(spec(0), [1; 32], Implementation::Auto)
+            .await
+            .unwrap();
+        let link = sh("ip -d -o link show rn-wg0");
+        assert!(link.contains("mtu 1420") && link.contains(",UP"), "{link}");
+        let kernel = Tunnel::start(spec(1), [2; 32], Implementation::Kernel).await;
+        if kernel_has_it {
+            assert_eq!(auto.kind(), Kind::Kernel);
+            assert!(link.contains("wireguard"), "{link}");
+            assert_eq!(kernel.unwrap().kind(), Kind::Kernel);
+        } else {
+            assert_eq!(auto.kind(), Kind::Userspace);
+            assert_eq!(
+                auto.kernel_unavailable(),
+                Some("the kernel has no WireGuard")
+            );
+            assert!(link.contains(" tun "), "a TUN device: {link}");
+            let refused = kernel.unwrap_err().to_string();
+            assert!(refused.contains("the kernel has no WireGuard"), "{refused}");
+        }
+        let userspace = Tunnel::start(spec(2), [3; 32], Implementation::Userspace)
+            .await
+            .unwrap();
+        assert_eq!(userspace.kind(), Kind::Userspace);
+        assert_eq!(userspace.kernel_unavailable(), None, "not tried");
+    });
+}

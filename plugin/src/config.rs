@@ -51,6 +51,11 @@ pub(crate) struct DaemonConfig {
     /// WireGuard's UDP port, for encrypted overlays.
     #[arg(long, env = "RUSTNET_WIREGUARD_PORT", default_value_t = 51871)]
     pub wireguard_port: u16,
+    /// Which WireGuard encrypted overlays use: `auto` (the kernel's where
+    /// it has WireGuard, else userspace in this process), `kernel` or
+    /// `userspace`.
+    #[arg(long, env = "RUSTNET_WIREGUARD", default_value = "auto")]
+    pub wireguard: rustnet_overlay::tunnel::Implementation,
     /// Override the derived MTU.
     #[arg(long, env = "RUSTNET_MTU")]
     pub mtu: Option<u32>,

@@ -50,6 +50,7 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let timeout = settings.timeout;
     let encryption = Arc::new(
         crate::encryption::Encryption::load(&config.state_dir, config.wireguard_port)
+            .map(|e| e.with_implementation(config.wireguard))
             .context("WireGuard key")?,
     );
     let mut service =

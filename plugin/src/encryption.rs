@@ -23,7 +23,9 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rustnet_ipam::{HostId, MAX_TUNNEL_SLOT, State};
-use rustnet_overlay::tunnel::{MAX_TUNNEL_MTU, Tunnel, TunnelPeer, TunnelSpec, public_key};
+use rustnet_overlay::tunnel::{
+    Implementation, MAX_TUNNEL_MTU, Tunnel, TunnelPeer, TunnelSpec, public_key,
+};
 
 /// The tunnel device.
 pub(crate) const TUNNEL_DEVICE: &str = "rn-wg0";
@@ -107,6 +109,7 @@ pub(crate) struct Encryption {
     key_path: std::path::PathBuf,
     private: std::sync::Mutex<[u8; 32]>,
     port: u16,
+    implementation: Implementation,
     tunnel: tokio::sync::Mutex<TunnelState>,
 }
 
@@ -123,8 +126,11 @@ enum TunnelState {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub(crate) struct EncryptionStatus {
-    /// `userspace` (in this process), `not started` or `unavailable: ...`.
+    /// `kernel`, `userspace` (in this process), `not started` or
+    /// `unavailable: ...`.
     pub tunnel: String,
+    /// Why the tunnel is not the kernel's, when the kernel's was tried.
+    pub kernel_unavailable: Option<String>,
     pub public_key: String,
     pub port: u16,
     pub address: Option<Ipv4Addr>,
@@ -152,8 +158,16 @@ impl Encryption {
             key_path,
             private: std::sync::Mutex::new(private),
             port,
+            implementation: Implementation::Auto,
             tunnel: tokio::sync::Mutex::default(),
         })
+    }
+
+    /// Runs the kernel's WireGuard or the userspace one as `implementation`
+    /// says (`Auto` by default).
+    pub(crate) fn with_implementation(mut self, implementation: Implementation) -> Self {
+        self.implementation = implementation;
+        self
     }
 
     /// This host's public key, base64.
@@ -206,9 +220,13 @@ impl Encryption {
             port: self.port,
         };
         let private = *crate::lock(&self.private);
-        match Tunnel::start(spec, private).await {
+        match Tunnel::start(spec, private, self.implementation).await {
             Ok(started) => {
-                tracing::info!(device = TUNNEL_DEVICE, %address, port = self.port, "WireGuard tunnel up (userspace)");
+                tracing::info!(
+                    device = TUNNEL_DEVICE, %address, port = self.port, kind = %started.kind(),
+                    kernel_unavailable = started.kernel_unavailable(),
+                    "WireGuard tunnel up"
+                );
                 *tunnel = TunnelState::Up(started);
                 Ok(address)
             }
@@ -240,17 +258,22 @@ impl Encryption {
     /// For `rustnet status`.
     pub(crate) async fn status(&self) -> EncryptionStatus {
         let state = self.tunnel.lock().await;
+        let kernel_unavailable = match &*state {
+            TunnelState::Up(t) => t.kernel_unavailable().map(str::to_owned),
+            _ => None,
+        };
         let (tunnel, address, peers) = match &*state {
             TunnelState::Stopped => ("not started".to_owned(), None, Vec::new()),
             TunnelState::Failed(why) => (format!("unavailable: {why}"), None, Vec::new()),
             TunnelState::Up(t) => (
-                "userspace".to_owned(),
+                t.kind().to_string(),
                 Some(t.spec().address),
                 t.peer_states().await,
             ),
         };
         EncryptionStatus {
             tunnel,
+            kernel_unavailable,
             public_key: self.public_key(),
             port: self.port,
             address,

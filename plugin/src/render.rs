@@ -100,8 +100,8 @@ fn short_id(id: &str) -> &str {
     or_unknown(id.get(..12).unwrap_or(id))
 }
 
-/// Names across hosts: whether this host's engine reaches rustnet's
-/// resolver, and if not, the daemon.json line it needs and who misses it.
+/// Encryption: which WireGuard, this host's key, port and tunnel address,
+/// and its peers.
 fn encryption_text(encryption: Option<&crate::encryption::EncryptionStatus>) -> String {
     let Some(e) = encryption else {
         return String::new();
@@ -109,12 +109,18 @@ fn encryption_text(encryption: Option<&crate::encryption::EncryptionStatus>) -> 
     let address = e
         .address
         .map_or_else(String::new, |a| format!(", tunnel address {a}"));
+    let why = e
+        .kernel_unavailable
+        .as_ref()
+        .map_or_else(String::new, |why| format!(" ({why})"));
     format!(
-        "encryption: WireGuard {}, public key {}, port {}{address}, peers {} ({} with a recent handshake)\n",
+        "encryption: WireGuard {}{why}, public key {}, port {}{address}, peers {} ({} with a recent handshake)\n",
         e.tunnel, e.public_key, e.port, e.peers, e.peers_up
     )
 }
 
+/// Names across hosts: whether this host's engine reaches rustnet's
+/// resolver, and if not, the daemon.json line it needs and who misses it.
 fn names_text(names: Option<&NamesView>) -> String {
     let Some(names) = names else {
         return "names across hosts: off (RUSTNET_NAMES=false)\n".to_owned();

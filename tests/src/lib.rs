@@ -19,6 +19,7 @@ pub mod report;
 mod run;
 pub mod scale;
 mod upstream;
+pub mod vm;
 
 pub use bare::{BareHost, rss_kib};
 pub use engine::Engine;

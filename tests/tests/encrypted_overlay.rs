@@ -80,6 +80,10 @@ fn encrypted_overlays_never_travel_in_clear(engine: Engine) {
             let status = h3.status();
             let encryption = &status["encryption"];
             assert_eq!(encryption["tunnel"], "userspace", "{encryption}");
+            assert_eq!(
+                encryption["kernel_unavailable"], "the kernel has no WireGuard",
+                "{encryption}"
+            );
             assert_eq!(encryption["peers"], 2, "{encryption}");
             let details = h3.vxlan_details();
             assert!(details.contains("local 169.254.192."), "{details}");

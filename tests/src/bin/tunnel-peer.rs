@@ -1,0 +1,173 @@
+//! One end of rustnet's WireGuard tunnel, for the tests that boot a real
+//! kernel in a VM (`scripts/vm-image.sh` makes it the VM's program). Takes
+//! `rn.*` words from its arguments, which are the kernel's command line:
+//!
+//! - `rn.me=N`, `rn.peer=M`: this end and the other (1..=254): private key
+//!   N repeated, tunnel address 169.254.192.N, underlay address 10.0.0.N;
+//! - `rn.wg=auto|kernel|userspace`: which WireGuard (`RUSTNET_WIREGUARD`);
+//! - `rn.secret=TEXT`: sent to the peer inside the tunnel until it echoes;
+//! - `rn.control=TEXT`: sent once in clear to the peer's underlay address,
+//!   so that a capture of the wire shows it can see clear text.
+//!
+//! Prints `rn: kind=...`, then `rn: RESULT ok` once the peer echoed the
+//! secret (and this end echoed the peer's), or `rn: RESULT failed: ...`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rustnet_overlay::tunnel::{Implementation, Tunnel, TunnelPeer, TunnelSpec, public_key};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout};
+
+const WIREGUARD_PORT: u16 = 51871;
+const ECHO_PORT: u16 = 7000;
+/// Emulated machines are slow: the peer may boot half a minute later.
+const DEADLINE: Duration = Duration::from_secs(120);
+/// How long this end keeps answering after its own echo came back.
+const LINGER: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+struct Args {
+    me: u8,
+    peer: u8,
+    wg: Implementation,
+    secret: String,
+    control: String,
+}
+
+fn parse(words: &[String]) -> Result<Args, String> {
+    let word = |key: &str| {
+        words
+            .iter()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{key}= missing"))
+    };
+    let number = |key: &str| -> Result<u8, String> {
+        word(key)?
+            .parse()
+            .map_err(|e| format!("{key}: {e}"))
+            .and_then(|n| {
+                if n == 0 {
+                    Err(format!("{key}: 0"))
+                } else {
+                    Ok(n)
+                }
+            })
+    };
+    Ok(Args {
+        me: number("rn.me")?,
+        peer: number("rn.peer")?,
+        wg: word("rn.wg")?.parse()?,
+        secret: word("rn.secret")?,
+        control: word("rn.control")?,
+    })
+}
+
+fn tunnel_address(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(169, 254, 192, n)
+}
+
+fn underlay_address(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    match run(&words).await {
+        Ok(()) => {
+            println!("rn: RESULT ok");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("rn: RESULT failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(words: &[String]) -> Result<(), String> {
+    let args = parse(words)?;
+    let spec = TunnelSpec {
+        device: "rn-wg0".to_owned(),
+        address: tunnel_address(args.me),
+        prefix: 18,
+        mtu: 1420,
+        port: WIREGUARD_PORT,
+    };
+    let tunnel = Tunnel::start(spec, [args.me; 32], args.wg)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "rn: kind={} kernel_unavailable={:?}",
+        tunnel.kind(),
+        tunnel.kernel_unavailable()
+    );
+    let peer = TunnelPeer {
+        key: public_key([args.peer; 32]),
+        endpoint: SocketAddr::new(IpAddr::V4(underlay_address(args.peer)), WIREGUARD_PORT),
+        address: tunnel_address(args.peer),
+    };
+    tunnel.set_peers(&[peer]).await.map_err(|e| e.to_string())?;
+
+    let clear = UdpSocket::bind((underlay_address(args.me), 0))
+        .await
+        .map_err(|e| format!("bind underlay: {e}"))?;
+    let _ = clear
+        .send_to(args.control.as_bytes(), (underlay_address(args.peer), 7001))
+        .await;
+
+    let socket = UdpSocket::bind((tunnel_address(args.me), ECHO_PORT))
+        .await
+        .map_err(|e| format!("bind tunnel address: {e}"))?;
+    let there = SocketAddr::new(IpAddr::V4(tunnel_address(args.peer)), ECHO_PORT);
+    let start = Instant::now();
+    let mut echoed_at = None;
+    let mut answered = false;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        if answered && echoed_at.is_some_and(|at: Instant| at.elapsed() > LINGER) {
+            break;
+        }
+        if start.elapsed() > DEADLINE {
+            return Err(format!(
+                "no echo through the tunnel in {DEADLINE:?} (echoed: {}, answered: {answered})",
+                echoed_at.is_some()
+            ));
+        }
+        if echoed_at.is_none() {
+            let _ = socket.send_to(args.secret.as_bytes(), there).await;
+        }
+        let Ok(received) = timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await
+        else {
+            continue;
+        };
+        let (n, from) = received.map_err(|e| format!("receive: {e}"))?;
+        if from.ip() != IpAddr::V4(tunnel_address(args.peer)) {
+            continue;
+        }
+        let message = &buf[..n];
+        if message.starts_with(b"echo:") {
+            if echoed_at.is_none() {
+                println!("rn: echo through the tunnel after {:?}", start.elapsed());
+                echoed_at = Some(Instant::now());
+            }
+        } else {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(message);
+            let _ = socket.send_to(&reply, from).await;
+            answered = true;
+        }
+    }
+    for state in tunnel.peer_states().await {
+        println!(
+            "rn: peer endpoint={:?} handshake_age={:?} rx={} tx={}",
+            state.endpoint, state.handshake_age, state.rx_bytes, state.tx_bytes
+        );
+        if state.handshake_age.is_none() {
+            return Err("the peer shows no handshake".to_owned());
+        }
+    }
+    Ok(())
+}

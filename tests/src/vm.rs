@@ -1,0 +1,222 @@
+//! Small VMs booting Debian 12's own kernel, for what the test machine's
+//! kernel lacks (WireGuard, ipvlan, VLANs): `scripts/vm-image.sh` makes the
+//! kernel and an initramfs around one program, QEMU runs it emulated
+//! (TCG: correct, not fast), and the VM's console is the program's output.
+//!
+//! ```text
+//!   VM a (10.0.0.1) ── eth0 ══ UDP datagrams on 127.0.0.1 ══ eth0 ── VM b (10.0.0.2)
+//!                       └─ capture: every frame of a's link, as pcap
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A kernel and an initramfs to boot.
+#[derive(Debug)]
+pub struct Image {
+    dir: tempfile::TempDir,
+}
+
+impl Image {
+    /// Makes the image of `program` with `modules` loaded at boot; panics
+    /// (with why) when it cannot, as when QEMU or the kernel package is
+    /// missing: a test that needs a VM fails, never passes, without one.
+    pub fn build(program: &Path, modules: &[&str]) -> Self {
+        assert!(
+            Command::new("qemu-system-x86_64")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "qemu-system-x86_64 is missing: scripts/test.sh installs qemu-system-x86"
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/vm-image.sh");
+        let out = Command::new(script)
+            .arg(dir.path())
+            .arg(program)
+            .args(modules)
+            .output()
+            .unwrap_or_else(|e| panic!("run scripts/vm-image.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "scripts/vm-image.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
+    /// Boots VM `index` (1..=254: eth0 10.0.0.INDEX/24) with `words` on
+    /// its kernel command line; its link reaches the VM with index `peer`,
+    /// and is captured to `capture` when given.
+    pub fn boot(&self, index: u8, peer: u8, words: &str, capture: Option<&Path>) -> Vm {
+        let console = self.dir.path().join(format!("console-{index}"));
+        // Each VM's end of the link: a UDP port on loopback, by index.
+        let port = |i: u8| 41000 + u16::from(i);
+        let mut command = Command::new("qemu-system-x86_64");
+        command
+            .args(["-m", "512", "-cpu", "max", "-accel", "tcg", "-nodefaults"])
+            .args(["-no-reboot", "-display", "none"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-kernel")
+            .arg(self.dir.path().join("vmlinuz"))
+            .arg("-initrd")
+            .arg(self.dir.path().join("initramfs.gz"))
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 panic=-1 quiet rn.ip=10.0.0.{index}/24 {words}"
+            ))
+            .arg("-netdev")
+            .arg(format!(
+                "dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={},\
+                 remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+                port(index),
+                port(peer)
+            ))
+            .arg("-device")
+            .arg(format!(
+                "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:{index:02x}"
+            ));
+        if let Some(capture) = capture {
+            command.arg("-object").arg(format!(
+                "filter-dump,id=d0,netdev=n0,file={}",
+                capture.display()
+            ));
+        }
+        let log = self.dir.path().join(format!("qemu-{index}.log"));
+        let stderr =
+            std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start qemu-system-x86_64: {e}"));
+        Vm {
+            child,
+            console,
+            log,
+        }
+    }
+}
+
+/// A running VM.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    console: PathBuf,
+    /// QEMU's own messages.
+    log: PathBuf,
+}
+
+impl Vm {
+    /// Waits until the VM powers off, at most `limit`, and returns its
+    /// console; panics with what it printed if it does not stop in time.
+    pub fn wait(mut self, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let console = std::fs::read_to_string(&self.console).unwrap_or_default();
+                assert!(
+                    status.success(),
+                    "QEMU failed ({status}): {}\nthe console:\n{console}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                return console;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the VM did not power off within {limit:?}; QEMU said:\n{}\nits console:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default(),
+                    std::fs::read_to_string(&self.console).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One IPv4 UDP datagram of a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub source_port: u16,
+    pub destination_port: u16,
+    pub payload: Vec<u8>,
+}
+
+/// The IPv4 UDP datagrams of a pcap file of Ethernet frames (pure).
+pub fn udp_datagrams(pcap: &[u8]) -> Vec<Datagram> {
+    let mut datagrams = Vec::new();
+    let mut rest = pcap.get(24..).unwrap_or_default();
+    while rest.len() >= 16 {
+        let length = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+        let Some(frame) = rest.get(16..16 + length) else {
+            break;
+        };
+        rest = &rest[16 + length..];
+        // Ethernet, IPv4 (EtherType 0x0800), UDP (protocol 17).
+        if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != 17 {
+            continue;
+        }
+        let header = usize::from(frame[14] & 0x0f) * 4;
+        let Some(udp) = frame.get(14 + header..) else {
+            continue;
+        };
+        if udp.len() < 8 {
+            continue;
+        }
+        datagrams.push(Datagram {
+            source_port: u16::from_be_bytes([udp[0], udp[1]]),
+            destination_port: u16::from_be_bytes([udp[2], udp[3]]),
+            payload: udp[8..].to_vec(),
+        });
+    }
+    datagrams
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capture_gives_its_udp_datagrams() {
+        let mut pcap = vec![0u8; 24];
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&[0xca, 0x9f, 0x1b, 0x59, 0, 11, 0, 0, b'h', b'i', b'!']);
+        for _ in 0..2 {
+            pcap.extend_from_slice(&[0; 8]);
+            let length = u32::try_from(frame.len()).unwrap().to_le_bytes();
+            pcap.extend_from_slice(&length);
+            pcap.extend_from_slice(&length);
+            pcap.extend_from_slice(&frame);
+        }
+        let datagrams = udp_datagrams(&pcap);
+        assert_eq!(datagrams.len(), 2);
+        assert_eq!(
+            datagrams[0],
+            Datagram {
+                source_port: 51871,
+                destination_port: 7001,
+                payload: b"hi!".to_vec()
+            }
+        );
+        assert!(
+            udp_datagrams(&pcap[..30]).is_empty(),
+            "a cut record is no datagram"
+        );
+    }
+}
