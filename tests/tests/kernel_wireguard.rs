@@ -2,7 +2,8 @@
 //! (this machine's kernel has no WireGuard): each runs rustnet's tunnel
 //! (`tunnel-peer`, the overlay crate's `Tunnel`) against its kernel, the
 //! two reach each other through it, and a capture of the link between
-//! them shows WireGuard and never the text sent inside. Once with the
+//! them shows WireGuard and never the text sent inside, also after both
+//! ends took new keys. Once with the
 //! kernel on both ends (one chosen by `auto`), once with a kernel peer and
 //! a userspace peer.
 
@@ -43,6 +44,10 @@ fn pair(a: u8, wg_a: &str, b: u8, wg_b: &str) -> (String, String) {
         assert!(
             console.contains("rn: RESULT ok"),
             "VM {name} did not reach its peer through the tunnel:\n{console}"
+        );
+        assert!(
+            console.contains(&format!("rn: echo of {secret}-rotated")),
+            "VM {name}: no echo under the new keys:\n{console}"
         );
     }
 

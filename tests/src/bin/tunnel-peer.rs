@@ -9,8 +9,10 @@
 //! - `rn.control=TEXT`: sent once in clear to the peer's underlay address,
 //!   so that a capture of the wire shows it can see clear text.
 //!
-//! Prints `rn: kind=...`, then `rn: RESULT ok` once the peer echoed the
-//! secret (and this end echoed the peer's), or `rn: RESULT failed: ...`.
+//! Prints `rn: kind=...`; once the peer echoed the secret (and this end
+//! echoed the peer's), both ends take new keys (key N + 100, as `rustnet
+//! cluster rotate-key` does) and do it again; then `rn: RESULT ok`, or
+//! `rn: RESULT failed: ...`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -109,7 +111,10 @@ async fn run(words: &[String]) -> Result<(), String> {
         endpoint: SocketAddr::new(IpAddr::V4(underlay_address(args.peer)), WIREGUARD_PORT),
         address: tunnel_address(args.peer),
     };
-    tunnel.set_peers(&[peer]).await.map_err(|e| e.to_string())?;
+    tunnel
+        .set_peers(std::slice::from_ref(&peer))
+        .await
+        .map_err(|e| e.to_string())?;
 
     let clear = UdpSocket::bind((underlay_address(args.me), 0))
         .await
@@ -122,44 +127,75 @@ async fn run(words: &[String]) -> Result<(), String> {
         .await
         .map_err(|e| format!("bind tunnel address: {e}"))?;
     let there = SocketAddr::new(IpAddr::V4(tunnel_address(args.peer)), ECHO_PORT);
+    exchange(&socket, there, &args.secret).await?;
+    show_peers(&tunnel).await?;
+
+    // Both ends take new keys (rustnet cluster rotate-key), and know each
+    // other's: the tunnel carries on under them.
+    tunnel
+        .set_key([args.me.wrapping_add(100); 32])
+        .await
+        .map_err(|e| format!("new key: {e}"))?;
+    let rotated = TunnelPeer {
+        key: public_key([args.peer.wrapping_add(100); 32]),
+        ..peer
+    };
+    tunnel
+        .set_peers(&[rotated])
+        .await
+        .map_err(|e| format!("the peer's new key: {e}"))?;
+    println!("rn: keys rotated");
+    exchange(&socket, there, &format!("{}-rotated", args.secret)).await?;
+    show_peers(&tunnel).await
+}
+
+/// Sends `secret` to `there` until it comes back echoed, answers what the
+/// peer sends the same way, and lingers a while after both, so that the
+/// peer gets its echo too.
+async fn exchange(socket: &UdpSocket, there: SocketAddr, secret: &str) -> Result<(), String> {
+    let echo = format!("echo:{secret}");
     let start = Instant::now();
     let mut echoed_at = None;
     let mut answered = false;
     let mut buf = vec![0u8; 2048];
     loop {
         if answered && echoed_at.is_some_and(|at: Instant| at.elapsed() > LINGER) {
-            break;
+            return Ok(());
         }
         if start.elapsed() > DEADLINE {
             return Err(format!(
-                "no echo through the tunnel in {DEADLINE:?} (echoed: {}, answered: {answered})",
+                "no echo of {secret} through the tunnel in {DEADLINE:?} (echoed: {}, answered: {answered})",
                 echoed_at.is_some()
             ));
         }
         if echoed_at.is_none() {
-            let _ = socket.send_to(args.secret.as_bytes(), there).await;
+            let _ = socket.send_to(secret.as_bytes(), there).await;
         }
         let Ok(received) = timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await
         else {
             continue;
         };
         let (n, from) = received.map_err(|e| format!("receive: {e}"))?;
-        if from.ip() != IpAddr::V4(tunnel_address(args.peer)) {
+        if from.ip() != there.ip() {
             continue;
         }
         let message = &buf[..n];
-        if message.starts_with(b"echo:") {
+        if message == echo.as_bytes() {
             if echoed_at.is_none() {
-                println!("rn: echo through the tunnel after {:?}", start.elapsed());
+                println!("rn: echo of {secret} after {:?}", start.elapsed());
                 echoed_at = Some(Instant::now());
             }
-        } else {
+        } else if !message.starts_with(b"echo:") {
             let mut reply = b"echo:".to_vec();
             reply.extend_from_slice(message);
             let _ = socket.send_to(&reply, from).await;
             answered = true;
         }
     }
+}
+
+/// Prints the tunnel's peers; fails if one never had a handshake.
+async fn show_peers(tunnel: &Tunnel) -> Result<(), String> {
     for state in tunnel.peer_states().await {
         println!(
             "rn: peer endpoint={:?} handshake_age={:?} rx={} tx={}",
