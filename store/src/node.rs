@@ -29,17 +29,25 @@ use super::wire::call;
 use super::{Db, LogStore, StateMachine, TypeConfig};
 use crate::{Admission, Command, CommandResult, HostId, Proposal, Response, State};
 
-/// Raft timing: a dead leader is replaced within about a second, and a
+/// Raft timing: a dead leader is replaced within half a second, and a
 /// member that was merely slow (starved of CPU, paused) does not unseat a
 /// live one: it asks first (pre-vote), and the others, still under the
-/// leader's lease, refuse. openraft's defaults (50 ms heartbeat, 150-300 ms
-/// election) elect spuriously on a loaded 2-core machine.
+/// leader's lease, refuse.
+///
+/// openraft's lease is the longest election timeout: a follower's first
+/// pre-vote after the leader died is refused (the others' leases run
+/// until then), its second one wins, so failover takes two timeouts plus
+/// the vote and the first commit: with 140-190 ms, 360-480 ms
+/// (`failover-bench`, p99 over 10 kills). A heartbeat every 50 ms keeps the
+/// lease (almost four heartbeats) through a loaded 2-core machine: no
+/// election in `failover-bench`'s loaded run (both cores busy and
+/// allocations through every member, 30 s).
 pub fn raft_config() -> Result<Config, StoreError> {
     Config {
         cluster_name: "rustnet".to_owned(),
-        heartbeat_interval: 100,
-        election_timeout_min: 350,
-        election_timeout_max: 600,
+        heartbeat_interval: 50,
+        election_timeout_min: 140,
+        election_timeout_max: 190,
         enable_pre_vote: Some(true),
         install_snapshot_timeout: 10_000,
         // Snapshots are asked for by keep_log_compact, as often as the
@@ -468,14 +476,22 @@ impl Store {
         call(&(), self.config.timeout, |r| client.read_index(r)).await
     }
 
-    /// Sleeps until a leader is known, at most half a second (a retry loop
-    /// around it keeps the overall deadline).
+    /// After a write or read that found no leader, or one it could not
+    /// reach: returns as soon as another leader is known, or after 100 ms
+    /// (a retry loop around it keeps the overall deadline). A new leader
+    /// is used the moment it is elected, not at the next turn of a fixed
+    /// pause.
     pub(crate) async fn await_leader_change(&self) {
-        let wait = self.raft.wait(Some(Duration::from_millis(500)));
+        let failed = self.raft.metrics().borrow_watched().current_leader;
+        let wait = self.raft.wait(Some(Duration::from_millis(100)));
+        // Err: the same leader (it may have answered late) or still none
+        // after 100 ms: the caller tries again.
         let _ = wait
-            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != failed,
+                "another leader",
+            )
             .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     pub(crate) async fn bounded<T>(

@@ -8,6 +8,9 @@
 //!   until an allocation through it succeeds (the cluster has quorum).
 //!
 //! Every round kills whoever leads; p50, p99 and the worst over the rounds.
+//! Before the rounds, a loaded run without kills: allocations through all
+//! three members while two busy loops take the machine's cores, for
+//! [`LOAD`]; the elections in it (the term's growth) must be none.
 //! The last line, `RESULT {...}`, holds the samples as JSON (for
 //! `bench-report`).
 //!
@@ -22,6 +25,8 @@ use rustnet_tests::{BareHost, plugin_call, wait_until};
 use serde_json::json;
 
 const POOL: &str = "10.90.0.0/16";
+/// How long the loaded run without kills lasts.
+const LOAD: Duration = Duration::from_secs(30);
 
 fn allocate(host: &BareHost) -> Result<(), String> {
     let body = json!({"PoolID": POOL, "Address": "", "Options": {}}).to_string();
@@ -68,6 +73,9 @@ fn main() {
             .unwrap_or_else(|e| panic!("RequestPool on {}: {e}", host.addr));
     }
 
+    let elections = loaded_run(&hosts);
+    eprintln!("loaded run without kills: {elections} elections");
+
     let mut failover = Vec::new();
     let mut start = Vec::new();
     for round in 0..rounds {
@@ -104,7 +112,11 @@ fn main() {
     let ms = |samples: &[Duration]| -> Vec<f64> {
         samples.iter().map(|d| d.as_secs_f64() * 1e3).collect()
     };
-    let result = json!({"failover_ms": ms(&failover), "start_ms": ms(&start)});
+    let result = json!({
+        "failover_ms": ms(&failover),
+        "start_ms": ms(&start),
+        "elections_loaded": elections,
+    });
     println!("| measure | p50 | p99 | worst | rounds |");
     println!("|---|---|---|---|---|");
     summary(
@@ -115,5 +127,45 @@ fn main() {
         "start: daemon started again -> first allocation through it",
         &mut start,
     );
+    println!(
+        "| elections in a loaded run without kills ({} s) | {elections} | | | |",
+        LOAD.as_secs()
+    );
     println!("RESULT {result}");
+}
+
+/// The cluster's term as `host` sees it.
+fn term(host: &BareHost) -> u64 {
+    host.status()
+        .and_then(|s| s["cluster"]["term"].as_u64())
+        .unwrap_or_else(|| panic!("no term known on {}", host.addr))
+}
+
+/// Allocations through every member, one after another on a thread each,
+/// while as many busy loops as the machine has cores run, for [`LOAD`]; how
+/// many elections happened meanwhile.
+fn loaded_run(hosts: &[BareHost]) -> u64 {
+    let before = term(&hosts[0]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            });
+        }
+        for host in hosts {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = allocate(host);
+                }
+            });
+        }
+        std::thread::sleep(LOAD);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    term(&hosts[0]) - before
 }
