@@ -24,6 +24,9 @@ if ! $quick; then
     # docker.io, unpacked under target/engines, not installed); prints their
     # versions.
     scripts/fetch-engines.sh
+    # Debian 12's own kernel, for the tests that boot it in VMs (they run
+    # without the network): fetched once, unpacked under target/vm.
+    scripts/vm-image.sh --fetch
     # cargo-deny, cargo-fuzz and the fuzz targets build at the lowest
     # priority while the tests run: the end-to-end tests mostly wait on
     # dockerds, and the two cores would otherwise idle.

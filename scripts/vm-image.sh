@@ -7,17 +7,25 @@
 # line's `rn.ip=ADDR/LEN`, runs the program with the command line's words,
 # prints `rn: program exited N` and powers the VM off.
 #
+#   scripts/vm-image.sh --fetch               the kernel only
 #   scripts/vm-image.sh OUT PROGRAM MODULE...
 #
 # Writes OUT/vmlinuz and OUT/initramfs.gz. The kernel package is fetched
-# (apt-get download: nothing installed) once and kept under target/vm.
+# (apt-get download: nothing installed) once and kept under target/vm;
+# scripts/test.sh fetches it before the tests, which run in network
+# namespaces of their own, without the network.
 set -euo pipefail
-out=$(realpath -m "$1")
-program=$(realpath "$2")
-shift 2
+fetch_only=false
+if [ "${1:-}" = --fetch ]; then
+    fetch_only=true
+else
+    out=$(realpath -m "$1")
+    program=$(realpath "$2")
+    shift 2
+fi
 cd "$(dirname "$0")/.."
 root=$PWD/target/vm
-mkdir -p "$root" "$out"
+mkdir -p "$root"
 exec 9>"$root/.lock"
 flock 9
 
@@ -31,7 +39,11 @@ if [ ! -f "$root/kernel/version" ]; then
     [ -n "$pkg" ] || { echo "no Debian kernel package (linux-image-amd64) in apt's lists" >&2; exit 1; }
     rm -rf "$root/kernel" "$root/kernel.tmp"
     mkdir -p "$root/kernel.tmp/deb"
-    (cd "$root/kernel.tmp/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >/dev/null)
+    (cd "$root/kernel.tmp/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >/dev/null) || {
+        echo "could not fetch $pkg (without the network, as in a test's namespace? run" \
+            "scripts/vm-image.sh --fetch first: scripts/test.sh does)" >&2
+        exit 1
+    }
     dpkg-deb -x "$root"/kernel.tmp/deb/*.deb "$root/kernel.tmp/tree"
     version=$(ls "$root/kernel.tmp/tree/lib/modules")
     busybox depmod -b "$root/kernel.tmp/tree" "$version"
@@ -40,9 +52,14 @@ if [ ! -f "$root/kernel/version" ]; then
     mv "$root/kernel.tmp" "$root/kernel"
 fi
 version=$(cat "$root/kernel/version")
+if $fetch_only; then
+    echo "Debian kernel $version under $root/kernel"
+    exit 0
+fi
 tree=$root/kernel/tree
 modules=$tree/lib/modules/$version
 
+mkdir -p "$out"
 stage=$(mktemp -d "$root/stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run} "$stage/lib/modules/$version"

@@ -22,7 +22,8 @@ use netlink_packet_wireguard::{
     WireguardCmd, WireguardMessage, WireguardPeer, WireguardPeerAttribute, WireguardPeerFlags,
 };
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkMessage, NetlinkPayload,
+    NetlinkSerializable,
 };
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
 use rtnetlink::proto::new_connection;
@@ -137,67 +138,72 @@ impl KernelWireGuard {
 
     /// Every peer of the link, as the kernel has it.
     pub(super) async fn peer_states(&self) -> Result<Vec<PeerState>, String> {
-        let (connection, handle, _) =
-            new_connection::<GenlMessage<WireguardMessage>>(NETLINK_GENERIC)
-                .map_err(|e| format!("generic netlink: {e}"))?;
-        tokio::spawn(connection);
-        let mut message = GenlMessage::from_payload(WireguardMessage {
-            cmd: WireguardCmd::GetDevice,
-            attributes: vec![WireguardAttribute::IfName(self.device.clone())],
-        });
-        message.set_resolved_family_id(self.family);
-        let mut request = NetlinkMessage::from(message);
-        request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        request.finalize();
-        let mut replies = handle
-            .request(request, NetlinkAddr::new(0, 0))
-            .map_err(|e| format!("generic netlink: {e}"))?;
-        let mut peers = Vec::new();
-        while let Some(reply) = replies.next().await {
-            match reply.payload {
-                NetlinkPayload::InnerMessage(m) => {
-                    for attribute in m.payload.attributes {
-                        if let WireguardAttribute::Peers(list) = attribute {
-                            peers.extend(list.iter().filter_map(peer_state));
-                        }
-                    }
-                }
-                NetlinkPayload::Error(e) if e.code.is_some() => {
-                    return Err(format!("get {}: {}", self.device, e.to_io()));
-                }
-                _ => {}
-            }
-        }
-        Ok(peers)
+        let answers = self
+            .ask(WireguardCmd::GetDevice, Vec::new(), NLM_F_DUMP)
+            .await
+            .map_err(|e| format!("get {}: {e}", self.device))?;
+        Ok(answers
+            .into_iter()
+            .flat_map(|m| m.attributes)
+            .filter_map(|a| match a {
+                WireguardAttribute::Peers(list) => Some(list),
+                _ => None,
+            })
+            .flat_map(|list| list.iter().filter_map(peer_state).collect::<Vec<_>>())
+            .collect())
     }
 
     /// One SET_DEVICE of the link with `attributes`, answered.
-    async fn set(&self, mut attributes: Vec<WireguardAttribute>) -> Result<(), String> {
-        let (connection, handle, _) =
-            new_connection::<GenlMessage<WireguardMessage>>(NETLINK_GENERIC)
-                .map_err(|e| format!("generic netlink: {e}"))?;
-        tokio::spawn(connection);
+    async fn set(&self, attributes: Vec<WireguardAttribute>) -> Result<(), String> {
+        self.ask(WireguardCmd::SetDevice, attributes, NLM_F_ACK)
+            .await
+            .map(drop)
+            .map_err(|e| format!("set {}: {e}", self.device))
+    }
+
+    /// `command` for the link with `attributes` (its name first).
+    async fn ask(
+        &self,
+        command: WireguardCmd,
+        mut attributes: Vec<WireguardAttribute>,
+        flags: u16,
+    ) -> Result<Vec<WireguardMessage>, String> {
         attributes.insert(0, WireguardAttribute::IfName(self.device.clone()));
         let mut message = GenlMessage::from_payload(WireguardMessage {
-            cmd: WireguardCmd::SetDevice,
+            cmd: command,
             attributes,
         });
         message.set_resolved_family_id(self.family);
-        let mut request = NetlinkMessage::from(message);
-        request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        request.finalize();
-        let mut replies = handle
-            .request(request, NetlinkAddr::new(0, 0))
-            .map_err(|e| format!("generic netlink: {e}"))?;
-        while let Some(reply) = replies.next().await {
-            if let NetlinkPayload::Error(e) = reply.payload
-                && e.code.is_some()
-            {
-                return Err(format!("set {}: {}", self.device, e.to_io()));
-            }
-        }
-        Ok(())
+        ask(message, flags).await
     }
+}
+
+/// Sends `message` (a request, with `flags` besides) over a generic
+/// netlink socket of its own; the payloads answered, or the kernel's
+/// error.
+async fn ask<F>(message: GenlMessage<F>, flags: u16) -> Result<Vec<F>, String>
+where
+    F: std::fmt::Debug + Send + Unpin + 'static,
+    GenlMessage<F>: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug + Unpin + Send,
+{
+    let (connection, handle, _) = new_connection::<GenlMessage<F>>(NETLINK_GENERIC)
+        .map_err(|e| format!("generic netlink: {e}"))?;
+    tokio::spawn(connection);
+    let mut request = NetlinkMessage::from(message);
+    request.header.flags = NLM_F_REQUEST | flags;
+    request.finalize();
+    let mut replies = handle
+        .request(request, NetlinkAddr::new(0, 0))
+        .map_err(|e| format!("generic netlink: {e}"))?;
+    let mut answers = Vec::new();
+    while let Some(reply) = replies.next().await {
+        match reply.payload {
+            NetlinkPayload::InnerMessage(m) => answers.push(m.payload),
+            NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io().to_string()),
+            _ => {}
+        }
+    }
+    Ok(answers)
 }
 
 /// The kind of link `device` is, if it exists.
@@ -232,35 +238,21 @@ async fn link_kind(handle: &rtnetlink::Handle, device: &str) -> Result<Option<In
 
 /// The id the kernel gave the generic netlink family `name`.
 async fn family_id(name: &str) -> Result<u16, String> {
-    let (connection, handle, _) = new_connection::<GenlMessage<GenlCtrl>>(NETLINK_GENERIC)
-        .map_err(|e| format!("generic netlink: {e}"))?;
-    tokio::spawn(connection);
-    let mut request = NetlinkMessage::from(GenlMessage::from_payload(GenlCtrl {
+    let message = GenlMessage::from_payload(GenlCtrl {
         cmd: GenlCtrlCmd::GetFamily,
         nlas: vec![GenlCtrlAttrs::FamilyName(name.to_owned())],
-    }));
-    request.header.flags = NLM_F_REQUEST;
-    request.finalize();
-    let mut replies = handle
-        .request(request, NetlinkAddr::new(0, 0))
-        .map_err(|e| format!("generic netlink: {e}"))?;
-    while let Some(reply) = replies.next().await {
-        match reply.payload {
-            NetlinkPayload::InnerMessage(m) => {
-                if let Some(id) = m.payload.nlas.iter().find_map(|a| match a {
-                    GenlCtrlAttrs::FamilyId(id) => Some(*id),
-                    _ => None,
-                }) {
-                    return Ok(id);
-                }
-            }
-            NetlinkPayload::Error(e) if e.code.is_some() => {
-                return Err(format!("family {name}: {}", e.to_io()));
-            }
-            _ => {}
-        }
-    }
-    Err(format!("family {name}: no answer"))
+    });
+    let answers = ask(message, 0)
+        .await
+        .map_err(|e| format!("family {name}: {e}"))?;
+    answers
+        .iter()
+        .flat_map(|m| &m.nlas)
+        .find_map(|a| match a {
+            GenlCtrlAttrs::FamilyId(id) => Some(*id),
+            _ => None,
+        })
+        .ok_or_else(|| format!("family {name}: no answer"))
 }
 
 /// One peer of a GET_DEVICE answer.
