@@ -258,15 +258,12 @@ impl Encryption {
     /// For `rustnet status`.
     pub(crate) async fn status(&self) -> EncryptionStatus {
         let state = self.tunnel.lock().await;
-        let kernel_unavailable = match &*state {
-            TunnelState::Up(t) => t.kernel_unavailable().map(str::to_owned),
-            _ => None,
-        };
-        let (tunnel, address, peers) = match &*state {
-            TunnelState::Stopped => ("not started".to_owned(), None, Vec::new()),
-            TunnelState::Failed(why) => (format!("unavailable: {why}"), None, Vec::new()),
+        let (tunnel, kernel_unavailable, address, peers) = match &*state {
+            TunnelState::Stopped => ("not started".to_owned(), None, None, Vec::new()),
+            TunnelState::Failed(why) => (format!("unavailable: {why}"), None, None, Vec::new()),
             TunnelState::Up(t) => (
                 t.kind().to_string(),
+                t.kernel_unavailable().map(str::to_owned),
                 Some(t.spec().address),
                 t.peer_states().await,
             ),

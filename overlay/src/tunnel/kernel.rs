@@ -149,7 +149,8 @@ impl KernelWireGuard {
                 WireguardAttribute::Peers(list) => Some(list),
                 _ => None,
             })
-            .flat_map(|list| list.iter().filter_map(peer_state).collect::<Vec<_>>())
+            .flatten()
+            .filter_map(|peer| peer_state(&peer))
             .collect())
     }
 
