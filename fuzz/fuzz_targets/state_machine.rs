@@ -57,6 +57,8 @@ enum Op {
         overlay: bool,
         flood: bool,
         encrypted: bool,
+        /// With `overlay`: a macvlan network (with a host shim) instead.
+        lan: bool,
     },
     /// A host publishes a WireGuard key: a well-formed one, or not.
     SetTunnelKey {
@@ -207,12 +209,18 @@ fn command(op: &Op) -> Command {
             overlay,
             flood,
             encrypted,
+            lan,
         } => {
             let subnet = subnet(s);
+            let mode = match (overlay, lan) {
+                (false, _) => Mode::Bridge,
+                (true, false) => Mode::Overlay,
+                (true, true) => Mode::Macvlan,
+            };
             Command::CreateNetwork(Network {
                 id: format!("net{}", network % 4),
                 host: host(h),
-                mode: if overlay { Mode::Overlay } else { Mode::Bridge },
+                mode,
                 bridge: format!("rn-net{}", network % 4),
                 subnet: Some(subnet),
                 gateway: None,
@@ -228,6 +236,8 @@ fn command(op: &Op) -> Command {
                     rustnet_ipam_core::Multicast::Off
                 },
                 encrypted,
+                parent: lan.then(|| "eth0".to_owned()),
+                host_access: lan,
             })
         }
         Op::DeleteNetwork { host: h, network } => Command::DeleteNetwork {

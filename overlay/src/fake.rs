@@ -248,6 +248,47 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
             observed.fdb.retain(|(device, _), _| device != name);
             observed.floods.retain(|(device, _)| device != name);
             observed.neighbours.retain(|(device, _), _| device != name);
+            observed.routes.retain(|(device, _)| device != name);
+            Ok(())
+        }
+        Op::CreateLan {
+            name,
+            kind,
+            parent,
+            mac,
+            mtu,
+        } => {
+            existing(observed, parent)?;
+            let kind = match kind {
+                crate::model::LanKind::Macvlan => LinkKind::Macvlan,
+                crate::model::LanKind::Ipvlan => LinkKind::Ipvlan,
+            };
+            let mut link = link(kind, *mtu);
+            link.mac = *mac;
+            match observed.links.contains_key(name) {
+                true => Err(format!("{name} exists")),
+                false => {
+                    observed.links.insert(name.clone(), link);
+                    Ok(())
+                }
+            }
+        }
+        Op::CreateVlan { name, base, .. } => match observed.links.get(base) {
+            None => Err(format!("no link {base}")),
+            Some(_) if observed.links.contains_key(name) => Err(format!("{name} exists")),
+            Some(parent) => {
+                let vlan = link(LinkKind::Vlan, parent.mtu);
+                observed.links.insert(name.clone(), vlan);
+                Ok(())
+            }
+        },
+        Op::AddRoute { device, ip } => {
+            existing(observed, device)?;
+            observed.routes.insert((device.clone(), *ip));
+            Ok(())
+        }
+        Op::DelRoute { device, ip } => {
+            observed.routes.remove(&(device.clone(), *ip));
             Ok(())
         }
         Op::AddFdb { device, mac, vtep } => {

@@ -382,6 +382,10 @@ pub struct Network {
     /// The network's IPv6 subnet and published ports, when it has one
     /// (rules in ip6tables: [`crate::firewall6`]).
     pub ipv6: Option<Ipv6Side>,
+    /// A macvlan or ipvlan network, `bridge` its host shim: only its DNS
+    /// redirections; its containers' traffic never crosses this host's
+    /// forwarding, so nothing of it is filtered, isolated or NATed here.
+    pub lan: bool,
 }
 
 /// A network's IPv6 side.
@@ -437,6 +441,7 @@ pub fn filter_rules(networks: &[Network]) -> Vec<String> {
 pub fn filter_rules_among(networks: &[Network], inherited: &[String]) -> Vec<String> {
     networks
         .iter()
+        .filter(|net| !net.lan)
         .flat_map(|net| {
             let accepts = net.published.iter().map(|p| {
                 accept_published(
@@ -465,6 +470,7 @@ pub(crate) fn network_rules(
     let mut rules = vec![format!("-i {b} -o {b} -j ACCEPT")];
     let others = networks
         .iter()
+        .filter(|n| !n.lan)
         .map(|n| n.bridge.as_str())
         .chain(inherited.iter().map(String::as_str))
         .filter(|o| o != b);
@@ -517,7 +523,7 @@ pub fn nat_rules(networks: &[Network]) -> Vec<String> {
             }
         }
     }
-    for net in networks.iter().filter(|n| !n.internal) {
+    for net in networks.iter().filter(|n| !n.internal && !n.lan) {
         let b = &net.bridge;
         if let Some(subnet) = net.subnet {
             rules.push(format!(
@@ -773,8 +779,39 @@ mod tests {
             published: vec![],
             dns: vec![],
             legacy_sources: vec![],
+            lan: false,
             ipv6: None,
         }
+    }
+
+    #[test]
+    fn a_lan_networks_shim_gets_its_dns_redirections_and_nothing_else() {
+        let shim = Network {
+            dns: vec![DnsRedirect {
+                upstream: "10.99.0.254".parse().unwrap(),
+                to: "192.168.50.64:40001".parse().unwrap(),
+                guarded: false,
+            }],
+            lan: true,
+            ..network("rnslan1", "192.168.50.0/24", false)
+        };
+        let bridge = network("rn-a", "10.0.42.0/24", false);
+        let networks = [shim, bridge];
+        let filter = filter_rules(&networks);
+        assert!(filter.iter().all(|r| !r.contains("rnslan1")), "{filter:?}");
+        let nat = nat_rules(&networks);
+        let of_shim: Vec<&String> = nat.iter().filter(|r| r.contains("rnslan1")).collect();
+        assert_eq!(
+            of_shim,
+            [
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rnslan1 -p udp -m udp --dport 53 -j DNAT --to-destination 192.168.50.64:40001",
+                "-A RUSTNET-DNS -d 10.99.0.254/32 -i rnslan1 -p tcp -m tcp --dport 53 -j DNAT --to-destination 192.168.50.64:40001",
+            ]
+        );
+        assert!(
+            nat.iter().all(|r| !r.contains("192.168.50.0/24")),
+            "no NAT: {nat:?}"
+        );
     }
 
     #[test]
@@ -1077,6 +1114,7 @@ mod intact_tests {
             published: vec![],
             dns: vec![],
             legacy_sources: vec![],
+            lan: false,
             ipv6: None,
         }];
         let ingress = VxlanIngress {

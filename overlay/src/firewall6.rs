@@ -142,6 +142,7 @@ mod tests {
             published: vec![],
             dns: vec![],
             legacy_sources: vec![],
+            lan: false,
             ipv6: subnet6.map(|s| Ipv6Side {
                 subnet: s.parse().unwrap(),
                 published: vec![],

@@ -28,7 +28,10 @@ pub mod sysctl;
 pub mod tunnel;
 
 pub use iptables::Iptables;
-pub use model::{Bridge, Desired, Flood, Link, LinkKind, Observed, Op, Remote, Veth, Vxlan};
+pub use model::{
+    Bridge, Desired, Flood, Lan, LanKind, LanLink, Link, LinkKind, Observed, Op, Remote, Shim,
+    Veth, Vlan, Vxlan,
+};
 pub use netlink::{Kernel, Netlink};
 pub use plan::{Conflict, PlanError, plan, plan_isolated};
 pub use reconcile::{Firewall, Pass, Reconciler, Report, Want};

@@ -80,6 +80,62 @@ pub struct Flood {
     pub vtep: IpAddr,
 }
 
+/// How a LAN network's links sit on their parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LanKind {
+    /// macvlan in bridge mode: a MAC of its own per link.
+    Macvlan,
+    /// ipvlan in L2 mode: every link has the parent's MAC.
+    Ipvlan,
+}
+
+/// A network whose containers sit on a parent interface's LAN (macvlan or
+/// ipvlan): no bridge, no tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lan {
+    /// The network's name in conflicts (its record's bridge field).
+    pub name: String,
+    pub kind: LanKind,
+    /// The parent interface, as this host names it.
+    pub parent: String,
+    /// A VLAN parent rustnet creates (and removes) on `base` when missing.
+    pub vlan: Option<Vlan>,
+    pub mtu: u32,
+    /// The host's own link on the parent, if the network has host access.
+    pub shim: Option<Shim>,
+    /// Each endpoint's link, which Docker moves into the container.
+    pub links: Vec<LanLink>,
+}
+
+/// An 802.1Q sub-interface `name` of `base`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vlan {
+    pub name: String,
+    pub base: String,
+    pub id: u16,
+}
+
+/// The host's link on a LAN network's parent: its address (a /32 or /128
+/// of the pool) and a host route to each of this host's containers, since
+/// the parent itself cannot reach them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shim {
+    pub name: String,
+    pub address: IpNet,
+    pub routes: Vec<IpAddr>,
+}
+
+/// An endpoint's link on a LAN network's parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanLink {
+    pub name: String,
+    /// A macvlan link's MAC (an ipvlan link has the parent's).
+    pub mac: Option<[u8; 6]>,
+    /// Create it when missing (CreateEndpoint, Join); once Docker moved it
+    /// into the container it is no longer seen here, and not re-created.
+    pub required: bool,
+}
+
 /// Everything this host's networks need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
@@ -88,6 +144,7 @@ pub struct Desired {
     pub vxlans: Vec<Vxlan>,
     pub remotes: Vec<Remote>,
     pub floods: Vec<Flood>,
+    pub lans: Vec<Lan>,
 }
 
 /// A kind of link, as far as the planner cares.
@@ -96,6 +153,9 @@ pub enum LinkKind {
     Bridge,
     Veth,
     Vxlan,
+    Macvlan,
+    Ipvlan,
+    Vlan,
     Other,
 }
 
@@ -130,6 +190,8 @@ pub struct Observed {
     pub floods: BTreeSet<(String, IpAddr)>,
     /// (device, IP) -> MAC.
     pub neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
+    /// Host routes (a /32 or /128) on rustnet's shims: (device, IP).
+    pub routes: BTreeSet<(String, IpAddr)>,
 }
 
 /// One kernel change. The executor performs them in order, deciding nothing.
@@ -203,6 +265,27 @@ pub enum Op {
     DeleteLink {
         name: String,
     },
+    /// A macvlan (bridge mode) or ipvlan (L2) link on `parent`, down.
+    CreateLan {
+        name: String,
+        kind: LanKind,
+        parent: String,
+        mac: Option<[u8; 6]>,
+        mtu: u32,
+    },
+    CreateVlan {
+        name: String,
+        base: String,
+        id: u16,
+    },
+    AddRoute {
+        device: String,
+        ip: IpAddr,
+    },
+    DelRoute {
+        device: String,
+        ip: IpAddr,
+    },
 }
 
 impl fmt::Display for Op {
@@ -248,6 +331,24 @@ impl fmt::Display for Op {
             Self::AddAddress { link, address } => write!(f, "add {address} to {link}"),
             Self::SetUp { link } => write!(f, "set {link} up"),
             Self::DeleteLink { name } => write!(f, "delete {name}"),
+            Self::CreateLan {
+                name,
+                kind,
+                parent,
+                mtu,
+                ..
+            } => {
+                let kind = match kind {
+                    LanKind::Macvlan => "macvlan",
+                    LanKind::Ipvlan => "ipvlan",
+                };
+                write!(f, "create {kind} {name} on {parent} mtu {mtu}")
+            }
+            Self::CreateVlan { name, base, id } => {
+                write!(f, "create vlan {name} id {id} on {base}")
+            }
+            Self::AddRoute { device, ip } => write!(f, "add route {ip} dev {device}"),
+            Self::DelRoute { device, ip } => write!(f, "delete route {ip} dev {device}"),
         }
     }
 }

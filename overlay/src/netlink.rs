@@ -13,13 +13,18 @@ use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
     InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::link::{IpVlanMode, MacVlanMode};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::{
+    Handle, LinkBridge, LinkIpVlan, LinkMacVlan, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan,
+    RouteMessageBuilder,
+};
 use tokio::sync::Mutex;
 
-use crate::model::{Link, LinkKind, Observed, Op};
+use crate::model::{LanKind, Link, LinkKind, Observed, Op};
 use crate::{Error, owner_alias, ownership};
 
 /// What the service needs from the kernel; tests replace it with a fake.
@@ -267,6 +272,90 @@ impl Netlink {
             .map_err(|e| netlink_err(what, e))
     }
 
+    /// Adds to `observed` the host routes (main table, a whole address) on
+    /// rustnet's macvlan and ipvlan links in this namespace: the shims.
+    async fn observe_routes(&self, observed: &mut Observed) -> Result<(), Error> {
+        let lan = |l: &Link| l.owned && matches!(l.kind, LinkKind::Macvlan | LinkKind::Ipvlan);
+        if !observed.links.values().any(lan) {
+            return Ok(());
+        }
+        let mut shims: BTreeMap<u32, String> = BTreeMap::new();
+        for (name, _) in observed.links.iter().filter(|(_, l)| lan(l)) {
+            if let Some(index) = self.index(name).await? {
+                shims.insert(index, name.clone());
+            }
+        }
+        let _dumping = self.dumping.lock().await;
+        let requests = [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ];
+        for request in requests {
+            let mut routes = self.handle.route().get(request).execute();
+            while let Some(route) = routes
+                .try_next()
+                .await
+                .map_err(|e| netlink_err("list routes".to_owned(), e))?
+            {
+                if let Some(entry) = host_route(&route, &shims) {
+                    observed.routes.insert(entry);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The message creating a macvlan (bridge mode) or ipvlan (L2) link on
+    /// `parent`.
+    async fn lan_link(
+        &self,
+        name: &str,
+        kind: LanKind,
+        parent: &str,
+        mac: Option<[u8; 6]>,
+        mtu: u32,
+    ) -> Result<LinkMessage, Error> {
+        let parent = self.required_index(parent).await?;
+        Ok(match kind {
+            LanKind::Macvlan => {
+                let builder = LinkMacVlan::new(name, parent, MacVlanMode::Bridge).mtu(mtu);
+                match mac {
+                    Some(mac) => builder.address(mac.to_vec()).build(),
+                    None => builder.build(),
+                }
+            }
+            LanKind::Ipvlan => LinkIpVlan::new(name, parent, IpVlanMode::L2)
+                .mtu(mtu)
+                .build(),
+        })
+    }
+
+    /// Adds or deletes the host route to `ip` through `device`.
+    async fn route(&self, add: bool, device: &str, ip: IpAddr) -> Result<(), Error> {
+        let what = format!(
+            "{} route {ip} dev {device}",
+            if add { "add" } else { "delete" }
+        );
+        let index = self.required_index(device).await?;
+        let message = match ip {
+            IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(v4, 32)
+                .output_interface(index)
+                .scope(RouteScope::Link)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(v6, 128)
+                .output_interface(index)
+                .build(),
+        };
+        if add {
+            let request = self.handle.route().add(message).replace();
+            return request.execute().await.map_err(|e| netlink_err(what, e));
+        }
+        ignore_missing(self.handle.route().del(message).execute().await)
+            .map_err(|e| netlink_err(what, e))
+    }
+
     /// The MTU of the interface holding `address`: the underlay's.
     async fn interface_mtu(&self, address: IpAddr) -> Result<Option<u32>, Error> {
         let (links, _) = self.observe_links().await?;
@@ -277,10 +366,34 @@ impl Netlink {
     }
 }
 
-/// Deleting what is already gone is success (ENOENT).
+/// The main table's whole-address route through one of `devices`, as
+/// (device, address).
+fn host_route(route: &RouteMessage, devices: &BTreeMap<u32, String>) -> Option<(String, IpAddr)> {
+    const MAIN_TABLE: u8 = 254;
+    let full = match route.header.address_family {
+        AddressFamily::Inet => 32,
+        AddressFamily::Inet6 => 128,
+        _ => return None,
+    };
+    if route.header.table != MAIN_TABLE || route.header.destination_prefix_length != full {
+        return None;
+    }
+    let (mut device, mut ip) = (None, None);
+    for attribute in &route.attributes {
+        match attribute {
+            RouteAttribute::Oif(index) => device = devices.get(index),
+            RouteAttribute::Destination(RouteAddress::Inet(v4)) => ip = Some(IpAddr::V4(*v4)),
+            RouteAttribute::Destination(RouteAddress::Inet6(v6)) => ip = Some(IpAddr::V6(*v6)),
+            _ => {}
+        }
+    }
+    Some((device?.clone(), ip?))
+}
+
+/// Deleting what is already gone is success (ENOENT, ESRCH).
 fn ignore_missing(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
     match result {
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -2 => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if matches!(e.raw_code(), -2 | -3) => Ok(()),
         other => other,
     }
 }
@@ -325,6 +438,7 @@ impl Kernel for Netlink {
             ..Observed::default()
         };
         self.observe_remotes(&vxlans, &mut observed).await?;
+        self.observe_routes(&mut observed).await?;
         Ok(observed)
     }
 
@@ -513,6 +627,25 @@ impl Netlink {
                 self.set(op.to_string(), LinkUnspec::new_with_name(link).up().build())
                     .await
             }
+            Op::CreateLan {
+                name,
+                kind,
+                parent,
+                mac,
+                mtu,
+            } => {
+                let message = self.lan_link(name, *kind, parent, *mac, *mtu).await?;
+                self.add(op.to_string(), message).await?;
+                self.mark_owned(name).await
+            }
+            Op::CreateVlan { name, base, id } => {
+                let base = self.required_index(base).await?;
+                self.add(op.to_string(), LinkVlan::new(name, base, *id).build())
+                    .await?;
+                self.mark_owned(name).await
+            }
+            Op::AddRoute { device, ip } => self.route(true, device, *ip).await,
+            Op::DelRoute { device, ip } => self.route(false, device, *ip).await,
             Op::DeleteLink { name } => match self.index(name).await? {
                 // Already gone (deleting one end of a pair deletes both).
                 None => Ok(()),
@@ -539,6 +672,9 @@ fn kind_of(infos: &[LinkInfo]) -> LinkKind {
             LinkInfo::Kind(InfoKind::Bridge) => Some(LinkKind::Bridge),
             LinkInfo::Kind(InfoKind::Veth) => Some(LinkKind::Veth),
             LinkInfo::Kind(InfoKind::Vxlan) => Some(LinkKind::Vxlan),
+            LinkInfo::Kind(InfoKind::MacVlan) => Some(LinkKind::Macvlan),
+            LinkInfo::Kind(InfoKind::IpVlan) => Some(LinkKind::Ipvlan),
+            LinkInfo::Kind(InfoKind::Vlan) => Some(LinkKind::Vlan),
             _ => None,
         })
         .unwrap_or(LinkKind::Other)

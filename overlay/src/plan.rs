@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::model::{Bridge, Desired, LinkKind, Observed, Op, Veth, Vxlan};
+use crate::model::{Bridge, Desired, Lan, LanKind, LinkKind, Observed, Op, Veth, Vxlan};
 
 /// A conflict the planner will not resolve by force.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +19,11 @@ pub enum PlanError {
         "interface {name} was created by rustnet under an earlier state directory (lost or replaced since) and still serves containers; it is left alone"
     )]
     Inherited { name: String },
+    #[error(
+        "parent interface {parent} does not exist (map the network's parent to this host's \
+         interface with RUSTNET_PARENTS=NAME=IFACE)"
+    )]
+    NoParent { parent: String },
 }
 
 /// Plans the operations that turn `observed` into `desired`: first remove
@@ -45,18 +50,23 @@ pub struct Conflict {
 /// neither built nor torn down on this pass, and every other network is
 /// planned as usual.
 pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Conflict>) {
-    let conflicts: Vec<Conflict> = desired
-        .bridges
-        .iter()
-        .filter_map(|bridge| {
-            check_network(desired, bridge, observed)
-                .err()
-                .map(|error| Conflict {
-                    bridge: bridge.name.clone(),
-                    error,
-                })
-        })
-        .collect();
+    let bridges = desired.bridges.iter().filter_map(|bridge| {
+        check_network(desired, bridge, observed)
+            .err()
+            .map(|error| Conflict {
+                bridge: bridge.name.clone(),
+                error,
+            })
+    });
+    let lans = desired.lans.iter().filter_map(|lan| {
+        plan_lan(lan, observed, &mut Vec::new())
+            .err()
+            .map(|error| Conflict {
+                bridge: lan.name.clone(),
+                error,
+            })
+    });
+    let conflicts: Vec<Conflict> = bridges.chain(lans).collect();
     let failed: BTreeSet<&str> = conflicts.iter().map(|c| c.bridge.as_str()).collect();
     let healthy = without(desired, &failed);
     // Stale links are judged against everything wanted, failed networks
@@ -73,6 +83,10 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
         late.extend(plan_veth(veth, observed, &mut ops).err());
     }
     plan_remotes(&healthy, observed, &mut ops);
+    for lan in &healthy.lans {
+        late.extend(plan_lan(lan, observed, &mut ops).err());
+    }
+    plan_routes(&healthy, observed, &mut ops);
     debug_assert!(late.is_empty(), "checked networks conflict: {late:?}");
     (ops, conflicts)
 }
@@ -125,6 +139,12 @@ fn without(desired: &Desired, failed: &BTreeSet<&str>) -> Desired {
             .cloned()
             .collect(),
         vxlans,
+        lans: desired
+            .lans
+            .iter()
+            .filter(|l| ok(&l.name))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -253,6 +273,7 @@ fn stale(desired: &Desired, observed: &Observed) -> Vec<Op> {
                 .veths
                 .iter()
                 .any(|v| v.host == name || v.peer == name)
+            || desired.lans.iter().any(|l| lan_has(l, name))
     };
     let mut ops: Vec<Op> = observed
         .links
@@ -389,6 +410,124 @@ fn plan_veth(veth: &Veth, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), 
         ops.push(Op::SetUp { link: host.clone() });
     }
     Ok(())
+}
+
+/// Whether `name` is one of the LAN network's links (its VLAN parent,
+/// shim or an endpoint's).
+fn lan_has(lan: &Lan, name: &str) -> bool {
+    lan.vlan.as_ref().is_some_and(|v| v.name == name)
+        || lan.shim.as_ref().is_some_and(|s| s.name == name)
+        || lan.links.iter().any(|l| l.name == name)
+}
+
+/// A LAN network: its VLAN parent if rustnet makes it, its shim with the
+/// shim's address, and the missing links of endpoints that need one. A
+/// parent that is not there, or a link of its names that rustnet did not
+/// make, refuses the network.
+fn plan_lan(lan: &Lan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
+    let links = &observed.links;
+    if !links.contains_key(&lan.parent) {
+        let Some(vlan) = lan.vlan.as_ref().filter(|v| v.name == lan.parent) else {
+            return Err(PlanError::NoParent {
+                parent: lan.parent.clone(),
+            });
+        };
+        if !links.contains_key(&vlan.base) {
+            return Err(PlanError::NoParent {
+                parent: vlan.base.clone(),
+            });
+        }
+        ops.push(Op::CreateVlan {
+            name: vlan.name.clone(),
+            base: vlan.base.clone(),
+            id: vlan.id,
+        });
+        ops.push(Op::SetUp {
+            link: vlan.name.clone(),
+        });
+    } else if let Some(vlan) = lan.vlan.as_ref().filter(|v| v.name == lan.parent)
+        && links.get(&vlan.name).is_some_and(|l| l.owned && !l.up)
+    {
+        ops.push(Op::SetUp {
+            link: vlan.name.clone(),
+        });
+    }
+    let kind = match lan.kind {
+        LanKind::Macvlan => LinkKind::Macvlan,
+        LanKind::Ipvlan => LinkKind::Ipvlan,
+    };
+    let create = |name: &str, mac: Option<[u8; 6]>| Op::CreateLan {
+        name: name.to_owned(),
+        kind: lan.kind,
+        parent: lan.parent.clone(),
+        mac,
+        mtu: lan.mtu,
+    };
+    let ours = |name: &str| -> Result<Option<&crate::Link>, PlanError> {
+        match links.get(name) {
+            None => Ok(None),
+            Some(link) if link.inherited => Err(PlanError::Inherited {
+                name: name.to_owned(),
+            }),
+            Some(link) if !link.owned || link.kind != kind => Err(PlanError::Foreign {
+                name: name.to_owned(),
+            }),
+            Some(link) => Ok(Some(link)),
+        }
+    };
+    if let Some(shim) = &lan.shim {
+        let name = &shim.name;
+        let link = ours(name)?;
+        if link.is_none() {
+            ops.push(create(name, None));
+        }
+        if link.is_none_or(|l| !l.addresses.contains(&shim.address)) {
+            ops.push(Op::AddAddress {
+                link: name.clone(),
+                address: shim.address,
+            });
+        }
+        if link.is_none_or(|l| !l.up) {
+            ops.push(Op::SetUp { link: name.clone() });
+        }
+    }
+    for link in &lan.links {
+        if ours(&link.name)?.is_none() && link.required {
+            ops.push(create(&link.name, link.mac));
+        }
+    }
+    Ok(())
+}
+
+/// The shims' host routes: one per container of this host on the network,
+/// none else (a shim's own stale ones go; a deleted shim's go with it).
+fn plan_routes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
+    let shims: Vec<&crate::model::Shim> = desired
+        .lans
+        .iter()
+        .filter_map(|l| l.shim.as_ref())
+        .collect();
+    for (device, ip) in &observed.routes {
+        let Some(shim) = shims.iter().find(|s| &s.name == device) else {
+            continue;
+        };
+        if !shim.routes.contains(ip) {
+            ops.push(Op::DelRoute {
+                device: device.clone(),
+                ip: *ip,
+            });
+        }
+    }
+    for shim in shims {
+        for ip in &shim.routes {
+            if !observed.routes.contains(&(shim.name.clone(), *ip)) {
+                ops.push(Op::AddRoute {
+                    device: shim.name.clone(),
+                    ip: *ip,
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

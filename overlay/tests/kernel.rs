@@ -271,6 +271,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
                 guarded: true,
             }],
             legacy_sources: vec![],
+            lan: false,
             ipv6: None,
         };
         iptables
@@ -322,6 +323,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
             published: vec![],
             dns: vec![],
             legacy_sources: vec![],
+            lan: false,
             ipv6: None,
         };
         iptables
@@ -373,6 +375,7 @@ fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
         veths: vec![],
         remotes,
         floods: vec![],
+        lans: vec![],
     }
 }
 
@@ -601,5 +604,78 @@ fn the_tunnel_runs_the_kernels_wireguard_or_says_why_not() {
             .unwrap();
         assert_eq!(userspace.kind(), Kind::Userspace);
         assert_eq!(userspace.kernel_unavailable(), None, "not tried");
+    });
+}
+
+fn lan_network(links: &[(&str, bool)], routes: &[&str]) -> Desired {
+    Desired {
+        lans: vec![rustnet_overlay::Lan {
+            name: "rnslan".into(),
+            kind: rustnet_overlay::LanKind::Macvlan,
+            parent: "lan0".into(),
+            vlan: None,
+            mtu: 1500,
+            shim: Some(rustnet_overlay::Shim {
+                name: "rnslan".into(),
+                address: net("192.168.50.64/32"),
+                routes: routes.iter().map(|r| r.parse().unwrap()).collect(),
+            }),
+            links: links
+                .iter()
+                .map(|(name, required)| rustnet_overlay::LanLink {
+                    name: (*name).into(),
+                    mac: Some([2, 0x42, 0, 0, 0, 0x41]),
+                    required: *required,
+                })
+                .collect(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
+fn a_macvlan_network_gets_its_links_shim_and_host_routes_on_the_parent() {
+    in_fresh_netns(|| async {
+        sh(
+            "ip link add lan0 type veth peer name lan0p && ip link set lan0 up && ip link set lan0p up",
+        );
+        let netlink = Netlink::connect("kernel-test").unwrap();
+        let wanted = lan_network(&[("rnmaaaa", true)], &["192.168.50.65"]);
+        converge(&netlink, &wanted).await;
+        let observed = netlink.observe().await.unwrap();
+        let link = &observed.links["rnmaaaa"];
+        assert_eq!(
+            (link.kind, link.owned, link.up),
+            (LinkKind::Macvlan, true, false)
+        );
+        assert_eq!(link.mac, Some([2, 0x42, 0, 0, 0, 0x41]));
+        assert!(sh("ip -d link show rnmaaaa").contains("macvlan mode bridge"));
+        let shim = &observed.links["rnslan"];
+        assert_eq!((shim.kind, shim.up), (LinkKind::Macvlan, true));
+        assert!(shim.addresses.contains(&net("192.168.50.64/32")));
+        assert!(
+            sh("ip route show dev rnslan").contains("192.168.50.65 proto static scope link"),
+            "{}",
+            sh("ip route")
+        );
+        assert!(
+            observed
+                .routes
+                .contains(&("rnslan".to_owned(), "192.168.50.65".parse().unwrap()))
+        );
+        // Docker moved the link into the container: not re-created once
+        // no longer required; the container gone: its route goes.
+        sh("ip netns add lan-test-ct 2>/dev/null || true; ip link set rnmaaaa netns lan-test-ct");
+        let joined = lan_network(&[("rnmaaaa", false)], &["192.168.50.65"]);
+        assert_eq!(converge(&netlink, &joined).await, 0);
+        sh("ip netns del lan-test-ct");
+        converge(&netlink, &lan_network(&[], &[])).await;
+        assert!(!sh("ip route show dev rnslan").contains("192.168.50.65"));
+        // The network gone: shim gone, parent kept.
+        converge(&netlink, &Desired::default()).await;
+        let observed = netlink.observe().await.unwrap();
+        assert!(!observed.links.contains_key("rnslan"));
+        assert!(observed.links.contains_key("lan0"));
     });
 }

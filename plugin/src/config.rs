@@ -56,6 +56,11 @@ pub(crate) struct DaemonConfig {
     /// `userspace`.
     #[arg(long, env = "RUSTNET_WIREGUARD", default_value = "auto")]
     pub wireguard: rustnet_overlay::tunnel::Implementation,
+    /// This host's interface for a macvlan or ipvlan network's parent where
+    /// it is named otherwise: NAME=IFACE,... (`eth0=ens5` also maps
+    /// `eth0.50` to `ens5.50`).
+    #[arg(long, env = "RUSTNET_PARENTS", default_value = "")]
+    pub parents: crate::lan::Parents,
     /// Override the derived MTU.
     #[arg(long, env = "RUSTNET_MTU")]
     pub mtu: Option<u32>,

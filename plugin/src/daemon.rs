@@ -44,6 +44,7 @@ pub(crate) async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         mtu: config.mtu,
         vtep: Some(advertised),
         vxlan_port: config.vxlan_port,
+        parents: config.parents.clone(),
     };
     tracing::info!(underlay = %advertised, mtu = ?datapath.mtu_of(advertised).await, "underlay");
     let metrics = Metrics::default();

@@ -13,6 +13,9 @@ pub(crate) trait DataPath: Send + Sync + std::fmt::Debug {
     /// The MTU of the interface holding `address` (the underlay), now.
     fn mtu_of(&self, address: IpAddr) -> BoxFuture<'_, Option<u32>>;
 
+    /// The MTU of interface `name`, now; `None` when it does not exist.
+    fn link_mtu<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<u32>>;
+
     /// Waits for the pass before it, then reads what is wanted (`want`
     /// runs only then, so it sees every write before it) and applies it.
     fn reconcile<'a>(
@@ -32,6 +35,18 @@ where
                 Ok(mtu) => mtu,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the underlay MTU");
+                    None
+                }
+            }
+        })
+    }
+
+    fn link_mtu<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<u32>> {
+        Box::pin(async move {
+            match self.kernel().observe().await {
+                Ok(observed) => observed.links.get(name).map(|l| l.mtu),
+                Err(e) => {
+                    tracing::warn!(error = %e, link = name, "cannot read the links");
                     None
                 }
             }
@@ -61,6 +76,10 @@ pub(crate) struct RecordingPath {
 #[cfg(test)]
 impl DataPath for RecordingPath {
     fn mtu_of(&self, _address: IpAddr) -> BoxFuture<'_, Option<u32>> {
+        Box::pin(async { None })
+    }
+
+    fn link_mtu<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Option<u32>> {
         Box::pin(async { None })
     }
 

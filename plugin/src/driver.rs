@@ -16,7 +16,7 @@ use rustnet_ipam::{Command, Endpoint, Mac, Mode, Network, PortBinding};
 
 use crate::encryption::{KEY_NOT_PUBLISHED, tunnel_mtu};
 use crate::error::ApiError;
-use crate::naming::{bridge_name, veth_names};
+use crate::naming::{bridge_name, lan_link_name, shim_name, veth_names};
 use crate::request::{EndpointRequest, Joined, NetworkRequest};
 use crate::service::Service;
 use crate::store::Replicated;
@@ -43,24 +43,29 @@ impl<'a> Driver<'a> {
         let store = self.service.store().await?;
         let overlay = match request.mode {
             Mode::Bridge => None,
-            Mode::Overlay => Some(
+            mode => Some(
                 request
                     .overlay
                     .clone()
                     .or_else(|| request.subnet.or(request.subnet6).map(|s| s.to_string()))
                     .ok_or_else(|| {
-                        ApiError::Unsupported("an overlay network needs a subnet".to_owned())
+                        ApiError::Unsupported(format!("a {mode} network needs a subnet"))
                     })?,
             ),
         };
         if request.encrypted {
             self.check_encryption(store.as_ref()).await?;
         }
+        if let Some(parent) = &request.parent {
+            self.check_parent(store.as_ref(), &request, parent)?;
+        }
+        let lan = request.mode.is_lan();
         let network = Network {
-            bridge: request
-                .bridge
-                .clone()
-                .unwrap_or_else(|| bridge_name(&request.id)),
+            bridge: match (&request.bridge, lan) {
+                (_, true) => shim_name(&request.id),
+                (Some(bridge), false) => bridge.clone(),
+                (None, false) => bridge_name(&request.id),
+            },
             mtu: self.mtu_for(&request).await,
             id: request.id,
             host: store.id(),
@@ -74,10 +79,21 @@ impl<'a> Driver<'a> {
             vni: request.vni,
             multicast: request.multicast,
             encrypted: request.encrypted,
+            parent: request.parent,
+            host_access: request.host_access,
         };
         let (id, bridge) = (network.id.clone(), network.bridge.clone());
         store.write(Command::CreateNetwork(network)).await?;
         if let Err(e) = self.build(&bridge, &[]).await {
+            // Which host a propagated network failed on is not obvious.
+            let e = match lan {
+                true => {
+                    let host = store.id();
+                    let name = store.local(|s| s.host_name(host)).unwrap_or_default();
+                    ApiError::Unsupported(format!("on host {name}: {e}"))
+                }
+                false => e,
+            };
             // Only this host's record: a fault here must not remove an
             // overlay that works on the other hosts.
             self.undo(Command::ForgetNetwork {
@@ -109,6 +125,48 @@ impl<'a> Driver<'a> {
             return Err(refused(KEY_NOT_PUBLISHED.to_owned()));
         }
         Ok(())
+    }
+
+    /// Refuses a LAN network on a parent this host already gives another
+    /// LAN network of the same mode (a different one of the cluster).
+    fn check_parent(
+        &self,
+        store: &dyn Replicated,
+        request: &NetworkRequest,
+        parent: &str,
+    ) -> Result<(), ApiError> {
+        let parents = &self.service.settings().parents;
+        let local = parents.local(parent);
+        let host = store.id();
+        let key = request
+            .overlay
+            .clone()
+            .or_else(|| request.subnet.map(|s| s.to_string()));
+        let taken = store
+            .local(|s| {
+                let tables = s.tables();
+                let other = tables.networks_of(host).find(|n| {
+                    n.mode == request.mode
+                        && n.overlay != key
+                        && n.parent.as_deref().map(|p| parents.local(p)) == Some(local.clone())
+                })?;
+                let name = other
+                    .overlay
+                    .as_deref()
+                    .and_then(|k| tables.overlay(k))
+                    .and_then(|o| o.name.clone())
+                    .or_else(|| other.overlay.clone())
+                    .unwrap_or_else(|| other.id.clone());
+                Some((name, s.host_name(host)))
+            })
+            .flatten();
+        match taken {
+            Some((name, host)) => Err(ApiError::Unsupported(format!(
+                "on host {host}: parent interface {local} is already used by {} network {name}",
+                request.mode
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Reconciles, and fails if the network of `bridge` could not be built
@@ -153,6 +211,20 @@ impl<'a> Driver<'a> {
             }
             (Mode::Overlay, None) => DEFAULT_MTU - VXLAN_OVERHEAD,
             (Mode::Bridge, _) => DEFAULT_MTU,
+            // The parent's (its VLAN base's, for a VLAN rustnet makes).
+            (Mode::Macvlan | Mode::Ipvlan, _) => {
+                let parents = &self.service.settings().parents;
+                let parent = parents.local(request.parent.as_deref().unwrap_or_default());
+                let datapath = self.service.datapath();
+                let base = crate::lan::vlan_of(&parent).map(|v| v.base);
+                match datapath.link_mtu(&parent).await {
+                    Some(mtu) => mtu,
+                    None => match base {
+                        Some(base) => datapath.link_mtu(&base).await.unwrap_or(DEFAULT_MTU),
+                        None => DEFAULT_MTU,
+                    },
+                }
+            }
         }
     }
 
@@ -174,7 +246,19 @@ impl<'a> Driver<'a> {
         request: EndpointRequest,
     ) -> Result<Option<Mac>, ApiError> {
         let store = self.service.store().await?;
-        let chosen = request.mac.is_none();
+        let mode = store
+            .local(|s| s.tables().network(&request.network_id).map(|n| n.mode))
+            .flatten();
+        // An ipvlan link has its parent's MAC: none is chosen or taken.
+        let ipvlan = mode == Some(Mode::Ipvlan);
+        if let (true, Some(mac)) = (ipvlan, request.mac) {
+            return Err(ApiError::invalid(
+                "MacAddress",
+                mac.to_string(),
+                "an ipvlan container has its parent's MAC; --mac-address does not apply",
+            ));
+        }
+        let chosen = request.mac.is_none() && !ipvlan;
         let endpoint = Endpoint {
             id: request.id.clone(),
             network_id: request.network_id,
@@ -272,14 +356,40 @@ impl<'a> Driver<'a> {
                 .into_iter()
                 .map(|upstream| (upstream, g.addr()))
                 .collect(),
+            (_, Mode::Macvlan | Mode::Ipvlan, _) => self.lan_routes(store.as_ref(), &network).await,
             _ => Vec::new(),
         };
+        let interface = match network.mode.is_lan() {
+            true => lan_link_name(&endpoint.id),
+            false => veth_names(&endpoint.id).1,
+        };
         Ok(Joined {
-            interface: veth_names(&endpoint.id).1,
+            interface,
             gateway: gateway(network.gateway),
             gateway6: gateway(network.gateway6),
             routes,
         })
+    }
+
+    /// A LAN container's way to rustnet's resolver (names across hosts):
+    /// the resolver address and each upstream through this host's shim,
+    /// which the parent's LAN would not bring here.
+    async fn lan_routes(
+        &self,
+        store: &dyn Replicated,
+        network: &Network,
+    ) -> Vec<(std::net::Ipv4Addr, std::net::IpAddr)> {
+        let shim = store
+            .local(|s| crate::lan::shim_address(s, network))
+            .flatten();
+        let Some(shim) = shim else {
+            return Vec::new();
+        };
+        let mut upstreams = self.service.dns_upstreams(store).await;
+        upstreams.push(crate::host_view::RESOLVER_ADDR);
+        upstreams.sort_unstable();
+        upstreams.dedup();
+        upstreams.into_iter().map(|u| (u, shim)).collect()
     }
 
     pub(crate) async fn leave(&self, endpoint_id: String) -> Result<(), ApiError> {

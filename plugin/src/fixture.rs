@@ -35,6 +35,7 @@ pub(crate) fn service(
         mtu: None,
         vtep: None,
         vxlan_port: 4789,
+        parents: crate::lan::Parents::default(),
     };
     let service = Service::new(rx, settings, datapath, Metrics::default());
     (Arc::new(service), tx)

@@ -38,6 +38,10 @@ impl DataPath for NullPath {
         Box::pin(async { None })
     }
 
+    fn link_mtu<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Option<u32>> {
+        Box::pin(async { None })
+    }
+
     fn reconcile<'a>(
         &'a self,
         want: BoxFuture<'a, Result<Want, ApiError>>,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use ipnet::IpNet;
-use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Multicast, Network, State};
+use rustnet_ipam::{Endpoint, HostId, Mac, Mode, Multicast, State};
 use rustnet_overlay::firewall::{
     DnsRedirect, Ipv6Side, Network as FirewallNetwork, Published, Published6, ResolverAddress,
     Seal, VxlanIngress,
@@ -14,6 +14,7 @@ use rustnet_overlay::firewall::{
 use rustnet_overlay::{Bridge, Desired, Flood, Remote, Veth, Vxlan, Want};
 
 use crate::encryption::{SEALED_VXLAN_PORT, TUNNEL_DEVICE, tunnel_address_of};
+use crate::lan::Parents;
 use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
 
 /// The resolver address: the `dns` entry of daemon.json that engines from
@@ -75,11 +76,18 @@ pub(crate) fn host_view(
     required: &[&str],
     underlay: Underlay,
     dns: &DnsView,
+    parents: &Parents,
 ) -> Want {
     let tables = state.tables();
     let mut desired = Desired::default();
     let mut firewall = Vec::new();
     for network in tables.networks_of(host) {
+        if network.mode.is_lan() {
+            let (lan, rules) = lan_view(state, network, required, dns, parents);
+            desired.lans.push(lan);
+            firewall.extend(rules);
+            continue;
+        }
         let overlay = network.mode == Mode::Overlay;
         desired.bridges.push(Bridge {
             name: network.bridge.clone(),
@@ -152,10 +160,9 @@ pub(crate) fn host_view(
                     .filter(|e| e.joined && !network.internal)
                     .flat_map(|e| published(e))
                     .collect(),
-                dns: if overlay {
-                    dns_redirects(network, &dns.ports)
-                } else {
-                    Vec::new()
+                dns: match network.gateway.map(|g| g.addr()) {
+                    Some(IpAddr::V4(gateway)) if overlay => dns_redirects(gateway, &dns.ports),
+                    _ => Vec::new(),
                 },
                 legacy_sources: dns
                     .legacy
@@ -174,6 +181,7 @@ pub(crate) fn host_view(
                     }),
                     _ => None,
                 },
+                lan: false,
             });
         }
     }
@@ -185,12 +193,37 @@ pub(crate) fn host_view(
     }
 }
 
-/// The overlay's DNS queries to each upstream go to its gateway, at the
-/// port rustnet's resolver takes that upstream's on.
-fn dns_redirects(network: &Network, dns: &DnsPorts) -> Vec<DnsRedirect> {
-    let Some(IpAddr::V4(gateway)) = network.gateway.map(|g| g.addr()) else {
-        return Vec::new();
+/// A LAN network's links, and the DNS redirections of its shim: its
+/// containers' name queries come to the resolver through it.
+fn lan_view(
+    state: &State,
+    network: &rustnet_ipam::Network,
+    required: &[&str],
+    dns: &DnsView,
+    parents: &Parents,
+) -> (rustnet_overlay::Lan, Option<FirewallNetwork>) {
+    let endpoints: Vec<&Endpoint> = state.tables().endpoints_of(&network.id).collect();
+    let lan = crate::lan::desired(state, network, &endpoints, required, parents);
+    let rules = match crate::lan::shim_address(state, network) {
+        Some(IpAddr::V4(shim)) => Some(FirewallNetwork {
+            bridge: network.bridge.clone(),
+            subnet: None,
+            internal: false,
+            published: Vec::new(),
+            dns: dns_redirects(shim, &dns.ports),
+            legacy_sources: Vec::new(),
+            ipv6: None,
+            lan: true,
+        }),
+        _ => None,
     };
+    (lan, rules)
+}
+
+/// A network's DNS queries to each upstream go to `gateway` (an
+/// overlay's gateway, a LAN network's shim), at the port rustnet's
+/// resolver takes that upstream's on.
+fn dns_redirects(gateway: Ipv4Addr, dns: &DnsPorts) -> Vec<DnsRedirect> {
     dns.iter()
         .map(|(upstream, taken)| DnsRedirect {
             upstream: *upstream,
@@ -210,8 +243,10 @@ pub(crate) fn dns_upstreams(
 ) -> Vec<Ipv4Addr> {
     let tables = state.tables();
     let mut upstreams: Vec<Ipv4Addr> = host_resolvers.to_vec();
-    let overlays = tables.networks_of(host).filter(|n| n.mode == Mode::Overlay);
-    for network in overlays {
+    let named = tables
+        .networks_of(host)
+        .filter(|n| n.mode == Mode::Overlay || n.mode.is_lan());
+    for network in named {
         for endpoint in tables.endpoints_of(&network.id) {
             upstreams.extend(endpoint.dns.iter().filter_map(|ip| match ip {
                 IpAddr::V4(v4) if !v4.is_loopback() && *v4 != RESOLVER_ADDR => Some(*v4),

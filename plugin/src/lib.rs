@@ -31,6 +31,7 @@ mod error;
 mod fixture;
 pub mod fuzz;
 mod host_view;
+mod lan;
 mod learn;
 mod metrics;
 mod naming;

@@ -11,6 +11,12 @@ pub(crate) const VETH_HOST_PREFIX: &str = "rnh";
 pub(crate) const VETH_CONTAINER_PREFIX: &str = "rnc";
 /// An overlay's VXLAN device, by VNI.
 pub(crate) const VXLAN_PREFIX: &str = "rnx";
+/// An endpoint's macvlan or ipvlan link, which Docker moves into the
+/// container.
+pub(crate) const LAN_LINK_PREFIX: &str = "rnm";
+/// A macvlan or ipvlan network's host shim (also its name where a bridge
+/// network names its bridge).
+pub(crate) const SHIM_PREFIX: &str = "rns";
 
 /// The bridge name of a network without com.docker.network.bridge.name.
 pub(crate) fn bridge_name(network_id: &str) -> String {
@@ -24,6 +30,16 @@ pub(crate) fn veth_names(endpoint_id: &str) -> (String, String) {
         format!("{VETH_HOST_PREFIX}{id}"),
         format!("{VETH_CONTAINER_PREFIX}{id}"),
     )
+}
+
+/// An endpoint's link on a macvlan or ipvlan network's parent.
+pub(crate) fn lan_link_name(endpoint_id: &str) -> String {
+    format!("{LAN_LINK_PREFIX}{}", short(endpoint_id))
+}
+
+/// The host shim of a macvlan or ipvlan network.
+pub(crate) fn shim_name(network_id: &str) -> String {
+    format!("{SHIM_PREFIX}{}", short(network_id))
 }
 
 /// The VXLAN device of VNI `vni`.
@@ -49,6 +65,8 @@ mod tests {
             ("rnh0123456789ab", "rnc0123456789ab")
         );
         assert_eq!(vxlan_name(16_777_215), "rnx16777215");
+        assert_eq!(lan_link_name(id), "rnm0123456789ab");
+        assert_eq!(shim_name(id), "rns0123456789ab");
         for name in [bridge_name(id), host, container, vxlan_name(16_777_215)] {
             assert!(name.len() <= 15, "{name}");
         }

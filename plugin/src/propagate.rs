@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustnet_ipam::{Command, Network, Overlay};
+use rustnet_ipam::{Command, Mode, Network, Overlay};
 use serde_json::json;
 
 use crate::docker::{Docker, Pool};
@@ -193,7 +193,19 @@ async fn apply_step(
         }
         Step::Create => {
             let name = overlay.name.clone().unwrap_or_default();
-            let mut options = json!({ "mode": "overlay", "rustnet.overlay": overlay.key, "vni": overlay.vni.to_string() });
+            let mut options = match overlay.mode {
+                Mode::Macvlan | Mode::Ipvlan => json!({
+                    "mode": overlay.mode.to_string(),
+                    "rustnet.overlay": overlay.key,
+                    "parent": overlay.parent.clone().unwrap_or_default(),
+                    "host_access": overlay.host_access.to_string(),
+                }),
+                _ => json!({
+                    "mode": "overlay",
+                    "rustnet.overlay": overlay.key,
+                    "vni": overlay.vni.to_string(),
+                }),
+            };
             if !overlay.multicast.is_off() {
                 options["multicast"] = json!(overlay.multicast.to_string());
             }
@@ -212,7 +224,7 @@ async fn apply_step(
                 })
             })
             .collect();
-            tracing::info!(%name, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
+            tracing::info!(%name, mode = %overlay.mode, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
             docker.create_overlay(&name, options, pools).await?;
         }
         Step::Remove { network_id } => {
@@ -244,6 +256,9 @@ mod tests {
             subnet6: None,
             gateway6: None,
             encrypted: false,
+            mode: Mode::Overlay,
+            parent: None,
+            host_access: false,
         }
     }
 

@@ -49,6 +49,11 @@ pub(crate) struct NetworkRequest {
     pub multicast: Multicast,
     /// `-o encrypted`: the overlay's VXLAN only inside WireGuard.
     pub encrypted: bool,
+    /// `-o parent=`: a macvlan or ipvlan network's parent, as named on
+    /// every host.
+    pub parent: Option<String>,
+    /// `-o host_access=`: a macvlan or ipvlan network's host shim.
+    pub host_access: bool,
 }
 
 /// CreateEndpoint.

@@ -36,6 +36,8 @@ pub(crate) struct Settings {
     pub vtep: Option<std::net::IpAddr>,
     /// RUSTNET_VXLAN_PORT.
     pub vxlan_port: u16,
+    /// RUSTNET_PARENTS: this host's interfaces for LAN networks' parents.
+    pub parents: crate::lan::Parents,
 }
 
 /// How long a pass's view may be taken as still applied: a pass runs at
@@ -241,7 +243,7 @@ impl Service {
             let underlay = self.underlay().await;
             let dns = self.dns_ports(store.as_ref()).await;
             let want = store
-                .read(|s| host_view(s, host, required, underlay, &dns))
+                .read(|s| host_view(s, host, required, underlay, &dns, &self.settings.parents))
                 .await?;
             *crate::lock(&seen) = Some(want.clone());
             Ok(want)
@@ -280,7 +282,7 @@ impl Service {
         let host = store.id();
         let underlay = self.underlay().await;
         let dns = self.dns_ports(store.as_ref()).await;
-        let view = store.local(|s| host_view(s, host, &[], underlay, &dns));
+        let view = store.local(|s| host_view(s, host, &[], underlay, &dns, &self.settings.parents));
         let unchanged = crate::lock(&self.applied)
             .as_ref()
             .is_some_and(|(want, at)| {

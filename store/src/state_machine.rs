@@ -369,16 +369,18 @@ mod tests {
         assert!(encode(&raised).unwrap().starts_with(b"RNZ3"));
         raised.apply(&Command::RaiseFormat { format: 4 }).unwrap();
         assert!(encode(&raised).unwrap().starts_with(b"RNZ4"));
+        raised.apply(&Command::RaiseFormat { format: 5 }).unwrap();
+        assert!(encode(&raised).unwrap().starts_with(b"RNZ5"));
         // Format 1 deflated behind RNZ1: still read.
         let mut format_1 = compact.clone();
         format_1[3] = b'1';
         assert_eq!(decode_state(&format_1).unwrap(), state);
         // A later format is refused by name.
         let mut later = compact;
-        later[3] = b'5';
+        later[3] = b'6';
         let refused = decode_state(&later).unwrap_err().to_string();
         assert!(
-            refused.contains("a snapshot was written in format 5"),
+            refused.contains("a snapshot was written in format 6"),
             "{refused}"
         );
     }

@@ -20,7 +20,7 @@ use rustnet_tests::{Cases, SimHost, previous_release, require_root, run, wait_un
 
 const SUBNET: &str = "10.0.90.0/24";
 /// The format this release writes (release 0.1 wrote format 1).
-const FORMAT: u64 = 4;
+const FORMAT: u64 = 5;
 
 /// Every container's address on the overlay, across `hosts`: none twice.
 fn distinct_addresses(hosts: &[&SimHost], containers: &[(usize, String)]) {

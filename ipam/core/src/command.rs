@@ -93,6 +93,10 @@ pub enum HolderKind {
     Aux,
     /// A container endpoint, by the name Docker gives it (newer Dockers do).
     Endpoint { name: Option<String> },
+    /// The host shim of a macvlan or ipvlan network: one address per host
+    /// with such a network on the subnet, taken and released by the state
+    /// machine with the host's network.
+    Shim,
 }
 
 /// A change to the address space, proposed by `host`.
@@ -295,9 +299,11 @@ impl Command {
     /// format 2 (members of format 1 cannot decode them), 3 for a network
     /// with multicast or IPv6 (members of format 2 would drop the setting
     /// or refuse the network), 4 for encryption (tunnel keys, encrypted
-    /// overlays: members of format 3 would carry them in clear).
+    /// overlays: members of format 3 would carry them in clear), 5 for
+    /// macvlan and ipvlan networks (members of format 4 read no such mode).
     pub fn format(&self) -> u32 {
         match self {
+            Self::CreateNetwork(network) if network.mode.is_lan() => 5,
             Self::SetTunnelKey { .. } => 4,
             Self::CreateNetwork(network) if network.encrypted => 4,
             Self::CreateNetwork(network)

@@ -22,6 +22,8 @@ pub fn network(id: &str, host: HostId) -> Network {
         vni: None,
         multicast: crate::Multicast::Off,
         encrypted: false,
+        parent: None,
+        host_access: false,
     }
 }
 
@@ -34,6 +36,26 @@ pub fn overlay(id: &str, host: HostId, key: &str) -> Network {
         gateway: None,
         mtu: 1450,
         overlay: Some(key.to_owned()),
+        ..network(id, host)
+    }
+}
+
+/// Macvlan network `id` of `host` on `key` (its subnet) with parent
+/// `eth0` and a host shim: no bridge of its own, gateway the subnet's
+/// first address (the LAN's router), MTU 1500.
+pub fn macvlan(id: &str, host: HostId, key: &str) -> Network {
+    let subnet: Option<ipnet::IpNet> = key.parse().ok();
+    Network {
+        mode: Mode::Macvlan,
+        subnet,
+        gateway: subnet.and_then(|s| {
+            s.hosts()
+                .next()
+                .and_then(|g| ipnet::IpNet::new(g, s.prefix_len()).ok())
+        }),
+        overlay: Some(key.to_owned()),
+        parent: Some("eth0".to_owned()),
+        host_access: true,
         ..network(id, host)
     }
 }

@@ -13,7 +13,9 @@
 //!   format 3  networks with `multicast` or IPv6 (an entry creating one
 //!             is `{"v":3,...}`, a snapshot of a cluster of format 3 is
 //!             behind `RNZ3`)
-//!   format 4  this release: encryption (tunnel keys, encrypted overlays)
+//!   format 4  encryption (tunnel keys, encrypted overlays)
+//!   format 5  this release: macvlan and ipvlan networks (and their host
+//!             shims' addresses)
 //! ```
 //!
 //! An entry names the oldest format that reads it (its command's, at least
@@ -31,7 +33,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The format this release writes.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// The oldest format this release reads: it reads every format the project
 /// has written.

@@ -19,6 +19,41 @@ pub enum Mode {
     Bridge,
     /// A bridge per host joined by VXLAN: one network across the cluster.
     Overlay,
+    /// Containers straight on the hosts' LAN through macvlan links of a
+    /// parent interface: one network and address space across the
+    /// cluster, no tunnel.
+    Macvlan,
+    /// The same with ipvlan (L2) links: the containers share the parent's
+    /// MAC.
+    Ipvlan,
+}
+
+impl Mode {
+    /// Macvlan or ipvlan: containers on the parent's LAN.
+    pub fn is_lan(self) -> bool {
+        matches!(self, Self::Macvlan | Self::Ipvlan)
+    }
+
+    /// Overlay, the mode of every record from before the LAN modes: not
+    /// written, so such records read the same in every release.
+    pub fn is_overlay(&self) -> bool {
+        *self == Self::Overlay
+    }
+
+    fn overlay() -> Self {
+        Self::Overlay
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Bridge => "bridge",
+            Self::Overlay => "overlay",
+            Self::Macvlan => "macvlan",
+            Self::Ipvlan => "ipvlan",
+        })
+    }
 }
 
 /// What an overlay does with broadcast and multicast frames (`-o
@@ -85,10 +120,26 @@ pub struct Overlay {
     /// host: its VXLAN travels only inside WireGuard between the hosts.
     #[serde(default, skip_serializing_if = "is_false")]
     pub encrypted: bool,
+    /// How the network reaches its containers: VXLAN ([`Mode::Overlay`])
+    /// or the hosts' LAN ([`Mode::Macvlan`], [`Mode::Ipvlan`]).
+    #[serde(default = "Mode::overlay", skip_serializing_if = "Mode::is_overlay")]
+    pub mode: Mode,
+    /// A LAN network's parent interface as its first network named it
+    /// (each host may map the name to its own interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// A LAN network's host shim, set by its first network for every host.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_access: bool,
 }
 
 fn is_false(value: &bool) -> bool {
     !value
+}
+
+/// The first 12 characters of a Docker id, as Docker shows it.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// A network created on `host` by Docker's CreateNetwork.
@@ -120,6 +171,15 @@ pub struct Network {
     /// For an overlay: asked for with `-o encrypted`, then the overlay's.
     #[serde(default, skip_serializing_if = "is_false")]
     pub encrypted: bool,
+    /// For a macvlan or ipvlan network: the parent interface as the
+    /// network names it (`-o parent=`), the same on every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// For a macvlan or ipvlan network: a shim link on the parent with an
+    /// address of the pool, through which the host reaches its own
+    /// containers and they reach rustnet's resolver; then the network's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_access: bool,
 }
 
 /// A transport protocol of a published port.
@@ -258,6 +318,31 @@ pub enum NetworkError {
          remove the overlay and create it again with -o encrypted"
     )]
     EncryptionMismatch { key: String },
+    #[error(
+        "network {key} exists in the cluster with mode={existing}, not {requested}: its first \
+         network sets the mode for every host"
+    )]
+    ModeMismatch {
+        key: String,
+        existing: Mode,
+        requested: Mode,
+    },
+    #[error(
+        "network {key} exists in the cluster with parent={existing}, not {requested}: every host \
+         names the same parent (map it to this host's interface with RUSTNET_PARENTS={existing}=IFACE)"
+    )]
+    ParentMismatch {
+        key: String,
+        existing: String,
+        requested: String,
+    },
+    #[error("MAC {mac} is already used by {holder} on {host}, on a macvlan network of the cluster")]
+    MacInUse {
+        mac: String,
+        holder: String,
+        /// The host's id, which the state machine replaces with its name.
+        host: String,
+    },
 }
 
 /// What a network takes from the overlay it binds to.
@@ -265,6 +350,7 @@ struct Bound {
     vni: u32,
     multicast: Multicast,
     encrypted: bool,
+    host_access: bool,
 }
 
 /// The tables, changed only through [`crate::State::apply`].
@@ -344,6 +430,7 @@ impl Tables {
             network.vni = Some(bound.vni);
             network.multicast = bound.multicast;
             network.encrypted = bound.encrypted;
+            network.host_access = bound.host_access;
         }
         let network = &network;
         if let Some(existing) = self.networks.get(&network.id) {
@@ -412,10 +499,27 @@ impl Tables {
                     key: key.to_owned(),
                 });
             }
+            if overlay.mode != network.mode {
+                return Err(NetworkError::ModeMismatch {
+                    key: key.to_owned(),
+                    existing: overlay.mode,
+                    requested: network.mode,
+                });
+            }
+            if let (Some(existing), Some(requested)) = (&overlay.parent, &network.parent)
+                && existing != requested
+            {
+                return Err(NetworkError::ParentMismatch {
+                    key: key.to_owned(),
+                    existing: existing.clone(),
+                    requested: requested.clone(),
+                });
+            }
             return Ok(Bound {
                 vni: overlay.vni,
                 multicast: overlay.multicast,
                 encrypted: overlay.encrypted,
+                host_access: overlay.host_access,
             });
         }
         let vni = match network.vni {
@@ -461,12 +565,16 @@ impl Tables {
                 subnet6,
                 gateway6,
                 encrypted: network.encrypted,
+                mode: network.mode,
+                parent: network.parent.clone(),
+                host_access: network.host_access,
             },
         );
         Ok(Bound {
             vni,
             multicast: network.multicast,
             encrypted: network.encrypted,
+            host_access: network.host_access,
         })
     }
 
@@ -535,6 +643,9 @@ impl Tables {
             let name = overlay.name.clone().unwrap_or_else(|| overlay.key.clone());
             return Err(NetworkError::Removing { name });
         }
+        if network.mode == Mode::Macvlan && !self.endpoints.contains_key(&endpoint.id) {
+            self.check_mac(endpoint)?;
+        }
         if let Some(existing) = self.endpoints.get(&endpoint.id) {
             // What was learned about the container since is not a difference.
             let same = Endpoint {
@@ -551,6 +662,33 @@ impl Tables {
         }
         self.endpoints.insert(endpoint.id.clone(), endpoint.clone());
         Ok(())
+    }
+
+    /// Refuses a MAC another endpoint of a macvlan network holds: their
+    /// frames meet on the hosts' LAN. (Scans every endpoint: only a new
+    /// macvlan endpoint pays for it.)
+    fn check_mac(&self, endpoint: &Endpoint) -> Result<(), NetworkError> {
+        let on_macvlan = |e: &Endpoint| {
+            self.networks
+                .get(&e.network_id)
+                .is_some_and(|n| n.mode == Mode::Macvlan)
+        };
+        let Some(other) = self
+            .endpoints
+            .values()
+            .find(|e| e.mac == endpoint.mac && on_macvlan(e))
+        else {
+            return Ok(());
+        };
+        let who = match &other.container {
+            Some(c) => format!("container {}", c.name),
+            None => format!("endpoint {}", short(&other.id)),
+        };
+        Err(NetworkError::MacInUse {
+            mac: endpoint.mac.to_string(),
+            holder: who,
+            host: other.host.to_string(),
+        })
     }
 
     /// Drops every network and endpoint of `host`.
@@ -868,5 +1006,53 @@ mod tests {
         );
         t.delete_network(2, "b1");
         assert!(t.overlay("10.0.42.0/24").is_none());
+    }
+
+    #[test]
+    fn a_lan_network_binds_across_hosts_with_one_mode_and_parent_name() {
+        let mut t = Tables::default();
+        let key = "192.168.50.0/24";
+        let lan = |id: &str, host| crate::fixture::macvlan(id, host, key);
+        t.create_network(&lan("a1", 1)).unwrap();
+        let overlay = t.overlay(key).unwrap();
+        assert_eq!(
+            (overlay.mode, overlay.parent.as_deref(), overlay.host_access),
+            (Mode::Macvlan, Some("eth0"), true)
+        );
+        // A host saying nothing of host access gets the network's.
+        let quiet = Network {
+            host_access: false,
+            ..lan("b1", 2)
+        };
+        t.create_network(&quiet).unwrap();
+        assert!(t.network("b1").unwrap().host_access);
+        let before = t.clone();
+        let ipvlan = Network {
+            mode: Mode::Ipvlan,
+            ..lan("c1", 3)
+        };
+        assert_eq!(
+            t.create_network(&ipvlan).unwrap_err().to_string(),
+            "network 192.168.50.0/24 exists in the cluster with mode=macvlan, not ipvlan: its \
+             first network sets the mode for every host"
+        );
+        let other_parent = Network {
+            parent: Some("eth1".into()),
+            ..lan("c1", 3)
+        };
+        assert_eq!(
+            t.create_network(&other_parent).unwrap_err().to_string(),
+            "network 192.168.50.0/24 exists in the cluster with parent=eth0, not eth1: every host \
+             names the same parent (map it to this host's interface with RUSTNET_PARENTS=eth0=IFACE)"
+        );
+        assert_eq!(t, before, "a refused network changes nothing");
+        // A record without a mode (every overlay before LAN networks) reads as VXLAN.
+        let old: Overlay = serde_json::from_value(serde_json::json!({
+            "key": key, "subnet": key, "gateway": null, "vni": 4096, "mtu": null,
+            "name": null, "removing": false, "origin": 1
+        }))
+        .unwrap();
+        assert_eq!(old.mode, Mode::Overlay);
+        assert!(!serde_json::to_string(&old).unwrap().contains("mode"));
     }
 }

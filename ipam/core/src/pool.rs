@@ -46,6 +46,7 @@ impl Holder {
             HolderKind::Aux => format!("the network's --aux-address reservation on {host}"),
             HolderKind::Endpoint { name: Some(name) } => format!("container {name} on {host}"),
             HolderKind::Endpoint { name: None } => format!("a container endpoint on {host}"),
+            HolderKind::Shim => format!("the host shim of {host}"),
         }
     }
 }

@@ -219,19 +219,32 @@ impl State {
                 Ok(Response::Done)
             }
             Command::CreateNetwork(network) => {
+                let new = self.tables.network(&network.id).is_none();
                 self.tables.create_network(network)?;
+                if let Err(e) = self.hold_shim(network.host, &network.id) {
+                    if new {
+                        self.tables.forget_network(network.host, &network.id);
+                    }
+                    return Err(e);
+                }
                 Ok(Response::Done)
             }
             Command::DeleteNetwork { host, id } => {
+                let subnet = self.tables.network(id).and_then(|n| n.subnet);
                 self.tables.delete_network(*host, id);
+                self.drop_shim(*host, subnet);
                 Ok(Response::Done)
             }
             Command::ForgetNetwork { host, id } => {
+                let subnet = self.tables.network(id).and_then(|n| n.subnet);
                 self.tables.forget_network(*host, id);
+                self.drop_shim(*host, subnet);
                 Ok(Response::Done)
             }
             Command::CreateEndpoint(endpoint) => {
-                self.tables.create_endpoint(endpoint)?;
+                self.tables
+                    .create_endpoint(endpoint)
+                    .map_err(|e| self.name_the_host(e))?;
                 Ok(Response::Done)
             }
             Command::DeleteEndpoint { host, id } => {
@@ -286,6 +299,77 @@ impl State {
                 find_mut(&mut self.pools, pool_id)?.release(*address, *host, &self.hosts)?;
                 Ok(Response::Done)
             }
+        }
+    }
+
+    /// Gives `host` an address of the subnet of its network `id` for the
+    /// host shim, where that network is a LAN one with host access and the
+    /// host holds none yet.
+    fn hold_shim(&mut self, host: HostId, id: &str) -> Result<(), IpamError> {
+        let Some(network) = self.tables.network(id) else {
+            return Ok(());
+        };
+        let (true, true, Some(subnet)) =
+            (network.mode.is_lan(), network.host_access, network.subnet)
+        else {
+            return Ok(());
+        };
+        if self.shim_of(host, subnet).is_some() {
+            return Ok(());
+        }
+        let pool = self
+            .pools
+            .get_mut(&subnet.trunc())
+            .ok_or_else(|| IpamError::UnknownPool {
+                pool_id: subnet.trunc().to_string(),
+            })?;
+        pool.take_any(Holder {
+            host,
+            kind: HolderKind::Shim,
+            container: None,
+        })?;
+        Ok(())
+    }
+
+    /// Frees `host`'s shim address on `subnet` once none of its networks
+    /// there needs it.
+    fn drop_shim(&mut self, host: HostId, subnet: Option<IpNet>) {
+        let Some(subnet) = subnet else { return };
+        let needed = self
+            .tables
+            .networks_of(host)
+            .any(|n| n.mode.is_lan() && n.host_access && n.subnet == Some(subnet));
+        let Some(address) = self.shim_of(host, subnet).filter(|_| !needed) else {
+            return;
+        };
+        if let Some(pool) = self.pools.get_mut(&subnet.trunc()) {
+            // Held by `host`, just found: nothing to refuse.
+            let _ = pool.release(address, host, &self.hosts);
+        }
+    }
+
+    /// The address of `host`'s shim on `subnet`, if it has one.
+    pub fn shim_of(&self, host: HostId, subnet: IpNet) -> Option<IpAddr> {
+        self.pools
+            .get(&subnet.trunc())?
+            .addresses
+            .iter()
+            .find(|(_, h)| h.host == host && h.kind == HolderKind::Shim)
+            .map(|(a, _)| *a)
+    }
+
+    /// An error naming a host by id, with its name instead.
+    fn name_the_host(&self, error: crate::NetworkError) -> crate::NetworkError {
+        match error {
+            crate::NetworkError::MacInUse { mac, holder, host } => {
+                let name = host.parse().map_or(host, |id| host_name(&self.hosts, id));
+                crate::NetworkError::MacInUse {
+                    mac,
+                    holder,
+                    host: name,
+                }
+            }
+            other => other,
         }
     }
 

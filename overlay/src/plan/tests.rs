@@ -255,6 +255,7 @@ fn overlay(remotes: Vec<Remote>) -> Desired {
         veths: vec![],
         remotes,
         floods: vec![],
+        lans: vec![],
     }
 }
 
@@ -673,5 +674,202 @@ fn inherited_links_stay_while_they_serve_containers() {
         Err(PlanError::Inherited {
             name: "rnx4096".into()
         })
+    );
+}
+
+fn parent(observed: &mut Observed, name: &str, owned: bool) {
+    observed.links.insert(
+        name.into(),
+        Link {
+            kind: LinkKind::Other,
+            mtu: 1500,
+            up: true,
+            master: None,
+            addresses: vec![],
+            owned,
+            inherited: false,
+            mac: None,
+        },
+    );
+}
+
+fn lan(parent: &str, routes: &[&str], links: &[(&str, bool)]) -> Lan {
+    Lan {
+        name: "rnsnet1".into(),
+        kind: crate::LanKind::Macvlan,
+        parent: parent.into(),
+        vlan: None,
+        mtu: 1500,
+        shim: Some(crate::Shim {
+            name: "rnsnet1".into(),
+            address: net("192.168.50.64/32"),
+            routes: routes.iter().map(|r| r.parse().unwrap()).collect(),
+        }),
+        links: links
+            .iter()
+            .map(|(name, required)| crate::LanLink {
+                name: (*name).into(),
+                mac: Some([2, 0, 0, 0, 0, 9]),
+                required: *required,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_lan_network_gets_its_shim_routes_and_the_links_endpoints_need() {
+    let mut observed = Observed::default();
+    parent(&mut observed, "eth0", false);
+    let desired = Desired {
+        lans: vec![lan(
+            "eth0",
+            &["192.168.50.65"],
+            &[("rnmaaaa", true), ("rnmbbbb", false)],
+        )],
+        ..Default::default()
+    };
+    let ops = converge(&desired, &mut observed);
+    let create = |name: &str, mac| Op::CreateLan {
+        name: name.into(),
+        kind: crate::LanKind::Macvlan,
+        parent: "eth0".into(),
+        mac,
+        mtu: 1500,
+    };
+    assert_eq!(
+        ops,
+        vec![
+            create("rnsnet1", None),
+            Op::AddAddress {
+                link: "rnsnet1".into(),
+                address: net("192.168.50.64/32"),
+            },
+            Op::SetUp {
+                link: "rnsnet1".into()
+            },
+            create("rnmaaaa", Some([2, 0, 0, 0, 0, 9])),
+            Op::AddRoute {
+                device: "rnsnet1".into(),
+                ip: "192.168.50.65".parse().unwrap(),
+            },
+        ],
+        "a link Docker moved away (not required) is not re-created"
+    );
+    // The container's link moved into its namespace: nothing to do; a
+    // container gone: its route goes, and so does its link once back.
+    observed.links.remove("rnmaaaa");
+    let joined = Desired {
+        lans: vec![lan("eth0", &["192.168.50.65"], &[("rnmaaaa", false)])],
+        ..Default::default()
+    };
+    assert_eq!(plan(&joined, &observed).unwrap(), vec![]);
+    let gone = Desired {
+        lans: vec![lan("eth0", &[], &[])],
+        ..Default::default()
+    };
+    let ops = converge(&gone, &mut observed);
+    assert_eq!(
+        ops,
+        vec![Op::DelRoute {
+            device: "rnsnet1".into(),
+            ip: "192.168.50.65".parse().unwrap(),
+        }]
+    );
+    // The network gone: its shim and routes go; the parent stays.
+    let ops = converge(&Desired::default(), &mut observed);
+    assert_eq!(
+        ops,
+        vec![Op::DeleteLink {
+            name: "rnsnet1".into()
+        }]
+    );
+    assert!(observed.links.contains_key("eth0"));
+}
+
+#[test]
+fn a_lan_network_without_its_parent_is_refused_alone_and_a_vlan_parent_is_made() {
+    let mut observed = Observed::default();
+    parent(&mut observed, "eth0", false);
+    let missing = lan("eth9", &[], &[("rnmaaaa", true)]);
+    let (ops, conflicts) = plan_isolated(
+        &Desired {
+            lans: vec![missing],
+            bridges: vec![bridge("rn-other", "10.0.9.1/24")],
+            ..Default::default()
+        },
+        &observed,
+    );
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(
+        conflicts[0].error.to_string(),
+        "parent interface eth9 does not exist (map the network's parent to this host's interface \
+         with RUSTNET_PARENTS=NAME=IFACE)"
+    );
+    assert!(
+        ops.iter().all(|op| !op.to_string().contains("macvlan")),
+        "{ops:?}"
+    );
+    assert!(!ops.is_empty(), "the other network is still built");
+    // A VLAN parent is created on its base, and removed with the network.
+    let vlan = Lan {
+        parent: "eth0.50".into(),
+        vlan: Some(crate::Vlan {
+            name: "eth0.50".into(),
+            base: "eth0".into(),
+            id: 50,
+        }),
+        ..lan("eth0.50", &[], &[])
+    };
+    let with_vlan = Desired {
+        lans: vec![vlan.clone()],
+        ..Default::default()
+    };
+    let ops = converge(&with_vlan, &mut observed);
+    assert_eq!(
+        ops[..2],
+        [
+            Op::CreateVlan {
+                name: "eth0.50".into(),
+                base: "eth0".into(),
+                id: 50
+            },
+            Op::SetUp {
+                link: "eth0.50".into()
+            }
+        ]
+    );
+    let ops = converge(&Desired::default(), &mut observed);
+    assert!(ops.contains(&Op::DeleteLink {
+        name: "eth0.50".into()
+    }));
+    // A VLAN without its base: refused, naming the base.
+    let (_, conflicts) = plan_isolated(
+        &Desired {
+            lans: vec![Lan {
+                parent: "eth7.50".into(),
+                vlan: Some(crate::Vlan {
+                    name: "eth7.50".into(),
+                    base: "eth7".into(),
+                    id: 50,
+                }),
+                ..vlan
+            }],
+            ..Default::default()
+        },
+        &observed,
+    );
+    assert_eq!(
+        conflicts[0].error,
+        PlanError::NoParent {
+            parent: "eth7".into()
+        }
+    );
+    // A user's link of the shim's name is not taken over.
+    parent(&mut observed, "rnsnet1", false);
+    assert_eq!(
+        plan(&with_vlan, &observed).unwrap_err(),
+        PlanError::Foreign {
+            name: "rnsnet1".into()
+        }
     );
 }

@@ -56,6 +56,7 @@ fn want(published: bool) -> Want {
             published: published.into_iter().collect(),
             dns: vec![],
             legacy_sources: vec![],
+            lan: false,
             ipv6: None,
         }],
         ingress: None,

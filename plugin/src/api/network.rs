@@ -38,7 +38,13 @@ pub(super) const OPT_OVERLAY: &str = "rustnet.overlay";
 pub(super) const OPT_MULTICAST: &str = "multicast";
 /// Swarm's name: `-o encrypted` (empty) or `-o encrypted=true|false`.
 pub(super) const OPT_ENCRYPTED: &str = "encrypted";
-const VALID_OPTIONS: [&str; 7] = [
+/// A macvlan or ipvlan network's parent interface (as Docker's drivers).
+pub(super) const OPT_PARENT: &str = "parent";
+/// A macvlan or ipvlan network's host shim: `true` (the default) or `false`.
+pub(super) const OPT_HOST_ACCESS: &str = "host_access";
+const VALID_OPTIONS: [&str; 9] = [
+    OPT_PARENT,
+    OPT_HOST_ACCESS,
     OPT_MODE,
     OPT_MTU,
     OPT_VNI,
@@ -116,27 +122,11 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 format!("unknown -o key; valid keys: {}", VALID_OPTIONS.join(", ")),
             ));
         }
-        let mode = match generic.get(OPT_MODE).map(String::as_str) {
-            None | Some("bridge") => Mode::Bridge,
-            Some("overlay") => Mode::Overlay,
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    "option mode",
-                    other,
-                    "valid modes: bridge, overlay",
-                ));
-            }
-        };
-        let overlay_only = [OPT_VNI, OPT_OVERLAY, OPT_MULTICAST, OPT_ENCRYPTED]
-            .into_iter()
-            .find(|k| generic.contains_key(*k));
-        if let (Mode::Bridge, Some(key)) = (mode, overlay_only) {
-            return Err(ApiError::invalid(
-                "option",
-                key,
-                format!("{key} applies to mode=overlay only"),
-            ));
-        }
+        let mode = mode_of(&generic)?;
+        let internal = options
+            .get(INTERNAL)
+            .is_some_and(|v| v == &Value::Bool(true) || v == "true");
+        let (parent, host_access) = lan_options(mode, &generic, internal)?;
         let multicast = match generic.get(OPT_MULTICAST).map(String::as_str) {
             None | Some("off") => Multicast::Off,
             Some("flood") => Multicast::Flood,
@@ -161,7 +151,7 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             }
         };
         let vni = generic.get(OPT_VNI).map(|v| vni(v)).transpose()?;
-        if mode == Mode::Overlay {
+        if mode != Mode::Bridge {
             // With Docker's default IPAM every host would hand out the same
             // addresses: the IPAM data then names Docker's address space.
             let data = if ipv6_only {
@@ -174,11 +164,10 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 .and_then(|d| d.first())
                 .map(|d| d.address_space.as_str());
             if !matches!(space, Some(LOCAL_SPACE | GLOBAL_SPACE)) {
-                return Err(ApiError::Unsupported(
-                    "mode=overlay needs --ipam-driver rustnet: with Docker's default IPAM every host \
+                return Err(ApiError::Unsupported(format!(
+                    "mode={mode} needs --ipam-driver rustnet: with Docker's default IPAM every host \
                      would hand out the same addresses"
-                        .to_owned(),
-                ));
+                )));
             }
         }
         let mtu = generic.get(OPT_MTU).map(|m| mtu(m)).transpose()?;
@@ -186,9 +175,6 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             .get(OPT_BRIDGE_NAME)
             .map(|b| bridge_name(b))
             .transpose()?;
-        let internal = options
-            .get(INTERNAL)
-            .is_some_and(|v| v == &Value::Bool(true) || v == "true");
         let (subnet, gateway) = ipam_data(raw.ipv4_data.as_deref(), "IPv4Data")?;
         let (subnet6, gateway6) = ipam_data(raw.ipv6_data.as_deref(), "IPv6Data")?;
         if ipv6_only && subnet6.is_none() {
@@ -203,9 +189,17 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
                 "not an IPv6 subnet",
             ));
         }
+        if mode.is_lan() && !matches!(subnet, Some(IpNet::V4(_))) {
+            return Err(ApiError::Unsupported(format!(
+                "mode={mode} needs an IPv4 subnet (--subnet): the host shim and the LAN's router \
+                 are IPv4"
+            )));
+        }
         Ok(Self {
             id,
             mode,
+            parent,
+            host_access,
             vni,
             overlay: generic.get(OPT_OVERLAY).cloned(),
             multicast,
@@ -219,6 +213,94 @@ impl TryFrom<RawCreateNetwork> for NetworkRequest {
             gateway6,
         })
     }
+}
+
+/// `-o mode=`, and the options only some modes take.
+fn mode_of(generic: &HashMap<String, String>) -> Result<Mode, ApiError> {
+    let mode = match generic.get(OPT_MODE).map(String::as_str) {
+        None | Some("bridge") => Mode::Bridge,
+        Some("overlay") => Mode::Overlay,
+        Some("macvlan") => Mode::Macvlan,
+        Some("ipvlan") => Mode::Ipvlan,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "option mode",
+                other,
+                "valid modes: bridge, overlay, macvlan, ipvlan",
+            ));
+        }
+    };
+    let overlay_only = [OPT_VNI, OPT_MULTICAST, OPT_ENCRYPTED]
+        .into_iter()
+        .find(|k| generic.contains_key(*k));
+    if let (Mode::Bridge | Mode::Macvlan | Mode::Ipvlan, Some(key)) = (mode, overlay_only) {
+        return Err(ApiError::invalid(
+            "option",
+            key,
+            format!("{key} applies to mode=overlay only"),
+        ));
+    }
+    if let (Mode::Bridge, true) = (mode, generic.contains_key(OPT_OVERLAY)) {
+        return Err(ApiError::invalid(
+            "option",
+            OPT_OVERLAY,
+            format!("{OPT_OVERLAY} applies to mode=overlay, macvlan and ipvlan only"),
+        ));
+    }
+    Ok(mode)
+}
+
+/// `-o parent=` and `-o host_access=`: a macvlan or ipvlan network needs
+/// the first; both apply to those modes only.
+fn lan_options(
+    mode: Mode,
+    generic: &HashMap<String, String>,
+    internal: bool,
+) -> Result<(Option<String>, bool), ApiError> {
+    if !mode.is_lan() {
+        if let Some(key) = [OPT_PARENT, OPT_HOST_ACCESS]
+            .into_iter()
+            .find(|k| generic.contains_key(*k))
+        {
+            return Err(ApiError::invalid(
+                "option",
+                key,
+                format!("{key} applies to mode=macvlan and mode=ipvlan only"),
+            ));
+        }
+        return Ok((None, false));
+    }
+    if generic.contains_key(OPT_BRIDGE_NAME) {
+        return Err(ApiError::invalid(
+            "option",
+            OPT_BRIDGE_NAME,
+            format!("{OPT_BRIDGE_NAME} does not apply to mode={mode}: it has no bridge"),
+        ));
+    }
+    if internal {
+        return Err(ApiError::Unsupported(format!(
+            "--internal is not supported with mode={mode}: its containers are on the parent's LAN"
+        )));
+    }
+    let parent = generic.get(OPT_PARENT).ok_or_else(|| {
+        ApiError::Unsupported(format!(
+            "mode={mode} needs -o parent=IFACE: the interface on the LAN its containers join"
+        ))
+    })?;
+    crate::lan::interface_name(parent).map_err(|why| ApiError::invalid(OPT_PARENT, parent, why))?;
+    let host_access = match generic.get(OPT_HOST_ACCESS).map(String::as_str) {
+        None | Some("" | "true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "option host_access",
+                other,
+                "valid values: true (the default: a shim on the parent reaches the host's \
+                 containers and carries their names across hosts), false",
+            ));
+        }
+    };
+    Ok((Some(parent.clone()), host_access))
 }
 
 /// The user's `-o` options: a string map (values of other types are refused).

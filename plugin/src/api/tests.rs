@@ -495,7 +495,7 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
             "/NetworkDriver.CreateNetwork",
             other(json!({"foo": "bar"})),
             StatusCode::BAD_REQUEST,
-            "invalid option \"foo\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name, rustnet.overlay, multicast, encrypted",
+            "invalid option \"foo\": unknown -o key; valid keys: parent, host_access, mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name, rustnet.overlay, multicast, encrypted",
         ),
         (
             "/NetworkDriver.CreateNetwork",
@@ -531,13 +531,68 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
             "/NetworkDriver.CreateNetwork",
             other(json!({"rustnet.overlay": "x"})),
             StatusCode::BAD_REQUEST,
-            "applies to mode=overlay only",
+            "applies to mode=overlay, macvlan and ipvlan only",
         ),
         (
             "/NetworkDriver.CreateNetwork",
             other(json!({"mode": "mesh"})),
             StatusCode::BAD_REQUEST,
-            "valid modes: bridge, overlay",
+            "valid modes: bridge, overlay, macvlan, ipvlan",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"mode": "macvlan"})),
+            StatusCode::BAD_REQUEST,
+            "mode=macvlan needs -o parent=IFACE",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"mode": "ipvlan", "parent": "eth0/1"})),
+            StatusCode::BAD_REQUEST,
+            "invalid parent \"eth0/1\": \"eth0/1\" is not an interface name",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"parent": "eth0"})),
+            StatusCode::BAD_REQUEST,
+            "parent applies to mode=macvlan and mode=ipvlan only",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"mode": "macvlan", "parent": "eth0", "host_access": "yes"})),
+            StatusCode::BAD_REQUEST,
+            "invalid option host_access \"yes\"",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(json!({"mode": "macvlan", "parent": "eth0", "vni": "7"})),
+            StatusCode::BAD_REQUEST,
+            "vni applies to mode=overlay only",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            other(
+                json!({"mode": "macvlan", "parent": "eth0", "com.docker.network.bridge.name": "br9"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "does not apply to mode=macvlan: it has no bridge",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            default_ipam(json!({"mode": "macvlan", "parent": "eth0"})),
+            StatusCode::BAD_REQUEST,
+            "mode=macvlan needs --ipam-driver rustnet",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            {
+                let mut body = create_network(json!({"mode": "macvlan", "parent": "eth0"}), true);
+                body["NetworkID"] =
+                    json!("3333333333333333333333333333333333333333333333333333333333333333");
+                body.to_string()
+            },
+            StatusCode::BAD_REQUEST,
+            "--internal is not supported with mode=macvlan",
         ),
         (
             "/NetworkDriver.CreateNetwork",

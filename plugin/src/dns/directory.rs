@@ -138,7 +138,11 @@ fn records_for<'s>(
         let Some(network) = tables.network(&endpoint.network_id) else {
             continue;
         };
-        let (Mode::Overlay, Some(key)) = (network.mode, &network.overlay) else {
+        let Some(key) = network
+            .overlay
+            .as_ref()
+            .filter(|_| network.mode != Mode::Bridge)
+        else {
             continue;
         };
         let Some(overlay) = tables.overlay(key) else {

@@ -81,7 +81,7 @@ fn missing_for(state: &State, host: HostId) -> (usize, Vec<String>) {
     let tables = state.tables();
     let judged: Vec<_> = tables
         .networks_of(host)
-        .filter(|n| n.mode == Mode::Overlay && !n.internal)
+        .filter(|n| (n.mode == Mode::Overlay || n.host_access) && !n.internal)
         .flat_map(|n| tables.endpoints_of(&n.id))
         .collect();
     let mut missing: Vec<String> = judged

@@ -118,7 +118,14 @@ fn with_overlay(internal: bool) -> State {
 #[test]
 fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_bridge() {
     let state = with_overlay(false);
-    let want = host_view(&state, HOST, &[], UNDERLAY, &dns_ports());
+    let want = host_view(
+        &state,
+        HOST,
+        &[],
+        UNDERLAY,
+        &dns_ports(),
+        &Parents::default(),
+    );
     let bridge = &want.links.bridges[1];
     assert_eq!(bridge.name, bridge_name("ov1ov1ov1ov1ov1o"));
     assert_eq!(bridge.addresses, ["10.0.80.1/24".parse::<IpNet>().unwrap()]);
@@ -157,7 +164,14 @@ fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_brid
 #[test]
 fn an_internal_overlay_has_no_egress_and_no_published_ports() {
     let state = with_overlay(true);
-    let want = host_view(&state, HOST, &[], UNDERLAY, &dns_ports());
+    let want = host_view(
+        &state,
+        HOST,
+        &[],
+        UNDERLAY,
+        &dns_ports(),
+        &Parents::default(),
+    );
     assert!(want.firewall[1].internal);
     assert!(want.firewall[1].published.is_empty());
 }
@@ -175,6 +189,7 @@ fn the_host_view_has_this_hosts_networks_only() {
         &["ep1ep1ep1ep1ep1ep1"],
         UNDERLAY,
         &dns_ports(),
+        &Parents::default(),
     );
     assert_eq!(
         desired.bridges,
@@ -211,6 +226,7 @@ fn the_host_view_has_this_hosts_networks_only() {
             }],
             dns: vec![],
             legacy_sources: vec![],
+            lan: false,
             ipv6: None,
         }]
     );
@@ -223,7 +239,14 @@ fn endpoints_not_named_are_kept_but_not_created_and_unjoined_ports_stay_closed()
         links: desired,
         firewall,
         ..
-    } = host_view(&state, HOST, &[], UNDERLAY, &dns_ports());
+    } = host_view(
+        &state,
+        HOST,
+        &[],
+        UNDERLAY,
+        &dns_ports(),
+        &Parents::default(),
+    );
     assert!(!desired.veths[0].required);
     assert!(firewall[0].published.is_empty());
 }
@@ -303,7 +326,14 @@ fn an_overlay_with_multicast_floods_to_each_other_host_with_endpoints_once() {
         port: 4789,
         tunnel: None,
     };
-    let want = host_view(&state, HOST, &[], underlay, &DnsView::default());
+    let want = host_view(
+        &state,
+        HOST,
+        &[],
+        underlay,
+        &DnsView::default(),
+        &Parents::default(),
+    );
     let floods: Vec<IpAddr> = want.links.floods.iter().map(|f| f.vtep).collect();
     assert_eq!(
         floods,
@@ -328,7 +358,14 @@ fn an_overlay_with_multicast_floods_to_each_other_host_with_endpoints_once() {
     ] {
         off.apply(&command).unwrap();
     }
-    let want = host_view(&off, HOST, &[], underlay, &DnsView::default());
+    let want = host_view(
+        &off,
+        HOST,
+        &[],
+        underlay,
+        &DnsView::default(),
+        &Parents::default(),
+    );
     assert_eq!(want.links.remotes.len(), 1);
     assert!(want.links.floods.is_empty());
 }
@@ -357,7 +394,14 @@ fn over_an_ipv6_underlay_the_tunnels_go_to_the_ipv6_hosts() {
         port: 4789,
         tunnel: None,
     };
-    let want = host_view(&state, HOST, &[], underlay, &DnsView::default());
+    let want = host_view(
+        &state,
+        HOST,
+        &[],
+        underlay,
+        &DnsView::default(),
+        &Parents::default(),
+    );
     assert_eq!(want.links.vxlans.len(), 1);
     assert_eq!(want.links.vxlans[0].local, underlay.vtep.unwrap());
     let vteps: Vec<IpAddr> = want.links.remotes.iter().map(|r| r.vtep).collect();
@@ -404,7 +448,14 @@ fn an_encrypted_overlay_runs_between_tunnel_addresses_of_hosts_with_keys_only() 
         port: 4789,
         tunnel: crate::encryption::tunnel_address_of(&state, HOST),
     };
-    let want = host_view(&state, HOST, &[], up, &DnsView::default());
+    let want = host_view(
+        &state,
+        HOST,
+        &[],
+        up,
+        &DnsView::default(),
+        &Parents::default(),
+    );
     let vxlan = &want.links.vxlans[0];
     assert_eq!(vxlan.local, "169.254.192.1".parse::<IpAddr>().unwrap());
     assert_eq!(vxlan.port, crate::encryption::SEALED_VXLAN_PORT);
@@ -423,9 +474,70 @@ fn an_encrypted_overlay_runs_between_tunnel_addresses_of_hosts_with_keys_only() 
     // Without a tunnel here the overlay does not come up (its bridge
     // stays for Docker), and its VXLAN stays sealed.
     let down = Underlay { tunnel: None, ..up };
-    let want = host_view(&state, HOST, &[], down, &DnsView::default());
+    let want = host_view(
+        &state,
+        HOST,
+        &[],
+        down,
+        &DnsView::default(),
+        &Parents::default(),
+    );
     assert!(want.links.vxlans.is_empty());
     assert!(want.links.remotes.is_empty());
     assert_eq!(want.links.bridges.len(), 1);
     assert!(want.ingress.unwrap().seal.is_some());
+}
+
+#[test]
+fn a_lan_network_has_no_bridge_and_only_its_shims_dns_rules() {
+    let mut state = State::default();
+    let subnet = "192.168.50.0/24";
+    state
+        .apply(&Command::RequestPool {
+            host: HOST,
+            pool: subnet.parse().ok(),
+            range: Some("192.168.50.64/26".parse().unwrap()),
+            v6: false,
+            defaults: vec![],
+        })
+        .unwrap();
+    let network = Network {
+        bridge: "rnslan1".into(),
+        ..fixture::macvlan("lan1lan1lan1lan1", HOST, subnet)
+    };
+    state.apply(&Command::CreateNetwork(network)).unwrap();
+    let endpoint = Endpoint {
+        address: "192.168.50.65/24".parse().ok(),
+        ..fixture::endpoint("ep1ep1ep1ep1ep1ep1", "lan1lan1lan1lan1", HOST)
+    };
+    state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
+    let parents: Parents = "eth0=ens5".parse().unwrap();
+    let want = host_view(&state, HOST, &[], UNDERLAY, &dns_ports(), &parents);
+    assert!(want.links.bridges.is_empty() && want.links.veths.is_empty());
+    let lan = &want.links.lans[0];
+    assert_eq!(lan.parent, "ens5");
+    let shim = lan.shim.as_ref().unwrap();
+    assert_eq!(shim.address, "192.168.50.64/32".parse().unwrap());
+    assert_eq!(
+        shim.routes,
+        vec!["192.168.50.65".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        want.firewall,
+        vec![FirewallNetwork {
+            bridge: "rnslan1".into(),
+            subnet: None,
+            internal: false,
+            published: vec![],
+            dns: vec![DnsRedirect {
+                upstream: "10.99.0.254".parse().unwrap(),
+                to: "192.168.50.64:40001".parse().unwrap(),
+                guarded: true,
+            }],
+            legacy_sources: vec![],
+            ipv6: None,
+            lan: true,
+        }]
+    );
+    assert_eq!(want.ingress, None, "no VXLAN");
 }

@@ -1556,3 +1556,106 @@ fn a_host_publishes_its_own_tunnel_key_and_loses_it_when_forgotten() {
         "a removed host's key goes with it"
     );
 }
+
+#[test]
+fn every_host_of_a_lan_network_holds_one_shim_address_until_it_leaves() {
+    let mut s = State::default();
+    for host in [H1, H2] {
+        s.apply(&Command::RegisterHost {
+            host,
+            name: format!("h{host}"),
+            addr: None,
+        })
+        .unwrap();
+        pool(&mut s, host, "192.168.50.0/24", Some("192.168.50.64/26")).unwrap();
+    }
+    let lan = |id: &str, host| crate::fixture::macvlan(id, host, "192.168.50.0/24");
+    s.apply(&Command::CreateNetwork(lan("n1", H1))).unwrap();
+    s.apply(&Command::CreateNetwork(lan("n1", H1))).unwrap();
+    s.apply(&Command::CreateNetwork(lan("n2", H2))).unwrap();
+    let subnet = net("192.168.50.0/24");
+    assert_eq!(s.shim_of(H1, subnet), Some(ip("192.168.50.64")));
+    assert_eq!(s.shim_of(H2, subnet), Some(ip("192.168.50.65")));
+    let taken = request(
+        &mut s,
+        H1,
+        "192.168.50.0/24",
+        Some("192.168.50.65"),
+        HolderKind::Static,
+    );
+    assert_eq!(
+        taken.unwrap_err().to_string(),
+        "address 192.168.50.65 is already in use by the host shim of h2"
+    );
+    // Without host access no shim.
+    let closed = crate::Network {
+        id: "n3".into(),
+        bridge: "rn-n3".into(),
+        overlay: Some("192.168.60.0/24".into()),
+        subnet: Some(net("192.168.60.0/24")),
+        host_access: false,
+        ..lan("n3", H1)
+    };
+    pool(&mut s, H1, "192.168.60.0/24", None).unwrap();
+    s.apply(&Command::CreateNetwork(closed)).unwrap();
+    assert_eq!(s.shim_of(H1, net("192.168.60.0/24")), None);
+    s.apply(&Command::DeleteNetwork {
+        host: H1,
+        id: "n1".into(),
+    })
+    .unwrap();
+    assert_eq!(s.shim_of(H1, subnet), None, "released with the network");
+    assert_eq!(s.shim_of(H2, subnet), Some(ip("192.168.50.65")));
+    // A LAN network needs rustnet's pool: without one nothing is created.
+    let orphan = crate::Network {
+        id: "n4".into(),
+        bridge: "rn-n4".into(),
+        overlay: Some("192.168.70.0/24".into()),
+        subnet: Some(net("192.168.70.0/24")),
+        ..lan("n4", H1)
+    };
+    assert!(s.apply(&Command::CreateNetwork(orphan)).is_err());
+    assert!(s.tables().network("n4").is_none());
+    assert!(s.tables().overlay("192.168.70.0/24").is_none());
+}
+
+#[test]
+fn a_macvlan_mac_is_unique_across_the_cluster() {
+    let mut s = State::default();
+    s.apply(&Command::RegisterHost {
+        host: H1,
+        name: "h1".into(),
+        addr: None,
+    })
+    .unwrap();
+    for host in [H1, H2] {
+        pool(&mut s, host, "192.168.50.0/24", None).unwrap();
+        let network = crate::fixture::macvlan(&format!("n{host}"), host, "192.168.50.0/24");
+        s.apply(&Command::CreateNetwork(network)).unwrap();
+    }
+    let endpoint = |id: &str, network: &str, host| Endpoint {
+        id: id.into(),
+        network_id: network.into(),
+        host,
+        mac: "02:00:00:00:00:01".parse().unwrap(),
+        ..crate::fixture::endpoint(id, network, host)
+    };
+    s.apply(&Command::CreateEndpoint(endpoint("e1", "n1", H1)))
+        .unwrap();
+    // The same request again is no conflict.
+    s.apply(&Command::CreateEndpoint(endpoint("e1", "n1", H1)))
+        .unwrap();
+    let refused = s
+        .apply(&Command::CreateEndpoint(endpoint("e2", "n2", H2)))
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "MAC 02:00:00:00:00:01 is already used by endpoint e1 on h1, on a macvlan network of the \
+         cluster"
+    );
+    assert!(s.tables().endpoint("e2").is_none());
+    assert_eq!(
+        Command::CreateNetwork(crate::fixture::macvlan("n", H1, "192.168.50.0/24")).format(),
+        5
+    );
+}
