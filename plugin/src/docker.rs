@@ -47,6 +47,8 @@ pub(crate) struct Docker {
 pub(crate) struct Pool {
     pub subnet: String,
     pub gateway: Option<String>,
+    /// `--ip-range`.
+    pub range: Option<String>,
 }
 
 impl Docker {
@@ -114,6 +116,9 @@ impl Docker {
                 let mut config = json!({ "Subnet": pool.subnet });
                 if let Some(gateway) = pool.gateway {
                     config["Gateway"] = json!(gateway);
+                }
+                if let Some(range) = pool.range {
+                    config["IPRange"] = json!(range);
                 }
                 config
             })

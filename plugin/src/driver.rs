@@ -385,7 +385,22 @@ impl<'a> Driver<'a> {
         let Some(shim) = shim else {
             return Vec::new();
         };
-        let mut upstreams = self.service.dns_upstreams(store).await;
+        // An upstream on the LAN itself (often its router) is reached
+        // there: a route through the shim would take the gateway's direct
+        // route away. Its queries reach rustnet only through the resolver
+        // address (daemon.json's `dns`).
+        let on_lan = |u: &std::net::Ipv4Addr| {
+            network
+                .subnet
+                .is_some_and(|s| s.contains(&std::net::IpAddr::V4(*u)))
+        };
+        let mut upstreams: Vec<_> = self
+            .service
+            .dns_upstreams(store)
+            .await
+            .into_iter()
+            .filter(|u| !on_lan(u))
+            .collect();
         upstreams.push(crate::host_view::RESOLVER_ADDR);
         upstreams.sort_unstable();
         upstreams.dedup();

@@ -218,9 +218,15 @@ async fn apply_step(
             ]
             .into_iter()
             .filter_map(|(subnet, gateway)| {
+                let subnet = subnet?;
+                // The pool's --ip-range: the same request on every host.
+                let range = store
+                    .local(|s| s.pool(&subnet.to_string()).and_then(|p| p.range))
+                    .flatten();
                 Some(Pool {
-                    subnet: subnet?.to_string(),
+                    subnet: subnet.to_string(),
                     gateway: gateway.map(|g| g.addr().to_string()),
+                    range: range.map(|r| r.to_string()),
                 })
             })
             .collect();

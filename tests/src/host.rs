@@ -308,6 +308,38 @@ impl SimHost {
             .args(args))
     }
 
+    /// One Engine API call at API version 1.41 (every tested engine takes
+    /// it), as an old client makes it: the reply's status and body.
+    pub fn engine_api(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<(u16, String), String> {
+        use std::io::{Read, Write};
+        let socket = self.dir.join("docker.sock");
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket)
+            .map_err(|e| format!("{}: {e}", socket.display()))?;
+        let request = format!(
+            "{method} /v1.41{path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        stream
+            .read_to_string(&mut reply)
+            .map_err(|e| e.to_string())?;
+        let status = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("not an HTTP reply: {reply}"))?;
+        let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        Ok((status, body.to_owned()))
+    }
+
     /// `docker ARGS`, given up after `secs` seconds.
     pub fn docker_within(&self, secs: u32, args: &[&str]) -> Result<String, String> {
         run(Command::new("timeout")

@@ -146,6 +146,82 @@ impl Drop for Vm {
     }
 }
 
+/// Emulated machines are slow: the peer may boot half a minute later.
+const DEADLINE: Duration = Duration::from_secs(120);
+/// How long this end keeps answering after its own echo came back.
+const LINGER: Duration = Duration::from_secs(15);
+
+/// Sends `secret` to `there` until it comes back echoed, answers what the
+/// peer sends the same way, and lingers a while after both, so that the
+/// peer gets its echo too.
+pub async fn exchange(
+    socket: &tokio::net::UdpSocket,
+    there: std::net::SocketAddr,
+    secret: &str,
+) -> Result<(), String> {
+    let echo = format!("echo:{secret}");
+    let start = tokio::time::Instant::now();
+    let mut echoed_at = None;
+    let mut answered = false;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        if answered && echoed_at.is_some_and(|at: tokio::time::Instant| at.elapsed() > LINGER) {
+            return Ok(());
+        }
+        if start.elapsed() > DEADLINE {
+            return Err(format!(
+                "no echo of {secret} through the tunnel in {DEADLINE:?} (echoed: {}, answered: {answered})",
+                echoed_at.is_some()
+            ));
+        }
+        if echoed_at.is_none() {
+            let _ = socket.send_to(secret.as_bytes(), there).await;
+        }
+        let Ok(received) =
+            tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await
+        else {
+            continue;
+        };
+        let (n, from) = received.map_err(|e| format!("receive: {e}"))?;
+        if from.ip() != there.ip() {
+            continue;
+        }
+        let message = &buf[..n];
+        if message == echo.as_bytes() {
+            if echoed_at.is_none() {
+                println!("rn: echo of {secret} after {:?}", start.elapsed());
+                echoed_at = Some(tokio::time::Instant::now());
+            }
+        } else if !message.starts_with(b"echo:") {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(message);
+            let _ = socket.send_to(&reply, from).await;
+            answered = true;
+        }
+    }
+}
+
+/// How many frames of a pcap file of Ethernet frames carry 802.1Q tag
+/// `vlan` (pure).
+pub fn tagged_frames(pcap: &[u8], vlan: u16) -> usize {
+    let mut count = 0;
+    let mut rest = pcap.get(24..).unwrap_or_default();
+    while rest.len() >= 16 {
+        let length = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+        let Some(frame) = rest.get(16..16 + length) else {
+            break;
+        };
+        rest = &rest[16 + length..];
+        if frame.len() >= 16
+            && frame[12..14] == [0x81, 0x00]
+            && u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff == vlan
+        {
+            count += 1;
+        }
+    }
+    count
+}
+
 /// One IPv4 UDP datagram of a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {

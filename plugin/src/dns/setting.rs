@@ -82,11 +82,21 @@ fn missing_for(state: &State, host: HostId) -> (usize, Vec<String>) {
     let judged: Vec<_> = tables
         .networks_of(host)
         .filter(|n| (n.mode == Mode::Overlay || n.host_access) && !n.internal)
-        .flat_map(|n| tables.endpoints_of(&n.id))
+        .flat_map(|n| tables.endpoints_of(&n.id).map(move |e| (n, e)))
         .collect();
+    // A LAN network's upstream on its own subnet is asked on the LAN, not
+    // through the host.
+    let on_lan = |n: &rustnet_ipam::Network, server: &IpAddr| {
+        n.mode.is_lan() && n.subnet.is_some_and(|s| s.contains(server))
+    };
     let mut missing: Vec<String> = judged
         .iter()
-        .filter(|e| !e.dns.iter().any(|server| passes_the_overlay(server, e)))
+        .filter(|(n, e)| {
+            !e.dns
+                .iter()
+                .any(|server| passes_the_overlay(server, e) && !on_lan(n, server))
+        })
+        .map(|(_, e)| e)
         .map(|e| {
             e.container
                 .as_ref()

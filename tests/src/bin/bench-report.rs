@@ -10,6 +10,8 @@
 //! - `overlay-bench`: `docker run -d`, reachability, name lookup, network
 //!   propagation and iperf3 on two simulated hosts, beside Docker's bridge
 //!   and swarm's overlay;
+//! - `lan-bench`: `docker run -d` on Docker's macvlan with Docker's IPAM,
+//!   with rustnet's, and on rustnet's own macvlan, on three simulated hosts;
 //! - `scale-bench`: the cluster at size.
 //!
 //! Writes `target/bench-report/report.md` and its plots (SVG) beside it.
@@ -514,6 +516,39 @@ fn failover_section(runner: &mut Runner, size: Size, goals: &mut Goals) -> Strin
     )
 }
 
+fn lan_section(runner: &mut Runner, size: Size) -> String {
+    let bench = runner.bin("lan-bench");
+    let Some((_, v)) = runner.run(&bench, &[size.overlay_runs.to_string()], false) else {
+        return "## Macvlan beside Docker's
+
+lan-bench failed: see below.
+"
+        .to_owned();
+    };
+    let mut table = Table::new(&["measure (ms)", "rustnet", "Docker", "ratio"]);
+    versus(
+        &mut table,
+        &v,
+        "`docker run -d`: Docker's macvlan with rustnet's IPAM (shared pool) vs with Docker's",
+        "run_docker_macvlan_rustnet_ipam_ms",
+        Some("run_docker_macvlan_ms"),
+    );
+    versus(
+        &mut table,
+        &v,
+        "`docker run -d`: rustnet's macvlan (`-o mode=macvlan`) vs Docker's macvlan",
+        "run_rustnet_macvlan_ms",
+        Some("run_docker_macvlan_ms"),
+    );
+    format!(
+        "## Macvlan beside Docker's
+
+`lan-bench`: three simulated hosts in one cluster, `docker run -d` on a follower, {} runs each, alternated; each network on a parent of its own. Each cell: median (lowest–highest).\n\n{}",
+        size.overlay_runs,
+        table.render()
+    )
+}
+
 /// One comparison row: rustnet's samples against Docker's, median with spread.
 fn versus(table: &mut Table, v: &Value, measure: &str, ours: &str, theirs: Option<&str>) {
     let ours = Spread::of(&numbers(v, ours));
@@ -763,6 +798,7 @@ fn main() {
         ipam_section(&mut runner, size),
         failover_section(&mut runner, size, &mut goals),
         overlay_section(&mut runner, size, &out, &mut goals),
+        lan_section(&mut runner, size),
         scale_section(&mut runner, size),
     ];
     let mut report = format!(

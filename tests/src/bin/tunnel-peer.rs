@@ -15,18 +15,13 @@
 //! `rn: RESULT failed: ...`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use rustnet_overlay::tunnel::{Implementation, Tunnel, TunnelPeer, TunnelSpec, public_key};
+use rustnet_tests::vm::exchange;
 use tokio::net::UdpSocket;
-use tokio::time::{Instant, timeout};
 
 const WIREGUARD_PORT: u16 = 51871;
 const ECHO_PORT: u16 = 7000;
-/// Emulated machines are slow: the peer may boot half a minute later.
-const DEADLINE: Duration = Duration::from_secs(120);
-/// How long this end keeps answering after its own echo came back.
-const LINGER: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
 struct Args {
@@ -147,51 +142,6 @@ async fn run(words: &[String]) -> Result<(), String> {
     println!("rn: keys rotated");
     exchange(&socket, there, &format!("{}-rotated", args.secret)).await?;
     show_peers(&tunnel).await
-}
-
-/// Sends `secret` to `there` until it comes back echoed, answers what the
-/// peer sends the same way, and lingers a while after both, so that the
-/// peer gets its echo too.
-async fn exchange(socket: &UdpSocket, there: SocketAddr, secret: &str) -> Result<(), String> {
-    let echo = format!("echo:{secret}");
-    let start = Instant::now();
-    let mut echoed_at = None;
-    let mut answered = false;
-    let mut buf = vec![0u8; 2048];
-    loop {
-        if answered && echoed_at.is_some_and(|at: Instant| at.elapsed() > LINGER) {
-            return Ok(());
-        }
-        if start.elapsed() > DEADLINE {
-            return Err(format!(
-                "no echo of {secret} through the tunnel in {DEADLINE:?} (echoed: {}, answered: {answered})",
-                echoed_at.is_some()
-            ));
-        }
-        if echoed_at.is_none() {
-            let _ = socket.send_to(secret.as_bytes(), there).await;
-        }
-        let Ok(received) = timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await
-        else {
-            continue;
-        };
-        let (n, from) = received.map_err(|e| format!("receive: {e}"))?;
-        if from.ip() != there.ip() {
-            continue;
-        }
-        let message = &buf[..n];
-        if message == echo.as_bytes() {
-            if echoed_at.is_none() {
-                println!("rn: echo of {secret} after {:?}", start.elapsed());
-                echoed_at = Some(Instant::now());
-            }
-        } else if !message.starts_with(b"echo:") {
-            let mut reply = b"echo:".to_vec();
-            reply.extend_from_slice(message);
-            let _ = socket.send_to(&reply, from).await;
-            answered = true;
-        }
-    }
 }
 
 /// Prints the tunnel's peers; fails if one never had a handshake.
