@@ -207,17 +207,28 @@ impl Tunnel {
             match kernel::KernelWireGuard::create(&handle, &spec.device, private_key, spec.port)
                 .await
             {
-                Ok(wg) => {
-                    configure_link(&handle, &spec)
-                        .await
-                        .map_err(|e| failed("configure", &e))?;
-                    return Ok(Self {
-                        spec,
-                        backend: Backend::Kernel(wg),
-                        kernel_unavailable: None,
-                        peers: tokio::sync::Mutex::new(None),
-                    });
-                }
+                Ok(wg) => match configure_link(&handle, &spec).await {
+                    Ok(()) => {
+                        return Ok(Self {
+                            spec,
+                            backend: Backend::Kernel(wg),
+                            kernel_unavailable: None,
+                            peers: tokio::sync::Mutex::new(None),
+                        });
+                    }
+                    // The kernel takes the port when the link comes up: a
+                    // taken one fails here. A link made just now goes, so
+                    // that a userspace fallback can have the name.
+                    Err(e) => {
+                        if wg.created {
+                            kernel::delete_link(&handle, &spec.device).await;
+                        }
+                        if implementation == Implementation::Kernel {
+                            return Err(failed("configure", &e));
+                        }
+                        kernel_unavailable = Some(format!("configure: {e}"));
+                    }
+                },
                 Err(e) if implementation == Implementation::Kernel => {
                     return Err(failed("kernel WireGuard", &e));
                 }

@@ -230,7 +230,14 @@ async fn apply_step(
                 })
             })
             .collect();
-            tracing::info!(%name, mode = %overlay.mode, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
+            match overlay.mode {
+                Mode::Overlay => {
+                    tracing::info!(%name, vni = overlay.vni, device = %vxlan_name(overlay.vni), "creating overlay in the local Docker");
+                }
+                mode => {
+                    tracing::info!(%name, %mode, parent = ?overlay.parent, "creating LAN network in the local Docker");
+                }
+            }
             docker.create_overlay(&name, options, pools).await?;
         }
         Step::Remove { network_id } => {

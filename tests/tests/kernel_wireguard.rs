@@ -95,3 +95,23 @@ fn a_kernel_peer_and_a_userspace_peer_talk() {
         "userspace, as asked, though the kernel has WireGuard:\n{b}"
     );
 }
+
+#[test]
+#[ignore = "needs root, QEMU and Debian's kernel package: scripts/test.sh runs it"]
+fn a_taken_port_refuses_the_tunnel_and_leaves_no_link() {
+    let image = image();
+    let words = "rn.me=7 rn.peer=8 rn.wg=kernel rn.secret=x rn.control=y rn.busy";
+    let console = image.boot(7, 8, words, None).wait(LIMIT);
+    assert!(
+        console.contains("rn: Kernel refused: ") && console.contains("Address already in use"),
+        "{console}"
+    );
+    assert!(console.contains("rn: no link left"), "{console}");
+    // The name is free again: auto runs userspace there, and says why.
+    assert!(
+        console
+            .contains("rn: Auto fell back: kind=userspace kernel_unavailable=Some(\"configure: "),
+        "{console}"
+    );
+    assert!(console.contains("rn: RESULT ok"), "{console}");
+}

@@ -57,6 +57,8 @@ impl std::fmt::Display for Unavailable {
 pub(super) struct KernelWireGuard {
     device: String,
     family: u16,
+    /// Made by this run (not one a run before left).
+    pub(super) created: bool,
 }
 
 impl KernelWireGuard {
@@ -71,11 +73,11 @@ impl KernelWireGuard {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             Unavailable::Failed(format!("{device}: {what}: {e}"))
         };
-        match link_kind(handle, device)
+        let created = match link_kind(handle, device)
             .await
             .map_err(|e| failed("look up", &e))?
         {
-            Some(InfoKind::Wireguard) => {}
+            Some(InfoKind::Wireguard) => false,
             Some(_) => {
                 // A TUN device of a userspace run is gone with its process;
                 // anything else of this name is not rustnet's to take.
@@ -100,21 +102,38 @@ impl KernelWireGuard {
                         _ => failed("create", &e),
                     });
                 }
+                true
             }
-        }
-        let family = family_id(WireguardMessage::family_name())
-            .await
-            .map_err(|e| failed("generic netlink family", &e))?;
-        let wg = Self {
-            device: device.to_owned(),
-            family,
         };
-        wg.set(vec![
-            WireguardAttribute::PrivateKey(private_key),
-            WireguardAttribute::ListenPort(port),
-        ])
-        .await
-        .map_err(|e| failed("set key and port", &e))?;
+        let configured = async {
+            let family = family_id(WireguardMessage::family_name())
+                .await
+                .map_err(|e| failed("generic netlink family", &e))?;
+            let wg = Self {
+                device: device.to_owned(),
+                family,
+                created,
+            };
+            wg.set(vec![
+                WireguardAttribute::PrivateKey(private_key),
+                WireguardAttribute::ListenPort(port),
+            ])
+            .await
+            .map_err(|e| failed("set key and port", &e))?;
+            Ok(wg)
+        }
+        .await;
+        let wg = match configured {
+            Ok(wg) => wg,
+            Err(e) => {
+                // A link made just now and left unconfigured would hold the
+                // name a userspace fallback needs.
+                if created {
+                    delete_link(handle, device).await;
+                }
+                return Err(e);
+            }
+        };
         Ok(wg)
     }
 
@@ -208,6 +227,17 @@ where
 }
 
 /// The kind of link `device` is, if it exists.
+/// Deletes link `device` if it exists; a failure is only logged (the
+/// caller is already failing).
+pub(super) async fn delete_link(handle: &rtnetlink::Handle, device: &str) {
+    let mut links = handle.link().get().match_name(device.to_owned()).execute();
+    if let Ok(Some(link)) = futures::TryStreamExt::try_next(&mut links).await
+        && let Err(e) = handle.link().del(link.header.index).execute().await
+    {
+        tracing::warn!(device, error = %e, "could not delete the unconfigured WireGuard link");
+    }
+}
+
 async fn link_kind(handle: &rtnetlink::Handle, device: &str) -> Result<Option<InfoKind>, String> {
     let found = handle
         .link()

@@ -7,7 +7,10 @@
 //! - `rn.wg=auto|kernel|userspace`: which WireGuard (`RUSTNET_WIREGUARD`);
 //! - `rn.secret=TEXT`: sent to the peer inside the tunnel until it echoes;
 //! - `rn.control=TEXT`: sent once in clear to the peer's underlay address,
-//!   so that a capture of the wire shows it can see clear text.
+//!   so that a capture of the wire shows it can see clear text;
+//! - `rn.busy` (alone): WireGuard's port is taken first; the kernel's
+//!   WireGuard must be refused and leave no link behind (`rn: no link
+//!   left`), and `auto` then run userspace under the same name.
 //!
 //! Prints `rn: kind=...`; once the peer echoed the secret (and this end
 //! echoed the peer's), both ends take new keys (key N + 100, as `rustnet
@@ -93,6 +96,9 @@ async fn run(words: &[String]) -> Result<(), String> {
         mtu: 1420,
         port: WIREGUARD_PORT,
     };
+    if words.iter().any(|w| w == "rn.busy") {
+        return busy_port(&spec, args.me).await;
+    }
     let tunnel = Tunnel::start(spec, [args.me; 32], args.wg)
         .await
         .map_err(|e| e.to_string())?;
@@ -142,6 +148,45 @@ async fn run(words: &[String]) -> Result<(), String> {
     println!("rn: keys rotated");
     exchange(&socket, there, &format!("{}-rotated", args.secret)).await?;
     show_peers(&tunnel).await
+}
+
+/// With WireGuard's port taken, the kernel's WireGuard is refused and
+/// leaves no half-made link behind, and `auto` falls back to userspace
+/// (which binds the port only once it has peers) under the same name.
+async fn busy_port(spec: &TunnelSpec, me: u8) -> Result<(), String> {
+    let _taken = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, WIREGUARD_PORT))
+        .map_err(|e| format!("take the port: {e}"))?;
+    let left = || {
+        std::process::Command::new("ip")
+            .args(["link", "show", &spec.device])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    match Tunnel::start(spec.clone(), [me; 32], Implementation::Kernel).await {
+        Ok(tunnel) => {
+            return Err(format!(
+                "the kernel's WireGuard started ({}) on a taken port",
+                tunnel.kind()
+            ));
+        }
+        Err(e) => println!("rn: Kernel refused: {e}"),
+    }
+    if left() {
+        return Err(format!(
+            "the kernel's WireGuard left {} behind",
+            spec.device
+        ));
+    }
+    println!("rn: no link left");
+    let tunnel = Tunnel::start(spec.clone(), [me; 32], Implementation::Auto)
+        .await
+        .map_err(|e| format!("auto: {e}"))?;
+    println!(
+        "rn: Auto fell back: kind={} kernel_unavailable={:?}",
+        tunnel.kind(),
+        tunnel.kernel_unavailable()
+    );
+    Ok(())
 }
 
 /// Prints the tunnel's peers; fails if one never had a handshake.
