@@ -259,11 +259,7 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
             mtu,
         } => {
             existing(observed, parent)?;
-            let kind = match kind {
-                crate::model::LanKind::Macvlan => LinkKind::Macvlan,
-                crate::model::LanKind::Ipvlan => LinkKind::Ipvlan,
-            };
-            let mut link = link(kind, *mtu);
+            let mut link = link(LinkKind::from(*kind), *mtu);
             link.mac = *mac;
             match observed.links.contains_key(name) {
                 true => Err(format!("{name} exists")),

@@ -89,6 +89,15 @@ pub enum LanKind {
     Ipvlan,
 }
 
+impl From<LanKind> for LinkKind {
+    fn from(kind: LanKind) -> Self {
+        match kind {
+            LanKind::Macvlan => Self::Macvlan,
+            LanKind::Ipvlan => Self::Ipvlan,
+        }
+    }
+}
+
 /// A network whose containers sit on a parent interface's LAN (macvlan or
 /// ipvlan): no bridge, no tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]

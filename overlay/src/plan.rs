@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::model::{Bridge, Desired, Lan, LanKind, LinkKind, Observed, Op, Veth, Vxlan};
+use crate::model::{Bridge, Desired, Lan, LinkKind, Observed, Op, Veth, Vxlan};
 
 /// A conflict the planner will not resolve by force.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -452,10 +452,7 @@ fn plan_lan(lan: &Lan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), Pla
             link: vlan.name.clone(),
         });
     }
-    let kind = match lan.kind {
-        LanKind::Macvlan => LinkKind::Macvlan,
-        LanKind::Ipvlan => LinkKind::Ipvlan,
-    };
+    let kind = LinkKind::from(lan.kind);
     let create = |name: &str, mac: Option<[u8; 6]>| Op::CreateLan {
         name: name.to_owned(),
         kind: lan.kind,

@@ -420,6 +420,18 @@ impl SimHost {
         }
     }
 
+    /// How long `docker run -d --name NAME --network NET IMAGE sleep 600`
+    /// takes to return; the container is removed after. Panics on failure.
+    pub fn time_run(&self, net: &str, name: &str) -> Duration {
+        let started = std::time::Instant::now();
+        self.run_container(name, net, &[], &["sleep", "600"]);
+        let elapsed = started.elapsed();
+        if let Err(e) = self.docker(&["rm", "-f", name]) {
+            panic!("rm {name} on {}: {e}", self.netns);
+        }
+        elapsed
+    }
+
     /// A container's address on `net`.
     pub fn ip_of(&self, container: &str, net: &str) -> String {
         let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");

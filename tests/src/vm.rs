@@ -146,6 +146,16 @@ impl Drop for Vm {
     }
 }
 
+/// The value of `key=VALUE` among a VM program's words (its kernel
+/// command line).
+pub fn word(words: &[String], key: &str) -> Result<String, String> {
+    words
+        .iter()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{key}= missing"))
+}
+
 /// Emulated machines are slow: the peer may boot half a minute later.
 const DEADLINE: Duration = Duration::from_secs(120);
 /// How long this end keeps answering after its own echo came back.
@@ -204,22 +214,25 @@ pub async fn exchange(
 /// How many frames of a pcap file of Ethernet frames carry 802.1Q tag
 /// `vlan` (pure).
 pub fn tagged_frames(pcap: &[u8], vlan: u16) -> usize {
-    let mut count = 0;
+    frames(pcap)
+        .filter(|frame| {
+            frame.len() >= 16
+                && frame[12..14] == [0x81, 0x00]
+                && u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff == vlan
+        })
+        .count()
+}
+
+/// The frames of a pcap file, in order (pure).
+fn frames(pcap: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = pcap.get(24..).unwrap_or_default();
-    while rest.len() >= 16 {
-        let length = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
-        let Some(frame) = rest.get(16..16 + length) else {
-            break;
-        };
+    std::iter::from_fn(move || {
+        let header = rest.get(..16)?;
+        let length = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        let frame = rest.get(16..16 + length)?;
         rest = &rest[16 + length..];
-        if frame.len() >= 16
-            && frame[12..14] == [0x81, 0x00]
-            && u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff == vlan
-        {
-            count += 1;
-        }
-    }
-    count
+        Some(frame)
+    })
 }
 
 /// One IPv4 UDP datagram of a capture.
@@ -232,32 +245,21 @@ pub struct Datagram {
 
 /// The IPv4 UDP datagrams of a pcap file of Ethernet frames (pure).
 pub fn udp_datagrams(pcap: &[u8]) -> Vec<Datagram> {
-    let mut datagrams = Vec::new();
-    let mut rest = pcap.get(24..).unwrap_or_default();
-    while rest.len() >= 16 {
-        let length = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
-        let Some(frame) = rest.get(16..16 + length) else {
-            break;
-        };
-        rest = &rest[16 + length..];
-        // Ethernet, IPv4 (EtherType 0x0800), UDP (protocol 17).
-        if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != 17 {
-            continue;
-        }
-        let header = usize::from(frame[14] & 0x0f) * 4;
-        let Some(udp) = frame.get(14 + header..) else {
-            continue;
-        };
-        if udp.len() < 8 {
-            continue;
-        }
-        datagrams.push(Datagram {
-            source_port: u16::from_be_bytes([udp[0], udp[1]]),
-            destination_port: u16::from_be_bytes([udp[2], udp[3]]),
-            payload: udp[8..].to_vec(),
-        });
-    }
-    datagrams
+    frames(pcap)
+        .filter_map(|frame| {
+            // Ethernet, IPv4 (EtherType 0x0800), UDP (protocol 17).
+            if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != 17 {
+                return None;
+            }
+            let header = usize::from(frame[14] & 0x0f) * 4;
+            let udp = frame.get(14 + header..).filter(|udp| udp.len() >= 8)?;
+            Some(Datagram {
+                source_port: u16::from_be_bytes([udp[0], udp[1]]),
+                destination_port: u16::from_be_bytes([udp[2], udp[3]]),
+                payload: udp[8..].to_vec(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use rustnet_tests::{IMAGE, SimHost, run};
+use rustnet_tests::{SimHost, run};
 
 fn docker(host: &SimHost, args: &[&str]) -> String {
     host.docker(args)
@@ -27,25 +27,7 @@ fn docker(host: &SimHost, args: &[&str]) -> String {
 
 /// `docker run -d` on `net`, timed, then removed.
 fn run_latency(host: &SimHost, net: &str, i: usize) -> Duration {
-    let name = format!("lat-{net}-{i}");
-    let started = Instant::now();
-    docker(
-        host,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            net,
-            IMAGE,
-            "sleep",
-            "600",
-        ],
-    );
-    let elapsed = started.elapsed();
-    docker(host, &["rm", "-f", &name]);
-    elapsed
+    host.time_run(net, &format!("lat-{net}-{i}"))
 }
 
 fn median(samples: &[Duration]) -> f64 {

@@ -36,13 +36,7 @@ struct Args {
 }
 
 fn parse(words: &[String]) -> Result<Args, String> {
-    let word = |key: &str| {
-        words
-            .iter()
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{key}= missing"))
-    };
+    let word = |key: &str| rustnet_tests::vm::word(words, key);
     let number = |key: &str| -> Result<u8, String> {
         word(key)?
             .parse::<u8>()

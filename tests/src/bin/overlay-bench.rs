@@ -160,25 +160,7 @@ fn propagation(a: &SimHost, b: &SimHost, i: usize) -> Duration {
 }
 
 fn run_latency(host: &SimHost, net: &str, i: usize) -> Duration {
-    let name = format!("lat-{net}-{i}");
-    let started = Instant::now();
-    docker(
-        host,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            net,
-            IMAGE,
-            "sleep",
-            "600",
-        ],
-    );
-    let elapsed = started.elapsed();
-    docker(host, &["rm", "-f", &name]);
-    elapsed
+    host.time_run(net, &format!("lat-{net}-{i}"))
 }
 
 /// iperf3 from a container on `b` to a server container on `a`, in Gbit/s.
