@@ -49,7 +49,7 @@ impl<'a> Driver<'a> {
                     .clone()
                     .or_else(|| request.subnet.or(request.subnet6).map(|s| s.to_string()))
                     .ok_or_else(|| {
-                        ApiError::Unsupported(format!("a {mode} network needs a subnet"))
+                        ApiError::Unsupported(format!("mode={mode} needs a subnet (--subnet)"))
                     })?,
             ),
         };

@@ -43,8 +43,6 @@ pub(super) const OPT_PARENT: &str = "parent";
 /// A macvlan or ipvlan network's host shim: `true` (the default) or `false`.
 pub(super) const OPT_HOST_ACCESS: &str = "host_access";
 const VALID_OPTIONS: [&str; 9] = [
-    OPT_PARENT,
-    OPT_HOST_ACCESS,
     OPT_MODE,
     OPT_MTU,
     OPT_VNI,
@@ -52,6 +50,8 @@ const VALID_OPTIONS: [&str; 9] = [
     OPT_OVERLAY,
     OPT_MULTICAST,
     OPT_ENCRYPTED,
+    OPT_PARENT,
+    OPT_HOST_ACCESS,
 ];
 
 /// Keys libnetwork puts in CreateNetwork/CreateEndpoint/Join options

@@ -495,7 +495,7 @@ async fn bad_network_requests_are_refused_clearly_and_change_nothing() {
             "/NetworkDriver.CreateNetwork",
             other(json!({"foo": "bar"})),
             StatusCode::BAD_REQUEST,
-            "invalid option \"foo\": unknown -o key; valid keys: parent, host_access, mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name, rustnet.overlay, multicast, encrypted",
+            "invalid option \"foo\": unknown -o key; valid keys: mode, com.docker.network.driver.mtu, vni, com.docker.network.bridge.name, rustnet.overlay, multicast, encrypted, parent, host_access",
         ),
         (
             "/NetworkDriver.CreateNetwork",
