@@ -12,7 +12,8 @@ impl State {
     /// its pool, held at most once, never both held and released, and the
     /// released queue is no longer than the pool; every endpoint sits on a
     /// network of its own host; every overlay a network names exists, and
-    /// the network has the overlay's VNI and multicast.
+    /// the network has the overlay's VNI, multicast, mode and host access;
+    /// every host shim's address belongs to a LAN network of its host.
     pub fn invariants(&self) -> Result<(), String> {
         let pools: Vec<_> = self.pools.values().collect();
         for (i, a) in pools.iter().enumerate() {
@@ -65,11 +66,36 @@ impl State {
             let Some(overlay) = tables.overlay(key) else {
                 return Err(format!("network {} names a missing overlay", n.id));
             };
-            if n.vni != Some(overlay.vni) || n.multicast != overlay.multicast {
+            if n.vni != Some(overlay.vni)
+                || n.multicast != overlay.multicast
+                || n.mode != overlay.mode
+                || n.host_access != overlay.host_access
+            {
                 return Err(format!(
-                    "network {} differs from its overlay {key} in VNI or multicast",
+                    "network {} differs from its overlay {key} in VNI, multicast, mode or host access",
                     n.id
                 ));
+            }
+        }
+        // A host shim's address belongs to a LAN network with host access
+        // of its host on that subnet, one per host and subnet.
+        for pool in &pools {
+            let mut shims = BTreeSet::new();
+            for (address, holder) in pool.addresses.iter() {
+                if holder.kind != crate::HolderKind::Shim {
+                    continue;
+                }
+                let owned = tables.networks_of(holder.host).any(|n| {
+                    n.mode.is_lan()
+                        && n.host_access
+                        && n.subnet.map(|s| s.trunc()) == Some(pool.subnet)
+                });
+                if !owned || !shims.insert(holder.host) {
+                    return Err(format!(
+                        "shim address {address} of host {} has no LAN network there, or is its second",
+                        holder.host
+                    ));
+                }
             }
         }
         let fingerprints: BTreeSet<&String> = self.certs.values().collect();
