@@ -12,7 +12,8 @@
 # hosts have it); nf-notrack-udp (and NOTRACK for the outer VXLAN UDP);
 # nf-notrack-all (and for the bridged frames); gro (GRO, hence NAPI, on the
 # receiving veths); threaded (and threaded NAPI); rps (RPS over both CPUs
-# on the receiving veths). `perf` records the overlay run system-wide to
+# on the receiving veths); tc (no bridge: tc redirects between the VXLAN
+# device and the container's veth). `perf` records the overlay run system-wide to
 # /tmp/exp/perf.data.
 set -e
 variant=${1:-plain}
@@ -27,9 +28,9 @@ for i in 1 2; do
   ip -n h$i addr add 10.99.0.$i/24 dev ul0; ip -n h$i link set ul0 up
   ip -n h$i link add name br0 type bridge; ip -n h$i link set br0 up
   ip -n h$i link add name vx0 type vxlan id 42 local 10.99.0.$i dstport 4789 nolearning proxy
-  ip -n h$i link set vx0 master br0 mtu 1450 up
+  if [ "$variant" = tc ]; then ip -n h$i link set vx0 mtu 1450 up; else ip -n h$i link set vx0 master br0 mtu 1450 up; fi
   ip -n h$i link add name rnh type veth peer name eth0 netns c$i
-  ip -n h$i link set rnh master br0 mtu 1450 up
+  if [ "$variant" = tc ]; then ip -n h$i link set rnh mtu 1450 up; else ip -n h$i link set rnh master br0 mtu 1450 up; fi
   ip -n c$i addr add 10.0.0.$i/24 dev eth0; ip -n c$i link set eth0 mtu 1450 up
   ip -n c$i link set dev eth0 address 02:00:00:00:00:0$i
   if [ "$variant" != plain ]; then
@@ -62,6 +63,14 @@ if [ $variant = rps ]; then
   for i in 1 2; do
     ip netns exec c$i sh -c 'echo 3 > /sys/class/net/eth0/queues/rx-0/rps_cpus'
     ip netns exec h$i sh -c 'echo 3 > /sys/class/net/ul0/queues/rx-0/rps_cpus'
+  done
+fi
+if [ "$variant" = tc ]; then
+  for i in 1 2; do j=$((3-i))
+    for d in vx0 rnh; do ip netns exec h$i tc qdisc add dev $d clsact; done
+    ip netns exec h$i tc filter add dev vx0 ingress protocol all u32 match u32 0 0 action mirred egress redirect dev rnh
+    ip netns exec h$i tc filter add dev rnh ingress protocol all u32 match u32 0 0 action mirred egress redirect dev vx0
+    ip -n c$i neigh add 10.0.0.$j lladdr 02:00:00:00:00:0$j dev eth0 nud permanent
   done
 fi
 for i in 1 2; do j=$((3-i))
