@@ -273,17 +273,15 @@ impl Netlink {
     }
 
     /// Adds to `observed` the host routes (main table, a whole address) on
-    /// rustnet's macvlan and ipvlan links in this namespace: the shims.
-    async fn observe_routes(&self, observed: &mut Observed) -> Result<(), Error> {
-        let lan = |l: &Link| l.owned && matches!(l.kind, LinkKind::Macvlan | LinkKind::Ipvlan);
-        if !observed.links.values().any(lan) {
+    /// rustnet's macvlan and ipvlan links in this namespace (`shims`, by
+    /// index).
+    async fn observe_routes(
+        &self,
+        shims: &BTreeMap<u32, String>,
+        observed: &mut Observed,
+    ) -> Result<(), Error> {
+        if shims.is_empty() {
             return Ok(());
-        }
-        let mut shims: BTreeMap<u32, String> = BTreeMap::new();
-        for (name, _) in observed.links.iter().filter(|(_, l)| lan(l)) {
-            if let Some(index) = self.index(name).await? {
-                shims.insert(index, name.clone());
-            }
         }
         let _dumping = self.dumping.lock().await;
         let requests = [
@@ -297,7 +295,7 @@ impl Netlink {
                 .await
                 .map_err(|e| netlink_err("list routes".to_owned(), e))?
             {
-                if let Some(entry) = host_route(&route, &shims) {
+                if let Some(entry) = host_route(&route, shims) {
                     observed.routes.insert(entry);
                 }
             }
@@ -432,13 +430,23 @@ fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
 
 impl Kernel for Netlink {
     async fn observe(&self) -> Result<Observed, Error> {
-        let (links, vxlans) = self.observe_links().await?;
+        let (links, owned) = self.observe_links().await?;
+        // rustnet's links of `kinds`, by index.
+        let of_kind = |kinds: &[LinkKind]| -> BTreeMap<u32, String> {
+            owned
+                .iter()
+                .filter(|(_, name)| links.get(*name).is_some_and(|l| kinds.contains(&l.kind)))
+                .map(|(index, name)| (*index, name.clone()))
+                .collect()
+        };
+        let vxlans = of_kind(&[LinkKind::Vxlan]);
+        let shims = of_kind(&[LinkKind::Macvlan, LinkKind::Ipvlan]);
         let mut observed = Observed {
             links,
             ..Observed::default()
         };
         self.observe_remotes(&vxlans, &mut observed).await?;
-        self.observe_routes(&mut observed).await?;
+        self.observe_routes(&shims, &mut observed).await?;
         Ok(observed)
     }
 
@@ -452,7 +460,7 @@ impl Kernel for Netlink {
 }
 
 impl Netlink {
-    /// The links of the namespace by name, and rustnet's VXLAN devices by
+    /// The links of the namespace by name, and rustnet's own links by
     /// index.
     async fn observe_links(
         &self,
@@ -523,16 +531,16 @@ impl Netlink {
         }
         drop(dumping);
         let mut links = BTreeMap::new();
-        let mut vxlans = BTreeMap::new();
+        let mut owned = BTreeMap::new();
         for (index, name, mut link, master) in read {
             link.master = master.and_then(|m| names.get(&m).cloned());
             link.addresses = addresses.remove(&index).unwrap_or_default();
-            if link.owned && link.kind == LinkKind::Vxlan {
-                vxlans.insert(index, name.clone());
+            if link.owned {
+                owned.insert(index, name.clone());
             }
             links.insert(name, link);
         }
-        Ok((links, vxlans))
+        Ok((links, owned))
     }
 
     async fn apply_op(&self, op: &Op) -> Result<(), Error> {

@@ -148,7 +148,8 @@ impl<'a> Driver<'a> {
                 let other = tables.networks_of(host).find(|n| {
                     n.mode == request.mode
                         && n.overlay != key
-                        && n.parent.as_deref().map(|p| parents.local(p)) == Some(local.clone())
+                        && n.parent.as_deref().map(|p| parents.local(p)).as_deref()
+                            == Some(local.as_str())
                 })?;
                 let name = other
                     .overlay
@@ -177,13 +178,6 @@ impl<'a> Driver<'a> {
             Some(conflict) => Err(rustnet_overlay::Error::Plan(conflict.clone()).into()),
             None => Ok(()),
         }
-    }
-
-    /// The bridge of this host's network `id`, from the local replica.
-    fn bridge_of(store: &dyn Replicated, id: &str) -> Option<String> {
-        store
-            .local(|s| s.tables().network(id).map(|n| n.bridge.clone()))
-            .flatten()
     }
 
     /// `-o com.docker.network.driver.mtu`, else RUSTNET_MTU, else 1500 for
@@ -246,9 +240,13 @@ impl<'a> Driver<'a> {
         request: EndpointRequest,
     ) -> Result<Option<Mac>, ApiError> {
         let store = self.service.store().await?;
-        let mode = store
-            .local(|s| s.tables().network(&request.network_id).map(|n| n.mode))
-            .flatten();
+        let (mode, bridge) = store
+            .local(|s| {
+                let network = s.tables().network(&request.network_id);
+                network.map(|n| (n.mode, n.bridge.clone()))
+            })
+            .flatten()
+            .unzip();
         // An ipvlan link has its parent's MAC: none is chosen or taken.
         let ipvlan = mode == Some(Mode::Ipvlan);
         if let (true, Some(mac)) = (ipvlan, request.mac) {
@@ -272,7 +270,7 @@ impl<'a> Driver<'a> {
             container: None,
         };
         let mac = endpoint.mac;
-        let bridge = Self::bridge_of(store.as_ref(), &endpoint.network_id).unwrap_or_default();
+        let bridge = bridge.unwrap_or_default();
         store.write(Command::CreateEndpoint(endpoint)).await?;
         self.service.metrics().endpoint_created(&request.id);
         if let Err(e) = self.build(&bridge, &[&request.id]).await {
