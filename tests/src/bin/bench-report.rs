@@ -660,6 +660,22 @@ fn overlay_table(v: &Value) -> Table {
             &mut t,
             v,
             &format!(
+                "same, routed containers (a bridge on each host, no encapsulation, no Docker) vs the underlay, MTU {mtu}"
+            ),
+            &format!("iperf_routed_gbits_{mtu}"),
+            Some(&format!("iperf_underlay_gbits_{mtu}")),
+        );
+        versus(
+            &mut t,
+            v,
+            &format!("same, rustnet overlay vs routed containers, MTU {mtu}"),
+            &format!("iperf_rustnet_gbits_{mtu}"),
+            Some(&format!("iperf_routed_gbits_{mtu}")),
+        );
+        versus(
+            &mut t,
+            v,
+            &format!(
                 "same, encrypted rustnet overlay (userspace WireGuard) vs the overlay unencrypted, MTU {mtu}"
             ),
             &format!("iperf_encrypted_gbits_{mtu}"),

@@ -11,6 +11,9 @@
 //!   until host B's Docker has the network;
 //! - iperf3 TCP throughput between containers on the two hosts, rustnet vs
 //!   swarm overlay vs the underlay itself, at underlay MTU 1500 and 9000;
+//! - routed containers, the overlay's own ceiling: a namespace on a bridge
+//!   in each host, routed between the hosts over the underlay (no VXLAN,
+//!   no Docker), iperf3 between them beside the overlay's;
 //! - an encrypted rustnet overlay (`-o encrypted`: VXLAN inside userspace
 //!   WireGuard) beside the same overlay unencrypted: reachability and
 //!   iperf3, alternated with the others.
@@ -200,6 +203,143 @@ fn throughput(a: &SimHost, b: &SimHost, net: &str) -> f64 {
         ],
     );
     docker(a, &["rm", "-f", &server]);
+    iperf_gbits(&out)
+}
+
+/// A container's data path without an overlay: a network namespace on a
+/// bridge of its host (veth, as Docker's containers), routed to the other
+/// host's over the underlay, no encapsulation. What the kernel gives a
+/// container at all between the hosts: the overlay's own ceiling.
+struct RoutedContainer {
+    netns: String,
+    address: String,
+}
+
+impl RoutedContainer {
+    /// On `host` (the `k`th, 1 or 2), subnet 10.250.k.0/24, routed to the
+    /// other one's through `peer`'s underlay address, at `mtu`.
+    fn add(host: &SimHost, k: u8, peer: &SimHost, mtu: u32) -> Self {
+        let netns = format!("{}-rc", host.netns);
+        let address = format!("10.250.{k}.1");
+        let other = 3 - k;
+        let plain = |args: &[&str]| {
+            run(std::process::Command::new(args[0]).args(&args[1..]))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        };
+        // From this mount namespace, where the container's namespace is
+        // named (the host's own mount namespace does not see its name).
+        let on_host = |args: &[&str]| {
+            let mut full = vec!["ip", "netns", "exec", &host.netns];
+            full.extend(args);
+            plain(&full);
+        };
+        let mtu = mtu.to_string();
+        plain(&["ip", "netns", "add", &netns]);
+        // Taken at once: its namespace goes with it, whatever fails next.
+        let container = Self { netns, address };
+        on_host(&["ip", "link", "add", "rcbr0", "mtu", &mtu, "type", "bridge"]);
+        on_host(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.250.{k}.254/24"),
+            "dev",
+            "rcbr0",
+        ]);
+        on_host(&["ip", "link", "set", "rcbr0", "up"]);
+        on_host(&[
+            "ip",
+            "link",
+            "add",
+            "rch0",
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "mtu",
+            &mtu,
+            "netns",
+            &container.netns,
+        ]);
+        on_host(&["ip", "link", "set", "rch0", "master", "rcbr0", "up"]);
+        on_host(&[
+            "ip",
+            "route",
+            "add",
+            &format!("10.250.{other}.0/24"),
+            "via",
+            &peer.addr,
+        ]);
+        // Docker's FORWARD policy is DROP: its users' chain lets these by.
+        for direction in ["-s", "-d"] {
+            // In the host's mount namespace: dockerd's xtables lock.
+            run(host.cmd("iptables").args([
+                "-I",
+                "DOCKER-USER",
+                direction,
+                "10.250.0.0/16",
+                "-j",
+                "ACCEPT",
+            ]))
+            .unwrap_or_else(|e| panic!("iptables on {}: {e}", host.netns));
+        }
+        for args in [
+            vec!["ip", "link", "set", "lo", "up"],
+            vec![
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", container.address),
+                "dev",
+                "eth0",
+            ],
+            vec!["ip", "link", "set", "eth0", "up"],
+            vec![
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.250.{k}.254"),
+            ],
+        ] {
+            let mut full = vec!["ip", "netns", "exec", &container.netns];
+            full.extend(args);
+            plain(&full);
+        }
+        container
+    }
+
+    fn cmd(&self, program: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns, program]);
+        cmd
+    }
+}
+
+impl Drop for RoutedContainer {
+    fn drop(&mut self) {
+        let _ = run(std::process::Command::new("ip").args(["netns", "del", &self.netns]));
+    }
+}
+
+/// iperf3 from `client` to `server`, routed containers, in Gbit/s.
+fn routed_throughput(server: &RoutedContainer, client: &RoutedContainer) -> f64 {
+    let mut listening = server
+        .cmd("iperf3")
+        .args(["-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("iperf3 -s in {}: {e}", server.netns));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = run(client
+        .cmd("iperf3")
+        .args(["-c", &server.address, "-t", "5", "-f", "g"]))
+    .unwrap_or_default();
+    let _ = listening.wait();
     iperf_gbits(&out)
 }
 
@@ -480,12 +620,37 @@ fn main() {
             );
         }
         let (mut t_rn, mut t_sw, mut t_ul) = (Vec::new(), Vec::new(), Vec::new());
-        let mut t_enc = Vec::new();
-        for _ in 0..iperf_runs {
-            t_rn.push(throughput(&a, &b, &rn));
-            t_sw.push(throughput(&a, &b, &sw));
-            t_ul.push(underlay_throughput(&a, &b));
-            t_enc.push(throughput(&a, &b, &enc));
+        let (mut t_enc, mut t_rc) = (Vec::new(), Vec::new());
+        {
+            let (rc_a, rc_b) = (
+                RoutedContainer::add(&a, 1, &b, mtu),
+                RoutedContainer::add(&b, 2, &a, mtu),
+            );
+            for _ in 0..iperf_runs {
+                t_rn.push(throughput(&a, &b, &rn));
+                t_sw.push(throughput(&a, &b, &sw));
+                t_ul.push(underlay_throughput(&a, &b));
+                t_enc.push(throughput(&a, &b, &enc));
+                t_rc.push(routed_throughput(&rc_a, &rc_b));
+            }
+        }
+        for host in [&a, &b] {
+            for args in [
+                &["ip", "link", "del", "rcbr0"][..],
+                &["ip", "route", "flush", "root", "10.250.0.0/16"][..],
+            ] {
+                let _ = run(host.cmd(args[0]).args(&args[1..]));
+            }
+            for direction in ["-s", "-d"] {
+                let _ = run(host.cmd("iptables").args([
+                    "-D",
+                    "DOCKER-USER",
+                    direction,
+                    "10.250.0.0/16",
+                    "-j",
+                    "ACCEPT",
+                ]));
+            }
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -495,12 +660,18 @@ fn main() {
         result.insert(format!("iperf_swarm_gbits_{mtu}"), t_sw.clone().into());
         result.insert(format!("iperf_underlay_gbits_{mtu}"), t_ul.clone().into());
         result.insert(format!("iperf_encrypted_gbits_{mtu}"), t_enc.clone().into());
+        result.insert(format!("iperf_routed_gbits_{mtu}"), t_rc.clone().into());
         let (m_rn, m_sw, m_ul) = (median(&mut t_rn), median(&mut t_sw), median(&mut t_ul));
-        let m_enc = median(&mut t_enc);
+        let (m_enc, m_rc) = (median(&mut t_enc), median(&mut t_rc));
         println!(
             "  iperf3 TCP, median of {iperf_runs}: rustnet {m_rn:.2} Gbit/s, swarm {m_sw:.2} Gbit/s, underlay {m_ul:.2} Gbit/s (rustnet/swarm {:.2}, rustnet/underlay {:.2})",
             m_rn / m_sw,
             m_rn / m_ul
+        );
+        println!(
+            "  iperf3 TCP, routed containers (no overlay): {m_rc:.2} Gbit/s ({:.2} of the underlay; rustnet overlay/routed {:.2})",
+            m_rc / m_ul,
+            m_rn / m_rc
         );
         println!(
             "  iperf3 TCP, encrypted rustnet overlay: {m_enc:.2} Gbit/s ({:.2} of the unencrypted overlay, {:.2} of the underlay)",
