@@ -185,7 +185,7 @@ enum Backend {
 /// packet over within that thread. On the process's shared runtime a
 /// hand-over could wake another parked worker (a profile of an iperf3 run
 /// showed a sixth of the CPU in wakeups and task switches); here iperf3
-/// across an encrypted overlay went from 0.40-0.44 to 0.46-0.52 Gbit/s.
+/// across an encrypted overlay went from 0.40-0.44 to 0.44-0.52 Gbit/s.
 struct Userspace {
     device: Arc<Device<Transports>>,
     runtime: tokio::runtime::Handle,
@@ -322,6 +322,7 @@ impl Tunnel {
         })
     }
 
+    /// The WireGuard this tunnel runs.
     pub fn kind(&self) -> Kind {
         match self.backend {
             Backend::Kernel(_) => Kind::Kernel,
