@@ -210,15 +210,17 @@ fn throughput(a: &SimHost, b: &SimHost, net: &str) -> f64 {
 /// bridge of its host (veth, as Docker's containers), routed to the other
 /// host's over the underlay, no encapsulation. What the kernel gives a
 /// container at all between the hosts: the overlay's own ceiling.
-struct RoutedContainer {
+struct RoutedContainer<'h> {
+    host: &'h SimHost,
     netns: String,
     address: String,
 }
 
-impl RoutedContainer {
+impl<'h> RoutedContainer<'h> {
     /// On `host` (the `k`th, 1 or 2), subnet 10.250.k.0/24, routed to the
-    /// other one's through `peer`'s underlay address, at `mtu`.
-    fn add(host: &SimHost, k: u8, peer: &SimHost, mtu: u32) -> Self {
+    /// other one's through `peer`'s underlay address, at `mtu`. Dropped, it
+    /// takes what it added to the host with it.
+    fn add(host: &'h SimHost, k: u8, peer: &SimHost, mtu: u32) -> Self {
         let netns = format!("{}-rc", host.netns);
         let address = format!("10.250.{k}.1");
         let other = 3 - k;
@@ -236,7 +238,11 @@ impl RoutedContainer {
         let mtu = mtu.to_string();
         plain(&["ip", "netns", "add", &netns]);
         // Taken at once: its namespace goes with it, whatever fails next.
-        let container = Self { netns, address };
+        let container = Self {
+            host,
+            netns,
+            address,
+        };
         on_host(&["ip", "link", "add", "rcbr0", "mtu", &mtu, "type", "bridge"]);
         on_host(&[
             "ip",
@@ -320,40 +326,57 @@ impl RoutedContainer {
     }
 }
 
-impl Drop for RoutedContainer {
+impl Drop for RoutedContainer<'_> {
     fn drop(&mut self) {
         let _ = run(std::process::Command::new("ip").args(["netns", "del", &self.netns]));
+        for args in [
+            &["ip", "link", "del", "rcbr0"][..],
+            &["ip", "route", "flush", "root", "10.250.0.0/16"][..],
+            &[
+                "iptables",
+                "-D",
+                "DOCKER-USER",
+                "-s",
+                "10.250.0.0/16",
+                "-j",
+                "ACCEPT",
+            ][..],
+            &[
+                "iptables",
+                "-D",
+                "DOCKER-USER",
+                "-d",
+                "10.250.0.0/16",
+                "-j",
+                "ACCEPT",
+            ][..],
+        ] {
+            let _ = run(self.host.cmd(args[0]).args(&args[1..]));
+        }
     }
 }
 
-/// iperf3 from `client` to `server`, routed containers, in Gbit/s.
-fn routed_throughput(server: &RoutedContainer, client: &RoutedContainer) -> f64 {
+/// iperf3 (5 s) from `client` to a server started by `server` at
+/// `address`, in Gbit/s.
+fn iperf(
+    server: &mut std::process::Command,
+    client: &mut std::process::Command,
+    address: &str,
+) -> f64 {
     let mut listening = server
-        .cmd("iperf3")
         .args(["-s", "-1"])
         .stdout(std::process::Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("iperf3 -s in {}: {e}", server.netns));
+        .unwrap_or_else(|e| panic!("{server:?}: {e}"));
     std::thread::sleep(Duration::from_millis(500));
-    let out = run(client
-        .cmd("iperf3")
-        .args(["-c", &server.address, "-t", "5", "-f", "g"]))
-    .unwrap_or_default();
+    let out = run(client.args(["-c", address, "-t", "5", "-f", "g"])).unwrap_or_default();
     let _ = listening.wait();
     iperf_gbits(&out)
 }
 
 /// iperf3 between the hosts themselves: the ceiling.
 fn underlay_throughput(a: &SimHost, b: &SimHost) -> f64 {
-    let mut server = a
-        .cmd("iperf3")
-        .args(["-s", "-1"])
-        .spawn()
-        .unwrap_or_else(|e| panic!("iperf3 -s: {e}"));
-    std::thread::sleep(Duration::from_millis(500));
-    let out = run(b.cmd("iperf3").args(["-c", &a.addr, "-t", "5", "-f", "g"])).unwrap_or_default();
-    let _ = server.wait();
-    iperf_gbits(&out)
+    iperf(&mut a.cmd("iperf3"), &mut b.cmd("iperf3"), &a.addr)
 }
 
 fn main() {
@@ -631,25 +654,11 @@ fn main() {
                 t_sw.push(throughput(&a, &b, &sw));
                 t_ul.push(underlay_throughput(&a, &b));
                 t_enc.push(throughput(&a, &b, &enc));
-                t_rc.push(routed_throughput(&rc_a, &rc_b));
-            }
-        }
-        for host in [&a, &b] {
-            for args in [
-                &["ip", "link", "del", "rcbr0"][..],
-                &["ip", "route", "flush", "root", "10.250.0.0/16"][..],
-            ] {
-                let _ = run(host.cmd(args[0]).args(&args[1..]));
-            }
-            for direction in ["-s", "-d"] {
-                let _ = run(host.cmd("iptables").args([
-                    "-D",
-                    "DOCKER-USER",
-                    direction,
-                    "10.250.0.0/16",
-                    "-j",
-                    "ACCEPT",
-                ]));
+                t_rc.push(iperf(
+                    &mut rc_a.cmd("iperf3"),
+                    &mut rc_b.cmd("iperf3"),
+                    &rc_a.address,
+                ));
             }
         }
         let median = |v: &mut Vec<f64>| {
