@@ -1,6 +1,6 @@
 //! The WireGuard tunnel between hosts that carries encrypted overlays: the
 //! kernel's WireGuard where the kernel has it, else userspace WireGuard
-//! (gotatun) in this process over a TUN device of its own. Both speak the
+//! (gotatun) in this process over a TAP device of its own. Both speak the
 //! same protocol: a kernel host and a userspace host are peers like any.
 //!
 //! ```text
@@ -8,38 +8,34 @@
 //!     │ route: tunnel subnet dev rn-wg0
 //!     ▼
 //!   rn-wg0: kernel `wireguard` link        (kernel.rs, generic netlink)
-//!        or TUN ─► gotatun in this process (Noise handshake, ChaCha20-Poly1305)
-//!     ─► UDP to the peer's underlay address, WireGuard's own port
+//!        or TAP ─► gotatun in this process (Noise handshake, ChaCha20-Poly1305):
+//!                  64 KB bursts read whole and cut, joined again on the
+//!                  way in (offload.rs, tap.rs)
+//!     ─► UDP to the peer's underlay address, WireGuard's own port, runs of
+//!        datagrams in one send (udp.rs)
 //! ```
 //!
 //! Nothing here decides who the peers are: the caller computes them from
 //! the replicated state and hands over the whole set on every pass.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use gotatun::device::{Device, DeviceBuilder, Peer};
-use gotatun::packet::{Ip, Packet, PacketBufPool};
-use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
-use gotatun::udp::socket::UdpSocketFactory;
-use gotatun::udp::{UdpTransportFactory, UdpTransportFactoryParams};
 use gotatun::x25519::{PublicKey, StaticSecret};
-use nix::sys::socket::{setsockopt, sockopt};
-use tokio::io::unix::AsyncFd;
 
 use crate::Error;
 
 mod kernel;
+mod offload;
+mod tap;
+mod udp;
 
-/// The most packets one read of the TUN device hands over.
-const RECV_BATCH: usize = 64;
+use tap::{Tap, TapReader, TapWriter};
+use udp::BigBuffers;
 
 /// How long setting peers waits for the handshakes it starts.
 const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -57,8 +53,9 @@ pub struct TunnelPeer {
 }
 
 /// What the tunnel device should be: its name, this host's address in the
-/// tunnel subnet (with the subnet's prefix), its MTU, and the port it
-/// listens on.
+/// tunnel subnet (with the subnet's prefix), its MTU, the port it listens
+/// on, and the port of the VXLAN it carries (whose TCP it joins on
+/// receive).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelSpec {
     pub device: String,
@@ -66,6 +63,7 @@ pub struct TunnelSpec {
     pub prefix: u8,
     pub mtu: u32,
     pub port: u16,
+    pub vxlan_port: u16,
 }
 
 /// One peer as the tunnel sees it, for status.
@@ -124,48 +122,10 @@ impl std::fmt::Display for Kind {
     }
 }
 
-type Transports = (BigBuffers, Tun, Tun);
-
-/// The UDP socket's buffers: a burst of a fast sender must not overflow
-/// them (at the default 208 KiB, one datagram in ten of an iperf3 stream
-/// was dropped at the receiver, and TCP inside slowed to a crawl).
-const UDP_BUFFER: usize = 8 << 20;
-
-/// gotatun's UDP socket, with buffers set past `net.core.rmem_max` and
-/// `wmem_max` (`SO_RCVBUFFORCE`, as root): the host's limits stay as they are.
-#[derive(Debug, Default)]
-struct BigBuffers(UdpSocketFactory);
-
-impl UdpTransportFactory for BigBuffers {
-    type Send = <UdpSocketFactory as UdpTransportFactory>::Send;
-    type Recv = <UdpSocketFactory as UdpTransportFactory>::Recv;
-
-    async fn bind(
-        &mut self,
-        params: &UdpTransportFactoryParams,
-    ) -> io::Result<(Self::Send, Self::Recv)> {
-        let (send, recv) = self.0.bind(params).await?;
-        let socket = send.socket();
-        for (what, result) in [
-            (
-                "SO_RCVBUFFORCE",
-                setsockopt(socket, sockopt::RcvBufForce, &UDP_BUFFER),
-            ),
-            (
-                "SO_SNDBUFFORCE",
-                setsockopt(socket, sockopt::SndBufForce, &UDP_BUFFER),
-            ),
-        ] {
-            if let Err(e) = result {
-                tracing::warn!(option = what, error = %e, "WireGuard socket buffer left as it was");
-            }
-        }
-        Ok((send, recv))
-    }
-}
+type Transports = (BigBuffers, TapWriter, TapReader);
 
 /// The running tunnel: the kernel's WireGuard link, or the userspace
-/// WireGuard device and its TUN.
+/// WireGuard device and its TAP.
 pub struct Tunnel {
     spec: TunnelSpec,
     backend: Backend,
@@ -181,7 +141,7 @@ enum Backend {
 }
 
 /// The userspace WireGuard device, run by a thread of its own: its tasks
-/// (read the TUN device, encrypt, send; receive, decrypt, write) hand each
+/// (read the TAP device, encrypt, send; receive, decrypt, write) hand each
 /// packet over within that thread. On the process's shared runtime a
 /// hand-over could wake another parked worker (a profile of an iperf3 run
 /// showed a sixth of the CPU in wakeups and task switches); here iperf3
@@ -284,10 +244,12 @@ impl Tunnel {
             }
         }
         let (runtime, stop) = own_thread().map_err(|e| failed("start its thread", &e))?;
-        let tun = {
-            // Its TUN device is polled by the tunnel's own thread.
+        let (writer, reader) = {
+            // Its TAP device is polled, and written, by the tunnel's own thread.
             let _on_thread = runtime.enter();
-            Tun::open(&spec.device, spec.mtu).map_err(|e| failed("open /dev/net/tun", &e))?
+            Tap::open(&spec.device)
+                .map_err(|e| failed("open /dev/net/tun", &e))?
+                .split(spec.mtu, spec.vxlan_port)
         };
         configure_link(&handle, &spec)
             .await
@@ -296,7 +258,7 @@ impl Tunnel {
         let build = async move {
             DeviceBuilder::new()
                 .with_udp(BigBuffers::default())
-                .with_ip(tun)
+                .with_ip_pair(writer, reader)
                 .with_listen_port(port)
                 .with_private_key(StaticSecret::from(private_key))
                 // Its UDP socket and tasks start with the first peers (a
@@ -505,8 +467,9 @@ pub fn public_key(private_key: [u8; 32]) -> [u8; 32] {
     PublicKey::from(&StaticSecret::from(private_key)).to_bytes()
 }
 
-/// Gives the TUN device its address (the tunnel subnet's route with it)
-/// and MTU, and brings it up.
+/// Gives the tunnel's device its address (the tunnel subnet's route with
+/// it) and MTU, turns ARP off (a TAP device would ask for its peers), and
+/// brings it up.
 async fn configure_link(handle: &rtnetlink::Handle, spec: &TunnelSpec) -> Result<(), String> {
     let text = |e: rtnetlink::Error| e.to_string();
     let link = handle
@@ -540,105 +503,11 @@ async fn configure_link(handle: &rtnetlink::Handle, spec: &TunnelSpec) -> Result
         .change(
             rtnetlink::LinkUnspec::new_with_index(index)
                 .mtu(spec.mtu)
+                .arp(false)
                 .up()
                 .build(),
         )
         .execute()
         .await
         .map_err(text)
-}
-
-/// A TUN device (no packet information header), non-blocking on tokio.
-#[derive(Clone)]
-struct Tun {
-    file: Arc<AsyncFd<File>>,
-    mtu: u16,
-}
-
-impl Tun {
-    fn open(name: &str, mtu: u32) -> io::Result<Self> {
-        if name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "name too long"));
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/net/tun")?;
-        Ok(Self {
-            file: Arc::new(attach_tun(file, name)?),
-            mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
-        })
-    }
-}
-
-/// Binds `file` (an open /dev/net/tun) to the TUN device `name`, creating
-/// it, and registers it with tokio's reactor.
-#[allow(unsafe_code)] // TUNSETIFF has no safe wrapper; tokio's registration is unsafe
-fn attach_tun(file: File, name: &str) -> io::Result<AsyncFd<File>> {
-    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-    // SAFETY: ifreq is plain data, for which all zeroes is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
-        *slot = libc::c_char::from_ne_bytes([byte]);
-    }
-    request.ifr_ifru.ifru_flags = libc::c_short::try_from(libc::IFF_TUN | libc::IFF_NO_PI)
-        .map_err(|_| io::Error::other("TUN flags"))?;
-    // SAFETY: TUNSETIFF reads and writes the ifreq it is given, which
-    // lives for the call; the descriptor is `file`'s, open.
-    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &raw mut request) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the AsyncFd owns `file`: the descriptor stays open and is
-    // not closed elsewhere while registered.
-    unsafe { AsyncFd::register(file) }.map_err(io::Error::from)
-}
-
-impl IpSend for Tun {
-    async fn send(&mut self, packet: Packet<Ip>) -> io::Result<()> {
-        let bytes = packet.into_bytes();
-        loop {
-            let mut guard = self.file.writable().await?;
-            if let Ok(result) = guard.try_io(|file| file.get_ref().write(&bytes)) {
-                return result.map(drop);
-            }
-        }
-    }
-}
-
-impl IpRecv for Tun {
-    /// Every packet the TUN device holds now, up to [`RECV_BATCH`]: one
-    /// wakeup for a burst, not one per packet.
-    async fn recv<'a>(
-        &'a mut self,
-        pool: &mut PacketBufPool,
-    ) -> io::Result<impl Iterator<Item = Packet<Ip>> + Send + 'a> {
-        let mut packets = Vec::new();
-        while packets.is_empty() {
-            let mut guard = self.file.readable().await?;
-            loop {
-                let mut packet = pool.get();
-                match guard.try_io(|file| file.get_ref().read(&mut packet)) {
-                    Ok(Ok(n)) => {
-                        packet.truncate(n);
-                        // What is not IP (nothing, on a TUN device) is skipped.
-                        if let Ok(ip) = packet.try_into_ip() {
-                            packets.push(ip);
-                        }
-                        if packets.len() >= RECV_BATCH {
-                            break;
-                        }
-                    }
-                    Ok(Err(e)) => return Err(e),
-                    // Drained: the readiness is cleared for the next wait.
-                    Err(_would_block) => break,
-                }
-            }
-        }
-        Ok(packets.into_iter())
-    }
-
-    fn mtu(&self) -> MtuWatcher {
-        MtuWatcher::new(self.mtu)
-    }
 }

@@ -578,6 +578,7 @@ fn the_tunnel_runs_the_kernels_wireguard_or_says_why_not() {
             prefix: 18,
             mtu: 1420,
             port: 51871 + u16::from(n),
+            vxlan_port: 7951,
         };
         let auto = Tunnel::start(spec(0), [1; 32], Implementation::Auto)
             .await
@@ -595,7 +596,11 @@ fn the_tunnel_runs_the_kernels_wireguard_or_says_why_not() {
                 auto.kernel_unavailable(),
                 Some("the kernel has no WireGuard")
             );
-            assert!(link.contains(" tun "), "a TUN device: {link}");
+            assert!(
+                link.contains("type tap") && link.contains("vnet_hdr on"),
+                "a TAP device with the virtio-net header: {link}"
+            );
+            assert!(link.contains("NOARP"), "it answers no ARP: {link}");
             let refused = kernel.unwrap_err().to_string();
             assert!(refused.contains("the kernel has no WireGuard"), "{refused}");
         }

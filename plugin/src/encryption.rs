@@ -218,6 +218,7 @@ impl Encryption {
             prefix: TUNNEL_PREFIX,
             mtu: tunnel_mtu(underlay_mtu, underlay),
             port: self.port,
+            vxlan_port: SEALED_VXLAN_PORT,
         };
         let private = *crate::lock(&self.private);
         match Tunnel::start(spec, private, self.implementation).await {

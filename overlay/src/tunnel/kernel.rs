@@ -79,7 +79,7 @@ impl KernelWireGuard {
         {
             Some(InfoKind::Wireguard) => false,
             Some(_) => {
-                // A TUN device of a userspace run is gone with its process;
+                // The TAP device of a userspace run is gone with its process;
                 // anything else of this name is not rustnet's to take.
                 return Err(Unavailable::Failed(format!(
                     "{device} exists and is no WireGuard link"
@@ -263,7 +263,7 @@ async fn link_kind(handle: &rtnetlink::Handle, device: &str) -> Result<Option<In
         }),
         _ => None,
     });
-    // A link without a kind (a TUN device shows "tun") is some other kind.
+    // A link without a kind (a TUN or TAP device shows "tun") is some other kind.
     Ok(Some(kind.unwrap_or(InfoKind::Other(String::new()))))
 }
 

@@ -89,6 +89,7 @@ async fn run(words: &[String]) -> Result<(), String> {
         prefix: 18,
         mtu: 1420,
         port: WIREGUARD_PORT,
+        vxlan_port: 4789,
     };
     if words.iter().any(|w| w == "rn.busy") {
         return busy_port(&spec, args.me).await;
