@@ -1200,8 +1200,23 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Stops recording; the pcap file's bytes (headers and whole packets).
+    /// Stops recording once tcpdump has written what the kernel handed it
+    /// (the file has not grown for 300 ms, or 5 s passed: an interrupted
+    /// tcpdump drops what it has not read yet, and on a loaded machine the
+    /// last packets of an exchange are often among them); the pcap file's
+    /// bytes (headers and whole packets).
     pub fn stop(mut self) -> Vec<u8> {
+        let size = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = size();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = size();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();

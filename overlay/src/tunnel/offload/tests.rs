@@ -246,6 +246,12 @@ fn what_cannot_join_goes_out_alone_and_in_order() {
     let frames = coalesce(&[packets[0].clone(), other.clone(), packets[1].clone()]);
     assert_eq!(frames.len(), 3);
     assert_eq!(frames[1][VNET_HDR_LEN + ETH_LEN..], other[..]);
+    // A packet shorter than the open frame's headers (here, a bare IPv4
+    // header) goes out alone between two frames.
+    let short = packets[3][..20].to_vec();
+    let frames = coalesce(&[packets[0].clone(), short.clone(), packets[1].clone()]);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(frames[1][VNET_HDR_LEN + ETH_LEN..], short[..]);
     // A SYN never joins, and a pushed segment ends the frame.
     let syn = vxlan_tcp_packet(false, 0, 0x02, &payload(10));
     assert_eq!(coalesce(&[syn.clone(), syn]).len(), 2);
