@@ -17,9 +17,10 @@ use super::offload;
 /// The most packets one receive from the TAP device hands over.
 const RECV_BATCH: usize = 64;
 
-/// The device: a TAP (the virtio-net header in front of
-/// every frame, so that the kernel can hand over and take whole TCP bursts,
-/// see [`offload`]), non-blocking on tokio. It answers no ARP: the kernel
+/// The device: a TAP (the virtio-net header in front of every frame, so
+/// that the kernel can hand over and take whole TCP bursts, see
+/// [`offload`]), non-blocking on tokio. Not a TUN device: the kernel
+/// refuses tunnel GSO written to one. It answers no ARP: the kernel
 /// addresses every frame to the device's own MAC.
 pub(super) struct Tap {
     file: Arc<AsyncFd<File>>,
