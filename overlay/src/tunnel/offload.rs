@@ -395,7 +395,9 @@ impl Coalescer {
 
     /// Adds `packet` (IPv4 or IPv6); the frames it completes go to `write`.
     pub(super) fn push(&mut self, packet: &[u8], write: &mut impl FnMut(&[u8])) {
+        let layout = vxlan_tcp(packet, self.vxlan_port);
         if let Some(open) = self.open
+            && layout.is_some()
             && !open.closed
             && self.frame.len() + packet.len() - open.layout.payload <= MAX_COALESCED
         {
@@ -403,7 +405,6 @@ impl Coalescer {
             let Layout { th, payload, .. } = open.layout;
             let length = packet.len().saturating_sub(payload);
             if packet.len() > payload
-                && vxlan_tcp(packet, self.vxlan_port).is_some()
                 && length <= open.mss
                 && get32(packet, th + 4) == open.next_seq
                 && same_stream(first, packet, open.layout)
@@ -424,7 +425,7 @@ impl Coalescer {
             }
         }
         self.flush(write);
-        self.start(packet);
+        self.start(packet, layout);
         if self.open.is_none() {
             self.flush(write);
         }
@@ -444,8 +445,9 @@ impl Coalescer {
         self.frame.clear();
     }
 
-    /// Begins a frame with `packet`, open to more if it may be joined.
-    fn start(&mut self, packet: &[u8]) {
+    /// Begins a frame with `packet`, open to more if it may be joined
+    /// (`layout`: where its headers lie, if it may).
+    fn start(&mut self, packet: &[u8], layout: Option<Layout>) {
         self.frame.clear();
         self.frame.resize(VNET_HDR_LEN, 0);
         let mut ethernet = self.ethernet;
@@ -457,7 +459,7 @@ impl Coalescer {
         put16(&mut ethernet, 12, ethertype);
         self.frame.extend_from_slice(&ethernet);
         self.frame.extend_from_slice(packet);
-        self.open = vxlan_tcp(packet, self.vxlan_port).map(|layout| {
+        self.open = layout.map(|layout| {
             let mss = packet.len() - layout.payload;
             Open {
                 layout,

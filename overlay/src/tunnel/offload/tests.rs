@@ -198,7 +198,12 @@ fn frames_that_are_not_ip_or_not_whole_are_dropped() {
 }
 
 fn coalesce(packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut coalescer = Coalescer::new(MAC, Some(PORT));
+    coalesce_joining(Some(PORT), packets)
+}
+
+/// The frames a coalescer joining VXLAN to `port` writes for `packets`.
+fn coalesce_joining(port: Option<u16>, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut coalescer = Coalescer::new(MAC, port);
     let mut frames = Vec::new();
     let mut write = |frame: &[u8]| frames.push(frame.to_vec());
     for packet in packets {
@@ -270,13 +275,7 @@ fn without_a_port_nothing_is_joined() {
     let data = payload(3 * 1000);
     let whole = vxlan_tcp_packet(false, 0, TCP_ACK, &data);
     let packets = segments(&frame(gso_header(false, 1000), &whole));
-    let mut coalescer = Coalescer::new(MAC, None);
-    let mut frames = Vec::new();
-    let mut write = |frame: &[u8]| frames.push(frame.to_vec());
-    for packet in &packets {
-        coalescer.push(packet, &mut write);
-    }
-    coalescer.flush(&mut write);
+    let frames = coalesce_joining(None, &packets);
     assert_eq!(frames.len(), 3);
     for (frame, packet) in frames.iter().zip(&packets) {
         assert_eq!(VnetHdr::parse(frame).unwrap(), VnetHdr::default());
