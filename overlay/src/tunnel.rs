@@ -8,9 +8,10 @@
 //!     │ route: tunnel subnet dev rn-wg0
 //!     ▼
 //!   rn-wg0: kernel `wireguard` link        (kernel.rs, generic netlink)
-//!        or TAP ─► gotatun in this process (Noise handshake, ChaCha20-Poly1305):
-//!                  64 KB bursts read whole and cut, joined again on the
-//!                  way in (offload.rs, tap.rs)
+//!        or TAP ─► this process's engine (engine.rs) with gotatun's Noise
+//!                  sessions (handshake, ChaCha20-Poly1305): 64 KB bursts
+//!                  read whole and cut, joined again on the way in
+//!                  (offload.rs, tap.rs)
 //!     ─► UDP to the peer's underlay address, WireGuard's own port, runs of
 //!        datagrams in one send (udp.rs)
 //! ```
@@ -21,24 +22,28 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
 use futures::TryStreamExt;
-use gotatun::device::{Device, DeviceBuilder, Peer};
 use gotatun::x25519::{PublicKey, StaticSecret};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
 
+mod engine;
 mod kernel;
 mod offload;
+mod sessions;
 mod tap;
 mod udp;
 
-use tap::{Tap, TapReader, TapWriter};
-use udp::BigBuffers;
+use engine::{Command, Engine};
+use tap::Tap;
 
-/// How long setting peers waits for the handshakes it starts.
+/// How long setting peers or a key waits for the handshakes it starts.
 const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How often that wait looks.
+const HANDSHAKE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The largest packet the tunnel carries: gotatun's packet buffers.
 pub const MAX_TUNNEL_MTU: u32 = 4000;
@@ -122,8 +127,6 @@ impl std::fmt::Display for Kind {
     }
 }
 
-type Transports = (BigBuffers, TapWriter, TapReader);
-
 /// The running tunnel: the kernel's WireGuard link, or the userspace
 /// WireGuard device and its TAP.
 pub struct Tunnel {
@@ -140,44 +143,54 @@ enum Backend {
     Userspace(Userspace),
 }
 
-/// The userspace WireGuard device, run by a thread of its own: its tasks
-/// (read the TAP device, encrypt, send; receive, decrypt, write) hand each
-/// packet over within that thread. On the process's shared runtime a
-/// hand-over could wake another parked worker (a profile of an iperf3 run
-/// showed a sixth of the CPU in wakeups and task switches); here iperf3
-/// across an encrypted overlay went from 0.40-0.44 to 0.44-0.52 Gbit/s.
+/// The userspace WireGuard device, run by a thread of its own: its
+/// engine moves every packet within that thread. On the process's shared
+/// runtime a hand-over could wake another parked worker (a profile of an
+/// iperf3 run showed a sixth of the CPU in wakeups and task switches).
 struct Userspace {
-    device: Arc<Device<Transports>>,
-    runtime: tokio::runtime::Handle,
+    commands: mpsc::Sender<Command>,
     /// Ends the thread when the tunnel goes.
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _stop: oneshot::Sender<()>,
 }
 
 impl Userspace {
-    /// Runs `work` on the device's own thread, where what it starts runs.
-    async fn on_device<T, F>(
-        &self,
-        work: impl FnOnce(Arc<Device<Transports>>) -> F,
-    ) -> Result<T, String>
-    where
-        F: Future<Output = T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.runtime
-            .spawn(work(Arc::clone(&self.device)))
+    /// Asks the engine; `ask` makes the command around the reply's sender.
+    async fn ask<T>(&self, ask: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+        let (reply, answer) = oneshot::channel();
+        let gone = "the WireGuard thread has ended";
+        self.commands
+            .send(ask(reply))
             .await
-            .map_err(|e| format!("the WireGuard thread: {e}"))
+            .map_err(|_| gone.to_owned())?;
+        answer.await.map_err(|_| gone.to_owned())
+    }
+
+    /// Waits until each of `peers` has a session, [`HANDSHAKE_WAIT`] at
+    /// most: a peer that does not answer soon is left to WireGuard's own
+    /// retries.
+    async fn await_sessions(&self, peers: Vec<[u8; 32]>) {
+        if peers.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let keys = peers.clone();
+            match self.ask(|reply| Command::Sessions(keys, reply)).await {
+                Ok(false) => tokio::time::sleep(HANDSHAKE_POLL).await,
+                Ok(true) | Err(_) => return,
+            }
+        }
     }
 }
 
 /// A thread with a single-threaded runtime of its own, running until the
 /// sender it gives back is dropped.
-fn own_thread() -> io::Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)> {
+fn own_thread() -> io::Result<(tokio::runtime::Handle, oneshot::Sender<()>)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let handle = runtime.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("wireguard".to_owned())
         .spawn(move || {
@@ -245,38 +258,23 @@ impl Tunnel {
         }
         let (runtime, stop) = own_thread().map_err(|e| failed("start its thread", &e))?;
         let (writer, reader) = {
-            // Its TAP device is polled, and written, by the tunnel's own thread.
+            // Its TAP device is polled by the tunnel's own thread.
             let _on_thread = runtime.enter();
             Tap::open(&spec.device)
                 .map_err(|e| failed("open /dev/net/tun", &e))?
-                .split(spec.mtu, spec.vxlan_port)
+                .split(spec.vxlan_port)
         };
         configure_link(&handle, &spec)
             .await
             .map_err(|e| failed("configure", &e))?;
-        let port = spec.port;
-        let build = async move {
-            DeviceBuilder::new()
-                .with_udp(BigBuffers::default())
-                .with_ip_pair(writer, reader)
-                .with_listen_port(port)
-                .with_private_key(StaticSecret::from(private_key))
-                // Its UDP socket and tasks start with the first peers (a
-                // device built without peers never starts them by itself).
-                .suspended(true)
-                .build()
-                .await
-        };
-        let device = runtime
-            .spawn(build)
-            .await
-            .map_err(|e| failed("start WireGuard", &e))?
-            .map_err(|e| failed("start WireGuard", &e))?;
+        let mtu = u16::try_from(spec.mtu).unwrap_or(u16::MAX);
+        let engine = Engine::new(private_key, spec.port, writer, mtu);
+        let (commands, queue) = mpsc::channel(16);
+        runtime.spawn(engine.run(reader, queue));
         Ok(Self {
             spec,
             backend: Backend::Userspace(Userspace {
-                device: Arc::new(device),
-                runtime,
+                commands,
                 _stop: stop,
             }),
             kernel_unavailable,
@@ -321,15 +319,21 @@ impl Tunnel {
             // asked what it has.
             Backend::Kernel(wg) => wg.set_peers(peers).await.map_err(|e| failed(&e))?,
             Backend::Userspace(userspace) => {
-                let before = current.clone().unwrap_or_default();
                 let after = wanted.clone();
                 userspace
-                    .on_device(|device| async move {
-                        set_userspace_peers(&device, &before, &after).await
-                    })
+                    .ask(|reply| Command::SetPeers(after, reply))
                     .await
                     .map_err(|e| failed(&e))?
                     .map_err(|e| failed(&e))?;
+                // New peers (every peer, after this process started
+                // again) were sent a handshake at once.
+                let before = current.as_ref();
+                let new = wanted
+                    .keys()
+                    .filter(|k| !before.is_some_and(|b| b.contains_key(*k)))
+                    .copied()
+                    .collect();
+                userspace.await_sessions(new).await;
             }
         }
         *current = Some(wanted);
@@ -347,21 +351,20 @@ impl Tunnel {
             Backend::Kernel(wg) => return wg.set_key(private_key).await.map_err(|e| failed(&e)),
             Backend::Userspace(userspace) => userspace,
         };
-        let peers: Vec<PublicKey> = self
+        userspace
+            .ask(|reply| Command::SetKey(private_key, reply))
+            .await
+            .map_err(|e| failed(&e))?;
+        let peers = self
             .peers
             .lock()
             .await
             .iter()
             .flat_map(BTreeMap::keys)
-            .map(|k| PublicKey::from(*k))
+            .copied()
             .collect();
-        userspace
-            .on_device(
-                |device| async move { set_userspace_key(&device, private_key, &peers).await },
-            )
-            .await
-            .map_err(|e| failed(&e))?
-            .map_err(|e| failed(&e))
+        userspace.await_sessions(peers).await;
+        Ok(())
     }
 
     /// Every peer's endpoint, latest handshake and traffic.
@@ -371,95 +374,11 @@ impl Tunnel {
                 tracing::warn!(error = %e, "WireGuard peers of the kernel link");
                 Vec::new()
             }),
-            Backend::Userspace(userspace) => userspace
-                .on_device(|device| async move { device.peers().await })
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| PeerState {
-                    key: p.peer.public_key.to_bytes(),
-                    endpoint: p.peer.endpoint,
-                    handshake_age: p.stats.last_handshake.map(|d| d.as_secs()),
-                    rx_bytes: p.stats.rx_bytes,
-                    tx_bytes: p.stats.tx_bytes,
-                    allowed: p
-                        .peer
-                        .allowed_ips
-                        .iter()
-                        .map(|ip| (ip.ip(), ip.prefix()))
-                        .collect(),
-                })
-                .collect(),
+            Backend::Userspace(userspace) => {
+                userspace.ask(Command::States).await.unwrap_or_default()
+            }
         }
     }
-}
-
-/// Takes the userspace device's peers from `current` to `wanted`.
-async fn set_userspace_peers(
-    device: &Device<Transports>,
-    current: &BTreeMap<[u8; 32], TunnelPeer>,
-    wanted: &BTreeMap<[u8; 32], TunnelPeer>,
-) -> Result<(), gotatun::device::Error> {
-    for gone in current.keys().filter(|k| !wanted.contains_key(*k)) {
-        device.remove_peer(&PublicKey::from(*gone)).await?;
-    }
-    for peer in wanted.values().filter(|p| current.get(&p.key) != Some(*p)) {
-        let update = Peer::new(PublicKey::from(peer.key))
-            .with_endpoint(peer.endpoint)
-            .with_allowed_ip(IpAddr::V4(peer.address).into());
-        device.add_or_update_peer(update).await?;
-    }
-    if current.is_empty() && !wanted.is_empty() {
-        device.resume().await?;
-    }
-    // A new peer (every peer, after this process started again) hears
-    // from this host at once: its sessions from before are gone here,
-    // and it would otherwise send into them until its own timers gave
-    // up on them (15 s and more). The kernel's link outlives a restart,
-    // and starts a handshake with the first packet to a new peer.
-    let new: Vec<PublicKey> = wanted
-        .keys()
-        .filter(|k| !current.contains_key(*k))
-        .map(|k| PublicKey::from(*k))
-        .collect();
-    handshake(device, &new).await;
-    Ok(())
-}
-
-/// Gives the userspace device a new static key and starts handshakes
-/// with `peers` under it.
-async fn set_userspace_key(
-    device: &Device<Transports>,
-    private_key: [u8; 32],
-    peers: &[PublicKey],
-) -> Result<(), gotatun::device::Error> {
-    // A new key rebinds the UDP socket: suspended, the device only takes
-    // the key; the socket of before is let go a moment after the
-    // connection stops (its sending tasks end on their next turn), so
-    // the resume that binds it again is retried for a little while.
-    device.suspend().await;
-    device
-        .set_private_key(StaticSecret::from(private_key))
-        .await?;
-    let mut attempts = 0;
-    while let Err(e) = device.resume().await {
-        attempts += 1;
-        if attempts >= 50 {
-            return Err(e);
-        }
-        device.suspend().await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    handshake(device, peers).await;
-    Ok(())
-}
-
-/// Starts a handshake with each of `peers` at once: the initiations go
-/// now, and a peer that does not answer soon is left to WireGuard's own
-/// retries.
-async fn handshake(device: &Device<Transports>, peers: &[PublicKey]) {
-    let handshakes = futures::future::join_all(peers.iter().map(|k| device.force_handshake(k)));
-    let _ = tokio::time::timeout(HANDSHAKE_WAIT, handshakes).await;
 }
 
 /// The public key of `private_key`.

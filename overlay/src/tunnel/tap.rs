@@ -1,5 +1,5 @@
 //! The userspace tunnel's device (a TAP with the virtio-net header) and
-//! the two halves gotatun reads and writes through.
+//! its two halves, read and written by the tunnel's engine.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -9,12 +9,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use gotatun::packet::{Ip, Packet, PacketBufPool};
-use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
 use tokio::io::unix::AsyncFd;
 
 use super::offload;
 
-/// The most packets one receive from the TAP device hands over.
+/// The most packets one read of the TAP device hands over.
 const RECV_BATCH: usize = 64;
 
 /// The device: a TAP (the virtio-net header in front of every frame, so
@@ -35,18 +34,14 @@ pub(super) struct Tap {
 pub(super) struct TapReader {
     file: Arc<AsyncFd<File>>,
     frame: Vec<u8>,
-    mtu: u16,
 }
 
-/// The device's sending half: packets go to a task on the tunnel's thread
-/// that joins what it can and writes ([`write_frames`]).
-#[derive(Clone)]
+/// The device's sending half: it joins consecutive segments of a TCP
+/// stream and writes the frames.
 pub(super) struct TapWriter {
-    packets: tokio::sync::mpsc::Sender<Packet<Ip>>,
+    file: Arc<AsyncFd<File>>,
+    coalescer: offload::Coalescer,
 }
-
-/// How many decrypted packets wait for the writer at most.
-const WRITE_QUEUE: usize = 1024;
 
 impl Tap {
     /// Opens the TAP device `name` (creating it) with the offloads the
@@ -68,19 +63,19 @@ impl Tap {
         })
     }
 
-    /// The device's two halves; the writer's task is spawned on the
-    /// current runtime (the tunnel's thread) and ends with the writer.
-    pub(super) fn split(self, mtu: u32, vxlan_port: u16) -> (TapWriter, TapReader) {
-        let (packets, queue) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+    /// The device's two halves; the writer joins TCP segments of VXLAN
+    /// to `vxlan_port` where the kernel takes them joined.
+    pub(super) fn split(self, vxlan_port: u16) -> (TapWriter, TapReader) {
         let joins = self.offloads.then_some(vxlan_port);
-        let coalescer = offload::Coalescer::new(self.mac, joins);
-        tokio::spawn(write_frames(Arc::clone(&self.file), queue, coalescer));
+        let writer = TapWriter {
+            file: Arc::clone(&self.file),
+            coalescer: offload::Coalescer::new(self.mac, joins),
+        };
         let reader = TapReader {
             file: self.file,
             frame: vec![0; offload::MAX_FRAME],
-            mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
         };
-        (TapWriter { packets }, reader)
+        (writer, reader)
     }
 }
 
@@ -142,47 +137,39 @@ fn attach_tap(file: File, name: &str) -> io::Result<(AsyncFd<File>, [u8; 6], boo
     Ok((file, mac, offloads))
 }
 
-impl IpSend for TapWriter {
-    async fn send(&mut self, packet: Packet<Ip>) -> io::Result<()> {
-        self.packets
-            .send(packet)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the TAP writer ended"))
+impl TapWriter {
+    /// Takes a decrypted packet: joined with those before it where it
+    /// continues their TCP stream, else written after them.
+    pub(super) fn push(&mut self, packet: &[u8]) {
+        let file = &self.file;
+        self.coalescer.push(packet, &mut |frame| write(file, frame));
+    }
+
+    /// Writes what is still being joined.
+    pub(super) fn flush(&mut self) {
+        let file = &self.file;
+        self.coalescer.flush(&mut |frame| write(file, frame));
     }
 }
 
-/// Writes the packets queued for the device: each wakeup takes what is
-/// queued, joins consecutive segments of a TCP stream, writes the frames.
-/// A TAP device takes every write at once (it never blocks); a frame it
-/// refuses is dropped, as a NIC would.
-async fn write_frames(
-    file: Arc<AsyncFd<File>>,
-    mut queue: tokio::sync::mpsc::Receiver<Packet<Ip>>,
-    mut coalescer: offload::Coalescer,
-) {
-    let mut batch = Vec::with_capacity(WRITE_QUEUE);
-    let mut write = |frame: &[u8]| {
-        let mut device: &File = file.get_ref();
-        if let Err(e) = device.write(frame) {
-            tracing::debug!(error = %e, len = frame.len(), "TAP write refused");
-        }
-    };
-    while queue.recv_many(&mut batch, WRITE_QUEUE).await > 0 {
-        for packet in batch.drain(..) {
-            coalescer.push(&packet.into_bytes(), &mut write);
-        }
-        coalescer.flush(&mut write);
+/// Writes `frame` to the device. A TAP device takes every write at once
+/// (it never blocks); a frame it refuses is dropped, as a NIC would.
+fn write(file: &AsyncFd<File>, frame: &[u8]) {
+    let mut device: &File = file.get_ref();
+    if let Err(e) = device.write(frame) {
+        tracing::debug!(error = %e, len = frame.len(), "TAP write refused");
     }
 }
 
-impl IpRecv for TapReader {
-    /// The packets of every frame the device holds now, up to
-    /// [`RECV_BATCH`]: one wakeup for a burst, not one per packet.
-    async fn recv<'a>(
-        &'a mut self,
+impl TapReader {
+    /// Waits for the device and appends the packets of every frame it
+    /// holds now, up to [`RECV_BATCH`]: one wakeup for a burst, not one
+    /// per packet.
+    pub(super) async fn read(
+        &mut self,
         pool: &mut PacketBufPool,
-    ) -> io::Result<impl Iterator<Item = Packet<Ip>> + Send + 'a> {
-        let mut packets = Vec::new();
+        packets: &mut Vec<Packet<Ip>>,
+    ) -> io::Result<()> {
         while packets.is_empty() {
             let mut guard = self.file.readable().await?;
             while packets.len() < RECV_BATCH {
@@ -210,10 +197,6 @@ impl IpRecv for TapReader {
                 }
             }
         }
-        Ok(packets.into_iter())
-    }
-
-    fn mtu(&self) -> MtuWatcher {
-        MtuWatcher::new(self.mtu)
+        Ok(())
     }
 }
