@@ -137,30 +137,39 @@ impl UdpSend for GsoSend {
         buf: &mut Self::SendManyBuf,
         packets: &mut Vec<(Packet, SocketAddr)>,
     ) -> io::Result<()> {
-        let mut start = 0;
+        // A run one peer's route refuses does not hold up the others':
+        // the first error is told after the rest went.
+        let (mut start, mut refused) = (0, None);
         while start < packets.len() && self.gso.load(Ordering::Relaxed) {
             let len = run_len(packets[start..].iter().map(|(p, to)| (p.len(), *to)));
-            if len < 2 {
+            let sent = if len < 2 {
                 let (packet, destination) = &packets[start];
-                self.socket.socket().send_to(packet, *destination).await?;
+                self.socket
+                    .socket()
+                    .send_to(packet, *destination)
+                    .await
+                    .map(drop)
             } else {
-                match self.send_run(&packets[start..start + len]).await {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
-                        tracing::info!(error = %e, "no UDP GSO here: WireGuard sends datagram by datagram");
-                        self.gso.store(false, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => return Err(e),
+                self.send_run(&packets[start..start + len]).await
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e) if len >= 2 && e.raw_os_error() == Some(libc::EIO) => {
+                    tracing::info!(error = %e, "no UDP GSO here: WireGuard sends datagram by datagram");
+                    self.gso.store(false, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
                 }
             }
             start += len;
         }
         packets.drain(..start);
-        if packets.is_empty() {
-            return Ok(());
+        if !packets.is_empty() {
+            self.socket.send_many_to(buf, packets).await?;
         }
-        self.socket.send_many_to(buf, packets).await
+        refused.map_or(Ok(()), Err)
     }
 
     fn local_addr(&self) -> io::Result<Option<SocketAddr>> {
@@ -187,5 +196,36 @@ mod tests {
         assert_eq!(run_len([(200, a), (1400, a)]), 1);
         assert_eq!(run_len(vec![(100, a); 100]), MAX_SEGMENTS);
         assert_eq!(run_len(vec![(1400, a); 60]), MAX_RUN_BYTES / 1400);
+    }
+
+    /// A datagram the kernel refuses at once (to the broadcast address,
+    /// without `SO_BROADCAST`: `EACCES`) is told, and the datagrams after
+    /// it, to another peer, still go. Loopback only.
+    #[tokio::test]
+    async fn a_refused_datagram_does_not_hold_up_the_others() {
+        let receiver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = receiver.local_addr().unwrap();
+        let params = UdpTransportFactoryParams {
+            addr: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+            port: 0,
+            fwmark: None,
+        };
+        let (send, _receive) = BigBuffers::default().bind(&params).await.unwrap();
+        let refused: SocketAddr = "255.255.255.255:9".parse().unwrap();
+        let datagram = |bytes: &[u8]| Packet::copy_from(bytes);
+        let mut batch = vec![
+            (datagram(b"one"), refused),
+            (datagram(b"two"), refused),
+            (datagram(b"three"), to),
+        ];
+        let mut buf = Default::default();
+        let told = send.send_many_to(&mut buf, &mut batch).await;
+        assert_eq!(told.map_err(|e| e.raw_os_error()), Err(Some(libc::EACCES)));
+        let mut got = [0u8; 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), receiver.recv(&mut got))
+            .await
+            .expect("the datagram to the other peer never came")
+            .unwrap();
+        assert_eq!(&got[..n], b"three");
     }
 }
