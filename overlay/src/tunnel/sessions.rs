@@ -83,8 +83,13 @@ impl Sessions {
             .tunn
             .handle_outgoing_packet(packet.into_bytes(), Some(&mut self.mtu))
         {
-            register(&mut self.by_index, &sealed, peer.configured.key);
-            out.push((sealed.into(), peer.endpoint));
+            queue(
+                &mut self.by_index,
+                out,
+                peer.configured.key,
+                sealed,
+                peer.endpoint,
+            );
         }
     }
 
@@ -122,11 +127,9 @@ impl Sessions {
             TunnResult::WriteToNetwork(reply) => {
                 peer.endpoint = from;
                 let key = peer.configured.key;
-                register(&mut self.by_index, &reply, key);
-                out.push((reply.into(), from));
+                queue(&mut self.by_index, out, key, reply, from);
                 for queued in peer.tunn.get_queued_packets(&mut self.mtu) {
-                    register(&mut self.by_index, &queued, key);
-                    out.push((queued.into(), from));
+                    queue(&mut self.by_index, out, key, queued, from);
                 }
             }
             TunnResult::WriteToTunnel(packet) => {
@@ -151,8 +154,8 @@ impl Sessions {
         for peer in self.peers.values_mut() {
             match peer.tunn.update_timers() {
                 Ok(Some(message)) => {
-                    register(&mut self.by_index, &message, peer.configured.key);
-                    out.push((message.into(), peer.endpoint));
+                    let key = peer.configured.key;
+                    queue(&mut self.by_index, out, key, message, peer.endpoint);
                 }
                 Ok(None) | Err(WireGuardError::ConnectionExpired) => {}
                 Err(e) => tracing::debug!(error = ?e, "WireGuard timers"),
@@ -196,9 +199,8 @@ impl Sessions {
                 Arc::clone(&self.rate_limiter),
             );
             if let Some(initiation) = tunn.format_handshake_initiation(false) {
-                let initiation = WgKind::from(initiation);
-                register(&mut self.by_index, &initiation, key);
-                out.push((initiation.into(), configured.endpoint));
+                let to = configured.endpoint;
+                queue(&mut self.by_index, out, key, initiation.into(), to);
             }
             self.by_address.insert(configured.address, key);
             let endpoint = configured.endpoint;
@@ -226,9 +228,14 @@ impl Sessions {
             peer.tunn
                 .set_static_private(private.clone(), public, Arc::clone(&self.rate_limiter));
             if let Some(initiation) = peer.tunn.format_handshake_initiation(true) {
-                let initiation = WgKind::from(initiation);
-                register(&mut self.by_index, &initiation, peer.configured.key);
-                out.push((initiation.into(), peer.endpoint));
+                let key = peer.configured.key;
+                queue(
+                    &mut self.by_index,
+                    out,
+                    key,
+                    initiation.into(),
+                    peer.endpoint,
+                );
             }
         }
         self.private = private;
@@ -263,15 +270,24 @@ impl Sessions {
     }
 }
 
-/// Remembers which peer a handshake message this host sends is for: the
-/// answer comes back to its sender index.
-fn register(by_index: &mut HashMap<u32, [u8; 32]>, message: &WgKind, key: [u8; 32]) {
-    let index = match message {
-        WgKind::HandshakeInit(p) => p.sender_idx.get(),
-        WgKind::HandshakeResp(p) => p.sender_idx.get(),
-        WgKind::CookieReply(_) | WgKind::Data(_) => return,
+/// Queues `message` for the peer `key` at `to`, remembering which peer a
+/// handshake message is for: the answer comes back to its sender index.
+fn queue(
+    by_index: &mut HashMap<u32, [u8; 32]>,
+    out: &mut Outgoing,
+    key: [u8; 32],
+    message: WgKind,
+    to: SocketAddr,
+) {
+    let index = match &message {
+        WgKind::HandshakeInit(p) => Some(p.sender_idx.get()),
+        WgKind::HandshakeResp(p) => Some(p.sender_idx.get()),
+        WgKind::CookieReply(_) | WgKind::Data(_) => None,
     };
-    by_index.insert(index, key);
+    if let Some(index) = index {
+        by_index.insert(index, key);
+    }
+    out.push((message.into(), to));
 }
 
 /// The source of an IPv4 packet and the packet itself, as long as its
