@@ -23,13 +23,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gotatun::packet::{Packet, PacketBufPool};
+use gotatun::udp::UdpRecv;
 use gotatun::udp::socket::UdpSocket;
-use gotatun::udp::{UdpRecv, UdpSend, UdpTransportFactory, UdpTransportFactoryParams};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sessions::{Outgoing, Sessions};
 use super::tap::{TapReader, TapWriter};
-use super::udp::{BigBuffers, GsoSend};
+use super::udp::{self, GsoSend};
 use super::{PeerState, TunnelPeer};
 
 /// How often WireGuard's timers run (gotatun's device's period).
@@ -62,7 +62,6 @@ pub(super) struct Engine {
     udp: Option<GsoSend>,
     /// Datagrams waiting to be sent, in order.
     outgoing: Outgoing,
-    send_buf: <GsoSend as UdpSend>::SendManyBuf,
     tap: TapWriter,
 }
 
@@ -75,7 +74,6 @@ impl Engine {
             port,
             udp: None,
             outgoing: Vec::new(),
-            send_buf: Default::default(),
             tap,
         }
     }
@@ -166,33 +164,20 @@ impl Engine {
         if self.udp.is_some() || wanted.is_empty() {
             return Ok(None);
         }
-        let params = UdpTransportFactoryParams {
-            addr: None,
-            port: self.port,
-            fwmark: None,
-        };
-        let (send, receive) = BigBuffers::default().bind(&params).await?;
+        let (send, receive) = udp::bind(None, self.port).await?;
         self.udp = Some(send);
         Ok(Some(receive))
     }
 
-    /// Sends what is waiting, in order, as many at a time as the socket
-    /// takes. Without a socket (no peers yet) it is dropped.
+    /// Sends what is waiting, in order. Without a socket (no peers yet)
+    /// it is dropped.
     async fn send(&mut self) {
-        let Some(udp) = &self.udp else {
+        let Some(udp) = &mut self.udp else {
             self.outgoing.clear();
             return;
         };
-        let most = udp.max_number_of_packets_to_send().max(1);
-        while !self.outgoing.is_empty() {
-            let mut batch: Outgoing = if self.outgoing.len() <= most {
-                std::mem::take(&mut self.outgoing)
-            } else {
-                self.outgoing.drain(..most).collect()
-            };
-            if let Err(e) = udp.send_many_to(&mut self.send_buf, &mut batch).await {
-                tracing::debug!(error = %e, "WireGuard's socket refused datagrams");
-            }
+        if let Err(e) = udp.send(&mut self.outgoing).await {
+            tracing::debug!(error = %e, "WireGuard's socket refused datagrams");
         }
     }
 }

@@ -3,10 +3,8 @@
 
 use std::io;
 use std::io::IoSlice;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use gotatun::packet::Packet;
 use gotatun::udp::socket::{UdpSocket, UdpSocketFactory};
@@ -19,43 +17,39 @@ use tokio::io::Interest;
 /// was dropped at the receiver, and TCP inside slowed to a crawl).
 const UDP_BUFFER: usize = 8 << 20;
 
-/// gotatun's UDP socket, with buffers set past `net.core.rmem_max` and
-/// `wmem_max` (`SO_RCVBUFFORCE`, as root): the host's limits stay as they are.
-#[derive(Debug, Default)]
-pub(super) struct BigBuffers(UdpSocketFactory);
-
-impl UdpTransportFactory for BigBuffers {
-    type Send = GsoSend;
-    type Recv = <UdpSocketFactory as UdpTransportFactory>::Recv;
-
-    async fn bind(
-        &mut self,
-        params: &UdpTransportFactoryParams,
-    ) -> io::Result<(Self::Send, Self::Recv)> {
-        let (send, recv) = self.0.bind(params).await?;
-        let socket = send.socket();
-        for (what, result) in [
-            (
-                "SO_RCVBUFFORCE",
-                setsockopt(socket, sockopt::RcvBufForce, &UDP_BUFFER),
-            ),
-            (
-                "SO_SNDBUFFORCE",
-                setsockopt(socket, sockopt::SndBufForce, &UDP_BUFFER),
-            ),
-        ] {
-            if let Err(e) = result {
-                tracing::warn!(option = what, error = %e, "WireGuard socket buffer left as it was");
-            }
+/// Binds WireGuard's socket on `port` (on `addr`, else every address of
+/// both families): gotatun's, with UDP GRO, and buffers set past
+/// `net.core.rmem_max` and `wmem_max` (`SO_RCVBUFFORCE`, as root: the
+/// host's limits stay as they are). Gives back its sending half and its
+/// receiving half.
+pub(super) async fn bind(addr: Option<IpAddr>, port: u16) -> io::Result<(GsoSend, UdpSocket)> {
+    let params = UdpTransportFactoryParams {
+        addr,
+        port,
+        fwmark: None,
+    };
+    let (send, recv) = UdpSocketFactory::default().bind(&params).await?;
+    let socket = send.socket();
+    for (what, result) in [
+        (
+            "SO_RCVBUFFORCE",
+            setsockopt(socket, sockopt::RcvBufForce, &UDP_BUFFER),
+        ),
+        (
+            "SO_SNDBUFFORCE",
+            setsockopt(socket, sockopt::SndBufForce, &UDP_BUFFER),
+        ),
+    ] {
+        if let Err(e) = result {
+            tracing::warn!(option = what, error = %e, "WireGuard socket buffer left as it was");
         }
-        Ok((
-            GsoSend {
-                socket: send,
-                gso: Arc::new(AtomicBool::new(true)),
-            },
-            recv,
-        ))
     }
+    let send = GsoSend {
+        socket: send,
+        gso: true,
+        buf: Default::default(),
+    };
+    Ok((send, recv))
 }
 
 /// The most datagrams one send with UDP GSO carries (the kernel's
@@ -68,11 +62,12 @@ const MAX_RUN_BYTES: usize = 65_000;
 /// `UDP_SEGMENT`: one trip through the host's stack, not one per datagram.
 /// Where the kernel or the route cannot (`EIO`), it stops trying and sends
 /// them one by one (`sendmmsg`).
-#[derive(Clone)]
 pub(super) struct GsoSend {
     socket: UdpSocket,
     /// Cleared when the kernel refuses UDP GSO.
-    gso: Arc<AtomicBool>,
+    gso: bool,
+    /// gotatun's buffers for sending datagram by datagram.
+    buf: <UdpSocket as UdpSend>::SendManyBuf,
 }
 
 /// How many datagrams from the front of `datagrams` (length, destination)
@@ -98,6 +93,49 @@ fn run_len(datagrams: impl IntoIterator<Item = (usize, SocketAddr)>) -> usize {
 }
 
 impl GsoSend {
+    /// Sends `packets`, in order, and empties it: runs of equal datagrams
+    /// to one peer in one call each, the rest one by one. A run one
+    /// peer's route refuses does not hold up the others': the first error
+    /// is told after the rest went.
+    pub(super) async fn send(&mut self, packets: &mut Vec<(Packet, SocketAddr)>) -> io::Result<()> {
+        let (mut start, mut refused) = (0, None);
+        while start < packets.len() && self.gso {
+            let len = run_len(packets[start..].iter().map(|(p, to)| (p.len(), *to)));
+            let sent = if len < 2 {
+                let (packet, destination) = &packets[start];
+                self.socket
+                    .socket()
+                    .send_to(packet, *destination)
+                    .await
+                    .map(drop)
+            } else {
+                self.send_run(&packets[start..start + len]).await
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e) if len >= 2 && e.raw_os_error() == Some(libc::EIO) => {
+                    tracing::info!(error = %e, "no UDP GSO here: WireGuard sends datagram by datagram");
+                    self.gso = false;
+                    break;
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+            start += len;
+        }
+        packets.drain(..start);
+        // Without GSO: gotatun's `sendmmsg`, as many at a time as it takes.
+        let most = self.socket.max_number_of_packets_to_send().max(1);
+        while !packets.is_empty() {
+            let mut batch: Vec<_> = packets.drain(..most.min(packets.len())).collect();
+            if let Err(e) = self.socket.send_many_to(&mut self.buf, &mut batch).await {
+                refused.get_or_insert(e);
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
     /// Sends `datagrams` (one destination, see [`run_len`]) in one call.
     async fn send_run(&self, datagrams: &[(Packet, SocketAddr)]) -> io::Result<()> {
         let socket = self.socket.socket();
@@ -118,66 +156,6 @@ impl GsoSend {
             })
             .await
             .map(drop)
-    }
-}
-
-impl UdpSend for GsoSend {
-    type SendManyBuf = <UdpSocket as UdpSend>::SendManyBuf;
-
-    async fn send_to(&self, packet: Packet, destination: SocketAddr) -> io::Result<()> {
-        self.socket.send_to(packet, destination).await
-    }
-
-    fn max_number_of_packets_to_send(&self) -> usize {
-        self.socket.max_number_of_packets_to_send()
-    }
-
-    async fn send_many_to(
-        &self,
-        buf: &mut Self::SendManyBuf,
-        packets: &mut Vec<(Packet, SocketAddr)>,
-    ) -> io::Result<()> {
-        // A run one peer's route refuses does not hold up the others':
-        // the first error is told after the rest went.
-        let (mut start, mut refused) = (0, None);
-        while start < packets.len() && self.gso.load(Ordering::Relaxed) {
-            let len = run_len(packets[start..].iter().map(|(p, to)| (p.len(), *to)));
-            let sent = if len < 2 {
-                let (packet, destination) = &packets[start];
-                self.socket
-                    .socket()
-                    .send_to(packet, *destination)
-                    .await
-                    .map(drop)
-            } else {
-                self.send_run(&packets[start..start + len]).await
-            };
-            match sent {
-                Ok(()) => {}
-                Err(e) if len >= 2 && e.raw_os_error() == Some(libc::EIO) => {
-                    tracing::info!(error = %e, "no UDP GSO here: WireGuard sends datagram by datagram");
-                    self.gso.store(false, Ordering::Relaxed);
-                    break;
-                }
-                Err(e) => {
-                    refused.get_or_insert(e);
-                }
-            }
-            start += len;
-        }
-        packets.drain(..start);
-        if !packets.is_empty() {
-            self.socket.send_many_to(buf, packets).await?;
-        }
-        refused.map_or(Ok(()), Err)
-    }
-
-    fn local_addr(&self) -> io::Result<Option<SocketAddr>> {
-        UdpSend::local_addr(&self.socket)
-    }
-
-    fn set_fwmark(&self, mark: u32) -> io::Result<()> {
-        UdpSend::set_fwmark(&self.socket, mark)
     }
 }
 
@@ -205,12 +183,9 @@ mod tests {
     async fn a_refused_datagram_does_not_hold_up_the_others() {
         let receiver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = receiver.local_addr().unwrap();
-        let params = UdpTransportFactoryParams {
-            addr: Some(std::net::Ipv4Addr::LOCALHOST.into()),
-            port: 0,
-            fwmark: None,
-        };
-        let (send, _receive) = BigBuffers::default().bind(&params).await.unwrap();
+        let (mut send, _receive) = bind(Some(std::net::Ipv4Addr::LOCALHOST.into()), 0)
+            .await
+            .unwrap();
         let refused: SocketAddr = "255.255.255.255:9".parse().unwrap();
         let datagram = |bytes: &[u8]| Packet::copy_from(bytes);
         let mut batch = vec![
@@ -218,8 +193,7 @@ mod tests {
             (datagram(b"two"), refused),
             (datagram(b"three"), to),
         ];
-        let mut buf = Default::default();
-        let told = send.send_many_to(&mut buf, &mut batch).await;
+        let told = send.send(&mut batch).await;
         assert_eq!(told.map_err(|e| e.raw_os_error()), Err(Some(libc::EACCES)));
         let mut got = [0u8; 16];
         let n = tokio::time::timeout(std::time::Duration::from_secs(5), receiver.recv(&mut got))
