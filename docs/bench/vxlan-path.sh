@@ -13,8 +13,10 @@
 # nf-notrack-all (and for the bridged frames); gro (GRO, hence NAPI, on the
 # receiving veths); threaded (and threaded NAPI); rps (RPS over both CPUs
 # on the receiving veths); tc (no bridge: tc redirects between the VXLAN
-# device and the container's veth). `perf` records the overlay run system-wide to
-# /tmp/exp/perf.data.
+# device and the container's veth); macvlan (no bridge, no veth: the container's
+# interface a macvlan link of the VXLAN device, as rustnet builds overlays now).
+# `perf` records the overlay run system-wide to /tmp/exp/perf.data. UMTU sets
+# the underlay's MTU (1500), IMTU the overlay's (1450).
 set -e
 variant=${1:-plain}
 cleanup() { for n in ul h1 h2 c1 c2; do ip netns del $n 2>/dev/null || true; done; }
@@ -25,15 +27,22 @@ ip -n ul link add name brx type bridge; ip -n ul link set brx up
 for i in 1 2; do
   ip -n ul link add name u$i type veth peer name ul0 netns h$i
   ip -n ul link set u$i master brx up
-  ip -n h$i addr add 10.99.0.$i/24 dev ul0; ip -n h$i link set ul0 up
+  ip -n h$i addr add 10.99.0.$i/24 dev ul0; ip -n h$i link set ul0 mtu ${UMTU:-1500} up
+  ip -n ul link set u$i mtu ${UMTU:-1500}
   ip -n h$i link add name br0 type bridge; ip -n h$i link set br0 up
   ip -n h$i link add name vx0 type vxlan id 42 local 10.99.0.$i dstport 4789 nolearning proxy
-  if [ "$variant" = tc ]; then ip -n h$i link set vx0 mtu 1450 up; else ip -n h$i link set vx0 master br0 mtu 1450 up; fi
-  ip -n h$i link add name rnh type veth peer name eth0 netns c$i
-  if [ "$variant" = tc ]; then ip -n h$i link set rnh mtu 1450 up; else ip -n h$i link set rnh master br0 mtu 1450 up; fi
-  ip -n c$i addr add 10.0.0.$i/24 dev eth0; ip -n c$i link set eth0 mtu 1450 up
+  if [ "$variant" = tc ]; then ip -n h$i link set vx0 mtu ${IMTU:-1450} up; else ip -n h$i link set vx0 master br0 mtu ${IMTU:-1450} up; fi
+  if [ "$variant" = macvlan ]; then
+    ip -n h$i link set vx0 nomaster
+    ip -n h$i link add link vx0 name mv$i type macvlan mode bridge
+    ip -n h$i link set mv$i netns c$i; ip -n c$i link set mv$i name eth0
+  else
+    ip -n h$i link add name rnh type veth peer name eth0 netns c$i
+    if [ "$variant" = tc ]; then ip -n h$i link set rnh mtu ${IMTU:-1450} up; else ip -n h$i link set rnh master br0 mtu ${IMTU:-1450} up; fi
+  fi
+  ip -n c$i addr add 10.0.0.$i/24 dev eth0; ip -n c$i link set eth0 mtu ${IMTU:-1450} up
   ip -n c$i link set dev eth0 address 02:00:00:00:00:0$i
-  if [ "$variant" != plain ]; then
+  if [ "$variant" != plain ] && [ "$variant" != macvlan ]; then
     ip netns exec h$i sysctl -qw net.bridge.bridge-nf-call-iptables=1
     ip netns exec h$i iptables -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
     ip netns exec h$i iptables -A FORWARD -i br0 -j ACCEPT

@@ -129,6 +129,10 @@ impl Kernel for FakeKernel {
     async fn mtu_of(&self, _address: std::net::IpAddr) -> Result<Option<u32>, Error> {
         Ok(self.mtu)
     }
+
+    async fn has_link(&self, name: &str) -> Result<bool, Error> {
+        Ok(lock(&self.observed).links.contains_key(name))
+    }
 }
 
 /// A firewall that records what it is asked and can be made to fail.
@@ -249,6 +253,7 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
             observed.floods.retain(|(device, _)| device != name);
             observed.neighbours.retain(|(device, _), _| device != name);
             observed.routes.retain(|(device, _)| device != name);
+            observed.guarded.remove(name);
             Ok(())
         }
         Op::CreateLan {
@@ -258,7 +263,10 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
             mac,
             mtu,
         } => {
-            existing(observed, parent)?;
+            let lower = existing(observed, parent)?.mtu;
+            if *mtu > lower {
+                return Err(format!("{name}: mtu {mtu} above {parent}'s {lower}"));
+            }
             let mut link = link(LinkKind::from(*kind), *mtu);
             link.mac = *mac;
             match observed.links.contains_key(name) {
@@ -278,6 +286,11 @@ pub fn simulate(observed: &mut Observed, op: &Op) -> Result<(), String> {
                 Ok(())
             }
         },
+        Op::GuardVxlan { device, .. } => {
+            existing(observed, device)?;
+            observed.guarded.insert(device.clone());
+            Ok(())
+        }
         Op::AddRoute { device, ip } => {
             existing(observed, device)?;
             observed.routes.insert((device.clone(), *ip));

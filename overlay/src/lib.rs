@@ -19,6 +19,7 @@
 pub mod fake;
 pub mod firewall;
 pub mod firewall6;
+mod guard;
 mod iptables;
 mod model;
 mod netlink;

@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-/// A Linux bridge a network needs.
+/// The link holding a network's gateway: a Linux bridge, or for an
+/// overlay a macvlan link on its VXLAN device (see [`Bridge::vxlan`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bridge {
     pub name: String,
@@ -16,14 +17,24 @@ pub struct Bridge {
     /// A fixed MAC (an overlay's gateway MAC, the same on every host);
     /// `None` leaves the kernel's choice.
     pub mac: Option<[u8; 6]>,
+    /// An overlay's VXLAN device. Where no bridge of the name exists, the
+    /// network is built without one: the gateway and each container are
+    /// macvlan links (bridge mode) on the VXLAN device, so a frame goes
+    /// between a container and the tunnel in one step, with no bridge and
+    /// no veth hop. A bridge that exists (built by an earlier release)
+    /// keeps serving its containers until it goes.
+    pub vxlan: Option<String>,
 }
 
-/// A veth pair of an endpoint: `host` stays on the bridge, `peer` is what
-/// Docker moves into the container.
+/// An endpoint's link: a veth pair on a bridge (`host` stays on the
+/// bridge, `peer` is what Docker moves into the container), or the macvlan
+/// link `link` where the network's gateway is a macvlan link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Veth {
     pub host: String,
     pub peer: String,
+    /// The endpoint's macvlan link on the overlay's VXLAN device.
+    pub link: String,
     pub bridge: String,
     pub mtu: u32,
     pub mac: [u8; 6],
@@ -45,6 +56,9 @@ pub struct Vxlan {
     pub port: u16,
     pub mtu: u32,
     pub bridge: String,
+    /// The first three bytes of every gateway MAC: frames from them never
+    /// leave through the device (its gateway guard, see [`Op::GuardVxlan`]).
+    pub gateway_prefix: [u8; 3],
 }
 
 /// A remote endpoint seen through a VXLAN device: its MAC lives behind
@@ -201,6 +215,8 @@ pub struct Observed {
     pub neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
     /// Host routes (a /32 or /128) on rustnet's shims: (device, IP).
     pub routes: BTreeSet<(String, IpAddr)>,
+    /// rustnet's VXLAN devices that have their gateway guard.
+    pub guarded: BTreeSet<String>,
 }
 
 /// One kernel change. The executor performs them in order, deciding nothing.
@@ -287,6 +303,12 @@ pub enum Op {
         base: String,
         id: u16,
     },
+    /// Puts the gateway guard on VXLAN device `device`: a filter on its
+    /// egress that drops every frame from a MAC starting with `prefix`.
+    GuardVxlan {
+        device: String,
+        prefix: [u8; 3],
+    },
     AddRoute {
         device: String,
         ip: IpAddr,
@@ -355,6 +377,10 @@ impl fmt::Display for Op {
             }
             Self::CreateVlan { name, base, id } => {
                 write!(f, "create vlan {name} id {id} on {base}")
+            }
+            Self::GuardVxlan { device, prefix } => {
+                let [a, b, c] = prefix;
+                write!(f, "guard {device} against {a:02x}:{b:02x}:{c:02x}")
             }
             Self::AddRoute { device, ip } => write!(f, "add route {ip} dev {device}"),
             Self::DelRoute { device, ip } => write!(f, "delete route {ip} dev {device}"),

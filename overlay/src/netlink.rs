@@ -33,6 +33,8 @@ pub trait Kernel: Send + Sync {
     fn apply(&self, op: &Op) -> impl Future<Output = Result<(), Error>> + Send;
     /// The MTU of the interface holding `address` (the underlay), now.
     fn mtu_of(&self, address: IpAddr) -> impl Future<Output = Result<Option<u32>, Error>> + Send;
+    /// Whether link `name` is in the namespace, now.
+    fn has_link(&self, name: &str) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
 /// The kernel of the namespace this process runs in, through rtnetlink.
@@ -424,7 +426,23 @@ fn vtep_of(bytes: &[u8]) -> Option<IpAddr> {
         .map(|v6| IpAddr::V6(Ipv6Addr::from(v6)))
 }
 
-fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
+/// The message creating a VXLAN device: learning off, ARP and neighbour
+/// solicitations answered from its static entries (proxy).
+fn vxlan_link(name: &str, vni: u32, local: IpAddr, port: u16, mtu: u32) -> LinkMessage {
+    let message = LinkVxlan::new(name, vni);
+    let message = match local {
+        IpAddr::V4(v4) => message.local(v4),
+        IpAddr::V6(v6) => message.local6(v6),
+    };
+    message
+        .port(port)
+        .learning(false)
+        .proxy(true)
+        .mtu(mtu)
+        .build()
+}
+
+pub(crate) fn netlink_err(op: String, source: rtnetlink::Error) -> Error {
     Error::Netlink { op, source }
 }
 
@@ -446,6 +464,10 @@ impl Kernel for Netlink {
             ..Observed::default()
         };
         self.observe_remotes(&vxlans, &mut observed).await?;
+        observed.guarded = {
+            let _dumping = self.dumping.lock().await;
+            crate::guard::observe(&self.handle, &vxlans).await?
+        };
         self.observe_routes(&shims, &mut observed).await?;
         Ok(observed)
     }
@@ -456,6 +478,10 @@ impl Kernel for Netlink {
 
     async fn mtu_of(&self, address: IpAddr) -> Result<Option<u32>, Error> {
         self.interface_mtu(address).await
+    }
+
+    async fn has_link(&self, name: &str) -> Result<bool, Error> {
+        Ok(self.index(name).await?.is_some())
     }
 }
 
@@ -575,17 +601,7 @@ impl Netlink {
                 port,
                 mtu,
             } => {
-                let message = LinkVxlan::new(name, *vni);
-                let message = match local {
-                    IpAddr::V4(v4) => message.local(*v4),
-                    IpAddr::V6(v6) => message.local6(*v6),
-                };
-                let message = message
-                    .port(*port)
-                    .learning(false)
-                    .proxy(true)
-                    .mtu(*mtu)
-                    .build();
+                let message = vxlan_link(name, *vni, *local, *port, *mtu);
                 self.add(op.to_string(), message).await?;
                 self.mark_owned(name).await
             }
@@ -651,6 +667,11 @@ impl Netlink {
                 self.add(op.to_string(), LinkVlan::new(name, base, *id).build())
                     .await?;
                 self.mark_owned(name).await
+            }
+            Op::GuardVxlan { device, prefix } => {
+                let index = self.required_index(device).await?;
+                let installed = crate::guard::install(&self.handle, index, *prefix).await;
+                installed.map_err(|e| netlink_err(op.to_string(), e))
             }
             Op::AddRoute { device, ip } => self.route(true, device, *ip).await,
             Op::DelRoute { device, ip } => self.route(false, device, *ip).await,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::model::{Bridge, Desired, Lan, LinkKind, Observed, Op, Veth, Vxlan};
+use crate::model::{Bridge, Desired, Lan, LanKind, LinkKind, Observed, Op, Veth, Vxlan};
 
 /// A conflict the planner will not resolve by force.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,13 +74,25 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
     let mut ops = stale(desired, observed);
     let mut late = Vec::new();
     for bridge in &healthy.bridges {
-        late.extend(plan_bridge(bridge, observed, &mut ops).err());
+        if attach(bridge, observed) == Attach::Bridge {
+            late.extend(plan_bridge(bridge, observed, &mut ops).err());
+        }
     }
     for vxlan in &healthy.vxlans {
-        late.extend(plan_vxlan(vxlan, observed, &mut ops).err());
+        let master = attach_of(&healthy, &vxlan.bridge, observed) == Attach::Bridge;
+        late.extend(plan_vxlan(vxlan, master, observed, &mut ops).err());
+    }
+    for bridge in &healthy.bridges {
+        if let Attach::Macvlan { vxlan } = attach(bridge, observed) {
+            late.extend(plan_gateway(bridge, vxlan, observed, &mut ops).err());
+        }
     }
     for veth in &healthy.veths {
-        late.extend(plan_veth(veth, observed, &mut ops).err());
+        let planned = match attach_of(&healthy, &veth.bridge, observed) {
+            Attach::Bridge => plan_veth(veth, observed, &mut ops),
+            Attach::Macvlan { vxlan } => plan_port(veth, vxlan, observed, &mut ops),
+        };
+        late.extend(planned.err());
     }
     plan_remotes(&healthy, observed, &mut ops);
     for lan in &healthy.lans {
@@ -94,14 +106,52 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
 /// Plans one network on its own, to find a conflict in it.
 fn check_network(desired: &Desired, bridge: &Bridge, observed: &Observed) -> Result<(), PlanError> {
     let mut scratch = Vec::new();
-    plan_bridge(bridge, observed, &mut scratch)?;
+    let attached = attach(bridge, observed);
+    match attached {
+        Attach::Bridge => plan_bridge(bridge, observed, &mut scratch)?,
+        Attach::Macvlan { vxlan } => plan_gateway(bridge, vxlan, observed, &mut scratch)?,
+    }
     for vxlan in desired.vxlans.iter().filter(|v| v.bridge == bridge.name) {
-        plan_vxlan(vxlan, observed, &mut scratch)?;
+        plan_vxlan(vxlan, attached == Attach::Bridge, observed, &mut scratch)?;
     }
     for veth in desired.veths.iter().filter(|v| v.bridge == bridge.name) {
-        plan_veth(veth, observed, &mut scratch)?;
+        match attached {
+            Attach::Bridge => plan_veth(veth, observed, &mut scratch)?,
+            Attach::Macvlan { vxlan } => plan_port(veth, vxlan, observed, &mut scratch)?,
+        }
     }
     Ok(())
+}
+
+/// How a network's containers attach on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attach<'a> {
+    /// Veth pairs on a Linux bridge holding the gateway, the VXLAN device
+    /// (if any) a port of it.
+    Bridge,
+    /// Macvlan links on the overlay's VXLAN device, the gateway one of
+    /// them.
+    Macvlan { vxlan: &'a str },
+}
+
+/// An overlay is built on macvlan links unless a bridge of its name is
+/// there: a bridge an earlier release built keeps its containers (their
+/// veths are on it) until the network goes from this host.
+fn attach<'a>(bridge: &'a Bridge, observed: &Observed) -> Attach<'a> {
+    match (&bridge.vxlan, observed.links.get(&bridge.name)) {
+        (Some(vxlan), None) => Attach::Macvlan { vxlan },
+        (Some(vxlan), Some(link)) if link.kind == LinkKind::Macvlan => Attach::Macvlan { vxlan },
+        _ => Attach::Bridge,
+    }
+}
+
+/// [`attach`] of the network whose gateway link is `name`.
+fn attach_of<'a>(desired: &'a Desired, name: &str, observed: &Observed) -> Attach<'a> {
+    desired
+        .bridges
+        .iter()
+        .find(|b| b.name == name)
+        .map_or(Attach::Bridge, |b| attach(b, observed))
 }
 
 /// `desired` without the networks of the `failed` bridges.
@@ -148,7 +198,13 @@ fn without(desired: &Desired, failed: &BTreeSet<&str>) -> Desired {
     }
 }
 
-fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
+/// The VXLAN device, a port of the network's bridge if `master`.
+fn plan_vxlan(
+    vxlan: &Vxlan,
+    master: bool,
+    observed: &Observed,
+    ops: &mut Vec<Op>,
+) -> Result<(), PlanError> {
     let name = &vxlan.name;
     let Some(link) = observed.links.get(name) else {
         ops.push(Op::CreateVxlan {
@@ -158,10 +214,14 @@ fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(
             port: vxlan.port,
             mtu: vxlan.mtu,
         });
-        ops.push(Op::SetMaster {
-            link: name.clone(),
-            master: vxlan.bridge.clone(),
-        });
+        if master {
+            ops.push(Op::SetMaster {
+                link: name.clone(),
+                master: vxlan.bridge.clone(),
+            });
+        }
+        // Guarded before it carries anything.
+        ops.push(guard(vxlan));
         ops.push(Op::SetUp { link: name.clone() });
         return Ok(());
     };
@@ -171,7 +231,7 @@ fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(
     if !link.owned || link.kind != LinkKind::Vxlan {
         return Err(PlanError::Foreign { name: name.clone() });
     }
-    if link.master.as_deref() != Some(vxlan.bridge.as_str()) {
+    if master && link.master.as_deref() != Some(vxlan.bridge.as_str()) {
         ops.push(Op::SetMaster {
             link: name.clone(),
             master: vxlan.bridge.clone(),
@@ -183,10 +243,21 @@ fn plan_vxlan(vxlan: &Vxlan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(
             mtu: vxlan.mtu,
         });
     }
+    if !observed.guarded.contains(name) {
+        ops.push(guard(vxlan));
+    }
     if !link.up {
         ops.push(Op::SetUp { link: name.clone() });
     }
     Ok(())
+}
+
+/// The VXLAN device's gateway guard.
+fn guard(vxlan: &Vxlan) -> Op {
+    Op::GuardVxlan {
+        device: vxlan.name.clone(),
+        prefix: vxlan.gateway_prefix,
+    }
 }
 
 /// Static FDB, flood and neighbour entries: stale ones go, missing ones
@@ -272,7 +343,7 @@ fn stale(desired: &Desired, observed: &Observed) -> Vec<Op> {
             || desired
                 .veths
                 .iter()
-                .any(|v| v.host == name || v.peer == name)
+                .any(|v| v.host == name || v.peer == name || v.link == name)
             || desired.lans.iter().any(|l| lan_has(l, name))
     };
     let mut ops: Vec<Op> = observed
@@ -336,6 +407,47 @@ fn plan_bridge(bridge: &Bridge, observed: &Observed, ops: &mut Vec<Op>) -> Resul
     if link.kind != LinkKind::Bridge {
         return Err(PlanError::NotABridge { name: name.clone() });
     }
+    converge_gateway(bridge, link, ops);
+    Ok(())
+}
+
+/// An overlay's gateway as a macvlan link on its VXLAN device `vxlan`
+/// (planned after the device), with the gateway's MAC and addresses.
+fn plan_gateway(
+    bridge: &Bridge,
+    vxlan: &str,
+    observed: &Observed,
+    ops: &mut Vec<Op>,
+) -> Result<(), PlanError> {
+    let name = &bridge.name;
+    let Some(link) = observed.links.get(name) else {
+        ops.push(Op::CreateLan {
+            name: name.clone(),
+            kind: LanKind::Macvlan,
+            parent: vxlan.to_owned(),
+            mac: bridge.mac,
+            mtu: bridge.mtu,
+        });
+        ops.extend(bridge.addresses.iter().map(|a| Op::AddAddress {
+            link: name.clone(),
+            address: *a,
+        }));
+        ops.push(Op::SetUp { link: name.clone() });
+        return Ok(());
+    };
+    if link.inherited {
+        return Err(PlanError::Inherited { name: name.clone() });
+    }
+    if !link.owned {
+        return Err(PlanError::Foreign { name: name.clone() });
+    }
+    converge_gateway(bridge, link, ops);
+    Ok(())
+}
+
+/// The MTU, MAC, addresses and state of the existing gateway link `link`.
+fn converge_gateway(bridge: &Bridge, link: &crate::Link, ops: &mut Vec<Op>) {
+    let name = &bridge.name;
     if link.mtu != bridge.mtu {
         ops.push(Op::SetMtu {
             link: name.clone(),
@@ -360,6 +472,35 @@ fn plan_bridge(bridge: &Bridge, observed: &Observed, ops: &mut Vec<Op>) -> Resul
     }
     if !link.up {
         ops.push(Op::SetUp { link: name.clone() });
+    }
+}
+
+/// An endpoint's macvlan link on the overlay's VXLAN device `vxlan`,
+/// created when it is missing and the endpoint needs it; once Docker moved
+/// it into the container it is no longer seen here.
+fn plan_port(
+    veth: &Veth,
+    vxlan: &str,
+    observed: &Observed,
+    ops: &mut Vec<Op>,
+) -> Result<(), PlanError> {
+    let name = &veth.link;
+    match observed.links.get(name) {
+        None if veth.required => ops.push(Op::CreateLan {
+            name: name.clone(),
+            kind: LanKind::Macvlan,
+            parent: vxlan.to_owned(),
+            mac: Some(veth.mac),
+            mtu: veth.mtu,
+        }),
+        None => {}
+        Some(link) if link.inherited => {
+            return Err(PlanError::Inherited { name: name.clone() });
+        }
+        Some(link) if !link.owned || link.kind != LinkKind::Macvlan => {
+            return Err(PlanError::Foreign { name: name.clone() });
+        }
+        Some(_) => {}
     }
     Ok(())
 }

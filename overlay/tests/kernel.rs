@@ -66,10 +66,12 @@ fn desired() -> Desired {
             addresses: vec![net("10.0.42.1/24")],
             mtu: 1400,
             mac: Some([2, 0x52, 0x4e, 0, 0x10, 1]),
+            vxlan: None,
         }],
         veths: vec![Veth {
             host: "rnhtest".into(),
             peer: "rnctest".into(),
+            link: "rnm-test".into(),
             bridge: "rn-test".into(),
             mtu: 1400,
             mac: [2, 0x42, 0, 0, 0, 9],
@@ -363,6 +365,7 @@ fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
             addresses: vec![net("10.0.50.1/24")],
             mtu: 1450,
             mac: Some([2, 0x52, 0x4e, 0, 0x10, 0]),
+            vxlan: None,
         }],
         vxlans: vec![rustnet_overlay::Vxlan {
             name: "rnx4096".into(),
@@ -371,6 +374,7 @@ fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
             port: 4789,
             mtu: 1450,
             bridge: "rn-ov".into(),
+            gateway_prefix: [2, 0x52, 0x4e],
         }],
         veths: vec![],
         remotes,
@@ -423,6 +427,123 @@ fn vxlan_ports_carry_exactly_the_static_entries_of_remote_endpoints() {
         assert!(fdb.contains("02:42:00:00:00:02 dst 192.0.2.2"), "{fdb}");
         assert!(!sh("ip neigh show dev rnx4096").contains("10.0.70.3"));
         assert!(!sh("ip -6 neigh show dev rnx4096").contains("fd00:70::3"));
+    });
+}
+
+/// What device `name` sent and dropped, in packets.
+fn sent(name: &str) -> (u64, u64) {
+    let stats = sh(&format!("ip -s -o link show {name}"));
+    let numbers: Vec<u64> = stats
+        .split("TX:")
+        .nth(1)
+        .and_then(|tx| tx.split('\\').nth(1))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(numbers.len() >= 4, "{stats}");
+    (numbers[1], numbers[3])
+}
+
+/// The overlay of [`overlay`] as this release builds it: no bridge, the
+/// gateway and each container a macvlan link of the VXLAN device.
+fn macvlan_overlay(remotes: Vec<rustnet_overlay::Remote>, endpoints: &[(&str, bool)]) -> Desired {
+    let mut desired = overlay(remotes);
+    desired.bridges[0].vxlan = Some("rnx4096".into());
+    desired.veths = endpoints
+        .iter()
+        .map(|(id, required)| Veth {
+            host: format!("rnh{id}"),
+            peer: format!("rnc{id}"),
+            link: format!("rnm{id}"),
+            bridge: "rn-ov".into(),
+            mtu: 1450,
+            mac: [2, 0x42, 0, 0, 0, 0x21],
+            required: *required,
+        })
+        .collect();
+    desired
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it"]
+fn an_overlay_puts_its_gateway_and_containers_on_macvlan_links_of_its_vxlan_device() {
+    in_fresh_netns(|| async {
+        sh("ip link set lo up");
+        let netlink = Netlink::connect("kernel-test").unwrap();
+        // Its host at 127.0.0.2: what the device sends goes out by lo.
+        let remote = rustnet_overlay::Remote {
+            ip: "10.0.50.7".parse().ok(),
+            vtep: "127.0.0.2".parse().unwrap(),
+            ..remote(7)
+        };
+        let wanted = macvlan_overlay(vec![remote.clone()], &[("ep1", true)]);
+        converge(&netlink, &wanted).await;
+        let gateway = sh("ip -d -o link show rn-ov");
+        assert!(
+            gateway.contains("@rnx4096")
+                && gateway.contains("macvlan mode bridge")
+                && gateway.contains("link/ether 02:52:4e:00:10:00"),
+            "{gateway}"
+        );
+        assert!(sh("ip -o addr show rn-ov").contains("10.0.50.1/24"));
+        let vxlan = sh("ip -d -o link show rnx4096");
+        assert!(!vxlan.contains("master"), "on no bridge: {vxlan}");
+        let guard = sh("tc filter show dev rnx4096 egress");
+        assert!(
+            guard.contains("bpf") && guard.contains("direct-action"),
+            "{guard}"
+        );
+        let link = sh("ip -d -o link show rnmep1");
+        assert!(
+            link.contains("@rnx4096") && link.contains("macvlan mode bridge"),
+            "{link}"
+        );
+        // In a container: it reaches the gateway, and the VXLAN device
+        // answers its ARP for a remote endpoint from the static entries.
+        sh("ip netns add rn-kt-ov 2>/dev/null || true; ip link set rnmep1 netns rn-kt-ov");
+        sh("ip -n rn-kt-ov addr add 10.0.50.2/24 dev rnmep1 && ip -n rn-kt-ov link set rnmep1 up");
+        let joined = macvlan_overlay(vec![remote], &[("ep1", false)]);
+        assert_eq!(converge(&netlink, &joined).await, 0);
+        let ping_from_container = |target: &str, wait: &str| {
+            let args = [
+                "netns", "exec", "rn-kt-ov", "busybox", "ping", "-c1", wait, target,
+            ];
+            Command::new("ip").args(args).output().unwrap()
+        };
+        let ping = ping_from_container("10.0.50.1", "-W2");
+        let remote_ping = ping_from_container("10.0.50.7", "-W1");
+        let neighbours = sh("ip -n rn-kt-ov neigh show 10.0.50.7");
+        let from_container = sent("rnx4096");
+        // The host itself, from the gateway MAC: dropped at the device.
+        let _ = Command::new("busybox")
+            .args(["ping", "-c2", "-W1", "10.0.50.7"])
+            .output()
+            .unwrap();
+        let from_host = sent("rnx4096");
+        sh("ip netns del rn-kt-ov");
+        assert!(
+            ping.status.success(),
+            "the gateway answers: {}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
+        // No reply (no host 192.0.2.7 here), but its MAC was answered.
+        assert!(!remote_ping.status.success());
+        assert!(
+            neighbours.contains("lladdr 02:42:00:00:00:07"),
+            "{neighbours}"
+        );
+        assert!(
+            from_container.0 >= 1,
+            "the container's ping left: {from_container:?}"
+        );
+        assert_eq!(from_host.0, from_container.0, "the host's did not");
+        assert!(from_host.1 >= from_container.1 + 2, "{from_host:?}");
+        // The overlay gone: its links go.
+        converge(&netlink, &Desired::default()).await;
+        let observed = netlink.observe().await.unwrap();
+        assert!(!observed.links.contains_key("rn-ov"));
+        assert!(!observed.links.contains_key("rnx4096"));
     });
 }
 

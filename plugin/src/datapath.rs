@@ -16,6 +16,9 @@ pub(crate) trait DataPath: Send + Sync + std::fmt::Debug {
     /// The MTU of interface `name`, now; `None` when it does not exist.
     fn link_mtu<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<u32>>;
 
+    /// Whether interface `name` exists, now (one lookup, not a dump).
+    fn has_link<'a>(&'a self, name: &'a str) -> BoxFuture<'a, bool>;
+
     /// Waits for the pass before it, then reads what is wanted (`want`
     /// runs only then, so it sees every write before it) and applies it.
     fn reconcile<'a>(
@@ -53,6 +56,18 @@ where
         })
     }
 
+    fn has_link<'a>(&'a self, name: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match self.kernel().has_link(name).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, link = name, "cannot look the link up");
+                    false
+                }
+            }
+        })
+    }
+
     fn reconcile<'a>(
         &'a self,
         want: BoxFuture<'a, Result<Want, ApiError>>,
@@ -81,6 +96,10 @@ impl DataPath for RecordingPath {
 
     fn link_mtu<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Option<u32>> {
         Box::pin(async { None })
+    }
+
+    fn has_link<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
     }
 
     fn reconcile<'a>(

@@ -357,9 +357,16 @@ impl<'a> Driver<'a> {
             (_, Mode::Macvlan | Mode::Ipvlan, _) => self.lan_routes(store.as_ref(), &network).await,
             _ => Vec::new(),
         };
-        let interface = match network.mode.is_lan() {
-            true => lan_link_name(&endpoint.id),
-            false => veth_names(&endpoint.id).1,
+        // A LAN network's link, or an overlay's where the network is
+        // built on macvlan links (its link is there, just made: see
+        // `rustnet_overlay::Bridge::vxlan`), else the veth's container end.
+        let link = lan_link_name(&endpoint.id);
+        let macvlan =
+            network.mode == Mode::Overlay && self.service.datapath().has_link(&link).await;
+        let interface = if network.mode.is_lan() || macvlan {
+            link
+        } else {
+            veth_names(&endpoint.id).1
         };
         Ok(Joined {
             interface,

@@ -42,6 +42,10 @@ impl DataPath for NullPath {
         Box::pin(async { None })
     }
 
+    fn has_link<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
     fn reconcile<'a>(
         &'a self,
         want: BoxFuture<'a, Result<Want, ApiError>>,

@@ -15,7 +15,7 @@ use rustnet_overlay::{Bridge, Desired, Flood, Remote, Veth, Vxlan, Want};
 
 use crate::encryption::{SEALED_VXLAN_PORT, TUNNEL_DEVICE, tunnel_address_of};
 use crate::lan::Parents;
-use crate::naming::{VXLAN_PREFIX, veth_names, vxlan_name};
+use crate::naming::{VXLAN_PREFIX, lan_link_name, veth_names, vxlan_name};
 
 /// The resolver address: the `dns` entry of daemon.json that engines from
 /// 28 on need for names across hosts. Link-local and owned by no host, so
@@ -89,6 +89,16 @@ pub(crate) fn host_view(
             continue;
         }
         let overlay = network.mode == Mode::Overlay;
+        // An encrypted overlay's VXLAN runs between tunnel addresses only.
+        let (local, port) = if network.encrypted {
+            (underlay.tunnel.map(IpAddr::V4), SEALED_VXLAN_PORT)
+        } else {
+            (underlay.vtep, underlay.port)
+        };
+        let tunnel = match (&network.overlay, network.vni, local) {
+            (Some(key), Some(vni), Some(local)) => Some((key, vni, local)),
+            _ => None,
+        };
         desired.bridges.push(Bridge {
             name: network.bridge.clone(),
             addresses: network
@@ -102,14 +112,13 @@ pub(crate) fn host_view(
                 .vni
                 .filter(|_| overlay)
                 .map(|vni| Mac::gateway(vni).octets()),
+            // An encrypted overlay keeps a bridge: its VXLAN device comes
+            // and goes with the tunnel, and would take macvlan links along.
+            vxlan: tunnel
+                .filter(|_| !network.encrypted)
+                .map(|(_, vni, _)| vxlan_name(vni)),
         });
-        // An encrypted overlay's VXLAN runs between tunnel addresses only.
-        let (local, port) = if network.encrypted {
-            (underlay.tunnel.map(IpAddr::V4), SEALED_VXLAN_PORT)
-        } else {
-            (underlay.vtep, underlay.port)
-        };
-        if let (Some(key), Some(vni), Some(local)) = (&network.overlay, network.vni, local) {
+        if let Some((key, vni, local)) = tunnel {
             let device = vxlan_name(vni);
             desired.vxlans.push(Vxlan {
                 name: device.clone(),
@@ -118,6 +127,7 @@ pub(crate) fn host_view(
                 port,
                 mtu: network.mtu,
                 bridge: network.bridge.clone(),
+                gateway_prefix: Mac::GATEWAY_PREFIX,
             });
             let vtep_of = |other: HostId| {
                 if network.encrypted {
@@ -138,6 +148,7 @@ pub(crate) fn host_view(
             desired.veths.push(Veth {
                 host: host_end,
                 peer,
+                link: lan_link_name(&endpoint.id),
                 bridge: network.bridge.clone(),
                 mtu: network.mtu,
                 mac: endpoint.mac.octets(),

@@ -20,7 +20,9 @@ use rustnet_tests::{IMAGE, SimHost, docker_ok, rss_kib, wait_until};
 struct Footprint {
     endpoints: usize,
     addresses: usize,
-    veths: usize,
+    /// Endpoint links in the host's namespace: veth ends (bridge
+    /// networks) and macvlan links (overlays) not in a container.
+    links: usize,
     fdb: usize,
     neighbours: usize,
     rules: usize,
@@ -48,7 +50,10 @@ fn footprint(host: &SimHost) -> Footprint {
     Footprint {
         endpoints: all("networks", "endpoints"),
         addresses: all("pools", "addresses"),
-        veths: count(host, "ip -o link show type veth | grep 'rn[hc]'"),
+        links: count(
+            host,
+            "{ ip -o link show type veth; ip -o link show type macvlan; } | grep ': rn[hcm]'",
+        ),
         fdb: count(host, "bridge fdb show | grep ' dev rnx' | grep dst"),
         neighbours: count(host, "ip neigh show | grep ' dev rnx'"),
         rules: count(host, "iptables-save | grep '^-A RUSTNET'"),

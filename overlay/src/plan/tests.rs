@@ -13,6 +13,7 @@ fn bridge(name: &str, gw: &str) -> Bridge {
         addresses: vec![net(gw)],
         mtu: 1500,
         mac: None,
+        vxlan: None,
     }
 }
 
@@ -20,6 +21,7 @@ fn veth(id: &str, bridge: &str, required: bool) -> Veth {
     Veth {
         host: format!("rnh{id}"),
         peer: format!("rnc{id}"),
+        link: format!("rnm{id}"),
         bridge: bridge.into(),
         mtu: 1500,
         mac: [2, 0, 0, 0, 0, 1],
@@ -206,6 +208,7 @@ fn bridge_only(name: &str) -> Desired {
             addresses: vec![],
             mtu: 1500,
             mac: None,
+            vxlan: None,
         }],
         ..Default::default()
     }
@@ -243,6 +246,7 @@ fn overlay(remotes: Vec<Remote>) -> Desired {
             addresses: vec![],
             mtu: 1450,
             mac: None,
+            vxlan: Some("rnx4096".into()),
         }],
         vxlans: vec![crate::Vxlan {
             name: "rnx4096".into(),
@@ -251,6 +255,7 @@ fn overlay(remotes: Vec<Remote>) -> Desired {
             port: 4789,
             mtu: 1450,
             bridge: "rn-ov".into(),
+            gateway_prefix: [2, 0x52, 0x4e],
         }],
         veths: vec![],
         remotes,
@@ -270,10 +275,27 @@ fn remote(last: u8, vtep: &str) -> Remote {
 }
 
 #[test]
-fn first_overlay_network_creates_bridge_and_vxlan_port() {
-    let ops = converge(&overlay(vec![]), &mut Observed::default());
+fn first_overlay_network_is_built_on_macvlan_links_of_its_vxlan_device() {
+    let mac = [2, 0x52, 0x4e, 0, 0x10, 0];
+    let mut desired = overlay(vec![]);
+    desired.bridges[0].mac = Some(mac);
+    desired.bridges[0].addresses = vec![net("10.0.70.1/24")];
+    for (id, required) in [("ep1", true), ("ep2", false)] {
+        desired.veths.push(Veth {
+            mtu: 1450,
+            ..veth(id, "rn-ov", required)
+        });
+    }
+    let ops = converge(&desired, &mut Observed::default());
+    let macvlan = |name: &str, mac: Option<[u8; 6]>| Op::CreateLan {
+        name: name.into(),
+        kind: LanKind::Macvlan,
+        parent: "rnx4096".into(),
+        mac,
+        mtu: 1450,
+    };
     assert_eq!(
-        ops[2..],
+        ops,
         [
             Op::CreateVxlan {
                 name: "rnx4096".into(),
@@ -282,14 +304,93 @@ fn first_overlay_network_creates_bridge_and_vxlan_port() {
                 port: 4789,
                 mtu: 1450
             },
-            Op::SetMaster {
-                link: "rnx4096".into(),
-                master: "rn-ov".into()
+            Op::GuardVxlan {
+                device: "rnx4096".into(),
+                prefix: [2, 0x52, 0x4e],
             },
             Op::SetUp {
                 link: "rnx4096".into()
             },
+            macvlan("rn-ov", Some(mac)),
+            Op::AddAddress {
+                link: "rn-ov".into(),
+                address: net("10.0.70.1/24")
+            },
+            Op::SetUp {
+                link: "rn-ov".into()
+            },
+            // The endpoint that needs its link now; the other's is in its
+            // container.
+            macvlan("rnmep1", Some([2, 0, 0, 0, 0, 1])),
         ]
+    );
+}
+
+#[test]
+fn an_overlay_keeps_the_bridge_an_earlier_release_built() {
+    let mut observed = Observed::default();
+    for op in [
+        Op::CreateBridge {
+            name: "rn-ov".into(),
+            mtu: 1450,
+        },
+        Op::SetUp {
+            link: "rn-ov".into(),
+        },
+        Op::CreateVxlan {
+            name: "rnx4096".into(),
+            vni: 4096,
+            local: "10.99.0.1".parse().unwrap(),
+            port: 4789,
+            mtu: 1450,
+        },
+    ] {
+        crate::fake::simulate(&mut observed, &op).unwrap();
+    }
+    let mut desired = overlay(vec![]);
+    desired.veths.push(veth("ep2", "rn-ov", true));
+    let ops = converge(&desired, &mut observed);
+    assert_eq!(
+        ops,
+        [
+            Op::SetMaster {
+                link: "rnx4096".into(),
+                master: "rn-ov".into()
+            },
+            Op::GuardVxlan {
+                device: "rnx4096".into(),
+                prefix: [2, 0x52, 0x4e],
+            },
+            Op::SetUp {
+                link: "rnx4096".into()
+            },
+            Op::CreateVeth {
+                host: "rnhep2".into(),
+                peer: "rncep2".into(),
+                mtu: 1500,
+                mac: [2, 0, 0, 0, 0, 1],
+            },
+            Op::SetMaster {
+                link: "rnhep2".into(),
+                master: "rn-ov".into()
+            },
+            Op::SetUp {
+                link: "rnhep2".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_bridge_network_does_not_take_an_overlays_gateway_for_its_bridge() {
+    let mut observed = Observed::default();
+    converge(&overlay(vec![]), &mut observed);
+    assert_eq!(observed.links["rn-ov"].kind, LinkKind::Macvlan);
+    assert_eq!(
+        plan(&bridge_only("rn-ov"), &observed),
+        Err(PlanError::NotABridge {
+            name: "rn-ov".into()
+        })
     );
 }
 
@@ -492,6 +593,15 @@ fn a_bridge_gets_its_fixed_mac_when_created_and_when_it_drifted() {
 
 /// A desired state drawn from a few networks, endpoints and remotes, with
 /// gateway MACs and MTUs that vary between draws.
+/// Network `n`'s bridge (or an overlay's gateway): overlays and bridge
+/// networks never share a name.
+fn network_name(n: u8, overlay: bool) -> String {
+    match overlay {
+        true => format!("rn-o{n}"),
+        false => format!("rn-n{n}"),
+    }
+}
+
 fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
     use proptest::prelude::*;
     let network = (0u8..4, any::<bool>(), 1400u32..1501, any::<bool>());
@@ -502,12 +612,13 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
     (networks, veths, remotes, floods).prop_map(|(networks, veths, remotes, floods)| {
         let mut desired = Desired::default();
         for (n, (_, overlay, mtu, fixed_mac)) in &networks {
-            let name = format!("rn-n{n}");
+            let name = network_name(*n, *overlay);
             desired.bridges.push(Bridge {
                 name: name.clone(),
                 addresses: vec![net(&format!("10.0.{n}.1/24"))],
                 mtu: *mtu,
                 mac: fixed_mac.then_some([2, 0x52, 0x4e, 0, 0x10, *n]),
+                vxlan: overlay.then(|| format!("rnx{}", 4096 + u32::from(*n))),
             });
             if *overlay {
                 desired.vxlans.push(crate::Vxlan {
@@ -517,17 +628,18 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
                     port: 4789,
                     mtu: *mtu,
                     bridge: name,
+                    gateway_prefix: [2, 0x52, 0x4e],
                 });
             }
         }
         for (n, e, required) in veths {
-            let bridge = format!("rn-n{n}");
+            let bridge = network_name(n, networks.get(&n).is_some_and(|net| net.1));
             let id = format!("{n}{e}");
             if networks.contains_key(&n)
                 && !desired.veths.iter().any(|v| v.host == format!("rnh{id}"))
             {
                 desired.veths.push(Veth {
-                    required,
+                    mtu: networks[&n].2,
                     ..veth(&id, &bridge, required)
                 });
             }
@@ -666,6 +778,7 @@ fn inherited_links_stay_while_they_serve_containers() {
             port: 4789,
             mtu: 1450,
             bridge: "rn-new".into(),
+            gateway_prefix: [2, 0x52, 0x4e],
         }],
         ..Default::default()
     };

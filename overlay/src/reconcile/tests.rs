@@ -27,10 +27,12 @@ fn want(published: bool) -> Want {
         addresses: vec!["10.0.42.1/24".parse().unwrap()],
         mtu: 1500,
         mac: None,
+        vxlan: None,
     };
     let veth = Veth {
         host: "rnhep1".into(),
         peer: "rncep1".into(),
+        link: "rnm-test".into(),
         bridge: "rn-a".into(),
         mtu: 1500,
         mac: [2, 0, 0, 0, 0, 1],
@@ -246,6 +248,7 @@ async fn a_foreign_link_with_a_wanted_name_is_refused_and_left_alone() {
         addresses: vec![],
         mtu: 1500,
         mac: None,
+        vxlan: None,
     });
     let report = reconciler.begin().await.apply(wanted).await.unwrap();
     let conflict = report.conflict("rn-a").unwrap();

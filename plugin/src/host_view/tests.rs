@@ -130,6 +130,32 @@ fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_brid
     assert_eq!(bridge.name, bridge_name("ov1ov1ov1ov1ov1o"));
     assert_eq!(bridge.addresses, ["10.0.80.1/24".parse::<IpNet>().unwrap()]);
     assert_eq!(bridge.mac, Some(Mac::gateway(4096).octets()));
+    assert_eq!(
+        bridge.vxlan, None,
+        "no VTEP here: no VXLAN device to build on"
+    );
+    let with_vtep = Underlay {
+        vtep: Some("10.99.0.7".parse().unwrap()),
+        ..UNDERLAY
+    };
+    let links = host_view(
+        &state,
+        HOST,
+        &[],
+        with_vtep,
+        &dns_ports(),
+        &Parents::default(),
+    )
+    .links;
+    assert_eq!(
+        links.bridges[1].vxlan.as_deref(),
+        Some("rnx4096"),
+        "built on macvlan links of its VXLAN device where no bridge is"
+    );
+    assert_eq!(
+        links.bridges[0].vxlan, None,
+        "a bridge network's is a bridge"
+    );
     let firewall = &want.firewall[1];
     assert!(!firewall.internal, "egress is NATed out of this host");
     assert_eq!(firewall.published.len(), 1, "-p on the container's host");
@@ -198,6 +224,7 @@ fn the_host_view_has_this_hosts_networks_only() {
             addresses: vec!["10.0.42.1/24".parse().unwrap()],
             mtu: 1450,
             mac: None,
+            vxlan: None,
         }]
     );
     assert_eq!(
@@ -205,6 +232,7 @@ fn the_host_view_has_this_hosts_networks_only() {
         [Veth {
             host: "rnhep1ep1ep1ep1".into(),
             peer: "rncep1ep1ep1ep1".into(),
+            link: "rnmep1ep1ep1ep1".into(),
             bridge: "rn-net1net1net1".into(),
             mtu: 1450,
             mac: [2, 0, 0, 0, 0, 7],
@@ -485,6 +513,10 @@ fn an_encrypted_overlay_runs_between_tunnel_addresses_of_hosts_with_keys_only() 
     assert!(want.links.vxlans.is_empty());
     assert!(want.links.remotes.is_empty());
     assert_eq!(want.links.bridges.len(), 1);
+    assert_eq!(
+        want.links.bridges[0].vxlan, None,
+        "an encrypted overlay keeps a bridge, tunnel or not"
+    );
     assert!(want.ingress.unwrap().seal.is_some());
 }
 
