@@ -1,7 +1,7 @@
 //! The planner: desired + observed -> the ordered operations that make the
 //! kernel match, and nothing when it already does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::model::{Bridge, Desired, Lan, LanKind, LinkKind, Observed, Op, Veth, Vxlan};
@@ -73,22 +73,28 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
     // included: their links stay while the conflict lasts.
     let mut ops = stale(desired, observed);
     let mut late = Vec::new();
+    let attached: BTreeMap<&str, Attach> = healthy
+        .bridges
+        .iter()
+        .map(|b| (b.name.as_str(), attach(b, observed)))
+        .collect();
+    let attach_of = |name: &str| attached.get(name).copied().unwrap_or(Attach::Bridge);
     for bridge in &healthy.bridges {
-        if attach(bridge, observed) == Attach::Bridge {
+        if attach_of(&bridge.name) == Attach::Bridge {
             late.extend(plan_bridge(bridge, observed, &mut ops).err());
         }
     }
     for vxlan in &healthy.vxlans {
-        let master = attach_of(&healthy, &vxlan.bridge, observed) == Attach::Bridge;
+        let master = attach_of(&vxlan.bridge) == Attach::Bridge;
         late.extend(plan_vxlan(vxlan, master, observed, &mut ops).err());
     }
     for bridge in &healthy.bridges {
-        if let Attach::Macvlan { vxlan } = attach(bridge, observed) {
+        if let Attach::Macvlan { vxlan } = attach_of(&bridge.name) {
             late.extend(plan_gateway(bridge, vxlan, observed, &mut ops).err());
         }
     }
     for veth in &healthy.veths {
-        let planned = match attach_of(&healthy, &veth.bridge, observed) {
+        let planned = match attach_of(&veth.bridge) {
             Attach::Bridge => plan_veth(veth, observed, &mut ops),
             Attach::Macvlan { vxlan } => plan_port(veth, vxlan, observed, &mut ops),
         };
@@ -145,15 +151,6 @@ fn attach<'a>(bridge: &'a Bridge, observed: &Observed) -> Attach<'a> {
     }
 }
 
-/// [`attach`] of the network whose gateway link is `name`.
-fn attach_of<'a>(desired: &'a Desired, name: &str, observed: &Observed) -> Attach<'a> {
-    desired
-        .bridges
-        .iter()
-        .find(|b| b.name == name)
-        .map_or(Attach::Bridge, |b| attach(b, observed))
-}
-
 /// `desired` without the networks of the `failed` bridges.
 fn without(desired: &Desired, failed: &BTreeSet<&str>) -> Desired {
     let ok = |bridge: &str| !failed.contains(bridge);
@@ -206,7 +203,7 @@ fn plan_vxlan(
     ops: &mut Vec<Op>,
 ) -> Result<(), PlanError> {
     let name = &vxlan.name;
-    let Some(link) = observed.links.get(name) else {
+    let Some(link) = ours(observed, name, LinkKind::Vxlan)? else {
         ops.push(Op::CreateVxlan {
             name: name.clone(),
             vni: vxlan.vni,
@@ -225,12 +222,6 @@ fn plan_vxlan(
         ops.push(Op::SetUp { link: name.clone() });
         return Ok(());
     };
-    if link.inherited {
-        return Err(PlanError::Inherited { name: name.clone() });
-    }
-    if !link.owned || link.kind != LinkKind::Vxlan {
-        return Err(PlanError::Foreign { name: name.clone() });
-    }
     if master && link.master.as_deref() != Some(vxlan.bridge.as_str()) {
         ops.push(Op::SetMaster {
             link: name.clone(),
@@ -420,7 +411,7 @@ fn plan_gateway(
     ops: &mut Vec<Op>,
 ) -> Result<(), PlanError> {
     let name = &bridge.name;
-    let Some(link) = observed.links.get(name) else {
+    let Some(link) = ours(observed, name, LinkKind::Macvlan)? else {
         ops.push(Op::CreateLan {
             name: name.clone(),
             kind: LanKind::Macvlan,
@@ -435,12 +426,6 @@ fn plan_gateway(
         ops.push(Op::SetUp { link: name.clone() });
         return Ok(());
     };
-    if link.inherited {
-        return Err(PlanError::Inherited { name: name.clone() });
-    }
-    if !link.owned {
-        return Err(PlanError::Foreign { name: name.clone() });
-    }
     converge_gateway(bridge, link, ops);
     Ok(())
 }
@@ -485,22 +470,14 @@ fn plan_port(
     ops: &mut Vec<Op>,
 ) -> Result<(), PlanError> {
     let name = &veth.link;
-    match observed.links.get(name) {
-        None if veth.required => ops.push(Op::CreateLan {
+    if ours(observed, name, LinkKind::Macvlan)?.is_none() && veth.required {
+        ops.push(Op::CreateLan {
             name: name.clone(),
             kind: LanKind::Macvlan,
             parent: vxlan.to_owned(),
             mac: Some(veth.mac),
             mtu: veth.mtu,
-        }),
-        None => {}
-        Some(link) if link.inherited => {
-            return Err(PlanError::Inherited { name: name.clone() });
-        }
-        Some(link) if !link.owned || link.kind != LinkKind::Macvlan => {
-            return Err(PlanError::Foreign { name: name.clone() });
-        }
-        Some(_) => {}
+        });
     }
     Ok(())
 }
@@ -553,6 +530,25 @@ fn plan_veth(veth: &Veth, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), 
     Ok(())
 }
 
+/// Link `name` if it is there, refused unless rustnet made it under this
+/// state (not inherited) and it is of `kind`.
+fn ours<'a>(
+    observed: &'a Observed,
+    name: &str,
+    kind: LinkKind,
+) -> Result<Option<&'a crate::Link>, PlanError> {
+    match observed.links.get(name) {
+        None => Ok(None),
+        Some(link) if link.inherited => Err(PlanError::Inherited {
+            name: name.to_owned(),
+        }),
+        Some(link) if !link.owned || link.kind != kind => Err(PlanError::Foreign {
+            name: name.to_owned(),
+        }),
+        Some(link) => Ok(Some(link)),
+    }
+}
+
 /// Whether `name` is one of the LAN network's links (its VLAN parent,
 /// shim or an endpoint's).
 fn lan_has(lan: &Lan, name: &str) -> bool {
@@ -601,18 +597,7 @@ fn plan_lan(lan: &Lan, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), Pla
         mac,
         mtu: lan.mtu,
     };
-    let ours = |name: &str| -> Result<Option<&crate::Link>, PlanError> {
-        match links.get(name) {
-            None => Ok(None),
-            Some(link) if link.inherited => Err(PlanError::Inherited {
-                name: name.to_owned(),
-            }),
-            Some(link) if !link.owned || link.kind != kind => Err(PlanError::Foreign {
-                name: name.to_owned(),
-            }),
-            Some(link) => Ok(Some(link)),
-        }
-    };
+    let ours = |name: &str| ours(observed, name, kind);
     if let Some(shim) = &lan.shim {
         let name = &shim.name;
         let link = ours(name)?;
