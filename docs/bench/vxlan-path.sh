@@ -14,12 +14,19 @@
 # receiving veths); threaded (and threaded NAPI); rps (RPS over both CPUs
 # on the receiving veths); tc (no bridge: tc redirects between the VXLAN
 # device and the container's veth); macvlan (no bridge, no veth: the container's
-# interface a macvlan link of the VXLAN device, as rustnet builds overlays now).
+# interface a macvlan link of the VXLAN device, as rustnet builds overlays now);
+# macvlan-rps (and RPS over the CPUs in RPS, default 3, on the VXLAN
+# device); macvlan-rfs (and flow steering: sets the host-wide
+# net.core.rps_sock_flow_entries, put back to 0 at the end); macvlan-threaded
+# (and threaded NAPI on the VXLAN device).
 # `perf` records the overlay run system-wide to /tmp/exp/perf.data. UMTU sets
 # the underlay's MTU (1500), IMTU the overlay's (1450).
 set -e
 variant=${1:-plain}
-cleanup() { for n in ul h1 h2 c1 c2; do ip netns del $n 2>/dev/null || true; done; }
+cleanup() {
+  for n in ul h1 h2 c1 c2; do ip netns del $n 2>/dev/null || true; done
+  if [ "$variant" = macvlan-rfs ]; then sysctl -qw net.core.rps_sock_flow_entries=0; fi
+}
 cleanup
 modprobe br_netfilter 2>/dev/null || true
 for n in ul h1 h2 c1 c2; do ip netns add $n; ip -n $n link set lo up; done
@@ -32,7 +39,7 @@ for i in 1 2; do
   ip -n h$i link add name br0 type bridge; ip -n h$i link set br0 up
   ip -n h$i link add name vx0 type vxlan id 42 local 10.99.0.$i dstport 4789 nolearning proxy
   if [ "$variant" = tc ]; then ip -n h$i link set vx0 mtu ${IMTU:-1450} up; else ip -n h$i link set vx0 master br0 mtu ${IMTU:-1450} up; fi
-  if [ "$variant" = macvlan ]; then
+  if [ "${variant#macvlan}" != "$variant" ]; then
     ip -n h$i link set vx0 nomaster
     ip -n h$i link add link vx0 name mv$i type macvlan mode bridge
     ip -n h$i link set mv$i netns c$i; ip -n c$i link set mv$i name eth0
@@ -42,7 +49,7 @@ for i in 1 2; do
   fi
   ip -n c$i addr add 10.0.0.$i/24 dev eth0; ip -n c$i link set eth0 mtu ${IMTU:-1450} up
   ip -n c$i link set dev eth0 address 02:00:00:00:00:0$i
-  if [ "$variant" != plain ] && [ "$variant" != macvlan ]; then
+  if [ "$variant" != plain ] && [ "${variant#macvlan}" = "$variant" ]; then
     ip netns exec h$i sysctl -qw net.bridge.bridge-nf-call-iptables=1
     ip netns exec h$i iptables -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
     ip netns exec h$i iptables -A FORWARD -i br0 -j ACCEPT
@@ -73,6 +80,16 @@ if [ $variant = rps ]; then
     ip netns exec c$i sh -c 'echo 3 > /sys/class/net/eth0/queues/rx-0/rps_cpus'
     ip netns exec h$i sh -c 'echo 3 > /sys/class/net/ul0/queues/rx-0/rps_cpus'
   done
+fi
+if [ $variant = macvlan-rps ] || [ $variant = macvlan-rfs ]; then
+  for i in 1 2; do ip netns exec h$i sh -c 'echo ${RPS:-3} > /sys/class/net/vx0/queues/rx-0/rps_cpus'; done
+fi
+if [ $variant = macvlan-threaded ]; then
+  for i in 1 2; do ip netns exec h$i sh -c 'echo 1 > /sys/class/net/vx0/threaded'; done
+fi
+if [ $variant = macvlan-rfs ]; then
+  sysctl -qw net.core.rps_sock_flow_entries=32768
+  for i in 1 2; do ip netns exec h$i sh -c 'echo 4096 > /sys/class/net/vx0/queues/rx-0/rps_flow_cnt'; done
 fi
 if [ "$variant" = tc ]; then
   for i in 1 2; do j=$((3-i))

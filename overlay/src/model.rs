@@ -43,7 +43,8 @@ pub struct Veth {
     pub required: bool,
 }
 
-/// The VXLAN device of an overlay on this host, a port of its bridge.
+/// The VXLAN device of an overlay on this host: the parent of its gateway
+/// and container links, or a port of its bridge (see [`Bridge::vxlan`]).
 /// Learning is off and ARP is answered from the static neighbour entries
 /// (proxy), so nothing is learned behind rustnet's back, and nothing
 /// floods but to the [`Flood`] entries of an overlay with multicast.
