@@ -1,7 +1,8 @@
 //! An overlay that behaves like one network, on three simulated hosts:
 //! usable everywhere at once, names and aliases across hosts, one
 //! interface with the overlay's own gateway on every host, egress and `-p`
-//! on the container's host, and all of it through a plugin kill -9 and a
+//! on the container's host, network connect and disconnect of a running
+//! container, and all of it through a plugin kill -9 and a
 //! dockerd restart. On every engine of the matrix (20.10, 26, 28), each
 //! host set up as the README says (on 28, daemon.json's `dns` names
 //! rustnet's resolver address).
@@ -331,6 +332,84 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
                 resolves_to(&h1, "c1", "c3-renamed", &c3)
             });
             assert!(lookup(&h1, "c1", "c3").is_err(), "the old name is gone");
+        },
+    );
+
+    cases.run(
+        "network connect and disconnect a running container, nothing left behind",
+        || {
+            // Endpoint links in h1's own namespace: those of containers
+            // are in the containers' namespaces, so none at rest.
+            let loose_links = || {
+                run(h1.cmd("ip").args(["-o", "link", "show"]))
+                    .expect("ip link")
+                    .lines()
+                    .filter(|l| [": rnm", ": rnh", ": rnc"].iter().any(|p| l.contains(p)))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(loose_links(), Vec::<String>::new(), "before");
+            h1.create_overlay("side", "10.0.73.0/24", &[]);
+            h1.run_container("mover", "side", &[], &[]);
+            let web1 = h2.ip_of("web1", "ov");
+            for round in 0..2 {
+                docker_ok(h1.docker(&["network", "connect", "ov", "mover"]), "connect");
+                // One more interface (Docker's older engines name it eth2
+                // on the second connect), holding the overlay's address.
+                let links = docker_ok(h1.exec("mover", &["ls", "/sys/class/net"]), "links");
+                assert_eq!(
+                    links.split_whitespace().count(),
+                    3,
+                    "round {round}: {links}"
+                );
+                let mover = h1.ip_of("mover", "ov");
+                assert!(mover.starts_with("10.0.70."), "{mover}");
+                let addresses = docker_ok(h1.exec("mover", &["ip", "-o", "addr"]), "addresses");
+                assert!(
+                    addresses.contains(&format!("inet {mover}/24")),
+                    "{addresses}"
+                );
+                wait_until("web1 resolves from mover", 10, || {
+                    resolves_to(&h1, "mover", "web1", &web1)
+                });
+                h1.assert_pings("mover", "web1");
+                wait_until("web1 reaches mover", 10, || {
+                    h2.pings_within("web1", &mover, 1)
+                });
+                wait_until("mover resolves on h2", 10, || {
+                    resolves_to(&h2, "web1", "mover", &mover)
+                });
+                docker_ok(
+                    h1.docker(&["network", "disconnect", "ov", "mover"]),
+                    "disconnect",
+                );
+                let links = docker_ok(h1.exec("mover", &["ls", "/sys/class/net"]), "links");
+                assert_eq!(
+                    links.split_whitespace().collect::<Vec<_>>(),
+                    ["eth0", "lo"],
+                    "round {round}"
+                );
+                assert_eq!(
+                    loose_links(),
+                    Vec::<String>::new(),
+                    "after disconnect, round {round}"
+                );
+                assert!(
+                    !h2.pings_within("web1", &mover, 1),
+                    "{mover} answers after disconnect"
+                );
+                wait_until("mover forgotten on h2", 5, || {
+                    lookup(&h2, "web1", "mover").is_err()
+                });
+                assert!(
+                    lookup(&h1, "mover", "web1").is_err(),
+                    "mover still resolves ov's names"
+                );
+                h1.assert_pings("mover", "10.0.73.1");
+            }
+            docker_ok(h1.docker(&["rm", "-f", "mover"]), "rm mover");
+            docker_ok(h1.docker(&["network", "rm", "side"]), "rm side");
+            assert_eq!(loose_links(), Vec::<String>::new(), "after rm");
         },
     );
 
