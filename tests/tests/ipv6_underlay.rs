@@ -122,7 +122,22 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
         "an IPv6-only overlay where the engine has it (28) runs IPv6 end to end",
         || {
             if engine != Engine::Sid {
-                // --ipv4=false arrived with Docker 28: nothing to test here.
+                // --ipv4=false arrived with Docker 28: the engine refuses it.
+                let refused = h1
+                    .docker(&[
+                        "network",
+                        "create",
+                        "-d",
+                        "rustnet",
+                        "--ipv4=false",
+                        "--ipv6",
+                        "-o",
+                        "mode=overlay",
+                        "only6",
+                    ])
+                    .expect_err("no --ipv4=false before 28");
+                assert!(!refused.is_empty());
+                assert!(!h1.has_network("only6"));
                 return;
             }
             h1.create_network(
