@@ -30,8 +30,8 @@ pub mod tunnel;
 
 pub use iptables::Iptables;
 pub use model::{
-    Bridge, Desired, Flood, Lan, LanKind, LanLink, Link, LinkKind, Observed, Op, Remote, Shim,
-    Veth, Vlan, Vxlan,
+    Desired, Flood, Gateway, Lan, LanKind, LanLink, Link, LinkKind, Observed, Op, Port, Remote,
+    Shim, Vlan, Vxlan,
 };
 pub use netlink::{Kernel, Netlink};
 pub use plan::{Conflict, PlanError, plan, plan_isolated};

@@ -6,10 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-/// The link holding a network's gateway: a Linux bridge, or for an
-/// overlay a macvlan link on its VXLAN device (see [`Bridge::vxlan`]).
+/// The link holding a network's gateway address: a Linux bridge, or for
+/// an overlay a macvlan link on its VXLAN device (see [`Gateway::vxlan`]).
+/// Its name is the network's on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bridge {
+pub struct Gateway {
     pub name: String,
     /// The gateway addresses, with the subnet's prefix.
     pub addresses: Vec<IpNet>,
@@ -26,16 +27,18 @@ pub struct Bridge {
     pub vxlan: Option<String>,
 }
 
-/// An endpoint's link: a veth pair on a bridge (`host` stays on the
-/// bridge, `peer` is what Docker moves into the container), or the macvlan
-/// link `link` where the network's gateway is a macvlan link.
+/// An endpoint's port on its network: a veth pair on the gateway's bridge
+/// (`host` stays on the bridge, `peer` is what Docker moves into the
+/// container), or the macvlan link `link` where the gateway is a macvlan
+/// link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Veth {
+pub struct Port {
     pub host: String,
     pub peer: String,
     /// The endpoint's macvlan link on the overlay's VXLAN device.
     pub link: String,
-    pub bridge: String,
+    /// The network's gateway link ([`Gateway::name`]).
+    pub gateway: String,
     pub mtu: u32,
     pub mac: [u8; 6],
     /// Create it when missing (CreateEndpoint, Join). An endpoint whose
@@ -44,7 +47,7 @@ pub struct Veth {
 }
 
 /// The VXLAN device of an overlay on this host: the parent of its gateway
-/// and container links, or a port of its bridge (see [`Bridge::vxlan`]).
+/// and container links, or a port of its bridge (see [`Gateway::vxlan`]).
 /// Learning is off and ARP is answered from the static neighbour entries
 /// (proxy), so nothing is learned behind rustnet's back, and nothing
 /// floods but to the [`Flood`] entries of an overlay with multicast.
@@ -56,7 +59,8 @@ pub struct Vxlan {
     pub local: IpAddr,
     pub port: u16,
     pub mtu: u32,
-    pub bridge: String,
+    /// The network's gateway link ([`Gateway::name`]).
+    pub gateway: String,
     /// The first three bytes of every gateway MAC: frames from them never
     /// leave through the device (its gateway guard, see [`Op::GuardVxlan`]).
     pub gateway_prefix: [u8; 3],
@@ -163,8 +167,8 @@ pub struct LanLink {
 /// Everything this host's networks need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
-    pub bridges: Vec<Bridge>,
-    pub veths: Vec<Veth>,
+    pub gateways: Vec<Gateway>,
+    pub ports: Vec<Port>,
     pub vxlans: Vec<Vxlan>,
     pub remotes: Vec<Remote>,
     pub floods: Vec<Flood>,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::model::{Bridge, Desired, Lan, LanKind, LinkKind, Observed, Op, Veth, Vxlan};
+use crate::model::{Desired, Gateway, Lan, LanKind, LinkKind, Observed, Op, Port, Vxlan};
 
 /// A conflict the planner will not resolve by force.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,8 +27,9 @@ pub enum PlanError {
 }
 
 /// Plans the operations that turn `observed` into `desired`: first remove
-/// what rustnet owns and no longer wants, then bridges, then veth pairs;
-/// the first conflict refuses the whole plan.
+/// what rustnet owns and no longer wants, then gateways and VXLAN devices,
+/// then ports, remote entries, LAN networks and routes; the first conflict
+/// refuses the whole plan.
 pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Op>, PlanError> {
     let (ops, conflicts) = plan_isolated(desired, observed);
     match conflicts.into_iter().next() {
@@ -40,21 +41,21 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Op>, PlanError
 /// A network the planner leaves alone on this pass, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
-    /// The network's bridge.
+    /// The network: its gateway link, or a LAN network's name.
     pub bridge: String,
     pub error: PlanError,
 }
 
 /// Plans like [`plan`], but a conflict costs only the network it is in:
-/// that network (its bridge, VXLAN device, veths and remote entries) is
+/// that network (its gateway, VXLAN device, ports and remote entries) is
 /// neither built nor torn down on this pass, and every other network is
 /// planned as usual.
 pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Conflict>) {
-    let bridges = desired.bridges.iter().filter_map(|bridge| {
-        check_network(desired, bridge, observed)
+    let gateways = desired.gateways.iter().filter_map(|gateway| {
+        check_network(desired, gateway, observed)
             .err()
             .map(|error| Conflict {
-                bridge: bridge.name.clone(),
+                bridge: gateway.name.clone(),
                 error,
             })
     });
@@ -66,7 +67,7 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
                 error,
             })
     });
-    let conflicts: Vec<Conflict> = bridges.chain(lans).collect();
+    let conflicts: Vec<Conflict> = gateways.chain(lans).collect();
     let failed: BTreeSet<&str> = conflicts.iter().map(|c| c.bridge.as_str()).collect();
     let healthy = without(desired, &failed);
     // Stale links are judged against everything wanted, failed networks
@@ -74,29 +75,29 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
     let mut ops = stale(desired, observed);
     let mut late = Vec::new();
     let attached: BTreeMap<&str, Attach> = healthy
-        .bridges
+        .gateways
         .iter()
-        .map(|b| (b.name.as_str(), attach(b, observed)))
+        .map(|g| (g.name.as_str(), attach(g, observed)))
         .collect();
     let attach_of = |name: &str| attached.get(name).copied().unwrap_or(Attach::Bridge);
-    for bridge in &healthy.bridges {
-        if attach_of(&bridge.name) == Attach::Bridge {
-            late.extend(plan_bridge(bridge, observed, &mut ops).err());
+    for gateway in &healthy.gateways {
+        if attach_of(&gateway.name) == Attach::Bridge {
+            late.extend(plan_bridge(gateway, observed, &mut ops).err());
         }
     }
     for vxlan in &healthy.vxlans {
-        let master = attach_of(&vxlan.bridge) == Attach::Bridge;
+        let master = attach_of(&vxlan.gateway) == Attach::Bridge;
         late.extend(plan_vxlan(vxlan, master, observed, &mut ops).err());
     }
-    for bridge in &healthy.bridges {
-        if let Attach::Macvlan { vxlan } = attach_of(&bridge.name) {
-            late.extend(plan_gateway(bridge, vxlan, observed, &mut ops).err());
+    for gateway in &healthy.gateways {
+        if let Attach::Macvlan { vxlan } = attach_of(&gateway.name) {
+            late.extend(plan_gateway(gateway, vxlan, observed, &mut ops).err());
         }
     }
-    for veth in &healthy.veths {
-        let planned = match attach_of(&veth.bridge) {
-            Attach::Bridge => plan_veth(veth, observed, &mut ops),
-            Attach::Macvlan { vxlan } => plan_port(veth, vxlan, observed, &mut ops),
+    for port in &healthy.ports {
+        let planned = match attach_of(&port.gateway) {
+            Attach::Bridge => plan_veth(port, observed, &mut ops),
+            Attach::Macvlan { vxlan } => plan_port(port, vxlan, observed, &mut ops),
         };
         late.extend(planned.err());
     }
@@ -110,20 +111,24 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
 }
 
 /// Plans one network on its own, to find a conflict in it.
-fn check_network(desired: &Desired, bridge: &Bridge, observed: &Observed) -> Result<(), PlanError> {
+fn check_network(
+    desired: &Desired,
+    gateway: &Gateway,
+    observed: &Observed,
+) -> Result<(), PlanError> {
     let mut scratch = Vec::new();
-    let attached = attach(bridge, observed);
+    let attached = attach(gateway, observed);
     match attached {
-        Attach::Bridge => plan_bridge(bridge, observed, &mut scratch)?,
-        Attach::Macvlan { vxlan } => plan_gateway(bridge, vxlan, observed, &mut scratch)?,
+        Attach::Bridge => plan_bridge(gateway, observed, &mut scratch)?,
+        Attach::Macvlan { vxlan } => plan_gateway(gateway, vxlan, observed, &mut scratch)?,
     }
-    for vxlan in desired.vxlans.iter().filter(|v| v.bridge == bridge.name) {
+    for vxlan in desired.vxlans.iter().filter(|v| v.gateway == gateway.name) {
         plan_vxlan(vxlan, attached == Attach::Bridge, observed, &mut scratch)?;
     }
-    for veth in desired.veths.iter().filter(|v| v.bridge == bridge.name) {
+    for port in desired.ports.iter().filter(|v| v.gateway == gateway.name) {
         match attached {
-            Attach::Bridge => plan_veth(veth, observed, &mut scratch)?,
-            Attach::Macvlan { vxlan } => plan_port(veth, vxlan, observed, &mut scratch)?,
+            Attach::Bridge => plan_veth(port, observed, &mut scratch)?,
+            Attach::Macvlan { vxlan } => plan_port(port, vxlan, observed, &mut scratch)?,
         }
     }
     Ok(())
@@ -143,8 +148,8 @@ enum Attach<'a> {
 /// An overlay is built on macvlan links unless a bridge of its name is
 /// there: a bridge an earlier release built keeps its containers (their
 /// veths are on it) until the network goes from this host.
-fn attach<'a>(bridge: &'a Bridge, observed: &Observed) -> Attach<'a> {
-    match (&bridge.vxlan, observed.links.get(&bridge.name)) {
+fn attach<'a>(gateway: &'a Gateway, observed: &Observed) -> Attach<'a> {
+    match (&gateway.vxlan, observed.links.get(&gateway.name)) {
         (Some(vxlan), None) => Attach::Macvlan { vxlan },
         (Some(vxlan), Some(link)) if link.kind == LinkKind::Macvlan => Attach::Macvlan { vxlan },
         _ => Attach::Bridge,
@@ -157,20 +162,20 @@ fn without(desired: &Desired, failed: &BTreeSet<&str>) -> Desired {
     let vxlans: Vec<Vxlan> = desired
         .vxlans
         .iter()
-        .filter(|v| ok(&v.bridge))
+        .filter(|v| ok(&v.gateway))
         .cloned()
         .collect();
     Desired {
-        bridges: desired
-            .bridges
+        gateways: desired
+            .gateways
             .iter()
             .filter(|b| ok(&b.name))
             .cloned()
             .collect(),
-        veths: desired
-            .veths
+        ports: desired
+            .ports
             .iter()
-            .filter(|v| ok(&v.bridge))
+            .filter(|v| ok(&v.gateway))
             .cloned()
             .collect(),
         remotes: desired
@@ -214,7 +219,7 @@ fn plan_vxlan(
         if master {
             ops.push(Op::SetMaster {
                 link: name.clone(),
-                master: vxlan.bridge.clone(),
+                master: vxlan.gateway.clone(),
             });
         }
         // Guarded before it carries anything.
@@ -222,10 +227,10 @@ fn plan_vxlan(
         ops.push(Op::SetUp { link: name.clone() });
         return Ok(());
     };
-    if master && link.master.as_deref() != Some(vxlan.bridge.as_str()) {
+    if master && link.master.as_deref() != Some(vxlan.gateway.as_str()) {
         ops.push(Op::SetMaster {
             link: name.clone(),
-            master: vxlan.bridge.clone(),
+            master: vxlan.gateway.clone(),
         });
     }
     if link.mtu != vxlan.mtu {
@@ -329,10 +334,10 @@ fn plan_remotes(desired: &Desired, observed: &Observed, ops: &mut Vec<Op>) {
 /// networks and endpoints, or of a crash between two steps).
 fn stale(desired: &Desired, observed: &Observed) -> Vec<Op> {
     let wanted = |name: &str| {
-        desired.bridges.iter().any(|b| b.name == name)
+        desired.gateways.iter().any(|b| b.name == name)
             || desired.vxlans.iter().any(|v| v.name == name)
             || desired
-                .veths
+                .ports
                 .iter()
                 .any(|v| v.host == name || v.peer == name || v.link == name)
             || desired.lans.iter().any(|l| lan_has(l, name))
@@ -377,18 +382,18 @@ fn stale(desired: &Desired, observed: &Observed) -> Vec<Op> {
     ops
 }
 
-fn plan_bridge(bridge: &Bridge, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
-    let name = &bridge.name;
+fn plan_bridge(gateway: &Gateway, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
+    let name = &gateway.name;
     let Some(link) = observed.links.get(name) else {
         ops.push(Op::CreateBridge {
             name: name.clone(),
-            mtu: bridge.mtu,
+            mtu: gateway.mtu,
         });
-        ops.extend(bridge.mac.map(|mac| Op::SetMac {
+        ops.extend(gateway.mac.map(|mac| Op::SetMac {
             link: name.clone(),
             mac,
         }));
-        ops.extend(bridge.addresses.iter().map(|a| Op::AddAddress {
+        ops.extend(gateway.addresses.iter().map(|a| Op::AddAddress {
             link: name.clone(),
             address: *a,
         }));
@@ -398,54 +403,54 @@ fn plan_bridge(bridge: &Bridge, observed: &Observed, ops: &mut Vec<Op>) -> Resul
     if link.kind != LinkKind::Bridge {
         return Err(PlanError::NotABridge { name: name.clone() });
     }
-    converge_gateway(bridge, link, ops);
+    converge_gateway(gateway, link, ops);
     Ok(())
 }
 
 /// An overlay's gateway as a macvlan link on its VXLAN device `vxlan`
 /// (planned after the device), with the gateway's MAC and addresses.
 fn plan_gateway(
-    bridge: &Bridge,
+    gateway: &Gateway,
     vxlan: &str,
     observed: &Observed,
     ops: &mut Vec<Op>,
 ) -> Result<(), PlanError> {
-    let name = &bridge.name;
+    let name = &gateway.name;
     let Some(link) = ours(observed, name, LinkKind::Macvlan)? else {
         ops.push(Op::CreateLan {
             name: name.clone(),
             kind: LanKind::Macvlan,
             parent: vxlan.to_owned(),
-            mac: bridge.mac,
-            mtu: bridge.mtu,
+            mac: gateway.mac,
+            mtu: gateway.mtu,
         });
-        ops.extend(bridge.addresses.iter().map(|a| Op::AddAddress {
+        ops.extend(gateway.addresses.iter().map(|a| Op::AddAddress {
             link: name.clone(),
             address: *a,
         }));
         ops.push(Op::SetUp { link: name.clone() });
         return Ok(());
     };
-    converge_gateway(bridge, link, ops);
+    converge_gateway(gateway, link, ops);
     Ok(())
 }
 
 /// The MTU, MAC, addresses and state of the existing gateway link `link`.
-fn converge_gateway(bridge: &Bridge, link: &crate::Link, ops: &mut Vec<Op>) {
-    let name = &bridge.name;
-    if link.mtu != bridge.mtu {
+fn converge_gateway(gateway: &Gateway, link: &crate::Link, ops: &mut Vec<Op>) {
+    let name = &gateway.name;
+    if link.mtu != gateway.mtu {
         ops.push(Op::SetMtu {
             link: name.clone(),
-            mtu: bridge.mtu,
+            mtu: gateway.mtu,
         });
     }
-    if let Some(mac) = bridge.mac.filter(|mac| link.mac != Some(*mac)) {
+    if let Some(mac) = gateway.mac.filter(|mac| link.mac != Some(*mac)) {
         ops.push(Op::SetMac {
             link: name.clone(),
             mac,
         });
     }
-    for address in bridge
+    for address in gateway
         .addresses
         .iter()
         .filter(|a| !link.addresses.contains(a))
@@ -464,43 +469,43 @@ fn converge_gateway(bridge: &Bridge, link: &crate::Link, ops: &mut Vec<Op>) {
 /// created when it is missing and the endpoint needs it; once Docker moved
 /// it into the container it is no longer seen here.
 fn plan_port(
-    veth: &Veth,
+    port: &Port,
     vxlan: &str,
     observed: &Observed,
     ops: &mut Vec<Op>,
 ) -> Result<(), PlanError> {
-    let name = &veth.link;
-    if ours(observed, name, LinkKind::Macvlan)?.is_none() && veth.required {
+    let name = &port.link;
+    if ours(observed, name, LinkKind::Macvlan)?.is_none() && port.required {
         ops.push(Op::CreateLan {
             name: name.clone(),
             kind: LanKind::Macvlan,
             parent: vxlan.to_owned(),
-            mac: Some(veth.mac),
-            mtu: veth.mtu,
+            mac: Some(port.mac),
+            mtu: port.mtu,
         });
     }
     Ok(())
 }
 
-fn plan_veth(veth: &Veth, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
-    let host = &veth.host;
+fn plan_veth(port: &Port, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
+    let host = &port.host;
     let Some(link) = observed.links.get(host) else {
-        if veth.required {
-            if observed.links.contains_key(&veth.peer) {
+        if port.required {
+            if observed.links.contains_key(&port.peer) {
                 // Half a pair cannot be: the other end was deleted.
                 ops.push(Op::DeleteLink {
-                    name: veth.peer.clone(),
+                    name: port.peer.clone(),
                 });
             }
             ops.push(Op::CreateVeth {
                 host: host.clone(),
-                peer: veth.peer.clone(),
-                mtu: veth.mtu,
-                mac: veth.mac,
+                peer: port.peer.clone(),
+                mtu: port.mtu,
+                mac: port.mac,
             });
             ops.push(Op::SetMaster {
                 link: host.clone(),
-                master: veth.bridge.clone(),
+                master: port.gateway.clone(),
             });
             ops.push(Op::SetUp { link: host.clone() });
         }
@@ -512,16 +517,16 @@ fn plan_veth(veth: &Veth, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), 
     if !link.owned {
         return Err(PlanError::Foreign { name: host.clone() });
     }
-    if link.master.as_deref() != Some(veth.bridge.as_str()) {
+    if link.master.as_deref() != Some(port.gateway.as_str()) {
         ops.push(Op::SetMaster {
             link: host.clone(),
-            master: veth.bridge.clone(),
+            master: port.gateway.clone(),
         });
     }
-    if link.mtu != veth.mtu {
+    if link.mtu != port.mtu {
         ops.push(Op::SetMtu {
             link: host.clone(),
-            mtu: veth.mtu,
+            mtu: port.mtu,
         });
     }
     if !link.up {

@@ -9,7 +9,7 @@ use std::process::Command;
 use ipnet::IpNet;
 use nix::sched::{CloneFlags, unshare};
 use rustnet_overlay::firewall::{Network, Published, ResolverAddress};
-use rustnet_overlay::{Bridge, Desired, Iptables, Kernel, LinkKind, Netlink, Veth, plan};
+use rustnet_overlay::{Desired, Gateway, Iptables, Kernel, LinkKind, Netlink, Port, plan};
 
 /// Runs `test` on a thread of its own inside a new network namespace, with
 /// a tokio runtime entered there (netlink sockets belong to the namespace
@@ -61,18 +61,18 @@ fn net(s: &str) -> IpNet {
 
 fn desired() -> Desired {
     Desired {
-        bridges: vec![Bridge {
+        gateways: vec![Gateway {
             name: "rn-test".into(),
             addresses: vec![net("10.0.42.1/24")],
             mtu: 1400,
             mac: Some([2, 0x52, 0x4e, 0, 0x10, 1]),
             vxlan: None,
         }],
-        veths: vec![Veth {
+        ports: vec![Port {
             host: "rnhtest".into(),
             peer: "rnctest".into(),
             link: "rnm-test".into(),
-            bridge: "rn-test".into(),
+            gateway: "rn-test".into(),
             mtu: 1400,
             mac: [2, 0x42, 0, 0, 0, 9],
             required: true,
@@ -169,7 +169,7 @@ fn a_deleted_bridge_is_rebuilt_and_its_ports_reattached() {
         converge(&netlink, &desired()).await;
         sh("ip link del rn-test");
         let mut after_reboot = desired();
-        after_reboot.veths[0].required = false;
+        after_reboot.ports[0].required = false;
         converge(&netlink, &after_reboot).await;
         assert!(sh("ip -o link show rnhtest").contains("master rn-test"));
         assert!(sh("ip -o addr show rn-test").contains("10.0.42.1/24"));
@@ -360,7 +360,7 @@ fn iptables_chains_hold_exactly_the_rules_and_vanish_with_the_last_network() {
 
 fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
     Desired {
-        bridges: vec![Bridge {
+        gateways: vec![Gateway {
             name: "rn-ov".into(),
             addresses: vec![net("10.0.50.1/24")],
             mtu: 1450,
@@ -373,10 +373,10 @@ fn overlay(remotes: Vec<rustnet_overlay::Remote>) -> Desired {
             local: "127.0.0.1".parse().unwrap(),
             port: 4789,
             mtu: 1450,
-            bridge: "rn-ov".into(),
+            gateway: "rn-ov".into(),
             gateway_prefix: [2, 0x52, 0x4e],
         }],
-        veths: vec![],
+        ports: vec![],
         remotes,
         floods: vec![],
         lans: vec![],
@@ -449,14 +449,14 @@ fn sent(name: &str) -> (u64, u64) {
 /// gateway and each container a macvlan link of the VXLAN device.
 fn macvlan_overlay(remotes: Vec<rustnet_overlay::Remote>, endpoints: &[(&str, bool)]) -> Desired {
     let mut desired = overlay(remotes);
-    desired.bridges[0].vxlan = Some("rnx4096".into());
-    desired.veths = endpoints
+    desired.gateways[0].vxlan = Some("rnx4096".into());
+    desired.ports = endpoints
         .iter()
-        .map(|(id, required)| Veth {
+        .map(|(id, required)| Port {
             host: format!("rnh{id}"),
             peer: format!("rnc{id}"),
             link: format!("rnm{id}"),
-            bridge: "rn-ov".into(),
+            gateway: "rn-ov".into(),
             mtu: 1450,
             mac: [2, 0x42, 0, 0, 0, 0x21],
             required: *required,

@@ -359,7 +359,7 @@ impl<'a> Driver<'a> {
         };
         // A LAN network's link, or an overlay's where the network is
         // built on macvlan links (its link is there, just made: see
-        // `rustnet_overlay::Bridge::vxlan`), else the veth's container end.
+        // `rustnet_overlay::Gateway::vxlan`), else the veth's container end.
         let link = lan_link_name(&endpoint.id);
         let macvlan =
             network.mode == Mode::Overlay && self.service.datapath().has_link(&link).await;

@@ -11,7 +11,7 @@ use rustnet_overlay::firewall::{
     DnsRedirect, Ipv6Side, Network as FirewallNetwork, Published, Published6, ResolverAddress,
     Seal, VxlanIngress,
 };
-use rustnet_overlay::{Bridge, Desired, Flood, Remote, Veth, Vxlan, Want};
+use rustnet_overlay::{Desired, Flood, Gateway, Port, Remote, Vxlan, Want};
 
 use crate::encryption::{SEALED_VXLAN_PORT, TUNNEL_DEVICE, tunnel_address_of};
 use crate::lan::Parents;
@@ -99,7 +99,7 @@ pub(crate) fn host_view(
             (Some(key), Some(vni), Some(local)) => Some((key, vni, local)),
             _ => None,
         };
-        desired.bridges.push(Bridge {
+        desired.gateways.push(Gateway {
             name: network.bridge.clone(),
             addresses: network
                 .gateway
@@ -126,7 +126,7 @@ pub(crate) fn host_view(
                 local,
                 port,
                 mtu: network.mtu,
-                bridge: network.bridge.clone(),
+                gateway: network.bridge.clone(),
                 gateway_prefix: Mac::GATEWAY_PREFIX,
             });
             let vtep_of = |other: HostId| {
@@ -145,11 +145,11 @@ pub(crate) fn host_view(
         let endpoints: Vec<&Endpoint> = tables.endpoints_of(&network.id).collect();
         for endpoint in &endpoints {
             let (host_end, peer) = veth_names(&endpoint.id);
-            desired.veths.push(Veth {
+            desired.ports.push(Port {
                 host: host_end,
                 peer,
                 link: lan_link_name(&endpoint.id),
-                bridge: network.bridge.clone(),
+                gateway: network.bridge.clone(),
                 mtu: network.mtu,
                 mac: endpoint.mac.octets(),
                 required: required.contains(&endpoint.id.as_str()),

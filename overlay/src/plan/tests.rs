@@ -7,8 +7,8 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-fn bridge(name: &str, gw: &str) -> Bridge {
-    Bridge {
+fn bridge(name: &str, gw: &str) -> Gateway {
+    Gateway {
         name: name.into(),
         addresses: vec![net(gw)],
         mtu: 1500,
@@ -17,12 +17,12 @@ fn bridge(name: &str, gw: &str) -> Bridge {
     }
 }
 
-fn veth(id: &str, bridge: &str, required: bool) -> Veth {
-    Veth {
+fn veth(id: &str, bridge: &str, required: bool) -> Port {
+    Port {
         host: format!("rnh{id}"),
         peer: format!("rnc{id}"),
         link: format!("rnm{id}"),
-        bridge: bridge.into(),
+        gateway: bridge.into(),
         mtu: 1500,
         mac: [2, 0, 0, 0, 0, 1],
         required,
@@ -45,8 +45,8 @@ fn converge(desired: &Desired, observed: &mut Observed) -> Vec<Op> {
 #[test]
 fn first_network_creates_its_bridge_with_the_gateway() {
     let desired = Desired {
-        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
-        veths: vec![],
+        gateways: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        ports: vec![],
         ..Default::default()
     };
     let ops = converge(&desired, &mut Observed::default());
@@ -71,13 +71,13 @@ fn first_network_creates_its_bridge_with_the_gateway() {
 #[test]
 fn second_endpoint_only_adds_its_pair() {
     let mut desired = Desired {
-        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
-        veths: vec![veth("e1", "rn-aaaa", true)],
+        gateways: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        ports: vec![veth("e1", "rn-aaaa", true)],
         ..Default::default()
     };
     let mut observed = Observed::default();
     converge(&desired, &mut observed);
-    desired.veths.push(veth("e2", "rn-aaaa", true));
+    desired.ports.push(veth("e2", "rn-aaaa", true));
     let ops = converge(&desired, &mut observed);
     assert_eq!(
         ops,
@@ -103,11 +103,11 @@ fn second_endpoint_only_adds_its_pair() {
 fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
     let mut observed = Observed::default();
     let old = Desired {
-        bridges: vec![
+        gateways: vec![
             bridge("rn-old", "10.0.9.1/24"),
             bridge("rn-keep", "10.0.42.1/24"),
         ],
-        veths: vec![veth("gone", "rn-old", true), veth("kept", "rn-keep", true)],
+        ports: vec![veth("gone", "rn-old", true), veth("kept", "rn-keep", true)],
         ..Default::default()
     };
     converge(&old, &mut observed);
@@ -128,8 +128,8 @@ fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
     // Docker has moved away) remain wanted.
     observed.links.remove("rnckept");
     let now = Desired {
-        bridges: vec![bridge("rn-keep", "10.0.42.1/24")],
-        veths: vec![veth("kept", "rn-keep", false)],
+        gateways: vec![bridge("rn-keep", "10.0.42.1/24")],
+        ports: vec![veth("kept", "rn-keep", false)],
         ..Default::default()
     };
     let ops = converge(&now, &mut observed);
@@ -153,8 +153,8 @@ fn leftovers_after_a_restart_are_removed_and_foreign_links_kept() {
 #[test]
 fn nothing_to_do_when_the_kernel_matches() {
     let desired = Desired {
-        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
-        veths: vec![veth("e1", "rn-aaaa", true)],
+        gateways: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        ports: vec![veth("e1", "rn-aaaa", true)],
         ..Default::default()
     };
     let mut observed = Observed::default();
@@ -165,8 +165,8 @@ fn nothing_to_do_when_the_kernel_matches() {
 #[test]
 fn a_bridge_gone_after_a_reboot_is_rebuilt_without_touching_endpoints() {
     let desired = Desired {
-        bridges: vec![bridge("rn-aaaa", "10.0.42.1/24")],
-        veths: vec![veth("e1", "rn-aaaa", false)],
+        gateways: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        ports: vec![veth("e1", "rn-aaaa", false)],
         ..Default::default()
     };
     let ops = converge(&desired, &mut Observed::default());
@@ -177,7 +177,7 @@ fn a_bridge_gone_after_a_reboot_is_rebuilt_without_touching_endpoints() {
 #[test]
 fn drifted_links_are_repaired() {
     let desired = Desired {
-        bridges: vec![Bridge {
+        gateways: vec![Gateway {
             mtu: 1400,
             ..bridge("rn-aaaa", "10.0.42.1/24")
         }],
@@ -203,7 +203,7 @@ fn drifted_links_are_repaired() {
 
 fn bridge_only(name: &str) -> Desired {
     Desired {
-        bridges: vec![Bridge {
+        gateways: vec![Gateway {
             name: name.into(),
             addresses: vec![],
             mtu: 1500,
@@ -241,7 +241,7 @@ fn conflicts_are_refused() {
 
 fn overlay(remotes: Vec<Remote>) -> Desired {
     Desired {
-        bridges: vec![Bridge {
+        gateways: vec![Gateway {
             name: "rn-ov".into(),
             addresses: vec![],
             mtu: 1450,
@@ -254,10 +254,10 @@ fn overlay(remotes: Vec<Remote>) -> Desired {
             local: "10.99.0.1".parse().unwrap(),
             port: 4789,
             mtu: 1450,
-            bridge: "rn-ov".into(),
+            gateway: "rn-ov".into(),
             gateway_prefix: [2, 0x52, 0x4e],
         }],
-        veths: vec![],
+        ports: vec![],
         remotes,
         floods: vec![],
         lans: vec![],
@@ -278,10 +278,10 @@ fn remote(last: u8, vtep: &str) -> Remote {
 fn first_overlay_network_is_built_on_macvlan_links_of_its_vxlan_device() {
     let mac = [2, 0x52, 0x4e, 0, 0x10, 0];
     let mut desired = overlay(vec![]);
-    desired.bridges[0].mac = Some(mac);
-    desired.bridges[0].addresses = vec![net("10.0.70.1/24")];
+    desired.gateways[0].mac = Some(mac);
+    desired.gateways[0].addresses = vec![net("10.0.70.1/24")];
     for (id, required) in [("ep1", true), ("ep2", false)] {
-        desired.veths.push(Veth {
+        desired.ports.push(Port {
             mtu: 1450,
             ..veth(id, "rn-ov", required)
         });
@@ -348,7 +348,7 @@ fn an_overlay_keeps_the_bridge_an_earlier_release_built() {
         crate::fake::simulate(&mut observed, &op).unwrap();
     }
     let mut desired = overlay(vec![]);
-    desired.veths.push(veth("ep2", "rn-ov", true));
+    desired.ports.push(veth("ep2", "rn-ov", true));
     let ops = converge(&desired, &mut observed);
     assert_eq!(
         ops,
@@ -504,8 +504,8 @@ fn a_conflict_costs_only_its_own_network_and_tears_nothing_down() {
     // rn-ov's VXLAN device name is taken by a foreign bridge; rn-ov's own
     // veth (a running container's) exists already.
     let mut desired = overlay(vec![]);
-    desired.veths.push(veth("ep1", "rn-ov", false));
-    desired.bridges.push(bridge("rn-aaaa", "10.0.42.1/24"));
+    desired.ports.push(veth("ep1", "rn-ov", false));
+    desired.gateways.push(bridge("rn-aaaa", "10.0.42.1/24"));
     let mut observed = Observed::default();
     let mut ours = Observed::default();
     crate::fake::simulate(
@@ -562,7 +562,7 @@ fn a_conflict_costs_only_its_own_network_and_tears_nothing_down() {
 fn a_bridge_gets_its_fixed_mac_when_created_and_when_it_drifted() {
     let mac = [2, 0x52, 0x4e, 0, 0x10, 1];
     let desired = Desired {
-        bridges: vec![Bridge {
+        gateways: vec![Gateway {
             mac: Some(mac),
             ..bridge("rn-aaaa", "10.0.42.1/24")
         }],
@@ -613,7 +613,7 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
         let mut desired = Desired::default();
         for (n, (_, overlay, mtu, fixed_mac)) in &networks {
             let name = network_name(*n, *overlay);
-            desired.bridges.push(Bridge {
+            desired.gateways.push(Gateway {
                 name: name.clone(),
                 addresses: vec![net(&format!("10.0.{n}.1/24"))],
                 mtu: *mtu,
@@ -627,7 +627,7 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
                     local: "10.99.0.1".parse().unwrap(),
                     port: 4789,
                     mtu: *mtu,
-                    bridge: name,
+                    gateway: name,
                     gateway_prefix: [2, 0x52, 0x4e],
                 });
             }
@@ -636,9 +636,9 @@ fn arbitrary_desired() -> impl proptest::strategy::Strategy<Value = Desired> {
             let bridge = network_name(n, networks.get(&n).is_some_and(|net| net.1));
             let id = format!("{n}{e}");
             if networks.contains_key(&n)
-                && !desired.veths.iter().any(|v| v.host == format!("rnh{id}"))
+                && !desired.ports.iter().any(|v| v.host == format!("rnh{id}"))
             {
-                desired.veths.push(Veth {
+                desired.ports.push(Port {
                     mtu: networks[&n].2,
                     ..veth(&id, &bridge, required)
                 });
@@ -704,7 +704,7 @@ proptest::proptest! {
         }
         proptest::prop_assert_eq!(plan(&after, &observed).unwrap(), vec![], "after {:?}", ops);
         proptest::prop_assert!(observed.links.contains_key("eth0"));
-        for bridge in &after.bridges {
+        for bridge in &after.gateways {
             let link = &observed.links[&bridge.name];
             proptest::prop_assert_eq!(link.mtu, bridge.mtu);
             if let Some(mac) = bridge.mac {
@@ -726,11 +726,11 @@ fn inherited_links_stay_while_they_serve_containers() {
     // The old state: a bridge with a container and an overlay bridge with
     // its VXLAN device only.
     let old = Desired {
-        bridges: vec![
+        gateways: vec![
             bridge("rn-old", "10.0.42.1/24"),
             bridge("rn-ov", "10.0.70.1/24"),
         ],
-        veths: vec![veth("ep1", "rn-old", true)],
+        ports: vec![veth("ep1", "rn-old", true)],
         ..Default::default()
     };
     let mut observed = Observed::default();
@@ -770,14 +770,14 @@ fn inherited_links_stay_while_they_serve_containers() {
     );
     // The new state wants the VNI the old one had.
     let new = Desired {
-        bridges: vec![bridge("rn-new", "10.0.71.1/24")],
+        gateways: vec![bridge("rn-new", "10.0.71.1/24")],
         vxlans: vec![Vxlan {
             name: "rnx4096".into(),
             vni: 4096,
             local: "10.99.0.1".parse().unwrap(),
             port: 4789,
             mtu: 1450,
-            bridge: "rn-new".into(),
+            gateway: "rn-new".into(),
             gateway_prefix: [2, 0x52, 0x4e],
         }],
         ..Default::default()
@@ -907,7 +907,7 @@ fn a_lan_network_without_its_parent_is_refused_alone_and_a_vlan_parent_is_made()
     let (ops, conflicts) = plan_isolated(
         &Desired {
             lans: vec![missing],
-            bridges: vec![bridge("rn-other", "10.0.9.1/24")],
+            gateways: vec![bridge("rn-other", "10.0.9.1/24")],
             ..Default::default()
         },
         &observed,

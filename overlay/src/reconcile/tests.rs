@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::*;
 use crate::fake::{Event, FakeFirewall, FakeKernel, Journal};
 use crate::firewall::Published;
-use crate::model::{Bridge, Veth};
+use crate::model::{Gateway, Port};
 use crate::{Op, Reconciler};
 
 type Fake = Reconciler<FakeKernel, FakeFirewall>;
@@ -22,18 +22,18 @@ fn fake() -> (Fake, FakeKernel, FakeFirewall, Journal) {
 }
 
 fn want(published: bool) -> Want {
-    let bridge = Bridge {
+    let bridge = Gateway {
         name: "rn-a".into(),
         addresses: vec!["10.0.42.1/24".parse().unwrap()],
         mtu: 1500,
         mac: None,
         vxlan: None,
     };
-    let veth = Veth {
+    let veth = Port {
         host: "rnhep1".into(),
         peer: "rncep1".into(),
         link: "rnm-test".into(),
-        bridge: "rn-a".into(),
+        gateway: "rn-a".into(),
         mtu: 1500,
         mac: [2, 0, 0, 0, 0, 1],
         required: true,
@@ -47,8 +47,8 @@ fn want(published: bool) -> Want {
     });
     Want {
         links: Desired {
-            bridges: vec![bridge],
-            veths: vec![veth],
+            gateways: vec![bridge],
+            ports: vec![veth],
             ..Desired::default()
         },
         firewall: vec![Network {
@@ -243,7 +243,7 @@ async fn a_foreign_link_with_a_wanted_name_is_refused_and_left_alone() {
         },
     );
     let mut wanted = want(false);
-    wanted.links.bridges.push(Bridge {
+    wanted.links.gateways.push(Gateway {
         name: "rn-b".into(),
         addresses: vec![],
         mtu: 1500,

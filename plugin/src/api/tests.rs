@@ -355,10 +355,10 @@ async fn network_driver_lifecycle_as_docker_calls_it() {
     )
     .await;
     let (desired, _) = h.last_applied();
-    assert_eq!(desired.bridges[0].name, "rn-0123456789ab");
-    assert_eq!(desired.bridges[0].mtu, 1400);
+    assert_eq!(desired.gateways[0].name, "rn-0123456789ab");
+    assert_eq!(desired.gateways[0].mtu, 1400);
     assert_eq!(
-        desired.bridges[0].addresses,
+        desired.gateways[0].addresses,
         ["10.0.42.1/24".parse::<ipnet::IpNet>().unwrap()]
     );
 
@@ -376,8 +376,8 @@ async fn network_driver_lifecycle_as_docker_calls_it() {
     let first = u8::from_str_radix(&mac[..2], 16).unwrap();
     assert_eq!(first & 0x03, 0x02, "{mac}: locally administered unicast");
     let (desired, firewall) = h.last_applied();
-    assert_eq!(desired.veths[0].host, "rnhfedcba987654");
-    assert!(desired.veths[0].required);
+    assert_eq!(desired.ports[0].host, "rnhfedcba987654");
+    assert!(desired.ports[0].required);
     assert!(
         firewall[0].published.is_empty(),
         "ports open only once joined"
@@ -401,7 +401,7 @@ async fn network_driver_lifecycle_as_docker_calls_it() {
     h.ok("/NetworkDriver.Leave", ids.clone()).await;
     assert!(h.last_applied().1[0].published.is_empty());
     h.ok("/NetworkDriver.DeleteEndpoint", ids).await;
-    assert!(h.last_applied().0.veths.is_empty());
+    assert!(h.last_applied().0.ports.is_empty());
     h.ok("/NetworkDriver.DeleteNetwork", json!({"NetworkID": NET}))
         .await;
     assert_eq!(

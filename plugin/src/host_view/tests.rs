@@ -126,7 +126,7 @@ fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_brid
         &dns_ports(),
         &Parents::default(),
     );
-    let bridge = &want.links.bridges[1];
+    let bridge = &want.links.gateways[1];
     assert_eq!(bridge.name, bridge_name("ov1ov1ov1ov1ov1o"));
     assert_eq!(bridge.addresses, ["10.0.80.1/24".parse::<IpNet>().unwrap()]);
     assert_eq!(bridge.mac, Some(Mac::gateway(4096).octets()));
@@ -148,12 +148,12 @@ fn an_overlay_bridge_is_its_gateway_with_the_overlays_mac_and_routes_like_a_brid
     )
     .links;
     assert_eq!(
-        links.bridges[1].vxlan.as_deref(),
+        links.gateways[1].vxlan.as_deref(),
         Some("rnx4096"),
         "built on macvlan links of its VXLAN device where no bridge is"
     );
     assert_eq!(
-        links.bridges[0].vxlan, None,
+        links.gateways[0].vxlan, None,
         "a bridge network's is a bridge"
     );
     let firewall = &want.firewall[1];
@@ -218,8 +218,8 @@ fn the_host_view_has_this_hosts_networks_only() {
         &Parents::default(),
     );
     assert_eq!(
-        desired.bridges,
-        [Bridge {
+        desired.gateways,
+        [Gateway {
             name: "rn-net1net1net1".into(),
             addresses: vec!["10.0.42.1/24".parse().unwrap()],
             mtu: 1450,
@@ -228,12 +228,12 @@ fn the_host_view_has_this_hosts_networks_only() {
         }]
     );
     assert_eq!(
-        desired.veths,
-        [Veth {
+        desired.ports,
+        [Port {
             host: "rnhep1ep1ep1ep1".into(),
             peer: "rncep1ep1ep1ep1".into(),
             link: "rnmep1ep1ep1ep1".into(),
-            bridge: "rn-net1net1net1".into(),
+            gateway: "rn-net1net1net1".into(),
             mtu: 1450,
             mac: [2, 0, 0, 0, 0, 7],
             required: true,
@@ -275,7 +275,7 @@ fn endpoints_not_named_are_kept_but_not_created_and_unjoined_ports_stay_closed()
         &dns_ports(),
         &Parents::default(),
     );
-    assert!(!desired.veths[0].required);
+    assert!(!desired.ports[0].required);
     assert!(firewall[0].published.is_empty());
 }
 
@@ -512,9 +512,9 @@ fn an_encrypted_overlay_runs_between_tunnel_addresses_of_hosts_with_keys_only() 
     );
     assert!(want.links.vxlans.is_empty());
     assert!(want.links.remotes.is_empty());
-    assert_eq!(want.links.bridges.len(), 1);
+    assert_eq!(want.links.gateways.len(), 1);
     assert_eq!(
-        want.links.bridges[0].vxlan, None,
+        want.links.gateways[0].vxlan, None,
         "an encrypted overlay keeps a bridge, tunnel or not"
     );
     assert!(want.ingress.unwrap().seal.is_some());
@@ -545,7 +545,7 @@ fn a_lan_network_has_no_bridge_and_only_its_shims_dns_rules() {
     state.apply(&Command::CreateEndpoint(endpoint)).unwrap();
     let parents: Parents = "eth0=ens5".parse().unwrap();
     let want = host_view(&state, HOST, &[], UNDERLAY, &dns_ports(), &parents);
-    assert!(want.links.bridges.is_empty() && want.links.veths.is_empty());
+    assert!(want.links.gateways.is_empty() && want.links.ports.is_empty());
     let lan = &want.links.lans[0];
     assert_eq!(lan.parent, "ens5");
     let shim = lan.shim.as_ref().unwrap();
