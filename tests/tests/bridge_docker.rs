@@ -33,8 +33,8 @@ fn eventually(what: &str, mut f: impl FnMut() -> Result<String, String>) -> Stri
 /// address's (host-wide, kept while rustnet is installed: see
 /// [`resolver_rules`]).
 fn leftovers(host: &SimHost) -> Vec<String> {
-    let links = run(host.cmd("ip").args(["-o", "link", "show"])).unwrap_or_default();
-    let rules = run(&mut host.cmd("iptables-save")).unwrap_or_default();
+    let links = run(host.cmd("ip").args(["-o", "link", "show"])).expect("ip link");
+    let rules = run(&mut host.cmd("iptables-save")).expect("iptables-save");
     links
         .lines()
         .filter(|l| {
@@ -54,7 +54,7 @@ fn leftovers(host: &SimHost) -> Vec<String> {
 
 /// The resolver address's rules on `host`.
 fn resolver_rules(host: &SimHost) -> Vec<String> {
-    let rules = run(host.cmd("iptables-save").args(["-t", "nat"])).unwrap_or_default();
+    let rules = run(host.cmd("iptables-save").args(["-t", "nat"])).expect("iptables-save");
     rules
         .lines()
         .filter(|l| l.starts_with("-A") && l.contains("RUSTNET-RESOLVER"))
@@ -282,7 +282,7 @@ fn bridge_mode_on_a_real_dockerd(engine: Engine) {
             assert!(!leftovers(&host).is_empty(), "nothing was built");
             docker_ok(host.docker(&["rm", "-f", "t1"]), "rm");
             docker_ok(host.docker(&["network", "rm", "tmp"]), "network rm");
-            let links = run(host.cmd("ip").args(["-o", "link", "show"])).unwrap_or_default();
+            let links = run(host.cmd("ip").args(["-o", "link", "show"])).expect("ip link");
             assert!(!links.contains("rntest0"), "{links}");
             assert_eq!(leftovers(&host), Vec::<String>::new());
             // The resolver address stays, so that a container whose

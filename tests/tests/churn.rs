@@ -192,7 +192,7 @@ fn container_churn_leaves_nothing_behind() {
             now, baseline[i],
             "host {i}: after the churn (left) and before (right)"
         );
-        let left = host.docker(&["ps", "-aq"]).unwrap_or_default();
+        let left = host.docker(&["ps", "-aq"]).expect("docker ps");
         assert!(
             left.trim().is_empty(),
             "containers left on host {i}: {left}"

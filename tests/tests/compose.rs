@@ -80,7 +80,7 @@ fn the_compose_example_runs_on_rustnet_networks(engine: Engine) {
     }
 
     ok(compose(&h1, &["down"]), "down");
-    let left = h1.docker(&["ps", "-aq"]).unwrap_or_default();
+    let left = h1.docker(&["ps", "-aq"]).expect("docker ps");
     assert!(left.trim().is_empty(), "containers left: {left}");
     assert!(
         h1.docker(&["network", "inspect", "demo_front"]).is_err(),

@@ -82,7 +82,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
                 "h2 took no VXLAN from h3 over IPv6: {}",
                 run(h2.cmd("ip6tables").args(["-S", "RUSTNET-VXLAN"])).unwrap_or_default()
             );
-            let ipv4 = run(h2.cmd("iptables").args(["-S", "RUSTNET-VXLAN"])).unwrap_or_default();
+            let ipv4 = run(h2.cmd("iptables").args(["-S", "RUSTNET-VXLAN"])).expect("iptables -S");
             assert!(!ipv4.contains("RETURN"), "{ipv4}");
             // VXLAN over IPv6 costs 70 bytes of the underlay's 1500.
             let mtu = docker_ok(h3.exec("c3", &["cat", "/sys/class/net/eth0/mtu"]), "mtu");

@@ -120,7 +120,7 @@ fn local_faults_are_reported_and_repaired() {
             );
             let bridge = format!("rn-{}", &id[..12]);
             let rules_of = |bridge: &str| {
-                let saved = host.sh("iptables-save").unwrap_or_default();
+                let saved = host.sh("iptables-save").expect("iptables-save");
                 saved
                     .lines()
                     .filter(|l| l.starts_with("-A RUSTNET") && l.contains(bridge))

@@ -126,7 +126,7 @@ fn a_macvlan_network_is_one_lan_across_hosts(engine: Engine) {
             }
             // No veth pairs, no bridge: the containers' links are macvlan.
             for host in hosts {
-                let links = run(host.cmd("ip").args(["-o", "link", "show"])).unwrap_or_default();
+                let links = run(host.cmd("ip").args(["-o", "link", "show"])).expect("ip link");
                 assert!(!links.contains("rnh") && !links.contains("rn-"), "{links}");
                 let macvlans =
                     run(host.cmd("ip").args(["-o", "link", "show", "type", "macvlan"])).unwrap_or_default();

@@ -164,7 +164,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             });
             // rustnet's static entries are the VXLAN device's own ("dst VTEP");
             // the bridge may still remember the MAC it saw, until it ages out.
-            let fdb = run(h3.cmd("bridge").args(["fdb", "show"])).unwrap_or_default();
+            let fdb = run(h3.cmd("bridge").args(["fdb", "show"])).expect("bridge fdb");
             let stale: Vec<&str> = fdb
                 .lines()
                 .filter(|l| l.contains(&gone_mac) && l.contains(" dst "))
@@ -174,7 +174,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
                 "stale VXLAN entry for a removed endpoint: {stale:?}"
             );
             let neigh =
-                run(h3.cmd("ip").args(["neigh", "show", "nud", "permanent"])).unwrap_or_default();
+                run(h3.cmd("ip").args(["neigh", "show", "nud", "permanent"])).expect("ip neigh");
             assert!(!neigh.contains(&gone_mac), "stale neighbour entry: {neigh}");
         },
     );
@@ -327,7 +327,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
     );
 
     let vxlan_rules = |host: &SimHost| {
-        run(host.cmd("iptables").args(["-S", "RUSTNET-VXLAN"])).unwrap_or_default()
+        run(host.cmd("iptables").args(["-S", "RUSTNET-VXLAN"])).expect("iptables -S")
     };
     cases.run(
         "VXLAN from outside the cluster is dropped while members' traffic flows",
@@ -413,7 +413,7 @@ fn overlay_networks_across_three_hosts(engine: Engine) {
             h3.run_container("r3", "ovr", &[], &[]);
             let dst = format!("dst {}", h3.addr);
             let entries =
-                |host: &SimHost| run(host.cmd("bridge").args(["fdb", "show"])).unwrap_or_default();
+                |host: &SimHost| run(host.cmd("bridge").args(["fdb", "show"])).expect("bridge fdb");
             wait_until("h3's entry on h1", 20, || entries(&h1).contains(&dst));
             let id = h3.status()["host"].to_string();
             h3.kill_rustnet();
