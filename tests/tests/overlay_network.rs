@@ -2,8 +2,8 @@
 //! usable everywhere at once, names and aliases across hosts, one
 //! interface with the overlay's own gateway on every host, egress and `-p`
 //! on the container's host, network connect and disconnect of a running
-//! container, and all of it through a plugin kill -9 and a
-//! dockerd restart. On every engine of the matrix (20.10, 26, 28), each
+//! container, its stop, start and restart, and all of it through a plugin
+//! kill -9 and a dockerd restart. On every engine of the matrix (20.10, 26, 28), each
 //! host set up as the README says (on 28, daemon.json's `dns` names
 //! rustnet's resolver address).
 
@@ -35,6 +35,17 @@ fn learned(host: &SimHost, name: &str) -> bool {
 
 fn resolves_to(host: &SimHost, container: &str, name: &str, ip: &str) -> bool {
     lookup(host, container, name).is_ok_and(|ips| ips == [ip])
+}
+
+/// Endpoint links in `host`'s own namespace: those of containers are in
+/// the containers' namespaces, so none at rest.
+fn loose_links(host: &SimHost) -> Vec<String> {
+    run(host.cmd("ip").args(["-o", "link", "show"]))
+        .expect("ip link")
+        .lines()
+        .filter(|l| [": rnm", ": rnh", ": rnc"].iter().any(|p| l.contains(p)))
+        .map(str::to_owned)
+        .collect()
 }
 
 on_every_engine!(an_overlay_is_one_network_across_hosts);
@@ -338,17 +349,7 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
     cases.run(
         "network connect and disconnect a running container, nothing left behind",
         || {
-            // Endpoint links in h1's own namespace: those of containers
-            // are in the containers' namespaces, so none at rest.
-            let loose_links = || {
-                run(h1.cmd("ip").args(["-o", "link", "show"]))
-                    .expect("ip link")
-                    .lines()
-                    .filter(|l| [": rnm", ": rnh", ": rnc"].iter().any(|p| l.contains(p)))
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(loose_links(), Vec::<String>::new(), "before");
+            assert_eq!(loose_links(&h1), Vec::<String>::new(), "before");
             h1.create_overlay("side", "10.0.73.0/24", &[]);
             h1.run_container("mover", "side", &[], &[]);
             let web1 = h2.ip_of("web1", "ov");
@@ -390,7 +391,7 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
                     "round {round}"
                 );
                 assert_eq!(
-                    loose_links(),
+                    loose_links(&h1),
                     Vec::<String>::new(),
                     "after disconnect, round {round}"
                 );
@@ -409,7 +410,47 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
             }
             docker_ok(h1.docker(&["rm", "-f", "mover"]), "rm mover");
             docker_ok(h1.docker(&["network", "rm", "side"]), "rm side");
-            assert_eq!(loose_links(), Vec::<String>::new(), "after rm");
+            assert_eq!(loose_links(&h1), Vec::<String>::new(), "after rm");
+        },
+    );
+
+    cases.run(
+        "docker stop, start and restart of an overlay container, seen from another host",
+        || {
+            h1.run_container("cycled", "ov", &[], &[]);
+            let web1 = h2.ip_of("web1", "ov");
+            let reached = |step: &str| {
+                let ip = h1.ip_of("cycled", "ov");
+                wait_until(&format!("{step}: web1 reaches cycled"), 10, || {
+                    h2.pings_within("web1", &ip, 1)
+                });
+                wait_until(&format!("{step}: cycled resolves on h2"), 10, || {
+                    resolves_to(&h2, "web1", "cycled", &ip)
+                });
+                wait_until(&format!("{step}: web1 resolves from cycled"), 10, || {
+                    resolves_to(&h1, "cycled", "web1", &web1)
+                });
+                h1.assert_pings("cycled", "web1");
+                ip
+            };
+            let first = reached("run");
+            docker_ok(h1.docker(&["stop", "-t", "0", "cycled"]), "stop");
+            assert_eq!(loose_links(&h1), Vec::<String>::new(), "after stop");
+            wait_until("cycled forgotten on h2", 5, || {
+                lookup(&h2, "web1", "cycled").is_err()
+            });
+            assert!(
+                !h2.pings_within("web1", &first, 1),
+                "{first} answers while stopped"
+            );
+            docker_ok(h1.docker(&["start", "cycled"]), "start");
+            reached("start");
+            docker_ok(h1.docker(&["restart", "-t", "0", "cycled"]), "restart");
+            reached("restart");
+            let links = docker_ok(h1.exec("cycled", &["ls", "/sys/class/net"]), "links");
+            assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+            docker_ok(h1.docker(&["rm", "-f", "cycled"]), "rm cycled");
+            assert_eq!(loose_links(&h1), Vec::<String>::new(), "after rm");
         },
     );
 
