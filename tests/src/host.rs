@@ -490,6 +490,24 @@ impl SimHost {
         .unwrap_or_else(|e| panic!("underlay IPv6 address on {}: {e}", self.netns));
     }
 
+    /// On an engine before 28, which ignores `--ipv4=false`: creates a
+    /// rustnet network `name` with it and `extra` as a user would, panics
+    /// unless it has an IPv4 and an IPv6 subnet, and removes it.
+    pub fn assert_ipv4_false_ignored(&self, name: &str, extra: &[&str]) {
+        self.create_network(
+            "rustnet",
+            name,
+            &[&["--ipv4=false", "--ipv6"], extra].concat(),
+        );
+        let format = "{{range .IPAM.Config}}{{.Subnet}} {{end}}";
+        let subnets = docker_ok(
+            self.docker(&["network", "inspect", "-f", format, name]),
+            "subnets",
+        );
+        assert!(subnets.contains('.') && subnets.contains(':'), "{subnets}");
+        docker_ok(self.docker(&["network", "rm", name]), "network rm");
+    }
+
     /// Whether this host's Docker has network `name` (an overlay created
     /// on another host, once it got here).
     pub fn has_network(&self, name: &str) -> bool {

@@ -124,23 +124,7 @@ fn overlays_run_over_an_ipv6_underlay(engine: Engine) {
             if engine != Engine::Sid {
                 // --ipv4=false arrived with Docker 28: an older engine
                 // ignores it, and the network has IPv4 as well.
-                h1.create_network(
-                    "rustnet",
-                    "only6",
-                    &["--ipv4=false", "--ipv6", "-o", "mode=overlay"],
-                );
-                let subnets = docker_ok(
-                    h1.docker(&[
-                        "network",
-                        "inspect",
-                        "-f",
-                        "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
-                        "only6",
-                    ]),
-                    "subnets",
-                );
-                assert!(subnets.contains('.') && subnets.contains(':'), "{subnets}");
-                docker_ok(h1.docker(&["network", "rm", "only6"]), "rm only6");
+                h1.assert_ipv4_false_ignored("only6", &["-o", "mode=overlay"]);
                 return;
             }
             h1.create_network(
