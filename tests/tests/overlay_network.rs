@@ -3,9 +3,9 @@
 //! interface with the overlay's own gateway on every host, egress and `-p`
 //! on the container's host, network connect and disconnect of a running
 //! container, its stop, start and restart, and all of it through a plugin
-//! kill -9 and a dockerd restart. On every engine of the matrix (20.10, 26, 28), each
-//! host set up as the README says (on 28, daemon.json's `dns` names
-//! rustnet's resolver address).
+//! kill -9 and a dockerd restart. On every engine of the matrix (20.10, 26,
+//! 28), each host set up as the README says (on 28, daemon.json's `dns`
+//! names rustnet's resolver address).
 
 // Each end-to-end scenario reads as one story, start to finish; it runs as
 // a test per engine (on_every_engine!), where a failed expect is a failure.
@@ -46,6 +46,36 @@ fn loose_links(host: &SimHost) -> Vec<String> {
         .filter(|l| [": rnm", ": rnh", ": rnc"].iter().any(|p| l.contains(p)))
         .map(str::to_owned)
         .collect()
+}
+
+/// Waits until `container` (on `near`) and web1 (on `far`) reach and
+/// resolve each other over "ov"; the container's address there.
+fn meets_web1(near: &SimHost, far: &SimHost, container: &str, step: &str) -> String {
+    let ip = near.ip_of(container, "ov");
+    let web1 = far.ip_of("web1", "ov");
+    wait_until(&format!("{step}: {container} resolves web1"), 10, || {
+        resolves_to(near, container, "web1", &web1)
+    });
+    near.assert_pings(container, "web1");
+    wait_until(&format!("{step}: web1 reaches {container}"), 10, || {
+        far.pings_within("web1", &ip, 1)
+    });
+    wait_until(&format!("{step}: web1 resolves {container}"), 10, || {
+        resolves_to(far, "web1", container, &ip)
+    });
+    ip
+}
+
+/// Panics unless web1 (on `far`) has lost `container`, which was at `ip`:
+/// no reply from there, and its name no longer resolves.
+fn gone_from_web1(far: &SimHost, container: &str, ip: &str) {
+    assert!(
+        !far.pings_within("web1", ip, 1),
+        "{ip} of {container} still answers"
+    );
+    wait_until(&format!("{container} forgotten by web1"), 5, || {
+        lookup(far, "web1", container).is_err()
+    });
 }
 
 on_every_engine!(an_overlay_is_one_network_across_hosts);
@@ -352,7 +382,6 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
             assert_eq!(loose_links(&h1), Vec::<String>::new(), "before");
             h1.create_overlay("side", "10.0.73.0/24", &[]);
             h1.run_container("mover", "side", &[], &[]);
-            let web1 = h2.ip_of("web1", "ov");
             for round in 0..2 {
                 docker_ok(h1.docker(&["network", "connect", "ov", "mover"]), "connect");
                 // One more interface (Docker's older engines name it eth2
@@ -363,23 +392,13 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
                     3,
                     "round {round}: {links}"
                 );
-                let mover = h1.ip_of("mover", "ov");
+                let mover = meets_web1(&h1, &h2, "mover", &format!("round {round}"));
                 assert!(mover.starts_with("10.0.70."), "{mover}");
                 let addresses = docker_ok(h1.exec("mover", &["ip", "-o", "addr"]), "addresses");
                 assert!(
                     addresses.contains(&format!("inet {mover}/24")),
                     "{addresses}"
                 );
-                wait_until("web1 resolves from mover", 10, || {
-                    resolves_to(&h1, "mover", "web1", &web1)
-                });
-                h1.assert_pings("mover", "web1");
-                wait_until("web1 reaches mover", 10, || {
-                    h2.pings_within("web1", &mover, 1)
-                });
-                wait_until("mover resolves on h2", 10, || {
-                    resolves_to(&h2, "web1", "mover", &mover)
-                });
                 docker_ok(
                     h1.docker(&["network", "disconnect", "ov", "mover"]),
                     "disconnect",
@@ -395,13 +414,7 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
                     Vec::<String>::new(),
                     "after disconnect, round {round}"
                 );
-                assert!(
-                    !h2.pings_within("web1", &mover, 1),
-                    "{mover} answers after disconnect"
-                );
-                wait_until("mover forgotten on h2", 5, || {
-                    lookup(&h2, "web1", "mover").is_err()
-                });
+                gone_from_web1(&h2, "mover", &mover);
                 assert!(
                     lookup(&h1, "mover", "web1").is_err(),
                     "mover still resolves ov's names"
@@ -418,35 +431,14 @@ fn an_overlay_is_one_network_across_hosts(engine: Engine) {
         "docker stop, start and restart of an overlay container, seen from another host",
         || {
             h1.run_container("cycled", "ov", &[], &[]);
-            let web1 = h2.ip_of("web1", "ov");
-            let reached = |step: &str| {
-                let ip = h1.ip_of("cycled", "ov");
-                wait_until(&format!("{step}: web1 reaches cycled"), 10, || {
-                    h2.pings_within("web1", &ip, 1)
-                });
-                wait_until(&format!("{step}: cycled resolves on h2"), 10, || {
-                    resolves_to(&h2, "web1", "cycled", &ip)
-                });
-                wait_until(&format!("{step}: web1 resolves from cycled"), 10, || {
-                    resolves_to(&h1, "cycled", "web1", &web1)
-                });
-                h1.assert_pings("cycled", "web1");
-                ip
-            };
-            let first = reached("run");
+            let first = meets_web1(&h1, &h2, "cycled", "run");
             docker_ok(h1.docker(&["stop", "-t", "0", "cycled"]), "stop");
             assert_eq!(loose_links(&h1), Vec::<String>::new(), "after stop");
-            wait_until("cycled forgotten on h2", 5, || {
-                lookup(&h2, "web1", "cycled").is_err()
-            });
-            assert!(
-                !h2.pings_within("web1", &first, 1),
-                "{first} answers while stopped"
-            );
+            gone_from_web1(&h2, "cycled", &first);
             docker_ok(h1.docker(&["start", "cycled"]), "start");
-            reached("start");
+            meets_web1(&h1, &h2, "cycled", "start");
             docker_ok(h1.docker(&["restart", "-t", "0", "cycled"]), "restart");
-            reached("restart");
+            meets_web1(&h1, &h2, "cycled", "restart");
             let links = docker_ok(h1.exec("cycled", &["ls", "/sys/class/net"]), "links");
             assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
             docker_ok(h1.docker(&["rm", "-f", "cycled"]), "rm cycled");
