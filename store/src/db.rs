@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -112,26 +112,37 @@ impl Db {
     }
 
     /// Replaces the snapshot: its meta (serde) and data (raw bytes) in one
-    /// transaction, and drops a snapshot of the old single-record form.
+    /// transaction, and drops a snapshot of the old single-record form;
+    /// unless the one stored is as new (`supersedes` says whether the new
+    /// one supersedes the stored one's meta): then nothing is written and
+    /// the answer is `false`. A snapshot is built while the state machine
+    /// goes on, and can install a newer one from the leader meanwhile; the
+    /// older one, stored after it, once left the log purged past it, and
+    /// the member could not start again.
+    ///
     /// With [`redb::Durability::None`], without an fsync of its own: the
     /// snapshot reaches the disk with the next durable commit (the log's
     /// next round), or is lost whole in a crash before it, and with it
     /// whatever was written after it (the purge of the log it covers:
     /// commits reach the disk in their order), which leaves the snapshot
     /// before it and the whole log since: the same state.
-    pub(crate) fn put_snapshot_with<M: Serialize>(
+    pub(crate) fn put_snapshot_with<M: Serialize + DeserializeOwned>(
         &self,
         meta: &M,
         data: &[u8],
         durability: redb::Durability,
-    ) -> io::Result<()> {
-        let meta = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        supersedes: impl FnOnce(&M) -> bool,
+    ) -> io::Result<bool> {
+        let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
         let mut txn = self.inner.begin_write().map_err(io::Error::other)?;
+        if !supersedes_stored(&txn, supersedes)? {
+            return Ok(false);
+        }
         txn.set_durability(durability).map_err(io::Error::other)?;
         {
             let mut table = txn.open_table(META).map_err(io::Error::other)?;
             table
-                .insert(KEY_SNAPSHOT_META, meta.as_slice())
+                .insert(KEY_SNAPSHOT_META, bytes.as_slice())
                 .map_err(io::Error::other)?;
             table.remove(KEY_SNAPSHOT).map_err(io::Error::other)?;
             txn.open_table(SNAPSHOT)
@@ -139,16 +150,25 @@ impl Db {
                 .insert(SNAPSHOT_DATA, data)
                 .map_err(io::Error::other)?;
         }
-        txn.commit().map_err(io::Error::other)
+        txn.commit().map_err(io::Error::other)?;
+        Ok(true)
     }
 
     /// Replaces the snapshot with one in the single record of format 1 (meta
     /// and data in one meta record, as release 0.1 reads it): written while
     /// the cluster's format is 1, so that a host put back on that release
-    /// finds its snapshot.
-    pub(crate) fn put_snapshot_record<T: Serialize>(&self, record: &T) -> io::Result<()> {
+    /// finds its snapshot. Like [`Db::put_snapshot_with`], only over an
+    /// older one.
+    pub(crate) fn put_snapshot_record<M: DeserializeOwned, T: Serialize>(
+        &self,
+        record: &T,
+        supersedes: impl FnOnce(&M) -> bool,
+    ) -> io::Result<bool> {
         let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
         let txn = self.inner.begin_write().map_err(io::Error::other)?;
+        if !supersedes_stored(&txn, supersedes)? {
+            return Ok(false);
+        }
         {
             let mut table = txn.open_table(META).map_err(io::Error::other)?;
             table
@@ -160,7 +180,8 @@ impl Db {
                 .remove(SNAPSHOT_DATA)
                 .map_err(io::Error::other)?;
         }
-        txn.commit().map_err(io::Error::other)
+        txn.commit().map_err(io::Error::other)?;
+        Ok(true)
     }
 
     /// The snapshot's meta and data, if there is one in the current form.
@@ -180,6 +201,31 @@ impl Db {
     pub(crate) fn database(&self) -> &Database {
         &self.inner
     }
+}
+
+/// Whether a new snapshot may replace the one stored (in either form), by
+/// `supersedes` on the stored one's meta; read within the write
+/// transaction that replaces it, so that nothing comes between.
+fn supersedes_stored<M: DeserializeOwned>(
+    txn: &redb::WriteTransaction,
+    supersedes: impl FnOnce(&M) -> bool,
+) -> io::Result<bool> {
+    /// The single record's meta; its data is skipped.
+    #[derive(serde::Deserialize)]
+    struct Record<M> {
+        meta: M,
+    }
+    let table = txn.open_table(META).map_err(io::Error::other)?;
+    let stored = if let Some(meta) = table.get(KEY_SNAPSHOT_META).map_err(io::Error::other)? {
+        serde_json::from_slice::<M>(meta.value()).map_err(io::Error::other)?
+    } else if let Some(record) = table.get(KEY_SNAPSHOT).map_err(io::Error::other)? {
+        serde_json::from_slice::<Record<M>>(record.value())
+            .map_err(io::Error::other)?
+            .meta
+    } else {
+        return Ok(true);
+    };
+    Ok(supersedes(&stored))
 }
 
 /// Writes the meta record `key` within `txn`, committed with whatever else

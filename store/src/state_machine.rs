@@ -109,7 +109,8 @@ fn stored(db: &Db) -> io::Result<Option<StoredSnapshot>> {
 
 /// Stores a snapshot: while the cluster's format is 1, as plain JSON in
 /// the single record release 0.1 reads (a host can go back to it until
-/// the upgrade ends); else in its own table. Hands the data back.
+/// the upgrade ends); else in its own table. Never over a newer one (see
+/// [`Db::put_snapshot_with`]). Hands the data back.
 fn store(
     db: &Db,
     meta: SnapshotMeta,
@@ -117,12 +118,20 @@ fn store(
     format_1: bool,
     durability: redb::Durability,
 ) -> io::Result<Vec<u8>> {
-    if format_1 {
+    let last = meta.last_log_id;
+    let supersedes = |stored: &SnapshotMeta| stored.last_log_id < last;
+    let (stored, data) = if format_1 {
         let record = StoredSnapshot { meta, data };
-        db.put_snapshot_record(&record)?;
-        return Ok(record.data);
+        (db.put_snapshot_record(&record, supersedes)?, record.data)
+    } else {
+        (
+            db.put_snapshot_with(&meta, &data, durability, supersedes)?,
+            data,
+        )
+    };
+    if !stored {
+        tracing::debug!(?last, "snapshot not stored: a newer one is");
     }
-    db.put_snapshot_with(&meta, &data, durability)?;
     Ok(data)
 }
 
@@ -327,6 +336,32 @@ mod tests {
         // A large one: still every 10,000, for restarts.
         assert!(!snapshot_due(9_999, 50_000));
         assert!(snapshot_due(10_000, 50_000));
+    }
+
+    /// A snapshot built from an older state, stored after a newer one was
+    /// installed (the build runs beside the state machine), leaves the
+    /// newer one: the log is purged up to it.
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let meta = |index| SnapshotMeta {
+            last_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, index)),
+            last_membership: StoredMembership::default(),
+        };
+        for format_1 in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(&dir.path().join("state.redb")).unwrap();
+            let durable = redb::Durability::Immediate;
+            store(&db, meta(10), b"ten".to_vec(), format_1, durable).unwrap();
+            store(&db, meta(5), b"five".to_vec(), format_1, durable).unwrap();
+            let kept = stored(&db).unwrap().unwrap();
+            assert_eq!(kept.meta.last_log_id, meta(10).last_log_id, "{format_1}");
+            assert_eq!(kept.data, b"ten", "{format_1}");
+            // A newer one replaces it, in the other form too.
+            store(&db, meta(20), b"twenty".to_vec(), !format_1, durable).unwrap();
+            let kept = stored(&db).unwrap().unwrap();
+            assert_eq!(kept.meta.last_log_id, meta(20).last_log_id, "{format_1}");
+            assert_eq!(kept.data, b"twenty", "{format_1}");
+        }
     }
 
     #[test]
