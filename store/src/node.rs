@@ -203,7 +203,12 @@ impl Store {
             state_machine.clone(),
         )
         .await
-        .map_err(StoreError::raft)?;
+        .map_err(|e| match e {
+            // The state on disk cannot be read back (openraft checks it as
+            // it starts): the member's own storage, not the cluster.
+            openraft::errors::Fatal::StorageError(e) => open_err(std::io::Error::other(e)),
+            e => StoreError::raft(e),
+        })?;
         let store = Self {
             id,
             raft,

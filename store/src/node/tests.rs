@@ -115,3 +115,65 @@ fn a_state_file_of_a_later_format_is_refused_by_name() {
         "{text}"
     );
 }
+
+/// A state dir whose snapshot is older than its log's start (as a
+/// snapshot stored over a newer one once left it) cannot be rebuilt
+/// alone: opening it is a storage failure, which the daemon exits on,
+/// not a Raft error it would answer with forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_older_than_the_log_is_a_storage_failure() {
+    use crate::db::{KEY_PURGED, KEY_SNAPSHOT_META};
+    type Meta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await.unwrap();
+    let pool = Command::RequestPool {
+        host: store.id(),
+        pool: Some("10.0.42.0/24".parse().unwrap()),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    store.write(pool).await.unwrap();
+    for i in 0..20 {
+        request_address(&store, &format!("c{i}")).await;
+    }
+    store.raft.trigger().snapshot().await.unwrap();
+    // Built in a task of its own.
+    let deadline = Instant::now() + TIMEOUT;
+    while store
+        .db
+        .get_meta::<Meta>(KEY_SNAPSHOT_META)
+        .unwrap()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no snapshot within {TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.shutdown().await;
+    drop(store);
+
+    // The log purged up to the snapshot, the snapshot ten entries older.
+    let db = loop {
+        match open_db(dir.path()) {
+            Ok(db) => break db,
+            Err(e) if e.to_string().contains("in use by another") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
+    let mut meta: Meta = db.get_meta(KEY_SNAPSHOT_META).unwrap().unwrap();
+    let last = meta.last_log_id.unwrap();
+    db.put_meta(KEY_PURGED, &last).unwrap();
+    meta.last_log_id = Some(openraft::alias::LogIdOf::<TypeConfig> {
+        index: last.index - 10,
+        ..last
+    });
+    db.put_meta(KEY_SNAPSHOT_META, &meta).unwrap();
+    drop(db);
+
+    let failed = open(dir.path()).await.unwrap_err();
+    assert!(matches!(failed, StoreError::Open { .. }), "{failed:?}");
+    let text = crate::chain(&failed);
+    assert!(text.contains("Cannot re-apply logs"), "{text}");
+}
