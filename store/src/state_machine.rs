@@ -364,6 +364,35 @@ mod tests {
         }
     }
 
+    /// The same through the state machine, interleaved as openraft runs
+    /// it: a build copies the state, a newer snapshot is installed while
+    /// it encodes, then the build finishes.
+    #[tokio::test]
+    async fn a_snapshot_installed_during_a_build_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("state.redb")).unwrap();
+        let mut machine = StateMachine::open(db.clone()).unwrap();
+        let mut builder = machine.get_snapshot_builder().await;
+        let mut build = Box::pin(builder.build_snapshot());
+        assert!(
+            futures::poll!(&mut build).is_pending(),
+            "the build encodes on a thread of its own"
+        );
+        let newer = SnapshotMeta {
+            last_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, 10)),
+            last_membership: StoredMembership::default(),
+        };
+        let data = encode(&State::default()).unwrap();
+        machine.install_snapshot(&newer, data).await.unwrap();
+        let built = build.await.unwrap();
+        assert_eq!(built.meta.last_log_id, None, "built from the state before");
+        let kept = stored(&db).unwrap().unwrap();
+        assert_eq!(kept.meta.last_log_id, newer.last_log_id);
+        assert_eq!(decode_state(&kept.data).unwrap(), State::default());
+        let current = machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id, newer.last_log_id);
+    }
+
     #[test]
     fn snapshots_are_compressed_and_old_ones_still_decode() {
         let mut state = State::default();
