@@ -13,6 +13,18 @@ async fn open(dir: &Path) -> Result<Store, StoreError> {
     Ok(store)
 }
 
+/// The pool the tests take addresses from, 10.0.42.0/24.
+async fn request_pool(store: &Store) {
+    let pool = Command::RequestPool {
+        host: store.id(),
+        pool: Some("10.0.42.0/24".parse().unwrap()),
+        range: None,
+        v6: false,
+        defaults: vec![],
+    };
+    store.write(pool).await.unwrap();
+}
+
 async fn request_address(store: &Store, name: &str) -> String {
     let cmd = Command::RequestAddress {
         host: store.id(),
@@ -33,14 +45,7 @@ async fn state_and_identity_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await.unwrap();
     let id = store.id();
-    let pool = Command::RequestPool {
-        host: id,
-        pool: Some("10.0.42.0/24".parse().unwrap()),
-        range: None,
-        v6: false,
-        defaults: vec![],
-    };
-    store.write(pool).await.unwrap();
+    request_pool(&store).await;
     for i in 0..120 {
         let got = request_address(&store, &format!("c{i}")).await;
         let release = Command::ReleaseAddress {
@@ -126,14 +131,7 @@ async fn a_snapshot_older_than_the_log_is_a_storage_failure() {
     type Meta = openraft::alias::SnapshotMetaOf<TypeConfig>;
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await.unwrap();
-    let pool = Command::RequestPool {
-        host: store.id(),
-        pool: Some("10.0.42.0/24".parse().unwrap()),
-        range: None,
-        v6: false,
-        defaults: vec![],
-    };
-    store.write(pool).await.unwrap();
+    request_pool(&store).await;
     for i in 0..20 {
         request_address(&store, &format!("c{i}")).await;
     }
