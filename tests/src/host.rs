@@ -202,6 +202,7 @@ impl SimHost {
     pub fn restart_dockerd(&self, args: &[&str]) -> Duration {
         let mut dockerd = self.dockerd_slot();
         stop_child(&mut dockerd, Duration::from_secs(30));
+        self.stop_containerd();
         let started = Instant::now();
         *dockerd = spawn_dockerd(
             self.engine,
@@ -214,6 +215,48 @@ impl SimHost {
         drop(dockerd);
         self.wait_for_dockerd();
         started.elapsed()
+    }
+
+    /// Waits for the containerd the stopped dockerd ran to exit, and kills
+    /// it if it does not. dockerd stops it on its way out, but gives up
+    /// after a while on a loaded machine; a new dockerd then takes the
+    /// dying one over ("containerd is still running") and gives up itself
+    /// when it never answers ("timeout waiting for containerd to start").
+    /// Containers outlive it in their shims.
+    fn stop_containerd(&self) {
+        let pid_file = self.dir.join("exec/containerd/containerd.pid");
+        let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+            return;
+        };
+        let pid = pid.trim();
+        // Alive (not a zombie) and containerd: "PID (containerd) S ...".
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.split_once(") ").is_some_and(|(name, rest)| {
+                    name.ends_with("(containerd") && !rest.starts_with('Z')
+                })
+            })
+        };
+        let wait = |patience: Duration| {
+            let deadline = Instant::now() + patience;
+            while running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        wait(Duration::from_secs(15));
+        if running() {
+            eprintln!(
+                "{}: containerd {pid} outlived dockerd; killing it",
+                self.netns
+            );
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+            wait(Duration::from_secs(10));
+            assert!(
+                !running(),
+                "containerd {pid} on {} survives SIGKILL",
+                self.netns
+            );
+        }
     }
 
     /// Installs rustnet as a managed plugin, with `docker-plugin/install.sh`
