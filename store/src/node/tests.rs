@@ -25,6 +25,22 @@ async fn request_pool(store: &Store) {
     store.write(pool).await.unwrap();
 }
 
+/// `open`'s answer once the database is free: openraft's tasks let go of
+/// it shortly after shutdown.
+async fn reopen<T, E: std::fmt::Display>(mut open: impl AsyncFnMut() -> Result<T, E>) -> T {
+    let mut attempts = 0;
+    loop {
+        match open().await {
+            Ok(opened) => return opened,
+            Err(e) if attempts < 50 && e.to_string().contains("in use by another") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+}
+
 async fn request_address(store: &Store, name: &str) -> String {
     let cmd = Command::RequestAddress {
         host: store.id(),
@@ -62,18 +78,7 @@ async fn state_and_identity_survive_a_restart() {
     store.shutdown().await;
     drop(store);
 
-    // openraft's tasks let go of the database shortly after shutdown.
-    let mut attempts = 0;
-    let store = loop {
-        match open(dir.path()).await {
-            Ok(store) => break store,
-            Err(e) if attempts < 50 && e.to_string().contains("in use by another") => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    };
+    let store = reopen(async || open(dir.path()).await).await;
     assert_eq!(store.id(), id);
     assert_eq!(store.read(|s| s.clone()).await.unwrap(), before);
     // Released addresses are quarantined: the next one is fresh.
@@ -151,15 +156,7 @@ async fn a_snapshot_older_than_the_log_is_a_storage_failure() {
     drop(store);
 
     // The log purged up to the snapshot, the snapshot ten entries older.
-    let db = loop {
-        match open_db(dir.path()) {
-            Ok(db) => break db,
-            Err(e) if e.to_string().contains("in use by another") => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    };
+    let db = reopen(async || open_db(dir.path())).await;
     let mut meta: Meta = db.get_meta(KEY_SNAPSHOT_META).unwrap().unwrap();
     let last = meta.last_log_id.unwrap();
     db.put_meta(KEY_PURGED, &last).unwrap();
