@@ -26,11 +26,14 @@ fi
 rm -rf "$out/src"
 mkdir -p "$out/src"
 git -C "$root" archive "$commit" | tar -x -C "$out/src"
-(cd "$out/src" && cargo build --locked --bin rustnet --target-dir "$out/target") >"$out/build.log" 2>&1 || {
+# Without debug info or incremental state: only the binary is kept.
+(cd "$out/src" && CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=false \
+    cargo build --locked --bin rustnet --target-dir "$out/target") >"$out/build.log" 2>&1 || {
     tail -30 "$out/build.log" >&2
     echo "previous-release: building $commit failed (log: $out/build.log)" >&2
     exit 1
 }
 cp "$out/target/debug/rustnet" "$out/rustnet.tmp"
 mv "$out/rustnet.tmp" "$out/rustnet"
+rm -rf "$out/target" "$out/src"
 echo "$out/rustnet"
