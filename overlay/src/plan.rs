@@ -51,8 +51,14 @@ pub struct Conflict {
 /// neither built nor torn down on this pass, and every other network is
 /// planned as usual.
 pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Conflict>) {
+    let attached: BTreeMap<&str, Attach> = desired
+        .gateways
+        .iter()
+        .map(|g| (g.name.as_str(), attach(g, observed)))
+        .collect();
+    let attach_of = |name: &str| attached.get(name).copied().unwrap_or(Attach::Bridge);
     let gateways = desired.gateways.iter().filter_map(|gateway| {
-        check_network(desired, gateway, observed)
+        check_network(desired, gateway, attach_of(&gateway.name), observed)
             .err()
             .map(|error| Conflict {
                 bridge: gateway.name.clone(),
@@ -74,12 +80,6 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
     // included: their links stay while the conflict lasts.
     let mut ops = stale(desired, observed);
     let mut late = Vec::new();
-    let attached: BTreeMap<&str, Attach> = healthy
-        .gateways
-        .iter()
-        .map(|g| (g.name.as_str(), attach(g, observed)))
-        .collect();
-    let attach_of = |name: &str| attached.get(name).copied().unwrap_or(Attach::Bridge);
     for gateway in &healthy.gateways {
         if attach_of(&gateway.name) == Attach::Bridge {
             late.extend(plan_bridge(gateway, observed, &mut ops).err());
@@ -114,10 +114,10 @@ pub fn plan_isolated(desired: &Desired, observed: &Observed) -> (Vec<Op>, Vec<Co
 fn check_network(
     desired: &Desired,
     gateway: &Gateway,
+    attached: Attach,
     observed: &Observed,
 ) -> Result<(), PlanError> {
     let mut scratch = Vec::new();
-    let attached = attach(gateway, observed);
     match attached {
         Attach::Bridge => plan_bridge(gateway, observed, &mut scratch)?,
         Attach::Macvlan { vxlan } => plan_gateway(gateway, vxlan, observed, &mut scratch)?,
@@ -489,7 +489,7 @@ fn plan_port(
 
 fn plan_veth(port: &Port, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), PlanError> {
     let host = &port.host;
-    let Some(link) = observed.links.get(host) else {
+    let Some(link) = ours(observed, host, LinkKind::Veth)? else {
         if port.required {
             if observed.links.contains_key(&port.peer) {
                 // Half a pair cannot be: the other end was deleted.
@@ -511,12 +511,6 @@ fn plan_veth(port: &Port, observed: &Observed, ops: &mut Vec<Op>) -> Result<(), 
         }
         return Ok(());
     };
-    if link.inherited {
-        return Err(PlanError::Inherited { name: host.clone() });
-    }
-    if !link.owned {
-        return Err(PlanError::Foreign { name: host.clone() });
-    }
     if link.master.as_deref() != Some(port.gateway.as_str()) {
         ops.push(Op::SetMaster {
             link: host.clone(),

@@ -239,6 +239,32 @@ fn conflicts_are_refused() {
     );
 }
 
+#[test]
+fn a_link_of_ours_of_another_kind_at_a_veths_name_is_refused() {
+    // A bridge rustnet made, at the name a container's veth wants: not
+    // made a port of the network's bridge.
+    let desired = Desired {
+        gateways: vec![bridge("rn-aaaa", "10.0.42.1/24")],
+        ports: vec![veth("ep1", "rn-aaaa", true)],
+        ..Default::default()
+    };
+    let mut observed = Observed::default();
+    crate::fake::simulate(
+        &mut observed,
+        &Op::CreateBridge {
+            name: "rnhep1".into(),
+            mtu: 1500,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        plan(&desired, &observed),
+        Err(PlanError::Foreign {
+            name: "rnhep1".into()
+        })
+    );
+}
+
 fn overlay(remotes: Vec<Remote>) -> Desired {
     Desired {
         gateways: vec![Gateway {
