@@ -237,22 +237,14 @@ impl SimHost {
                 })
             })
         };
-        let wait = |patience: Duration| {
-            let deadline = Instant::now() + patience;
-            while running() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        };
-        wait(Duration::from_secs(15));
-        if running() {
+        if !within(15, || !running()) {
             eprintln!(
                 "{}: containerd {pid} outlived dockerd; killing it",
                 self.netns
             );
             let _ = Command::new("kill").args(["-KILL", pid]).status();
-            wait(Duration::from_secs(10));
             assert!(
-                !running(),
+                within(10, || !running()),
                 "containerd {pid} on {} survives SIGKILL",
                 self.netns
             );
